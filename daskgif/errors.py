@@ -1,0 +1,110 @@
+"""The exceptions daskgif raises.
+
+Every exception passes all of its arguments to ``super().__init__`` so that it
+pickles from a worker back to the client, and formats its message in
+``__str__``.  Each also subclasses the matching builtin, so ``except ValueError``
+keeps working for callers who do not know daskgif.
+
+The ``transient`` attribute tells the retry layer whether trying again may help.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DaskgifError", "GifFormatError", "FetchError", "RunFailed"]
+
+
+class DaskgifError(Exception):
+    """Base class of daskgif's own errors."""
+
+    transient = False
+
+
+class GifFormatError(DaskgifError, ValueError):
+    """Bytes that are not the image data they claim to be.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong: what was expected and what was found.
+    offset : int, optional
+        Byte offset of the problem in the input (the data file when known).
+    frame : int, optional
+        Index of the frame the problem belongs to.
+
+    Examples
+    --------
+    >>> str(GifFormatError("expected b'GIF8', got b'\\\\x00\\\\x01'", offset=903114, frame=12))
+    "frame 12 at byte 903114: expected b'GIF8', got b'\\\\x00\\\\x01'"
+    """
+
+    def __init__(self, message: str, offset: int | None = None, frame: int | None = None):
+        super().__init__(message, offset, frame)
+        self.message = message
+        self.offset = offset
+        self.frame = frame
+
+    def __str__(self) -> str:
+        where = []
+        if self.frame is not None:
+            where.append(f"frame {self.frame}")
+        if self.offset is not None:
+            where.append(f"at byte {self.offset}")
+        return f"{' '.join(where)}: {self.message}" if where else self.message
+
+    def locate(self, frame: int | None = None, base: int = 0) -> GifFormatError:
+        """Return a copy that names *frame* and counts offsets from *base*.
+
+        >>> str(GifFormatError("bad block", offset=10).locate(frame=3, base=100))
+        'frame 3 at byte 110: bad block'
+        """
+        offset = None if self.offset is None else self.offset + base
+        return type(self)(self.message, offset, self.frame if frame is None else frame)
+
+
+class FetchError(DaskgifError, OSError):
+    """A URL that could not be copied.
+
+    Parameters
+    ----------
+    url : str
+        The URL (or path) that was read.
+    message : str
+        The cause: an HTTP status, a timeout, a missing file.
+    transient : bool
+        Whether retrying may succeed (connection errors, timeouts, HTTP 5xx/429).
+
+    Examples
+    --------
+    >>> str(FetchError("https://example.com/x.img", "HTTP 404 Not Found"))
+    'cannot fetch https://example.com/x.img: HTTP 404 Not Found'
+    """
+
+    def __init__(self, url: str, message: str, transient: bool = False):
+        super().__init__(url, message, transient)
+        self.url = url
+        self.message = message
+        self.transient = transient
+
+    def __str__(self) -> str:
+        return f"cannot fetch {self.url}: {self.message}"
+
+
+class RunFailed(DaskgifError, RuntimeError):
+    """A pipeline run in which a task failed.
+
+    Parameters
+    ----------
+    message : str
+        Names the failed task, the frame index when there is one, the attempts
+        and the cause.
+    result : object, optional
+        The run's result, with the state of every task.
+    """
+
+    def __init__(self, message: str, result: object = None):
+        super().__init__(message, result)
+        self.message = message
+        self.result = result
+
+    def __str__(self) -> str:
+        return self.message
