@@ -1,0 +1,139 @@
+"""What a pipeline run returns: success, the output, the frames, and every task's state."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from daskgif.tasks import State
+
+__all__ = ["Result", "iter_states"]
+
+# Larger GIFs are linked, not embedded, in a notebook.
+INLINE_LIMIT = 8 * 2**20
+
+
+def iter_states(states: Mapping[str, Any]) -> Iterator[State]:
+    """Yield every state of a run in pipeline order, mapped states by map index.
+
+    >>> states = {"fetch": State("fetch", "Skipped"),
+    ...           "write-frame": {1: State("write-frame", "Success", index=1),
+    ...                           0: State("write-frame", "Success", index=0)}}
+    >>> [(s.name, s.index) for s in iter_states(states)]
+    [('fetch', None), ('write-frame', 0), ('write-frame', 1)]
+    """
+    for found in states.values():
+        if isinstance(found, Mapping):
+            yield from (found[i] for i in sorted(found))
+        else:
+            yield found
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of ``build_graph(...).compute()``.
+
+    Attributes
+    ----------
+    ok : bool
+        True when every task succeeded or was skipped.
+    path : str
+        The animated GIF.
+    frames : tuple of str
+        The frame files that went into it, in order.
+    states : dict
+        ``{"fetch": State, "split": State, "map-frames": State,
+        "write-frame": {index: State, ...}, "combine": State}``.
+    size : int or None
+        Bytes written to *path*.
+    started, finished : float
+        Wall-clock times (``time.time()``) of the run's first task and its end.
+    """
+
+    ok: bool
+    path: str
+    frames: tuple[str, ...]
+    states: dict[str, Any]
+    size: int | None = None
+    started: float = 0.0
+    finished: float = 0.0
+    storage_options: dict | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first task's start to the end of the run."""
+        return self.finished - self.started
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds spent per task name (mapped tasks summed), and ``"total"``."""
+        totals: dict[str, float] = {}
+        for state in iter_states(self.states):
+            if state.start is not None and state.end is not None:
+                totals[state.name] = totals.get(state.name, 0.0) + state.end - state.start
+        return {**totals, "total": self.duration}
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Return ``{task name: {state: how many}}``, e.g. ``{"write-frame": {"Success": 27}}``."""
+        counts: dict[str, dict[str, int]] = {}
+        for state in iter_states(self.states):
+            per = counts.setdefault(state.name, {})
+            per[state.state] = per.get(state.state, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the result as JSON-able data: ``ok``, ``out``, ``frames``, ``states`` and timings."""
+
+        def plain(found: Any) -> Any:
+            if isinstance(found, Mapping):
+                return {str(i): found[i].to_dict() for i in sorted(found)}
+            return found.to_dict()
+
+        return {
+            "ok": self.ok,
+            "out": self.path,
+            "size": self.size,
+            "frames": list(self.frames),
+            "states": {name: plain(found) for name, found in self.states.items()},
+            "started": self.started,
+            "finished": self.finished,
+            "duration": self.duration,
+        }
+
+    def __repr__(self) -> str:
+        return (f"Result(ok={self.ok}, path={self.path!r}, frames={len(self.frames)}, "
+                f"duration={self.duration:.2f}s)")
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(', '.join(f'{k}: {n}' for k, n in per.items()))}</td></tr>"
+            for name, per in self.counts().items()
+        )
+        failed = "".join(
+            f"<li>{html.escape(s.name)}{'' if s.index is None else f' [{s.index}]'}: {html.escape(s.message)}</li>"
+            for s in iter_states(self.states) if s.state == "Failed"
+        )
+        status = "succeeded" if self.ok else "FAILED"
+        return (
+            f"<div><p><b>daskgif run {status}</b>: {len(self.frames)} frames to "
+            f"<code>{html.escape(self.path)}</code> in {self.duration:.2f} s</p>"
+            f"{self.gif_html()}"
+            f"<table><tr><th>task</th><th>states</th></tr>{rows}</table>"
+            f"{f'<ul>{failed}</ul>' if failed else ''}</div>"
+        )
+
+    def gif_html(self) -> str:
+        """Return an ``<img>`` tag with the GIF inline, or a note when it cannot be shown."""
+        import fsspec
+
+        try:
+            with fsspec.open(self.path, "rb", **(self.storage_options or {})) as f:
+                data = f.read(INLINE_LIMIT + 1)
+        except OSError as e:
+            return f"<p>(cannot show {html.escape(self.path)}: {html.escape(str(e))})</p>"
+        if len(data) > INLINE_LIMIT:
+            return f"<p>({html.escape(self.path)} is too large to show inline)</p>"
+        return f'<img src="data:image/gif;base64,{base64.b64encode(data).decode()}"/>'

@@ -1,0 +1,57 @@
+"""``daskgif run`` as a user runs it: a real subprocess, a real cluster, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from daskgif.sample import sample_path
+from daskgif.split import split_bytes
+
+SAMPLE_FRAMES = len(split_bytes(Path(sample_path()).read_bytes()))
+
+
+def daskgif(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "daskgif", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_new_user_runs_it_with_no_options(tmp_path):
+    done = daskgif("run", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Dashboard: http" in done.stderr
+    assert f"{SAMPLE_FRAMES} frames" in done.stdout and "clip.gif" in done.stdout
+    with Image.open(tmp_path / "clip.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == SAMPLE_FRAMES and gif.info["loop"] == 0
+    assert (tmp_path / "frame_00.gif").exists() and (tmp_path / "image-data.img").exists()
+
+
+def test_json_output(tmp_path):
+    done = daskgif("run", "--scheduler", "sync", "--json", "--duration", "40", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["ok"] is True and result["out"] == "clip.gif"
+    assert len(result["frames"]) == SAMPLE_FRAMES
+    assert result["states"]["fetch"]["state"] == "Success"
+    assert result["states"]["write-frame"]["0"]["state"] == "Success"
+
+
+def test_failed_run_exits_1_naming_the_task(tmp_path, http_server):
+    url = http_server.url("/nothing-here.img")
+    done = daskgif("run", "--scheduler", "threads", "--url", url, "--json", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "fetch" in done.stderr and url in done.stderr and "404" in done.stderr
+    assert json.loads(done.stdout)["ok"] is False
+    assert not (tmp_path / "clip.gif").exists()
+
+
+@pytest.mark.parametrize("args", [["--duration", "-1"], ["--bogus"], ["--workers", "0"], ["--on-error", "x"]])
+def test_bad_usage_exits_2(tmp_path, args):
+    done = daskgif("run", *args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert not (tmp_path / "clip.gif").exists()
