@@ -1,0 +1,463 @@
+"""Parse, validate, measure and encode GIF files (87a and 89a), with the standard library only.
+
+Three entry points:
+
+- :func:`parse_gif` reads a whole GIF and returns a :class:`GifInfo` describing every
+  image: its Graphic Control fields, its descriptor, its colour table and the span of
+  its LZW data, so :mod:`daskgif.join` can copy that data unchanged.
+- :func:`gif_length` walks a GIF inside a larger buffer to just past its trailer, as
+  fast as Python allows; it raises :class:`Incomplete` when the buffer ends first, so
+  the splitter can read more and try again.
+- :func:`encode_gif` is a small LZW encoder, deterministic forever, used to make the
+  embedded sample and exact test frames.
+
+The LZW code stream itself is walked, never decoded: a structure walk catches
+truncation and bad block introducers, not a corrupt code stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from daskgif.errors import GifFormatError
+
+__all__ = ["GifInfo", "ImageInfo", "Incomplete", "parse_gif", "gif_length", "table_size_bits", "encode_gif"]
+
+EXTENSION, IMAGE, TRAILER = 0x21, 0x2C, 0x3B
+GRAPHIC_CONTROL, PLAIN_TEXT = 0xF9, 0x01
+
+
+class Incomplete(GifFormatError):
+    """The buffer ended before the GIF did: read more bytes and walk again.
+
+    It is a :class:`~daskgif.errors.GifFormatError` so that, at the end of the data,
+    it is simply the error ("truncated in image data").
+    """
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """One image of a GIF: its control fields, descriptor, colour table and data span.
+
+    Attributes
+    ----------
+    left, top, width, height : int
+        The image's position and size on the logical screen.
+    interlace : bool
+        Rows stored in the four-pass interlaced order.
+    local_table : bytes or None
+        The image's own colour table, or None when it uses the global one.
+    sort : bool
+        The local table's sort flag.
+    disposal : int
+        The Graphic Control disposal method (0 when there is no GCE).
+    transparent : int or None
+        The transparent colour index, or None.
+    delay : int
+        The delay in hundredths of a second (0 when there is no GCE).
+    data : tuple of int
+        ``(start, end)`` of the LZW minimum code size byte and the data sub-blocks,
+        including the block terminator.
+    """
+
+    left: int
+    top: int
+    width: int
+    height: int
+    interlace: bool
+    local_table: bytes | None
+    sort: bool
+    disposal: int
+    transparent: int | None
+    delay: int
+    data: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class GifInfo:
+    """What :func:`parse_gif` found in a GIF.
+
+    Attributes
+    ----------
+    version : bytes
+        ``b"87a"`` or ``b"89a"``.
+    width, height : int
+        The logical screen size.
+    global_table : bytes or None
+        The global colour table, or None.
+    global_sort : bool
+        The global table's sort flag.
+    background : int
+        The background colour index.
+    images : tuple of ImageInfo
+        Every image, in order.
+    end : int
+        The offset just past the trailer.
+    """
+
+    version: bytes
+    width: int
+    height: int
+    global_table: bytes | None
+    global_sort: bool
+    background: int
+    images: tuple[ImageInfo, ...]
+    end: int
+
+    def table(self, image: ImageInfo) -> tuple[bytes, bool]:
+        """Return the colour table *image* is drawn with, and its sort flag."""
+        if image.local_table is not None:
+            return image.local_table, image.sort
+        assert self.global_table is not None  # parse_gif refuses images without a table
+        return self.global_table, self.global_sort
+
+
+def table_size_bits(table: bytes) -> int:
+    """Return the 3-bit size field of a colour table of ``3 * 2**(n + 1)`` bytes.
+
+    >>> table_size_bits(bytes(6)), table_size_bits(bytes(768))
+    (0, 7)
+    """
+    return (len(table) // 3).bit_length() - 2
+
+
+def _u16(buf, pos: int) -> int:
+    return buf[pos] | buf[pos + 1] << 8
+
+
+def _need(buf, pos: int, n: int, what: str) -> None:
+    if pos + n > len(buf):
+        raise Incomplete(f"truncated in {what}", pos)
+
+
+def _table(buf, pos: int, flags: int, what: str) -> int:
+    """Return the length of the colour table announced by *flags* (0 if none)."""
+    if not flags & 0x80:
+        return 0
+    n = 3 << ((flags & 7) + 1)
+    if pos + n > len(buf):
+        raise Incomplete(f"{what} of {n} bytes runs past the end (only {len(buf) - pos} left)", pos)
+    return n
+
+
+def _sub_blocks(buf, pos: int, what: str) -> int:
+    """Walk data sub-blocks from *pos*; return the offset just past the terminator."""
+    try:
+        size = buf[pos]
+        while size:
+            pos += size + 1
+            size = buf[pos]
+    except IndexError:
+        raise Incomplete(f"truncated in {what}", min(pos, len(buf))) from None
+    return pos + 1
+
+
+def _header(buf, start: int) -> int:
+    """Check the signature and return the logical screen descriptor's flags offset."""
+    head = bytes(buf[start:start + 6])
+    if head[:4] != b"GIF8"[:len(head)]:  # a short prefix of b"GIF8" may still become one
+        raise GifFormatError(f"expected b'GIF8', got {head[:4]!r}", start)
+    _need(buf, start, 13, "header")
+    if head[3:] not in (b"87a", b"89a"):
+        raise GifFormatError(f"unsupported GIF version {head[3:]!r}, expected b'87a' or b'89a'", start + 3)
+    return start + 10
+
+
+def gif_length(buf: bytes | bytearray | memoryview, start: int = 0, *, max_pixels: int | None = None) -> int:
+    """Walk the GIF that begins at *start* in *buf*; return the offset just past its trailer.
+
+    Only the structure is walked: blocks, colour tables and sub-blocks.
+
+    Parameters
+    ----------
+    buf : bytes-like
+        Bytes holding the GIF, possibly followed by anything.
+    start : int, optional
+        Offset of the GIF's first byte.
+    max_pixels : int, optional
+        Refuse a logical screen larger than this.
+
+    Raises
+    ------
+    Incomplete
+        *buf* ends before the trailer: more bytes are needed.
+    GifFormatError
+        The bytes are not a GIF; ``offset`` is an offset in *buf*.
+
+    Examples
+    --------
+    >>> gif = encode_gif(2, 2, bytes(6), bytes(4))
+    >>> gif_length(gif + b"\\n\\n\\n\\n") == len(gif)
+    True
+    """
+    pos = _header(buf, start)
+    if max_pixels is not None and _u16(buf, start + 6) * _u16(buf, start + 8) > max_pixels:
+        raise GifFormatError(f"screen of {_u16(buf, start + 6)}x{_u16(buf, start + 8)} pixels is larger "
+                             f"than max_pixels={max_pixels}", start + 6)
+    pos += 3 + _table(buf, pos + 3, buf[pos], "global colour table")
+    n = len(buf)
+    while pos < n:
+        kind = buf[pos]
+        if kind == IMAGE:
+            _need(buf, pos, 10, "image descriptor")
+            pos += 10
+            pos += _table(buf, pos, buf[pos - 1], "local colour table")
+            _need(buf, pos, 1, "image data")
+            pos = _sub_blocks(buf, pos + 1, "image data")
+        elif kind == EXTENSION:
+            _need(buf, pos, 2, "extension")
+            pos = _sub_blocks(buf, pos + 2, f"extension 0x{buf[pos + 1]:02x}")
+        elif kind == TRAILER:
+            return pos + 1
+        else:
+            raise GifFormatError(f"unknown block introducer 0x{kind:02x}", pos)
+    raise Incomplete("truncated before the trailer", pos)
+
+
+def parse_gif(data: bytes | bytearray | memoryview, *, max_pixels: int | None = None) -> GifInfo:
+    """Parse and validate a whole GIF.
+
+    Parameters
+    ----------
+    data : bytes-like
+        The GIF, from its signature on; bytes after the trailer are ignored (see ``end``).
+    max_pixels : int, optional
+        Refuse a logical screen or an image larger than this many pixels.
+
+    Returns
+    -------
+    GifInfo
+
+    Raises
+    ------
+    GifFormatError
+        Naming what is wrong and its byte offset: a bad signature, a zero-size screen,
+        no images, an image without a colour table, a truncated block, ...
+
+    Examples
+    --------
+    >>> info = parse_gif(encode_gif(3, 2, bytes(range(12)), bytes([0, 1, 2, 3, 0, 1]), transparent=3))
+    >>> info.version, info.width, info.height, len(info.images), info.images[0].transparent
+    (b'89a', 3, 2, 1, 3)
+    >>> parse_gif(b"GIF89a\\x00\\x00\\x01\\x00\\x00\\x00\\x00;")
+    Traceback (most recent call last):
+    ...
+    daskgif.errors.GifFormatError: at byte 6: zero-size logical screen 0x1
+    """
+    try:
+        return _parse(data, max_pixels)
+    except Incomplete as e:
+        raise GifFormatError(e.message, e.offset) from None
+
+
+def _parse(buf, max_pixels: int | None) -> GifInfo:
+    pos = _header(buf, 0)
+    version = bytes(buf[3:6])
+    width, height, flags, background = _u16(buf, 6), _u16(buf, 8), buf[10], buf[11]
+    if not width or not height:
+        raise GifFormatError(f"zero-size logical screen {width}x{height}", 6)
+    if max_pixels is not None and width * height > max_pixels:
+        raise GifFormatError(f"screen of {width}x{height} pixels is larger than max_pixels={max_pixels}", 6)
+    pos = 13
+    n = _table(buf, pos, flags, "global colour table")
+    global_table = bytes(buf[pos:pos + n]) if n else None
+    pos += n
+    images: list[ImageInfo] = []
+    gce: tuple[int, int | None, int] = (0, None, 0)
+    while True:
+        _need(buf, pos, 1, "block introducer")
+        kind = buf[pos]
+        if kind == IMAGE:
+            _need(buf, pos, 10, "image descriptor")
+            left, top, w, h, iflags = _u16(buf, pos + 1), _u16(buf, pos + 3), _u16(buf, pos + 5), _u16(buf, pos + 7), buf[pos + 9]
+            if not w or not h:
+                raise GifFormatError(f"image {len(images)} has zero size {w}x{h}", pos + 5)
+            if max_pixels is not None and w * h > max_pixels:
+                raise GifFormatError(f"image {len(images)} of {w}x{h} pixels is larger than max_pixels={max_pixels}", pos + 5)
+            pos += 10
+            n = _table(buf, pos, iflags, "local colour table")
+            local = bytes(buf[pos:pos + n]) if n else None
+            if local is None and global_table is None:
+                raise GifFormatError(f"image {len(images)} has neither a local nor a global colour table", pos - 10)
+            pos += n
+            _need(buf, pos, 1, "image data")
+            if not 1 <= buf[pos] <= 11:
+                raise GifFormatError(f"LZW minimum code size must be 1 to 11, got {buf[pos]}", pos)
+            end = _sub_blocks(buf, pos + 1, "image data")
+            images.append(ImageInfo(left, top, w, h, bool(iflags & 0x40), local, bool(iflags & 0x20), *gce, (pos, end)))
+            gce = (0, None, 0)
+            pos = end
+        elif kind == EXTENSION:
+            _need(buf, pos, 2, "extension")
+            label = buf[pos + 1]
+            if label == GRAPHIC_CONTROL:
+                _need(buf, pos, 8, "graphic control extension")
+                if buf[pos + 2] != 4:
+                    raise GifFormatError(f"graphic control extension of {buf[pos + 2]} bytes, expected 4", pos + 2)
+                packed = buf[pos + 3]
+                gce = ((packed >> 2) & 7, buf[pos + 6] if packed & 1 else None, _u16(buf, pos + 4))
+            elif label == PLAIN_TEXT:
+                gce = (0, None, 0)  # a GCE governs the next graphic block, which this is
+            pos = _sub_blocks(buf, pos + 2, f"extension 0x{label:02x}")
+        elif kind == TRAILER:
+            break
+        else:
+            raise GifFormatError(f"unknown block introducer 0x{kind:02x}", pos)
+    if not images:
+        raise GifFormatError("no images before the trailer", pos)
+    return GifInfo(version, width, height, global_table, bool(flags & 0x08), background, tuple(images), pos + 1)
+
+
+# --- encoding ------------------------------------------------------------------------------
+
+
+def _lzw(pixels: bytes, min_code_size: int) -> bytes:
+    """LZW-encode colour indices as GIF sub-blocks, after the minimum code size byte."""
+    clear, eoi = 1 << min_code_size, (1 << min_code_size) + 1
+    out = bytearray()
+    acc = nbits = 0
+    size = min_code_size + 1
+
+    def emit(code: int) -> None:
+        nonlocal acc, nbits
+        acc |= code << nbits
+        nbits += size
+        while nbits >= 8:
+            out.append(acc & 0xFF)
+            acc >>= 8
+            nbits -= 8
+
+    table: dict[int, int] = {}
+    next_code = eoi + 1
+    emit(clear)
+    it = iter(pixels)
+    w = next(it, None)
+    if w is not None:
+        for c in it:
+            key = w << 8 | c
+            code = table.get(key)
+            if code is not None:
+                w = code
+                continue
+            emit(w)
+            if next_code < 4096:
+                table[key] = next_code
+                next_code += 1
+                # The decoder adds its entries one code late, so it widens one code late too.
+                if next_code > 1 << size and size < 12:
+                    size += 1
+            else:
+                emit(clear)
+                table.clear()
+                next_code, size = eoi + 1, min_code_size + 1
+            w = c
+        emit(w)
+    emit(eoi)
+    if nbits:
+        out.append(acc & 0xFF)
+    blocks = bytearray([min_code_size])
+    for i in range(0, len(out), 255):
+        chunk = out[i:i + 255]
+        blocks.append(len(chunk))
+        blocks += chunk
+    blocks.append(0)
+    return bytes(blocks)
+
+
+def _interlace(pixels: bytes, width: int, height: int) -> bytes:
+    rows = [pixels[y * width:(y + 1) * width] for y in range(height)]
+    order = [*range(0, height, 8), *range(4, height, 8), *range(2, height, 4), *range(1, height, 2)]
+    return b"".join(rows[y] for y in order)
+
+
+def _pad_table(palette: bytes) -> bytes:
+    """Pad *palette* with black to ``3 * 2**n`` bytes, 2 to 256 colours.
+
+    >>> _pad_table(b"\\xff" * 9)
+    b'\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\x00\\x00'
+    """
+    colours = len(palette) // 3
+    if len(palette) % 3 or not 1 <= colours <= 256:
+        raise ValueError(f"palette must hold 1 to 256 RGB colours, got {len(palette)} bytes")
+    return palette.ljust(3 << max(1, (colours - 1).bit_length()), b"\x00")
+
+
+def encode_gif(width: int, height: int, palette: bytes, pixels: bytes, *, version: bytes = b"89a",
+               interlace: bool = False, transparent: int | None = None, local_table: bool = False,
+               delay: int | None = None, disposal: int = 0, left: int = 0, top: int = 0,
+               screen: tuple[int, int] | None = None, background: int = 0, sort: bool = False,
+               loop: int | None = None, comment: bytes | None = None) -> bytes:
+    """Encode one image as a GIF, byte for byte the same on every machine and version.
+
+    Parameters
+    ----------
+    width, height : int
+        The image size.
+    palette : bytes
+        RGB triplets, 1 to 256 colours; padded with black to a power of two.
+    pixels : bytes
+        ``width * height`` colour indices, row by row.
+    version : bytes, optional
+        ``b"89a"`` (default) or ``b"87a"``; a GIF87a can carry no extension.
+    interlace : bool, optional
+        Store rows in the four-pass interlaced order.
+    transparent : int, optional
+        Transparent colour index (written in a Graphic Control Extension).
+    local_table : bool, optional
+        Write the palette as the image's local table instead of a global one.
+    delay : int, optional
+        Delay in hundredths of a second (written in a Graphic Control Extension).
+    disposal : int, optional
+        Disposal method for the Graphic Control Extension.
+    left, top : int, optional
+        The image position on the logical screen.
+    screen : tuple of int, optional
+        Logical screen size; default the image's extent.
+    background : int, optional
+        Background colour index.
+    sort : bool, optional
+        Set the colour table's sort flag.
+    loop : int, optional
+        Write a NETSCAPE2.0 loop block with this count.
+    comment : bytes, optional
+        Write a comment extension.
+
+    Examples
+    --------
+    >>> gif = encode_gif(2, 1, b"\\x00\\x00\\x00\\xff\\xff\\xff", b"\\x00\\x01")
+    >>> gif[:6], len(gif), gif[-1:]
+    (b'GIF89a', 35, b';')
+    """
+    if len(pixels) != width * height:
+        raise ValueError(f"pixels must hold width * height = {width * height} indices, got {len(pixels)}")
+    if version not in (b"87a", b"89a"):
+        raise ValueError(f"version must be b'87a' or b'89a', got {version!r}")
+    table = _pad_table(palette)
+    colours = len(table) // 3
+    if max(pixels, default=0) >= colours:
+        raise ValueError(f"pixel index {max(pixels)} is outside the palette of {colours} colours")
+    extensions = bytearray()
+    if loop is not None:
+        extensions += b"\x21\xff\x0bNETSCAPE2.0\x03\x01" + loop.to_bytes(2, "little") + b"\x00"
+    if comment is not None:
+        extensions += b"\x21\xfe" + b"".join(bytes([len(comment[i:i + 255])]) + comment[i:i + 255]
+                                             for i in range(0, len(comment), 255)) + b"\x00"
+    if transparent is not None or delay is not None or disposal:
+        extensions += bytes([0x21, 0xF9, 4, disposal << 2 | (transparent is not None)])
+        extensions += (delay or 0).to_bytes(2, "little") + bytes([transparent or 0, 0])
+    if extensions and version == b"87a":
+        raise ValueError("a GIF87a cannot carry extensions (transparent, delay, disposal, loop, comment)")
+    sw, sh = screen or (left + width, top + height)
+    bits = table_size_bits(table)
+    gflags = 0 if local_table else 0x80 | 0x70 | sort << 3 | bits
+    out = bytearray(b"GIF" + version + bytes([sw & 0xFF, sw >> 8, sh & 0xFF, sh >> 8, gflags, background, 0]))
+    if not local_table:
+        out += table
+    out += extensions
+    out += b"\x2c" + b"".join(v.to_bytes(2, "little") for v in (left, top, width, height))
+    out.append((0x80 | sort << 5 | bits if local_table else 0) | interlace << 6)
+    if local_table:
+        out += table
+    out += _lzw(_interlace(pixels, width, height) if interlace else pixels, max(2, (colours - 1).bit_length()))
+    out += b"\x3b"
+    return bytes(out)

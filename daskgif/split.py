@@ -1,0 +1,255 @@
+"""Split an image-data stream into frame spans, with the standard library only.
+
+An image-data file is frames joined by a delimiter (four newlines by default), often
+with a trailing delimiter.  The split is *structure aware*: a piece that begins with
+``GIF8`` is walked block by block to its trailer, and a PNG chunk by chunk to its
+``IEND``, so delimiter bytes inside a palette, LZW data or a compressed stream never cut
+a frame.  Other images (JPEG, BMP, TIFF, WebP, ICO) cannot be walked cheaply and end at
+the next delimiter.
+
+Rules, in order:
+
+- Delimiters and ASCII whitespace between frames are skipped, so empty pieces, a
+  trailing delimiter, no trailing delimiter and a stray newline all work.
+- After a walked frame comes the delimiter, or whitespace and the end of the data;
+  anything else is an error (a frame that is longer than its structure says).
+- A piece that does not begin with a known image signature is an error: the splitter
+  refuses a data file it cannot delimit reliably instead of handing garbage on.
+- Errors are :class:`~daskgif.errors.GifFormatError` naming the frame index and the
+  absolute byte offset in the stream.
+
+The stream is read in chunks: memory holds about one frame plus one chunk, whatever
+the size of the file.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import BinaryIO, NamedTuple
+
+from daskgif.errors import GifFormatError
+from daskgif.gif import Incomplete, gif_length
+
+__all__ = ["Span", "split_frames", "split_bytes", "image_kind"]
+
+WHITESPACE = frozenset(b" \t\r\n")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAGIC = (
+    (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (PNG_SIGNATURE, "PNG"), (b"\xff\xd8\xff", "JPEG"),
+    (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x01\x00", "ICO"),
+)
+
+
+class Span(NamedTuple):
+    """Where frame *index* lies in the stream: ``length`` bytes from ``offset``."""
+
+    index: int
+    offset: int
+    length: int
+
+
+def image_kind(head: bytes) -> str | None:
+    """Return the image format whose signature *head* begins with, or None.
+
+    >>> image_kind(b"GIF89a..."), image_kind(b"\\x89PNG\\r\\n\\x1a\\n"), image_kind(b"hello")
+    ('GIF', 'PNG', None)
+    >>> image_kind(b"RIFF\\x00\\x00\\x00\\x00WEBPVP8 ")
+    'WebP'
+    """
+    head = bytes(head[:12])
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in MAGIC if head.startswith(magic)), None)
+
+
+def png_length(buf: bytes | bytearray | memoryview, start: int = 0) -> int:
+    """Walk the PNG at *start* chunk by chunk; return the offset just past its ``IEND`` chunk.
+
+    Raises :class:`~daskgif.gif.Incomplete` when *buf* ends first.
+
+    >>> png = PNG_SIGNATURE + b"\\x00\\x00\\x00\\x00IEND\\xaeB`\\x82"
+    >>> png_length(png + b"\\n\\n\\n\\n") == len(png)
+    True
+    """
+    pos = start + 8
+    while True:
+        if pos + 8 > len(buf):
+            raise Incomplete("truncated in PNG chunk header", min(pos, len(buf)))
+        length = int.from_bytes(buf[pos:pos + 4], "big")
+        kind = bytes(buf[pos + 4:pos + 8])
+        if length > 0x7FFFFFFF or not kind.isalpha():
+            raise GifFormatError(f"bad PNG chunk: type {kind!r}, length {length}", pos)
+        pos += 12 + length
+        if kind == b"IEND":
+            if pos > len(buf):
+                raise Incomplete("truncated in PNG IEND chunk", len(buf))
+            return pos
+
+
+class _Buffer:
+    """A window on a stream: ``buf`` holds the bytes from absolute offset ``base`` on."""
+
+    def __init__(self, f: BinaryIO, chunk_size: int):
+        self.f, self.chunk_size = f, chunk_size
+        self.buf = bytearray()
+        self.base = 0
+        self.eof = False
+
+    def more(self, keep: int, at_least: int = 0) -> None:
+        """Drop the bytes before absolute offset *keep* and read at least one more chunk.
+
+        Compacting only here, once per read, keeps the cost linear in the stream size.
+        """
+        del self.buf[:keep - self.base]
+        self.base = keep
+        data = self.f.read(max(self.chunk_size, at_least))
+        if data:
+            self.buf += data
+        else:
+            self.eof = True
+
+    def ensure(self, pos: int, n: int) -> int:
+        """Read until *n* bytes from absolute *pos* are held or the stream ends; return *pos* in ``buf``."""
+        while self.base + len(self.buf) < pos + n and not self.eof:
+            self.more(pos)
+        return pos - self.base
+
+
+def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int = 4 * 2**20,
+                 max_pixels: int | None = None) -> Iterator[Span]:
+    """Yield the span of every frame in the image-data stream *f*, in order.
+
+    Parameters
+    ----------
+    f : file-like
+        A binary stream, read in chunks from its current position; offsets count from there.
+    delimiter : bytes, optional
+        The bytes between frames.
+    chunk_size : int, optional
+        Bytes read at a time.
+    max_pixels : int, optional
+        Refuse a GIF whose logical screen is larger than this many pixels.
+
+    Yields
+    ------
+    Span
+        ``(index, offset, length)`` of each frame.
+
+    Raises
+    ------
+    GifFormatError
+        A frame that is not an image, is truncated, or is followed by something other
+        than the delimiter; or a stream with no frames at all.
+
+    Examples
+    --------
+    >>> from daskgif.gif import encode_gif
+    >>> gif = encode_gif(2, 2, b"\\n" * 6, bytes(4))  # its palette is six newlines
+    >>> list(split_frames(io.BytesIO(gif + b"\\n\\n\\n\\n" + gif)))
+    [Span(index=0, offset=0, length=35), Span(index=1, offset=39, length=35)]
+    """
+    if not isinstance(delimiter, bytes) or not delimiter:
+        raise ValueError(f"delimiter must be non-empty bytes, got {delimiter!r}")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    stream = _Buffer(f, chunk_size)
+    d = len(delimiter)
+    index = pos = 0  # pos, start and end are absolute offsets in the stream
+    while True:
+        pos = _skip_separators(stream, pos, delimiter)
+        if pos is None:
+            break
+        start = pos
+        rel = stream.ensure(start, 12)
+        kind = image_kind(stream.buf[rel:rel + 12])
+        if kind is None:
+            got = bytes(stream.buf[rel:rel + 4])
+            raise GifFormatError(f"not an image: expected b'GIF8' or another image signature, got {got!r}",
+                                 start, index)
+        if kind in ("GIF", "PNG"):
+            end = _walk(stream, start, kind, index, max_pixels)
+            pos = _after_frame(stream, end, delimiter, index)
+        else:
+            search = start
+            while True:
+                found = stream.buf.find(delimiter, search - stream.base)
+                if found >= 0:
+                    end = stream.base + found
+                    break
+                if stream.eof:
+                    end = stream.base + len(stream.buf)
+                    break
+                search = max(start, stream.base + len(stream.buf) - d + 1)
+                stream.more(start)
+            pos = end
+        yield Span(index, start, end - start)
+        index += 1
+    if not index:
+        raise GifFormatError(f"no frames found in {stream.base + len(stream.buf)} bytes")
+
+
+def _skip_separators(stream: _Buffer, pos: int, delimiter: bytes) -> int | None:
+    """Return the offset of the next frame at or after *pos*, or None at the end of the data."""
+    while True:
+        rel = stream.ensure(pos, max(len(delimiter), 12))
+        buf = stream.buf
+        if rel >= len(buf):
+            return None
+        if buf[rel] in WHITESPACE:
+            pos += 1
+        elif buf.startswith(delimiter, rel):
+            pos += len(delimiter)
+        else:
+            return pos
+
+
+def _walk(stream: _Buffer, start: int, kind: str, index: int, max_pixels: int | None) -> int:
+    """Walk the GIF or PNG at *start* to its end, reading more as needed; return its end."""
+    while True:
+        rel = start - stream.base
+        try:
+            if kind == "GIF":
+                return stream.base + gif_length(stream.buf, rel, max_pixels=max_pixels)
+            return stream.base + png_length(stream.buf, rel)
+        except Incomplete as e:
+            if stream.eof:
+                raise GifFormatError(e.message, e.offset).locate(index, stream.base) from None
+            # Read at least as much again as is held, so a big frame is walked O(log n) times.
+            stream.more(start, len(stream.buf) - rel)
+        except GifFormatError as e:
+            raise e.locate(index, stream.base) from None
+
+
+def _after_frame(stream: _Buffer, end: int, delimiter: bytes, index: int) -> int:
+    """Check that the delimiter, or whitespace to the end of the data, follows a frame ending at *end*."""
+    rel = stream.ensure(end, len(delimiter))
+    if stream.buf.startswith(delimiter, rel):
+        return end + len(delimiter)
+    pos, run = end, bytearray()
+    while True:
+        rel = stream.ensure(pos, 1)
+        if rel >= len(stream.buf):
+            return pos
+        byte = stream.buf[rel]
+        if byte not in WHITESPACE:
+            break
+        run.append(byte)
+        pos += 1
+        if run.endswith(delimiter):
+            return pos
+    rel = stream.ensure(end, 8)
+    got = bytes(stream.buf[rel:rel + 8])
+    raise GifFormatError(f"expected the delimiter {delimiter!r} or the end of the data after the frame, got {got!r}",
+                         end, index)
+
+
+def split_bytes(data: bytes | bytearray | memoryview, delimiter: bytes = b"\n\n\n\n", **kwargs) -> list[Span]:
+    """Return the frame spans of *data*; the keywords are those of :func:`split_frames`.
+
+    >>> from daskgif.gif import encode_gif
+    >>> gif = encode_gif(1, 1, bytes(3), bytes(1))
+    >>> [s.length for s in split_bytes(gif + b"\\n\\n\\n\\n" + gif + b"\\n\\n\\n\\n")]
+    [35, 35]
+    """
+    return list(split_frames(io.BytesIO(data), delimiter, **kwargs))
