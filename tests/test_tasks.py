@@ -279,7 +279,10 @@ def test_example_runs():
     script = ROOT / "examples" / "etl_weather.py"
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    assert "extract-station[1]: Success after 2 attempts" in out
-    assert "extract-station[2]: Skipped (cached)" in out
-    assert "mean temperature" in out
+    lines = proc.stdout.splitlines()
+    assert "extract-station[0] lima: Success after 2 attempts" in lines
+    assert "extract-station[1] oslo: Success" in lines
+    assert "extract-station[2] pune: Skipped (cached)" in lines
+    assert "clean-readings[2] pune: Success" in lines
+    assert "all stations: mean temperature 16.3 C" in lines
+    assert "Retrying extract-station after ConnectionError" in proc.stderr
