@@ -1,18 +1,10 @@
 """Retries with a delay, a ``Skip`` signal and a state record per task, on plain Dask.
 
-A :class:`Task` wraps a function.  Calling it builds a lazy ``dask.delayed``
-node whose value is an :class:`Outcome`: the function's value and its
-:class:`State` (``Success``, ``Skipped`` or ``Failed``, with attempts, times and
-a message).  Failures never raise through the graph, so downstream tasks see
-them and finish as *Failed* without running; a :class:`Skip` raised inside a
-task may carry a result that ``skip_on_upstream_skip=False`` tasks receive.
-
-:meth:`Task.map` fans out at run time, from inside a running task: on a
-``distributed`` worker it submits one task per batch (and secedes while it
-waits); elsewhere it runs the batches in a local thread pool.
-
-The retry delay never holds a ``distributed`` worker thread: the waiting task
-secedes from the pool and rejoins when it tries again.
+A :class:`Task` wraps a function; calling it builds a lazy ``dask.delayed`` node
+whose value is an :class:`Outcome` (the value and a :class:`State`).  Failures
+never raise through the graph: downstream tasks see them and fail without
+running.  :meth:`Task.map` fans out at run time from inside a running task.
+Retry delays never hold a ``distributed`` worker thread (the task secedes).
 """
 
 from __future__ import annotations
@@ -199,6 +191,16 @@ def _portable(exc: BaseException) -> BaseException:
     return exc
 
 
+def _batches(items: list, batch_size: int | str, threads: int) -> list[tuple[int, list]]:
+    """Cut *items* into ``(first index, batch)`` pairs; ``"auto"`` gives about four per thread.
+
+    >>> _batches([1, 2, 3, 4, 5], "auto", threads=1)
+    [(0, [1, 2]), (2, [3, 4]), (4, [5])]
+    """
+    size = max(1, math.ceil(len(items) / (4 * max(threads, 1)))) if batch_size == "auto" else batch_size
+    return [(i, items[i:i + size]) for i in range(0, len(items), size)]
+
+
 def _run_batch(task: Task, start: int, items: Sequence, kwargs: dict) -> list[Outcome]:
     """Run *task* on consecutive *items*, the first one being map index *start*."""
     return [task.run(item, index=start + i, **kwargs) for i, item in enumerate(items)]
@@ -366,19 +368,14 @@ class Task:
         token = uuid.uuid4().hex if token is None else token
         if not _on_worker():
             threads = os.cpu_count() or 1
-            size = batch_size if batch_size != "auto" else max(1, math.ceil(len(items) / (4 * threads)))
-            starts = range(0, len(items), size)
             with ThreadPoolExecutor(max_workers=threads) as pool:
-                futures = [pool.submit(_run_batch, self, i, items[i:i + size], kwargs) for i in starts]
+                futures = [pool.submit(_run_batch, self, i, batch, kwargs)
+                           for i, batch in _batches(items, batch_size, threads)]
                 return [o for f in futures for o in f.result()]
         from distributed import worker_client
         with worker_client() as client:
-            if batch_size == "auto":
-                threads = sum(client.nthreads().values()) or 1
-                batch_size = max(1, math.ceil(len(items) / (4 * threads)))
-            futures = [client.submit(_run_batch, self, i, items[i:i + batch_size], kwargs,
-                                     key=f"{self.name}-{i}-{token}", pure=False)
-                       for i in range(0, len(items), batch_size)]
+            futures = [client.submit(_run_batch, self, i, batch, kwargs, key=f"{self.name}-{i}-{token}", pure=False)
+                       for i, batch in _batches(items, batch_size, sum(client.nthreads().values()))]
             return [o for batch in client.gather(futures) for o in batch]
 
 
