@@ -22,12 +22,15 @@ __all__ = ["main"]
 LOCAL_SCHEDULERS = ("sync", "synchronous", "single-threaded", "threads", "processes")
 
 
-def graph_options(func: Any) -> Any:
-    """The options shared by every command that builds a graph (``run``, ``graph``)."""
+def graph_options(func: Any, out_flag: str = "--out") -> Any:
+    """The options shared by every command that builds a graph (``run``, ``graph``).
+
+    *out_flag* names the GIF option: ``graph`` keeps ``--out`` for its picture.
+    """
     options = [
         click.option("--url", default=None, help="Image-data file to fetch (any fsspec URL). Default: the embedded sample."),
         click.option("--data-file", default="image-data.img", show_default=True, help="Where the fetched file is kept."),
-        click.option("--out", default="clip.gif", show_default=True, help="The animated GIF to write."),
+        click.option(out_flag, "out", default="clip.gif", show_default=True, help="The animated GIF to write."),
         click.option("--frames-dir", default=".", show_default=True, help="Folder for frame_00.gif, frame_01.gif, ..."),
         click.option("--duration", default=100, show_default=True, type=click.IntRange(0, 655350), help="Milliseconds per frame."),
         click.option("--loop", default=0, show_default=True, type=click.IntRange(0, 65535), help="Times to play; 0 loops forever."),
@@ -91,6 +94,33 @@ def run(workers: int | None, threads_per_worker: int, scheduler: str | None, as_
         click.echo(json.dumps(result.to_dict()))
     else:
         click.echo(summary(result))
+
+
+@main.command()
+@click.option("--out", "picture", default="graph.svg", show_default=True, type=click.Path(dir_okay=False),
+              help="The picture to write: .svg, .png, .pdf, or .dot (Graphviz source).")
+@click.option("--max-frames", type=click.IntRange(2), default=3, show_default=True,
+              help="The most write-frame nodes drawn; the rest become one node.")
+@lambda func: graph_options(func, out_flag="--gif")
+def graph(picture: str, max_frames: int, **params: Any) -> None:
+    """Draw the pipeline: fetch, split, one write-frame task per frame, combine. Nothing is fetched or written.
+
+    The frame count is read from the data file (or a local --url) when it is on
+    local disk; otherwise the per-frame map is drawn as one node.
+    """
+    from daskgif.graph import build_graph
+    from daskgif.picture import draw_pipeline, save_picture
+
+    kwargs = graph_kwargs(params)
+    try:
+        build_graph(**kwargs)  # validates the arguments as ``run`` does; builds, reads and writes nothing else
+        save_picture(draw_pipeline(**kwargs, max_frames=max_frames), picture)
+    except (TypeError, ValueError) as e:
+        raise click.UsageError(str(e)) from e
+    except OSError as e:
+        click.echo(f"Error: cannot write {picture}: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"Wrote {picture}")
 
 
 @contextlib.contextmanager
