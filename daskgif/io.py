@@ -1,14 +1,12 @@
 """Every byte daskgif reads or writes, through fsspec.
 
-A path is anything fsspec opens: a local path, ``file://``, ``https://``,
-``s3://``, ``memory://`` (per process), ...  Writes are atomic: data appears
-under its final name only once it is complete.  Settings (chunk size, timeouts,
-limits) are arguments; configuration is read by the callers, on the client.
+A path is anything fsspec opens: a local path, ``file://``, ``https://``, ``s3://``,
+``memory://`` (per process), ...  Writes are atomic: data appears under its final name
+only once complete.  Settings are arguments: callers read ``dask.config`` on the client.
 
-``storage_options`` are passed to fsspec.  When the two ends of a copy need
-different options, nest them under the protocol name, e.g.
-``{"s3": {"key": ...}, "https": {"headers": {...}}}``; top-level options are
-used for both ends.
+``storage_options`` are passed to fsspec.  When the two ends of a copy need different
+options, nest them under the protocol name (``{"s3": {"key": ...}, "https": {...}}``);
+top-level options are used for both ends.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ import tempfile
 import uuid
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any, BinaryIO, ContextManager
+from typing import IO, BinaryIO, ContextManager
 
 import fsspec
 from fsspec.core import split_protocol, url_to_fs
@@ -29,19 +27,12 @@ from fsspec.implementations.local import LocalFileSystem
 from .errors import FetchError
 
 __all__ = [
-    "atomic_write",
-    "exists",
-    "fetch_file",
-    "frame_name",
-    "join_path",
-    "open_input",
-    "read_span",
+    "atomic_write", "exists", "fetch_file", "frame_name", "join_path", "open_input", "read_span",
     "read_spans",
-]
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
-_HTTP = ("http", "https")
 # Statuses that may go away on their own: request timeout, rate limit, server errors.
 _TRANSIENT_STATUS = (408, 425, 429)
 
@@ -54,18 +45,13 @@ def _protocols(url: str) -> list[str]:
 def _options(url: str, storage_options: dict | None) -> dict:
     """The fsspec options for *url*: top-level ones, updated by those nested under its protocol."""
     so = dict(storage_options or {})
-    nested = {k: so.pop(k) for k in list(so) if isinstance(so[k], dict) and k in _all_protocols()}
+    if "::" in url:  # fsspec's own convention for chained URLs: options nested by protocol
+        return so
+    known = set(fsspec.available_protocols()) | set(fsspec.registry)
+    nested = {k: so.pop(k) for k in list(so) if isinstance(so[k], dict) and k in known}
     for protocol in _protocols(url):
         so.update(nested.get(protocol, {}))
     return so
-
-
-def _all_protocols() -> set[str]:
-    return set(fsspec.available_protocols()) | set(fsspec.registry)
-
-
-def _fs(path: str, storage_options: dict | None) -> tuple[fsspec.AbstractFileSystem, str]:
-    return url_to_fs(path, **_options(path, storage_options))
 
 
 def fetch_file(
@@ -95,8 +81,7 @@ def fetch_file(
     chunk_size : int, optional
         Bytes read and written at a time; the whole file is never in memory.
     timeout : float, optional
-        Seconds an HTTP(S) download may stall (no bytes received, or no
-        connection made) before it fails.
+        Seconds an HTTP(S) download may stall (no connection, no bytes) before it fails.
     max_bytes : int, optional
         The largest accepted download; a larger one fails and leaves nothing.
     allowed_protocols : collection of str, optional
@@ -114,6 +99,8 @@ def fetch_file(
         Naming *url*.  ``transient`` is true for connection errors, timeouts
         and HTTP 5xx/408/429; false for other HTTP statuses, missing files,
         bad or refused URLs and downloads larger than *max_bytes*.
+    OSError
+        Writing *data_file* failed (disk full, permission denied, ...).
     """
     if not isinstance(url, str) or not url:
         raise FetchError(repr(url), f"url must be a non-empty string, got {url!r}")
@@ -121,66 +108,54 @@ def fetch_file(
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     protocols = _protocols(url)
     if allowed_protocols is not None:
-        allowed = {p.lower() for p in allowed_protocols}
-        for p in protocols:
-            if p.lower() not in allowed:
-                raise FetchError(
-                    url,
-                    f"protocol {p!r} is not allowed "
-                    f"(daskgif.allowed-protocols: {', '.join(sorted(allowed))})",
-                )
+        allowed = sorted({p.lower() for p in allowed_protocols})
+        for p in (p for p in protocols if p.lower() not in allowed):
+            msg = f"protocol {p!r} is not allowed (daskgif.allowed-protocols: {', '.join(allowed)})"
+            raise FetchError(url, msg)
     options = _options(url, storage_options)
-    http = protocols[-1] in _HTTP
+    http = protocols[-1] in ("http", "https")
     if http:
         import aiohttp
 
-        client_kwargs = dict(options.get("client_kwargs") or {})
-        client_kwargs.setdefault(
-            "timeout", aiohttp.ClientTimeout(sock_read=timeout, sock_connect=timeout)
-        )
-        options["client_kwargs"] = client_kwargs
-    copied = 0
+        stall = aiohttp.ClientTimeout(sock_read=timeout, sock_connect=timeout)
+        options["client_kwargs"] = {"timeout": stall, **(options.get("client_kwargs") or {})}
     try:
         fs, path = url_to_fs(url, **options)
-        # For HTTP, block_size=0 streams; a size hint skips fsspec's HEAD/GET
-        # probe, which would hide the status behind FileNotFoundError and
-        # spend one more request.
-        open_kw: dict[str, Any] = {"block_size": 0, "size": -1} if http else {}
-        with fs.open(path, "rb", **open_kw) as src, atomic_write(data_file, storage_options) as dst:
-            while True:
-                want = chunk_size if max_bytes is None else min(chunk_size, max_bytes - copied + 1)
-                chunk = src.read(want)
-                if not chunk:
-                    break
-                copied += len(chunk)
-                if max_bytes is not None and copied > max_bytes:
-                    raise FetchError(url, f"larger than max_bytes={max_bytes} (daskgif.max-bytes)")
-                dst.write(chunk)
-    except FetchError:
-        raise
+        # block_size=0 streams; the size hint skips fsspec's HEAD/GET probe, which
+        # costs requests and turns every failed status into FileNotFoundError.
+        source = fs.open(path, "rb", **({"block_size": 0, "size": -1} if http else {}))
     except Exception as e:
         raise _fetch_error(url, e, http=http, timeout=timeout) from e
+    copied = 0
+    with source as src, atomic_write(data_file, storage_options) as dst:
+        while True:
+            want = chunk_size if max_bytes is None else min(chunk_size, max_bytes - copied + 1)
+            try:
+                chunk = src.read(want)
+            except Exception as e:
+                raise _fetch_error(url, e, http=http, timeout=timeout) from e
+            if not chunk:
+                break
+            copied += len(chunk)
+            if max_bytes is not None and copied > max_bytes:
+                raise FetchError(url, f"larger than max_bytes={max_bytes} (daskgif.max-bytes)")
+            dst.write(chunk)
     logger.debug("Fetched %d bytes from %s to %s", copied, url, data_file)
     return copied
 
 
 def _fetch_error(url: str, e: BaseException, *, http: bool, timeout: float) -> FetchError:
     """Classify *e*, raised while fetching *url*, as a transient or permanent FetchError."""
-    try:
-        import aiohttp
-    except ImportError:  # pragma: no cover - aiohttp comes with fsspec[http]
-        aiohttp = None
-    if aiohttp is not None:
-        if isinstance(e, aiohttp.ClientResponseError):
-            transient = e.status >= 500 or e.status in _TRANSIENT_STATUS
-            return FetchError(url, f"HTTP {e.status} {e.message}".strip(), transient)
-        if isinstance(e, aiohttp.InvalidURL):
-            return FetchError(url, f"invalid URL: {e}")
-        if isinstance(e, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
-            return FetchError(url, f"{type(e).__name__}: {e}", transient=True)
+    import aiohttp
+
+    if isinstance(e, aiohttp.ClientResponseError):
+        transient = e.status >= 500 or e.status in _TRANSIENT_STATUS
+        return FetchError(url, f"HTTP {e.status} {e.message}".strip(), transient)
+    if isinstance(e, aiohttp.InvalidURL):
+        return FetchError(url, f"bad URL: {e}")
     if isinstance(e, (TimeoutError, asyncio.TimeoutError)):
         return FetchError(url, f"timed out: no data for {timeout} s (daskgif.fetch-timeout)", True)
-    if isinstance(e, ConnectionError):
+    if isinstance(e, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError)):
         return FetchError(url, f"{type(e).__name__}: {e}", transient=True)
     if isinstance(e, FileNotFoundError):
         return FetchError(url, "HTTP 404 Not Found" if http else "no such file")
@@ -195,7 +170,7 @@ def exists(path: str, storage_options: dict | None = None) -> bool:
     >>> exists("memory://daskgif-doctest/missing.img")
     False
     """
-    fs, p = _fs(path, storage_options)
+    fs, p = url_to_fs(path, **_options(path, storage_options))
     return fs.exists(p)
 
 
@@ -224,10 +199,11 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
     >>> read_span("memory://daskgif-doctest/a.bin", 1, 2)
     b'at'
     """
-    fs, p = _fs(path, storage_options)
-    if isinstance(fs, LocalFileSystem):
+    fs, p = url_to_fs(path, **_options(path, storage_options))
+    local = isinstance(fs, LocalFileSystem)
+    if local:
         directory, name = os.path.split(p)
-        os.makedirs(directory or ".", exist_ok=True)
+        os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.part")
     else:
         fd, tmp = tempfile.mkstemp(prefix=".daskgif-", suffix=".part")
@@ -236,19 +212,17 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
         with open(tmp, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
-        if isinstance(fs, LocalFileSystem):
+            os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
+        if local:
             os.replace(tmp, p)
         else:
             fs.put_file(tmp, p)
     finally:
-        try:
+        if os.path.exists(tmp):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
 
 
-def open_input(path: str, storage_options: dict | None = None, mode: str = "rb") -> ContextManager[IO]:
+def open_input(path: str, storage_options: dict | None = None, mode="rb") -> ContextManager[IO]:
     """Open *path* for reading; use as a context manager.
 
     >>> with atomic_write("memory://daskgif-doctest/b.bin") as f:
@@ -263,24 +237,21 @@ def open_input(path: str, storage_options: dict | None = None, mode: str = "rb")
 
 
 def read_span(path: str, offset: int, length: int, storage_options: dict | None = None) -> bytes:
-    """Read *length* bytes of *path* from *offset*.
-
-    Raises ``EOFError`` when the file ends before the span does.
+    """Read *length* bytes of *path* from *offset*; ``EOFError`` if the file ends first.
 
     >>> with atomic_write("memory://daskgif-doctest/c.bin") as f:
     ...     _ = f.write(b"0123456789")
     >>> read_span("memory://daskgif-doctest/c.bin", 3, 4)
     b'3456'
     """
-    return next(read_spans(path, [(offset, length)], storage_options))
+    with open_input(path, storage_options) as f:
+        return _read_at(f, path, offset, length)
 
 
 def read_spans(
     path: str, spans: Iterable[tuple[int, int]], storage_options: dict | None = None
 ) -> Iterator[bytes]:
     """Read each ``(offset, length)`` span of *path* in turn, opening it once.
-
-    Raises ``EOFError`` when the file ends before a span does.
 
     >>> with atomic_write("memory://daskgif-doctest/d.bin") as f:
     ...     _ = f.write(b"0123456789")
@@ -289,15 +260,17 @@ def read_spans(
     """
     with open_input(path, storage_options) as f:
         for offset, length in spans:
-            if offset < 0 or length < 0:
-                raise ValueError(f"span must have offset >= 0 and length >= 0, got {(offset, length)!r}")
-            f.seek(offset)
-            data = f.read(length)
-            if len(data) != length:
-                raise EOFError(
-                    f"{path}: expected {length} bytes at offset {offset}, got {len(data)}"
-                )
-            yield data
+            yield _read_at(f, path, offset, length)
+
+
+def _read_at(f: IO, path: str, offset: int, length: int) -> bytes:
+    if offset < 0 or length < 0:
+        raise ValueError(f"span must have offset >= 0 and length >= 0, got {(offset, length)!r}")
+    f.seek(offset)
+    data = f.read(length)
+    if len(data) != length:
+        raise EOFError(f"{path}: expected {length} bytes at offset {offset}, got {len(data)}")
+    return data
 
 
 def join_path(directory: str, name: str) -> str:
@@ -305,8 +278,6 @@ def join_path(directory: str, name: str) -> str:
 
     >>> join_path("s3://bucket/dir/", "frame_00.gif")
     's3://bucket/dir/frame_00.gif'
-    >>> join_path("memory://", "a.gif")
-    'memory://a.gif'
     >>> join_path(".", "frame_00.gif") == os.path.join(".", "frame_00.gif")
     True
     """
@@ -320,12 +291,8 @@ def join_path(directory: str, name: str) -> str:
 def frame_name(index: int, count: int) -> str:
     """File name of frame *index* of *count*, zero-padded so names sort in order.
 
-    >>> frame_name(0, 1)
-    'frame_00.gif'
-    >>> frame_name(99, 100)
-    'frame_99.gif'
-    >>> frame_name(7, 101)
-    'frame_007.gif'
+    >>> frame_name(0, 1), frame_name(99, 100), frame_name(7, 101)
+    ('frame_00.gif', 'frame_99.gif', 'frame_007.gif')
     """
     if not 0 <= index < count:
         raise ValueError(f"index must be in range(count={count}), got {index!r}")

@@ -51,7 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
                 status = route.fail_status
             else:
                 status = 0
-        if route is None:
+        if route is None or (route.body is None and method != "POST"):
             self.send_error(404)
         elif status:
             self.send_error(status)
@@ -126,7 +126,7 @@ class _Server(ThreadingHTTPServer):
 class HTTPServer:
     """A real HTTP server on 127.0.0.1 with a tiny routing API, for tests.
 
-    Every path answers 404 until configured.  Requests are served in threads,
+    Every path answers 404 until it is given a body.  Requests are served in threads,
     one request per connection (HTTP/1.0).
 
     Attributes

@@ -278,8 +278,18 @@ def test_frame_name_widths():
 def test_join_path():
     assert join_path("s3://b/dir", "f.gif") == "s3://b/dir/f.gif"
     assert join_path("memory://x/", "f.gif") == "memory://x/f.gif"
+    assert join_path("memory://", "f.gif") == "memory://f.gif"
     assert join_path("", "f.gif") == "f.gif"
     assert join_path("/tmp/d", "f.gif") == os.path.join("/tmp/d", "f.gif")
+
+
+def test_fetch_write_error_is_not_a_fetch_error(http_server, tmp_path):
+    url = http_server.serve("/data.img", BODY)
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(OSError) as info:
+        fetch_file(url, str(tmp_path / "file" / "data.img"))
+    assert not isinstance(info.value, FetchError)
+    assert leftovers(tmp_path) == ["file"]
 
 
 def test_storage_options_nested_by_protocol(tmp_path):
@@ -312,3 +322,24 @@ def test_s3_fetch_and_atomic_write(s3_server, s3_bucket, http_server, tmp_path):
     with atomic_write(f"{s3_bucket}/out/clip.gif", so) as f:
         f.write(b"GIF89a")
     assert read_span(f"{s3_bucket}/out/clip.gif", 0, 6, so) == b"GIF89a"
+
+
+def test_http_server_fixture_posts(http_server):
+    """The shared fixture records POST bodies and applies failures to them too."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def post(path, data):
+        request = urllib.request.Request(http_server.url(path), data=data, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status
+
+    assert post("/hook", json.dumps({"ok": True}).encode()) == 200
+    http_server.fail("/hook", 500, times=1)
+    with pytest.raises(urllib.error.HTTPError) as info:
+        post("/hook", b"raw")
+    info.value.close()
+    assert post("/hook", b"raw") == 200
+    assert http_server.posts == [("/hook", {"ok": True}), ("/hook", b"raw"), ("/hook", b"raw")]
+    assert http_server.hits("/hook", "POST") == 3
