@@ -51,10 +51,10 @@ class _Handler(BaseHTTPRequestHandler):
                 status = route.fail_status
             else:
                 status = 0
-        if route is None or (route.body is None and method != "POST"):
-            self.send_error(404)
-        elif status:
+        if status:
             self.send_error(status)
+        elif route is None or (route.body is None and method != "POST"):
+            self.send_error(404)
         else:
             return route
         return None
