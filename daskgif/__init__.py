@@ -25,6 +25,7 @@ _exports = {
     "split_frames": "daskgif.split",
     "join_gifs": "daskgif.join",
     "sample_path": "daskgif.sample",
+    "run_schedule": "daskgif.schedule",
 }
 
 __all__ = sorted(_exports)

@@ -70,11 +70,20 @@ def main(verbose: int) -> None:
 @click.option("--scheduler", default=None, help="sync, threads, processes, or the address of a running cluster. Default: a new local cluster.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the result, as one JSON object.")
 @click.option("--report", default=None, type=click.Path(dir_okay=False), help="Save Dask's performance report (HTML) of the run.")
+@click.option("--every", default=None, metavar="DURATION", help="Run again every DURATION (24h, 30m, 10s, 1h30m, seconds), on one cluster.")
+@click.option("--cron", default=None, metavar="EXPR", help="Run on a cron schedule, e.g. '0 2 * * *' (local time), on one cluster.")
+@click.option("--max-runs", type=click.IntRange(1), default=None, help="Stop a schedule after N runs. Default: until Ctrl-C/SIGTERM.")
+@click.option("--notify", default=None, metavar="URL", help="POST every run's result as JSON to this http(s) webhook.")
+@click.option("--history", default=None, metavar="FILE", help="Append one JSON line per run to FILE (any fsspec path).")
 def run(workers: int | None, threads_per_worker: int, scheduler: str | None, as_json: bool, report: str | None,
         **params: Any) -> None:
     """Run the pipeline once and print a summary (or the result as JSON)."""
     from daskgif.graph import build_graph
 
+    ops = {name: params.pop(name) for name in ("every", "cron", "max_runs", "notify", "history")}
+    if any(value is not None for value in ops.values()):
+        run_scheduled(graph_kwargs(params), workers, threads_per_worker, scheduler, as_json, report, **ops)
+        return
     try:
         graph = build_graph(**graph_kwargs(params))
     except (TypeError, ValueError) as e:
@@ -182,3 +191,121 @@ def summary(result: Result) -> str:
     return (f"Wrote {result.path}{size}: {len(result.frames)} frames in {result.duration:.2f} s\n"
             f"States: {counts}")
 
+
+
+def run_scheduled(kwargs: dict[str, Any], workers: int | None, threads_per_worker: int, scheduler: str | None,
+                  as_json: bool, report: str | None, every: str | None, cron: str | None, max_runs: int | None,
+                  notify: str | None, history: str | None) -> None:
+    """``run`` with ``--every``/``--cron``/``--notify``/``--history``: runs on one cluster, reports each one.
+
+    Exit status: 0 when every run succeeded, 1 when any failed, 2 for bad usage;
+    stopped by a signal: 130 (SIGINT, Ctrl-C) or 143 (SIGTERM), after the run in
+    progress was cancelled (on a cluster) or finished (local schedulers).
+    """
+    import signal
+
+    from daskgif.graph import build_graph
+    from daskgif.notify import check_url
+    from daskgif.schedule import Cron, parse_duration, run_schedule
+
+    try:
+        if every is not None and cron is not None:
+            raise ValueError("--every and --cron are mutually exclusive; give one of them")
+        if max_runs is not None and every is None and cron is None:
+            raise ValueError("--max-runs needs --every or --cron")
+        if every is not None:
+            parse_duration(every)
+        if cron is not None:
+            Cron(cron)
+        if notify is not None:
+            check_url(notify)
+        build_graph(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise click.UsageError(str(e)) from e
+
+    def show(run: Any) -> None:
+        if as_json:
+            data = run.result.to_dict() if run.result is not None else {"ok": False, "out": kwargs["out"]}
+            click.echo(json.dumps({**data, "ok": run.ok, "run": run.number, "cancelled": run.cancelled,
+                                   "message": run.message}), nl=True)
+        elif run.result is not None and run.ok:
+            click.echo(f"Run {run.number}: {summary(run.result)}")
+        else:
+            click.echo(f"Run {run.number} {'cancelled' if run.cancelled else 'FAILED'}: {run.message}", err=True)
+        sys.stdout.flush()
+
+    stop = threading.Event()
+    received: dict[str, Any] = {}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            os.write(2, f"daskgif: {name} again: aborting now\n".encode())
+            raise KeyboardInterrupt
+        received.update(signum=signum, name=name, at=time.time())
+        stop.set()
+        os.write(2, f"daskgif: {name} received: stopping the schedule (a second signal aborts at once)\n".encode())
+
+    runs: list[Any] = []
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with contextlib.ExitStack() as stack:
+            # Worker processes started now inherit an ignored SIGINT: Ctrl-C in a terminal reaches the
+            # whole process group, and the schedule, not each worker, decides what a stop does.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                client = stack.enter_context(connect(scheduler, workers, threads_per_worker, quiet=as_json))
+            finally:
+                signal.signal(signal.SIGINT, on_signal)
+            if report and client is not None:
+                from distributed import performance_report
+
+                stack.enter_context(performance_report(filename=report))
+            try:
+                runs = run_schedule(kwargs, every=every, cron=cron, max_runs=max_runs, client=client,
+                                    scheduler=None if client is not None else scheduler, notify=notify,
+                                    history=history, on_result=lambda run: (runs.append(run), show(run)), stop=stop)
+            except (TypeError, ValueError) as e:
+                raise click.UsageError(str(e)) from e
+    except KeyboardInterrupt:
+        click.echo(f"daskgif: aborted after {len(runs)} run(s); tasks running at that moment may have left "
+                   f"temporary files", err=True)
+        sys.exit(128 + received.get("signum", signal.SIGINT))
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received:
+        last = runs[-1] if runs else None
+        if last is not None and last.cancelled:
+            what = f"run {last.number} was cancelled"
+        elif last is not None and last.finished >= received["at"]:
+            what = f"run {last.number} was finished"
+        else:
+            what = "no run was in progress"
+        click.echo(f"daskgif: stopped by {received['name']} after {len(runs)} run(s): {what}; cluster closed", err=True)
+        sys.exit(128 + received["signum"])
+    if any(not run.ok for run in runs):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("file")
+@click.option("--last", type=click.IntRange(0), default=20, show_default=True, help="How many of the latest runs to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON lines instead of a table.")
+def history(file: str, last: int, as_json: bool) -> None:
+    """Show the last runs recorded in FILE by ``daskgif run --history FILE``."""
+    from daskgif.history import format_history, read_history
+
+    try:
+        records = read_history(file, last=last)
+    except FileNotFoundError:
+        click.echo(f"Error: no history at {file}", err=True)
+        sys.exit(1)
+    except OSError as e:
+        click.echo(f"Error: cannot read the history {file}: {e}", err=True)
+        sys.exit(1)
+    if as_json:
+        for record in records:
+            click.echo(json.dumps(record))
+    else:
+        click.echo(format_history(records))

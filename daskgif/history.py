@@ -107,4 +107,4 @@ def row(record: Mapping[str, Any]) -> tuple[str, ...]:
     frames = record.get("frames")
     message = " ".join(str(record.get("message") or "").split())
     return (start, "-" if duration is None else f"{duration:.1f} s", ok, "-" if frames is None else str(frames),
-            str(record.get("out") or "-"), message[:100] + "..." * (len(message) > 100))
+            str(record.get("out") or "-"), message)

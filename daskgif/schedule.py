@@ -168,7 +168,7 @@ class Run:
     def to_record(self) -> dict[str, Any]:
         """Return the run as one JSON-able history record."""
         result = self.result
-        return {
+        return scrub({
             "run": self.number,
             "start": iso(self.started),
             "end": iso(self.finished),
@@ -180,7 +180,7 @@ class Run:
             "states": {} if result is None else result.counts(),
             "message": self.message,
             "parameters": self.parameters,
-        }
+        })
 
 
 def iso(timestamp: float) -> str:
@@ -210,6 +210,24 @@ def safe_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     return safe
 
 
+PASSWORD_IN_URL = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]*:)[^@\s/]+@")
+
+
+def scrub(data: Any) -> Any:
+    """Mask the passwords of URLs anywhere in JSON-like *data* (error messages quote URLs).
+
+    >>> scrub({"message": "cannot fetch https://me:pw@host/x: 404", "n": [1, "s3://k:s@b/y"]})
+    {'message': 'cannot fetch https://me:***@host/x: 404', 'n': [1, 's3://k:***@b/y']}
+    """
+    if isinstance(data, str):
+        return PASSWORD_IN_URL.sub(r"\1***@", data)
+    if isinstance(data, dict):
+        return {key: scrub(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [scrub(value) for value in data]
+    return data
+
+
 def mask_password(url: str) -> str:
     """Replace the password of *url*, if any, with ``***``.
 
@@ -221,6 +239,18 @@ def mask_password(url: str) -> str:
         return url
     netloc = f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[1]}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def wait_for(stop: threading.Event, seconds: float) -> bool:
+    """Sleep *seconds*, or less if *stop* is set; return whether it is set.
+
+    Polls rather than ``stop.wait()``: a signal handler that sets *stop* while
+    the main thread holds the event's lock inside ``wait()`` would deadlock.
+    """
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.1))
+    return stop.is_set()
 
 
 def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, scheduler: str | None = None,
@@ -360,7 +390,7 @@ def report_run(run: Run, *, notify: str | None = None, history: str | None = Non
     if notify:
         from daskgif.notify import post_result
 
-        payload = {**record, "result": None if run.result is None else run.result.to_dict()}
+        payload = {**record, "result": None if run.result is None else scrub(run.result.to_dict())}
         post_result(notify, payload,
                     timeout=config.get("notify-timeout") if notify_timeout is None else notify_timeout,
                     retries=config.get("notify-retries") if notify_retries is None else notify_retries,
@@ -418,7 +448,8 @@ def run_schedule(
         once; during a run, the run is cancelled on a *client* and finished on a
         local scheduler.
     clock, sleep : callable, optional
-        ``time.time`` and ``stop.wait`` by default; injected in tests.
+        ``time.time`` and a sleep that ends early when *stop* is set; injected
+        in tests. *sleep* may return True to mean "stopped".
 
     Returns
     -------
@@ -448,7 +479,7 @@ def run_schedule(
     if storage_options is None and not callable(params):
         storage_options = params.get("storage_options")
     stop = stop or threading.Event()
-    sleep = sleep or stop.wait
+    sleep = sleep or (lambda seconds: wait_for(stop, seconds))
     if plan is None:
         max_runs = 1
     runs: list[Run] = []

@@ -1,0 +1,80 @@
+"""Run history: JSON lines in local and object-store files, and the ``daskgif history`` table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from daskgif.history import append_run, format_history, read_history
+
+
+def record(run: int, ok: bool = True, **extra) -> dict:
+    return {"run": run, "start": f"2024-01-0{run}T02:00:00.000+00:00", "end": f"2024-01-0{run}T02:00:03.000+00:00",
+            "duration": 3.0, "ok": ok, "cancelled": False, "out": "clip.gif", "frames": 27 if ok else None,
+            "states": {"fetch": {"Success" if ok else "Failed": 1}}, "message": "" if ok else "HTTP 404",
+            "parameters": {"url": "http://x"}, **extra}
+
+
+def test_append_and_read_local(tmp_path):
+    path = str(tmp_path / "sub" / "h.jsonl")
+    for run in (1, 2, 3):
+        append_run(path, record(run, ok=run != 2))
+    lines = (tmp_path / "sub" / "h.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[1])["ok"] is False
+    assert [r["run"] for r in read_history(path)] == [1, 2, 3]
+    assert [r["run"] for r in read_history(path, last=2)] == [2, 3]
+    assert read_history(path, last=0) == []
+
+
+def test_memory_filesystem(tmp_path):
+    path = "memory://daskgif-history-test/h.jsonl"
+    append_run(path, record(1))
+    append_run(path, record(2))
+    assert [r["run"] for r in read_history(path)] == [1, 2]
+
+
+def test_object_store_is_rewritten_atomically(s3_server, s3_bucket):
+    path = f"{s3_bucket}/runs/h.jsonl"
+    for run in (1, 2, 3):
+        append_run(path, record(run), storage_options=s3_server.storage_options)
+    assert [r["run"] for r in read_history(path, storage_options=s3_server.storage_options)] == [1, 2, 3]
+
+
+def test_a_cut_line_is_skipped(tmp_path, caplog):
+    path = tmp_path / "h.jsonl"
+    path.write_text(json.dumps(record(1)) + "\n" + '{"run": 2, "sta\n[1, 2]\n\n')
+    append_run(str(path), record(3))
+    assert [r["run"] for r in read_history(str(path))] == [1, 3]
+    assert "Skipping line 2" in caplog.text and "Skipping line 3" in caplog.text
+
+
+def test_bad_last(tmp_path):
+    with pytest.raises(ValueError, match="last must be a non-negative integer"):
+        read_history(str(tmp_path / "h.jsonl"), last=-1)
+
+
+def test_table_lines_up():
+    table = format_history([record(1), record(2, ok=False), record(3, cancelled=True, ok=False)]).splitlines()
+    assert table[0].split() == ["start", "duration", "ok", "frames", "out", "message"]
+    assert "FAILED" in table[2] and "HTTP 404" in table[2] and "cancelled" in table[3]
+    assert len({line.index("clip.gif") for line in table[1:]}) == 1
+    assert format_history([]).split() == ["start", "duration", "ok", "frames", "out", "message"]
+
+
+def test_history_command(tmp_path):
+    path = tmp_path / "h.jsonl"
+    for run in range(1, 6):
+        append_run(str(path), record(run))
+    done = subprocess.run([sys.executable, "-m", "daskgif", "history", str(path), "--last", "2"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 3 and "2024-01-05 02:00:00" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "daskgif", "history", str(path), "--json", "--last", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert json.loads(done.stdout)["run"] == 5
+    missing = subprocess.run([sys.executable, "-m", "daskgif", "history", str(tmp_path / "none.jsonl")],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "no history at" in missing.stderr

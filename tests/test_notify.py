@@ -1,0 +1,74 @@
+"""Webhook notifications against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+import pytest
+
+from daskgif.notify import check_url, post_result
+
+
+def test_posts_json(http_server):
+    url = http_server.url("/hook")
+    assert post_result(url, {"ok": True, "run": 1, "out": "clip.gif"}, retry_delay=0) is True
+    assert http_server.posts == [("/hook", {"ok": True, "run": 1, "out": "clip.gif"})]
+
+
+def test_a_webhook_answering_500_once_is_retried(http_server, caplog):
+    url = http_server.fail("/hook", 500, times=1)
+    with caplog.at_level(logging.WARNING, logger="daskgif.notify"):
+        assert post_result(url, {"ok": False}, retries=2, retry_delay=0) is True
+    assert http_server.hits("/hook", "POST") == 2
+    assert [payload for _, payload in http_server.posts] == [{"ok": False}, {"ok": False}]
+    assert "Retrying POST to http://127.0.0.1" in caplog.text and "(attempt 1/3)" in caplog.text
+
+
+def test_a_webhook_that_keeps_failing_is_logged_not_raised(http_server, caplog):
+    url = http_server.fail("/hook", 503, times=10)
+    with caplog.at_level(logging.WARNING, logger="daskgif.notify"):
+        assert post_result(url, {"ok": True}, retries=2, retry_delay=0) is False
+    assert http_server.hits("/hook", "POST") == 3
+    assert "failed after 3 attempt(s)" in caplog.text and "503" in caplog.text
+
+
+def test_a_4xx_answer_is_not_retried(http_server, caplog):
+    url = http_server.fail("/hook", 403, times=5)
+    with caplog.at_level(logging.ERROR, logger="daskgif.notify"):
+        assert post_result(url, {"ok": True}, retries=3, retry_delay=0) is False
+    assert http_server.hits("/hook", "POST") == 1 and "403" in caplog.text
+
+
+def test_a_webhook_that_is_down(caplog):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # Nothing listens on the port any more: connection refused, retried, then logged.
+    with caplog.at_level(logging.WARNING, logger="daskgif.notify"):
+        assert post_result(f"http://127.0.0.1:{port}/hook", {"ok": True}, retries=1, retry_delay=0) is False
+    assert "Retrying POST" in caplog.text and "failed after 2 attempt(s)" in caplog.text
+
+
+def test_a_webhook_that_never_answers_times_out():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()  # accepted by the kernel, never answered
+        start = time.monotonic()
+        assert post_result(f"http://127.0.0.1:{s.getsockname()[1]}/x", {}, timeout=0.2, retries=1, retry_delay=0) is False
+    assert time.monotonic() - start < 5
+
+
+def test_secret_path_is_not_logged(http_server, caplog):
+    url = http_server.fail("/services/T0/very-secret", 500, times=5)
+    with caplog.at_level(logging.WARNING, logger="daskgif.notify"):
+        post_result(url, {}, retries=1, retry_delay=0)
+    assert caplog.text and "very-secret" not in caplog.text
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://host/x", "http://", "hooks.example.com", None])
+def test_only_http_urls(url, caplog):
+    with pytest.raises(ValueError, match="notify URL must be http"):
+        check_url(url)
+    assert post_result(url, {}) is False and "Notification not sent" in caplog.text

@@ -1,0 +1,389 @@
+"""Schedules: duration parsing, cron fire times on a fixed clock, the run loop, and ``daskgif run --every``.
+
+The loop is tested with an injected clock and sleep (no real waiting); the
+command line with real subprocesses, a real HTTP server and real signals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+import daskgif
+from daskgif import schedule
+from daskgif.schedule import Cron, Every, Run, next_fire, parse_duration, run_schedule
+
+UTC = timezone.utc
+
+
+class FakeClock:
+    """A clock that moves only when slept on or when a fake run takes time."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 6))
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_runs(monkeypatch):
+    """Replace ``run_once`` by a fake run that takes ``durations[i]`` seconds of the fake clock."""
+    calls: list[dict] = []
+
+    def install(clock: FakeClock, durations=(), fail=()):
+        def run_once(params, *, number, client, scheduler, stop, clock, scheduled):
+            start = clock()
+            clock.now += durations[number - 1] if number <= len(durations) else 1.0
+            calls.append({"number": number, "scheduled": scheduled, "start": start, "params": dict(params)})
+            return Run(number, scheduled, start, clock(), ok=number not in fail,
+                       message="boom" if number in fail else "")
+
+        monkeypatch.setattr(schedule, "run_once", run_once)
+        return calls
+
+    return install
+
+
+@pytest.mark.parametrize("text, seconds", [("24h", 86400), ("30m", 1800), ("10s", 10), ("1h30m", 5400),
+                                           ("1d2h", 93600), ("90", 90), (2.5, 2.5), (" 5S ", 5)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "10x", "30m1h", "1h1h", "-5", "0", "1h 30m", "inf", "nan", "5 s"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError, match="duration must"):
+        parse_duration(text)
+
+
+def test_next_fire_times_on_a_fixed_clock():
+    after = datetime(2024, 1, 1, 3, 0, tzinfo=UTC)
+    assert next_fire("0 2 * * *", after) == datetime(2024, 1, 2, 2, 0, tzinfo=UTC)
+    assert next_fire("0 2 * * *", datetime(2024, 1, 1, 1, 59, 59, tzinfo=UTC)) == datetime(2024, 1, 1, 2, 0, tzinfo=UTC)
+    # Strictly after: a run that fired at 02:00 is next due the following day.
+    assert next_fire("0 2 * * *", datetime(2024, 1, 2, 2, 0, tzinfo=UTC)) == datetime(2024, 1, 3, 2, 0, tzinfo=UTC)
+    assert next_fire("30 9 * * 1-5", datetime(2024, 1, 5, 10, 0, tzinfo=UTC)) == datetime(2024, 1, 8, 9, 30, tzinfo=UTC)
+    cron = Cron("*/15 * * * *", tz=UTC)
+    t0 = datetime(2024, 1, 1, 3, 7, tzinfo=UTC).timestamp()
+    assert cron.first(t0) == datetime(2024, 1, 1, 3, 15, tzinfo=UTC).timestamp()
+    assert cron.after(cron.first(t0)) == datetime(2024, 1, 1, 3, 30, tzinfo=UTC).timestamp()
+    assert Every(10).first(t0) == t0 and Every(10).after(t0) == t0 + 10
+
+
+def test_cron_follows_daylight_saving_time():
+    from dateutil import tz
+
+    paris = tz.gettz("Europe/Paris")
+    # 2024-03-31: clocks go from 02:00 to 03:00; a 02:30 job fires at 03:00 local.
+    first = next_fire("30 2 * * *", datetime(2024, 3, 30, 12, 0, tzinfo=paris))
+    assert first.date() == datetime(2024, 3, 31).date() and first.utcoffset().total_seconds() == 7200
+    assert next_fire("0 12 * * *", datetime(2024, 3, 31, 0, 0, tzinfo=paris)).utcoffset().total_seconds() == 7200
+
+
+@pytest.mark.parametrize("expr", ["at two", "61 * * * *", "* * *", ""])
+def test_bad_cron_is_refused(expr):
+    with pytest.raises(ValueError, match="cron must be a cron expression"):
+        Cron(expr)
+
+
+def test_every_runs_on_time_without_sleeping_for_real(fake_runs):
+    clock = FakeClock(1000.0)
+    calls = fake_runs(clock, durations=[2, 3, 1])
+    runs = run_schedule({"out": "a.gif"}, every="10s", max_runs=3, clock=clock, sleep=clock.sleep)
+    assert [r.number for r in runs] == [1, 2, 3] and all(r.ok for r in runs)
+    assert [c["start"] for c in calls] == [1000.0, 1010.0, 1020.0]
+    assert clock.sleeps == [8.0, 7.0]
+
+
+def test_an_overrunning_run_delays_the_next_and_says_so(fake_runs, caplog):
+    clock = FakeClock(0.0)
+    calls = fake_runs(clock, durations=[25, 1, 1])
+    with caplog.at_level(logging.WARNING, logger="daskgif.schedule"):
+        run_schedule({}, every=10, max_runs=3, clock=clock, sleep=clock.sleep)
+    # Never overlapping: run 2 starts when run 1 ends (late), then the interval counts from there.
+    assert [c["start"] for c in calls] == [0.0, 25.0, 35.0]
+    assert clock.sleeps == [9.0]
+    assert "Run 1 took 25.0 s, past the next fire time" in caplog.text and "run 2 starts now, 15.0 s late" in caplog.text
+
+
+def test_cron_schedule_with_a_fixed_clock(fake_runs):
+    start = datetime(2024, 1, 1, 3, 0, tzinfo=UTC).timestamp()
+    clock = FakeClock(start)
+    calls = fake_runs(clock, durations=[60, 60])
+    run_schedule({}, cron="0 2 * * *", max_runs=2, clock=clock, sleep=clock.sleep, tz=UTC)
+    started = [datetime.fromtimestamp(c["start"], UTC) for c in calls]
+    assert started == [datetime(2024, 1, 2, 2, 0, tzinfo=UTC), datetime(2024, 1, 3, 2, 0, tzinfo=UTC)]
+    assert clock.sleeps == [23 * 3600.0, 24 * 3600.0 - 60]
+
+
+def test_a_failed_run_is_reported_and_the_schedule_goes_on(fake_runs, tmp_path):
+    clock = FakeClock(0.0)
+    fake_runs(clock, fail={2})
+    seen = []
+    runs = run_schedule({}, every=5, max_runs=3, clock=clock, sleep=clock.sleep, on_result=seen.append,
+                        history=str(tmp_path / "h.jsonl"))
+    assert [r.ok for r in runs] == [True, False, True] and seen == runs
+    lines = [json.loads(line) for line in (tmp_path / "h.jsonl").read_text().splitlines()]
+    assert [(line["run"], line["ok"], line["message"]) for line in lines] == [(1, True, ""), (2, False, "boom"), (3, True, "")]
+
+
+def test_params_may_change_per_run(fake_runs):
+    clock = FakeClock(0.0)
+    calls = fake_runs(clock)
+    run_schedule(lambda n: {"out": f"clip-{n}.gif", "force": n > 1}, every=1, max_runs=2, clock=clock, sleep=clock.sleep)
+    assert [c["params"] for c in calls] == [{"out": "clip-1.gif", "force": False}, {"out": "clip-2.gif", "force": True}]
+
+
+def test_stop_between_runs_ends_the_schedule(fake_runs):
+    clock = FakeClock(0.0)
+    fake_runs(clock)
+    stop = threading.Event()
+
+    def sleep(seconds):
+        stop.set()
+        return True
+
+    runs = run_schedule({}, every=60, clock=clock, sleep=sleep, stop=stop)
+    assert len(runs) == 1
+
+
+def test_no_schedule_means_one_run(fake_runs):
+    clock = FakeClock(0.0)
+    calls = fake_runs(clock)
+    assert len(run_schedule({}, clock=clock, sleep=clock.sleep)) == 1 and len(calls) == 1
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"every": "1s", "cron": "* * * * *"}, "mutually exclusive"),
+    ({"every": "1s", "max_runs": 0}, "max_runs must be a positive integer"),
+    ({"every": "soon"}, "duration must"),
+    ({"cron": "nightly"}, "cron must"),
+    ({"notify": "ftp://x/y"}, "notify URL must be http"),
+])
+def test_bad_schedule_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        run_schedule({}, **kwargs)
+
+
+def test_bad_graph_arguments_fail_before_the_first_run():
+    with pytest.raises(ValueError, match="duration"):
+        run_schedule({"duration": -1}, every="1h", sleep=lambda s: pytest.fail("slept"))
+
+
+def test_run_schedule_is_exported():
+    assert daskgif.run_schedule is run_schedule
+
+
+def test_safe_parameters_leave_secrets_out():
+    run = schedule.run_once({"url": "https://u:pw@127.0.0.1:9/x.img", "storage_options": {"headers": {"Authorization": "s3cr3t"}},
+                             "retry_delay": 0, "retries": 0}, scheduler="sync")
+    record = json.dumps(run.to_record())
+    assert not run.ok and "s3cr3t" not in record and ":pw@" not in record and "u:***@127.0.0.1" in record
+
+
+# --- the real pipeline ---------------------------------------------------------------------------------
+
+
+def test_run_schedule_runs_the_pipeline_and_rebuilds_the_graph(tmp_path):
+    out = tmp_path / "clip.gif"
+    seen = []
+    runs = run_schedule({"out": str(out), "data_file": str(tmp_path / "d.img"), "frames_dir": str(tmp_path),
+                         "retry_delay": 0}, every=0.01, max_runs=2, scheduler="sync", on_result=seen.append)
+    assert [r.ok for r in runs] == [True, True] and out.exists()
+    first, second = (r.result for r in runs)
+    assert first.states["fetch"].state == "Success" and second.states["fetch"].state == "Skipped"
+    assert first.path == second.path == str(out)
+
+
+def test_state_hooks_see_every_frame(tmp_path):
+    seen = []
+    graph = daskgif.build_graph(out=str(tmp_path / "c.gif"), data_file=str(tmp_path / "d.img"),
+                                frames_dir=str(tmp_path), on_state=[seen.append])
+    result = graph.compute(scheduler="sync")
+    frames = {s.index: s for s in seen if s.name == "write-frame" and s.state == "Success"}
+    assert sorted(frames) == list(range(len(result.frames)))
+    assert all(isinstance(s, daskgif.State) and s.message is not None for s in seen)
+    names = {s.name for s in seen}
+    assert {"fetch", "split", "write-frame", "combine"} <= names
+    running = [s for s in seen if s.name == "write-frame" and s.state == "Running"]
+    assert sorted(s.index for s in running) == sorted(frames)
+    assert [s.state for s in seen if s.name == "fetch"] == ["Running", "Success"]
+
+
+def test_state_hooks_report_failures_with_their_message(tmp_path, http_server):
+    seen = []
+    url = http_server.url("/missing.img")
+    graph = daskgif.build_graph(url=url, out=str(tmp_path / "c.gif"), data_file=str(tmp_path / "d.img"),
+                                frames_dir=str(tmp_path), retry_delay=0, on_state=[seen.append])
+    with pytest.raises(daskgif.RunFailed):
+        graph.compute(scheduler="threads")
+    failed = [s for s in seen if s.name == "fetch" and s.state == "Failed"]
+    assert len(failed) == 1 and "404" in failed[0].message and failed[0].index is None
+
+
+# --- the command line ----------------------------------------------------------------------------------
+
+
+def daskgif_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "daskgif", *args]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.name.endswith(".part") or p.name.startswith(".daskgif-"))
+
+
+@pytest.fixture
+def sample_bytes() -> bytes:
+    return Path(daskgif.sample_path()).read_bytes()
+
+
+def test_every_with_history_and_notify_survives_a_failed_run(tmp_path, http_server, sample_bytes):
+    data_url = http_server.serve("/data.img", sample_bytes)
+    hook = http_server.url("/hook")
+    proc = subprocess.Popen(
+        daskgif_cmd("run", "--every", "2s", "--max-runs", "3", "--history", "h.jsonl", "--notify", hook,
+                    "--scheduler", "threads", "--url", data_url, "--force", "--retry-delay", "0", "--json"),
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Once run 1 is reported, its data URL answers 404 once: exactly run 2 fails.
+        deadline = time.monotonic() + 60
+        while not http_server.posts and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        http_server.fail("/data.img", 404, times=1)
+        stdout, stderr = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, stderr  # a run failed: status 1 once the schedule ends
+    history = [json.loads(line) for line in (tmp_path / "h.jsonl").read_text().splitlines()]
+    assert [(h["run"], h["ok"]) for h in history] == [(1, True), (2, False), (3, True)]
+    assert "404" in history[1]["message"] and "fetch" in history[1]["message"]
+    assert history[0]["frames"] > 1 and history[0]["states"]["write-frame"] == {"Success": history[0]["frames"]}
+    assert history[1]["states"]["fetch"] == {"Failed": 1}
+    assert history[0]["parameters"]["url"] == data_url and "storage_options" not in history[0]["parameters"]
+    posts = [payload for path, payload in http_server.posts if path == "/hook"]
+    assert [(p["run"], p["ok"]) for p in posts] == [(1, True), (2, False), (3, True)]
+    assert posts[0]["result"]["states"]["fetch"]["state"] == "Success"
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    assert [(line["run"], line["ok"]) for line in lines] == [(1, True), (2, False), (3, True)]
+    assert http_server.hits("/data.img") == 3
+    starts = [datetime.fromisoformat(h["start"]).timestamp() for h in history]
+    assert starts[2] - starts[0] >= 3.5  # runs 2 s apart, never sooner
+    assert leftovers(tmp_path) == []
+    table = subprocess.run(daskgif_cmd("history", "h.jsonl"), cwd=tmp_path, capture_output=True, text=True)
+    assert table.returncode == 0, table.stderr
+    rows = table.stdout.splitlines()
+    assert rows[0].split() == ["start", "duration", "ok", "frames", "out", "message"] and len(rows) == 4
+    assert "FAILED" in rows[2] and "404" in rows[2] and "yes" in rows[3]
+
+
+def test_notify_and_history_for_a_single_run(tmp_path, http_server):
+    hook = http_server.url("/hook")
+    done = subprocess.run(daskgif_cmd("run", "--scheduler", "sync", "--history", "runs/h.jsonl", "--notify", hook),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Run 1: Wrote clip.gif" in done.stdout
+    assert len((tmp_path / "runs" / "h.jsonl").read_text().splitlines()) == 1
+    assert [payload["ok"] for _, payload in http_server.posts] == [True]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--every", "5x"], "duration must"),
+    (["--every", "0"], "duration must be positive"),
+    (["--cron", "nightly"], "cron must be a cron expression"),
+    (["--every", "1s", "--cron", "* * * * *"], "mutually exclusive"),
+    (["--max-runs", "2"], "--max-runs needs --every or --cron"),
+    (["--every", "1s", "--max-runs", "0"], "0"),
+    (["--notify", "file:///tmp/x"], "notify URL must be http"),
+])
+def test_bad_schedule_options_exit_2(tmp_path, args, message):
+    done = subprocess.run(daskgif_cmd("run", "--scheduler", "sync", *args), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert not (tmp_path / "clip.gif").exists()
+
+
+def wait_for(predicate, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_sigterm_between_runs_stops_at_once(tmp_path):
+    proc = subprocess.Popen(daskgif_cmd("run", "--every", "1h", "--scheduler", "threads", "--history", "h.jsonl"),
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (tmp_path / "h.jsonl").exists() or proc.poll() is not None)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert time.monotonic() - sent < 5
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "SIGTERM received" in stderr and "stopped by SIGTERM after 1 run(s): no run was in progress" in stderr
+    assert len((tmp_path / "h.jsonl").read_text().splitlines()) == 1
+    assert leftovers(tmp_path) == []
+
+
+def test_sigint_during_a_local_run_finishes_it(tmp_path, http_server, sample_bytes):
+    # Headers and 100 bytes, then 2 s of silence: the signal arrives while fetch is running.
+    url = http_server.serve("/slow.img", sample_bytes)
+    http_server.stall("/slow.img", seconds=2, after_bytes=100)
+    proc = subprocess.Popen(daskgif_cmd("run", "--every", "1h", "--scheduler", "threads", "--url", url,
+                                        "--history", "h.jsonl"),
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: http_server.hits("/slow.img") or proc.poll() is not None)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGINT, stderr
+    assert "finishing run 1" in stderr and "run 1 was finished" in stderr
+    assert (tmp_path / "clip.gif").exists() and leftovers(tmp_path) == []
+    assert json.loads((tmp_path / "h.jsonl").read_text())["ok"] is True
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_cluster_run_cancels_it(tmp_path, http_server, sample_bytes):
+    url = http_server.serve("/slow.img", sample_bytes)
+    http_server.stall("/slow.img", seconds=3, after_bytes=100)
+    proc = subprocess.Popen(daskgif_cmd("run", "--every", "1h", "--workers", "1", "--url", url, "--history",
+                                        "h.jsonl"),
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: http_server.hits("/slow.img") or proc.poll() is not None, timeout=120)
+        time.sleep(0.3)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "cancelling run 1" in stderr and "run 1 was cancelled" in stderr and "cluster closed" in stderr
+    assert time.monotonic() - sent < 30
+    # The fetch that was running finished its atomic write; nothing after it ran; no temporary file is left.
+    assert not (tmp_path / "clip.gif").exists() and not list(tmp_path.glob("frame_*.gif"))
+    assert leftovers(tmp_path) == []
+    record = json.loads((tmp_path / "h.jsonl").read_text())
+    assert record["ok"] is False and record["cancelled"] is True
+    assert os.listdir(tmp_path)  # the history is there
