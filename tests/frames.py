@@ -89,3 +89,25 @@ def decode_rgba(gif: bytes) -> list[bytes]:
 def newline_palette(colours: int = 16) -> bytes:
     """Return a palette holding (10, 10, 10) then (10, 10, 10): ``b"\\n" * 6`` inside a colour table."""
     return (b"\n\n\n" * 2 + make_palette(colours - 2, 7))[:3 * colours]
+
+
+def make_raw_gif(width: int, height: int, palette: bytes, pixels: bytes, **encode_kwargs) -> bytes:
+    """Return a GIF whose LZW data stores every pixel as its own byte ("uncompressed" LZW).
+
+    With a 128-colour table the codes are 8 bits wide, and a clear code every 100 pixels
+    keeps them so: pixel value 10 is the byte ``b"\\n"`` in the image data.
+    """
+    assert len(palette) == 3 * 128 and max(pixels) < 128
+    gif = encode_gif(width, height, palette, pixels, **encode_kwargs)
+    from daskgif.gif import parse_gif
+
+    start, end = parse_gif(gif).images[0].data
+    codes = bytearray([128])
+    for i in range(0, len(pixels), 100):
+        codes += pixels[i:i + 100] + b"\x80"
+    codes.append(129)
+    blocks = bytearray([7])
+    for i in range(0, len(codes), 255):
+        blocks += bytes([len(codes[i:i + 255])]) + codes[i:i + 255]
+    blocks.append(0)
+    return gif[:start] + bytes(blocks) + gif[end:]
