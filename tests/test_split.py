@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daskgif.errors import GifFormatError
+from daskgif.split import Span, image_kind, split_bytes, split_frames
+from frames import image_data, make_gif, make_jpeg, make_palette, make_png, make_raw_gif, newline_palette
+
+NL4 = b"\n\n\n\n"
+
+
+def pieces(data: bytes, spans: list[Span]) -> list[bytes]:
+    return [data[s.offset:s.offset + s.length] for s in spans]
+
+
+@pytest.fixture(scope="module")
+def tricky():
+    """Frames whose bytes contain four newlines, in every place they can."""
+    return [
+        make_gif(8, 6, seed=1, palette=newline_palette()),
+        make_raw_gif(12, 12, make_palette(128), bytes([10] * 144)),
+        make_gif(4, 4, seed=2, colours=4, screen=(2570, 2570)),
+        make_gif(9, 7, seed=3, version=b"87a"),
+        make_gif(20, 17, seed=4, interlace=True, transparent=3, local_table=True),
+        make_png(10, 10, seed=5),
+        make_gif(30, 2, seed=6, colours=2),
+    ]
+
+
+@pytest.mark.parametrize("trailing", [True, False])
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 4 * 2**20])
+def test_spans_are_the_frames(tricky, trailing, chunk_size):
+    data = image_data(tricky, trailing=trailing)
+    assert len(data.split(NL4)) != len(tricky) + trailing  # a naive split gets it wrong
+    spans = list(split_frames(io.BytesIO(data), chunk_size=chunk_size))
+    assert [s.index for s in spans] == list(range(len(tricky)))
+    assert pieces(data, spans) == tricky
+
+
+def test_empty_pieces_and_whitespace_are_skipped():
+    a, b = make_gif(3, 3, seed=1), make_gif(4, 4, seed=2)
+    data = NL4 * 3 + a + NL4 * 2 + b"\n" + NL4 + b + b"\r\n"
+    assert pieces(data, split_bytes(data)) == [a, b]
+
+
+def test_other_delimiter_and_offsets_from_the_stream_position():
+    a, b = make_gif(3, 3, seed=1), make_gif(4, 4, seed=2)
+    f = io.BytesIO(b"skip" + a + b"--" + b)
+    f.seek(4)
+    assert list(split_frames(f, b"--")) == [Span(0, 0, len(a)), Span(1, len(a) + 2, len(b))]
+
+
+def test_non_gif_frames_end_at_the_delimiter():
+    jpeg, png = make_jpeg(16, 16), make_png(8, 8)
+    data = image_data([jpeg, png, jpeg], trailing=False)
+    assert pieces(data, split_bytes(data, chunk_size=5)) == [jpeg, png, jpeg]
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "no frames found in 0 bytes"),
+    (NL4 * 3, "no frames found in 12 bytes"),
+    (b"\n \r\n", "no frames found in 4 bytes"),
+])
+def test_no_frames(data, message):
+    with pytest.raises(GifFormatError, match=message):
+        split_bytes(data)
+
+
+def test_not_an_image_names_frame_and_offset():
+    good = make_gif(4, 4, seed=1)
+    data = image_data([good, b"\x00\x01garbage", good])
+    with pytest.raises(GifFormatError) as info:
+        split_bytes(data)
+    assert str(info.value) == (f"frame 1 at byte {len(good) + 4}: not an image: expected b'GIF8' or another "
+                               r"image signature, got b'\x00\x01ga'")
+
+
+def test_truncated_frame_names_frame_and_offset():
+    good = make_gif(10, 10, seed=1)
+    data = good + NL4 + good[:-30]
+    with pytest.raises(GifFormatError, match=rf"frame 1 at byte \d+: truncated in image data") as info:
+        split_bytes(data, chunk_size=16)
+    assert len(good) + 4 <= info.value.offset <= len(data)
+    assert type(info.value) is GifFormatError
+
+
+def test_bytes_after_the_trailer_are_refused():
+    good = make_gif(4, 4, seed=1)
+    data = good + b"junk" + NL4 + good
+    with pytest.raises(GifFormatError) as info:
+        split_bytes(data)
+    assert info.value.frame == 0 and info.value.offset == len(good)
+    assert "expected the delimiter b'\\n\\n\\n\\n' or the end of the data after the frame, got b'junk" in str(info.value)
+
+
+def test_colour_table_past_the_end_and_max_pixels():
+    bad = b"GIF89a\x10\x00\x10\x00\xff\xff\xff"
+    with pytest.raises(GifFormatError, match="frame 0 at byte 13: global colour table of 768 bytes runs past"):
+        split_bytes(bad)
+    huge = make_gif(2, 2, colours=2, screen=(50000, 50000))
+    with pytest.raises(GifFormatError, match="frame 1 at byte .*larger than max_pixels=1000"):
+        split_bytes(image_data([make_gif(2, 2), huge]), max_pixels=1000)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="delimiter"):
+        split_bytes(b"x", b"")
+    with pytest.raises(ValueError, match="chunk_size"):
+        split_bytes(b"x", chunk_size=0)
+
+
+def test_image_kind():
+    assert image_kind(make_jpeg(2, 2)) == "JPEG" and image_kind(b"BM....") == "BMP" and image_kind(b"GIF8") is None
+
+
+class CountingReader(io.BytesIO):
+    """Records the most bytes asked for at once."""
+
+    largest = 0
+
+    def read(self, n=-1):
+        self.largest = max(self.largest, n)
+        return super().read(n)
+
+
+def test_memory_is_bounded_by_a_frame_and_a_chunk():
+    frames = [make_gif(16, 16, seed=i % 5) for i in range(300)]
+    f = CountingReader(image_data(frames))
+    assert len(list(split_frames(f, chunk_size=1000))) == 300
+    assert f.largest <= 2 * max(map(len, frames)) + 1000
+
+
+SEEDS = [image_data([make_gif(5, 4, seed=1, colours=4), make_png(3, 3), make_gif(4, 4, seed=2, palette=newline_palette(4))])]
+
+
+@st.composite
+def mutated(draw):
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        if kind == "flip" and data:
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "insert":
+            data[at:at] = draw(st.sampled_from([NL4, b"GIF89a", b"\x00", b";", b"\x21\xf9"]))
+        elif kind == "delete":
+            del data[at:at + draw(st.integers(1, 8))]
+        else:
+            del data[at:]
+    return bytes(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(mutated(), st.binary(max_size=200)), st.sampled_from([3, 64, 4096]))
+def test_mutated_streams_are_split_or_refused(data, chunk_size):
+    try:
+        spans = split_bytes(data, chunk_size=chunk_size)
+    except GifFormatError:
+        return
+    assert spans and all(s.length > 0 and s.offset + s.length <= len(data) for s in spans)
+    assert split_bytes(data, chunk_size=1 << 20) == spans
