@@ -134,47 +134,57 @@ def draw_pipeline(
     if max_frames < 2:
         raise ValueError(f"max_frames must be at least 2, got {max_frames!r}")
     source = sample_path() if url is None else url
-    shown_url = "the embedded sample" if url is None else url
+    # Backslashes in a DOT label are escapes (b'\n' would break the line): show paths and bytes as they are.
+    shown_url = "the embedded sample" if url is None else graphviz.escape(url)
     name = local_path(data_file)
     skipped = not force and name is not None and os.path.isfile(name)
     count = count_frames(data_file if skipped else source, delimiter)
 
     dot = graphviz.Digraph("daskgif", graph_attr={"rankdir": "TB", "nodesep": "0.3", "ranksep": "0.35",
-                                                   "fontname": "Helvetica"})
+                                                   "fontname": "Helvetica", "ordering": "out"})
     dot.attr("edge", color="#555555", arrowsize="0.7")
     retry = f"retries={retries}, delay {retry_delay:g} s"
 
     dot.node("url", shown_url, **FILE)
     if skipped:
-        dot.node("fetch", f"fetch\nSkipped: {data_file} exists\n(force=True fetches again)",
+        dot.node("fetch", f"fetch\nSkipped: {graphviz.escape(data_file)} exists\n(force=True fetches again)",
                  **{**TASK, "style": "rounded,dashed,filled", "fillcolor": "#eeeeee"})
     else:
         dot.node("fetch", f"fetch\n{retry}", **TASK)
-    dot.node("data_file", data_file, **FILE)
-    dot.node("split", f"split\non {delimiter!r}\nskip_on_upstream_skip=False", **TASK)
+    dot.node("data_file", graphviz.escape(data_file), **FILE)
+    dot.node("split", f"split\non {graphviz.escape(repr(delimiter))}\nskip_on_upstream_skip=False", **TASK)
     dot.edges([("url", "fetch"), ("fetch", "data_file"), ("data_file", "split")])
 
+    def in_frames_dir(name: str) -> str:
+        return name if frames_dir in ("", ".") else io.join_path(frames_dir, name)
+
     frames = "frames known at run time" if count is None else f"{count} frame{'s' * (count != 1)}"
+    indices = [None] if count is None else frame_indices(count, max_frames)
     with dot.subgraph(name="cluster_map") as fan:
         fan.attr(label=f"map-frames: one write-frame task per frame ({frames})", style="rounded,dashed",
                  color="#3b6fa8", fontname="Helvetica", fontsize="12")
-        indices = [None] if count is None else frame_indices(count, max_frames)
         for i in indices:
             if i is None and count is None:
-                node, file = "write-frame [i]", os.path.join(frames_dir, "frame_<i>.gif")
+                node, file = "write-frame [i]", in_frames_dir("frame_<i>.gif")
             elif i is None:
                 node, file = f"… {count - max_frames + 1} more", "…"
             else:
-                node, file = f"write-frame [{i}]", os.path.join(frames_dir, io.frame_name(i, count))
+                node, file = f"write-frame [{i}]", in_frames_dir(io.frame_name(i, count))
             fan.node(f"write-{i}", node, **TASK)
-            fan.node(f"frame-{i}", file, **FILE)
+            fan.node(f"frame-{i}", graphviz.escape(file), **FILE)
             fan.edge(f"write-{i}", f"frame-{i}")
-            dot.edge("split", f"write-{i}")
-            dot.edge(f"frame-{i}", "combine")
+        # Invisible edges within one rank keep the frames in order, left to right.
+        with fan.subgraph() as row:
+            row.attr(rank="same")
+            for a, b in zip(indices, indices[1:]):
+                row.edge(f"write-{a}", f"write-{b}", style="invis")
+    for i in indices:
+        dot.edge("split", f"write-{i}")
+        dot.edge(f"frame-{i}", "combine")
 
     plays = "loop forever" if loop == 0 else f"play {loop} time{'s' * (loop != 1)}"
     dot.node("combine", f"combine\n{duration} ms per frame, {plays}", **TASK)
-    dot.node("out", out, **FILE)
+    dot.node("out", graphviz.escape(out), **FILE)
     dot.edge("combine", "out")
     return dot
 

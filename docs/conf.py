@@ -36,6 +36,7 @@ extensions = [
 ]
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
+smartquotes = False  # keep `--option` and quotes as typed
 html_static_path: list[str] = []
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"  # numpydoc's Parameters sections carry the types
@@ -110,6 +111,15 @@ class PipelinePicture(Graphviz):
         return super().run()
 
 
+def escape_stars(app, ctx, lines: list[str]) -> None:
+    """Escape ``*`` in click help texts (a cron expression is not emphasis)."""
+    for i, line in enumerate(lines):
+        if not line.lstrip().startswith(".."):
+            lines[i] = line.replace("*", "\\*")
+
+
 def setup(app):
+    app.connect("sphinx-click-process-options", escape_stars)
+    app.connect("sphinx-click-process-description", escape_stars)
     app.add_directive("daskgif-config", ConfigTable)
     app.add_directive("daskgif-pipeline", PipelinePicture)

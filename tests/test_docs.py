@@ -44,14 +44,19 @@ def test_every_config_key_is_documented(html):
 
 
 def test_cli_page_lists_every_command_and_option(html):
+    import click
+
     from daskgif.cli import main
 
     page = (html / "cli.html").read_text()
     for name, command in main.commands.items():
-        assert f"daskgif {name}" in page, name
+        assert f'id="daskgif-{name}"' in page, name
         for param in command.params:
+            if isinstance(param, click.Argument):
+                assert f'id="cmdoption-daskgif-{name}-arg-{param.name.upper()}"' in page, f"{name} {param.name}"
+                continue
             for opt in param.opts:
-                assert opt in page, f"{name} {opt}"
+                assert f'id="cmdoption-daskgif-{name}-{opt.lstrip("-")}"' in page, f"{name} {opt}"
 
 
 def test_api_page_documents_the_public_names(html):
