@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from daskgif.convert import to_gif
+from daskgif.errors import GifFormatError
+from daskgif.gif import parse_gif
+from frames import decode_rgb, make_jpeg, make_png
+
+
+def pillow_rgba(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as im:
+        return im.convert("RGBA").tobytes()
+
+
+def test_png_of_few_colours_converts_exactly():
+    png = make_png(24, 24, seed=2)
+    gif = to_gif(png)
+    assert parse_gif(gif).images[0].width == 24
+    with Image.open(io.BytesIO(png)) as im:
+        assert decode_rgb(gif)[0] == im.convert("RGB").tobytes()
+
+
+def test_png_with_alpha_keeps_transparency():
+    png = make_png(30, 20, seed=3, alpha=True)
+    want, got = pillow_rgba(png), pillow_rgba(to_gif(png))
+    assert parse_gif(to_gif(png)).images[0].transparent is not None
+    for i in range(0, len(want), 4):
+        assert (want[i + 3] < 128) == (got[i + 3] == 0)
+        if want[i + 3] >= 128:
+            assert want[i:i + 3] == got[i:i + 3]
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "BMP", "TIFF", "WEBP"])
+def test_rich_images_are_quantised_to_256_colours(fmt):
+    im = Image.frombytes("RGB", (40, 30), bytes(range(256)) * 14 + bytes(range(240)))
+    data = io.BytesIO()
+    im.save(data, fmt)
+    gif = to_gif(data.getvalue())
+    info = parse_gif(gif)
+    assert (info.width, info.height) == (40, 30) and len(info.global_table) <= 768
+    assert to_gif(data.getvalue()) == gif  # deterministic
+
+
+def test_unreadable_names_frame_and_offset():
+    with pytest.raises(GifFormatError, match=r"frame 3 at byte 99: cannot read the image starting b'\\xff\\xd8\\xffjunk'"):
+        to_gif(b"\xff\xd8\xffjunk", index=3, offset=99)
+    with pytest.raises(GifFormatError, match="frame 1"):
+        to_gif(make_jpeg(20, 20)[:200], index=1, offset=0)
