@@ -324,24 +324,24 @@ def compute_on_client(graph: Any, client: Any, stop: threading.Event, stop_timeo
 
 def cancel_run(client: Any, future: Any, token: str, timeout: float, number: int) -> None:
     """Cancel every task of the run *token* (mapped ones included) and wait for those executing to end."""
-    from distributed import Future
-
     logger.warning("Stop requested: cancelling run %d (tasks already executing finish their atomic writes)", number)
 
-    def keys(dask_scheduler: Any, token: str) -> list:
-        return [key for key in dask_scheduler.tasks if token in str(key)]
+    def cancel_mapped(dask_scheduler: Any, token: str, client_id: str) -> int:
+        # The write-frame futures belong to the client inside map-frames: only force cancels them.
+        keys = [key for key, ts in dask_scheduler.tasks.items() if token in str(key) and ts.who_wants]
+        dask_scheduler.stimulus_cancel(keys, client_id, force=True, reason="daskgif stop", msg=None)
+        return len(keys)
 
     def executing(dask_worker: Any, token: str) -> int:
-        return sum(token in str(key) for key in dask_worker.state.tasks
-                   if dask_worker.state.tasks[key].state in ("executing", "long-running", "cancelled"))
+        return sum(token in str(key) for key, ts in dask_worker.state.tasks.items()
+                   if ts.state in ("executing", "long-running", "cancelled"))
 
-    # force=True: the mapped write tasks are also wanted by the client inside map-frames.
-    futures = [future, *(Future(key, client, inform=False) for key in client.run_on_scheduler(keys, token=token))]
-    client.cancel(futures, force=True)
+    client.cancel([future], force=True)
+    client.run_on_scheduler(cancel_mapped, token=token, client_id=client.id)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not sum(client.run(executing, token=token).values()):
-            logger.warning("Run %d cancelled; no task of it is still executing", number)
+            logger.warning("Run %d cancelled; none of its tasks is still executing", number)
             return
         time.sleep(0.1)
     logger.error("Run %d cancelled, but some of its tasks still ran after %g s; temporary files of their "
@@ -497,7 +497,8 @@ def run_schedule(
         if run.ok:
             logger.info("Run %d succeeded in %.2f s", number, run.finished - run.started)
         else:
-            logger.error("Run %d %s: %s", number, "cancelled" if run.cancelled else "failed", run.message)
+            logger.log(logging.WARNING if run.cancelled else logging.ERROR, "Run %d %s: %s", number,
+                       "cancelled" if run.cancelled else "failed", run.message)
         report_run(run, notify=notify, history=history, storage_options=storage_options)
         runs.append(run)
         if on_result is not None:

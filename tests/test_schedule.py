@@ -22,6 +22,7 @@ import pytest
 import daskgif
 from daskgif import schedule
 from daskgif.schedule import Cron, Every, Run, next_fire, parse_duration, run_schedule
+from daskgif.split import split_bytes
 
 UTC = timezone.utc
 
@@ -387,3 +388,26 @@ def test_sigterm_during_a_cluster_run_cancels_it(tmp_path, http_server, sample_b
     record = json.loads((tmp_path / "h.jsonl").read_text())
     assert record["ok"] is False and record["cancelled"] is True
     assert os.listdir(tmp_path)  # the history is there
+
+
+@pytest.mark.slow
+def test_sigterm_while_frames_are_written_leaves_only_whole_files(tmp_path, sample_bytes):
+    (tmp_path / "big.img").write_bytes(sample_bytes * 60)
+    frames = tmp_path / "frames"
+    proc = subprocess.Popen(daskgif_cmd("run", "--every", "1h", "--workers", "2", "--url", "big.img", "--frames-dir",
+                                        "frames", "--data-file", "d.img"),
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: frames.exists() and len(os.listdir(frames)) > 20 or proc.poll() is not None, timeout=120)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "run 1 was cancelled" in stderr
+    written = sorted(frames.iterdir())
+    # Queued frame tasks were dropped; the ones executing finished: whole GIFs, no temporary file, no clip.gif.
+    assert 0 < len(written) < len(split_bytes(sample_bytes * 60))
+    assert all(p.name.startswith("frame_") and p.read_bytes()[:6] == b"GIF89a" and p.read_bytes()[-1:] == b";"
+               for p in written)
+    assert leftovers(tmp_path) == [] and not (tmp_path / "clip.gif").exists()
