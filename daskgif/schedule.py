@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -239,6 +240,16 @@ def mask_password(url: str) -> str:
         return url
     netloc = f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[1]}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def active_client() -> Any:
+    """The current ``distributed.Client``, or ``None``: a run on it can be cancelled, not only finished."""
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:
+        return None
 
 
 def wait_for(stop: threading.Event, seconds: float) -> bool:
@@ -478,6 +489,8 @@ def run_schedule(
     build_graph(**params_for(1))  # bad arguments fail now, not at the first fire time
     if storage_options is None and not callable(params):
         storage_options = params.get("storage_options")
+    if client is None and scheduler is None and "distributed" in sys.modules:
+        client = active_client()
     stop = stop or threading.Event()
     sleep = sleep or (lambda seconds: wait_for(stop, seconds))
     if plan is None:

@@ -411,3 +411,23 @@ def test_sigterm_while_frames_are_written_leaves_only_whole_files(tmp_path, samp
     assert all(p.name.startswith("frame_") and p.read_bytes()[:6] == b"GIF89a" and p.read_bytes()[-1:] == b";"
                for p in written)
     assert leftovers(tmp_path) == [] and not (tmp_path / "clip.gif").exists()
+
+
+def test_cron_option_runs_on_fire_times(tmp_path):
+    # croniter's optional sixth field counts seconds: a fire time every second keeps the test short.
+    done = subprocess.run(daskgif_cmd("run", "--cron", "* * * * * *", "--max-runs", "2", "--scheduler", "sync",
+                                      "--json"), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    runs = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["run"], r["ok"]) for r in runs] == [(1, True), (2, True)]
+    assert runs[1]["started"] - runs[0]["started"] >= 0.5
+
+
+def test_run_schedule_uses_the_active_client(tmp_path):
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster):
+        runs = run_schedule({"out": str(tmp_path / "c.gif"), "data_file": str(tmp_path / "d.img"),
+                             "frames_dir": str(tmp_path)}, every=0.01, max_runs=2)
+    assert [r.ok for r in runs] == [True, True] and (tmp_path / "c.gif").exists()
