@@ -77,7 +77,13 @@ def main(verbose: int) -> None:
 @click.option("--history", default=None, metavar="FILE", help="Append one JSON line per run to FILE (any fsspec path).")
 def run(workers: int | None, threads_per_worker: int, scheduler: str | None, as_json: bool, report: str | None,
         **params: Any) -> None:
-    """Run the pipeline once and print a summary (or the result as JSON)."""
+    """Run the pipeline once and print a summary (or the result as JSON).
+
+    With --every or --cron it runs again and again on one cluster (one summary or
+    JSON line per run) until --max-runs or Ctrl-C/SIGTERM, which cancel the run in
+    progress on a cluster or let it finish on a local scheduler. Exit status: 0 all
+    runs succeeded, 1 a run failed, 2 bad usage, 130/143 stopped by SIGINT/SIGTERM.
+    """
     from daskgif.graph import build_graph
 
     ops = {name: params.pop(name) for name in ("every", "cron", "max_runs", "notify", "history")}
