@@ -1,0 +1,103 @@
+"""``examples/image-etl.ipynb`` runs with a real kernel, and its committed outputs are not stale."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+import nbformat  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from daskgif.sample import sample_path  # noqa: E402
+from daskgif.split import split_bytes  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_FRAMES = len(split_bytes(Path(sample_path()).read_bytes()))
+
+
+def load_runner():
+    """Import ``examples/run_notebook.py``, the notebook's regenerate command, as a module."""
+    spec = importlib.util.spec_from_file_location("run_notebook", ROOT / "examples" / "run_notebook.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+runner = load_runner()
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory) -> tuple[nbformat.NotebookNode, Path]:
+    """The notebook executed by a real ipykernel, with a fresh temporary folder as its cwd."""
+    folder = tmp_path_factory.mktemp("notebook")
+    return runner.execute(runner.NOTEBOOK, workdir=folder), folder
+
+
+def texts(nb: nbformat.NotebookNode) -> str:
+    """All text the notebook's code cells printed or displayed."""
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            found.append(out.get("text", ""))
+            found.extend(v for k, v in out.get("data", {}).items() if k.startswith("text/"))
+    return "\n".join(found)
+
+
+def test_it_writes_a_valid_gif(executed):
+    _, folder = executed
+    with Image.open(folder / "clip.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == SAMPLE_FRAMES and gif.info["loop"] == 0
+    assert len(list((folder / "frames").glob("frame_*.gif"))) == SAMPLE_FRAMES
+    assert (folder / "image-data.img").exists()
+
+
+def test_states_say_success_then_skipped(executed):
+    nb, _ = executed
+    text = texts(nb)
+    assert "ok: True" in text and "Failed" not in text
+    assert f"write-frame  {{'Success': {SAMPLE_FRAMES}}}" in text
+    assert "fetch: Skipped (image-data.img exists" in text
+    assert "Retrying download after ConnectionError('server busy') (attempt 2/3)" in text
+    assert "100% Completed" in text and "Dashboard: http://" in text
+
+
+def test_the_gif_and_the_pictures_are_inline(executed):
+    nb, _ = executed
+    data = [out.data for cell in nb.cells for out in cell.get("outputs", []) if "data" in out]
+    html = next(d["text/html"] for d in data if "text/html" in d and "data:image/gif;base64," in d["text/html"])
+    gif = base64.b64decode(html.split("data:image/gif;base64,", 1)[1].split('"', 1)[0])
+    with Image.open(io.BytesIO(gif)) as image:
+        assert image.n_frames == SAMPLE_FRAMES
+    assert "states</th>" in html
+    assert any("image/png" in d for d in data)  # dask's picture
+    svg = next(d["image/svg+xml"] for d in data if "image/svg+xml" in d)
+    assert all(step in svg.replace("&#45;", "-") for step in ("fetch", "split", "write-frame", "combine"))
+
+
+def test_committed_outputs_are_not_stale(executed):
+    nb, _ = executed
+    committed = nbformat.read(runner.NOTEBOOK, as_version=4)
+    assert all(cell.get("outputs") for cell in committed.cells if cell.cell_type == "code"
+               and not cell.source.startswith(("import", "DATA_URL", "client.close"))), "commit it with outputs"
+    stale = runner.stale_cells(committed, nb)
+    assert not stale, "outputs are stale; regenerate: python examples/run_notebook.py\n" + "\n".join(stale)
+
+
+def test_it_never_fetches_the_original_url():
+    nb = nbformat.read(runner.NOTEBOOK, as_version=4)
+    url = "https://raw.githubusercontent.com/cicdw/image-data/master/all-images.img"
+    assert any(url in cell.source for cell in nb.cells if cell.cell_type == "markdown")
+    assert not any(url in cell.source for cell in nb.cells if cell.cell_type == "code")
+
+
+def test_normal_form_ignores_what_changes_between_runs():
+    assert runner.normalize("in 0.32 s at http://127.0.0.1:39675/status") == runner.normalize(
+        "in 1.05 s at http://127.0.0.1:40001/status")
+    assert runner.last_frame("[  ] 0%\r[##] 100%\x1b[2K\r") == "[##] 100%"
