@@ -204,13 +204,24 @@ def save_picture(picture: graphviz.Digraph, filename: str) -> str:
     -------
     str
         *filename*.
+
+    Raises
+    ------
+    FileNotFoundError
+        When a rendered format is asked for and Graphviz's ``dot`` is not installed.
     """
     suffix = os.path.splitext(filename)[1].lower()
     try:
         fmt = FORMATS[suffix]
     except KeyError:
         raise ValueError(f"picture file must end in one of {', '.join(FORMATS)}, got {filename!r}") from None
-    data = picture.source.encode() if fmt == "dot" else picture.pipe(format=fmt)
+    import graphviz
+
+    try:
+        data = picture.source.encode() if fmt == "dot" else picture.pipe(format=fmt)
+    except graphviz.ExecutableNotFound as e:
+        raise FileNotFoundError(f"Graphviz's dot program was not found; install Graphviz to render {fmt}, "
+                                "or write a .dot file") from e
     with open(filename, "wb") as f:
         f.write(data)
     return filename

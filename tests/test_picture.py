@@ -108,3 +108,10 @@ def test_dask_visualize_labels_the_steps(tmp_path):
     build_graph(data_file=str(tmp_path / "x.img"), out=str(tmp_path / "clip.gif")).visualize(filename=str(path))
     svg = html.unescape(path.read_text())
     assert all(step in svg for step in ("fetch", "split", "map-frames", "combine", "finish"))
+
+
+def test_missing_dot_program_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot here
+    with pytest.raises(FileNotFoundError, match="dot program was not found; install Graphviz to render svg, or write a .dot file"):
+        save_picture(draw_pipeline(data_file=str(tmp_path / "x.img")), str(tmp_path / "graph.svg"))
+    assert not (tmp_path / "graph.svg").exists()
