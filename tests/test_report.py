@@ -14,7 +14,8 @@ def test_report_names_the_pipeline_steps(tmp_path):
     assert done.returncode == 0, done.stderr
     report = (tmp_path / "report.html").read_text()
     assert report.lstrip().lower().startswith("<!doctype html") or "<html" in report[:1000].lower()
-    for prefix in ("fetch", "split", "write-frame", "combine"):
-        assert prefix in report, prefix
+    # The task stream names every task by its key prefix, as a quoted string in the plot's data.
+    for prefix in ("fetch", "split", "map-frames", "write-frame", "combine"):
+        assert f'"{prefix}"' in report, prefix
     with Image.open(tmp_path / "clip.gif") as gif:
         assert gif.n_frames > 1
