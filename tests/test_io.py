@@ -19,6 +19,7 @@ from daskgif.io import (
     open_input,
     read_span,
     read_spans,
+    write_bytes,
 )
 
 BODY = bytes(range(256)) * 64 + b"\n\n\n\n" * 10  # 16 KiB + a little
@@ -343,3 +344,14 @@ def test_http_server_fixture_posts(http_server):
     assert post("/hook", b"raw") == 200
     assert http_server.posts == [("/hook", {"ok": True}), ("/hook", b"raw"), ("/hook", b"raw")]
     assert http_server.hits("/hook", "POST") == 3
+
+
+def test_write_bytes_leaves_an_identical_file_alone(tmp_path):
+    path = tmp_path / "frame_00.gif"
+    assert write_bytes(str(path), b"GIF89a-one")
+    os.utime(path, ns=(1, 1))
+    assert not write_bytes(str(path), b"GIF89a-one")
+    assert path.stat().st_mtime_ns == 1
+    assert write_bytes(str(path), b"GIF89a-two")
+    assert path.read_bytes() == b"GIF89a-two" and path.stat().st_mtime_ns != 1
+    assert sorted(os.listdir(tmp_path)) == ["frame_00.gif"]
