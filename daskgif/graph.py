@@ -58,10 +58,14 @@ def fetch(url: str, data_file: str, *, force: bool, storage_options: dict | None
 
 
 def split(data_file: str, *, delimiter: bytes, storage_options: dict | None, chunk_size: int,
-          max_pixels: int | None) -> list[Span]:
-    """Return the frame spans of *data_file*: small tuples, never frame bytes."""
+          max_pixels: int | None, on_error: str = "raise") -> list[Span]:
+    """Return the frame spans of *data_file*: small tuples, never frame bytes.
+
+    With ``on_error="skip"`` a piece that cannot be walked is cut at the next
+    delimiter and handed on, so that its ``write-frame`` reports it *Skipped*.
+    """
     with io.open_input(data_file, storage_options) as f:
-        return list(split_frames(f, delimiter, chunk_size=chunk_size, max_pixels=max_pixels))
+        return list(split_frames(f, delimiter, chunk_size=chunk_size, max_pixels=max_pixels, on_error=on_error))
 
 
 def write_frame(span: Span, *, data_file: str, frames_dir: str, count: int, storage_options: dict | None,
@@ -257,7 +261,7 @@ def build_graph(
         allowed_protocols=tuple(config.get("allowed-protocols")), dask_key_name=f"fetch-{token}")
     spans = Task(split, name="split", skip_on_upstream_skip=False, **retry)(
         fetched, delimiter=delimiter, storage_options=storage_options, chunk_size=chunk_size,
-        max_pixels=max_pixels, dask_key_name=f"split-{token}")
+        max_pixels=max_pixels, on_error=on_error, dask_key_name=f"split-{token}")
     mapped = Task(map_frames, name="map-frames", on_state=tuple(on_state))(
         Task(write_frame, name="write-frame", **retry), spans, batch_size=frames_per_task, token=token,
         data_file=data_file, frames_dir=frames_dir, storage_options=storage_options, max_pixels=max_pixels,

@@ -17,6 +17,14 @@ Rules, in order:
   refuses a data file it cannot delimit reliably instead of handing garbage on.
 - Errors are :class:`~daskgif.errors.GifFormatError` naming the frame index and the
   absolute byte offset in the stream.
+- Windows line endings: a delimiter made of LF bytes is also recognised with every LF
+  written as CR LF (``b"\r\n\r\n\r\n\r\n"`` for the default), so a data file whose
+  delimiters went through a text-mode copy still splits.  CR and LF bytes *inside* a
+  walked frame never cut it.
+- With ``on_error="skip"`` a piece that cannot be walked (not an image, truncated,
+  corrupt, too large, followed by junk) is not an error: it ends at the next delimiter
+  and its span is yielded as it is, for the frame's own task to refuse and report.
+  Only a stream with no frame at all still raises.
 
 The stream is read in chunks: memory holds about one frame plus one chunk, whatever
 the size of the file.
@@ -117,7 +125,7 @@ class _Buffer:
 
 
 def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int = 4 * 2**20,
-                 max_pixels: int | None = None) -> Iterator[Span]:
+                 max_pixels: int | None = None, on_error: str = "raise") -> Iterator[Span]:
     """Yield the span of every frame in the image-data stream *f*, in order.
 
     Parameters
@@ -130,6 +138,9 @@ def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int
         Bytes read at a time.
     max_pixels : int, optional
         Refuse a GIF whose logical screen is larger than this many pixels.
+    on_error : {"raise", "skip"}, optional
+        What a piece that cannot be walked does: raise, or end at the next
+        delimiter and be yielded all the same (its reader refuses it later).
 
     Yields
     ------
@@ -140,7 +151,7 @@ def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int
     ------
     GifFormatError
         A frame that is not an image, is truncated, or is followed by something other
-        than the delimiter; or a stream with no frames at all.
+        than the delimiter (with ``on_error="raise"``); or a stream with no frames at all.
 
     Examples
     --------
@@ -148,60 +159,101 @@ def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int
     >>> gif = encode_gif(2, 2, b"\\n" * 6, bytes(4))  # its palette is six newlines
     >>> list(split_frames(io.BytesIO(gif + b"\\n\\n\\n\\n" + gif)))
     [Span(index=0, offset=0, length=35), Span(index=1, offset=39, length=35)]
+    >>> list(split_frames(io.BytesIO(gif + b"\\r\\n\\r\\n\\r\\n\\r\\n" + b"junk"), on_error="skip"))
+    [Span(index=0, offset=0, length=35), Span(index=1, offset=43, length=4)]
     """
     if not isinstance(delimiter, bytes) or not delimiter:
         raise ValueError(f"delimiter must be non-empty bytes, got {delimiter!r}")
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    delimiters = delimiter_forms(delimiter)
     stream = _Buffer(f, chunk_size)
-    d = len(delimiter)
     index = pos = 0  # pos, start and end are absolute offsets in the stream
     while True:
-        pos = _skip_separators(stream, pos, delimiter)
+        pos = _skip_separators(stream, pos, delimiters)
         if pos is None:
             break
         start = pos
         rel = stream.ensure(start, 12)
         kind = image_kind(stream.buf[rel:rel + 12])
-        if kind is None:
-            got = bytes(stream.buf[rel:rel + 4])
-            raise GifFormatError(f"not an image: expected b'GIF8' or another image signature, got {got!r}",
-                                 start, index)
-        if kind in ("GIF", "PNG"):
-            end = _walk(stream, start, kind, index, max_pixels)
-            pos = _after_frame(stream, end, delimiter, index)
-        else:
-            search = start
-            while True:
-                found = stream.buf.find(delimiter, search - stream.base)
-                if found >= 0:
-                    end = stream.base + found
-                    break
-                if stream.eof:
-                    end = stream.base + len(stream.buf)
-                    break
-                search = max(start, stream.base + len(stream.buf) - d + 1)
-                stream.more(start)
-            pos = end
+        try:
+            if kind is None:
+                got = bytes(stream.buf[rel:rel + 4])
+                raise GifFormatError(f"not an image: expected b'GIF8' or another image signature, got {got!r}",
+                                     start, index)
+            if kind in ("GIF", "PNG"):
+                end = _walk(stream, start, kind, index, max_pixels)
+                pos = _after_frame(stream, end, delimiters, index)
+            else:
+                end = pos = _find_delimiter(stream, start, delimiters)
+        except GifFormatError as e:
+            if on_error != "skip":
+                raise _explain(e, stream, start, delimiters) from None
+            # Cut where a plain split would: the frame's own task reads the piece and reports it.
+            end = pos = _find_delimiter(stream, start, delimiters)
         yield Span(index, start, end - start)
         index += 1
     if not index:
-        raise GifFormatError(f"no frames found in {stream.base + len(stream.buf)} bytes")
+        size = stream.base + len(stream.buf)
+        got = "an empty stream" if not size else "only delimiters and whitespace"
+        raise GifFormatError(f"no frames found in {size} bytes: expected an image signature, got {got}", size, 0)
 
 
-def _skip_separators(stream: _Buffer, pos: int, delimiter: bytes) -> int | None:
-    """Return the offset of the next frame at or after *pos*, or None at the end of the data."""
+def _explain(e: GifFormatError, stream: _Buffer, start: int, delimiters: tuple[bytes, ...]) -> GifFormatError:
+    """Add where the frame began to *e* when its walk ran on past a delimiter (a truncated frame, likely)."""
+    rel = start - stream.base
+    if e.offset is None or e.offset <= start or rel < 0:
+        return e
+    found = [i for i in (stream.buf.find(d, rel, e.offset - stream.base) for d in delimiters) if i >= 0]
+    if not found:
+        return e
+    cut = stream.base + min(found)
+    return GifFormatError(f"{e.message} (the frame begins at byte {start} and its blocks run on past a "
+                          f"delimiter at byte {cut}: truncated or corrupt before it?)", e.offset, e.frame)
+
+
+def delimiter_forms(delimiter: bytes) -> tuple[bytes, ...]:
+    """Return *delimiter* and, when it has LF bytes but no CR, its Windows form (CR LF for each LF).
+
+    >>> delimiter_forms(b"\\n\\n"), delimiter_forms(b"--")
+    ((b'\\n\\n', b'\\r\\n\\r\\n'), (b'--',))
+    """
+    if b"\n" in delimiter and b"\r" not in delimiter:
+        return delimiter, delimiter.replace(b"\n", b"\r\n")
+    return (delimiter,)
+
+
+def _find_delimiter(stream: _Buffer, start: int, delimiters: tuple[bytes, ...]) -> int:
+    """Return the offset of the first of *delimiters* after *start*, or the end of the data."""
+    search = start
+    longest = max(len(d) for d in delimiters)
     while True:
-        rel = stream.ensure(pos, max(len(delimiter), 12))
+        found = [i for i in (stream.buf.find(d, search - stream.base) for d in delimiters) if i >= 0]
+        if found:
+            return stream.base + min(found)
+        if stream.eof:
+            return stream.base + len(stream.buf)
+        search = max(start, stream.base + len(stream.buf) - longest + 1)
+        stream.more(start)
+
+
+def _skip_separators(stream: _Buffer, pos: int, delimiters: tuple[bytes, ...]) -> int | None:
+    """Return the offset of the next frame at or after *pos*, or None at the end of the data."""
+    need = max(max(len(d) for d in delimiters), 12)
+    while True:
+        rel = stream.ensure(pos, need)
         buf = stream.buf
         if rel >= len(buf):
             return None
         if buf[rel] in WHITESPACE:
             pos += 1
-        elif buf.startswith(delimiter, rel):
-            pos += len(delimiter)
-        else:
+            continue
+        found = next((d for d in delimiters if buf.startswith(d, rel)), None)
+        if found is None:
             return pos
+        pos += len(found)
 
 
 def _walk(stream: _Buffer, start: int, kind: str, index: int, max_pixels: int | None) -> int:
@@ -221,11 +273,12 @@ def _walk(stream: _Buffer, start: int, kind: str, index: int, max_pixels: int | 
             raise e.locate(index, stream.base) from None
 
 
-def _after_frame(stream: _Buffer, end: int, delimiter: bytes, index: int) -> int:
-    """Check that the delimiter, or whitespace to the end of the data, follows a frame ending at *end*."""
-    rel = stream.ensure(end, len(delimiter))
-    if stream.buf.startswith(delimiter, rel):
-        return end + len(delimiter)
+def _after_frame(stream: _Buffer, end: int, delimiters: tuple[bytes, ...], index: int) -> int:
+    """Check that a delimiter, or whitespace to the end of the data, follows a frame ending at *end*."""
+    rel = stream.ensure(end, max(len(d) for d in delimiters))
+    for delimiter in delimiters:
+        if stream.buf.startswith(delimiter, rel):
+            return end + len(delimiter)
     pos, run = end, bytearray()
     while True:
         rel = stream.ensure(pos, 1)
@@ -236,12 +289,12 @@ def _after_frame(stream: _Buffer, end: int, delimiter: bytes, index: int) -> int
             break
         run.append(byte)
         pos += 1
-        if run.endswith(delimiter):
+        if any(run.endswith(d) for d in delimiters):
             return pos
     rel = stream.ensure(end, 8)
     got = bytes(stream.buf[rel:rel + 8])
-    raise GifFormatError(f"expected the delimiter {delimiter!r} or the end of the data after the frame, got {got!r}",
-                         end, index)
+    raise GifFormatError(f"expected the delimiter {delimiters[0]!r} or the end of the data after the frame, "
+                         f"got {got!r}", end, index)
 
 
 def split_bytes(data: bytes | bytearray | memoryview, delimiter: bytes = b"\n\n\n\n", **kwargs) -> list[Span]:
