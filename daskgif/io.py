@@ -12,6 +12,7 @@ top-level options are used for both ends.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import tempfile
@@ -132,7 +133,8 @@ def fetch_file(
         import aiohttp
 
         stall = aiohttp.ClientTimeout(sock_read=timeout, sock_connect=timeout)
-        options["client_kwargs"] = {"timeout": stall, **(options.get("client_kwargs") or {})}
+        options["client_kwargs"] = {"timeout": stall, "response_class": _response_class(),
+                                    **(options.get("client_kwargs") or {})}
     try:
         fs, path = url_to_fs(url, **options)
         # block_size=0 streams; the size hint skips fsspec's HEAD/GET probe, which
@@ -149,6 +151,10 @@ def fetch_file(
             except Exception as e:
                 raise _fetch_error(url, e, http=http, timeout=timeout) from e
             if not chunk:
+                lost = _connection_error(src)
+                if lost is not None:
+                    raise FetchError(url, f"connection lost after {copied} bytes, before the end of the body "
+                                          f"(no Content-Length): {lost}", transient=True)
                 break
             copied += len(chunk)
             if max_bytes is not None and copied > max_bytes:
@@ -156,6 +162,44 @@ def fetch_file(
             dst.write(chunk)
     logger.debug("Fetched %d bytes from %s to %s", copied, url, data_file)
     return copied
+
+
+@functools.lru_cache(maxsize=None)
+def _response_class() -> type:
+    """An ``aiohttp.ClientResponse`` that keeps the future of its connection's closing.
+
+    A body without ``Content-Length`` (or chunked encoding) ends when the connection
+    closes, and aiohttp reads a reset connection as a clean end: a truncated download
+    would pass as complete.  The connection's ``closed`` future tells the two apart.
+    """
+    import aiohttp
+
+    class Response(aiohttp.ClientResponse):
+        daskgif_closed: asyncio.Future | None = None
+
+        async def start(self, connection):  # type: ignore[no-untyped-def]
+            closed = getattr(connection.protocol, "closed", None)
+            if isinstance(closed, asyncio.Future):
+                # Retrieve the exception whatever happens, so asyncio never logs it as unhandled.
+                closed.add_done_callback(lambda f: f.cancelled() or f.exception())
+                self.daskgif_closed = closed
+            return await super().start(connection)
+
+    return Response
+
+
+def _connection_error(source: object) -> BaseException | None:
+    """The error that closed the connection of an HTTP body read to its end without a length, if any."""
+    response = getattr(source, "r", None)
+    closed = getattr(response, "daskgif_closed", None)
+    if closed is None or response.content_length is not None:
+        return None
+    if "chunked" in response.headers.get("Transfer-Encoding", "").lower():
+        return None  # aiohttp checks the end of a chunked body itself
+    if not closed.done() or closed.cancelled():
+        return None
+    error = closed.exception()
+    return None if error is None else (error.__cause__ or error)
 
 
 def _fetch_error(url: str, e: BaseException, *, http: bool, timeout: float) -> FetchError:
