@@ -39,8 +39,16 @@ _TRANSIENT_STATUS = (408, 425, 429)
 
 
 def _protocols(url: str) -> list[str]:
-    """Protocols of a (possibly chained) URL; a plain path is ``file``."""
-    return [split_protocol(part)[0] or "file" for part in url.split("::")]
+    """Protocols of a (possibly chained) URL; a plain path is ``file``.
+
+    In a chain every part but the last may be a bare protocol name (fsspec's ``simplecache::``).
+
+    >>> _protocols("simplecache::zip://a.img::s3://bucket/b.zip"), _protocols("/tmp/a.img")
+    (['simplecache', 'zip', 's3'], ['file'])
+    """
+    parts = url.split("::")
+    return [split_protocol(part)[0] or (part if i < len(parts) - 1 and part.isidentifier() else "file")
+            for i, part in enumerate(parts)]
 
 
 def _options(url: str, storage_options: dict | None) -> dict:
@@ -263,7 +271,8 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
     local = p == path or isinstance(fs, LocalFileSystem)
     if local:
         directory, name = os.path.split(p)
-        os.makedirs(directory, exist_ok=True)
+        if directory:  # a bare file name lives in the working directory, which exists
+            os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.part")
     else:
         fd, tmp = tempfile.mkstemp(prefix=".daskgif-", suffix=".part")
