@@ -184,7 +184,10 @@ def gif_size(frame: bytes | bytearray | memoryview) -> tuple[int, int]:
     """
     if len(frame) < 10 or bytes(frame[:4]) != b"GIF8":
         raise GifFormatError(f"expected b'GIF8', got {bytes(frame[:4])!r}", 0)
-    return frame[6] | frame[7] << 8, frame[8] | frame[9] << 8
+    width, height = frame[6] | frame[7] << 8, frame[8] | frame[9] << 8
+    if not width or not height:
+        raise GifFormatError(f"zero-size logical screen {width}x{height}", 6)
+    return width, height
 
 
 def join_gifs(frames: Iterable[bytes], out: BinaryIO, *, duration: float = 100, loop: int | None = 0,
