@@ -89,8 +89,7 @@ def test_frames_stay_in_frames_dir(tmp_path, frames_dir):
                          frames_dir=str(target)).compute(scheduler="sync")
     for path in result.frames:
         assert Path(os.path.realpath(path)).parent == Path(os.path.realpath(target))
-    assert sorted(os.listdir(tmp_path)) == ["a", "clip.gif", "frames", "image-data.img"] if "a/" in frames_dir \
-        else sorted(os.listdir(tmp_path)) == ["clip.gif", "frames", "image-data.img"]
+    assert set(os.listdir(tmp_path)) - {"a"} == {"clip.gif", "frames", "image-data.img"}
 
 
 @given(index=st.integers(-10**6, 10**7), count=st.integers(-5, 10**7))
