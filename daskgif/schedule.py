@@ -26,9 +26,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from daskgif.errors import DaskgifError, RunFailed
+from daskgif.redact import safe_parameters, scrub
+from daskgif.runner import Cancelled, active_client, compute_locally, compute_on_client, wait_for
 
 __all__ = ["parse_duration", "next_fire", "Every", "Cron", "Run", "run_schedule", "run_once", "report_run"]
 
@@ -189,81 +190,6 @@ def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="milliseconds")
 
 
-def safe_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the run parameters as JSON-able data, without secrets.
-
-    ``storage_options`` (credentials) and callables are left out, bytes become
-    text, and a password in a URL is masked.
-
-    >>> safe_parameters({"url": "https://me:pw@host/x.img", "delimiter": b"\\n\\n",
-    ...                  "storage_options": {"key": "secret"}, "on_state": [print]})
-    {'url': 'https://me:***@host/x.img', 'delimiter': '\\n\\n'}
-    """
-    safe: dict[str, Any] = {}
-    for name, value in params.items():
-        if name in ("storage_options", "on_state") or callable(value):
-            continue
-        if isinstance(value, bytes):
-            value = value.decode("latin-1")
-        elif isinstance(value, str) and "@" in value and "://" in value:
-            value = mask_password(value)
-        safe[name] = value
-    return safe
-
-
-PASSWORD_IN_URL = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]*:)[^@\s/]+@")
-
-
-def scrub(data: Any) -> Any:
-    """Mask the passwords of URLs anywhere in JSON-like *data* (error messages quote URLs).
-
-    >>> scrub({"message": "cannot fetch https://me:pw@host/x: 404", "n": [1, "s3://k:s@b/y"]})
-    {'message': 'cannot fetch https://me:***@host/x: 404', 'n': [1, 's3://k:***@b/y']}
-    """
-    if isinstance(data, str):
-        return PASSWORD_IN_URL.sub(r"\1***@", data)
-    if isinstance(data, dict):
-        return {key: scrub(value) for key, value in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [scrub(value) for value in data]
-    return data
-
-
-def mask_password(url: str) -> str:
-    """Replace the password of *url*, if any, with ``***``.
-
-    >>> mask_password("s3://key:secret@bucket/x"), mask_password("https://host/x")
-    ('s3://key:***@bucket/x', 'https://host/x')
-    """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[1]}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def active_client() -> Any:
-    """The current ``distributed.Client``, or ``None``: a run on it can be cancelled, not only finished."""
-    from distributed import default_client
-
-    try:
-        return default_client()
-    except ValueError:
-        return None
-
-
-def wait_for(stop: threading.Event, seconds: float) -> bool:
-    """Sleep *seconds*, or less if *stop* is set; return whether it is set.
-
-    Polls rather than ``stop.wait()``: a signal handler that sets *stop* while
-    the main thread holds the event's lock inside ``wait()`` would deadlock.
-    """
-    deadline = time.monotonic() + seconds
-    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(left, 0.1))
-    return stop.is_set()
-
-
 def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, scheduler: str | None = None,
              stop: threading.Event | None = None, clock: Callable[[], float] = time.time,
              stop_timeout: float | None = None, scheduled: float | None = None) -> Run:
@@ -314,74 +240,6 @@ def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, 
     if run.result is not None and getattr(run.result, "started", 0):
         run.started = min(run.started, run.result.started)
     return run
-
-
-class Cancelled(DaskgifError):
-    """A run stopped before it finished."""
-
-
-def compute_on_client(graph: Any, client: Any, stop: threading.Event, stop_timeout: float, number: int) -> Any:
-    """Run *graph* on *client*; when *stop* is set, cancel it and wait for its executing tasks."""
-    future = client.compute(graph)
-    done = threading.Event()
-    future.add_done_callback(lambda _: done.set())
-    while not done.wait(0.1):
-        if stop.is_set():
-            token = str(graph.key).split("-", 1)[1]
-            cancel_run(client, future, token, stop_timeout, number)
-            raise Cancelled(f"run {number} cancelled by a stop request")
-    return future.result()
-
-
-def cancel_run(client: Any, future: Any, token: str, timeout: float, number: int) -> None:
-    """Cancel every task of the run *token* (mapped ones included) and wait for those executing to end."""
-    logger.warning("Stop requested: cancelling run %d (tasks already executing finish their atomic writes)", number)
-
-    def cancel_mapped(dask_scheduler: Any, token: str, client_id: str) -> int:
-        # The write-frame futures belong to the client inside map-frames: only force cancels them.
-        keys = [key for key, ts in dask_scheduler.tasks.items() if token in str(key) and ts.who_wants]
-        dask_scheduler.stimulus_cancel(keys, client_id, force=True, reason="daskgif stop", msg=None)
-        return len(keys)
-
-    def executing(dask_worker: Any, token: str) -> int:
-        return sum(token in str(key) for key, ts in dask_worker.state.tasks.items()
-                   if ts.state in ("executing", "long-running", "cancelled"))
-
-    client.cancel([future], force=True)
-    client.run_on_scheduler(cancel_mapped, token=token, client_id=client.id)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not sum(client.run(executing, token=token).values()):
-            logger.warning("Run %d cancelled; none of its tasks is still executing", number)
-            return
-        time.sleep(0.1)
-    logger.error("Run %d cancelled, but some of its tasks still ran after %g s; temporary files of their "
-                 "writes may remain", number, timeout)
-
-
-def compute_locally(graph: Any, scheduler: str | None, stop: threading.Event, number: int) -> Any:
-    """Run *graph* on a local scheduler in a helper thread, so a stop request is noticed and said at once."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["result"] = graph.compute(scheduler=scheduler)
-        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
-            outcome["error"] = e
-
-    # A daemon thread: a second signal (KeyboardInterrupt) must be able to end the process.
-    thread = threading.Thread(target=target, name=f"daskgif-run-{number}", daemon=True)
-    thread.start()
-    said = False
-    while thread.is_alive():
-        thread.join(0.1)
-        if stop.is_set() and not said:
-            logger.warning("Stop requested: finishing run %d (the %r scheduler cannot cancel a running graph)",
-                           number, scheduler or "default")
-            said = True
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
 
 
 def report_run(run: Run, *, notify: str | None = None, history: str | None = None,
@@ -470,9 +328,13 @@ def run_schedule(
 
     Examples
     --------
-    >>> runs = run_schedule({"out": "clip.gif"}, every="24h", max_runs=3)  # doctest: +SKIP
-    >>> [run.ok for run in runs]                                            # doctest: +SKIP
-    [True, True, True]
+    Two runs, 0.1 s apart, kept in memory (a nightly job would say ``every="24h"``):
+
+    >>> params = {"data_file": "memory://nightly/data.img", "out": "memory://nightly/clip.gif",
+    ...           "frames_dir": "memory://nightly/frames"}
+    >>> runs = run_schedule(params, every=0.1, max_runs=2, scheduler="sync")
+    >>> [(run.number, run.ok, len(run.result.frames)) for run in runs]
+    [(1, True, 32), (2, True, 32)]
     """
     from daskgif.graph import build_graph
 

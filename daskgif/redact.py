@@ -1,0 +1,63 @@
+"""Keep secrets out of what daskgif records and sends: history lines and webhook payloads."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["safe_parameters", "scrub", "mask_password"]
+
+
+def safe_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the run parameters as JSON-able data, without secrets.
+
+    ``storage_options`` (credentials) and callables are left out, bytes become
+    text, and a password in a URL is masked.
+
+    >>> safe_parameters({"url": "https://me:pw@host/x.img", "delimiter": b"\\n\\n",
+    ...                  "storage_options": {"key": "secret"}, "on_state": [print]})
+    {'url': 'https://me:***@host/x.img', 'delimiter': '\\n\\n'}
+    """
+    safe: dict[str, Any] = {}
+    for name, value in params.items():
+        if name in ("storage_options", "on_state") or callable(value):
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        elif isinstance(value, str) and "@" in value and "://" in value:
+            value = mask_password(value)
+        safe[name] = value
+    return safe
+
+
+PASSWORD_IN_URL = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]*:)[^@\s/]+@")
+
+
+def scrub(data: Any) -> Any:
+    """Mask the passwords of URLs anywhere in JSON-like *data* (error messages quote URLs).
+
+    >>> scrub({"message": "cannot fetch https://me:pw@host/x: 404", "n": [1, "s3://k:s@b/y"]})
+    {'message': 'cannot fetch https://me:***@host/x: 404', 'n': [1, 's3://k:***@b/y']}
+    """
+    if isinstance(data, str):
+        return PASSWORD_IN_URL.sub(r"\1***@", data)
+    if isinstance(data, dict):
+        return {key: scrub(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [scrub(value) for value in data]
+    return data
+
+
+def mask_password(url: str) -> str:
+    """Replace the password of *url*, if any, with ``***``.
+
+    >>> mask_password("s3://key:secret@bucket/x"), mask_password("https://host/x")
+    ('s3://key:***@bucket/x', 'https://host/x')
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[1]}"
+    return urlunsplit(parts._replace(netloc=netloc))
