@@ -73,7 +73,8 @@ class GifWriter:
     Examples
     --------
     >>> import io
-    >>> from daskgif.gif import encode_gif, parse_gif
+    >>> from daskgif.encode import encode_gif
+    >>> from daskgif.gif import parse_gif
     >>> out = io.BytesIO()
     >>> with GifWriter(out, (2, 2), duration=50) as gif:
     ...     gif.add(encode_gif(2, 2, b"\\x00\\x00\\x00\\xff\\xff\\xff", bytes([0, 1, 1, 0])))
@@ -178,7 +179,7 @@ class GifWriter:
 def gif_size(frame: bytes | bytearray | memoryview) -> tuple[int, int]:
     """Return the logical screen ``(width, height)`` of the GIF *frame*, from its header.
 
-    >>> from daskgif.gif import encode_gif
+    >>> from daskgif.encode import encode_gif
     >>> gif_size(encode_gif(3, 2, bytes(3), bytes(6)))
     (3, 2)
     """
@@ -213,7 +214,8 @@ def join_gifs(frames: Iterable[bytes], out: BinaryIO, *, duration: float = 100, 
     Examples
     --------
     >>> import io
-    >>> from daskgif.gif import encode_gif, parse_gif
+    >>> from daskgif.encode import encode_gif
+    >>> from daskgif.gif import parse_gif
     >>> frames = [encode_gif(4, 2, bytes(6), bytes(8)), encode_gif(2, 3, bytes(6), bytes(6))]
     >>> out = io.BytesIO()
     >>> join_gifs(frames, out)

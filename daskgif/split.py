@@ -155,7 +155,7 @@ def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int
 
     Examples
     --------
-    >>> from daskgif.gif import encode_gif
+    >>> from daskgif.encode import encode_gif
     >>> gif = encode_gif(2, 2, b"\\n" * 6, bytes(4))  # its palette is six newlines
     >>> list(split_frames(io.BytesIO(gif + b"\\n\\n\\n\\n" + gif)))
     [Span(index=0, offset=0, length=35), Span(index=1, offset=39, length=35)]
@@ -300,7 +300,7 @@ def _after_frame(stream: _Buffer, end: int, delimiters: tuple[bytes, ...], index
 def split_bytes(data: bytes | bytearray | memoryview, delimiter: bytes = b"\n\n\n\n", **kwargs) -> list[Span]:
     """Return the frame spans of *data*; the keywords are those of :func:`split_frames`.
 
-    >>> from daskgif.gif import encode_gif
+    >>> from daskgif.encode import encode_gif
     >>> gif = encode_gif(1, 1, bytes(3), bytes(1))
     >>> [s.length for s in split_bytes(gif + b"\\n\\n\\n\\n" + gif + b"\\n\\n\\n\\n")]
     [35, 35]

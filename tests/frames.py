@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import random
 
-from daskgif.gif import encode_gif
+from daskgif.encode import encode_gif
 
 DELIMITER = b"\n\n\n\n"
 
@@ -31,7 +31,7 @@ def make_pixels(width: int, height: int, colours: int = 256, seed: int = 0) -> b
 
 def make_gif(width: int, height: int, seed: int = 0, *, colours: int = 256, palette: bytes | None = None,
              pixels: bytes | None = None, **encode_kwargs) -> bytes:
-    """Return a deterministic single-image GIF; the keywords go to :func:`daskgif.gif.encode_gif`."""
+    """Return a deterministic single-image GIF; the keywords go to :func:`daskgif.encode.encode_gif`."""
     if palette is None:
         palette = make_palette(colours, seed)
     colours = len(palette) // 3
