@@ -9,7 +9,8 @@ then wires five tasks with readable keys::
 
 Frame bytes never travel through the graph: ``split`` returns small spans, each
 ``write-frame`` task reads its own span from the data file, and ``combine``
-streams the written frames into the output.
+streams the frames into the output, reading each unchanged frame from the data
+file (one open) and each converted one from its frame file.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from daskgif.tasks import FAILED, SUCCESS, Outcome, Skip, State, Task
 __all__ = ["build_graph"]
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Frame:
