@@ -33,7 +33,7 @@ from daskgif.join import GifWriter
 from daskgif.result import Result, iter_states
 from daskgif.sample import sample_path
 from daskgif.split import Span, split_frames
-from daskgif.tasks import FAILED, SUCCESS, Outcome, Skip, State, Task
+from daskgif.tasks import FAILED, SUCCESS, Outcome, Skip, State, Task, first_failure
 
 __all__ = ["build_graph"]
 
@@ -158,15 +158,9 @@ def finish(fetched: Outcome, spans: Outcome, mapped: Outcome, combined: Outcome,
     if result.ok:
         logger.info("Run SUCCESS: all reference tasks succeeded (%d frames, %s)", len(result.frames), out)
         return result
-    root = root_failure(states)
+    root = first_failure(iter_states(states))  # in pipeline order: the cause, not its consequences
     logger.error("Run FAILED: some reference tasks failed; %s", describe(root))
     raise RunFailed(f"Run FAILED: {describe(root)}", result)
-
-
-def root_failure(states: dict) -> State:
-    """Return the first failed state in pipeline order: the cause, not its consequences."""
-    failed = [s for s in iter_states(states) if s.state == FAILED]
-    return next((s for s in failed if s.attempts), failed[0])
 
 
 def describe(state: State) -> str:
