@@ -147,3 +147,23 @@ def test_errors():
             GifWriter(io.BytesIO(), (4, 4), **kwargs)
     with pytest.raises(ValueError, match="width"):
         GifWriter(io.BytesIO(), (0, 4))
+
+
+def test_join_memory_does_not_grow_with_the_frame_count(tmp_path):
+    """The writer holds one frame (its look-ahead), whatever the number of frames."""
+    import tracemalloc
+
+    frames = [make_gif(64, 64, seed=i) for i in range(8)]
+
+    def peak(count: int) -> int:
+        with open(tmp_path / f"{count}.gif", "wb") as out:
+            tracemalloc.start()
+            with GifWriter(out, (64, 64)) as writer:
+                for i in range(count):
+                    writer.add(frames[i % 8])
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        return peak
+
+    small, large = peak(100), peak(5000)
+    assert large < 256 * 1024 and large < 2 * small + 64 * 1024, (small, large)

@@ -163,3 +163,19 @@ def test_mutated_streams_are_split_or_refused(data, chunk_size):
         return
     assert spans and all(s.length > 0 and s.offset + s.length <= len(data) for s in spans)
     assert split_bytes(data, chunk_size=1 << 20) == spans
+
+
+def test_split_memory_stays_near_one_chunk(tmp_path):
+    """Splitting a file reads it in chunks: memory follows the chunk size, not the file size."""
+    import tracemalloc
+
+    path = tmp_path / "many.img"
+    path.write_bytes(image_data([make_gif(32, 32, seed=i % 5) for i in range(4000)]))
+    chunk = 64 * 1024
+    with open(path, "rb") as f:
+        tracemalloc.start()
+        count = sum(1 for _ in split_frames(f, chunk_size=chunk))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert count == 4000
+    assert path.stat().st_size > 20 * chunk and peak < 4 * chunk, (path.stat().st_size, peak)
