@@ -16,9 +16,10 @@ like the original example) and the same data file, in one process:
 * ``daskgif``: ``build_graph(...).compute()`` with the data file already there
   (fetch is skipped: the graph run only).
 
-Then the memory run: 1,000 and 10,000 frames of 500x375 (about 75 and 750 MB of
-input) through daskgif on a fresh cluster, sampling the resident memory of the
-client (which hosts the scheduler) and of every worker process.
+Then the memory run: 1,000 and 10,000 frames of 500x375 through ``daskgif run
+--workers 4`` in a fresh process (cluster start included in the time), sampling
+every 10 ms the resident memory of that process (the client, which hosts the
+scheduler) and of every worker process it starts.
 
 Last, the scaling run: PNG frames, which each task must convert to GIF (CPU-bound
 work), on clusters of 1, 2, ... workers.
@@ -31,8 +32,9 @@ import io
 import os
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -68,8 +70,7 @@ def make_frames(count: int, width: int, height: int, distinct: int, seed: int = 
 
 def write_data(path: Path, frames: list[bytes]) -> None:
     with open(path, "wb") as f:
-        for frame in frames:
-            f.write(frame + DELIMITER)
+        f.writelines(frame + DELIMITER for frame in frames)
 
 
 # ---- the original method, one process -------------------------------------------------------
@@ -125,32 +126,32 @@ def timed(func, *args, repeat: int) -> list[float]:
     return times
 
 
-class PeakMemory:
-    """Sample the resident memory of this process and its children until stopped."""
-
-    def __init__(self, interval: float = 0.02):
-        self.interval = interval
-        self.peaks: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            for name, proc in [("client+scheduler", me), *((f"worker {p.pid}", p) for p in me.children(True))]:
+def peak_rss(command: list[str], interval: float = 0.01) -> dict[str, int]:
+    """Run *command* and return the peak resident memory of it and of each process it starts."""
+    peaks: dict[str, int] = {}
+    with tempfile.TemporaryFile() as log:
+        proc = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        while proc.poll() is None:
+            for p in [proc, *proc.children(recursive=True)]:
                 try:
-                    self.peaks[name] = max(self.peaks.get(name, 0), proc.memory_info().rss)
+                    cmdline = " ".join(p.cmdline())
+                    rss = p.memory_info().rss
                 except psutil.Error:
-                    pass
-            time.sleep(self.interval)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+                    continue
+                if p is proc:
+                    name = "client+scheduler"
+                elif "spawn_main" in cmdline:
+                    name = f"worker {p.pid}"
+                elif "resource_tracker" in cmdline:
+                    name = "resource tracker"
+                else:
+                    name = p.name()
+                peaks[name] = max(peaks.get(name, 0), rss)
+            time.sleep(interval)
+        if proc.returncode:
+            log.seek(0)
+            raise SystemExit(f"{' '.join(command)} exited with {proc.returncode}:\n{log.read().decode()[-3000:]}")
+    return peaks
 
 
 def describe(times: list[float]) -> str:
@@ -186,6 +187,7 @@ def speed(repeat: int, sets: list[tuple[str, int, int, int]], root: Path) -> Non
 
 
 def memory(counts: list[int], root: Path) -> None:
+    """Peak memory of ``daskgif run`` (a fresh process, as a user runs it) per process."""
     frames = make_frames(27, 500, 375, distinct=27)
     print(f"\n{'frames':>7} {'input MB':>9} {'time s':>7}  peak RSS per process (MB)")
     for count in counts:
@@ -193,14 +195,14 @@ def memory(counts: list[int], root: Path) -> None:
         write_data(data_file, [frames[i % 27] for i in range(count)])
         out = root / f"mem-{count}"
         out.mkdir()
-        with LocalCluster(n_workers=4, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-                Client(cluster):
-            with PeakMemory() as peak:
-                start = time.perf_counter()
-                run_daskgif(data_file, out)
-                elapsed = time.perf_counter() - start
-        peaks = ", ".join(f"{name} {rss / 2**20:.0f}" for name, rss in sorted(peak.peaks.items()))
-        print(f"{count:>7} {data_file.stat().st_size / 1e6:>9.0f} {elapsed:>7.2f}  {peaks}")
+        size = data_file.stat().st_size
+        start = time.perf_counter()
+        peaks = peak_rss([sys.executable, "-m", "daskgif", "run", "--data-file", str(data_file),
+                          "--out", str(out / "clip.gif"), "--frames-dir", str(out), "--workers", "4", "--json"])
+        elapsed = time.perf_counter() - start
+        data_file.unlink()
+        listed = ", ".join(f"{name} {rss / 2**20:.0f}" for name, rss in sorted(peaks.items()))
+        print(f"{count:>7} {size / 1e6:>9.0f} {elapsed:>7.2f}  {listed}")
 
 
 def make_pngs(count: int, size: int, seed: int = 0) -> list[bytes]:
