@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["safe_parameters", "scrub", "mask_password"]
+__all__ = ["safe_parameters", "scrub"]
 
 
 def safe_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -20,16 +19,9 @@ def safe_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     ...                  "storage_options": {"key": "secret"}, "on_state": [print]})
     {'url': 'https://me:***@host/x.img', 'delimiter': '\\n\\n'}
     """
-    safe: dict[str, Any] = {}
-    for name, value in params.items():
-        if name in ("storage_options", "on_state") or callable(value):
-            continue
-        if isinstance(value, bytes):
-            value = value.decode("latin-1")
-        elif isinstance(value, str) and "@" in value and "://" in value:
-            value = mask_password(value)
-        safe[name] = value
-    return safe
+    return {name: value.decode("latin-1") if isinstance(value, bytes) else scrub(value)
+            for name, value in params.items()
+            if name not in ("storage_options", "on_state") and not callable(value)}
 
 
 PASSWORD_IN_URL = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]*:)[^@\s/]+@")
@@ -49,15 +41,3 @@ def scrub(data: Any) -> Any:
         return [scrub(value) for value in data]
     return data
 
-
-def mask_password(url: str) -> str:
-    """Replace the password of *url*, if any, with ``***``.
-
-    >>> mask_password("s3://key:secret@bucket/x"), mask_password("https://host/x")
-    ('s3://key:***@bucket/x', 'https://host/x')
-    """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[1]}"
-    return urlunsplit(parts._replace(netloc=netloc))
