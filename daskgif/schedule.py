@@ -7,12 +7,8 @@ overlap: a run that outlasts its interval delays the next one, and says so. A
 failed run is reported and the schedule goes on.
 
 Stopping: when *stop* is set (the CLI sets it on SIGINT/SIGTERM) between runs,
-the schedule ends at once. During a run on a ``distributed.Client`` the run is
-*cancelled*: its queued tasks are dropped, and the tasks already executing are
-waited for (up to ``daskgif.stop-timeout`` seconds), because a Python thread
-cannot be interrupted and every write is atomic, so waiting is what leaves no
-temporary file behind. On the local schedulers (``sync``, ``threads``,
-``processes``) a running graph cannot be cancelled, so the run is *finished*.
+the schedule ends at once; during a run, :mod:`daskgif.runner` cancels it on a
+``distributed.Client`` and finishes it on a local scheduler.
 """
 
 from __future__ import annotations

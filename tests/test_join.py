@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -151,8 +152,6 @@ def test_errors():
 
 def test_join_memory_does_not_grow_with_the_frame_count(tmp_path):
     """The writer holds one frame (its look-ahead), whatever the number of frames."""
-    import tracemalloc
-
     frames = [make_gif(64, 64, seed=i) for i in range(8)]
 
     def peak(count: int) -> int:

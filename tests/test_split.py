@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -167,8 +168,6 @@ def test_mutated_streams_are_split_or_refused(data, chunk_size):
 
 def test_split_memory_stays_near_one_chunk(tmp_path):
     """Splitting a file reads it in chunks: memory follows the chunk size, not the file size."""
-    import tracemalloc
-
     path = tmp_path / "many.img"
     path.write_bytes(image_data([make_gif(32, 32, seed=i % 5) for i in range(4000)]))
     chunk = 64 * 1024
