@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import io
 import random
+import shutil
+
+import pytest
 
 from daskgif.encode import encode_gif
 
 DELIMITER = b"\n\n\n\n"
+
+#: gifsicle is a second, independent GIF decoder; ``.ci/run`` installs it from Debian.
+requires_gifsicle = pytest.mark.skipif(shutil.which("gifsicle") is None,
+                                       reason="gifsicle is not installed (apt-get install gifsicle)")
 
 
 def make_palette(colours: int = 256, seed: int = 0) -> bytes:

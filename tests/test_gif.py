@@ -12,6 +12,7 @@ from PIL import Image
 from daskgif.errors import GifFormatError
 from daskgif.encode import encode_gif
 from daskgif.gif import Incomplete, gif_length, parse_gif
+from frames import requires_gifsicle
 from frames import make_gif, make_palette, make_pixels, make_raw_gif, newline_palette
 
 
@@ -53,6 +54,7 @@ def test_encode_is_deterministic():
     assert make_gif(20, 10, seed=3) == make_gif(20, 10, seed=3) != make_gif(20, 10, seed=4)
 
 
+@requires_gifsicle
 def test_gifsicle_reads_what_we_encode(tmp_path):
     path = tmp_path / "a.gif"
     path.write_bytes(make_gif(31, 17, seed=2, interlace=True, transparent=3, local_table=True))

@@ -13,6 +13,7 @@ from daskgif.gif import parse_gif
 from daskgif.join import GifWriter, join_gifs
 from daskgif.sample import sample_path
 from daskgif.split import split_bytes
+from frames import requires_gifsicle
 from frames import decode_rgb, decode_rgba, make_gif, make_palette, make_raw_gif, newline_palette
 
 
@@ -94,6 +95,7 @@ def test_transparency_with_pillow():
         assert len(opaque) < len(alone) // 4 or got == alone
 
 
+@requires_gifsicle
 def test_transparency_with_gifsicle(tmp_path):
     """gifsicle, a second decoder, reads every image back unchanged (explode writes each
     image on its own), with the transparency index kept and each frame's table local."""
