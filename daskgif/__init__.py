@@ -7,6 +7,7 @@ Names are imported on first use, so the pure byte modules (``daskgif.gif``,
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 __version__ = "0.1.0"
@@ -26,9 +27,14 @@ _exports = {
     "join_gifs": "daskgif.join",
     "sample_path": "daskgif.sample",
     "run_schedule": "daskgif.schedule",
+    "progress": "daskgif.progress",
+    "Cancelled": "daskgif.errors",
 }
 
 __all__ = sorted(_exports)
+
+# A library logs; the application decides where it goes (the CLI does, with -v).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> Any:

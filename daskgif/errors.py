@@ -10,7 +10,7 @@ The ``transient`` attribute tells the retry layer whether trying again may help.
 
 from __future__ import annotations
 
-__all__ = ["DaskgifError", "GifFormatError", "FetchError", "RunFailed"]
+__all__ = ["DaskgifError", "GifFormatError", "FetchError", "RunFailed", "Cancelled"]
 
 
 class DaskgifError(Exception):
@@ -108,3 +108,11 @@ class RunFailed(DaskgifError, RuntimeError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class Cancelled(DaskgifError):
+    """A run stopped by request (a signal, ``Ctrl-C``) before it finished.
+
+    >>> str(Cancelled("run 1 cancelled by SIGTERM"))
+    'run 1 cancelled by SIGTERM'
+    """

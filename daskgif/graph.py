@@ -1,43 +1,85 @@
-"""The daskgif pipeline as a lazy Dask graph: fetch -> split -> write-frame (mapped) -> combine.
+"""The daskgif pipeline as a lazy Dask graph, built from one description of its steps.
 
-``build_graph`` reads configuration and validates its arguments on the client,
-then wires five tasks with readable keys::
+:data:`STEPS` says what the pipeline is: ``fetch -> split -> map-frames -> combine``.
+:func:`build_graph` wires one :class:`~daskgif.tasks.Task` per step, in that order,
+each keyed ``<step>-<token>``, then ``finish-<token>``, which turns the last
+outcome into a :class:`~daskgif.result.Result`::
 
     fetch-<token> -> split-<token> -> map-frames-<token> -> combine-<token> -> finish-<token>
-                                        |
-                                        +-> write-frame-<i>-<token>  (launched at run time)
+                                           |
+                                           +-> write-frame-<i>-<token>  (launched at run time)
 
-Frame bytes never travel through the graph: ``split`` returns small spans, each
-``write-frame`` task reads its own span from the data file, and ``combine``
-streams the frames into the output, reading each unchanged frame from the data
-file (one open) and each converted one from its frame file.
+The result's states and the pipeline picture (:mod:`daskgif.picture`) come from
+the same description.  Frame bytes never travel through the graph: ``split``
+returns small spans, each ``write-frame`` batch reads its own spans from the data
+file, and ``combine`` streams the frames into the output.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dask
 from dask.base import tokenize
 from dask.delayed import Delayed
 
-from daskgif import config, io
+from daskgif import config, events, io
 from daskgif.errors import DaskgifError, GifFormatError, RunFailed
+from daskgif.fanout import check_cancelled
 from daskgif.gif import parse_gif
 from daskgif.join import GifWriter
-from daskgif.result import Result, iter_states
+from daskgif.redact import safe_parameters, scrub
+from daskgif.result import Result
 from daskgif.sample import sample_path
 from daskgif.split import Span, split_frames
-from daskgif.tasks import FAILED, SUCCESS, Outcome, Skip, State, Task, first_failure
+from daskgif.state import SKIPPED, State
+from daskgif.tasks import Mapped, Outcome, Skip, Task
 
-__all__ = ["build_graph"]
+__all__ = ["build_graph", "Pipeline", "Params", "Step", "STEPS"]
 
 logger = logging.getLogger(__name__)
+
+LOCAL_SCHEDULERS = ("sync", "synchronous", "single-threaded", "threads", "threading", "processes", "multiprocessing")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything a run's tasks need, read and checked on the client when the graph is built."""
+
+    url: str
+    data_file: str
+    out: str
+    frames_dir: str
+    delimiter: bytes
+    duration: int
+    loop: int
+    force: bool
+    storage_options: dict | None
+    on_error: str
+    frames_per_task: int | str
+    retries: int
+    retry_delay: float
+    run: str
+    chunk_size: int = 4 * 2**20
+    max_pixels: int | None = None
+    fetch_timeout: float = 60
+    max_bytes: int | None = None
+    allowed_protocols: tuple[str, ...] | None = None
+    retry: dict = field(default_factory=dict)
+
+    def task(self, func: Callable, name: str, *, retried: bool = True, announce: dict | None = None,
+             skip_on_upstream_skip: bool = True) -> Task:
+        """A Task of this run: its retry policy (when *retried*) and the hook that sends its states."""
+        retry = {"retries": self.retries, "retry_delay": self.retry_delay, **self.retry} if retried else {}
+        return Task(func, name=name, skip_on_upstream_skip=skip_on_upstream_skip,
+                    on_state=(events.StateHook(self.run, announce),), **retry)
 
 
 @dataclass(frozen=True)
@@ -51,29 +93,30 @@ class Frame:
     span: Span | None = None  # where its bytes lie in the data file; None for a converted frame
 
 
-def fetch(url: str, data_file: str, *, force: bool, storage_options: dict | None, **options: Any) -> str:
-    """Copy *url* to *data_file*, or skip when *data_file* exists and not *force*."""
-    if not force and io.exists(data_file, storage_options):
-        raise Skip(f"{data_file} exists; force=True fetches it again", result=data_file)
-    io.fetch_file(url, data_file, storage_options=storage_options, **options)
-    return data_file
+def fetch(_: None, p: Params) -> str:
+    """Copy ``p.url`` to ``p.data_file``, or skip when the data file exists and not ``p.force``."""
+    if not p.force and io.exists(p.data_file, p.storage_options):
+        raise Skip(f"{p.data_file} exists; force=True fetches it again", result=p.data_file)
+    io.fetch_file(p.url, p.data_file, storage_options=p.storage_options, chunk_size=p.chunk_size,
+                  timeout=p.fetch_timeout, max_bytes=p.max_bytes, allowed_protocols=p.allowed_protocols)
+    return p.data_file
 
 
-def split(data_file: str, *, delimiter: bytes, storage_options: dict | None, chunk_size: int,
-          max_pixels: int | None, on_error: str = "raise") -> list[Span]:
-    """Return the frame spans of *data_file*: small tuples, never frame bytes.
+def split(data_file: str, p: Params) -> list[Span]:
+    """Return the frame spans of the data file: small tuples, never frame bytes.
 
     With ``on_error="skip"`` a piece that cannot be walked is cut at the next
     delimiter and handed on, so that its ``write-frame`` reports it *Skipped*.
     """
-    with io.open_input(data_file, storage_options) as f:
-        return list(split_frames(f, delimiter, chunk_size=chunk_size, max_pixels=max_pixels, on_error=on_error))
+    with io.open_input(data_file, p.storage_options) as f:
+        return list(split_frames(f, p.delimiter, chunk_size=p.chunk_size, max_pixels=p.max_pixels,
+                                 on_error=p.on_error))
 
 
-def write_frame(span: Span, *, data_file: str, frames_dir: str, count: int, storage_options: dict | None,
-                max_pixels: int | None, on_error: str) -> Frame:
-    """Read one span of *data_file*, convert it to GIF if needed, write it atomically."""
-    data = io.read_span(data_file, span.offset, span.length, storage_options)
+def write_frame(span: Span, p: Params, count: int) -> Frame:
+    """Read one span of the data file, convert it to GIF if needed, write it atomically."""
+    check_cancelled(p.run)
+    data = io.read_span(p.data_file, span.offset, span.length, p.storage_options)
     try:
         converted = not data.startswith(b"GIF8")
         if converted:
@@ -81,21 +124,23 @@ def write_frame(span: Span, *, data_file: str, frames_dir: str, count: int, stor
 
             data = to_gif(data, index=span.index, offset=span.offset)
         try:
-            info = parse_gif(data, max_pixels=max_pixels)
+            info = parse_gif(data, max_pixels=p.max_pixels)
         except GifFormatError as e:
             raise e.locate(frame=span.index, base=0 if converted else span.offset) from None
     except GifFormatError as e:
-        if on_error == "skip":
+        if p.on_error == "skip":
             raise Skip(f"unreadable frame dropped: {e}") from e
         raise
-    path = io.join_path(frames_dir, io.frame_name(span.index, count))
-    io.write_bytes(path, data, storage_options)
+    path = io.join_path(p.frames_dir, io.frame_name(span.index, count))
+    io.write_bytes(path, data, p.storage_options)
     return Frame(span.index, path, info.width, info.height, None if converted else span)
 
 
-def map_frames(write: Task, spans: list[Span], *, batch_size: int | str, token: str, **kwargs: Any) -> list[Outcome]:
-    """Launch one ``write-frame`` run per span (grouped into tasks) and wait for all of them."""
-    return write.map(spans, batch_size=batch_size, token=token, count=len(spans), **kwargs)
+def map_frames(spans: list[Span], p: Params) -> Mapped:
+    """Launch the ``write-frame`` batches (see :mod:`daskgif.fanout`) and wait for all of them."""
+    events.emit({"kind": "map", "run": p.run, "name": "write-frame", "total": len(spans)})
+    write = p.task(write_frame, "write-frame")
+    return write.map(spans, batch_size=p.frames_per_task, token=p.run, p=p, count=len(spans))
 
 
 def read_frames(frames: list[Frame], data_file: str, storage_options: dict | None) -> Iterator[bytes]:
@@ -116,69 +161,159 @@ def read_frames(frames: list[Frame], data_file: str, storage_options: dict | Non
                 yield source.read(frame.span.length)
 
 
-def combine(frames: list[Outcome], *, data_file: str, out: str, duration: int, loop: int,
-            storage_options: dict | None) -> dict:
-    """Join the written frames, in order and losslessly, into the animated GIF *out*."""
-    failed = [o.state for o in frames if o.state.state == FAILED]
-    if failed:
-        raise DaskgifError(f"{len(failed)} frame(s) failed, first frame {failed[0].index}: {failed[0].message}")
-    written: list[Frame] = [o.value for o in frames if o.state.state == SUCCESS]
+def combine(mapped: Mapped, p: Params) -> dict:
+    """Join the written frames, in order and losslessly, into the animated GIF ``p.out``."""
+    written: list[Frame] = [f for f in mapped.values if f is not None]
     if not written:
-        raise DaskgifError(f"no frames left to combine ({len(frames)} skipped)")
+        raise DaskgifError(f"no frames left to combine ({mapped.states.counts.get(SKIPPED, 0)} skipped)")
     size = (max(f.width for f in written), max(f.height for f in written))
-    with io.atomic_write(out, storage_options) as f, GifWriter(f, size, duration=duration, loop=loop) as gif:
-        for data in read_frames(written, data_file, storage_options):
-            gif.add(data)
-        nbytes = f.tell()
-    return {"path": out, "size": nbytes, "width": size[0], "height": size[1], "frames": [w.path for w in written]}
+    with io.atomic_write(p.out, p.storage_options) as f:
+        with GifWriter(f, size, duration=p.duration, loop=p.loop) as gif:
+            for data in read_frames(written, p.data_file, p.storage_options):
+                check_cancelled(p.run)
+                gif.add(data)
+        nbytes = f.tell()  # after the writer's trailer: the size of the file as written
+        check_cancelled(p.run)
+    return {"size": nbytes, "width": size[0], "height": size[1], "frames": [w.path for w in written]}
 
 
-def finish(fetched: Outcome, spans: Outcome, mapped: Outcome, combined: Outcome, *, out: str,
-           storage_options: dict | None) -> Result:
-    """Gather every task's state into a :class:`Result`; raise :class:`RunFailed` if any failed."""
-    frames = mapped.value or []
-    states = {
-        "fetch": fetched.state,
-        "split": spans.state,
-        "map-frames": mapped.state,
-        "write-frame": {o.state.index: o.state for o in frames},
-        "combine": combined.state,
-    }
-    value = combined.value or {}
+@dataclass(frozen=True)
+class Step:
+    """One step of the pipeline: a function of the previous step's value and the run's :class:`Params`."""
+
+    name: str
+    func: Callable[[Any, Params], Any]
+    does: str
+    writes: str | None = None
+    retried: bool = True
+    skip_on_upstream_skip: bool = True
+
+
+#: The pipeline, in order.  ``build_graph``, the result's states and the picture all follow it.
+STEPS = (
+    Step("fetch", fetch, "copies the URL to the data file", writes="data_file"),
+    Step("split", split, "finds the frames in the data file", skip_on_upstream_skip=False),
+    Step("map-frames", map_frames, "writes every frame (write-frame tasks)", writes="frames_dir", retried=False),
+    Step("combine", combine, "joins the frames into the animated GIF", writes="out"),
+)
+
+
+def finish(combined: Outcome, p: Params) -> Result:
+    """Turn the last step's outcome into the run's :class:`Result` and announce its end."""
+    value = combined.value
     result = Result(
-        ok=combined.state.state == SUCCESS and all(o.state.state != FAILED for o in frames),
-        path=out,
-        frames=tuple(value.get("frames", ())),
-        states=states,
-        size=value.get("size"),
-        started=min(s.start for s in iter_states(states) if s.start is not None),
-        finished=time.time(),
-        storage_options=storage_options,
+        ok=True, path=p.out, frames=tuple(value["frames"]), states=dict(combined.states), size=value["size"],
+        started=min(s.start for s in combined.states.values() if s.start is not None), finished=time.time(),
+        storage_options=p.storage_options,
     )
-    if result.ok:
-        logger.info("Run SUCCESS: all reference tasks succeeded (%d frames, %s)", len(result.frames), out)
-        return result
-    root = first_failure(iter_states(states))  # in pipeline order: the cause, not its consequences
-    logger.error("Run FAILED: some reference tasks failed; %s", describe(root))
-    raise RunFailed(f"Run FAILED: {describe(root)}", result)
+    events.emit({"kind": "run", "run": p.run, "state": "Success", "time": result.finished,
+                 "frames": len(result.frames), "size": result.size})
+    return result
 
 
-def describe(state: State) -> str:
-    """Name a failed task, its frame, its attempts and its cause in one line.
+class Pipeline(Delayed):
+    """The lazy pipeline :func:`build_graph` returns: a :class:`dask.delayed.Delayed` whose ``compute``
+    honours the local scheduler it is given, reports states to ``on_state`` hooks, and logs the run's end.
 
-    >>> describe(State("write-frame", "Failed", attempts=3, index=4, message="OSError: disk full"))
-    "task 'write-frame' (frame 4) failed after 3 attempts: OSError: disk full"
+    ``compute(scheduler="sync")`` (or ``"threads"``, with ``num_workers``) also
+    runs the per-frame tasks that ``map-frames`` launches on that scheduler: the
+    arguments are set in ``dask.config`` for the duration of the call.
     """
-    frame = "" if state.index is None else f" (frame {state.index})"
-    attempts = f"{state.attempts} attempt{'s' * (state.attempts != 1)}"
-    return f"task {state.name!r}{frame} failed after {attempts}: {state.message}"
+
+    __slots__ = ("run", "on_state")
+
+    def __init__(self, delayed: Delayed, run: str, on_state: Sequence[Callable[[State], None]] = ()):
+        super().__init__(delayed.key, delayed.dask)
+        self.run = run
+        self.on_state = tuple(on_state)
+
+    def compute(self, **kwargs: Any) -> Any:
+        """Run the pipeline and return its :class:`~daskgif.result.Result`; raise ``RunFailed`` if a task failed."""
+        scheduler = kwargs.get("scheduler")
+        settings = {"num_workers": kwargs["num_workers"]} if "num_workers" in kwargs else {}
+        if isinstance(scheduler, str) and scheduler in LOCAL_SCHEDULERS:
+            settings["scheduler"] = scheduler
+        client = cluster_client(scheduler)
+        with watch(self, client), dask.config.set(settings):
+            return super().compute(**kwargs)
+
+    def __reduce__(self) -> Any:
+        return (Pipeline, (Delayed(self.key, self.dask), self.run, self.on_state))
+
+
+def cluster_client(scheduler: Any = None) -> Any:
+    """The ``distributed.Client`` a compute with *scheduler* runs on, or ``None`` for a local scheduler."""
+    if hasattr(scheduler, "subscribe_topic"):
+        return scheduler
+    configured = dask.config.get("scheduler", None)
+    if scheduler is not None or configured not in (None, "dask.distributed", "distributed") \
+            or "distributed" not in sys.modules:
+        return None
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+class watch:  # noqa: N801 - used as a context manager, like dask's own
+    """Feed a run's messages to its ``on_state`` hooks while it runs; log its end.
+
+    On a cluster, the messages arrive through :func:`daskgif.events.relay`; on
+    leaving, it waits (briefly) for the run's last message, so every hook has
+    been called when ``compute`` returns.
+    """
+
+    def __init__(self, pipeline: Pipeline, client: Any = None, wait: float = 5.0):
+        self.pipeline, self.client, self.wait = pipeline, client, wait
+        self.ended = threading.Event()
+
+    def __enter__(self) -> watch:
+        if self.client is not None:
+            events.relay(self.client)
+        self.unsubscribe = events.bus.subscribe(self.receive)
+        return self
+
+    def receive(self, msg: dict) -> None:
+        if msg.get("run") != self.pipeline.run:
+            return
+        kind = msg.get("kind")
+        if kind == "run" and msg["state"] != "Running":
+            self.ended.set()
+        hooks = self.pipeline.on_state
+        if not hooks and not logger.isEnabledFor(logging.INFO):
+            return
+        if kind == "step":
+            found = [State.from_dict(msg)]
+        elif kind == "frames":
+            found = [State.from_dict(record) for record in msg["records"]]
+        else:
+            found = []
+        for state in found:
+            logger.info("Task %r%s: %s%s", state.name, "" if state.index is None else f"[{state.index}]",
+                        state.state, f" ({state.message})" if state.message else "")
+            for hook in hooks:
+                try:
+                    hook(state)
+                except Exception:
+                    logger.exception("State hook %r failed on %s", hook, state)
+
+    def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
+        if self.client is not None and (kind is None or issubclass(kind, RunFailed)):
+            self.ended.wait(self.wait)
+        self.unsubscribe()
+        if kind is None:
+            logger.info("Run SUCCESS: all reference tasks succeeded (%s)", self.pipeline.run)
+        elif issubclass(kind, RunFailed):
+            logger.info("Run FAILED: %s", error)
 
 
 def build_graph(
     url: str | None = None,
     data_file: str = "image-data.img",
     out: str = "clip.gif",
-    frames_dir: str = ".",
+    frames_dir: str | None = None,
     delimiter: bytes = b"\n\n\n\n",
     duration: int = 100,
     loop: int = 0,
@@ -190,7 +325,7 @@ def build_graph(
     on_error: str | None = None,
     frames_per_task: int | str | None = None,
     on_state: Sequence[Callable[[State], None]] = (),
-) -> Delayed:
+) -> Pipeline:
     """Build the image ETL pipeline as a lazy Dask graph; nothing is read or written.
 
     Parameters
@@ -203,8 +338,9 @@ def build_graph(
         file is used as it is (unless ``force=True``).
     out : str
         The animated GIF to write.
-    frames_dir : str
-        Folder for ``frame_00.gif``, ``frame_01.gif``, ...
+    frames_dir : str, optional
+        Folder for ``frame_00.gif``, ``frame_01.gif``, ...  Default: ``frames``
+        next to *out*.
     delimiter : bytes
         What separates frames in the data file.
     duration : int
@@ -212,7 +348,8 @@ def build_graph(
     loop : int
         How many times the animation plays; ``0`` loops forever.
     retries, retry_delay : int, float
-        Attempts after the first, and seconds between them, for the I/O tasks.
+        Attempts after the first, and seconds before the first retry, for the
+        I/O tasks; only transient errors are retried (see :mod:`daskgif.retry`).
     force : bool
         Fetch again even when *data_file* exists.
     storage_options : dict, optional
@@ -224,18 +361,20 @@ def build_graph(
         How many frames one ``write-frame`` task writes. Default
         ``daskgif.frames-per-task``.
     on_state : sequence of callables, optional
-        Called with every task's :class:`~daskgif.tasks.State` as it changes.
+        Called on the client with each step's :class:`~daskgif.state.State` as
+        it changes, and with the state of each frame that was not a plain
+        success, while ``compute()`` runs.
 
     Returns
     -------
-    dask.delayed.Delayed
-        Computing it runs the pipeline and returns a :class:`~daskgif.result.Result`,
-        or raises :class:`~daskgif.errors.RunFailed` naming the failed task.
+    Pipeline
+        A :class:`dask.delayed.Delayed`: computing it runs the pipeline and
+        returns a :class:`~daskgif.result.Result`, or raises
+        :class:`~daskgif.errors.RunFailed` naming the failed task.
 
     Examples
     --------
-    >>> graph = build_graph(data_file="memory://doc/image-data.img", out="memory://doc/clip.gif",
-    ...                     frames_dir="memory://doc/frames")
+    >>> graph = build_graph(data_file="memory://doc/image-data.img", out="memory://doc/clip.gif")
     >>> result = graph.compute(scheduler="sync")
     >>> result.ok, len(result.frames), result.frames[0]
     (True, 32, 'memory://doc/frames/frame_00.gif')
@@ -244,30 +383,42 @@ def build_graph(
     frames_per_task = config.get("frames-per-task") if frames_per_task is None else frames_per_task
     check_arguments(delimiter, duration, loop, retries, retry_delay, on_error, frames_per_task)
     url = sample_path() if url is None else url
-    max_pixels = config.get("max-pixels")
-    chunk_size = config.get("chunk-size")
-    retry = {"retries": retries, "retry_delay": retry_delay, "backoff": config.get("retry-backoff"),
-             "on_state": tuple(on_state)}
+    frames_dir = default_frames_dir(out) if frames_dir is None else frames_dir
     # Writes get unique keys: two builds with equal arguments are two runs.
     token = tokenize(url, data_file, out, frames_dir, delimiter, duration, loop, force, uuid.uuid4().hex)
+    p = Params(
+        url=url, data_file=data_file, out=out, frames_dir=frames_dir, delimiter=delimiter, duration=duration,
+        loop=loop, force=force, storage_options=storage_options, on_error=on_error,
+        frames_per_task=frames_per_task, retries=retries, retry_delay=retry_delay, run=token,
+        chunk_size=config.get("chunk-size"), max_pixels=config.get("max-pixels"),
+        fetch_timeout=config.get("fetch-timeout"), max_bytes=config.get("max-bytes"),
+        allowed_protocols=tuple(config.get("allowed-protocols")),
+        retry={"backoff": config.get("retry-backoff"), "max_delay": config.get("retry-max-delay", 300.0),
+               "jitter": config.get("retry-jitter", 0.1)},
+    )
+    announce = {"parameters": scrub(safe_parameters({"url": url, "data_file": data_file, "out": out,
+                                                     "frames_dir": frames_dir, "duration": duration,
+                                                     "loop": loop, "force": force})),
+                "out": scrub(out)}
+    node = None
+    for i, step in enumerate(STEPS):
+        task = p.task(step.func, step.name, retried=step.retried, announce=announce if i == 0 else None,
+                      skip_on_upstream_skip=step.skip_on_upstream_skip)
+        node = task(node, p, dask_key_name=f"{step.name}-{token}")
+    return Pipeline(dask.delayed(finish, pure=False)(node, p, dask_key_name=f"finish-{token}"), token, on_state)
 
-    fetched = Task(fetch, name="fetch", **retry)(
-        url, data_file, force=force, storage_options=storage_options, chunk_size=chunk_size,
-        timeout=config.get("fetch-timeout"), max_bytes=config.get("max-bytes"),
-        allowed_protocols=tuple(config.get("allowed-protocols")), dask_key_name=f"fetch-{token}")
-    spans = Task(split, name="split", skip_on_upstream_skip=False, **retry)(
-        fetched, delimiter=delimiter, storage_options=storage_options, chunk_size=chunk_size,
-        max_pixels=max_pixels, on_error=on_error, dask_key_name=f"split-{token}")
-    mapped = Task(map_frames, name="map-frames", on_state=tuple(on_state))(
-        Task(write_frame, name="write-frame", **retry), spans, batch_size=frames_per_task, token=token,
-        data_file=data_file, frames_dir=frames_dir, storage_options=storage_options, max_pixels=max_pixels,
-        on_error=on_error, dask_key_name=f"map-frames-{token}")
-    combined = Task(combine, name="combine", **retry)(
-        mapped, data_file=data_file, out=out, duration=duration, loop=loop, storage_options=storage_options,
-        dask_key_name=f"combine-{token}")
-    return dask.delayed(finish, pure=False)(
-        fetched, spans, mapped, combined, out=out, storage_options=storage_options,
-        dask_key_name=f"finish-{token}")
+
+def default_frames_dir(out: str) -> str:
+    """The frames folder next to *out*: ``frames`` in *out*'s folder.
+
+    >>> default_frames_dir("clip.gif"), default_frames_dir("s3://bucket/gifs/clip.gif")
+    ('frames', 's3://bucket/gifs/frames')
+    >>> default_frames_dir("file:///clip.gif")
+    'file:///frames'
+    
+    """
+    head, sep, _ = out.rpartition("/")
+    return head + sep + "frames"
 
 
 def check_arguments(delimiter: Any, duration: Any, loop: Any, retries: Any, retry_delay: Any, on_error: Any,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["safe_parameters", "scrub"]
+__all__ = ["safe_parameters", "scrub", "mask", "MaskingFilter"]
 
 
 def safe_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -41,3 +42,23 @@ def scrub(data: Any) -> Any:
         return [scrub(value) for value in data]
     return data
 
+
+
+def mask(text: str) -> str:
+    """Mask the secrets of every URL in *text*.
+
+    >>> mask("cannot fetch https://me:pw@host/x")
+    'cannot fetch https://me:***@host/x'
+    """
+    return scrub(text)
+
+
+class MaskingFilter(logging.Filter):
+    """Mask secrets in a log record's message and arguments, so no handler ever sees them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = mask(record.getMessage())
+        record.args = ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+        return True

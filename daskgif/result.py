@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from daskgif.tasks import State
+from daskgif.state import FAILED, MappedStates, iter_states
 
 __all__ = ["Result", "iter_states"]
 
 # Larger GIFs are linked, not embedded, in a notebook.
 INLINE_LIMIT = 8 * 2**20
-
-
-def iter_states(states: Mapping[str, Any]) -> Iterator[State]:
-    """Yield every state of a run in pipeline order, mapped states by map index.
-
-    >>> states = {"fetch": State("fetch", "Skipped"),
-    ...           "write-frame": {1: State("write-frame", "Success", index=1),
-    ...                           0: State("write-frame", "Success", index=0)}}
-    >>> [(s.name, s.index) for s in iter_states(states)]
-    [('fetch', None), ('write-frame', 0), ('write-frame', 1)]
-    """
-    for found in states.values():
-        if isinstance(found, Mapping):
-            yield from (found[i] for i in sorted(found))
-        else:
-            yield found
 
 
 @dataclass(frozen=True)
@@ -40,13 +23,15 @@ class Result:
     ----------
     ok : bool
         True when every task succeeded or was skipped.
-    path : str
-        The animated GIF.
+    path : str or None
+        The animated GIF (``None`` in the result of a run that failed before writing it).
     frames : tuple of str
         The frame files that went into it, in order.
     states : dict
         ``{"fetch": State, "split": State, "map-frames": State,
-        "write-frame": {index: State, ...}, "combine": State}``.
+        "write-frame": MappedStates, "combine": State}``: a mapped task keeps
+        counts per state and the :class:`~daskgif.state.State` of each frame
+        that was not a plain success (see :class:`~daskgif.state.MappedStates`).
     size : int or None
         Bytes written to *path*.
     started, finished : float
@@ -54,7 +39,7 @@ class Result:
     """
 
     ok: bool
-    path: str
+    path: str | None
     frames: tuple[str, ...]
     states: dict[str, Any]
     size: int | None = None
@@ -71,25 +56,19 @@ class Result:
     def timings(self) -> dict[str, float]:
         """Seconds spent per task name (mapped tasks summed), and ``"total"``."""
         totals: dict[str, float] = {}
-        for state in iter_states(self.states):
-            if state.start is not None and state.end is not None:
-                totals[state.name] = totals.get(state.name, 0.0) + state.end - state.start
+        for name, found in self.states.items():
+            totals[name] = found.busy if isinstance(found, MappedStates) else found.duration or 0.0
         return {**totals, "total": self.duration}
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Return ``{task name: {state: how many}}``, e.g. ``{"write-frame": {"Success": 27}}``."""
-        counts: dict[str, dict[str, int]] = {}
-        for state in iter_states(self.states):
-            per = counts.setdefault(state.name, {})
-            per[state.state] = per.get(state.state, 0) + 1
-        return counts
+        return {name: dict(found.counts) if isinstance(found, MappedStates) else {found.state: 1}
+                for name, found in self.states.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as JSON-able data: ``ok``, ``out``, ``frames``, ``states`` and timings."""
 
         def plain(found: Any) -> Any:
-            if isinstance(found, Mapping):
-                return {str(i): found[i].to_dict() for i in sorted(found)}
             return found.to_dict()
 
         return {
@@ -114,12 +93,12 @@ class Result:
         )
         failed = "".join(
             f"<li>{html.escape(s.name)}{'' if s.index is None else f' [{s.index}]'}: {html.escape(s.message)}</li>"
-            for s in iter_states(self.states) if s.state == "Failed"
+            for s in iter_states(self.states) if s.state == FAILED
         )
         status = "succeeded" if self.ok else "FAILED"
         return (
             f"<div><p><b>daskgif run {status}</b>: {len(self.frames)} frames to "
-            f"<code>{html.escape(self.path)}</code> in {self.duration:.2f} s</p>"
+            f"<code>{html.escape(str(self.path))}</code> in {self.duration:.2f} s</p>"
             f"{self.gif_html()}"
             f"<table><tr><th>task</th><th>states</th></tr>{rows}</table>"
             f"{f'<ul>{failed}</ul>' if failed else ''}</div>"

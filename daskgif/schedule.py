@@ -7,12 +7,12 @@ overlap: a run that outlasts its interval delays the next one, and says so. A
 failed run is reported and the schedule goes on.
 
 Stopping: when *stop* is set (the CLI sets it on SIGINT/SIGTERM) between runs,
-the schedule ends at once; during a run, :mod:`daskgif.runner` cancels it on a
-``distributed.Client`` and finishes it on a local scheduler.
+the schedule ends at once; during a run, :mod:`daskgif.runner` cancels the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
@@ -25,7 +25,7 @@ from typing import Any
 
 from daskgif.errors import DaskgifError, RunFailed
 from daskgif.redact import safe_parameters, scrub
-from daskgif.runner import Cancelled, active_client, compute_locally, compute_on_client, wait_for
+from daskgif.runner import Cancelled, active_client, compute, wait_for
 
 __all__ = ["parse_duration", "next_fire", "Every", "Cron", "Run", "run_schedule", "run_once", "report_run"]
 
@@ -163,6 +163,18 @@ class Run:
     cancelled: bool = False
     parameters: dict = field(default_factory=dict)
 
+    @property
+    def duration(self) -> float:
+        """Seconds from the run's start to its end, as history records it."""
+        return self.finished - self.started
+
+    def to_json(self) -> dict[str, Any]:
+        """The run as the CLI prints it with ``--json``: the result's fields and the run's, secrets masked."""
+        result = {"ok": False, "out": self.parameters.get("out"), "size": None, "frames": [], "states": {}} \
+            if self.result is None else self.result.to_dict()
+        return scrub({**result, "ok": self.ok, "run": self.number, "cancelled": self.cancelled,
+                      "message": self.message, "duration": round(self.duration, 3)})
+
     def to_record(self) -> dict[str, Any]:
         """Return the run as one JSON-able history record."""
         result = self.result
@@ -188,13 +200,19 @@ def iso(timestamp: float) -> str:
 
 def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, scheduler: str | None = None,
              stop: threading.Event | None = None, clock: Callable[[], float] = time.time,
-             stop_timeout: float | None = None, scheduled: float | None = None) -> Run:
-    """Build a fresh graph from *params* and run it; never raises for a failed run.
+             stop_timeout: float | None = None, scheduled: float | None = None, graph: Any = None,
+             progress: Callable[[], Any] | None = None) -> Run:
+    """Run the pipeline once (a fresh graph from *params*, or *graph*); never raises for a failed run.
 
     Parameters
     ----------
     params : mapping
         ``build_graph`` arguments.
+    graph : Pipeline, optional
+        The graph of *params*, when already built.
+    progress : callable, optional
+        Makes the context manager that shows the run's progress
+        (:class:`daskgif.progress.Progress`).
     number : int
         The run's number in its schedule, for messages.
     client : distributed.Client, optional
@@ -202,7 +220,7 @@ def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, 
     scheduler : str, optional
         ``"sync"``, ``"threads"`` or ``"processes"`` when there is no *client*.
     stop : threading.Event, optional
-        Set to stop: the run is cancelled on a client, finished otherwise.
+        Set to stop: the run is cancelled (see :mod:`daskgif.runner`).
     stop_timeout : float, optional
         Seconds to wait, once cancelled, for tasks already executing. Default
         ``daskgif.stop-timeout``.
@@ -216,11 +234,10 @@ def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, 
     run = Run(number, started if scheduled is None else scheduled, started, started, ok=False,
               parameters=safe_parameters(params))
     try:
-        graph = build_graph(**params)
-        if client is not None:
-            run.result = compute_on_client(graph, client, stop, stop_timeout, number)
-        else:
-            run.result = compute_locally(graph, scheduler, stop, number)
+        graph = build_graph(**params) if graph is None else graph
+        with progress() if progress is not None else contextlib.nullcontext():
+            run.result = compute(graph, client=client, scheduler=scheduler, stop=stop, stop_timeout=stop_timeout,
+                                 number=number)
     except Cancelled as e:
         run.cancelled, run.message = True, str(e)
     except RunFailed as e:
@@ -278,6 +295,8 @@ def run_schedule(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Any] | None = None,
     tz: tzinfo | None = None,
+    graph: Any = None,
+    progress: Callable[[], Any] | None = None,
 ) -> list[Run]:
     """Run the pipeline on a schedule; return every :class:`Run`.
 
@@ -312,6 +331,10 @@ def run_schedule(
         Set it (e.g. from a signal handler) to end the schedule: between runs at
         once; during a run, the run is cancelled on a *client* and finished on a
         local scheduler.
+    graph : Pipeline, optional
+        The graph of the first run, when already built from *params*.
+    progress : callable, optional
+        Makes the context manager that shows each run's progress.
     clock, sleep : callable, optional
         ``time.time`` and a sleep that ends early when *stop* is set; injected
         in tests. *sleep* may return True to mean "stopped".
@@ -344,7 +367,8 @@ def run_schedule(
         check_url(notify)
     plan = Every(parse_duration(every)) if every is not None else Cron(cron, tz) if cron is not None else None
     params_for = params if callable(params) else (lambda number: params)
-    build_graph(**params_for(1))  # bad arguments fail now, not at the first fire time
+    if graph is None:
+        graph = build_graph(**params_for(1))  # bad arguments fail now, not at the first fire time
     if storage_options is None and not callable(params):
         storage_options = params.get("storage_options")
     if client is None and scheduler is None and "distributed" in sys.modules:
@@ -364,11 +388,11 @@ def run_schedule(
         number = len(runs) + 1
         logger.info("Run %d starting", number)
         run = run_once(params_for(number), number=number, client=client, scheduler=scheduler, stop=stop,
-                       clock=clock, scheduled=due)
+                       clock=clock, scheduled=due, graph=graph if number == 1 else None, progress=progress)
         if run.ok:
             logger.info("Run %d succeeded in %.2f s", number, run.finished - run.started)
         else:
-            logger.log(logging.WARNING if run.cancelled else logging.ERROR, "Run %d %s: %s", number,
+            logger.info("Run %d %s: %s", number,
                        "cancelled" if run.cancelled else "failed", run.message)
         report_run(run, notify=notify, history=history, storage_options=storage_options)
         runs.append(run)
@@ -382,5 +406,5 @@ def run_schedule(
                            "now, %.1f s late", number, run.finished - run.started, plan, number + 1, now - due)
             due = now
     if stop.is_set():
-        logger.warning("Schedule stopped after %d run(s)", len(runs))
+        logger.info("Schedule stopped after %d run(s)", len(runs))
     return runs

@@ -1,43 +1,40 @@
 """Retries with a delay, a ``Skip`` signal and a state record per task, on plain Dask.
 
 A :class:`Task` wraps a function; calling it builds a lazy ``dask.delayed`` node
-whose value is an :class:`Outcome` (the value and a :class:`State`).  Failures
-never raise through the graph: downstream tasks see them and fail without
-running.  :meth:`Task.map` fans out at run time from inside a running task.
-Retry delays never hold a ``distributed`` worker thread (the task secedes).
+whose value is an :class:`Outcome`: the function's value, its :class:`State`,
+and the states of every task upstream of it.  A skip is a value.  A failure, once
+the retries are spent, *raises* :class:`~daskgif.errors.RunFailed`, so the task
+is ``erred`` in Dask (the dashboard, futures and the task stream point at it) and
+Dask does not run what depends on it.  Retry delays never hold a ``distributed``
+worker thread (the task secedes while it waits).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
-import os
 import pickle
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import dask
 from dask.base import tokenize
 from dask.utils import funcname, key_split
 
-__all__ = ["SUCCESS", "SKIPPED", "FAILED", "RUNNING", "RETRYING", "Skip", "State", "Outcome",
-           "RetryPolicy", "Task", "task", "is_transient", "first_failure"]
+from daskgif.errors import Cancelled, RunFailed
+from daskgif.result import Result
+from daskgif.retry import RetryPolicy, is_transient
+from daskgif.state import (FAILED, RETRYING, RUNNING, SKIPPED, SUCCESS, MappedStates, State, describe,
+                           first_failure, iter_states)
+
+__all__ = ["SUCCESS", "SKIPPED", "FAILED", "RUNNING", "RETRYING", "Skip", "State", "Outcome", "RetryPolicy",
+           "Task", "task", "Mapped", "is_transient", "first_failure", "failed_run"]
 
 logger = logging.getLogger(__name__)
-
-SUCCESS, SKIPPED, FAILED = "Success", "Skipped", "Failed"
-#: Passing states, given only to ``on_state`` hooks while a task runs.
-RUNNING, RETRYING = "Running", "Retrying"
-
-# Errors that say the code or its input is wrong: trying again gives the same answer.
-PERMANENT = (TypeError, ValueError, LookupError, AttributeError, NameError, AssertionError,
-             NotImplementedError, ArithmeticError, ImportError, FileNotFoundError, FileExistsError,
-             IsADirectoryError, NotADirectoryError, PermissionError)
 
 
 class Skip(Exception):
@@ -57,102 +54,33 @@ class Skip(Exception):
 
 
 @dataclass(frozen=True)
-class State:
-    """What happened to one run of a task (or to one item of a mapped task).
-
-    >>> s = State("fetch", SKIPPED, attempts=1, start=10.0, end=10.5, message="data file exists")
-    >>> s.ok, s.duration
-    (True, 0.5)
-    """
-
-    name: str
-    state: str
-    attempts: int = 0
-    start: float | None = None
-    end: float | None = None
-    message: str = ""
-    index: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Whether the task did not fail (a skipped task is ok)."""
-        return self.state != FAILED
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds from start to end, or ``None`` while unknown."""
-        return None if self.start is None or self.end is None else self.end - self.start
-
-    def to_dict(self) -> dict:
-        """Return the fields and the duration as a JSON-able dict."""
-        return {**asdict(self), "duration": self.duration}
-
-
-@dataclass(frozen=True)
 class Outcome:
-    """The value of a task in the graph: its result, its state and, when failed, the error."""
+    """The value of a task in the graph: its result, its state, and the states upstream of it.
+
+    *states* maps each task name to its :class:`State` (a mapped task to its
+    :class:`~daskgif.state.MappedStates`), this task's own included.
+    """
 
     value: Any
     state: State
-    error: BaseException | None = None
+    states: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How many times to try again, and how long to wait before each retry.
+def failed_run(states: Mapping[str, Any], cause: BaseException | None = None) -> RunFailed:
+    """Return the :class:`RunFailed` of a run with these *states*, named after its root failure.
 
-    Examples
-    --------
-    >>> policy = RetryPolicy(retries=3, retry_delay=10, backoff=2)
-    >>> [policy.delay(attempt) for attempt in (1, 2, 3)]
-    [10.0, 20.0, 40.0]
+    >>> error = failed_run({"fetch": State("fetch", FAILED, 3, 0.0, 1.0, "FetchError: HTTP 503")})
+    >>> str(error)
+    "task 'fetch' failed after 3 attempts: FetchError: HTTP 503"
+    >>> error.result.ok, error.result.counts()
+    (False, {'fetch': {'Failed': 1}})
     """
-
-    retries: int = 0
-    retry_delay: float = 0.0
-    backoff: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < 0:
-            raise ValueError(f"retries must be a non-negative integer, got {self.retries!r}")
-        if not isinstance(self.retry_delay, (int, float)) or not self.retry_delay >= 0:
-            raise ValueError(f"retry_delay must be a non-negative number of seconds, got {self.retry_delay!r}")
-        if not isinstance(self.backoff, (int, float)) or not self.backoff > 0:
-            raise ValueError(f"backoff must be a positive number, got {self.backoff!r}")
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number *attempt* (counted from 1)."""
-        return float(self.retry_delay * self.backoff ** (attempt - 1))
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether trying again may help: the default ``retry_if`` of a :class:`Task`.
-
-    An exception's own ``transient`` attribute decides when it has one (all
-    daskgif errors do).  Otherwise errors that point at the code or the input
-    (``TypeError``, ``ValueError``, ``KeyError``, a missing file, ...) and
-    :class:`Skip` are permanent; everything else (connection errors, timeouts,
-    ``RuntimeError``, other ``OSError``) is transient.
-
-    >>> is_transient(ConnectionResetError()), is_transient(KeyError("x")), is_transient(Skip())
-    (True, False, False)
-    """
-    transient = getattr(exc, "transient", None)
-    if transient is not None:
-        return bool(transient)
-    return not isinstance(exc, (Skip, *PERMANENT))
-
-
-def first_failure(states: Iterable[State]) -> State | None:
-    """Return the root failure: the first failed state that ran, else the first failed one.
-
-    >>> first_failure([State("fetch", FAILED, 3, message="OSError: x"), State("split", FAILED)]).name
-    'fetch'
-    >>> first_failure([State("fetch", SUCCESS)]) is None
-    True
-    """
-    failed = [s for s in states if s.state == FAILED]
-    return next((s for s in failed if s.attempts), failed[0] if failed else None)
+    root = first_failure(iter_states(states))
+    message = describe(root) if root is not None else f"{type(cause).__name__}: {cause}"
+    starts = [s.start for s in iter_states(states) if s.start is not None]
+    result = Result(ok=False, path=None, frames=(), states=dict(states),
+                    started=min(starts, default=time.time()), finished=time.time())
+    return RunFailed(message, result)
 
 
 def _on_worker() -> bool:
@@ -160,6 +88,7 @@ def _on_worker() -> bool:
     if "distributed" not in sys.modules:
         return False
     from distributed import get_worker
+
     try:
         get_worker()
     except ValueError:
@@ -175,6 +104,7 @@ def _sleep(seconds: float) -> None:
         time.sleep(seconds)
         return
     import distributed
+
     distributed.secede()
     try:
         time.sleep(seconds)
@@ -182,28 +112,18 @@ def _sleep(seconds: float) -> None:
         distributed.rejoin()
 
 
-def _portable(exc: BaseException) -> BaseException:
+def _message(exc: BaseException) -> str:
+    """One line naming the error: ``RunFailed`` already names its task, others get their type."""
+    return str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
+
+
+def portable(exc: BaseException) -> BaseException:
     """Return *exc*, or a ``RuntimeError`` saying the same if it cannot travel back to the client."""
     try:
         pickle.loads(pickle.dumps(exc))
     except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+        return RuntimeError(_message(exc))
     return exc
-
-
-def _batches(items: list, batch_size: int | str, threads: int) -> list[tuple[int, list]]:
-    """Cut *items* into ``(first index, batch)`` pairs; ``"auto"`` gives about four per thread.
-
-    >>> _batches([1, 2, 3, 4, 5], "auto", threads=1)
-    [(0, [1, 2]), (2, [3, 4]), (4, [5])]
-    """
-    size = max(1, math.ceil(len(items) / (4 * max(threads, 1)))) if batch_size == "auto" else batch_size
-    return [(i, items[i:i + size]) for i in range(0, len(items), size)]
-
-
-def _run_batch(task: Task, start: int, items: Sequence, kwargs: dict) -> list[Outcome]:
-    """Run *task* on consecutive *items*, the first one being map index *start*."""
-    return [task.run(item, index=start + i, **kwargs) for i, item in enumerate(items)]
 
 
 class Task:
@@ -218,15 +138,18 @@ class Task:
         words that :func:`dask.utils.key_split` keeps.  Default the function's name.
     retries, retry_delay, backoff : int, float, float
         Attempts after the first, seconds before the first retry, and the
-        factor applied to the delay for each further retry (see :class:`RetryPolicy`).
+        factor applied to the delay for each further retry.
+    max_delay, jitter : float, float
+        The longest wait between attempts, and the random fraction taken off
+        each wait (see :class:`~daskgif.retry.RetryPolicy`).
     retry_if : callable, optional
         Called with the exception of a failed attempt; retry only if true.
-        Default :func:`is_transient`.
+        Default :func:`~daskgif.retry.is_transient`: permanent errors fail at once.
     skip_on_upstream_skip : bool
         Skip without running when an upstream :class:`Outcome` was skipped.
         When false the task runs and receives the skip's result.
     on_state : sequence of callables
-        Called on the worker with each :class:`State` the task goes through
+        Called where the task runs with each :class:`State` it goes through
         (``Running``, ``Retrying``, then the final one).  A hook that raises is logged.
 
     Examples
@@ -239,11 +162,16 @@ class Task:
     84
     >>> double(21).compute(scheduler="sync").value
     42
+    >>> Task(int, name="parse").run("x")
+    Traceback (most recent call last):
+    ...
+    daskgif.errors.RunFailed: task 'parse' failed after 1 attempt: ValueError: invalid literal for int() with base 10: 'x'
     """
 
     def __init__(self, func: Callable, *, name: str | None = None, retries: int = 0, retry_delay: float = 0.0,
-                 backoff: float = 1.0, retry_if: Callable[[BaseException], bool] = is_transient,
-                 skip_on_upstream_skip: bool = True, on_state: Sequence[Callable[[State], None]] = ()):
+                 backoff: float = 1.0, max_delay: float = 300.0, jitter: float = 0.1,
+                 retry_if: Callable[[BaseException], bool] = is_transient, skip_on_upstream_skip: bool = True,
+                 on_state: Sequence[Callable[[State], None]] = ()):
         if not callable(func):
             raise TypeError(f"func must be callable, got {func!r}")
         name = funcname(func) if name is None else name
@@ -252,7 +180,7 @@ class Task:
         functools.update_wrapper(self, func)
         self.func = func
         self.name = name
-        self.policy = RetryPolicy(retries, retry_delay, backoff)
+        self.policy = RetryPolicy(retries, retry_delay, backoff, max_delay, jitter)
         self.retry_if = retry_if
         self.skip_on_upstream_skip = skip_on_upstream_skip
         self.on_state = tuple(on_state)
@@ -278,23 +206,22 @@ class Task:
                 logger.exception("State hook %r of task %r failed on %s state", hook, self.name, state.state)
         return state
 
-    def _finish(self, value: Any, state: State, error: BaseException | None = None) -> Outcome:
-        where = "" if state.index is None else f"[{state.index}]"
-        level = logging.ERROR if state.state == FAILED and state.attempts else logging.INFO
-        logger.log(level, "Task %r%s: %s%s", self.name, where, state.state,
-                   f" ({state.message})" if state.message else "")
-        self._report(state)
-        return Outcome(value, state, None if error is None else _portable(error))
+    def _log(self, state: State) -> None:
+        # DEBUG where the task runs; the client logs states at INFO from the run's messages (graph.watch).
+        logger.debug("Task %r%s: %s%s", self.name, "" if state.index is None else f"[{state.index}]", state.state,
+                     f" ({state.message})" if state.message else "")
 
     def run(self, *args: Any, index: int | None = None, **kwargs: Any) -> Outcome:
-        """Run now, with retries, and return an :class:`Outcome`; never raise a task error.
+        """Run now, with retries; return an :class:`Outcome` or raise :class:`~daskgif.errors.RunFailed`.
 
         Top-level *args* and *kwargs* that are :class:`Outcome` are replaced by
-        their value.  If one of them failed, this task fails without running;
-        if one was skipped and ``skip_on_upstream_skip``, it is skipped without
-        running.  Otherwise the function is called: :class:`Skip` skips the
-        task with the skip's result as value; an exception is retried while
-        ``retry_if`` accepts it and retries remain, else the task fails.
+        their value, and their states are carried on.  If one was skipped and
+        ``skip_on_upstream_skip``, this task is skipped without running.
+        Otherwise the function is called: :class:`Skip` skips the task with the
+        skip's result as value; an exception is retried while ``retry_if``
+        accepts it and retries remain, else the task fails: ``RunFailed`` is
+        raised, naming the task, its frame (*index*), the attempts and the
+        cause, with the states known so far in its ``result``.
         ``KeyboardInterrupt`` and ``SystemExit`` propagate.
 
         Parameters
@@ -305,32 +232,59 @@ class Task:
             Map index, recorded in the state.
         """
         start = time.time()
-        upstream = [a.state for a in (*args, *kwargs.values()) if isinstance(a, Outcome)]
-        for wanted, flag in ((FAILED, True), (SKIPPED, self.skip_on_upstream_skip)):
-            culprit = next((s for s in upstream if s.state == wanted), None)
-            if flag and culprit is not None:
-                message = f"upstream task {culprit.name!r} {wanted.lower()}"
-                return self._finish(None, State(self.name, wanted, 0, start, time.time(), message, index))
+        upstream = [a for a in (*args, *kwargs.values()) if isinstance(a, Outcome)]
+        states: dict[str, Any] = {}
+        for outcome in upstream:
+            states.update(outcome.states)
+        skipped = next((o.state for o in upstream if o.state.state == SKIPPED), None)
+        if skipped is not None and self.skip_on_upstream_skip:
+            return self._finish(None, State(self.name, SKIPPED, 0, start, time.time(),
+                                            f"upstream task {skipped.name!r} skipped", index), states)
         args = tuple(a.value if isinstance(a, Outcome) else a for a in args)
         kwargs = {k: v.value if isinstance(v, Outcome) else v for k, v in kwargs.items()}
-        logger.debug("Task %r%s: starting", self.name, "" if index is None else f"[{index}]")
         total = self.policy.retries + 1
         for attempt in range(1, total + 1):
             self._report(State(self.name, RUNNING, attempt, start, None, "", index))
             try:
                 value = self.func(*args, **kwargs)
+            except Cancelled:
+                raise
             except Skip as e:
-                return self._finish(e.result, State(self.name, SKIPPED, attempt, start, time.time(), e.message, index))
+                return self._finish(e.result, State(self.name, SKIPPED, attempt, start, time.time(), e.message, index),
+                                    states)
             except Exception as e:
-                message = f"{type(e).__name__}: {e}"
-                if attempt == total or not self.retry_if(e):
-                    return self._finish(None, State(self.name, FAILED, attempt, start, time.time(), message, index), e)
-                logger.warning("Retrying %s after %r (attempt %d/%d)", self.name, e, attempt, total)
-                self._report(State(self.name, RETRYING, attempt, start, None, message, index))
+                if attempt == total or isinstance(e, RunFailed) or not self.retry_if(e):
+                    self._fail(State(self.name, FAILED, attempt, start, time.time(), _message(e), index), states, e)
+                logger.warning("Retrying %s%s after %s (attempt %d/%d)", self.name,
+                               "" if index is None else f"[{index}]", _message(e), attempt, total)
+                self._report(State(self.name, RETRYING, attempt, start, None, _message(e), index))
                 _sleep(self.policy.delay(attempt))
             else:
-                return self._finish(value, State(self.name, SUCCESS, attempt, start, time.time(), "", index))
+                return self._finish(value, State(self.name, SUCCESS, attempt, start, time.time(), "", index), states)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _finish(self, value: Any, state: State, states: dict[str, Any]) -> Outcome:
+        self._log(state)
+        self._report(state)
+        if state.index is None:
+            states[self.name] = state
+        if isinstance(value, Mapped):
+            states[value.states.name] = value.states
+        return Outcome(value, state, states)
+
+    def _fail(self, state: State, states: dict[str, Any], error: BaseException) -> None:
+        """Record *state* and raise ``RunFailed``; a nested run's failure keeps its root cause and states."""
+        self._log(state)
+        self._report(state)
+        if isinstance(error, RunFailed) and error.result is not None:
+            states.update(getattr(error.result, "states", {}))
+        if state.index is None:
+            states[self.name] = state
+        else:
+            mapped = MappedStates(self.name)
+            mapped.add(state)
+            states[self.name] = mapped
+        raise failed_run(states, error) from portable(error)
 
     def __call__(self, *args: Any, dask_key_name: str | None = None, **kwargs: Any) -> Any:
         """Return a lazy ``Delayed`` of :meth:`run`, keyed ``<name>-<token>``, unique per call."""
@@ -339,8 +293,13 @@ class Task:
         return dask.delayed(self.run, pure=False)(*args, dask_key_name=dask_key_name, **kwargs)
 
     def map(self, items: Sequence, *, batch_size: int | str = "auto", token: str | None = None,
-            **kwargs: Any) -> list[Outcome]:
+            keep_all: bool = False, **kwargs: Any) -> Mapped:
         """Run the task on every item, in batches, from inside a running task.
+
+        The batches are Dask tasks of their own (``<name>-<first index>-<token>``),
+        launched where the calling task runs: on the cluster from a
+        ``distributed`` worker, else on the local scheduler computing the graph
+        (see :func:`daskgif.fanout.fan_out`).
 
         Parameters
         ----------
@@ -349,34 +308,73 @@ class Task:
         batch_size : int or "auto"
             Items per batch; ``"auto"`` makes about four batches per worker thread.
         token : str, optional
-            Key suffix of the batches (``<name>-<first index>-<token>``); default unique.
+            Key suffix of the batches; default unique.
+        keep_all : bool
+            Keep every item's :class:`State`, not only the remarkable ones.
 
         Returns
         -------
-        list of Outcome
-            In the order of *items*.  A failed item does not stop the others.
+        Mapped
+            The values in the order of *items*, and their states.  If an item
+            fails, the others of its batch still run, then ``RunFailed`` names
+            the first failed item.
 
         Examples
         --------
-        >>> [o.value for o in Task(abs, name="abs").map([-1, 2, -3], batch_size=2)]
+        >>> Task(abs, name="abs").map([-1, 2, -3], batch_size=2).values
         [1, 2, 3]
         """
-        items = list(items)
-        if batch_size != "auto" and (not isinstance(batch_size, int) or isinstance(batch_size, bool)
-                                     or batch_size < 1):
-            raise ValueError(f"batch_size must be 'auto' or a positive integer, got {batch_size!r}")
-        token = uuid.uuid4().hex if token is None else token
-        if not _on_worker():
-            threads = os.cpu_count() or 1
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                futures = [pool.submit(_run_batch, self, i, batch, kwargs)
-                           for i, batch in _batches(items, batch_size, threads)]
-                return [o for f in futures for o in f.result()]
-        from distributed import worker_client
-        with worker_client() as client:
-            futures = [client.submit(_run_batch, self, i, batch, kwargs, key=f"{self.name}-{i}-{token}", pure=False)
-                       for i, batch in _batches(items, batch_size, sum(client.nthreads().values()))]
-            return [o for batch in client.gather(futures) for o in batch]
+        from daskgif.fanout import fan_out
+
+        batches = fan_out(functools.partial(run_items, self, kwargs, keep_all), list(items), name=self.name,
+                          batch_size=batch_size, token=token)
+        return Mapped.concat(self.name, batches)
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """What :meth:`Task.map` returns: the items' values in order and their :class:`MappedStates`.
+
+    A task returning a ``Mapped`` carries its states on into its :class:`Outcome`.
+    """
+
+    values: list
+    states: MappedStates
+
+    @classmethod
+    def concat(cls, name: str, parts: Sequence[Mapped]) -> Mapped:
+        """Join the results of consecutive batches."""
+        states = MappedStates(name)
+        for part in parts:
+            states.update(part.states)
+        return cls([v for part in parts for v in part.values], states)
+
+
+def run_items(task: Task, kwargs: dict, keep_all: bool, start: int, items: Sequence) -> Mapped:
+    """Run *task* on consecutive *items*, the first being map index *start*.
+
+    If an item fails, the others still run; then ``RunFailed`` names the first failure.
+    """
+    values: list = []
+    states = MappedStates(task.name, keep_all=keep_all)
+    try:
+        for i, item in enumerate(items, start):
+            try:
+                outcome = task.run(item, index=i, **kwargs)
+            except RunFailed as e:
+                states.update(e.result.states[task.name])
+                values.append(None)
+            else:
+                states.add(outcome.state)
+                values.append(outcome.value)
+    finally:
+        for hook in task.on_state:  # hooks may gather item states: they get them all before the batch ends
+            flush = getattr(hook, "flush", None)
+            if flush is not None:
+                flush()
+    if states.counts.get(FAILED):
+        raise failed_run({task.name: states})
+    return Mapped(values, states)
 
 
 def task(func: Callable | None = None, **options: Any) -> Task | Callable[[Callable], Task]:

@@ -1,0 +1,103 @@
+"""Where a run goes: a local scheduler by name, a running cluster by address, or a new ``LocalCluster``.
+
+Addresses follow Dask's conventions: ``--scheduler ADDRESS``, else
+``dask.config`` ``scheduler-address`` (``DASK_SCHEDULER_ADDRESS``).  Connecting
+is bounded by ``daskgif.connect-timeout`` seconds: an address that refuses,
+hangs or is not a Dask scheduler fails with one line naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import dask
+
+from daskgif.errors import DaskgifError
+
+__all__ = ["LOCAL_SCHEDULERS", "check_scheduler", "connect", "ConnectError"]
+
+logger = logging.getLogger(__name__)
+
+LOCAL_SCHEDULERS = ("sync", "synchronous", "single-threaded", "threads", "processes")
+ADDRESS = re.compile(r"^([a-z][a-z0-9+.-]*://)?[\w.\-\[\]:]*:\d+/?$", re.IGNORECASE)
+
+
+class ConnectError(DaskgifError, OSError):
+    """A scheduler address that could not be reached in time."""
+
+    def __init__(self, address: str, message: str):
+        super().__init__(address, message)
+        self.address = address
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"cannot connect to the Dask scheduler at {self.address}: {self.message}"
+
+
+def check_scheduler(scheduler: str | None) -> str | None:
+    """Return *scheduler* if it is a local scheduler's name or a scheduler address, else raise ``ValueError``.
+
+    >>> check_scheduler("sync"), check_scheduler("tcp://10.0.0.5:8786"), check_scheduler("localhost:8786")
+    ('sync', 'tcp://10.0.0.5:8786', 'localhost:8786')
+    >>> check_scheduler("thread")
+    Traceback (most recent call last):
+    ...
+    ValueError: scheduler must be sync, threads, processes or a scheduler address such as tcp://host:8786, got 'thread'
+    """
+    if scheduler is None or scheduler in LOCAL_SCHEDULERS or ADDRESS.match(scheduler):
+        return scheduler
+    raise ValueError(f"scheduler must be sync, threads, processes or a scheduler address such as "
+                     f"tcp://host:8786, got {scheduler!r}")
+
+
+@contextlib.contextmanager
+def connect(scheduler: str | None = None, *, workers: int | None = None, threads_per_worker: int = 1,
+            timeout: float | None = None, silence_logs: int = logging.CRITICAL,
+            preload: tuple[str, ...] = ()) -> Iterator[Any]:
+    """Yield a ``distributed.Client``, or ``None`` for a local scheduler.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        ``sync``, ``threads`` or ``processes`` (yields ``None``), or a scheduler
+        address.  Default: ``dask.config`` ``scheduler-address`` if set, else a
+        new ``LocalCluster`` of worker processes.
+    workers, threads_per_worker : int
+        Size of a new ``LocalCluster``; *workers* defaults to Dask's CPU count.
+    timeout : float, optional
+        Seconds to reach an address; default ``daskgif.connect-timeout``.
+    silence_logs : int
+        Level below which a new cluster's own log lines are dropped.
+    preload : tuple of str
+        Modules the new cluster's scheduler preloads (e.g. ``daskgif.dashboard``).
+    """
+    check_scheduler(scheduler)
+    if scheduler in LOCAL_SCHEDULERS:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    address = scheduler or dask.config.get("scheduler-address", None)
+    if address:
+        from daskgif import config
+
+        timeout = config.get("connect-timeout", 10) if timeout is None else timeout
+        try:
+            client = Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as e:
+            raise ConnectError(address, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no answer'}"
+                                        f" (daskgif.connect-timeout is {timeout:g} s)") from None
+        with client:
+            yield client
+        return
+    from dask.system import CPU_COUNT
+
+    kwargs: dict[str, Any] = {"scheduler_kwargs": {"preload": list(preload)}} if preload else {}
+    with LocalCluster(n_workers=workers or CPU_COUNT, threads_per_worker=threads_per_worker, processes=True,
+                      dashboard_address=":0", silence_logs=silence_logs, **kwargs) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        yield client
