@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import dask
 from dask.base import tokenize
@@ -253,15 +253,16 @@ class Task:
                 return self._finish(e.result, State(self.name, SKIPPED, attempt, start, time.time(), e.message, index),
                                     states)
             except Exception as e:
+                error = e
                 if attempt == total or isinstance(e, RunFailed) or not self.retry_if(e):
-                    self._fail(State(self.name, FAILED, attempt, start, time.time(), _message(e), index), states, e)
+                    break  # raised below, outside this handler, so RunFailed carries no unpicklable context
                 logger.warning("Retrying %s%s after %s (attempt %d/%d)", self.name,
                                "" if index is None else f"[{index}]", _message(e), attempt, total)
                 self._report(State(self.name, RETRYING, attempt, start, None, _message(e), index))
                 _sleep(self.policy.delay(attempt))
             else:
                 return self._finish(value, State(self.name, SUCCESS, attempt, start, time.time(), "", index), states)
-        raise AssertionError("unreachable")  # pragma: no cover
+        self._fail(State(self.name, FAILED, attempt, start, time.time(), _message(error), index), states, error)
 
     def _finish(self, value: Any, state: State, states: dict[str, Any]) -> Outcome:
         self._log(state)
@@ -272,7 +273,7 @@ class Task:
             states[value.states.name] = value.states
         return Outcome(value, state, states)
 
-    def _fail(self, state: State, states: dict[str, Any], error: BaseException) -> None:
+    def _fail(self, state: State, states: dict[str, Any], error: BaseException) -> NoReturn:
         """Record *state* and raise ``RunFailed``; a nested run's failure keeps its root cause and states."""
         self._log(state)
         self._report(state)

@@ -16,7 +16,7 @@ from collections import Counter
 
 import dask
 
-from daskgif.tasks import SKIPPED, Skip, Task
+from daskgif.tasks import SKIPPED, Mapped, Skip, Task
 
 SOURCES = {
     "oslo": "time,temp_f\n06:00,28.4\n12:00,35.6\n18:00,31.1\n",
@@ -50,9 +50,14 @@ def clean_readings(data: str | list) -> list[tuple[str, float]]:
     return [(t, round((float(f) - 32) * 5 / 9, 1)) for t, f in rows if f.replace(".", "", 1).isdigit()]
 
 
-def aggregate(stations: list[str], cleaned: list) -> dict[str, float]:
+def clean_all(extracted: Mapped) -> Mapped:
+    """Clean every station's readings, one mapped run per station."""
+    return clean.map(extracted.values, keep_all=True)
+
+
+def aggregate(stations: list[str], cleaned: Mapped) -> dict[str, float]:
     """Mean temperature per station that produced readings."""
-    return {s: statistics.fmean(v for _, v in o.value) for s, o in zip(stations, cleaned) if o.value}
+    return {s: statistics.fmean(v for _, v in values) for s, values in zip(stations, cleaned.values) if values}
 
 
 extract = Task(extract_station, name="extract-station", retries=2, retry_delay=0.1)
@@ -63,19 +68,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scheduler", default="threads", choices=["sync", "threads", "processes"])
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")  # a script may configure the root logger
 
     stations = Task(list_stations, name="list-stations")()
-    extracted = Task(extract.map, name="extract-stations")(stations)
-    # Each item is an upstream Outcome: a failed extract fails its clean; a skipped one still flows.
-    cleaned = Task(clean.map, name="clean-stations")(extracted)
+    # Mapped tasks keep every item's state here (keep_all): the example prints them all.
+    extracted = Task(extract.map, name="extract-stations")(stations, keep_all=True)
+    cleaned = Task(clean_all, name="clean-stations")(extracted)
     means = Task(aggregate, name="aggregate")(stations, cleaned)
+    # A station that fails after its retries fails the run: dask.compute raises daskgif.RunFailed naming it.
     stations, extracted, cleaned, means = dask.compute(stations, extracted, cleaned, means, scheduler=args.scheduler)
 
-    for outcome in [*extracted.value, *cleaned.value]:
-        s = outcome.state
-        detail = f" ({s.message})" if s.state == SKIPPED else f" after {s.attempts} attempts" * (s.attempts > 1)
-        print(f"{s.name}[{s.index}] {stations.value[s.index]}: {s.state}{detail}")
+    for mapped in (extracted.value, cleaned.value):
+        for s in mapped.states.values():
+            detail = f" ({s.message})" if s.state == SKIPPED else f" after {s.attempts} attempts" * (s.attempts > 1)
+            print(f"{s.name}[{s.index}] {stations.value[s.index]}: {s.state}{detail}")
     for station, mean in means.value.items():
         print(f"{station}: mean temperature {mean:.1f} C")
     print(f"all stations: mean temperature {statistics.fmean(means.value.values()):.1f} C")

@@ -14,8 +14,8 @@ import pytest
 from dask.utils import key_split
 
 import daskgif  # noqa: F401  (before distributed, which snapshots dask.config)
-from daskgif.errors import FetchError
-from daskgif.tasks import (FAILED, RETRYING, RUNNING, SKIPPED, SUCCESS, Outcome, RetryPolicy, Skip, State,
+from daskgif.errors import FetchError, RunFailed
+from daskgif.tasks import (FAILED, RETRYING, RUNNING, SKIPPED, SUCCESS, Mapped, Outcome, RetryPolicy, Skip, State,
                            Task, first_failure, is_transient, task)
 
 distributed = pytest.importorskip("distributed")
@@ -60,8 +60,8 @@ def flaky_item(i, folder):
     return i * 10
 
 
-def map_items(inner, items, folder, batch_size="auto"):
-    return inner.map(items, batch_size=batch_size, token="test", folder=folder)
+def map_items(inner, items, folder, batch_size="auto", token="test"):
+    return inner.map(items, batch_size=batch_size, token=token, folder=folder)
 
 
 @task(name="decorated-add", retries=1)
@@ -71,7 +71,7 @@ def decorated_add(x, y=0):
 
 def test_success():
     outcome = Task(add, name="add-numbers").run(1, y=2)
-    assert outcome.value == 3 and outcome.error is None
+    assert outcome.value == 3 and outcome.states == {"add-numbers": outcome.state}
     state = outcome.state
     assert (state.name, state.state, state.attempts, state.index, state.ok) == ("add-numbers", SUCCESS, 1, None, True)
     assert state.start <= state.end and state.duration >= 0
@@ -109,17 +109,19 @@ def test_skip_result_reaches_downstream():
 
 def test_failure_after_retries_honours_delay(caplog):
     caplog.set_level(logging.DEBUG, logger="daskgif")
-    down = Task(always_down, name="fetch", retries=2, retry_delay=0.05, backoff=2)
+    down = Task(always_down, name="fetch", retries=2, retry_delay=0.05, backoff=2, jitter=0)
     start = time.monotonic()
-    outcome = down.run()
+    with pytest.raises(RunFailed) as info:
+        down.run()
     assert time.monotonic() - start >= 0.05 + 0.1
-    state = outcome.state
+    assert str(info.value) == "task 'fetch' failed after 3 attempts: ConnectionError: down"
+    assert isinstance(info.value.__cause__, ConnectionError)
+    state = info.value.result.states["fetch"]
     assert (state.state, state.attempts, state.message) == (FAILED, 3, "ConnectionError: down")
-    assert isinstance(outcome.error, ConnectionError) and outcome.value is None
     retries = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert [r.getMessage() for r in retries] == [
-        "Retrying fetch after ConnectionError('down') (attempt 1/3)",
-        "Retrying fetch after ConnectionError('down') (attempt 2/3)",
+        "Retrying fetch after ConnectionError: down (attempt 1/3)",
+        "Retrying fetch after ConnectionError: down (attempt 2/3)",
     ]
     assert "Task 'fetch': Failed (ConnectionError: down)" in caplog.messages
 
@@ -129,24 +131,37 @@ def test_retry_then_success(tmp_path):
     assert (outcome.value, outcome.state.state, outcome.state.attempts) == ("ok", SUCCESS, 3)
 
 
-def test_no_retry_when_retry_if_false(tmp_path):
-    assert Task(flaky, retries=3, retry_if=lambda e: False).run(str(tmp_path)).state.attempts == 1
-    bad = Task(int, name="parse", retries=3, retry_delay=10).run("x")  # ValueError: permanent
-    assert (bad.state.state, bad.state.attempts) == (FAILED, 1)
-    assert bad.state.message.startswith("ValueError: invalid literal")
+def test_permanent_errors_fail_at_once(tmp_path):
+    with pytest.raises(RunFailed, match="after 1 attempt"):
+        Task(flaky, retries=3, retry_if=lambda e: False).run(str(tmp_path))
+    with pytest.raises(RunFailed, match=r"task 'parse' failed after 1 attempt: ValueError: invalid literal"):
+        Task(int, name="parse", retries=3, retry_delay=10).run("x")
+    for error in (OSError(30, "Read-only file system"), EOFError("short"), MemoryError()):
+        def raise_it(error=error):
+            raise error
+        start = time.monotonic()
+        with pytest.raises(RunFailed, match="after 1 attempt"):
+            Task(raise_it, name="write", retries=5, retry_delay=10).run()
+        assert time.monotonic() - start < 5
 
 
-def test_upstream_failure_propagates_without_running(tmp_path):
+def test_a_failed_task_is_erred_and_its_dependents_do_not_run(tmp_path):
     broken = Task(always_down, name="broken")()
     after = Task(count_call, name="after")(str(tmp_path), broken)
-    final = Task(add, name="final", skip_on_upstream_skip=False)(after, 1)
-    states = [o.state for o in dask.compute(broken, after, final, scheduler="threads")]
-    assert [(s.state, s.attempts) for s in states] == [(FAILED, 1), (FAILED, 0), (FAILED, 0)]
-    assert states[1].message == "upstream task 'broken' failed"
-    assert states[2].message == "upstream task 'after' failed"
-    assert first_failure(states[::-1]) is states[0]
-    assert first_failure([states[2]]) is states[2] and first_failure([]) is None
+    with pytest.raises(RunFailed, match="task 'broken' failed after 1 attempt: ConnectionError: down") as info:
+        after.compute(scheduler="threads")
+    assert info.value.result.counts() == {"broken": {"Failed": 1}}
     assert not list(tmp_path.iterdir())
+
+
+def test_failure_keeps_the_states_upstream():
+    one = Task(add, name="one")(1)
+    two = Task(always_down, name="two", skip_on_upstream_skip=False)
+    with pytest.raises(RunFailed) as info:
+        Task(lambda x: two.run(), name="three")(one).compute(scheduler="sync")
+    assert info.value.result.counts() == {"one": {"Success": 1}, "two": {"Failed": 1}, "three": {"Failed": 1}}
+    assert str(info.value).startswith("task 'two' failed")  # the root cause, not its consequence
+    assert first_failure(list(info.value.result.states.values())).name == "two"
 
 
 def test_interrupts_are_not_caught():
@@ -163,7 +178,7 @@ def test_state_hooks(tmp_path, caplog):
     def broken_hook(state):
         raise RuntimeError("hook bug")
 
-    outcome = Task(flaky, name="flaky", retries=1, on_state=[seen.append, broken_hook]).run(str(tmp_path))
+    outcome = Task(flaky, name="flaky", retries=1, jitter=0, on_state=[seen.append, broken_hook]).run(str(tmp_path))
     assert outcome.state.state == SUCCESS
     assert [(s.state, s.attempts) for s in seen] == [(RUNNING, 1), (RETRYING, 1), (RUNNING, 2), (SUCCESS, 2)]
     assert seen[1].message == "ConnectionError: try again"
@@ -173,24 +188,21 @@ def test_state_hooks(tmp_path, caplog):
     assert [s.state for s in seen] == [SKIPPED]
 
 
-def test_final_states_are_logged(caplog):
-    caplog.set_level(logging.INFO, logger="daskgif")
+def test_states_are_logged_at_debug_where_tasks_run(caplog):
+    caplog.set_level(logging.DEBUG, logger="daskgif")
     Task(cached, name="fetch").run("x")
-    assert "Task 'fetch': Skipped (data file exists)" in caplog.messages
     Task(add, name="write-frame").run(1, index=4)
-    assert "Task 'write-frame'[4]: Success" in caplog.messages
+    found = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert (logging.DEBUG, "Task 'fetch': Skipped (data file exists)") in found
+    assert (logging.DEBUG, "Task 'write-frame'[4]: Success") in found
 
 
-def test_is_transient():
-    assert is_transient(TimeoutError()) and is_transient(RuntimeError())
-    assert not is_transient(TypeError()) and not is_transient(FileNotFoundError())
-    assert is_transient(FetchError("u", "HTTP 503", transient=True))
-    assert not is_transient(FetchError("u", "HTTP 404"))
-
-
-def test_retry_policy():
-    assert RetryPolicy(2, 1.5).delay(2) == 1.5
-    for bad in [dict(retries=-1), dict(retries=1.5), dict(retry_delay=-1), dict(backoff=0)]:
+def test_the_retry_policy_is_taken_from_the_task():
+    policy = Task(add, retries=3, retry_delay=2, backoff=10, max_delay=15, jitter=0).policy
+    assert [policy.delay(a) for a in (1, 2, 3)] == [2.0, 15.0, 15.0]
+    assert is_transient(TimeoutError()) and not is_transient(RuntimeError())
+    assert is_transient(FetchError("u", "HTTP 503", transient=True)) and not is_transient(FetchError("u", "404"))
+    for bad in [dict(retries=-1), dict(retries=1.5), dict(retry_delay=-1), dict(backoff=0), dict(jitter=2)]:
         with pytest.raises(ValueError, match="must be"):
             RetryPolicy(**bad)
 
@@ -207,18 +219,22 @@ def raise_unpicklable():
 @pytest.mark.parametrize("dumps, loads", [(pickle.dumps, pickle.loads), (cloudpickle.dumps, pickle.loads)])
 def test_pickle_round_trip(dumps, loads):
     state = State("write-frame", FAILED, 3, 1.0, 2.0, "FetchError: x", index=4)
-    outcome = Task(always_down, name="fetch").run()
     skip = loads(dumps(Skip("cached", result=[1])))
     assert (skip.message, skip.result, str(skip)) == ("cached", [1], "cached")
     assert loads(dumps(state)) == state
     assert loads(dumps(RetryPolicy(2, 0.5, 2))) == RetryPolicy(2, 0.5, 2)
-    error = loads(dumps(Outcome(None, state, FetchError("http://x", "HTTP 503", True)))).error
-    assert (type(error), error.url, error.transient) == (FetchError, "http://x", True)
-    assert loads(dumps(outcome)).state == outcome.state
+    with pytest.raises(RunFailed) as info:
+        Task(always_down, name="fetch").run()
+    error = loads(dumps(info.value))
+    assert (str(error), error.result.counts()) == (str(info.value), {"fetch": {"Failed": 1}})
+    outcome = Task(add, name="add").run(1)
+    assert loads(dumps(outcome)) == outcome
     task_copy = loads(dumps(Task(add, name="add-numbers", retries=2, on_state=[repr])))
     assert (task_copy.name, task_copy.policy.retries, task_copy.run(1, 2).value) == ("add-numbers", 2, 3)
     assert loads(dumps(decorated_add)) is decorated_add
-    assert str(loads(dumps(Task(raise_unpicklable, name="odd").run())).error) == "Unpicklable: 1"
+    with pytest.raises(RunFailed, match="Unpicklable: 1") as info:
+        Task(raise_unpicklable, name="odd").run()
+    assert isinstance(loads(dumps(info.value)), RunFailed)
 
 
 @pytest.mark.parametrize("scheduler", ["sync", "threads", "processes"])
@@ -228,17 +244,16 @@ def test_map_on_local_schedulers(scheduler, tmp_path):
 
 def check_map(outer, tmp_path, **compute_kwargs):
     inner = Task(flaky_item, name="flaky-item", retries=2, retry_delay=0.01)
-    mapped = outer(inner, range(8), str(tmp_path), batch_size=3)
-    outcome = dask.compute(mapped, **compute_kwargs)[0]
-    assert outcome.state.state == SUCCESS
-    states = [o.state for o in outcome.value]
-    assert [s.index for s in states] == list(range(8))
-    assert [o.value for o in outcome.value] == [0, 10, 20, 30, 40, None, 60, 70]
-    assert [(s.state, s.attempts) for s in states if s.index in (3, 5)] == [(SUCCESS, 2), (FAILED, 1)]
-    assert all(s.attempts == 1 for s in states if s.index != 3)
-    assert states[5].message == "ValueError: item 5 is bad"
-    calls = {i: len((tmp_path / f"calls-{i}").read_text().splitlines()) for i in range(8)}
-    assert calls == {i: 2 if i == 3 else 1 for i in range(8)}
+    with pytest.raises(RunFailed, match=r"task 'flaky-item' \(frame 5\) failed after 1 attempt: ValueError") as info:
+        dask.compute(outer(inner, range(8), str(tmp_path), batch_size=3), **compute_kwargs)
+    states = info.value.result.states["flaky-item"]
+    assert states.counts == {"Failed": 1, "Success": 2}  # the failed batch: items 3, 4, 5
+    assert [(i, s.state, s.attempts) for i, s in states.items()] == [(3, SUCCESS, 2), (5, FAILED, 1)]
+    calls = {i: len((tmp_path / f"calls-{i}").read_text().splitlines()) for i in range(3, 6)}
+    assert calls == {3: 2, 4: 1, 5: 1}  # item 3 retried alone; the others of its batch still ran
+    ok = dask.compute(outer(inner, [0, 1, 2, 4, 6], str(tmp_path), batch_size=2, token="ok"), **compute_kwargs)[0]
+    assert isinstance(ok.value, Mapped) and ok.value.values == [0, 10, 20, 40, 60]
+    assert ok.states["flaky-item"].counts == {"Success": 5} and ok.states["map-items"].state == SUCCESS
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +268,7 @@ def test_map_on_distributed(client, tmp_path):
         check_map(Task(map_items, name="map-items"), tmp_path)
     keys = {str(t["key"]) for t in stream.data}
     assert {"flaky-item-0-test", "flaky-item-3-test", "flaky-item-6-test"} <= keys
+    assert {str(t["key"]) for t in stream.data if t.get("status") == "error"} >= {"flaky-item-3-test"}
     assert {key_split(k) for k in keys} == {"map-items", "flaky-item"}
     prefixes = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
     assert {"map-items", "flaky-item"} <= set(prefixes)
@@ -286,4 +302,4 @@ def test_example_runs():
     assert "extract-station[2] pune: Skipped (cached)" in lines
     assert "clean-readings[2] pune: Success" in lines
     assert "all stations: mean temperature 16.3 C" in lines
-    assert "Retrying extract-station after ConnectionError" in proc.stderr
+    assert "Retrying extract-station[0] after ConnectionError" in proc.stderr
