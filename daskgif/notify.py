@@ -100,7 +100,8 @@ def post_result(url: str, payload: Any, *, timeout: float = 5, retries: int = 2,
             status = post_json(url, payload, timeout)
         except (OSError, ValueError) as e:
             if attempt < attempts and transient(e):
-                logger.warning("Retrying POST to %s after %s (attempt %d/%d)", where(url), mask(str(e)), attempt, attempts)
+                logger.warning("Retrying POST to %s after %s (attempt %d/%d)",
+                               where(url), mask(str(e)), attempt, attempts)
                 time.sleep(retry_delay)
                 continue
             logger.error("Notification to %s failed after %d attempt(s): %s", where(url), attempt, mask(str(e)))

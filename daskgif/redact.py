@@ -39,9 +39,8 @@ SECRET_PARAMETERS = (
 # scheme://authority; the authority stops where a path, query, fragment, space or quote begins.
 _AUTHORITY = re.compile(r"""\b([a-zA-Z][a-zA-Z0-9+.-]*://)([^/?#\s'"]*)""")
 # The longest names first, so that ``api_key`` is not read as ``key`` after ``api_``.
-_PARAMETER = re.compile(
-    r"""([?&;#])(%s)=[^&#\s'"]*""" % "|".join(re.escape(name) for name in sorted(SECRET_PARAMETERS, key=len, reverse=True)),
-    re.IGNORECASE)
+_NAMES = "|".join(re.escape(name) for name in sorted(SECRET_PARAMETERS, key=len, reverse=True))
+_PARAMETER = re.compile(r"""([?&;#])(%s)=[^&#\s'"]*""" % _NAMES, re.IGNORECASE)
 
 
 def _mask_authority(match: re.Match) -> str:

@@ -52,7 +52,8 @@ def _reason(error: BaseException) -> str:
     return text or type(error).__name__
 
 
-def check_decodes(data: bytes | bytearray | memoryview, *, index: int, offset: int, info: GifInfo | None = None) -> None:
+def check_decodes(data: bytes | bytearray | memoryview, *, index: int, offset: int,
+                  info: GifInfo | None = None) -> None:
     """Decode every image of the GIF frame *data* with Pillow; raise if one does not decode.
 
     Parameters
@@ -108,4 +109,5 @@ def check_decodes(data: bytes | bytearray | memoryview, *, index: int, offset: i
     except DECODE_ERRORS as e:
         start = info.images[min(image, len(info.images) - 1)].data[0]
         which = f"image {image} " if len(info.images) > 1 else ""
-        raise GifFormatError(f"{which}image data does not decode: {_reason(e)} (Pillow)", offset + start, index) from None
+        message = f"{which}image data does not decode: {_reason(e)} (Pillow)"
+        raise GifFormatError(message, offset + start, index) from None

@@ -93,6 +93,7 @@ def test_the_history_line_never_holds_a_secret(tmp_path, url):
 
 def test_the_table_masks_lines_written_before_masking(tmp_path):
     path = tmp_path / "h.jsonl"
-    path.write_text(json.dumps(record(1, ok=False, message="cannot fetch http://s3cr3tTOKEN@h/x", out="s3://k:pw@b/o.gif")))
+    old = record(1, ok=False, message="cannot fetch http://s3cr3tTOKEN@h/x", out="s3://k:pw@b/o.gif")
+    path.write_text(json.dumps(old))
     table = format_history(read_history(str(path)))
     assert "s3cr3tTOKEN" not in table and ":pw@" not in table and "http://***@h/x" in table
