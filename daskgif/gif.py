@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 from daskgif.errors import GifFormatError
 
-__all__ = ["GifInfo", "ImageInfo", "Incomplete", "parse_gif", "gif_length", "table_size_bits"]
+__all__ = ["GifInfo", "ImageInfo", "Incomplete", "parse_gif", "gif_length", "table_size_bits", "check_signature"]
 
 EXTENSION, IMAGE, TRAILER = 0x21, 0x2C, 0x3B
 GRAPHIC_CONTROL, PLAIN_TEXT = 0xF9, 0x01
+SIGNATURES = (b"GIF87a", b"GIF89a")
 
 
 class Incomplete(GifFormatError):
@@ -102,6 +103,17 @@ class GifInfo:
     images: tuple[ImageInfo, ...]
     end: int
 
+    @property
+    def canvas(self) -> tuple[int, int]:
+        """``(width, height)`` of the logical screen grown to hold every image, as decoders show it.
+
+        >>> from daskgif.encode import encode_gif
+        >>> parse_gif(encode_gif(2, 2, bytes(6), bytes(4), screen=(3, 1))).canvas
+        (3, 2)
+        """
+        return (max([self.width] + [i.left + i.width for i in self.images]),
+                max([self.height] + [i.top + i.height for i in self.images]))
+
     def table(self, image: ImageInfo) -> tuple[bytes, bool]:
         """Return the colour table *image* is drawn with, and its sort flag."""
         if image.local_table is not None:
@@ -150,14 +162,36 @@ def _sub_blocks(buf, pos: int, what: str) -> int:
     return pos + 1
 
 
+def check_signature(head: bytes, start: int = 0) -> None:
+    """Raise a :class:`~daskgif.errors.GifFormatError` unless *head* is, or may become, ``GIF87a`` or ``GIF89a``.
+
+    A short *head* that is a prefix of a signature passes (more bytes may follow).
+    The message shows all six signature bytes, so it never quotes bytes that match
+    what it says it expected.
+
+    >>> check_signature(b"GIF89a"), check_signature(b"GIF")
+    (None, None)
+    >>> check_signature(b"GIF88a")
+    Traceback (most recent call last):
+    ...
+    daskgif.errors.GifFormatError: at byte 0: unknown GIF version b'GIF88a': expected b'GIF87a' or b'GIF89a'
+    >>> check_signature(b"\\x89PNG\\r\\n", 7)
+    Traceback (most recent call last):
+    ...
+    daskgif.errors.GifFormatError: at byte 7: not a GIF: expected b'GIF87a' or b'GIF89a', got b'\\x89PNG\\r\\n'
+    """
+    head = bytes(head[:6])
+    if any(sig.startswith(head) for sig in SIGNATURES):
+        return
+    if head.startswith(b"GIF"):
+        raise GifFormatError(f"unknown GIF version {head!r}: expected b'GIF87a' or b'GIF89a'", start)
+    raise GifFormatError(f"not a GIF: expected b'GIF87a' or b'GIF89a', got {head!r}", start)
+
+
 def _header(buf, start: int) -> int:
     """Check the signature and return the logical screen descriptor's flags offset."""
-    head = bytes(buf[start:start + 6])
-    if head[:4] != b"GIF8"[:len(head)]:  # a short prefix of b"GIF8" may still become one
-        raise GifFormatError(f"expected b'GIF8', got {head[:4]!r}", start)
+    check_signature(buf[start:start + 6], start)
     _need(buf, start, 13, "header")
-    if head[3:] not in (b"87a", b"89a"):
-        raise GifFormatError(f"unsupported GIF version {head[3:]!r}, expected b'87a' or b'89a'", start + 3)
     return start + 10
 
 
@@ -173,7 +207,7 @@ def gif_length(buf: bytes | bytearray | memoryview, start: int = 0, *, max_pixel
     start : int, optional
         Offset of the GIF's first byte.
     max_pixels : int, optional
-        Refuse a logical screen larger than this.
+        Refuse a logical screen larger than this many pixels (equal is accepted).
 
     Raises
     ------
@@ -221,7 +255,9 @@ def parse_gif(data: bytes | bytearray | memoryview, *, max_pixels: int | None = 
     data : bytes-like
         The GIF, from its signature on; bytes after the trailer are ignored (see ``end``).
     max_pixels : int, optional
-        Refuse a logical screen or an image larger than this many pixels.
+        Refuse a logical screen, an image, or the canvas grown to hold the images
+        (:attr:`GifInfo.canvas`) larger than this many pixels; equal is accepted,
+        as Pillow accepts ``Image.MAX_IMAGE_PIXELS`` pixels without a warning.
 
     Returns
     -------
@@ -264,6 +300,7 @@ def _parse(buf, max_pixels: int | None) -> GifInfo:
     pos += n
     images: list[ImageInfo] = []
     gce: tuple[int, int | None, int] = (0, None, 0)
+    canvas = width, height
     while True:
         _need(buf, pos, 1, "block introducer")
         kind = buf[pos]
@@ -274,6 +311,11 @@ def _parse(buf, max_pixels: int | None) -> GifInfo:
                 raise GifFormatError(f"image {len(images)} has zero size {w}x{h}", pos + 5)
             if max_pixels is not None and w * h > max_pixels:
                 raise GifFormatError(f"image {len(images)} of {w}x{h} pixels is larger than max_pixels={max_pixels}", pos + 5)
+            # Decoders (Pillow) grow the canvas to hold an image that runs past the screen.
+            canvas = max(canvas[0], left + w), max(canvas[1], top + h)
+            if max_pixels is not None and canvas[0] * canvas[1] > max_pixels:
+                raise GifFormatError(f"image {len(images)} at ({left}, {top}) of {w}x{h} pixels grows the canvas to "
+                                     f"{canvas[0]}x{canvas[1]} pixels, larger than max_pixels={max_pixels}", pos + 1)
             pos += 10
             n = _table(buf, pos, iflags, "local colour table")
             local = bytes(buf[pos:pos + n]) if n else None

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from daskgif.redact import json_default, mask, scrub
+
 __all__ = ["append_run", "read_history", "format_history"]
 
 logger = logging.getLogger(__name__)
@@ -25,10 +27,13 @@ APPENDABLE = ("file", "local", "memory")
 
 
 def append_run(path: str, record: Mapping[str, Any], storage_options: dict | None = None) -> None:
-    """Append *record* as one JSON line to the history file *path*, creating it if needed."""
+    """Append *record* as one JSON line to the history file *path*, creating it if needed.
+
+    URL credentials anywhere in *record* are masked (:func:`daskgif.redact.scrub`).
+    """
     import fsspec
 
-    line = (json.dumps(record, default=str, separators=(", ", ": ")) + "\n").encode()
+    line = (json.dumps(scrub(record), default=json_default, separators=(", ", ": ")) + "\n").encode()
     fs, fspath = fsspec.core.url_to_fs(path, **(storage_options or {}))
     protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
     if any(p in APPENDABLE for p in protocols):
@@ -68,7 +73,7 @@ def read_history(path: str, last: int | None = None, storage_options: dict | Non
         except ValueError:
             record = None
         if not isinstance(record, dict):
-            logger.warning("Skipping line %d of %s: not a JSON object", number, path)
+            logger.warning("Skipping line %d of %s: not a JSON object", number, mask(path))
             continue
         records.append(record)
     return records if last is None else records[len(records) - last:] if last else []
@@ -76,6 +81,8 @@ def read_history(path: str, last: int | None = None, storage_options: dict | Non
 
 def format_history(records: Iterable[Mapping[str, Any]]) -> str:
     """Return the runs as an aligned table: start, duration, ok, frames, out, message.
+
+    URL credentials are masked, also in lines written before daskgif masked them.
 
     >>> print(format_history([
     ...     {"start": "2024-01-02T02:00:00.000+00:00", "duration": 3.21, "ok": True, "frames": 27,
@@ -105,6 +112,6 @@ def row(record: Mapping[str, Any]) -> tuple[str, ...]:
     duration = record.get("duration")
     ok = "cancelled" if record.get("cancelled") else "yes" if record.get("ok") else "FAILED"
     frames = record.get("frames")
-    message = " ".join(str(record.get("message") or "").split())
+    message = mask(" ".join(str(record.get("message") or "").split()))
     return (start, "-" if duration is None else f"{duration:.1f} s", ok, "-" if frames is None else str(frames),
-            str(record.get("out") or "-"), message)
+            mask(str(record.get("out") or "-")), message)

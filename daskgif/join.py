@@ -29,22 +29,43 @@ Memory: one input frame is held, for the look-ahead.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO, NamedTuple
 
 from daskgif.errors import GifFormatError
-from daskgif.gif import GifInfo, ImageInfo, parse_gif, table_size_bits
+from daskgif.gif import GifInfo, ImageInfo, check_signature, parse_gif, table_size_bits
 
 __all__ = ["GifWriter", "join_gifs", "gif_delay"]
 
 
-def gif_delay(duration: float) -> int:
-    """Return *duration* in milliseconds as a GIF delay in hundredths of a second, halves up.
+def gif_delay(duration_ms: float) -> int:
+    """Return *duration_ms* milliseconds as a GIF delay in hundredths of a second, rounded up.
 
-    >>> gif_delay(100), gif_delay(105), gif_delay(33.3), gif_delay(0)
-    (10, 11, 3, 0)
+    A GIF stores delays in hundredths of a second.  Any positive duration is
+    rounded *up* to the next 10 ms, so a short one never becomes 0 ("no delay");
+    0 stays 0.  The result is capped at 65535, the largest delay a GIF holds.
+
+    Parameters
+    ----------
+    duration_ms : float
+        Milliseconds, 0 or more.
+
+    Returns
+    -------
+    int
+        Hundredths of a second, 0 to 65535.
+
+    Examples
+    --------
+    >>> gif_delay(100), gif_delay(105), gif_delay(33.3), gif_delay(15)
+    (10, 11, 4, 2)
+    >>> gif_delay(1), gif_delay(9), gif_delay(10), gif_delay(0.001), gif_delay(0)
+    (1, 1, 1, 1, 0)
+    >>> gif_delay(10**9)
+    65535
     """
-    return min(int(duration / 10 + 0.5), 0xFFFF)
+    return min(math.ceil(duration_ms / 10), 0xFFFF)
 
 
 class _Pending(NamedTuple):
@@ -64,11 +85,24 @@ class GifWriter:
     size : tuple of int
         ``(width, height)`` of the canvas; frames keep their own position on it.
     duration : float, optional
-        Milliseconds per image, stored in hundredths of a second (rounded, halves up).
+        Milliseconds per image, stored in hundredths of a second: any positive
+        duration is rounded up to the next 10 ms (1-9 ms become 10 ms, 15 ms
+        becomes 20 ms), 0 stays 0 ("no delay"); see :func:`gif_delay`.  Browsers
+        show delays of 0 and 10 ms as about 100 ms.
     loop : int or None, optional
         The ``NETSCAPE2.0`` loop count, as Pillow reads and writes it: 0 loops forever,
         N asks for N more plays after the first (browsers play it N + 1 times), None
         writes no loop block (played once).
+    max_pixels : int, optional
+        Refuse a canvas of more pixels than this (equal is accepted).
+
+    Raises
+    ------
+    ValueError
+        A bad argument, or a canvas larger than *max_pixels*.
+    GifFormatError
+        From :meth:`add`: a frame that cannot be joined, or an image that runs past
+        the canvas (decoders would grow the canvas in mid-animation).
 
     Examples
     --------
@@ -83,11 +117,14 @@ class GifWriter:
     [(2, 5, 2), (1, 5, 1)]
     """
 
-    def __init__(self, out: BinaryIO, size: tuple[int, int], *, duration: float = 100, loop: int | None = 0):
+    def __init__(self, out: BinaryIO, size: tuple[int, int], *, duration: float = 100, loop: int | None = 0,
+                 max_pixels: int | None = None):
         width, height = size
         for name, value in (("width", width), ("height", height)):
             if not isinstance(value, int) or not 1 <= value <= 0xFFFF:
                 raise ValueError(f"size {name} must be an integer from 1 to 65535, got {value!r}")
+        if max_pixels is not None and width * height > max_pixels:
+            raise ValueError(f"canvas of {width}x{height} pixels is larger than max_pixels={max_pixels}")
         if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 <= duration <= 655350:
             raise ValueError(f"duration must be a number of milliseconds from 0 to 655350, got {duration!r}")
         if loop is not None and (isinstance(loop, bool) or not isinstance(loop, int) or not 0 <= loop <= 0xFFFF):
@@ -120,7 +157,13 @@ class GifWriter:
         except GifFormatError as e:
             raise e.locate(frame=self.frames) from None
         last = len(info.images) - 1
+        width, height = self.size
         for i, image in enumerate(info.images):
+            if image.left + image.width > width or image.top + image.height > height:
+                raise GifFormatError(
+                    f"image {i} at ({image.left}, {image.top}) of {image.width}x{image.height} pixels runs past the "
+                    f"canvas of {width}x{height}: give a size that holds it (this frame needs "
+                    f"{info.canvas[0]}x{info.canvas[1]})", image.data[0], self.frames)
             item = _Pending(data, info, image, i == last)
             if self._pending is None:
                 self._start()
@@ -177,22 +220,26 @@ class GifWriter:
 
 
 def gif_size(frame: bytes | bytearray | memoryview) -> tuple[int, int]:
-    """Return the logical screen ``(width, height)`` of the GIF *frame*, from its header.
+    """Return the canvas ``(width, height)`` of the GIF *frame*: its screen grown to hold every image.
 
     >>> from daskgif.encode import encode_gif
     >>> gif_size(encode_gif(3, 2, bytes(3), bytes(6)))
     (3, 2)
+    >>> gif_size(encode_gif(2, 2, bytes(3), bytes(4), left=2, screen=(3, 1)))
+    (4, 2)
+    >>> gif_size(b"GIF89a\\x01")
+    Traceback (most recent call last):
+    ...
+    daskgif.errors.GifFormatError: at byte 7: truncated in header: 7 bytes, a GIF header has 13
     """
-    if len(frame) < 10 or bytes(frame[:4]) != b"GIF8":
-        raise GifFormatError(f"expected b'GIF8', got {bytes(frame[:4])!r}", 0)
-    width, height = frame[6] | frame[7] << 8, frame[8] | frame[9] << 8
-    if not width or not height:
-        raise GifFormatError(f"zero-size logical screen {width}x{height}", 6)
-    return width, height
+    check_signature(frame[:6])
+    if len(frame) < 13:
+        raise GifFormatError(f"truncated in header: {len(frame)} bytes, a GIF header has 13", len(frame))
+    return parse_gif(frame).canvas
 
 
 def join_gifs(frames: Iterable[bytes], out: BinaryIO, *, duration: float = 100, loop: int | None = 0,
-              size: tuple[int, int] | None = None) -> int:
+              size: tuple[int, int] | None = None, max_pixels: int | None = None) -> int:
     """Join GIF *frames*, in order, into one animated GIF written to *out*.
 
     Parameters
@@ -201,10 +248,11 @@ def join_gifs(frames: Iterable[bytes], out: BinaryIO, *, duration: float = 100, 
         The GIF files; any iterable when *size* is given, else a sequence.
     out : file-like
         Binary stream to write to.
-    duration, loop
-        As for :class:`GifWriter`.
+    duration, loop, max_pixels
+        As for :class:`GifWriter` (a positive duration is rounded up to the next 10 ms).
     size : tuple of int, optional
-        Canvas ``(width, height)``; default the largest width and height of the frames.
+        Canvas ``(width, height)``; default the largest width and height of the
+        frames' canvases (screens grown to hold their images).
 
     Returns
     -------
@@ -235,7 +283,7 @@ def join_gifs(frames: Iterable[bytes], out: BinaryIO, *, duration: float = 100, 
         if not sizes:
             raise ValueError("no frames to join")
         size = (max(w for w, _ in sizes), max(h for _, h in sizes))
-    with GifWriter(out, size, duration=duration, loop=loop) as writer:
+    with GifWriter(out, size, duration=duration, loop=loop, max_pixels=max_pixels) as writer:
         for frame in frames:
             writer.add(frame)
     return writer.frames

@@ -15,6 +15,8 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
+from daskgif.redact import json_default, mask, scrub
+
 __all__ = ["post_result", "check_url"]
 
 logger = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ def check_url(url: str) -> str:
     """
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"notify URL must be http:// or https:// with a host, got {url!r}")
+        raise ValueError(mask(f"notify URL must be http:// or https:// with a host, got {url!r}"))
     return url
 
 
@@ -47,8 +49,11 @@ def where(url: str) -> str:
 
 
 def post_json(url: str, payload: Any, timeout: float) -> int:
-    """POST *payload* as JSON to *url* once; return the HTTP status, raise on errors."""
-    body = json.dumps(payload, default=str).encode()
+    """POST *payload* as JSON to *url* once; return the HTTP status, raise on errors.
+
+    The body is masked with :func:`daskgif.redact.scrub`: a webhook is an output channel.
+    """
+    body = json.dumps(scrub(payload), default=json_default).encode()
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "daskgif"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -74,7 +79,8 @@ def post_result(url: str, payload: Any, *, timeout: float = 5, retries: int = 2,
     url : str
         An ``http://`` or ``https://`` URL.
     payload : object
-        JSON-able data (anything else is sent as its ``str``).
+        JSON-able data (anything else is sent as its ``str``); URL credentials
+        in it are masked (:func:`daskgif.redact.mask`).
     timeout : float
         Seconds each attempt may take to connect and answer.
     retries : int
@@ -94,10 +100,11 @@ def post_result(url: str, payload: Any, *, timeout: float = 5, retries: int = 2,
             status = post_json(url, payload, timeout)
         except (OSError, ValueError) as e:
             if attempt < attempts and transient(e):
-                logger.warning("Retrying POST to %s after %s (attempt %d/%d)", where(url), e, attempt, attempts)
+                logger.warning("Retrying POST to %s after %s (attempt %d/%d)",
+                               where(url), mask(str(e)), attempt, attempts)
                 time.sleep(retry_delay)
                 continue
-            logger.error("Notification to %s failed after %d attempt(s): %s", where(url), attempt, e)
+            logger.error("Notification to %s failed after %d attempt(s): %s", where(url), attempt, mask(str(e)))
             return False
         logger.info("Notification to %s delivered (HTTP %d)", where(url), status)
         return True

@@ -71,6 +71,30 @@ def image_kind(head: bytes) -> str | None:
     return next((kind for magic, kind in MAGIC if head.startswith(magic)), None)
 
 
+def unknown_signature(head: bytes) -> str:
+    """Say what a piece with no known image signature begins with, and what was expected.
+
+    Enough bytes are quoted that what was found never reads as what was expected.
+
+    >>> unknown_signature(b"GIF88a\\x01\\x00")
+    "unknown GIF version b'GIF88a': expected b'GIF87a' or b'GIF89a'"
+    >>> unknown_signature(b"\\x89PNG\\r\\n\\x00\\n")
+    "bad PNG signature b'\\\\x89PNG\\\\r\\\\n\\\\x00\\\\n': expected b'\\\\x89PNG\\\\r\\\\n\\\\x1a\\\\n'"
+    >>> unknown_signature(b"RIFF\\x00\\x00\\x00\\x00WAVEfmt ")
+    "a RIFF file that is not WebP: expected b'WEBP' at byte 8, got b'WAVE'"
+    >>> unknown_signature(b"\\x00\\x01garbage and more")
+    "not an image: expected b'GIF8' or another image signature, got b'\\\\x00\\\\x01garbag'"
+    """
+    head = bytes(head[:12])
+    if head.startswith(b"GIF"):
+        return f"unknown GIF version {head[:6]!r}: expected b'GIF87a' or b'GIF89a'"
+    if head.startswith(b"\x89PNG"):
+        return f"bad PNG signature {head[:8]!r}: expected {PNG_SIGNATURE!r}"
+    if head.startswith(b"RIFF") and len(head) >= 12:
+        return f"a RIFF file that is not WebP: expected b'WEBP' at byte 8, got {head[8:12]!r}"
+    return f"not an image: expected b'GIF8' or another image signature, got {head[:8]!r}"
+
+
 def png_length(buf: bytes | bytearray | memoryview, start: int = 0) -> int:
     """Walk the PNG at *start* chunk by chunk; return the offset just past its ``IEND`` chunk.
 
@@ -180,9 +204,7 @@ def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int
         kind = image_kind(stream.buf[rel:rel + 12])
         try:
             if kind is None:
-                got = bytes(stream.buf[rel:rel + 4])
-                raise GifFormatError(f"not an image: expected b'GIF8' or another image signature, got {got!r}",
-                                     start, index)
+                raise GifFormatError(unknown_signature(stream.buf[rel:rel + 12]), start, index)
             if kind in ("GIF", "PNG"):
                 end = _walk(stream, start, kind, index, max_pixels)
                 pos = _after_frame(stream, end, delimiters, index)
@@ -291,8 +313,10 @@ def _after_frame(stream: _Buffer, end: int, delimiters: tuple[bytes, ...], index
         pos += 1
         if any(run.endswith(d) for d in delimiters):
             return pos
-    rel = stream.ensure(end, 8)
-    got = bytes(stream.buf[rel:rel + 8])
+    # Quote past the delimiter's length, so a near-miss never reads as the delimiter itself.
+    want = max(8, len(delimiters[0]) + 4)
+    rel = stream.ensure(end, want)
+    got = bytes(stream.buf[rel:rel + want])
     raise GifFormatError(f"expected the delimiter {delimiters[0]!r} or the end of the data after the frame, "
                          f"got {got!r}", end, index)
 

@@ -114,8 +114,12 @@ def test_four_newlines_inside_palette_screen_gce_and_lzw_data():
 @pytest.mark.parametrize(
     "data, message, offset",
     [
-        (b"\x00\x01\x02\x03" + bytes(20), r"expected b'GIF8', got b'\x00\x01\x02\x03'", 0),
-        (b"GIF88a" + bytes(20), "unsupported GIF version b'88a', expected b'87a' or b'89a'", 3),
+        (b"\x00\x01\x02\x03" + bytes(20), r"not a GIF: expected b'GIF87a' or b'GIF89a', got b'\x00\x01\x02\x03\x00\x00'", 0),
+        (b"GIF88a" + bytes(20), "unknown GIF version b'GIF88a': expected b'GIF87a' or b'GIF89a'", 0),
+        (b"GIF89b" + bytes(20), "unknown GIF version b'GIF89b': expected b'GIF87a' or b'GIF89a'", 0),
+        (b"GIF8", "truncated in header", 0),
+        (b"GIF88", "unknown GIF version b'GIF88': expected b'GIF87a' or b'GIF89a'", 0),
+        (b"GIF8\n\n\n\n", r"unknown GIF version b'GIF8\n\n': expected b'GIF87a' or b'GIF89a'", 0),
         (b"GIF89a\x01\x00\x01\x00\xf7\x00\x00" + bytes(100), "global colour table of 768 bytes runs past the end (only 100 left)", 13),
         (b"GIF89a\x01\x00\x01\x00\x00\x00\x00\x00", "unknown block introducer 0x00", 13),
         (b"GIF89a\x00\x00\x01\x00\x00\x00\x00;", "zero-size logical screen 0x1", 6),
@@ -145,6 +149,40 @@ def test_max_pixels():
     with pytest.raises(GifFormatError, match="max_pixels"):
         gif_length(gif, max_pixels=10**6)
     assert parse_gif(gif).width == 60000
+
+
+@pytest.mark.parametrize("head", [b"GIF88a", b"GIF8", b"GIF9", b"GIF", b"GIF87", b"\x89PNG\r\n", b"G1F89a"])
+def test_a_signature_message_never_contradicts_itself(head):
+    """What the message says it got is never something it says it expected."""
+    try:
+        parse_gif(head + bytes(20))
+    except GifFormatError as e:
+        if "expected" in e.message and "got" in e.message:
+            expected, got = e.message.split("expected", 1)[1].split(", got ")
+            assert got not in expected
+        if "version" in e.message:
+            assert repr((head + bytes(20))[:6]) in e.message
+    else:
+        pytest.fail("parsed")
+
+
+def test_max_pixels_equal_is_accepted_larger_refused():
+    gif = make_gif(4, 4, colours=4, screen=(1000, 1000))
+    assert parse_gif(gif, max_pixels=10**6).width == 1000 and gif_length(gif, max_pixels=10**6) == len(gif)
+    with pytest.raises(GifFormatError, match="max_pixels=999999"):
+        parse_gif(gif, max_pixels=10**6 - 1)
+    with pytest.raises(GifFormatError, match="max_pixels=999999"):
+        gif_length(gif, max_pixels=10**6 - 1)
+
+
+def test_max_pixels_counts_the_canvas_grown_by_an_image():
+    """Pillow grows the canvas to hold an image past the screen, and checks that size."""
+    gif = make_gif(4, 4, colours=4, left=998, top=998, screen=(1000, 1000))
+    assert parse_gif(gif).canvas == (1002, 1002)
+    assert parse_gif(gif, max_pixels=1002 * 1002).images[0].left == 998
+    with pytest.raises(GifFormatError, match=r"image 0 at \(998, 998\) of 4x4 pixels grows the canvas to "
+                                             r"1002x1002 pixels, larger than max_pixels=1000000"):
+        parse_gif(gif, max_pixels=10**6)
 
 
 def test_gif_length_asks_for_more_on_every_prefix():

@@ -78,3 +78,22 @@ def test_history_command(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "daskgif", "history", str(tmp_path / "none.jsonl")],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "no history at" in missing.stderr
+
+
+@pytest.mark.parametrize("url", ["http://s3cr3tTOKEN@host/x.img", "http://alice:s3cr3t@TOKEN@host/x.img",
+                                 "https://b.s3.amazonaws.com/x.img?X-Amz-Signature=s3cr3tTOKEN"])
+def test_the_history_line_never_holds_a_secret(tmp_path, url):
+    path = str(tmp_path / "h.jsonl")
+    append_run(path, record(1, ok=False, message=f"cannot fetch {url}: HTTP 404", parameters={"url": url},
+                            error=OSError(f"url=URL('{url}')")))
+    text = (tmp_path / "h.jsonl").read_text()
+    assert "s3cr3t" not in text and "TOKEN" not in text and text.count("***") == 3
+    assert "s3cr3t" not in format_history(read_history(path))
+
+
+def test_the_table_masks_lines_written_before_masking(tmp_path):
+    path = tmp_path / "h.jsonl"
+    old = record(1, ok=False, message="cannot fetch http://s3cr3tTOKEN@h/x", out="s3://k:pw@b/o.gif")
+    path.write_text(json.dumps(old))
+    table = format_history(read_history(str(path)))
+    assert "s3cr3tTOKEN" not in table and ":pw@" not in table and "http://***@h/x" in table

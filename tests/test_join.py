@@ -10,7 +10,7 @@ from PIL import Image, ImageSequence
 
 from daskgif.errors import GifFormatError
 from daskgif.gif import parse_gif
-from daskgif.join import GifWriter, join_gifs
+from daskgif.join import GifWriter, gif_delay, join_gifs
 from daskgif.sample import sample_path
 from daskgif.split import split_bytes
 from frames import requires_gifsicle
@@ -136,7 +136,8 @@ def test_writer_streams_from_an_iterator():
 
 def test_errors():
     out = io.BytesIO()
-    with pytest.raises(GifFormatError, match=r"frame 1 at byte 0: expected b'GIF8'"):
+    with pytest.raises(GifFormatError, match=r"frame 1 at byte 0: not a GIF: expected b'GIF87a' or b'GIF89a', "
+                                             r"got b'\\x89PNG\\r\\n'"):
         with GifWriter(out, (4, 4)) as writer:
             writer.add(make_gif(4, 4))
             writer.add(b"\x89PNG\r\n\x1a\n")
@@ -168,3 +169,49 @@ def test_join_memory_does_not_grow_with_the_frame_count(tmp_path):
 
     small, large = peak(100), peak(5000)
     assert large < 256 * 1024 and large < 2 * small + 64 * 1024, (small, large)
+
+
+@pytest.mark.parametrize(("duration", "delay"), [(0, 0), (1, 1), (5, 1), (9, 1), (10, 1), (11, 2), (15, 2), (20, 2),
+                                                 (33.3, 4), (100, 10), (655350, 65535)])
+def test_gif_delay_rounds_a_positive_duration_up(duration, delay):
+    assert gif_delay(duration) == delay
+
+
+@pytest.mark.parametrize(("duration", "shown"), [(1, 10), (9, 10), (15, 20), (0, 0), (70, 70)])
+def test_a_short_duration_is_never_written_as_no_delay(duration, shown):
+    gif = joined([make_gif(4, 4, seed=i) for i in range(2)], duration=duration)
+    assert {image.delay for image in parse_gif(gif).images} == {shown // 10}
+    with Image.open(io.BytesIO(gif)) as im:
+        assert [frame.info["duration"] for frame in ImageSequence.Iterator(im)] == [shown] * 2
+
+
+@pytest.mark.parametrize(("head", "message"), [
+    (b"GIF88a" + bytes(20), "unknown GIF version b'GIF88a': expected b'GIF87a' or b'GIF89a'"),
+    (b"GIF89a\x01", "truncated in header: 7 bytes, a GIF header has 13"),
+    (b"GIF8", "truncated in header: 4 bytes, a GIF header has 13"),
+    (b"\x89PNG\r\n\x1a\n", r"not a GIF: expected b'GIF87a' or b'GIF89a', got b'\x89PNG\r\n'"),
+])
+def test_join_messages_never_contradict_themselves(head, message):
+    with pytest.raises(GifFormatError) as info:
+        join_gifs([make_gif(4, 4), head], io.BytesIO())
+    assert info.value.message == message and info.value.frame == 1
+
+
+def test_the_canvas_holds_images_past_a_frame_screen():
+    """Pillow grows the canvas for an image past the screen; the output must hold it from the start."""
+    import imageio.v3 as iio
+
+    frames = [make_gif(4, 4, colours=4), make_gif(4, 4, seed=1, colours=4, left=3, screen=(4, 4))]
+    gif = joined(frames)
+    assert parse_gif(gif).width == 7
+    assert iio.imread(gif, index=None).shape[:3] == (2, 4, 7)
+    with pytest.raises(GifFormatError, match=r"frame 1 at byte \d+: image 0 at \(3, 0\) of 4x4 pixels runs past the "
+                                             r"canvas of 4x4: give a size that holds it \(this frame needs 7x4\)"):
+        join_gifs(frames, io.BytesIO(), size=(4, 4))
+
+
+def test_max_pixels_refuses_a_larger_canvas():
+    frames = [make_gif(10, 1, colours=4), make_gif(1, 10, colours=4)]
+    assert join_gifs(frames, io.BytesIO(), max_pixels=100) == 2
+    with pytest.raises(ValueError, match="canvas of 10x10 pixels is larger than max_pixels=99"):
+        join_gifs(frames, io.BytesIO(), max_pixels=99)

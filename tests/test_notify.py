@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
@@ -72,3 +73,30 @@ def test_only_http_urls(url, caplog):
     with pytest.raises(ValueError, match="notify URL must be http"):
         check_url(url)
     assert post_result(url, {}) is False and "Notification not sent" in caplog.text
+
+
+def test_the_body_never_holds_a_secret(http_server):
+    url = http_server.url("/hook")
+    payload = {"ok": False, "message": "cannot fetch http://s3cr3tTOKEN@host/x: 404",
+               "parameters": {"url": "https://alice:p@ss@host/x?sig=s1g"}, "error": OSError("http://t0ken@h")}
+    assert post_result(url, payload, retry_delay=0) is True
+    [(_, body)] = http_server.posts
+    text = json.dumps(body)
+    for secret in ("s3cr3tTOKEN", "p@ss", "s1g", "t0ken"):
+        assert secret not in text
+    assert body["message"] == "cannot fetch http://***@host/x: 404"
+    assert body["parameters"]["url"] == "https://alice:***@host/x?sig=***"
+
+
+def test_a_token_in_the_webhook_url_is_not_logged(http_server, caplog):
+    url = http_server.fail("/hook", 500, times=5).replace("http://", "http://s3cr3tTOKEN@")
+    with caplog.at_level(logging.WARNING, logger="daskgif.notify"):
+        post_result(url, {}, retries=1, retry_delay=0)
+    assert caplog.text and "s3cr3tTOKEN" not in caplog.text
+
+
+def test_a_refused_url_is_masked_in_the_error(caplog):
+    with pytest.raises(ValueError) as info:
+        check_url("ftp://s3cr3tTOKEN@host/x")
+    assert "s3cr3tTOKEN" not in str(info.value) and "ftp://***@host/x" in str(info.value)
+    assert post_result("ftp://s3cr3tTOKEN@host/x", {}) is False and "s3cr3tTOKEN" not in caplog.text

@@ -77,7 +77,7 @@ def test_not_an_image_names_frame_and_offset():
     with pytest.raises(GifFormatError) as info:
         split_bytes(data)
     assert str(info.value) == (f"frame 1 at byte {len(good) + 4}: not an image: expected b'GIF8' or another "
-                               r"image signature, got b'\x00\x01ga'")
+                               r"image signature, got b'\x00\x01garbag'")
 
 
 def test_truncated_frame_names_frame_and_offset():
@@ -178,3 +178,25 @@ def test_split_memory_stays_near_one_chunk(tmp_path):
         tracemalloc.stop()
     assert count == 4000
     assert path.stat().st_size > 20 * chunk and peak < 4 * chunk, (path.stat().st_size, peak)
+
+
+@pytest.mark.parametrize(("piece", "message"), [
+    (b"GIF88a" + bytes(20), "unknown GIF version b'GIF88a': expected b'GIF87a' or b'GIF89a'"),
+    (b"GIF8\n\n\n\n" + bytes(20), r"unknown GIF version b'GIF8\n\n': expected b'GIF87a' or b'GIF89a'"),
+    (b"\x89PNG\r\n\x00\n" + bytes(20), r"bad PNG signature b'\x89PNG\r\n\x00\n': expected b'\x89PNG\r\n\x1a\n'"),
+    (b"RIFF\x00\x00\x00\x00WAVEfmt ", "a RIFF file that is not WebP: expected b'WEBP' at byte 8, got b'WAVE'"),
+])
+def test_a_near_miss_signature_says_what_it_found(piece, message):
+    good = make_gif(4, 4, seed=1)
+    with pytest.raises(GifFormatError) as info:
+        split_bytes(image_data([good, piece, good]))
+    assert info.value.message == message and info.value.frame == 1 and info.value.offset == len(good) + 4
+
+
+def test_a_near_miss_delimiter_is_quoted_past_its_length():
+    good = make_gif(4, 4, seed=1)
+    delimiter = b"--frame-boundary--"
+    with pytest.raises(GifFormatError) as info:
+        split_bytes(good + delimiter[:-1] + b"X" + good, delimiter)
+    assert info.value.message == (f"expected the delimiter {delimiter!r} or the end of the data after the frame, "
+                                  f"got {delimiter[:-1] + b'X' + good[:4]!r}")
