@@ -170,7 +170,8 @@ def fetch_file(
     with source as src:
         declared, exact = _declared_size(src)
         if max_bytes is not None and declared is not None and declared > max_bytes:
-            raise FetchError(url, f"declares {declared} bytes, more than max_bytes={max_bytes} (daskgif.max-bytes)")
+            raise FetchError(url, f"larger than max_bytes={max_bytes} (daskgif.max-bytes): "
+                                  f"it declares {declared} bytes")
         # The old record goes first: a data file without one is fetched again (see fetch_needed).
         _remove(source_path(data_file), storage_options)
         with atomic_write(data_file, storage_options) as dst:
@@ -313,7 +314,7 @@ def _connection_error(source: object) -> BaseException | None:
     """The error that closed the connection of an HTTP body read to its end without a length, if any."""
     response = getattr(source, "r", None)
     closed = getattr(response, "daskgif_closed", None)
-    if closed is None or response.content_length is not None:
+    if response is None or closed is None or response.content_length is not None:
         return None
     if "chunked" in response.headers.get("Transfer-Encoding", "").lower():
         return None  # aiohttp checks the end of a chunked body itself
@@ -620,15 +621,19 @@ def lock(
     give_up = time.monotonic() + timeout
     while not _create_exclusive(path, content, storage_options):
         holder, age = _read_lock(path, storage_options)
-        if holder is None and age is None:
+        if holder is None:
             continue  # released meanwhile
         stale = _stale_lock(holder, age, max_age)
         if stale:
             logger.warning("Breaking the stale lock %s of run %s (host %s, pid %s): %s", path,
-                           (holder or {}).get("owner"), (holder or {}).get("host"), (holder or {}).get("pid"), stale)
+                           holder.get("owner"), holder.get("host"), holder.get("pid"), stale)
             if _read_lock(path, storage_options)[0] == holder:  # not taken over meanwhile
                 _remove(path, storage_options)
-            continue
+            if _create_exclusive(path, content, storage_options):
+                break
+            holder, age = _read_lock(path, storage_options)  # another run was quicker
+            if holder is None:
+                continue
         if time.monotonic() >= give_up:
             raise LockTimeout(path, holder or {"owner": "unknown (unreadable lock file)"}, timeout)
         time.sleep(max(0.0, min(poll, give_up - time.monotonic())))
@@ -871,7 +876,8 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
     else:
         tmp = os.path.join(tempfile.gettempdir(), part_name(UPLOAD_NAME))
     try:
-        f = open(tmp, "xb")
+        # The local copy of an upload is for this user's eyes only, as mkstemp's would be.
+        f = open(tmp, "xb") if local else open(tmp, "xb", opener=lambda p, flags: os.open(p, flags, 0o600))
     except OSError as e:  # the errno decides whether to retry (EROFS and EACCES: no); the message names *path*
         raise type(e)(e.errno, e.strerror, path) from e
     try:

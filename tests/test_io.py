@@ -392,8 +392,8 @@ def test_declared_length_over_max_bytes_is_refused_before_the_body(http_server, 
     monkeypatch.setattr(daskgif.io, "atomic_write", lambda *a, **k: opened.append(a))
     with pytest.raises(FetchError) as info:
         fetch_file(url, str(tmp_path / "d.img"), max_bytes=10**6)
-    assert str(info.value) == (f"cannot fetch {url}: declares 1000000000000 bytes, more than max_bytes=1000000 "
-                               "(daskgif.max-bytes)")
+    assert str(info.value) == (f"cannot fetch {url}: larger than max_bytes=1000000 (daskgif.max-bytes): "
+                               "it declares 1000000000000 bytes")
     assert info.value.transient is False
     assert opened == [] and leftovers(tmp_path) == []
 
@@ -754,3 +754,24 @@ def test_write_errors_are_permanent_and_name_the_path(tmp_path, monkeypatch, num
     assert str(target) in str(info.value) and ".part" not in str(info.value)
     assert not is_transient(info.value)
     assert leftovers(tmp_path / "out") == []
+
+
+def test_s3_source_record_and_lock(s3_server, s3_bucket):
+    from daskgif.io import LockTimeout, fetch_needed, lock, read_source
+
+    so = s3_server.storage_options
+    with atomic_write(f"{s3_bucket}/src.img", so) as f:
+        f.write(BODY)
+    data_file = f"{s3_bucket}/data.img"
+    reason = fetch_needed(f"{s3_bucket}/src.img", data_file, so, check_remote=True)
+    assert reason == f"{data_file} does not exist; fetching {s3_bucket}/src.img"
+    assert fetch_file(f"{s3_bucket}/src.img", data_file, storage_options=so) == len(BODY)
+    assert read_source(data_file, so)["size"] == len(BODY)
+    assert fetch_needed(f"{s3_bucket}/src.img", data_file, so, check_remote=True) is None
+    assert "came from another URL" in fetch_needed(f"{s3_bucket}/other.img", data_file, so, check_remote=True)
+    with lock(data_file, so, owner="run-A", timeout=1):  # S3's conditional write ("xb") is exclusive
+        assert exists(f"{data_file}.lock", so)
+        with pytest.raises(LockTimeout, match=f"{data_file}.lock is held by run run-A"):
+            with lock(data_file, so, owner="run-B", timeout=0.1):
+                pass  # pragma: no cover
+    assert not exists(f"{data_file}.lock", so)
