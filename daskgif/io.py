@@ -2,7 +2,10 @@
 
 A path is anything fsspec opens: a local path, ``file://``, ``https://``, ``s3://``,
 ``memory://`` (per process), ...  Writes are atomic: data appears under its final name
-only once complete.  Settings are arguments: callers read ``dask.config`` on the client.
+only once complete, under a temporary name that says which host and process wrote it
+(:func:`remove_stale_parts` clears a killed writer's).  A fetched data file has a record of
+its source next to it (:func:`fetch_needed` reads it) and, while a run fetches it, a lock
+(:func:`lock`).  Settings are arguments: callers read ``dask.config`` on the client.
 
 ``storage_options`` are passed to fsspec.  When the two ends of a copy need different
 options, nest them under the protocol name (``{"s3": {"key": ...}, "https": {...}}``);
