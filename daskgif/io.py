@@ -2,7 +2,10 @@
 
 A path is anything fsspec opens: a local path, ``file://``, ``https://``, ``s3://``,
 ``memory://`` (per process), ...  Writes are atomic: data appears under its final name
-only once complete.  Settings are arguments: callers read ``dask.config`` on the client.
+only once complete, under a temporary name that says which host and process wrote it
+(:func:`remove_stale_parts` clears a killed writer's).  A fetched data file has a record of
+its source next to it (:func:`fetch_needed` reads it) and, while a run fetches it, a lock
+(:func:`lock`).  Settings are arguments: callers read ``dask.config`` on the client.
 
 ``storage_options`` are passed to fsspec.  When the two ends of a copy need different
 options, nest them under the protocol name (``{"s3": {"key": ...}, "https": {...}}``);
@@ -12,30 +15,35 @@ top-level options are used for both ends.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
+import hashlib
+import json
 import logging
 import os
+import re
+import socket
 import tempfile
+import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
-from typing import IO, BinaryIO, ContextManager
+from typing import IO, Any, BinaryIO, ContextManager
 
 import fsspec
 from fsspec.core import split_protocol, url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from .errors import FetchError
+from .errors import DaskgifError, FetchError
+from .redact import scrub
+from .retry import is_transient
 
 __all__ = [
-    "atomic_write", "exists", "fetch_file", "frame_name", "join_path", "open_input", "read_span",
-    "read_spans", "write_bytes",
+    "LockTimeout", "atomic_write", "exists", "fetch_file", "fetch_needed", "frame_name", "join_path", "lock",
+    "open_input", "read_source", "read_span", "read_spans", "remove_stale_parts", "source_path", "write_bytes",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
-
-# Statuses that may go away on their own: request timeout, rate limit, server errors.
-_TRANSIENT_STATUS = (408, 425, 429)
 
 
 def _protocols(url: str) -> list[str]:
@@ -86,12 +94,16 @@ def fetch_file(
     timeout: float = 60,
     max_bytes: int | None = None,
     allowed_protocols: Collection[str] | None = None,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> int:
-    """Copy *url* to *data_file*, chunk by chunk, atomically.
+    """Copy *url* to *data_file*, chunk by chunk, atomically, and record where it came from.
 
     The bytes go to a temporary file that takes the final name only once the
     copy is complete (see :func:`atomic_write`), so no partial *data_file*
     ever appears, whatever the failure (``KeyboardInterrupt`` included).
+    Then a record of the source is written next to it (see :func:`source_path`),
+    which :func:`fetch_needed` reads to tell whether *data_file* is what *url* gives.
 
     Parameters
     ----------
@@ -106,10 +118,17 @@ def fetch_file(
     timeout : float, optional
         Seconds an HTTP(S) download may stall (no connection, no bytes) before it fails.
     max_bytes : int, optional
-        The largest accepted download; a larger one fails and leaves nothing.
+        The largest accepted download; a larger one fails and leaves nothing.  A
+        larger declared size (HTTP ``Content-Length``) is refused before the body is read.
     allowed_protocols : collection of str, optional
         Protocols accepted for *url* (a plain path is ``file``); another one
-        is refused before any I/O.  ``None`` accepts all.
+        is refused before any I/O, and so is an HTTP redirect to another one.
+        ``None`` accepts all.
+    deadline : float, optional
+        Seconds the whole download may take, however steadily the bytes come
+        (``daskgif.fetch-deadline``).  ``None``: no bound but *timeout*.
+    clock : callable, optional
+        Monotonic seconds, for the deadline; injectable for tests.
 
     Returns
     -------
@@ -119,57 +138,155 @@ def fetch_file(
     Raises
     ------
     FetchError
-        Naming *url*.  ``transient`` is true for connection errors, timeouts
-        and HTTP 5xx/408/429; false for other HTTP statuses, missing files,
-        bad or refused URLs and downloads larger than *max_bytes*.
+        Naming *url*.  ``transient`` is :func:`daskgif.retry.is_transient` of the
+        cause: true for connection errors, timeouts (the deadline included), a body
+        shorter than its ``Content-Length`` and HTTP 5xx/408/425/429; false for other
+        HTTP statuses, missing files, bad or refused URLs and redirects, and
+        downloads larger than *max_bytes*.
     OSError
-        Writing *data_file* failed (disk full, permission denied, ...).
+        Writing *data_file* failed (disk full, read-only, permission denied, ...).
     """
     if not isinstance(url, str) or not url:
         raise FetchError(repr(url), f"url must be a non-empty string, got {url!r}")
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if deadline is not None and not deadline > 0:
+        raise ValueError(f"deadline must be a positive number of seconds or None, got {deadline!r}")
+    start = clock()
+    allowed = None if allowed_protocols is None else tuple(sorted({p.lower() for p in allowed_protocols}))
     protocols = _protocols(url)
-    if allowed_protocols is not None:
-        allowed = sorted({p.lower() for p in allowed_protocols})
+    if allowed is not None:
         for p in (p for p in protocols if p.lower() not in allowed):
-            msg = f"protocol {p!r} is not allowed (daskgif.allowed-protocols: {', '.join(allowed)})"
-            raise FetchError(url, msg)
-    options = _options(url, storage_options)
-    http = protocols[-1] in ("http", "https")
-    if http:
-        import aiohttp
+            raise FetchError(url, f"protocol {p!r} is not allowed (daskgif.allowed-protocols: {', '.join(allowed)})")
 
-        stall = aiohttp.ClientTimeout(sock_read=timeout, sock_connect=timeout)
-        options["client_kwargs"] = {"timeout": stall, "response_class": _response_class(),
-                                    **(options.get("client_kwargs") or {})}
+    def error(e: BaseException, copied: int | None = None) -> FetchError:
+        return _fetch_error(url, e, timeout=timeout, deadline=deadline, elapsed=clock() - start, copied=copied)
+
     try:
-        fs, path = url_to_fs(url, **options)
+        fs, path, http = _source_fs(url, storage_options, timeout=timeout, deadline=deadline, allowed=allowed)
         # block_size=0 streams; the size hint skips fsspec's HEAD/GET probe, which
         # costs requests and turns every failed status into FileNotFoundError.
         source = fs.open(path, "rb", **({"block_size": 0, "size": -1} if http else {}))
     except Exception as e:
-        raise _fetch_error(url, e, http=http, timeout=timeout) from e
+        raise error(e) from e
     copied = 0
-    with source as src, atomic_write(data_file, storage_options) as dst:
-        while True:
-            want = chunk_size if max_bytes is None else min(chunk_size, max_bytes - copied + 1)
-            try:
-                chunk = src.read(want)
-            except Exception as e:
-                raise _fetch_error(url, e, http=http, timeout=timeout) from e
-            if not chunk:
-                lost = _connection_error(src)
-                if lost is not None:
-                    raise FetchError(url, f"connection lost after {copied} bytes, before the end of the body "
-                                          f"(no Content-Length): {lost}", transient=True)
-                break
-            copied += len(chunk)
-            if max_bytes is not None and copied > max_bytes:
-                raise FetchError(url, f"larger than max_bytes={max_bytes} (daskgif.max-bytes)")
-            dst.write(chunk)
-    logger.debug("Fetched %d bytes from %s to %s", copied, url, data_file)
+    with source as src:
+        declared, exact = _declared_size(src)
+        if max_bytes is not None and declared is not None and declared > max_bytes:
+            raise FetchError(url, f"larger than max_bytes={max_bytes} (daskgif.max-bytes): "
+                                  f"it declares {declared} bytes")
+        # The old record goes first: a data file without one is fetched again (see fetch_needed).
+        _remove(source_path(data_file), storage_options)
+        with atomic_write(data_file, storage_options) as dst:
+            while True:
+                if deadline is not None and clock() - start >= deadline:
+                    raise _deadline_error(url, deadline, copied)
+                want = chunk_size if max_bytes is None else min(chunk_size, max_bytes - copied + 1)
+                try:
+                    chunk = src.read(want)
+                except Exception as e:
+                    raise error(e, copied) from e
+                if not chunk:
+                    lost = _connection_error(src)
+                    if lost is not None:
+                        raise FetchError(url, f"connection lost after {copied} bytes, before the end of the body "
+                                              f"(no Content-Length): {lost}", transient=True)
+                    if exact and declared is not None and copied < declared:
+                        raise FetchError(url, f"the body ended after {copied} of its {declared} bytes "
+                                              "(Content-Length)", transient=True)
+                    break
+                copied += len(chunk)
+                if max_bytes is not None and copied > max_bytes:
+                    raise FetchError(url, f"larger than max_bytes={max_bytes} (daskgif.max-bytes)")
+                dst.write(chunk)
+        record = source_record(url, copied, _validators(src), now=datetime.datetime.now(datetime.timezone.utc))
+    with atomic_write(source_path(data_file), storage_options) as f:
+        f.write(json.dumps(record, indent=1).encode())
+    logger.debug("Fetched %d bytes from %s to %s", copied, scrub(url), data_file)
     return copied
+
+
+def _source_fs(url: str, storage_options: dict | None, *, timeout: float, deadline: float | None = None,
+               allowed: tuple[str, ...] | None = None) -> tuple[Any, str, bool]:
+    """The fsspec filesystem and path of *url*, and whether it is HTTP(S), with daskgif's HTTP settings."""
+    options = _options(url, storage_options)
+    http = _protocols(url)[-1] in ("http", "https")
+    if http:
+        import aiohttp
+
+        # sock_read bounds a stall; total (aiohttp counts the body in it) bounds the whole download.
+        limits = aiohttp.ClientTimeout(total=deadline, sock_read=timeout, sock_connect=timeout)
+        client_kwargs = {"timeout": limits, "response_class": _response_class(), **(options.get("client_kwargs") or {})}
+        if allowed is not None:
+            client_kwargs["trace_configs"] = [*client_kwargs.get("trace_configs", ()), _redirect_guard(allowed)]
+        options["client_kwargs"] = client_kwargs
+    fs, path = url_to_fs(url, **options)
+    return fs, path, http
+
+
+class _RedirectRefused(Exception):
+    """An HTTP redirect to a protocol that is not allowed (raised inside aiohttp, turned into a FetchError)."""
+
+    def __init__(self, source: str, target: str, protocol: str, allowed: tuple[str, ...]):
+        super().__init__(source, target, protocol, allowed)
+        self.source, self.target, self.protocol, self.allowed = source, target, protocol, allowed
+
+    def __str__(self) -> str:
+        return (f"redirected from {self.source} to {self.target}: protocol {self.protocol!r} is not allowed "
+                f"(daskgif.allowed-protocols: {', '.join(self.allowed)})")
+
+
+@functools.lru_cache(maxsize=None)
+def _redirect_guard(allowed: tuple[str, ...]) -> Any:
+    """An aiohttp trace config that refuses, before it is followed, a redirect to a protocol not in *allowed*.
+
+    Cached, so that fsspec's filesystem cache (keyed by the options' text) keeps one session per setting.
+    """
+    import aiohttp
+    from yarl import URL
+
+    async def on_request_redirect(session, context, params) -> None:  # type: ignore[no-untyped-def]
+        response = params.response
+        location = response.headers.get("Location", "")
+        try:
+            target = response.url.join(URL(location))
+        except ValueError:
+            return  # aiohttp refuses a malformed Location itself
+        if target.scheme.lower() not in allowed:
+            response.close()
+            raise _RedirectRefused(str(response.url), str(target), target.scheme.lower(), allowed)
+
+    guard = aiohttp.TraceConfig()
+    guard.on_request_redirect.append(on_request_redirect)
+    guard.freeze()
+    return guard
+
+
+def _declared_size(source: object) -> tuple[int | None, bool]:
+    """The size *source* declares before its body is read, and whether the body must have exactly that size.
+
+    An HTTP ``Content-Length`` is exact unless the body is encoded (aiohttp decodes
+    gzip, so more bytes come than were declared); a declared size is a lower bound then.
+    """
+    response = getattr(source, "r", None)
+    if response is not None and hasattr(response, "content_length"):
+        length = response.content_length
+        encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+        return length, length is not None and not encoded
+    size = getattr(source, "size", None)
+    return (size if isinstance(size, int) and size >= 0 else None), False
+
+
+def _validators(source: object) -> dict[str, str | None]:
+    """The HTTP validators (``ETag``, ``Last-Modified``) of the response behind *source*, if any."""
+    headers = getattr(getattr(source, "r", None), "headers", None) or {}
+    return {"etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified")}
+
+
+def _deadline_error(url: str, deadline: float, copied: int | None = None) -> FetchError:
+    got = "" if copied is None else f" ({copied} bytes copied)"
+    return FetchError(url, f"not finished within the deadline of {deadline} s{got} (daskgif.fetch-deadline)",
+                      transient=is_transient(TimeoutError()))
 
 
 @functools.lru_cache(maxsize=None)
@@ -200,7 +317,7 @@ def _connection_error(source: object) -> BaseException | None:
     """The error that closed the connection of an HTTP body read to its end without a length, if any."""
     response = getattr(source, "r", None)
     closed = getattr(response, "daskgif_closed", None)
-    if closed is None or response.content_length is not None:
+    if response is None or closed is None or response.content_length is not None:
         return None
     if "chunked" in response.headers.get("Transfer-Encoding", "").lower():
         return None  # aiohttp checks the end of a chunked body itself
@@ -210,24 +327,32 @@ def _connection_error(source: object) -> BaseException | None:
     return None if error is None else (error.__cause__ or error)
 
 
-def _fetch_error(url: str, e: BaseException, *, http: bool, timeout: float) -> FetchError:
-    """Classify *e*, raised while fetching *url*, as a transient or permanent FetchError."""
+def _fetch_error(url: str, e: BaseException, *, timeout: float, deadline: float | None = None,
+                 elapsed: float = 0.0, copied: int | None = None) -> FetchError:
+    """Describe *e*, raised while fetching *url*; :func:`daskgif.retry.is_transient` decides ``transient``."""
     import aiohttp
 
+    if isinstance(e, FetchError):
+        return e
+    if isinstance(e, _RedirectRefused):
+        return FetchError(url, str(e))
+    transient = is_transient(e)
+    timed_out = isinstance(e, (TimeoutError, asyncio.TimeoutError))
+    if timed_out and deadline is not None and elapsed >= deadline:
+        return _deadline_error(url, deadline, copied)
     if isinstance(e, aiohttp.ClientResponseError):
-        transient = e.status >= 500 or e.status in _TRANSIENT_STATUS
         return FetchError(url, f"HTTP {e.status} {e.message}".strip(), transient)
     if isinstance(e, aiohttp.InvalidURL):
-        return FetchError(url, f"bad URL: {e}")
-    if isinstance(e, (TimeoutError, asyncio.TimeoutError)):
-        return FetchError(url, f"timed out: no data for {timeout} s (daskgif.fetch-timeout)", True)
-    if isinstance(e, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError)):
-        return FetchError(url, f"{type(e).__name__}: {e}", transient=True)
+        return FetchError(url, f"bad URL: {e}", transient)
+    if timed_out:
+        return FetchError(url, f"timed out: no data for {timeout} s (daskgif.fetch-timeout)", transient)
     if isinstance(e, FileNotFoundError):
-        return FetchError(url, "HTTP 404 Not Found" if http else "no such file")
-    if isinstance(e, (ValueError, ImportError)):
-        return FetchError(url, f"bad URL: {e}")
-    return FetchError(url, f"{type(e).__name__}: {e}")
+        # fsspec's HTTP filesystem raises it for a 404, without the status.
+        http = _protocols(url)[-1] in ("http", "https")
+        return FetchError(url, "HTTP 404 Not Found" if http else "no such file", transient)
+    if isinstance(e, (ValueError, ImportError)) and not isinstance(e, aiohttp.ClientError):
+        return FetchError(url, f"bad URL: {e}", transient)
+    return FetchError(url, f"{type(e).__name__}: {e}", transient)
 
 
 def exists(path: str, storage_options: dict | None = None) -> bool:
@@ -240,16 +365,485 @@ def exists(path: str, storage_options: dict | None = None) -> bool:
     return fs.exists(p)
 
 
+def source_path(data_file: str) -> str:
+    """Where the record of *data_file*'s source is kept: next to it, with ``.source.json`` appended.
+
+    >>> source_path("s3://bucket/image-data.img")
+    's3://bucket/image-data.img.source.json'
+    """
+    return data_file + ".source.json"
+
+
+def url_digest(url: str) -> str:
+    """The SHA-256 of *url*, in hex: how a record names its URL without keeping secrets in it.
+
+    >>> url_digest("https://h/a.img")[:16]
+    '04eda8b868a5e6d5'
+    """
+    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def source_record(url: str, size: int, validators: dict[str, str | None] | None = None, *,
+                  now: datetime.datetime) -> dict[str, Any]:
+    """The record of a fetch of *size* bytes from *url*, as written next to the data file.
+
+    The URL is kept as its digest (it may hold a token) and masked, for humans.
+
+    >>> from datetime import datetime, timezone
+    >>> now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    >>> record = source_record("https://me:pw@h/a.img", 3, {"etag": '"x1"'}, now=now)
+    >>> record["url"], record["size"], record["etag"], record["last_modified"], record["fetched_at"]
+    ('https://me:***@h/a.img', 3, '"x1"', None, '2026-01-02T00:00:00+00:00')
+    >>> record["url_sha256"] == url_digest("https://me:pw@h/a.img")
+    True
+    """
+    validators = validators or {}
+    return {"url_sha256": url_digest(url), "url": scrub(url), "size": size, "etag": validators.get("etag"),
+            "last_modified": validators.get("last_modified"), "fetched_at": now.isoformat()}
+
+
+def read_source(data_file: str, storage_options: dict | None = None) -> dict[str, Any] | None:
+    """The record of where *data_file* came from, or ``None`` when it has none (or an unreadable one)."""
+    path = source_path(data_file)
+    try:
+        with open_input(path, storage_options) as f:
+            record = json.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except ValueError as e:  # not JSON: treated as no record, so the data is fetched again
+        logger.warning("Ignoring %s, which is not a source record: %s", path, e)
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def fetch_needed(
+    url: str,
+    data_file: str,
+    storage_options: dict | None = None,
+    *,
+    check_remote: bool,
+    timeout: float = 60,
+    allowed_protocols: Collection[str] | None = None,
+) -> str | None:
+    """Why *data_file* must be fetched from *url*, or ``None`` when the existing file is what *url* gave.
+
+    The existing *data_file* is kept when its record (see :func:`source_path`,
+    written by :func:`fetch_file`) names the same URL and its size, and, with
+    *check_remote* for an HTTP(S) URL, a ``HEAD`` shows the recorded ``ETag``
+    (or, without one, ``Last-Modified``).  A server that cannot be asked, or
+    that sends neither validator, keeps the file (a warning is logged for a
+    failed ``HEAD``): a run works offline on what it fetched before.
+
+    A *data_file* without a record (written by an older daskgif or put there by
+    hand) is fetched again, unless *url* is a local path to *data_file* itself.
+
+    Parameters
+    ----------
+    url : str
+        The URL of the run.
+    data_file : str
+        Where the data is kept.
+    storage_options : dict, optional
+        fsspec options, as for :func:`fetch_file`.
+    check_remote : bool
+        Ask an HTTP(S) server whether the data changed (one ``HEAD`` request).
+    timeout : float, optional
+        Seconds the ``HEAD`` may stall (``daskgif.fetch-timeout``).
+    allowed_protocols : collection of str, optional
+        As for :func:`fetch_file`: a redirect elsewhere counts as a failed ``HEAD``.
+
+    Returns
+    -------
+    str or None
+        A one-line reason naming *data_file*, or ``None``.
+
+    Examples
+    --------
+    >>> with atomic_write("memory://doc/a.img") as f:
+    ...     _ = f.write(b"data")
+    >>> fetch_needed("memory://doc/a.img", "memory://doc/data.img", check_remote=False)
+    'memory://doc/data.img does not exist; fetching memory://doc/a.img'
+    >>> _ = fetch_file("memory://doc/a.img", "memory://doc/data.img")
+    >>> fetch_needed("memory://doc/a.img", "memory://doc/data.img", check_remote=False)
+    >>> fetch_needed("memory://doc/b.img", "memory://doc/data.img", check_remote=False)
+    'memory://doc/data.img came from another URL (memory://doc/a.img); fetching memory://doc/b.img'
+    """
+    shown = scrub(url)
+    fs, path = url_to_fs(data_file, **_options(data_file, storage_options))
+    try:
+        size = fs.size(path)
+    except FileNotFoundError:
+        return f"{data_file} does not exist; fetching {shown}"
+    record = read_source(data_file, storage_options)
+    if record is None:
+        if _same_local_file(url, data_file):
+            return None
+        return f"{data_file} has no record of its source ({source_path(data_file)}); fetching {shown}"
+    if record.get("url_sha256") != url_digest(url):
+        return f"{data_file} came from another URL ({record.get('url')}); fetching {shown}"
+    if record.get("size") != size:
+        return f"{data_file} has {size} bytes, not the {record.get('size')} fetched from {shown}; fetching it again"
+    if check_remote and _protocols(url)[-1] in ("http", "https"):
+        return _remote_change(url, record, storage_options, timeout=timeout, allowed_protocols=allowed_protocols)
+    return None
+
+
+def _remote_change(url: str, record: dict[str, Any], storage_options: dict | None, *, timeout: float,
+                   allowed_protocols: Collection[str] | None) -> str | None:
+    """Why the server's validators for *url* differ from *record*'s, or ``None``."""
+    allowed = None if allowed_protocols is None else tuple(sorted({p.lower() for p in allowed_protocols}))
+    try:
+        fs, path, _ = _source_fs(url, storage_options, timeout=timeout, deadline=None, allowed=allowed)
+        info = fs.info(path)
+    except Exception as e:
+        logger.warning("Keeping the data fetched from %s: cannot ask the server whether it changed: %s",
+                       scrub(url), _fetch_error(url, e, timeout=timeout).message)
+        return None
+    for field, header in (("etag", "ETag"), ("last_modified", "Last-Modified")):
+        old, new = record.get(field), info.get(header)
+        if old and new:
+            if old == new:
+                return None
+            return f"the server reports a change ({header} {old} -> {new}); fetching {scrub(url)}"
+    return None
+
+
+def _same_local_file(url: str, data_file: str) -> bool:
+    """Whether *url* and *data_file* are the same local file."""
+    a, b = _local(url), _local(data_file)
+    if a is None or b is None:
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _remove(path: str, storage_options: dict | None) -> None:
+    """Remove *path* if it exists."""
+    local = _local(path)
+    try:
+        if local is not None:
+            os.unlink(local)
+        else:
+            fs, p = url_to_fs(path, **_options(path, storage_options))
+            fs.rm_file(p)
+    except FileNotFoundError:
+        pass
+
+
+class LockTimeout(DaskgifError, TimeoutError):
+    """A lock that another live run held for longer than the wait allowed.
+
+    Parameters
+    ----------
+    path : str
+        The lock file.
+    holder : dict
+        What the lock file says of its holder: ``host``, ``pid``, ``owner`` (run id), ``started_at``.
+    timeout : float
+        Seconds waited.
+
+    Examples
+    --------
+    >>> holder = {"host": "n1", "pid": 7, "owner": "run-1", "started_at": "2026-01-01T00:00:00"}
+    >>> str(LockTimeout("d.img.lock", holder, 5))
+    'd.img.lock is held by run run-1 (host n1, pid 7, since 2026-01-01T00:00:00); waited 5 s (daskgif.lock-timeout)'
+    """
+
+    def __init__(self, path: str, holder: dict, timeout: float):
+        super().__init__(path, holder, timeout)
+        self.path, self.holder, self.timeout = path, holder, timeout
+
+    def __str__(self) -> str:
+        h = self.holder
+        return (f"{self.path} is held by run {h.get('owner')} (host {h.get('host')}, pid {h.get('pid')}, since "
+                f"{h.get('started_at')}); waited {self.timeout} s (daskgif.lock-timeout)")
+
+
+@contextmanager
+def lock(
+    data_file: str,
+    storage_options: dict | None = None,
+    *,
+    owner: str,
+    timeout: float,
+    max_age: float | None = 86400,
+    poll: float = 0.1,
+) -> Iterator[dict[str, Any]]:
+    """Hold ``<data_file>.lock`` for the block, so that two runs never fetch into one data file at once.
+
+    The lock file is created exclusively (locally ``O_CREAT | O_EXCL``; elsewhere
+    fsspec's ``"xb"`` mode, and where a filesystem lacks it, a check-then-write
+    that is only a best effort) and holds the holder's host, pid, run id and start.
+    It is removed on leaving the block, if it is still this holder's.
+
+    While another live run holds it, this waits up to *timeout* seconds.  A stale
+    lock is broken, with a warning: one written on this host by a process that is
+    gone, or one older than *max_age* seconds.
+
+    Parameters
+    ----------
+    data_file : str
+        The file the lock guards (any fsspec path).
+    storage_options : dict, optional
+        fsspec options.
+    owner : str
+        The run id of the holder, shown to the runs that wait.
+    timeout : float
+        Seconds to wait for another run's lock (``daskgif.lock-timeout``).
+    max_age : float, optional
+        Seconds after which any lock counts as stale (``daskgif.lock-max-age``); ``None``: never.
+    poll : float, optional
+        Seconds between two looks at a held lock.
+
+    Yields
+    ------
+    dict
+        What the lock file holds.
+
+    Raises
+    ------
+    LockTimeout
+        Naming the lock file and the holder, when it was held for all of *timeout*.
+
+    Examples
+    --------
+    >>> with lock("memory://daskgif-doctest/l.img", owner="run-1", timeout=1) as held:
+    ...     held["owner"], exists("memory://daskgif-doctest/l.img.lock")
+    ('run-1', True)
+    >>> exists("memory://daskgif-doctest/l.img.lock")
+    False
+    """
+    path = data_file + ".lock"
+    now = time.time()
+    mine = {"host": _host(), "pid": os.getpid(), "owner": owner, "started": now,
+            "started_at": datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat(),
+            "token": uuid.uuid4().hex}
+    content = json.dumps(mine).encode()
+    give_up = time.monotonic() + timeout
+    while not _create_exclusive(path, content, storage_options):
+        holder, age = _read_lock(path, storage_options)
+        if holder is None:
+            continue  # released meanwhile
+        stale = _stale_lock(holder, age, max_age)
+        if stale:
+            logger.warning("Breaking the stale lock %s of run %s (host %s, pid %s): %s", path,
+                           holder.get("owner"), holder.get("host"), holder.get("pid"), stale)
+            if _read_lock(path, storage_options)[0] == holder:  # not taken over meanwhile
+                _remove(path, storage_options)
+            if _create_exclusive(path, content, storage_options):
+                break
+            holder, age = _read_lock(path, storage_options)  # another run was quicker
+            if holder is None:
+                continue
+        if time.monotonic() >= give_up:
+            raise LockTimeout(path, holder or {"owner": "unknown (unreadable lock file)"}, timeout)
+        time.sleep(max(0.0, min(poll, give_up - time.monotonic())))
+    try:
+        yield mine
+    finally:
+        if (_read_lock(path, storage_options)[0] or {}).get("token") == mine["token"]:
+            _remove(path, storage_options)
+        else:
+            logger.warning("The lock %s was taken from run %s while it held it", path, owner)
+
+
+def _create_exclusive(path: str, content: bytes, storage_options: dict | None) -> bool:
+    """Create *path* holding *content* unless it exists; whether it was created."""
+    local = _local(path)
+    if local is not None:
+        directory = os.path.dirname(local)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        try:
+            fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        return True
+    fs, p = url_to_fs(path, **_options(path, storage_options))
+    try:
+        with fs.open(p, "xb") as f:
+            f.write(content)
+        return True
+    except FileExistsError:
+        return False
+    except (ValueError, NotImplementedError, TypeError):
+        pass  # no exclusive create here: a best effort, racy between the check and the write
+    if fs.exists(p):
+        return False
+    fs.pipe_file(p, content)
+    return True
+
+
+def _read_lock(path: str, storage_options: dict | None) -> tuple[dict | None, float | None]:
+    """The holder written in lock file *path* and the lock's age in seconds; ``(None, None)`` when there is none.
+
+    A lock file that cannot be parsed (being written) gives ``({}, age)``.
+    """
+    try:
+        with open_input(path, storage_options) as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None, None
+    try:
+        holder = json.loads(data)
+    except ValueError:
+        holder = None
+    if isinstance(holder, dict) and isinstance(holder.get("started"), (int, float)):
+        return holder, time.time() - holder["started"]
+    try:  # unreadable: its age is its modification time's
+        fs, p = url_to_fs(path, **_options(path, storage_options))
+        modified = fs.modified(p).timestamp()
+    except (OSError, NotImplementedError):
+        modified = time.time()
+    return {}, time.time() - modified
+
+
+def _stale_lock(holder: dict | None, age: float | None, max_age: float | None) -> str | None:
+    """Why the lock of *holder*, *age* seconds old, is stale, or ``None`` while it is live.
+
+    >>> _stale_lock({"host": _host(), "pid": os.getpid()}, 5.0, 60) is None
+    True
+    >>> _stale_lock({"host": "elsewhere", "pid": 1}, 90.0, 60)
+    'older than 60 s (daskgif.lock-max-age)'
+    """
+    holder = holder or {}
+    pid = holder.get("pid")
+    if holder.get("host") == _host() and isinstance(pid, int) and not _alive(pid):
+        return f"its process (pid {pid}) is gone"
+    if max_age is not None and age is not None and age > max_age:
+        return f"older than {max_age} s (daskgif.lock-max-age)"
+    return None
+
+
+def _host() -> str:
+    """This machine's name, as written into temporary file names and locks (no ``/``, no spaces)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "localhost"
+
+
+def part_name(name: str) -> str:
+    """A fresh temporary name for a file being written as *name*: ``.<name>.<host>-<pid>-<hex>.part``.
+
+    Host and process are in the name so that :func:`remove_stale_parts` can tell a
+    dead writer's leftovers from a live writer's file.
+
+    >>> n = part_name("clip.gif")
+    >>> n.startswith(".clip.gif.") and n.endswith(f"-{os.getpid()}-" + n[-37:-5] + ".part")
+    True
+    """
+    return f".{name}.{_host()}-{os.getpid()}-{uuid.uuid4().hex}.part"
+
+
+_PART = re.compile(r"\.(?P<rest>.+)-(?P<pid>\d+)-(?P<hex>[0-9a-f]{32})\.part")
+
+#: The name under which files for object stores and ``memory://`` are written locally before the upload.
+UPLOAD_NAME = "daskgif-upload"
+
+
+def part_owner(part: str, host: str | None = None) -> tuple[str, int] | None:
+    """The destination name and writer pid of temporary file *part*, when written on *host* (default: this one).
+
+    ``None`` for another host's or an older daskgif's temporary file, or another file.
+
+    >>> part_owner(".frame_00.gif.node-1.lan-4242-" + "ab" * 16 + ".part", host="node-1.lan")
+    ('frame_00.gif', 4242)
+    >>> part_owner(".frame_00.gif.other-4242-" + "ab" * 16 + ".part", host="node-1.lan") is None
+    True
+    """
+    m = _PART.fullmatch(part)
+    host = _host() if host is None else host
+    if m is None or not m["rest"].endswith("." + host):
+        return None
+    return m["rest"][: -len(host) - 1], int(m["pid"])
+
+
+def _alive(pid: int) -> bool:
+    """Whether process *pid* of this machine is running (a process of another user counts)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:  # pragma: no cover - no such signal support: assume alive, the safe side
+        return True
+    return True
+
+
+def remove_stale_parts(directory: str, prefix: str | None = None, *, max_age: float | None = 86400) -> list[str]:
+    """Remove the temporary files that killed writers left in local *directory*; return their paths.
+
+    A temporary file of :func:`atomic_write` (``.<name>.<host>-<pid>-<hex>.part``)
+    is stale when it was written on this host by a process that is gone, or, from any
+    host or an older daskgif (``.<name>.<hex>.part``), when it was not modified for
+    *max_age* seconds.  A live writer's file is never removed.
+
+    Parameters
+    ----------
+    directory : str
+        A local folder (a plain path or ``file://``).  Other URLs hold no temporary
+        files: their data is written in the local temporary folder first, under
+        :data:`UPLOAD_NAME` (``remove_stale_parts(tempfile.gettempdir(), UPLOAD_NAME)``).
+    prefix : str, optional
+        Only temporary files for destinations whose names start with *prefix*
+        (``"image-data.img"`` for a data file and its record, ``"frame_"`` for frames).
+    max_age : float, optional
+        Seconds without a write after which any temporary file is stale; ``None``: only dead writers'.
+
+    Examples
+    --------
+    >>> remove_stale_parts("s3://bucket/frames")
+    []
+    """
+    local = _local(directory)
+    if local is None:
+        return []
+    try:
+        names = os.listdir(local or ".")
+    except FileNotFoundError:
+        return []
+    now, host, removed = time.time(), _host(), []
+    for part in names:
+        if not (part.startswith(".") and part.endswith(".part")) or (prefix and not part.startswith("." + prefix)):
+            continue
+        path = os.path.join(local, part)
+        owner = part_owner(part, host)
+        if owner is not None and owner[1] != os.getpid() and not _alive(owner[1]):
+            why = f"its writer, pid {owner[1]} on {host}, is gone"
+        else:
+            try:
+                age = now - os.stat(path).st_mtime
+            except FileNotFoundError:
+                continue
+            if max_age is None or age < max_age or (owner is not None and owner[1] == os.getpid()):
+                continue
+            why = f"not written for {age:.0f} s (max_age={max_age})"
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        logger.info("Removed stale temporary file %s: %s", path, why)
+        removed.append(path)
+    return removed
+
+
 @contextmanager
 def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[BinaryIO]:
     """Yield a binary file whose data appears at *path* only if the block succeeds.
 
-    Locally the data goes to ``.<name>.<uuid>.part`` in the same directory,
-    renamed over *path* with :func:`os.replace` once complete.  Elsewhere
-    (object stores, ``memory://``) it goes to a local temporary file uploaded
-    with ``put_file`` once complete, so no partial object is ever visible.
-    Missing local parent directories are created.  On error (``KeyboardInterrupt``
-    included) the temporary file is removed and an existing *path* is untouched.
+    Locally the data goes to ``.<name>.<host>-<pid>-<hex>.part`` (see :func:`part_name`)
+    in the same directory, renamed over *path* with :func:`os.replace` once complete.
+    Elsewhere (object stores, ``memory://``) it goes to a local temporary file
+    (named the same way after :data:`UPLOAD_NAME`) uploaded with ``put_file`` once
+    complete, so no partial object is ever visible.  Missing local parent directories
+    are created.  On error (``KeyboardInterrupt`` included) the temporary file is
+    removed and an existing *path* is untouched; a killed process leaves it, for
+    :func:`remove_stale_parts`.
 
     Parameters
     ----------
@@ -257,6 +851,12 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
         Destination, any writable fsspec path.
     storage_options : dict, optional
         fsspec options.
+
+    Raises
+    ------
+    OSError
+        With its ``errno`` (``EROFS``, ``EACCES``, ``ENOSPC``, ...), naming *path*
+        when the temporary file cannot be created.
 
     Examples
     --------
@@ -268,17 +868,23 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
     p = _local(path)
     if p is None:
         fs, p = url_to_fs(path, **_options(path, storage_options))
-    local = p == path or isinstance(fs, LocalFileSystem)
+        local = isinstance(fs, LocalFileSystem)
+    else:
+        local = True
     if local:
         directory, name = os.path.split(p)
         if directory:  # a bare file name lives in the working directory, which exists
             os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.part")
+        tmp = os.path.join(directory, part_name(name))
     else:
-        fd, tmp = tempfile.mkstemp(prefix=".daskgif-", suffix=".part")
-        os.close(fd)
+        tmp = os.path.join(tempfile.gettempdir(), part_name(UPLOAD_NAME))
     try:
-        with open(tmp, "wb") as f:
+        # The local copy of an upload is for this user's eyes only, as mkstemp's would be.
+        f = open(tmp, "xb") if local else open(tmp, "xb", opener=lambda p, flags: os.open(p, flags, 0o600))
+    except OSError as e:  # the errno decides whether to retry (EROFS and EACCES: no); the message names *path*
+        raise type(e)(e.errno, e.strerror, path) from e
+    try:
+        with f:
             yield f
         # No fsync: the rename is atomic against a crash or kill of the process, which is the
         # promise; an fsync per frame made writing 1,000 small frames four times slower.

@@ -29,6 +29,13 @@ class Route:
     stall_after: int = 0
     reset_after: int = 0
     reset_times: int = 0
+    location: str = ""
+    redirect_status: int = 302
+    etag: str | None = None
+    last_modified: str | None = None
+    declared_length: int | None = None
+    trickle_bytes: int = 0
+    trickle_interval: float = 0.0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -53,6 +60,11 @@ class _Handler(BaseHTTPRequestHandler):
                 status = 0
         if status:
             self.send_error(status)
+        elif route is not None and route.location:
+            self.send_response(route.redirect_status)
+            self.send_header("Location", route.location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif route is None or (route.body is None and method != "POST"):
             self.send_error(404)
         else:
@@ -62,8 +74,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _headers(self, route: Route) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        if route.content_length:
+        if route.declared_length is not None:
+            self.send_header("Content-Length", str(route.declared_length))
+        elif route.content_length:
             self.send_header("Content-Length", str(len(route.body or b"")))
+        if route.etag is not None:
+            self.send_header("ETag", route.etag)
+        if route.last_modified is not None:
+            self.send_header("Last-Modified", route.last_modified)
         self.end_headers()
 
     def do_HEAD(self) -> None:
@@ -88,6 +106,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
             self.rfile.close()
             self.close_connection = True
+            return
+        if route.trickle_bytes:
+            try:
+                for start in range(0, len(body), route.trickle_bytes):
+                    self.wfile.write(body[start : start + route.trickle_bytes])
+                    self.wfile.flush()
+                    if self.server.owner.stopping.wait(route.trickle_interval):
+                        break
+            except OSError:  # the client gave up
+                pass
             return
         if route.stall_seconds:
             self.wfile.write(body[: route.stall_after])
@@ -197,6 +225,36 @@ class HTTPServer:
             route.reset_after, route.reset_times = after_bytes, times
         return self.url(path)
 
+    def redirect(self, path: str, location: str, status: int = 302) -> str:
+        """Answer *path* with *status* and ``Location: location``; return its URL."""
+        with self.lock:
+            route = self._route(path)
+            route.location, route.redirect_status = location, status
+        return self.url(path)
+
+    def validators(self, path: str, etag: str | None = None, last_modified: str | None = None) -> str:
+        """Send ``ETag`` and ``Last-Modified`` headers (on GET and HEAD) for *path*; return its URL."""
+        with self.lock:
+            route = self._route(path)
+            route.etag, route.last_modified = etag, last_modified
+        return self.url(path)
+
+    def declare_length(self, path: str, length: int) -> str:
+        """Send ``Content-Length: length`` for *path*, whatever its body's length; return its URL.
+
+        A body shorter than *length* ends with the connection.
+        """
+        with self.lock:
+            self._route(path).declared_length = length
+        return self.url(path)
+
+    def trickle(self, path: str, nbytes: int, interval: float) -> str:
+        """Send the body of *path* *nbytes* at a time, one piece every *interval* seconds; return its URL."""
+        with self.lock:
+            route = self._route(path)
+            route.trickle_bytes, route.trickle_interval = nbytes, interval
+        return self.url(path)
+
     def hits(self, path: str, method: str = "GET") -> int:
         """Number of *method* requests received for *path*."""
         with self.lock:
@@ -221,6 +279,10 @@ def http_server():
             http_server.fail("/data.img", 503, times=2)   # two 503s, then the body
             http_server.stall("/slow.img", seconds=30)    # headers, then silence
             http_server.reset("/cut.img", after_bytes=10) # 10 bytes, then RST
+            http_server.redirect("/old.img", "https://127.0.0.1:1/new.img")  # 302 there
+            http_server.validators("/data.img", etag='"v1"', last_modified="...")
+            http_server.declare_length("/data.img", 10**12)  # a Content-Length that lies
+            http_server.trickle("/data.img", 1000, 0.2)  # 1000 bytes every 0.2 s
             assert http_server.hits("/data.img") == 3
             http_server.posts                              # [(path, json or bytes), ...]
     """

@@ -181,3 +181,31 @@ def test_two_runs_writing_the_same_out_leave_one_complete_gif(tmp_path):
     assert seen and all(s in outs for s in seen)
     assert len(parse_gif(out.read_bytes()).images) == 150
     assert part_files(tmp_path) == []
+
+
+def test_killed_download_leaves_a_part_that_remove_stale_parts_clears(tmp_path, http_server):
+    import subprocess
+    import sys
+
+    from daskgif.io import remove_stale_parts
+
+    http_server.serve("/data.img", DATA)
+    url = http_server.trickle("/data.img", 500, 0.05)
+    data_file = tmp_path / "image-data.img"
+    code = "import sys; from daskgif.io import fetch_file; fetch_file(sys.argv[1], sys.argv[2], chunk_size=500)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", code, url, str(data_file)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size > 0 for p in part_files(tmp_path)):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    (part,) = part_files(tmp_path)
+    assert part.name.startswith(".image-data.img.") and f"-{proc.pid}-" in part.name
+    assert not data_file.exists()
+    assert remove_stale_parts(str(tmp_path), "image-data.img") == [str(part)]
+    assert os.listdir(tmp_path) == []

@@ -36,7 +36,7 @@ def test_fetch_http_byte_identical(http_server, tmp_path):
     n = fetch_file(url, str(data_file), chunk_size=1000)
     assert n == len(BODY)
     assert data_file.read_bytes() == BODY
-    assert leftovers(data_file.parent) == ["data.img"]
+    assert leftovers(data_file.parent) == ["data.img", "data.img.source.json"]
     assert http_server.hits("/data.img") == 1
     assert http_server.hits("/data.img", "HEAD") == 0
 
@@ -155,7 +155,7 @@ def test_fetch_local_and_missing(tmp_path):
     with pytest.raises(FetchError, match="no such file") as info:
         fetch_file(str(tmp_path / "missing.img"), str(tmp_path / "c.img"))
     assert info.value.transient is False
-    assert leftovers(tmp_path) == ["a.img", "b.img", "src.img"]
+    assert leftovers(tmp_path) == ["a.img", "a.img.source.json", "b.img", "b.img.source.json", "src.img"]
 
 
 def test_fetch_memory_round_trip(tmp_path):
@@ -355,3 +355,423 @@ def test_write_bytes_leaves_an_identical_file_alone(tmp_path):
     assert write_bytes(str(path), b"GIF89a-two")
     assert path.read_bytes() == b"GIF89a-two" and path.stat().st_mtime_ns != 1
     assert sorted(os.listdir(tmp_path)) == ["frame_00.gif"]
+
+
+# --- Trust: every redirect hop, declared sizes, the deadline --------------------------------------------
+
+
+def test_redirect_to_a_protocol_not_allowed_is_refused(http_server, tmp_path):
+    target = "https://127.0.0.1:1/new.img"
+    url = http_server.redirect("/old.img", target)
+    with pytest.raises(FetchError) as info:
+        fetch_file(url, str(tmp_path / "d.img"), allowed_protocols=["http"], timeout=5)
+    assert info.value.transient is False and info.value.url == url
+    assert (f"redirected from {url} to {target}: protocol 'https' is not allowed "
+            "(daskgif.allowed-protocols: http)") in str(info.value)
+    assert leftovers(tmp_path) == [] and http_server.hits("/old.img") == 1
+
+
+def test_every_redirect_hop_is_checked(http_server, tmp_path):
+    http_server.serve("/data.img", BODY)
+    hop = http_server.redirect("/hop.img", "ftp://127.0.0.1:1/x.img", status=307)
+    url = http_server.redirect("/old.img", hop, status=301)
+    with pytest.raises(FetchError, match=f"redirected from {hop} to ftp://127.0.0.1:1/x.img: protocol 'ftp'"):
+        fetch_file(url, str(tmp_path / "d.img"), allowed_protocols=["http", "https"], timeout=5)
+    # An allowed redirect is followed.
+    url = http_server.redirect("/moved.img", http_server.url("/data.img"))
+    assert fetch_file(url, str(tmp_path / "d.img"), allowed_protocols=["http"]) == len(BODY)
+    assert (tmp_path / "d.img").read_bytes() == BODY
+
+
+def test_declared_length_over_max_bytes_is_refused_before_the_body(http_server, tmp_path, monkeypatch):
+    import daskgif.io
+
+    http_server.serve("/huge.img", BODY)
+    url = http_server.declare_length("/huge.img", 10**12)
+    opened = []
+    monkeypatch.setattr(daskgif.io, "atomic_write", lambda *a, **k: opened.append(a))
+    with pytest.raises(FetchError) as info:
+        fetch_file(url, str(tmp_path / "d.img"), max_bytes=10**6)
+    assert str(info.value) == (f"cannot fetch {url}: larger than max_bytes=1000000 (daskgif.max-bytes): "
+                               "it declares 1000000000000 bytes")
+    assert info.value.transient is False
+    assert opened == [] and leftovers(tmp_path) == []
+
+
+def test_body_shorter_than_its_content_length_is_transient(http_server, tmp_path):
+    http_server.serve("/short.img", BODY)
+    url = http_server.declare_length("/short.img", len(BODY) + 100)
+    target = tmp_path / "d.img"
+    target.write_bytes(b"old")
+    with pytest.raises(FetchError) as info:
+        fetch_file(url, str(target), chunk_size=1000)
+    assert info.value.transient is True
+    assert target.read_bytes() == b"old" and leftovers(tmp_path) == ["d.img"]
+
+
+def test_deadline_bounds_a_steady_trickle(http_server, tmp_path):
+    http_server.serve("/slow.img", BODY * 4)  # 64 KiB at 5 KiB/s: 13 s
+    url = http_server.trickle("/slow.img", 1000, 0.2)
+    start = time.monotonic()
+    with pytest.raises(FetchError) as info:
+        fetch_file(url, str(tmp_path / "d.img"), timeout=5, deadline=1)
+    assert time.monotonic() - start < 10
+    assert "not finished within the deadline of 1 s" in str(info.value)
+    assert "(daskgif.fetch-deadline)" in str(info.value)
+    assert info.value.transient is True
+    assert leftovers(tmp_path) == []
+
+
+def test_deadline_with_an_injected_clock(tmp_path):
+    src = tmp_path / "src.img"
+    src.write_bytes(BODY)
+    ticks = iter(range(1000))
+    with pytest.raises(FetchError, match=r"deadline of 3 s \(\d+ bytes copied\) \(daskgif.fetch-deadline\)"):
+        fetch_file(str(src), str(tmp_path / "d.img"), chunk_size=100, deadline=3, clock=lambda: next(ticks))
+    assert leftovers(tmp_path) == ["src.img"]
+    assert fetch_file(str(src), str(tmp_path / "d.img"), deadline=3600) == len(BODY)
+    with pytest.raises(ValueError, match="deadline must be a positive number"):
+        fetch_file(str(src), str(tmp_path / "d.img"), deadline=0)
+
+
+# --- Trust: where the data file came from ---------------------------------------------------------------
+
+
+def test_fetch_records_its_source_without_the_url_in_clear(http_server, tmp_path):
+    import json
+
+    from daskgif.io import read_source, url_digest
+
+    http_server.serve("/data.img", BODY)
+    http_server.validators("/data.img", etag='"v1"', last_modified="Mon, 30 Nov 2026 10:00:00 GMT")
+    url = http_server.url("/data.img").replace("http://", "http://me:hunter2@")
+    data_file = str(tmp_path / "data.img")
+    fetch_file(url, data_file)
+    text = (tmp_path / "data.img.source.json").read_text()
+    assert "hunter2" not in text
+    record = json.loads(text)
+    assert record == read_source(data_file)
+    assert record["url_sha256"] == url_digest(url) and record["url"] == url.replace("hunter2", "***")
+    assert record["size"] == len(BODY) and record["etag"] == '"v1"'
+    assert record["last_modified"] == "Mon, 30 Nov 2026 10:00:00 GMT" and record["fetched_at"].startswith("20")
+
+
+def test_fetch_needed_reasons(http_server, tmp_path):
+    from daskgif.io import fetch_needed
+
+    a, b = http_server.serve("/a.img", BODY), http_server.serve("/b.img", BODY)
+    data_file = str(tmp_path / "image-data.img")
+    assert fetch_needed(a, data_file, check_remote=False) == f"{data_file} does not exist; fetching {a}"
+    fetch_file(a, data_file)
+    assert fetch_needed(a, data_file, check_remote=False) is None
+    assert fetch_needed(b, data_file, check_remote=False) == f"{data_file} came from another URL ({a}); fetching {b}"
+    with open(data_file, "ab") as f:
+        f.write(b"more")
+    assert fetch_needed(a, data_file, check_remote=False) == (
+        f"{data_file} has {len(BODY) + 4} bytes, not the {len(BODY)} fetched from {a}; fetching it again")
+    os.unlink(data_file + ".source.json")
+    assert fetch_needed(a, data_file, check_remote=False) == (
+        f"{data_file} has no record of its source ({data_file}.source.json); fetching {a}")
+    # A local data file with no record is reused only as its own source.
+    assert fetch_needed(data_file, data_file, check_remote=False) is None
+    assert fetch_needed(f"file://{data_file}", data_file, check_remote=True) is None
+
+
+def test_fetch_needed_asks_the_server(http_server, tmp_path, caplog):
+    from daskgif.io import fetch_needed
+
+    http_server.serve("/a.img", BODY)
+    url = http_server.validators("/a.img", etag='"v1"', last_modified="Mon, 30 Nov 2026 10:00:00 GMT")
+    data_file = str(tmp_path / "image-data.img")
+    fetch_file(url, data_file)
+    assert fetch_needed(url, data_file, check_remote=True) is None
+    assert http_server.hits("/a.img", "HEAD") == 1
+    http_server.validators("/a.img", etag='"v2"', last_modified="Mon, 30 Nov 2026 10:00:00 GMT")
+    assert fetch_needed(url, data_file, check_remote=False) is None
+    assert fetch_needed(url, data_file, check_remote=True) == (
+        f'the server reports a change (ETag "v1" -> "v2"); fetching {url}')
+    http_server.validators("/a.img", last_modified="Tue, 01 Dec 2026 10:00:00 GMT")
+    fetch_file(url, data_file)
+    assert fetch_needed(url, data_file, check_remote=True) is None
+    http_server.validators("/a.img", last_modified="Wed, 02 Dec 2026 10:00:00 GMT")
+    assert "(Last-Modified Tue, 01 Dec 2026 10:00:00 GMT -> Wed" in fetch_needed(url, data_file, check_remote=True)
+    # A server that cannot be asked keeps what was fetched.
+    http_server.fail("/a.img", 503, times=10)
+    with caplog.at_level("WARNING", logger="daskgif.io"):
+        assert fetch_needed(url, data_file, check_remote=True) is None
+    assert "cannot ask the server whether it changed" in caplog.text
+
+
+def test_a_failed_fetch_forgets_the_old_source(http_server, tmp_path):
+    from daskgif.io import fetch_needed
+
+    a = http_server.serve("/a.img", BODY)
+    data_file = str(tmp_path / "image-data.img")
+    fetch_file(a, data_file)
+    http_server.serve("/a.img", BODY)
+    url = http_server.reset("/a.img", after_bytes=100)
+    with pytest.raises(FetchError):
+        fetch_file(url, data_file, chunk_size=10)
+    assert (tmp_path / "image-data.img").read_bytes() == BODY  # the old data is untouched...
+    assert "has no record" in fetch_needed(a, data_file, check_remote=False)  # ...but fetched again
+
+
+# --- Trust: one run per data file -----------------------------------------------------------------------
+
+HOLD = """
+import sys
+from daskgif.io import lock
+with lock(sys.argv[1], owner="run-A", timeout=30):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def child(code: str, *args: str):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(__file__)),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, env=env)
+    assert proc.stdout.readline().strip() in ("held", "writing")
+    return proc
+
+
+def test_lock_between_two_processes(tmp_path):
+    import pickle
+    import socket
+
+    from daskgif.io import LockTimeout, lock
+
+    data_file = str(tmp_path / "image-data.img")
+    proc = child(HOLD, data_file)
+    try:
+        with pytest.raises(LockTimeout) as info:
+            with lock(data_file, owner="run-B", timeout=0.3):
+                pass  # pragma: no cover
+        message = str(info.value)
+        assert message.startswith(f"{data_file}.lock is held by run run-A (host ")
+        assert f"pid {proc.pid}, since 20" in message and "waited 0.3 s (daskgif.lock-timeout)" in message
+        assert info.value.holder["host"].replace("_", "") and socket.gethostname()
+        assert str(pickle.loads(pickle.dumps(info.value))) == message
+        assert info.value.transient is False
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        with lock(data_file, owner="run-B", timeout=30) as held:  # waits for run-A to let go
+            assert held["owner"] == "run-B"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert leftovers(tmp_path) == []
+
+
+def test_lock_of_a_killed_process_is_broken(tmp_path, caplog):
+    from daskgif.io import lock
+
+    data_file = f"file://{tmp_path}/image-data.img"
+    proc = child(HOLD, data_file)
+    proc.kill()
+    proc.wait()
+    assert leftovers(tmp_path) == ["image-data.img.lock"]
+    with caplog.at_level("WARNING", logger="daskgif.io"), lock(data_file, owner="run-B", timeout=0):
+        pass
+    assert f"Breaking the stale lock {data_file}.lock of run run-A" in caplog.text
+    assert f"its process (pid {proc.pid}) is gone" in caplog.text
+    assert leftovers(tmp_path) == []
+
+
+def test_lock_older_than_max_age_is_broken(tmp_path, caplog):
+    import json
+
+    from daskgif.io import LockTimeout, lock
+
+    data_file = str(tmp_path / "d.img")
+    held = {"host": "elsewhere", "pid": 1, "owner": "run-X", "started": time.time() - 100, "started_at": "then"}
+    (tmp_path / "d.img.lock").write_text(json.dumps(held))
+    with pytest.raises(LockTimeout, match="held by run run-X"):
+        with lock(data_file, owner="run-B", timeout=0, max_age=1000):
+            pass  # pragma: no cover
+    with caplog.at_level("WARNING", logger="daskgif.io"), lock(data_file, owner="run-B", timeout=0, max_age=50):
+        pass
+    assert "older than 50 s (daskgif.lock-max-age)" in caplog.text
+
+
+def test_lock_in_memory_between_threads():
+    import threading
+
+    from daskgif.io import LockTimeout, lock
+
+    data_file = "memory://test-io-lock/image-data.img"
+    inside, most, errors = [], [], []
+
+    def run(n: int) -> None:
+        try:
+            with lock(data_file, owner=f"run-{n}", timeout=30, poll=0.01):
+                inside.append(n)
+                most.append(len(inside))
+                time.sleep(0.02)
+                inside.remove(n)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and most == [1] * 6
+    with lock(data_file, owner="run-A", timeout=1):
+        with pytest.raises(LockTimeout, match=rf"held by run run-A \(host .*, pid {os.getpid()},"):
+            with lock(data_file, owner="run-B", timeout=0.1):
+                pass  # pragma: no cover
+    assert not exists(data_file + ".lock")
+
+
+# --- Trust: temporary files of killed writers -----------------------------------------------------------
+
+WRITE = """
+import sys, time
+from daskgif.io import atomic_write
+with atomic_write(sys.argv[1]) as f:
+    f.write(b"x" * 100_000)
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_remove_stale_parts_of_a_killed_writer(tmp_path):
+    from daskgif.io import remove_stale_parts
+
+    frames = tmp_path / "frames"
+    dead = child(WRITE, str(frames / "frame_00.gif"))
+    live = child(WRITE, str(frames / "frame_01.gif"))
+    other = child(WRITE, str(tmp_path / "image-data.img"))
+    try:
+        dead.kill()
+        dead.wait()
+        (dead_part,) = [n for n in os.listdir(frames) if n.startswith(".frame_00.gif.")]
+        assert f"-{dead.pid}-" in dead_part
+        old = frames / (".frame_02.gif." + "ab" * 16 + ".part")  # an older daskgif's, not written for long
+        old.write_bytes(b"x")
+        os.utime(old, (time.time() - 7200,) * 2)
+        assert remove_stale_parts(str(frames), "frame_", max_age=None) == [str(frames / dead_part)]
+        assert remove_stale_parts(str(frames), "frame_", max_age=3600) == [str(old)]
+        (live_part,) = os.listdir(frames)
+        assert live_part.startswith(".frame_01.gif.") and f"-{live.pid}-" in live_part
+        other.kill()
+        other.wait()
+        assert remove_stale_parts(str(tmp_path), "frames") == []
+        assert len(remove_stale_parts(f"file://{tmp_path}", "image-data.img")) == 1
+    finally:
+        for proc in (dead, live, other):
+            proc.kill()
+            proc.wait()
+    assert remove_stale_parts(str(frames)) == [str(frames / live_part)]
+    assert leftovers(frames) == [] and leftovers(tmp_path) == ["frames"]
+    assert remove_stale_parts("memory://test-io/frames") == [] and remove_stale_parts(str(tmp_path / "none")) == []
+
+
+# --- Trust: file:// paths, read-only and full disks -----------------------------------------------------
+
+
+def test_file_urls_everywhere(tmp_path):
+    from daskgif.io import fetch_needed
+
+    src = tmp_path / "src.img"
+    src.write_bytes(BODY)
+    base = f"file://{tmp_path}"
+    assert fetch_file(f"{base}/src.img", f"{base}/data.img") == len(BODY)
+    assert (tmp_path / "data.img").read_bytes() == BODY and exists(f"{base}/data.img")
+    assert fetch_needed(f"{base}/src.img", f"{base}/data.img", check_remote=True) is None
+    with atomic_write(f"{base}/out/clip.gif") as f:
+        f.write(b"GIF89a")
+    assert (tmp_path / "out" / "clip.gif").read_bytes() == b"GIF89a"
+    assert write_bytes(f"{base}/frames/frame_00.gif", b"GIF89a-0")
+    assert not write_bytes(f"{base}/frames/frame_00.gif", b"GIF89a-0")
+    assert read_span(f"{base}/frames/frame_00.gif", 6, 2) == b"-0"
+    assert list(read_spans(f"{base}/data.img", [(0, 2)])) == [BODY[:2]]
+    with open_input(f"{base}/out/clip.gif") as f:
+        assert f.read() == b"GIF89a"
+    assert leftovers(tmp_path) == ["data.img", "data.img.source.json", "frames", "out", "src.img"]
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A real read-only file system (a tmpfs mounted read-only), where mounting is allowed."""
+    import subprocess
+
+    path = tmp_path / "ro"
+    path.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here (needs root and CAP_SYS_ADMIN)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def test_atomic_write_to_a_read_only_file_system(read_only_dir, http_server):
+    import errno
+
+    from daskgif.retry import is_transient
+
+    target = read_only_dir / "clip.gif"
+    with pytest.raises(OSError) as info:
+        with atomic_write(str(target)) as f:
+            f.write(b"x")  # pragma: no cover
+    assert info.value.errno == errno.EROFS and str(target) in str(info.value)
+    assert not is_transient(info.value)
+    with pytest.raises(OSError) as info:
+        fetch_file(http_server.serve("/d.img", BODY), str(read_only_dir / "d.img"))
+    assert not isinstance(info.value, FetchError) and not is_transient(info.value)
+    assert leftovers(read_only_dir) == []
+
+
+@pytest.mark.parametrize("number", ["EROFS", "EACCES", "ENOSPC"])
+def test_write_errors_are_permanent_and_name_the_path(tmp_path, monkeypatch, number):
+    import builtins
+    import errno
+
+    import daskgif.io
+    from daskgif.retry import is_transient
+
+    code = getattr(errno, number)
+
+    def refuse(file, mode="r", *args, **kwargs):
+        if "x" in mode or "w" in mode:
+            raise OSError(code, os.strerror(code), file)
+        return builtins.open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(daskgif.io, "open", refuse, raising=False)
+    target = tmp_path / "out" / "clip.gif"
+    with pytest.raises(OSError) as info:
+        write_bytes(str(target), b"GIF89a")
+    assert info.value.errno == code and info.value.filename == str(target)
+    assert str(target) in str(info.value) and ".part" not in str(info.value)
+    assert not is_transient(info.value)
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_s3_source_record_and_lock(s3_server, s3_bucket):
+    from daskgif.io import LockTimeout, fetch_needed, lock, read_source
+
+    so = s3_server.storage_options
+    with atomic_write(f"{s3_bucket}/src.img", so) as f:
+        f.write(BODY)
+    data_file = f"{s3_bucket}/data.img"
+    reason = fetch_needed(f"{s3_bucket}/src.img", data_file, so, check_remote=True)
+    assert reason == f"{data_file} does not exist; fetching {s3_bucket}/src.img"
+    assert fetch_file(f"{s3_bucket}/src.img", data_file, storage_options=so) == len(BODY)
+    assert read_source(data_file, so)["size"] == len(BODY)
+    assert fetch_needed(f"{s3_bucket}/src.img", data_file, so, check_remote=True) is None
+    assert "came from another URL" in fetch_needed(f"{s3_bucket}/other.img", data_file, so, check_remote=True)
+    with lock(data_file, so, owner="run-A", timeout=1):  # S3's conditional write ("xb") is exclusive
+        assert exists(f"{data_file}.lock", so)
+        with pytest.raises(LockTimeout, match=f"{data_file}.lock is held by run run-A"):
+            with lock(data_file, so, owner="run-B", timeout=0.1):
+                pass  # pragma: no cover
+    assert not exists(f"{data_file}.lock", so)
