@@ -86,12 +86,14 @@ else:
     sys.meta_path.insert(0, _DefaultsOnDaskImport())
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _exports[name]
-    except KeyError:
-        raise AttributeError(f"module 'daskgif' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(module), name)
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all
+
+    def __getattr__(name: str) -> Any:
+        try:
+            module = _exports[name]
+        except KeyError:
+            raise AttributeError(f"module 'daskgif' has no attribute {name!r}") from None
+        return getattr(importlib.import_module(module), name)
 
 
 def __dir__() -> list[str]:
