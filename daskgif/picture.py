@@ -154,8 +154,10 @@ def draw_pipeline(
 
     Examples
     --------
-    >>> picture = draw_pipeline(url="https://example.com/all-images.img", data_file="/nonexistent/x.img")
-    >>> [name for name in ("fetch", "split", "write-frame [i]", "combine") if name in picture.source]
+    >>> picture = draw_pipeline(url="https://example.com/all-images.img",
+    ...                         data_file="/nonexistent/x.img")
+    >>> steps = ("fetch", "split", "write-frame [i]", "combine")
+    >>> [name for name in steps if name in picture.source]
     ['fetch', 'split', 'write-frame [i]', 'combine']
     """
     graphviz = import_graphviz()
