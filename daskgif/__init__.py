@@ -2,13 +2,15 @@
 
 Names are imported on first use, so the pure byte modules (``daskgif.gif``,
 ``daskgif.split``, ``daskgif.join``) can be used without loading Dask.
+Type checkers see every name through the ``TYPE_CHECKING`` imports below.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -18,7 +20,7 @@ _exports = {
     "Task": "daskgif.tasks",
     "task": "daskgif.tasks",
     "Skip": "daskgif.tasks",
-    "State": "daskgif.tasks",
+    "State": "daskgif.state",
     "DaskgifError": "daskgif.errors",
     "GifFormatError": "daskgif.errors",
     "FetchError": "daskgif.errors",
@@ -36,13 +38,70 @@ __all__ = sorted(_exports)
 # A library logs; the application decides where it goes (the CLI does, with -v).
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
+if TYPE_CHECKING:
+    from daskgif.errors import Cancelled, DaskgifError, FetchError, GifFormatError, RunFailed
+    from daskgif.graph import build_graph
+    from daskgif.join import join_gifs
+    from daskgif.progress import progress
+    from daskgif.result import Result
+    from daskgif.sample import sample_path
+    from daskgif.schedule import run_schedule
+    from daskgif.split import split_frames
+    from daskgif.state import State
+    from daskgif.tasks import Skip, Task, task
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _exports[name]
-    except KeyError:
-        raise AttributeError(f"module 'daskgif' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(module), name)
+
+
+class _DefaultsOnDaskImport:
+    """Register daskgif's defaults in ``dask.config`` as soon as Dask loads it.
+
+    An installed daskgif also ships ``daskgif.yaml`` in ``{sys.prefix}/etc/dask``;
+    an editable install or a source checkout does not, and importing the pure
+    modules must not load Dask. This import hook covers both: ``import daskgif``
+    then ``import dask`` sees the defaults, without daskgif importing Dask itself.
+    """
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "dask.config":
+            return None
+        sys.meta_path.remove(self)
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            run = spec.loader.exec_module
+
+            def exec_module(module: Any) -> None:
+                run(module)
+                _register(module)
+
+            spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _register(dask_config: Any) -> None:
+    import os
+
+    import yaml  # dask.config has imported it already
+
+    with open(os.path.join(os.path.dirname(__file__), "daskgif.yaml")) as f:
+        dask_config.update_defaults(yaml.safe_load(f))
+
+
+if "dask.config" in sys.modules:
+    _register(sys.modules["dask.config"])
+else:
+    sys.meta_path.insert(0, _DefaultsOnDaskImport())
+
+
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all
+
+    def __getattr__(name: str) -> Any:
+        try:
+            module = _exports[name]
+        except KeyError:
+            raise AttributeError(f"module 'daskgif' has no attribute {name!r}") from None
+        return getattr(importlib.import_module(module), name)
 
 
 def __dir__() -> list[str]:

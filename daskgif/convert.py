@@ -1,9 +1,10 @@
-"""Convert a non-GIF frame (PNG, JPEG, BMP, TIFF, WebP, ...) to a single-image GIF, with Pillow.
+"""Convert a non-GIF frame (PNG, JPEG, BMP, TIFF, WebP, ...) to a single-image GIF.
 
-This is the one byte module that is not pure: it imports Pillow, and only when a frame
-needs it.  An image of at most 256 colours (255 with transparency) converts exactly;
-a richer one is quantised to 256 colours (fast octree, no dithering, deterministic).
-Pixels with alpha below 128 become the transparent colour.
+This is the one byte module that is not pure: it reads the frame with imageio's v3
+API and its Pillow plugin (so every format that plugin reads is accepted), and only
+when a frame needs it.  An image of at most 256 colours (255 with transparency)
+converts exactly; a richer one is quantised to 256 colours (fast octree, no
+dithering, deterministic).  Pixels with alpha below 128 become the transparent colour.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def to_gif(data: bytes | bytearray | memoryview, *, index: int | None = None, of
     Parameters
     ----------
     data : bytes-like
-        An image file in any format Pillow reads.
+        An image file in any format imageio's Pillow plugin reads.
     index : int, optional
         The frame index, named in errors.
     offset : int, optional
@@ -35,7 +36,7 @@ def to_gif(data: bytes | bytearray | memoryview, *, index: int | None = None, of
     Raises
     ------
     GifFormatError
-        *data* is not an image Pillow can read.
+        *data* is not an image the Pillow plugin can read, or cannot be decoded.
 
     Examples
     --------
@@ -45,17 +46,22 @@ def to_gif(data: bytes | bytearray | memoryview, *, index: int | None = None, of
     >>> Image.open(io.BytesIO(gif)).convert("RGB").getpixel((2, 1))
     (10, 20, 30)
     """
-    from PIL import Image, UnidentifiedImageError
+    import imageio.v3 as iio
+    from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            frame = _to_palette(im)
+        file = iio.imopen(bytes(data), "r", plugin="pillow")
+    except OSError:
+        raise GifFormatError(f"cannot read the image starting {bytes(data[:8])!r}: truncated, "
+                             "or not a format imageio's Pillow plugin reads", offset, index) from None
+    try:
+        with file:
+            # RGBA whatever the source mode: palette, grey, 16-bit and CMYK images all arrive alike.
+            pixels = file.read(index=0, mode="RGBA")
+        frame = _to_palette(Image.fromarray(pixels))
         out = io.BytesIO()
         frame.save(out, "GIF", **({"transparency": frame.info["transparency"]} if "transparency" in frame.info else {}))
-    except UnidentifiedImageError:
-        raise GifFormatError(f"cannot read the image starting {bytes(data[:8])!r}: truncated, or not a format Pillow reads", offset, index) from None
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, Image.DecompressionBombError) as e:
         raise GifFormatError(f"cannot convert the image to GIF: {type(e).__name__}: {e}", offset, index) from None
     return out.getvalue()
 

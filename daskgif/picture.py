@@ -7,8 +7,9 @@ nodes, because the per-frame tasks are launched at run time by ``map-frames``.
 is on local disk the real frame count is used; otherwise the map is drawn with
 one symbolic ``write-frame [i]`` node.
 
-Drawing needs the ``graphviz`` Python package; saving a rendered format (SVG,
-PNG, PDF) also needs Graphviz's ``dot`` program.
+Drawing needs the ``graphviz`` Python package (a dependency of daskgif); saving a
+rendered format (SVG, PNG, PDF) also needs Graphviz's ``dot`` program (Debian and
+Ubuntu: ``apt-get install graphviz``; elsewhere https://graphviz.org/download/).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
     import graphviz
 
 __all__ = ["draw_pipeline", "save_picture", "count_frames", "FORMATS"]
+
+#: What to install for pictures, in one line (``daskgif graph`` prints it).
+INSTALL = ("pip install graphviz (the Python package), and Graphviz's dot program for .svg/.png/.pdf "
+           "(Debian/Ubuntu: apt-get install graphviz)")
 
 #: Picture formats :func:`save_picture` writes, by file suffix.
 FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
@@ -68,6 +73,27 @@ def count_frames(path: str, delimiter: bytes = b"\n\n\n\n") -> int | None:
         return None
 
 
+def import_graphviz():
+    """Return the ``graphviz`` module, or raise an ``ImportError`` that says what to install."""
+    try:
+        import graphviz
+    except ImportError as e:
+        raise ImportError(f"drawing the pipeline needs the graphviz Python package: {INSTALL}") from e
+    return graphviz
+
+
+def frames_next_to(out: str) -> str:
+    """Return the default ``frames_dir``: a ``frames`` folder next to *out*.
+
+    >>> frames_next_to("clip.gif")
+    'frames'
+    >>> frames_next_to("s3://bucket/etl/clip.gif")
+    's3://bucket/etl/frames'
+    """
+    head, sep, _ = out.rpartition("/")
+    return f"{head}{sep}frames"
+
+
 def frame_indices(count: int, max_frames: int) -> list[int | None]:
     """Return the map indices to draw, ``None`` standing for the frames left out.
 
@@ -87,7 +113,7 @@ def draw_pipeline(
     url: str | None = None,
     data_file: str = "image-data.img",
     out: str = "clip.gif",
-    frames_dir: str = ".",
+    frames_dir: str | None = None,
     delimiter: bytes = b"\n\n\n\n",
     duration: int = 100,
     loop: int = 0,
@@ -106,7 +132,8 @@ def draw_pipeline(
     ----------
     url, data_file, out, frames_dir, delimiter, duration, loop, retries, retry_delay, force
         As for :func:`daskgif.build_graph`; they label the picture. Nothing is
-        fetched or written.
+        fetched or written. ``frames_dir=None`` draws the frames in a ``frames``
+        folder next to *out*.
     storage_options, on_error
         Accepted so that ``build_graph``'s arguments can be passed as they are.
     max_frames : int
@@ -120,19 +147,28 @@ def draw_pipeline(
     graphviz.Digraph
         Shows itself in Jupyter; save it with :func:`save_picture`.
 
+    Raises
+    ------
+    ImportError
+        The ``graphviz`` Python package is not installed; the message says what to install.
+
     Examples
     --------
-    >>> picture = draw_pipeline(url="https://example.com/all-images.img", data_file="/nonexistent/x.img")
-    >>> [name for name in ("fetch", "split", "write-frame [i]", "combine") if name in picture.source]
+    >>> picture = draw_pipeline(url="https://example.com/all-images.img",
+    ...                         data_file="/nonexistent/x.img")
+    >>> steps = ("fetch", "split", "write-frame [i]", "combine")
+    >>> [name for name in steps if name in picture.source]
     ['fetch', 'split', 'write-frame [i]', 'combine']
     """
-    import graphviz
+    graphviz = import_graphviz()
 
     from daskgif import io
     from daskgif.sample import sample_path
 
     if max_frames < 2:
         raise ValueError(f"max_frames must be at least 2, got {max_frames!r}")
+    if frames_dir is None:
+        frames_dir = frames_next_to(out)
     source = sample_path() if url is None else url
     # Backslashes in a DOT label are escapes (b'\n' would break the line): show paths and bytes as they are.
     shown_url = "the embedded sample" if url is None else graphviz.escape(url)
@@ -152,7 +188,7 @@ def draw_pipeline(
     else:
         dot.node("fetch", f"fetch\n{retry}", **TASK)
     dot.node("data_file", graphviz.escape(data_file), **FILE)
-    dot.node("split", f"split\non {graphviz.escape(repr(delimiter))}\nskip_on_upstream_skip=False", **TASK)
+    dot.node("split", f"split\non {graphviz.escape(repr(delimiter))}", **TASK)
     dot.edges([("url", "fetch"), ("fetch", "data_file"), ("data_file", "split")])
 
     def in_frames_dir(name: str) -> str:
@@ -209,19 +245,21 @@ def save_picture(picture: graphviz.Digraph, filename: str) -> str:
     ------
     FileNotFoundError
         When a rendered format is asked for and Graphviz's ``dot`` is not installed.
+    ImportError
+        The ``graphviz`` Python package is not installed.
     """
     suffix = os.path.splitext(filename)[1].lower()
     try:
         fmt = FORMATS[suffix]
     except KeyError:
         raise ValueError(f"picture file must end in one of {', '.join(FORMATS)}, got {filename!r}") from None
-    import graphviz
+    graphviz = import_graphviz()
 
     try:
         data = picture.source.encode() if fmt == "dot" else picture.pipe(format=fmt)
     except graphviz.ExecutableNotFound as e:
-        raise FileNotFoundError(f"Graphviz's dot program was not found; install Graphviz to render {fmt}, "
-                                "or write a .dot file") from e
+        raise FileNotFoundError(f"Graphviz's dot program was not found; install Graphviz to render {fmt} "
+                                "(Debian/Ubuntu: apt-get install graphviz), or write a .dot file") from e
     with open(filename, "wb") as f:
         f.write(data)
     return filename

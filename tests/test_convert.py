@@ -50,3 +50,34 @@ def test_unreadable_names_frame_and_offset():
         to_gif(b"\xff\xd8\xffjunk", index=3, offset=99)
     with pytest.raises(GifFormatError, match="frame 1"):
         to_gif(make_jpeg(20, 20)[:200], index=1, offset=0)
+
+
+def test_frames_are_read_through_imageio_with_the_pillow_plugin(monkeypatch):
+    import imageio.v3 as iio
+
+    calls = []
+    imopen = iio.imopen
+
+    def spy(uri, io_mode, **kwargs):
+        calls.append(kwargs.get("plugin"))
+        return imopen(uri, io_mode, **kwargs)
+
+    monkeypatch.setattr(iio, "imopen", spy)
+    to_gif(make_png(8, 8, seed=1))
+    assert calls == ["pillow"]
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "I;16", "CMYK", "LA"])
+def test_every_pillow_mode_converts(mode):
+    im = Image.new("RGB", (6, 4), (200, 100, 50)).convert(mode)
+    data = io.BytesIO()
+    im.save(data, "TIFF")
+    info = parse_gif(to_gif(data.getvalue()))
+    assert (info.width, info.height) == (6, 4)
+
+
+def test_only_the_first_image_of_a_multi_image_file_is_converted():
+    data = io.BytesIO()
+    first, second = Image.new("RGB", (5, 5), (255, 0, 0)), Image.new("RGB", (5, 5), (0, 0, 255))
+    first.save(data, "TIFF", save_all=True, append_images=[second])
+    assert decode_rgb(to_gif(data.getvalue()))[0] == first.tobytes()

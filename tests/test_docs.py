@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import html as html_module
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,13 @@ pytest.importorskip("sphinx_click")
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
+#: The widest code line that shows whole in the built pages, at the default window width.
+WIDTH = 88
+
+
+def text_of(page: Path) -> str:
+    """Return the words of an HTML page, without tags, one space apart."""
+    return " ".join(html_module.unescape(re.sub(r"<[^>]+>", " ", page.read_text())).split())
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +40,8 @@ def html(tmp_path_factory) -> Path:
 
 def test_builds_without_warnings(html):
     pages = {p.name for p in html.glob("*.html")}
-    assert {"index.html", "quickstart.html", "concepts.html", "cluster.html", "configuration.html", "cli.html",
-            "api.html", "performance.html", "prefect.html"} <= pages
+    assert {"index.html", "install.html", "quickstart.html", "concepts.html", "cluster.html", "configuration.html",
+            "cli.html", "api.html", "performance.html", "prefect.html", "changelog.html"} <= pages
 
 
 def test_every_config_key_is_documented(html):
@@ -59,11 +69,71 @@ def test_cli_page_lists_every_command_and_option(html):
                 assert f'id="cmdoption-daskgif-{name}-{opt.lstrip("-")}"' in page, f"{name} {opt}"
 
 
-def test_api_page_documents_the_public_names(html):
+def test_api_page_documents_the_names_users_import(html):
+    import daskgif
+
     page = (html / "api.html").read_text()
-    for name in ("graph.build_graph", "result.Result", "tasks.Task", "tasks.task", "tasks.Skip", "tasks.State",
-                 "tasks.Outcome", "picture.draw_pipeline", "errors.RunFailed"):
+    for name in daskgif.__all__:
         assert f'id="daskgif.{name}"' in page, name
+    for name in ("tasks.Outcome", "picture.draw_pipeline", "config.check"):
+        assert f'id="daskgif.{name}"' in page, name
+
+
+def test_install_and_changelog_pages(html):
+    install = text_of(html / "install.html")
+    assert all(word in install for word in ("pip install .", "apt-get install graphviz", "s3fs", "git clone"))
+    changelog = text_of(html / "changelog.html")
+    assert "Unreleased" in changelog and "0.1.0" in changelog
+
+
+def test_other_projects_names_link_to_their_docs(html):
+    concepts = (html / "concepts.html").read_text()
+    assert 'href="https://docs.dask.org/en/stable/delayed-api.html#dask.delayed.delayed"' in concepts
+    cluster = (html / "cluster.html").read_text()
+    assert 'href="https://distributed.dask.org/en/stable/api.html#distributed.LocalCluster"' in cluster
+
+
+def test_config_table_repeats_no_sentence(html):
+    page = text_of(html / "configuration.html")
+    table = page[page.index("Every key"):]
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", table) if len(s.split()) > 3]
+    repeated = {s for s in sentences if sentences.count(s) > 1}
+    assert not repeated, repeated
+
+
+def code_lines(text: str) -> Iterator[tuple[int, int, str]]:
+    """Yield ``(line number, width, line)`` for every line of every literal and code block of an RST page.
+
+    A block follows a line ending in ``::`` or a ``code-block`` directive and runs while lines are
+    indented more than that line; the width is measured from the block's own indentation.
+    """
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip()
+        directive = re.match(r"\s*\.\. (code-block|code|sourcecode)::", line)
+        if not directive and not (line.endswith("::") and not line.lstrip().startswith(".. ")):
+            i += 1
+            continue
+        base = len(line) - len(line.lstrip())
+        j = i + 1
+        while j < len(lines) and (not lines[j].strip() or (directive and re.match(r"\s*:[\w-]+:", lines[j]))):
+            j += 1
+        block = []
+        while j < len(lines) and (not lines[j].strip() or len(lines[j]) - len(lines[j].lstrip()) > base):
+            block.append((j + 1, lines[j].rstrip()))
+            j += 1
+        indent = min((len(text) - len(text.lstrip()) for _, text in block if text), default=0)
+        yield from ((n, len(text) - indent, text) for n, text in block if text)
+        i = j
+
+
+def test_code_lines_are_not_cut_off():
+    assert [w for _, w, _ in code_lines("Example::\n\n    ab\n      c\n\nText\n")] == [2, 3]
+    long = [f"{path.name}:{n}: {width} characters: {text.strip()}"
+            for path in sorted(DOCS.glob("*.rst")) for n, width, text in code_lines(path.read_text())
+            if width > WIDTH]
+    assert not long, f"code lines wider than {WIDTH} characters (wrap them):\n" + "\n".join(long)
 
 
 def test_quickstart_shows_the_readme_commands(html):
@@ -77,3 +147,5 @@ def test_quickstart_shows_the_readme_commands(html):
 def test_index_draws_the_pipeline(html):
     page = (html / "index.html").read_text()
     assert "graphviz" in page and ".svg" in page
+    svg = html_module.unescape(next(html.glob("_images/graphviz-*.svg")).read_text())
+    assert "write-frame" in svg and "skip_on_upstream_skip" not in svg

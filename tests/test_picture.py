@@ -112,6 +112,24 @@ def test_dask_visualize_labels_the_steps(tmp_path):
 
 def test_missing_dot_program_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no dot here
-    with pytest.raises(FileNotFoundError, match="dot program was not found; install Graphviz to render svg, or write a .dot file"):
+    with pytest.raises(FileNotFoundError, match=r"dot program was not found; install Graphviz to render svg \(Debian/Ubuntu: apt-get install graphviz\), or write a \.dot file"):
         save_picture(draw_pipeline(data_file=str(tmp_path / "x.img")), str(tmp_path / "graph.svg"))
     assert not (tmp_path / "graph.svg").exists()
+
+
+def test_missing_graphviz_package_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "graphviz", None)  # import graphviz now raises ImportError
+    with pytest.raises(ImportError, match=r"pip install graphviz .*apt-get install graphviz"):
+        draw_pipeline(data_file=str(tmp_path / "x.img"))
+
+
+def test_labels_show_no_internal_flags(tmp_path):
+    source = draw_pipeline(data_file=str(tmp_path / "x.img")).source
+    assert "skip_on_upstream_skip" not in source and "=False" not in source
+
+
+def test_frames_are_drawn_in_a_frames_folder_next_to_the_output(tmp_path):
+    assert "frames/frame_00.gif" in draw_pipeline(data_file=str(tmp_path / "x.img")).source
+    source = draw_pipeline(url="https://example.com/a.img", data_file=str(tmp_path / "x.img"),
+                           out="s3://bucket/etl/clip.gif").source
+    assert "s3://bucket/etl/frames/frame_<i>.gif" in source

@@ -1,0 +1,80 @@
+"""What ``pip install .`` gives works: every imported third-party package is declared,
+every declared one is used, and type checkers see the names ``daskgif`` exports."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "daskgif"
+
+#: Import name -> distribution name, where they differ.
+DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml", "dateutil": "python-dateutil"}
+
+#: Declared but never imported by daskgif, and why.
+USED_WITHOUT_IMPORT = {
+    "bokeh": "distributed serves the dashboard whose link daskgif prints only when bokeh is installed",
+}
+
+
+def third_party_imports() -> dict[str, set[str]]:
+    """Return ``{top-level import name: {modules importing it}}`` for every module of daskgif."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top != "daskgif" and top not in sys.stdlib_module_names:
+                    found.setdefault(top, set()).add(path.name)
+    return found
+
+
+def declared() -> set[str]:
+    """Return the names of the runtime dependencies in ``pyproject.toml``, normalised."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return {re.split(r"[\s\[<>=!~;]", dep, maxsplit=1)[0].lower().replace("_", "-") for dep in deps}
+
+
+def test_every_imported_package_is_declared():
+    missing = {name: sorted(where) for name, where in third_party_imports().items()
+               if DISTRIBUTION.get(name, name).lower() not in declared()}
+    assert not missing, f"imported but not in [project] dependencies: {missing}"
+
+
+def test_every_declared_package_is_used():
+    imported = {DISTRIBUTION.get(name, name).lower() for name in third_party_imports()}
+    unused = declared() - imported - set(USED_WITHOUT_IMPORT)
+    assert not unused, f"declared in [project] dependencies but never imported: {sorted(unused)}"
+
+
+@pytest.mark.slow
+def test_lazy_exports_are_typed(tmp_path):
+    pytest.importorskip("mypy")  # in the test extra
+    script = tmp_path / "user.py"
+    script.write_text("import daskgif\n"
+                      "reveal_type(daskgif.build_graph)\n"
+                      "reveal_type(daskgif.Result)\n"
+                      "reveal_type(daskgif.RunFailed)\n"
+                      "daskgif.no_such_name\n")
+    done = subprocess.run([sys.executable, "-m", "mypy", "--follow-imports=silent", "--no-incremental",
+                           "--cache-dir", str(tmp_path / ".mypy_cache"), str(script)],
+                          capture_output=True, text=True, timeout=240, cwd=tmp_path,
+                          env={"PATH": "", "PYTHONPATH": "", "MYPYPATH": str(ROOT)})
+    revealed = re.findall(r'Revealed type is "(.*)"', done.stdout)
+    assert len(revealed) == 3, done.stdout + done.stderr
+    assert not any(t == "Any" for t in revealed), revealed
+    assert "def (" in revealed[0] and "daskgif.result.Result" in revealed[1], revealed
+    assert 'Module has no attribute "no_such_name"' in done.stdout
