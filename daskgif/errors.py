@@ -10,7 +10,7 @@ The ``transient`` attribute tells the retry layer whether trying again may help.
 
 from __future__ import annotations
 
-__all__ = ["DaskgifError", "GifFormatError", "FetchError", "RunFailed", "Cancelled"]
+__all__ = ["DaskgifError", "GifFormatError", "FetchError", "RunFailed", "Cancelled", "LockTimeout"]
 
 
 class DaskgifError(Exception):
@@ -116,3 +116,32 @@ class Cancelled(DaskgifError):
     >>> str(Cancelled("run 1 cancelled by SIGTERM"))
     'run 1 cancelled by SIGTERM'
     """
+
+
+class LockTimeout(DaskgifError, TimeoutError):
+    """A lock that another live run held for longer than the wait allowed.
+
+    Parameters
+    ----------
+    path : str
+        The lock file.
+    holder : dict
+        What the lock file says of its holder: ``host``, ``pid``, ``owner`` (run id), ``started_at``.
+    timeout : float
+        Seconds waited.
+
+    Examples
+    --------
+    >>> holder = {"host": "n1", "pid": 7, "owner": "run-1", "started_at": "2026-01-01T00:00:00"}
+    >>> str(LockTimeout("d.img.lock", holder, 5))
+    'd.img.lock is held by run run-1 (host n1, pid 7, since 2026-01-01T00:00:00); waited 5 s (daskgif.lock-timeout)'
+    """
+
+    def __init__(self, path: str, holder: dict, timeout: float):
+        super().__init__(path, holder, timeout)
+        self.path, self.holder, self.timeout = path, holder, timeout
+
+    def __str__(self) -> str:
+        h = self.holder
+        return (f"{self.path} is held by run {h.get('owner')} (host {h.get('host')}, pid {h.get('pid')}, since "
+                f"{h.get('started_at')}); waited {self.timeout} s (daskgif.lock-timeout)")

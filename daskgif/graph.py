@@ -17,7 +17,9 @@ file, and ``combine`` streams the frames into the output.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import threading
 import time
@@ -35,12 +37,13 @@ from daskgif.errors import DaskgifError, GifFormatError, RunFailed
 from daskgif.fanout import check_cancelled
 from daskgif.gif import parse_gif
 from daskgif.join import GifWriter
-from daskgif.redact import safe_parameters, scrub
+from daskgif.redact import mask, safe_parameters, scrub
 from daskgif.result import Result
 from daskgif.sample import sample_path
 from daskgif.split import Span, split_frames
 from daskgif.state import SKIPPED, State
 from daskgif.tasks import Mapped, Outcome, Skip, Task
+from daskgif.validate import check_decodes
 
 __all__ = ["build_graph", "Pipeline", "Params", "Step", "STEPS"]
 
@@ -72,6 +75,10 @@ class Params:
     fetch_timeout: float = 60
     max_bytes: int | None = None
     allowed_protocols: tuple[str, ...] | None = None
+    fetch_deadline: float | None = None
+    check_remote: bool = True
+    validate: str = "decode"
+    lock_timeout: float = 10
     retry: dict = field(default_factory=dict)
 
     def task(self, func: Callable, name: str, *, retried: bool = True, announce: dict | None = None,
@@ -94,12 +101,45 @@ class Frame:
 
 
 def fetch(_: None, p: Params) -> str:
-    """Copy ``p.url`` to ``p.data_file``, or skip when the data file exists and not ``p.force``."""
-    if not p.force and io.exists(p.data_file, p.storage_options):
-        raise Skip(f"{p.data_file} exists; force=True fetches it again", result=p.data_file)
+    """Copy ``p.url`` to ``p.data_file``; skip when the data file is what that URL gave (unless ``p.force``)."""
+    check_paths(p)
+    io.remove_stale_parts(*_folder_and_name(p.data_file))
+    if not p.force:
+        reason = io.fetch_needed(p.url, p.data_file, p.storage_options, check_remote=p.check_remote,
+                                 timeout=p.fetch_timeout, allowed_protocols=p.allowed_protocols)
+        if reason is None:
+            raise Skip(f"{p.data_file} is what the URL gave; force=True fetches it again", result=p.data_file)
+        logger.info("Fetching: %s", mask(reason))
     io.fetch_file(p.url, p.data_file, storage_options=p.storage_options, chunk_size=p.chunk_size,
-                  timeout=p.fetch_timeout, max_bytes=p.max_bytes, allowed_protocols=p.allowed_protocols)
+                  timeout=p.fetch_timeout, max_bytes=p.max_bytes, allowed_protocols=p.allowed_protocols,
+                  deadline=p.fetch_deadline)
     return p.data_file
+
+
+def _folder_and_name(path: str) -> tuple[str, str]:
+    """The folder of *path* and its name, for finding the temporary files written beside it."""
+    head, sep, name = path.rpartition("/")
+    return (head or ("/" if sep else ".")), name
+
+
+def check_paths(p: Params) -> None:
+    """Refuse outputs that clash, before any work: a usage error names both paths.
+
+    The output may not be the data file or a frame file; an existing folder
+    cannot become the output, nor an existing file the frames folder.
+    """
+    out, data_file = io.local_path(p.out), io.local_path(p.data_file)
+    frames_dir = io.local_path(p.frames_dir)
+    if p.out == p.data_file or (out is not None and data_file is not None
+                                and os.path.abspath(out) == os.path.abspath(data_file)):
+        raise ValueError(f"out and data_file are the same file ({p.out!r}): the clip would overwrite its input")
+    if out is not None and frames_dir is not None and os.path.dirname(os.path.abspath(out)) == \
+            os.path.abspath(frames_dir) and os.path.basename(out).startswith("frame_"):
+        raise ValueError(f"out {p.out!r} is in frames_dir {p.frames_dir!r} under a frame's name")
+    if out is not None and os.path.isdir(out):
+        raise ValueError(f"out {p.out!r} is an existing folder; give the path of the GIF to write")
+    if frames_dir is not None and os.path.exists(frames_dir) and not os.path.isdir(frames_dir):
+        raise ValueError(f"frames_dir {p.frames_dir!r} is an existing file, not a folder")
 
 
 def split(data_file: str, p: Params) -> list[Span]:
@@ -114,11 +154,12 @@ def split(data_file: str, p: Params) -> list[Span]:
 
 
 def write_frame(span: Span, p: Params, count: int) -> Frame:
-    """Read one span of the data file, convert it to GIF if needed, write it atomically."""
+    """Read one span of the data file, convert it to GIF if needed, check it decodes, write it atomically."""
     check_cancelled(p.run)
     data = io.read_span(p.data_file, span.offset, span.length, p.storage_options)
+    converted = not data.startswith(b"GIF8")
+    base = 0 if converted else span.offset
     try:
-        converted = not data.startswith(b"GIF8")
         if converted:
             from daskgif.convert import to_gif  # Pillow is imported only where a frame needs it
 
@@ -126,19 +167,23 @@ def write_frame(span: Span, p: Params, count: int) -> Frame:
         try:
             info = parse_gif(data, max_pixels=p.max_pixels)
         except GifFormatError as e:
-            raise e.locate(frame=span.index, base=0 if converted else span.offset) from None
+            raise e.locate(frame=span.index, base=base) from None
+        if p.validate == "decode" and not converted:  # a converted frame was just encoded from pixels
+            check_decodes(data, index=span.index, offset=base, info=info)
     except GifFormatError as e:
         if p.on_error == "skip":
             raise Skip(f"unreadable frame dropped: {e}") from e
         raise
     path = io.join_path(p.frames_dir, io.frame_name(span.index, count))
     io.write_bytes(path, data, p.storage_options)
-    return Frame(span.index, path, info.width, info.height, None if converted else span)
+    return Frame(span.index, path, *info.canvas, None if converted else span)
 
 
 def map_frames(spans: list[Span], p: Params) -> Mapped:
     """Launch the ``write-frame`` batches (see :mod:`daskgif.fanout`) and wait for all of them."""
     events.emit({"kind": "map", "run": p.run, "name": "write-frame", "total": len(spans)})
+    io.remove_stale_parts(p.frames_dir, "frame_")
+    io.remove_stale_frames(p.frames_dir, len(spans), p.storage_options)
     write = p.task(write_frame, "write-frame")
     return write.map(spans, batch_size=p.frames_per_task, token=p.run, p=p, count=len(spans))
 
@@ -167,8 +212,9 @@ def combine(mapped: Mapped, p: Params) -> dict:
     if not written:
         raise DaskgifError(f"no frames left to combine ({mapped.states.counts.get(SKIPPED, 0)} skipped)")
     size = (max(f.width for f in written), max(f.height for f in written))
+    io.remove_stale_parts(*_folder_and_name(p.out))
     with io.atomic_write(p.out, p.storage_options) as f:
-        with GifWriter(f, size, duration=p.duration, loop=p.loop) as gif:
+        with GifWriter(f, size, duration=p.duration, loop=p.loop, max_pixels=p.max_pixels) as gif:
             for data in read_frames(written, p.data_file, p.storage_options):
                 check_cancelled(p.run)
                 gif.add(data)
@@ -213,19 +259,25 @@ def finish(combined: Outcome, p: Params) -> Result:
 
 class Pipeline(Delayed):
     """The lazy pipeline :func:`build_graph` returns: a :class:`dask.delayed.Delayed` whose ``compute``
-    honours the local scheduler it is given, reports states to ``on_state`` hooks, and logs the run's end.
+    honours the local scheduler it is given, holds the data file's lock, reports states to ``on_state``
+    hooks, and logs the run's end.
 
     ``compute(scheduler="sync")`` (or ``"threads"``, with ``num_workers``) also
     runs the per-frame tasks that ``map-frames`` launches on that scheduler: the
     arguments are set in ``dask.config`` for the duration of the call.
     """
 
-    __slots__ = ("run", "on_state")
+    __slots__ = ("params", "on_state")
 
-    def __init__(self, delayed: Delayed, run: str, on_state: Sequence[Callable[[State], None]] = ()):
+    def __init__(self, delayed: Delayed, params: Params, on_state: Sequence[Callable[[State], None]] = ()):
         super().__init__(delayed.key, delayed.dask)
-        self.run = run
+        self.params = params
         self.on_state = tuple(on_state)
+
+    @property
+    def run(self) -> str:
+        """The run's token: the suffix of its task keys and the ``run`` of its messages."""
+        return self.params.run
 
     def compute(self, **kwargs: Any) -> Any:
         """Run the pipeline and return its :class:`~daskgif.result.Result`; raise ``RunFailed`` if a task failed."""
@@ -233,12 +285,24 @@ class Pipeline(Delayed):
         settings = {"num_workers": kwargs["num_workers"]} if "num_workers" in kwargs else {}
         if isinstance(scheduler, str) and scheduler in LOCAL_SCHEDULERS:
             settings["scheduler"] = scheduler
-        client = cluster_client(scheduler)
-        with watch(self, client), dask.config.set(settings):
+        with running(self, cluster_client(scheduler)), dask.config.set(settings):
             return super().compute(**kwargs)
 
     def __reduce__(self) -> Any:
-        return (Pipeline, (Delayed(self.key, self.dask), self.run, self.on_state))
+        return (Pipeline, (Delayed(self.key, self.dask), self.params, self.on_state))
+
+
+@contextlib.contextmanager
+def running(pipeline: Pipeline, client: Any = None) -> Iterator[None]:
+    """Hold the data file's lock and feed the run's messages to its hooks while it runs.
+
+    The lock (``<data_file>.lock``, see :func:`daskgif.io.lock`) is held by the
+    process that computes the graph, for the whole run: a second run on the same
+    data file waits ``daskgif.lock-timeout`` seconds for it, then fails naming it.
+    """
+    p = pipeline.params
+    with io.lock(p.data_file, p.storage_options, owner=p.run, timeout=p.lock_timeout), watch(pipeline, client):
+        yield
 
 
 def cluster_client(scheduler: Any = None) -> Any:
@@ -379,8 +443,9 @@ def build_graph(
     >>> result.ok, len(result.frames), result.frames[0]
     (True, 32, 'memory://doc/frames/frame_00.gif')
     """
-    on_error = config.get("on-error") if on_error is None else on_error
-    frames_per_task = config.get("frames-per-task") if frames_per_task is None else frames_per_task
+    on_error = config.check("on-error", config.get("on-error"), ("raise", "skip")) if on_error is None else on_error
+    frames_per_task = config.check("frames-per-task", config.get("frames-per-task"), _batch_size,
+                                   "'auto' or a positive integer") if frames_per_task is None else frames_per_task
     check_arguments(delimiter, duration, loop, retries, retry_delay, on_error, frames_per_task)
     url = sample_path() if url is None else url
     frames_dir = default_frames_dir(out) if frames_dir is None else frames_dir
@@ -393,8 +458,16 @@ def build_graph(
         chunk_size=config.get("chunk-size"), max_pixels=config.get("max-pixels"),
         fetch_timeout=config.get("fetch-timeout"), max_bytes=config.get("max-bytes"),
         allowed_protocols=tuple(config.get("allowed-protocols")),
-        retry={"backoff": config.get("retry-backoff"), "max_delay": config.get("retry-max-delay", 300.0),
-               "jitter": config.get("retry-jitter", 0.1)},
+        fetch_deadline=config.check("fetch-deadline", config.get("fetch-deadline", None), _positive_or_none,
+                                    "a positive number of seconds or null"),
+        check_remote=bool(config.get("fetch-check-remote", True)),
+        validate=config.check("validate", config.get("validate"), ("decode", "structure")),
+        lock_timeout=config.check("lock-timeout", config.get("lock-timeout"), _positive, "a positive number"),
+        retry={"backoff": config.check("retry-backoff", config.get("retry-backoff"), _positive, "a positive number"),
+               "max_delay": config.check("retry-max-delay", config.get("retry-max-delay"), _positive,
+                                         "a positive number of seconds"),
+               "jitter": config.check("retry-jitter", config.get("retry-jitter"),
+                                      lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1")},
     )
     announce = {"parameters": scrub(safe_parameters({"url": url, "data_file": data_file, "out": out,
                                                      "frames_dir": frames_dir, "duration": duration,
@@ -405,7 +478,23 @@ def build_graph(
         task = p.task(step.func, step.name, retried=step.retried, announce=announce if i == 0 else None,
                       skip_on_upstream_skip=step.skip_on_upstream_skip)
         node = task(node, p, dask_key_name=f"{step.name}-{token}")
-    return Pipeline(dask.delayed(finish, pure=False)(node, p, dask_key_name=f"finish-{token}"), token, on_state)
+    return Pipeline(dask.delayed(finish, pure=False)(node, p, dask_key_name=f"finish-{token}"), p, on_state)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive(value: Any) -> bool:
+    return _number(value) and value > 0
+
+
+def _positive_or_none(value: Any) -> bool:
+    return value is None or _positive(value)
+
+
+def _batch_size(value: Any) -> bool:
+    return value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0)
 
 
 def default_frames_dir(out: str) -> str:

@@ -34,12 +34,12 @@ import fsspec
 from fsspec.core import split_protocol, url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from .errors import DaskgifError, FetchError
-from .redact import scrub
+from .errors import FetchError, LockTimeout
+from .redact import mask
 from .retry import is_transient
 
 __all__ = [
-    "LockTimeout", "atomic_write", "exists", "fetch_file", "fetch_needed", "frame_name", "join_path", "lock",
+    "LockTimeout", "atomic_write", "exists", "fetch_file", "local_path", "remove_stale_frames", "fetch_needed", "frame_name", "join_path", "lock",
     "open_input", "read_source", "read_span", "read_spans", "remove_stale_parts", "source_path", "write_bytes",
 ]  # fmt: skip
 
@@ -71,12 +71,12 @@ def _options(url: str, storage_options: dict | None) -> dict:
     return so
 
 
-def _local(path: str) -> str | None:
+def local_path(path: str) -> str | None:
     """The plain file-system path of *path* when it is local, else ``None``.
 
     Local paths skip fsspec's URL parsing, which costs more than the I/O of a small frame.
 
-    >>> _local("a/b.gif"), _local("file:///tmp/b.gif"), _local("s3://bucket/b.gif")
+    >>> local_path("a/b.gif"), local_path("file:///tmp/b.gif"), local_path("s3://bucket/b.gif")
     ('a/b.gif', '/tmp/b.gif', None)
     """
     if "::" in path:
@@ -202,7 +202,7 @@ def fetch_file(
         record = source_record(url, copied, _validators(src), now=datetime.datetime.now(datetime.timezone.utc))
     with atomic_write(source_path(data_file), storage_options) as f:
         f.write(json.dumps(record, indent=1).encode())
-    logger.debug("Fetched %d bytes from %s to %s", copied, scrub(url), data_file)
+    logger.debug("Fetched %d bytes from %s to %s", copied, mask(url), data_file)
     return copied
 
 
@@ -398,7 +398,7 @@ def source_record(url: str, size: int, validators: dict[str, str | None] | None 
     True
     """
     validators = validators or {}
-    return {"url_sha256": url_digest(url), "url": scrub(url), "size": size, "etag": validators.get("etag"),
+    return {"url_sha256": url_digest(url), "url": mask(url), "size": size, "etag": validators.get("etag"),
             "last_modified": validators.get("last_modified"), "fetched_at": now.isoformat()}
 
 
@@ -468,7 +468,7 @@ def fetch_needed(
     >>> fetch_needed("memory://doc/b.img", "memory://doc/data.img", check_remote=False)
     'memory://doc/data.img came from another URL (memory://doc/a.img); fetching memory://doc/b.img'
     """
-    shown = scrub(url)
+    shown = mask(url)
     fs, path = url_to_fs(data_file, **_options(data_file, storage_options))
     try:
         size = fs.size(path)
@@ -497,20 +497,20 @@ def _remote_change(url: str, record: dict[str, Any], storage_options: dict | Non
         info = fs.info(path)
     except Exception as e:
         logger.warning("Keeping the data fetched from %s: cannot ask the server whether it changed: %s",
-                       scrub(url), _fetch_error(url, e, timeout=timeout).message)
+                       mask(url), _fetch_error(url, e, timeout=timeout).message)
         return None
     for field, header in (("etag", "ETag"), ("last_modified", "Last-Modified")):
         old, new = record.get(field), info.get(header)
         if old and new:
             if old == new:
                 return None
-            return f"the server reports a change ({header} {old} -> {new}); fetching {scrub(url)}"
+            return f"the server reports a change ({header} {old} -> {new}); fetching {mask(url)}"
     return None
 
 
 def _same_local_file(url: str, data_file: str) -> bool:
     """Whether *url* and *data_file* are the same local file."""
-    a, b = _local(url), _local(data_file)
+    a, b = local_path(url), local_path(data_file)
     if a is None or b is None:
         return False
     try:
@@ -521,7 +521,7 @@ def _same_local_file(url: str, data_file: str) -> bool:
 
 def _remove(path: str, storage_options: dict | None) -> None:
     """Remove *path* if it exists."""
-    local = _local(path)
+    local = local_path(path)
     try:
         if local is not None:
             os.unlink(local)
@@ -530,35 +530,6 @@ def _remove(path: str, storage_options: dict | None) -> None:
             fs.rm_file(p)
     except FileNotFoundError:
         pass
-
-
-class LockTimeout(DaskgifError, TimeoutError):
-    """A lock that another live run held for longer than the wait allowed.
-
-    Parameters
-    ----------
-    path : str
-        The lock file.
-    holder : dict
-        What the lock file says of its holder: ``host``, ``pid``, ``owner`` (run id), ``started_at``.
-    timeout : float
-        Seconds waited.
-
-    Examples
-    --------
-    >>> holder = {"host": "n1", "pid": 7, "owner": "run-1", "started_at": "2026-01-01T00:00:00"}
-    >>> str(LockTimeout("d.img.lock", holder, 5))
-    'd.img.lock is held by run run-1 (host n1, pid 7, since 2026-01-01T00:00:00); waited 5 s (daskgif.lock-timeout)'
-    """
-
-    def __init__(self, path: str, holder: dict, timeout: float):
-        super().__init__(path, holder, timeout)
-        self.path, self.holder, self.timeout = path, holder, timeout
-
-    def __str__(self) -> str:
-        h = self.holder
-        return (f"{self.path} is held by run {h.get('owner')} (host {h.get('host')}, pid {h.get('pid')}, since "
-                f"{h.get('started_at')}); waited {self.timeout} s (daskgif.lock-timeout)")
 
 
 @contextmanager
@@ -651,7 +622,7 @@ def lock(
 
 def _create_exclusive(path: str, content: bytes, storage_options: dict | None) -> bool:
     """Create *path* holding *content* unless it exists; whether it was created."""
-    local = _local(path)
+    local = local_path(path)
     if local is not None:
         directory = os.path.dirname(local)
         if directory:
@@ -800,7 +771,7 @@ def remove_stale_parts(directory: str, prefix: str | None = None, *, max_age: fl
     >>> remove_stale_parts("s3://bucket/frames")
     []
     """
-    local = _local(directory)
+    local = local_path(directory)
     if local is None:
         return []
     try:
@@ -865,7 +836,7 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
     >>> read_span("memory://daskgif-doctest/a.bin", 1, 2)
     b'at'
     """
-    p = _local(path)
+    p = local_path(path)
     if p is None:
         fs, p = url_to_fs(path, **_options(path, storage_options))
         local = isinstance(fs, LocalFileSystem)
@@ -919,7 +890,7 @@ def read_span(path: str, offset: int, length: int, storage_options: dict | None 
     >>> read_span("memory://daskgif-doctest/c.bin", 3, 4)
     b'3456'
     """
-    local = _local(path)
+    local = local_path(path)
     with open(local, "rb") if local is not None else open_input(path, storage_options) as f:
         return _read_at(f, path, offset, length)
 
@@ -934,7 +905,7 @@ def write_bytes(path: str, data: bytes, storage_options: dict | None = None) -> 
     >>> write_bytes("memory://daskgif-doctest/e.bin", b"abc")
     True
     """
-    local = _local(path)
+    local = local_path(path)
     if local is not None and os.path.isfile(local) and os.path.getsize(local) == len(data):
         with open(local, "rb") as f:
             if f.read() == data:
@@ -982,6 +953,40 @@ def join_path(directory: str, name: str) -> str:
     if directory.endswith("://"):
         return directory + name
     return directory.rstrip("/") + "/" + name
+
+
+FRAME_NAME = re.compile(r"frame_(\d+)\.gif")
+
+
+def remove_stale_frames(frames_dir: str, count: int, storage_options: dict | None = None) -> list[str]:
+    """Remove the frame files of an earlier run that are not among this run's *count* frames.
+
+    A run with fewer frames, or with a different number of digits in its names,
+    would otherwise leave a mixed set in *frames_dir*.  Only names daskgif writes
+    (``frame_<digits>.gif``) are touched; listing the folder costs one request on
+    object storage.
+
+    >>> with atomic_write("memory://daskgif-doctest/fr/frame_07.gif") as f:
+    ...     _ = f.write(b"GIF89a")
+    >>> remove_stale_frames("memory://daskgif-doctest/fr", 3)
+    ['memory://daskgif-doctest/fr/frame_07.gif']
+    """
+    width = len(frame_name(0, count)) if count else 0
+    fs, path = url_to_fs(frames_dir, **_options(frames_dir, storage_options))
+    try:
+        names = fs.ls(path, detail=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    stale = []
+    for name in names:
+        base = name.rstrip("/").rsplit("/", 1)[-1]
+        found = FRAME_NAME.fullmatch(base)
+        if found and (len(base) != width or int(found.group(1)) >= count):
+            stale.append(join_path(frames_dir, base))
+            fs.rm_file(name)
+    if stale:
+        logger.info("Removed %d frame file(s) of an earlier run from %s", len(stale), frames_dir)
+    return stale
 
 
 def frame_name(index: int, count: int) -> str:

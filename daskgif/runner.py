@@ -18,7 +18,7 @@ from typing import Any
 
 from daskgif import fanout
 from daskgif.errors import Cancelled
-from daskgif.graph import Pipeline, watch
+from daskgif.graph import Pipeline, running
 
 __all__ = ["Cancelled", "active_client", "wait_for", "compute"]
 
@@ -57,7 +57,7 @@ def compute(graph: Pipeline, *, client: Any = None, scheduler: str | None = None
     """
     stop = stop or threading.Event()
     if client is not None:
-        with watch(graph, client):
+        with running(graph, client):
             return _on_client(graph, client, stop, stop_timeout, number)
     outcome: dict[str, Any] = {}
 

@@ -26,6 +26,7 @@ from dask.base import tokenize
 from dask.utils import funcname, key_split
 
 from daskgif.errors import Cancelled, RunFailed
+from daskgif.redact import mask
 from daskgif.result import Result
 from daskgif.retry import RetryPolicy, is_transient
 from daskgif.state import (FAILED, RETRYING, RUNNING, SKIPPED, SUCCESS, MappedStates, State, describe,
@@ -113,8 +114,8 @@ def _sleep(seconds: float) -> None:
 
 
 def _message(exc: BaseException) -> str:
-    """One line naming the error: ``RunFailed`` already names its task, others get their type."""
-    return str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
+    """One line naming the error, secrets masked: ``RunFailed`` already names its task, others get their type."""
+    return mask(str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}")
 
 
 def portable(exc: BaseException) -> BaseException:
