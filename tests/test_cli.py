@@ -28,7 +28,9 @@ def test_new_user_runs_it_with_no_options(tmp_path):
     assert f"{SAMPLE_FRAMES} frames" in done.stdout and "clip.gif" in done.stdout
     with Image.open(tmp_path / "clip.gif") as gif:
         assert gif.format == "GIF" and gif.n_frames == SAMPLE_FRAMES and gif.info["loop"] == 0
-    assert (tmp_path / "frame_00.gif").exists() and (tmp_path / "image-data.img").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.gif", "frames", "image-data.img",
+                                                          "image-data.img.source.json"]
+    assert (tmp_path / "frames" / "frame_00.gif").exists()
 
 
 def test_json_output(tmp_path):
@@ -38,15 +40,21 @@ def test_json_output(tmp_path):
     assert result["ok"] is True and result["out"] == "clip.gif"
     assert len(result["frames"]) == SAMPLE_FRAMES
     assert result["states"]["fetch"]["state"] == "Success"
-    assert result["states"]["write-frame"]["0"]["state"] == "Success"
+    assert result["states"]["write-frame"]["counts"] == {"Success": SAMPLE_FRAMES}
+    assert set(result) >= {"ok", "out", "size", "frames", "states", "run", "cancelled", "message", "duration"}
+    assert done.stderr == ""
 
 
 def test_failed_run_exits_1_naming_the_task(tmp_path, http_server):
     url = http_server.url("/nothing-here.img")
     done = daskgif("run", "--scheduler", "threads", "--url", url, "--json", cwd=tmp_path)
-    assert done.returncode == 1
-    assert "fetch" in done.stderr and url in done.stderr and "404" in done.stderr
-    assert json.loads(done.stdout)["ok"] is False
+    assert done.returncode == 1 and done.stderr == ""
+    result = json.loads(done.stdout)
+    assert result["ok"] is False and "'fetch'" in result["message"] and url in result["message"]
+    assert "404" in result["message"] and result["states"]["fetch"]["state"] == "Failed"
+    plain = daskgif("run", "--scheduler", "threads", "--url", url, cwd=tmp_path)
+    assert plain.returncode == 1 and plain.stdout == ""
+    assert plain.stderr.splitlines() == [f"Error: {result['message']}"]
     assert not (tmp_path / "clip.gif").exists()
 
 
