@@ -203,11 +203,13 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
     received: dict[str, int] = {}
 
     def on_signal(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
         if stop.is_set():
-            os.write(2, f"daskgif: {signal.Signals(signum).name} again: aborting now\n".encode())
+            os.write(2, f"daskgif: {name} again: aborting now\n".encode())
             raise KeyboardInterrupt
         received["signum"] = signum
         stop.set()
+        os.write(2, f"daskgif: {name} received: stopping (a second signal aborts at once)\n".encode())
 
     runs: list[Any] = []
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -242,7 +244,9 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
             signal.signal(s, handler)
     if received:
         name = signal.Signals(received["signum"]).name
-        click.echo(f"daskgif: stopped by {name} after {sum(not r.cancelled for r in runs)} run(s)", err=True)
+        last = runs[-1] if runs else None
+        what = f"run {last.number} was cancelled" if last is not None and last.cancelled else "no run was in progress"
+        click.echo(f"daskgif: stopped by {name} after {len(runs)} run(s): {what}", err=True)
     return runs, received.get("signum", 0)
 
 
