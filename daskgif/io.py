@@ -243,18 +243,18 @@ def _redirect_guard(allowed: tuple[str, ...]) -> Any:
     Cached, so that fsspec's filesystem cache (keyed by the options' text) keeps one session per setting.
     """
     import aiohttp
-    from yarl import URL
+    from urllib.parse import urljoin, urlsplit
 
     async def on_request_redirect(session, context, params) -> None:  # type: ignore[no-untyped-def]
         response = params.response
-        location = response.headers.get("Location", "")
         try:
-            target = response.url.join(URL(location))
+            target = urljoin(str(response.url), response.headers.get("Location", ""))
+            scheme = urlsplit(target).scheme.lower()
         except ValueError:
             return  # aiohttp refuses a malformed Location itself
-        if target.scheme.lower() not in allowed:
+        if scheme not in allowed:
             response.close()
-            raise _RedirectRefused(str(response.url), str(target), target.scheme.lower(), allowed)
+            raise _RedirectRefused(str(response.url), target, scheme, allowed)
 
     guard = aiohttp.TraceConfig()
     guard.on_request_redirect.append(on_request_redirect)

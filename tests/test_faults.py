@@ -139,7 +139,7 @@ def test_two_runs_writing_the_same_out_leave_one_complete_gif(tmp_path):
     outs = []
     for n, data in enumerate(frames):
         (tmp_path / f"data{n}.img").write_bytes(image_data(data))
-        outs.append(Path(build_graph(**paths(tmp_path, f"-clean{n}", data_file=str(tmp_path / f"data{n}.img")))
+        outs.append(Path(build_graph(**paths(tmp_path, f"-clean{n}", url=str(tmp_path / f"data{n}.img"), data_file=str(tmp_path / f"data{n}.img")))
                          .compute(scheduler="sync").path).read_bytes())
     assert outs[0] != outs[1]
     out = tmp_path / "clip.gif"
@@ -161,7 +161,7 @@ def test_two_runs_writing_the_same_out_leave_one_complete_gif(tmp_path):
 
             def run(n: int) -> None:
                 try:
-                    graph = build_graph(**paths(tmp_path, str(n), data_file=str(tmp_path / f"data{n}.img"),
+                    graph = build_graph(**paths(tmp_path, str(n), url=str(tmp_path / f"data{n}.img"), data_file=str(tmp_path / f"data{n}.img"),
                                                 out=str(out)))
                     barrier.wait()
                     graph.compute(scheduler="threads")

@@ -18,6 +18,9 @@ PACKAGE = ROOT / "daskgif"
 #: Import name -> distribution name, where they differ.
 DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml", "dateutil": "python-dateutil"}
 
+#: Imported only where the environment already has it, and why it is not a dependency.
+PROVIDED = {"IPython": "progress.py draws in a notebook only inside a Jupyter kernel, which has IPython"}
+
 #: Declared but never imported by daskgif, and why.
 USED_WITHOUT_IMPORT = {
     "bokeh": "distributed serves the dashboard whose link daskgif prints only when bokeh is installed",
@@ -50,7 +53,7 @@ def declared() -> set[str]:
 
 def test_every_imported_package_is_declared():
     missing = {name: sorted(where) for name, where in third_party_imports().items()
-               if DISTRIBUTION.get(name, name).lower() not in declared()}
+               if DISTRIBUTION.get(name, name).lower() not in declared() and name not in PROVIDED}
     assert not missing, f"imported but not in [project] dependencies: {missing}"
 
 

@@ -57,7 +57,8 @@ def s3(s3_server):
 def clean_output(tmp_path: Path) -> bytes:
     """The GIF of a run on local disk, to compare the object-storage runs with."""
     (tmp_path / "clean.img").write_bytes(DATA)
-    result = build_graph(data_file=str(tmp_path / "clean.img"), out=str(tmp_path / "clean.gif"),
+    result = build_graph(url=str(tmp_path / "clean.img"), data_file=str(tmp_path / "clean.img"),
+                         out=str(tmp_path / "clean.gif"),
                          frames_dir=str(tmp_path / "clean")).compute(scheduler="sync")
     return Path(result.path).read_bytes()
 
