@@ -136,6 +136,8 @@
       el("h2", null, "Frames: " + frameLine(run.frames) +
         (run.frames.total === null ? " (the count is known once split has run)" : "")),
       grid(run),
+      run.grid_truncated ? el("p", {class: "note"}, "The grid shows the first " + run.grid.length +
+        " ranges; the counts above are exact.") : null,
       el("p", {class: "note"}, "A box per frame that needs a look, a bar per range of alike frames. " +
         "Hover for the state and the message."),
       dropped ? el("p", {class: "note"}, dropped + " frame records were not kept " +

@@ -54,7 +54,9 @@ PAGE = "daskgif"
 PIPELINE = ("fetch", "split", "map-frames", "combine")
 MESSAGE_CHARS = 1000
 #: The most frame records one detail answer carries (the model may keep more; the page says so).
-RECORDS_SHOWN = 2000
+RECORDS_SHOWN = 1000
+#: The most ranges one frame grid has (frames past them are left out of the grid, not of the counts).
+GRID_LIMIT = 2000
 HERE = Path(__file__).parent
 
 
@@ -105,6 +107,8 @@ class Run:
         self.records: dict[int, tuple] = {}
         self.dropped: dict[str, int] = {}
         self._texts: dict[str, str] = {}
+        self.version = 0
+        self._cache: tuple[int, str] | None = None
 
     @property
     def finished(self) -> bool:
@@ -112,6 +116,7 @@ class Run:
 
     def add(self, msg: Mapping[str, Any]) -> None:
         """Take one message of :mod:`daskgif.events` into account."""
+        self.version += 1
         kind = msg.get("kind")
         stamp = msg.get("time")
         if kind == "run":
@@ -154,24 +159,31 @@ class Run:
         text = _text(message)
         return self._texts.setdefault(text, text) if len(self._texts) < 4 * self.max_records else text
 
-    def summary(self, now: float) -> dict:
-        """The run in one JSON-able line: for the runs table."""
+    def summary(self) -> dict:
+        """The run in one JSON-able line, for the runs table (``duration`` once it has ended)."""
         done = sum(self.counts.values())
         return scrub({
             "run": self.run, "state": self.state, "start": self.start, "end": self.end,
-            "duration": None if self.start is None else (self.end if self.end is not None else now) - self.start,
+            "duration": None if self.start is None or self.end is None else self.end - self.start,
             "parameters": self.parameters, "out": self.out, "message": self.message, "size": self.size,
             "frames": {"total": self.total, "done": done, "counts": dict(self.counts)},
         })
 
-    def detail(self, now: float, shown: int = RECORDS_SHOWN) -> dict:
-        """The run with its steps, its frame grid (as ranges) and its frame records."""
+    def detail(self, shown: int = RECORDS_SHOWN) -> dict:
+        """The run with its steps, its frame grid (as ranges) and its first *shown* frame records."""
         records = [{"index": i, "state": s, "attempts": a, "start": t0, "end": t1, "message": m,
                     "duration": None if t0 is None or t1 is None else t1 - t0}
                    for i, (s, a, t0, t1, m) in sorted(self.records.items())[:shown]]
-        return scrub({**self.summary(now), "steps": list(self._steps()), "grid": list(self.grid()),
-                      "records": records, "records_kept": len(self.records), "dropped": dict(self.dropped),
+        grid = list(self.grid())
+        return scrub({**self.summary(), "steps": list(self._steps()), "grid": grid,
+                      "grid_truncated": len(grid) >= GRID_LIMIT, "records": records, "records_kept": len(self.records), "dropped": dict(self.dropped),
                       "busy": self.busy})
+
+    def detail_json(self) -> str:
+        """:meth:`detail` as JSON text, built again only after a new message (the page asks every second)."""
+        if self._cache is None or self._cache[0] != self.version:
+            self._cache = (self.version, json.dumps(self.detail(), allow_nan=False, default=str))
+        return self._cache[1]
 
     def _steps(self) -> Iterator[dict]:
         names = list(self.steps)
@@ -194,7 +206,7 @@ class Run:
             return "Unlisted" if dropped else SUCCESS
         return "Not run" if self.finished else "Pending"
 
-    def grid(self, limit: int = 5000) -> Iterator[dict]:
+    def grid(self, limit: int = GRID_LIMIT) -> Iterator[dict]:
         """Consecutive frames of the same look as ranges: ``first``, ``last``, ``count``, ``state``, ...
 
         Frames without a record take :meth:`gap_state`; at most *limit* ranges.
@@ -289,7 +301,7 @@ class Runs:
         """Every run's summary, newest first, and the bounds."""
         now = time.time()
         return {"now": now, "max_runs": self.max_runs, "max_frame_records": self.max_records,
-                "runs": [run.summary(now) for run in reversed(self.runs.values())]}
+                "runs": [run.summary() for run in reversed(self.runs.values())]}
 
 
 class RunsPlugin(SchedulerPlugin):
@@ -357,7 +369,8 @@ def _handlers() -> dict[str, type]:
                 self.set_status(404)
                 self.send_json({"error": "no such run (finished runs are dropped past daskgif.dashboard.max-runs)"})
                 return
-            self.send_json({"now": time.time(), **run.detail(time.time())})
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish('{"now": %r, %s' % (time.time(), run.detail_json()[1:]))
 
     return {"page": PageHandler, "script": ScriptHandler, "runs": RunsHandler, "run": RunHandler}
 

@@ -244,7 +244,7 @@ def test_model_bounds_frame_records():
     assert len(run._texts) == 1  # one message, stored once
     assert [(g["first"], g["last"], g["state"]) for g in run.grid()] == [
         (0, 9, "Unlisted"), (10, 14, "Failed"), (15, 19, "Unlisted")]
-    assert run.detail(0.0)["records_kept"] == 5
+    assert run.detail()["records_kept"] == 5 and json.loads(run.detail_json())["dropped"] == {"Failed": 5}
 
 
 def test_model_ignores_malformed_messages_and_late_ones():
