@@ -99,7 +99,7 @@
         el("th", {class: "num"}, "Attempts"), el("th", null, "Started"), el("th", {class: "num"}, "Duration"),
         el("th", null, "Message"))),
       el("tbody", null, run.steps.map((step) => el("tr", null,
-        el("td", null, step.name), el("td", null, badge(step.state)),
+        el("td", {class: "name"}, step.name), el("td", null, badge(step.state)),
         el("td", {class: "num"}, step.attempts || ""), el("td", {class: "time"}, clock(step.start)),
         el("td", {class: "num"}, seconds(step.duration)), el("td", {class: "msg"}, step.message || "")))));
   }
