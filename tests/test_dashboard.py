@@ -158,6 +158,21 @@ def test_browser_shows_the_skipped_frame(cluster):
     assert ">0–2<" in dom and ">4–12<" in dom  # successes as ranges
 
 
+def test_concurrent_runs_are_told_apart(cluster, tmp_path):
+    client, link, _ = cluster
+    (tmp_path / "src.img").write_bytes(image_data(GOOD))
+    graphs = [daskgif.build_graph(url=str(tmp_path / "src.img"), data_file=str(tmp_path / f"{i}.img"),
+                                  out=str(tmp_path / f"{i}.gif"), frames_dir=str(tmp_path / f"frames{i}"),
+                                  frames_per_task=1) for i in range(3)]
+    futures = client.compute(graphs)
+    assert all(result.ok for result in client.gather(futures))
+    wait_for(lambda: all(get_json(f"{link}/api/runs/{g.run}.json")["state"] == "Success" for g in graphs))
+    for graph in graphs:
+        run = get_json(f"{link}/api/runs/{graph.run}.json")
+        assert run["frames"] == {"total": 12, "done": 12, "counts": {"Success": 12}}
+        assert [g["state"] for g in run["grid"]] == ["Success"]
+
+
 @pytest.fixture
 def local_scheduler():
     """A scheduler in this process with the runs page, fed by hand through ``Client.log_event``."""
@@ -184,6 +199,33 @@ def test_keeps_at_most_max_runs(local_scheduler):
     wait_for(lambda: get_json(link + "/api/runs.json")["runs"][0]["run"] == "run4")
     listed = get_json(link + "/api/runs.json")
     assert listed["max_runs"] == 3 and [r["run"] for r in listed["runs"]] == ["run4", "run3", "run2"]
+
+
+def test_a_run_in_progress_shows_and_ends(local_scheduler):
+    client, link = local_scheduler
+    client.log_event("daskgif", {"kind": "run", "run": "live", "state": "Running", "time": time.time(),
+                                 "parameters": {"url": "file:///data.img"}, "out": "clip.gif"})
+    client.log_event("daskgif", {"kind": "step", "run": "live", "name": "fetch", "state": "Success",
+                                 "attempts": 2, "start": time.time(), "end": time.time(), "message": ""})
+    client.log_event("daskgif", {"kind": "step", "run": "live", "name": "split", "state": "Running",
+                                 "attempts": 1, "start": time.time(), "end": None, "message": ""})
+    client.log_event("daskgif", {"kind": "map", "run": "live", "name": "write-frame", "total": 40})
+    client.log_event("daskgif", {"kind": "frames", "run": "live", "name": "write-frame", "busy": 1.0,
+                                 "counts": {"Success": 10}, "records": [
+                                     {"index": 7, "state": "Success", "attempts": 2, "message": "retried"}]})
+    wait_for(lambda: get_json(link + "/api/runs.json")["runs"])
+    run = get_json(f"{link}/api/runs/live.json")
+    assert run["state"] == "Running" and run["duration"] is None
+    assert [s["state"] for s in run["steps"]] == ["Success", "Running", "Pending", "Pending"]
+    assert [(g["first"], g["last"], g["state"], g["retried"]) for g in run["grid"]] == [
+        (0, 6, "Pending", False), (7, 7, "Success", True), (8, 39, "Pending", False)]
+    if shutil.which("chromium"):
+        dom = dump_dom(f"{link}#live")
+        assert ">Running<" in dom and "10 / 40" in dom and 'title="frame 7: Success after a retry' in dom
+    client.log_event("daskgif", {"kind": "run", "run": "live", "state": "Failed", "time": time.time(),
+                                 "message": "stopped"})
+    wait_for(lambda: get_json(f"{link}/api/runs/live.json")["state"] == "Failed")
+    assert get_json(f"{link}/api/runs/live.json")["grid"][0]["state"] == "Not run"
 
 
 def test_script_in_data_stays_text(local_scheduler):
