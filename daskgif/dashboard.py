@@ -40,6 +40,7 @@ from typing import Any
 import dask.config
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+import daskgif.config  # noqa: F401 - registers daskgif.yaml's defaults in this (the scheduler's) process
 from daskgif.redact import scrub
 from daskgif.state import FAILED, RUNNING, SUCCESS
 
