@@ -221,11 +221,15 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
             try:
                 client = stack.enter_context(connect(
                     scheduler, workers=workers, threads_per_worker=threads_per_worker,
-                    silence_logs=logging.INFO if verbose >= 2 else logging.CRITICAL))
+                    silence_logs=logging.INFO if verbose >= 2 else logging.CRITICAL, preload=("daskgif.dashboard",)))
             finally:
                 signal.signal(signal.SIGINT, on_signal)
             if client is not None and not as_json:
-                click.echo(f"Dashboard: {client.dashboard_link}", err=True)
+                from daskgif.dashboard import page_link
+
+                runs_page = page_link(client)
+                click.echo(f"Dashboard: {client.dashboard_link}"
+                           f"{f'  (daskgif runs: {runs_page})' if runs_page else ''}", err=True)
             if report:
                 stack.enter_context(performance_report(client, report, code=command_line()))
             show_progress = not as_json and sys.stderr.isatty()
