@@ -17,40 +17,20 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from daskgif import io
 from daskgif.redact import json_default, mask, scrub
 
 __all__ = ["append_run", "read_history", "format_history"]
 
 logger = logging.getLogger(__name__)
 
-APPENDABLE = ("file", "local", "memory")
-
-
 def append_run(path: str, record: Mapping[str, Any], storage_options: dict | None = None) -> None:
     """Append *record* as one JSON line to the history file *path*, creating it if needed.
 
     URL credentials anywhere in *record* are masked (:func:`daskgif.redact.scrub`).
     """
-    import fsspec
-
     line = (json.dumps(scrub(record), default=json_default, separators=(", ", ": ")) + "\n").encode()
-    fs, fspath = fsspec.core.url_to_fs(path, **(storage_options or {}))
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
-    if any(p in APPENDABLE for p in protocols):
-        parent = fs._parent(fspath)
-        if parent:
-            fs.makedirs(parent, exist_ok=True)
-        # One write of one line: O_APPEND keeps concurrent writers' lines whole.
-        with fs.open(fspath, "ab") as f:
-            f.write(line)
-        return
-    from daskgif import io
-
-    old = fs.cat_file(fspath) if fs.exists(fspath) else b""
-    if old and not old.endswith(b"\n"):
-        old += b"\n"
-    with io.atomic_write(path, storage_options) as f:
-        f.write(old + line)
+    io.append_bytes(path, line, storage_options)
 
 
 def read_history(path: str, last: int | None = None, storage_options: dict | None = None) -> list[dict[str, Any]]:
@@ -58,12 +38,10 @@ def read_history(path: str, last: int | None = None, storage_options: dict | Non
 
     A line that is not a JSON object (e.g. cut short by a crash) is logged and skipped.
     """
-    import fsspec
-
     if last is not None and (not isinstance(last, int) or last < 0):
         raise ValueError(f"last must be a non-negative integer, got {last!r}")
-    with fsspec.open(path, "rt", encoding="utf-8", **(storage_options or {})) as f:
-        lines = f.read().splitlines()
+    with io.open_input(path, storage_options) as f:
+        lines = f.read().decode("utf-8").splitlines()
     records = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

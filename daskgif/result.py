@@ -106,13 +106,16 @@ class Result:
 
     def gif_html(self) -> str:
         """Return an ``<img>`` tag with the GIF inline, or a note when it cannot be shown."""
-        import fsspec
+        from daskgif import io
+        from daskgif.redact import mask
 
+        if self.path is None:
+            return ""
         try:
-            with fsspec.open(self.path, "rb", **(self.storage_options or {})) as f:
+            with io.open_input(self.path, self.storage_options) as f:
                 data = f.read(INLINE_LIMIT + 1)
         except OSError as e:
-            return f"<p>(cannot show {html.escape(self.path)}: {html.escape(str(e))})</p>"
+            return f"<p>(cannot show {html.escape(mask(self.path))}: {html.escape(mask(str(e)))})</p>"
         if len(data) > INLINE_LIMIT:
             return f"<p>({html.escape(self.path)} is too large to show inline)</p>"
         return f'<img src="data:image/gif;base64,{base64.b64encode(data).decode()}"/>'
