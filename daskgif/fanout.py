@@ -138,13 +138,16 @@ def _on_cluster(func: Callable, items: Sequence, name: str, batch_size: int | st
         errors = [f.exception() for f in futures if f.status == "error"]
         if not errors:
             return client.gather(futures)
+        done = client.gather([f for f in futures if f.status == "finished"])
+    # The run's failure keeps every frame's state: the failed batches' and the finished ones'.
     states: dict[str, Any] = {}
-    for error in errors:
-        if not isinstance(error, RunFailed):
-            raise error
-        for key, found in error.result.states.items():
-            if key in states and hasattr(found, "update"):
-                states[key].update(found)
+    for found in [*(e.result.states for e in errors if isinstance(e, RunFailed)), *({m.states.name: m.states}
+                                                                                     for m in done)]:
+        for key, value in found.items():
+            if key in states and hasattr(value, "update"):
+                states[key].update(value)
             else:
-                states[key] = found
+                states[key] = value
+    if not all(isinstance(e, RunFailed) for e in errors):
+        raise next(e for e in errors if not isinstance(e, RunFailed))
     raise failed_run(states)

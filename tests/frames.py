@@ -118,3 +118,18 @@ def make_raw_gif(width: int, height: int, palette: bytes, pixels: bytes, **encod
         blocks += bytes([len(codes[i:i + 255])]) + codes[i:i + 255]
     blocks.append(0)
     return gif[:start] + bytes(blocks) + gif[end:]
+
+
+def corrupt_code(gif: bytes, image: int = 0) -> bytes:
+    """Return *gif* with a code past the end of the LZW table inside image data; the block structure is intact.
+
+    :func:`make_raw_gif` stores every pixel as its own 8-bit code after a clear code;
+    right after a clear, the largest code the decoder knows is 130 (clear, EOI and one
+    new entry), so 0xFE cannot be decoded.
+    """
+    from daskgif.gif import parse_gif
+
+    start, _ = parse_gif(gif).images[image].data
+    buf = bytearray(gif)
+    buf[start + 2 + 1] = 0xFE  # min code size, sub-block size, clear code, then the first pixel code
+    return bytes(buf)

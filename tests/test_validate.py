@@ -21,24 +21,11 @@ from daskgif.join import join_gifs
 from daskgif.sample import sample_path
 from daskgif.split import split_bytes
 from daskgif.validate import check_decodes, pillow_limit
-from frames import make_gif, make_palette, make_raw_gif
+from frames import corrupt_code, make_gif, make_palette, make_raw_gif
 
 SAMPLE = Path(sample_path()).read_bytes()
 SPANS = split_bytes(SAMPLE)
 FRAMES = [SAMPLE[s.offset:s.offset + s.length] for s in SPANS]
-
-
-def corrupt_code(gif: bytes, image: int = 0) -> bytes:
-    """Return *gif* with a code past the end of the LZW table inside image data; the block structure is intact.
-
-    :func:`make_raw_gif` stores every pixel as its own 8-bit code after a clear code;
-    right after a clear, the largest code the decoder knows is 130 (clear, EOI and one
-    new entry), so 0xFE cannot be decoded.
-    """
-    start, _ = parse_gif(gif).images[image].data
-    buf = bytearray(gif)
-    buf[start + 2 + 1] = 0xFE  # min code size, sub-block size, clear code, then the first pixel code
-    return bytes(buf)
 
 
 RAW = make_raw_gif(20, 10, make_palette(128), bytes(i % 128 for i in range(200)))
