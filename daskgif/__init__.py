@@ -80,12 +80,7 @@ class _DefaultsOnDaskImport:
 
 
 def _register(dask_config: Any) -> None:
-    import os
-
-    import yaml  # dask.config has imported it already
-
-    with open(os.path.join(os.path.dirname(__file__), "daskgif.yaml")) as f:
-        dask_config.update_defaults(yaml.safe_load(f))
+    importlib.import_module("daskgif.config")  # importing it registers daskgif.yaml
 
 
 if "dask.config" in sys.modules:

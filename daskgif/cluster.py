@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,6 +56,36 @@ def check_scheduler(scheduler: str | None) -> str | None:
 
 
 @contextlib.contextmanager
+def open_client(address: str, timeout: float) -> Iterator[Any]:
+    """A ``distributed.Client`` of the scheduler at *address*, or :class:`ConnectError` within *timeout* seconds.
+
+    The client is made in a helper thread that is given up on after *timeout*:
+    a listener that accepts the connection but never answers Dask's handshake
+    holds ``Client()`` past its own ``timeout``.
+    """
+    from distributed import Client
+
+    made: dict[str, Any] = {}
+
+    def make() -> None:
+        try:
+            made["client"] = Client(address, timeout=timeout, set_as_default=False)
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            made["error"] = e
+
+    thread = threading.Thread(target=make, name="daskgif-connect", daemon=True)
+    thread.start()
+    thread.join(timeout + 1)
+    if "client" not in made:
+        error = made.get("error")
+        cause = "no answer" if error is None else f"{type(error).__name__}: {str(error).splitlines()[0]}" \
+            if str(error) else type(error).__name__
+        raise ConnectError(address, f"{cause} (daskgif.connect-timeout is {timeout:g} s)")
+    with made["client"] as client:
+        yield client
+
+
+@contextlib.contextmanager
 def connect(scheduler: str | None = None, *, workers: int | None = None, threads_per_worker: int = 1,
             timeout: float | None = None, silence_logs: int = logging.CRITICAL,
             preload: tuple[str, ...] = ()) -> Iterator[Any]:
@@ -86,12 +117,7 @@ def connect(scheduler: str | None = None, *, workers: int | None = None, threads
         from daskgif import config
 
         timeout = config.get("connect-timeout", 10) if timeout is None else timeout
-        try:
-            client = Client(address, timeout=timeout, set_as_default=False)
-        except (OSError, TimeoutError) as e:
-            raise ConnectError(address, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no answer'}"
-                                        f" (daskgif.connect-timeout is {timeout:g} s)") from None
-        with client:
+        with open_client(address, timeout) as client:
             yield client
         return
     from dask.system import CPU_COUNT

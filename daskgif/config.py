@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Collection
 from typing import Any
 
-import dask.config
+from dask import config as dask_config  # works while dask itself is still importing
 import yaml
 
 __all__ = ["get", "check", "env_name", "defaults"]
@@ -26,7 +26,7 @@ fn = os.path.join(os.path.dirname(__file__), "daskgif.yaml")
 with open(fn) as f:
     defaults = yaml.safe_load(f)
 
-dask.config.update_defaults(defaults)
+dask_config.update_defaults(defaults)
 
 
 def get(key: str, default: Any = None) -> Any:
@@ -49,8 +49,8 @@ def get(key: str, default: Any = None) -> Any:
     'skip'
     """
     if default is None:
-        return dask.config.get(f"daskgif.{key}")
-    return dask.config.get(f"daskgif.{key}", default)
+        return dask_config.get(f"daskgif.{key}")
+    return dask_config.get(f"daskgif.{key}", default)
 
 
 def env_name(key: str) -> str:
