@@ -42,6 +42,7 @@ def get(key: str, default: Any = None) -> Any:
 
     Examples
     --------
+    >>> import dask
     >>> get("on-error")
     'raise'
     >>> with dask.config.set({"daskgif.on-error": "skip"}):
