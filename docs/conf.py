@@ -84,6 +84,7 @@ EXTERNAL = {
     "fsspec.open": FSSPEC + "api.html#fsspec.open",
     "fsspec.core.url_to_fs": FSSPEC + "api.html#fsspec.core.url_to_fs",
     "os.replace": PYTHON + "library/os.html#os.replace",
+    "logging": PYTHON + "library/logging.html",
     "logging.Logger": PYTHON + "library/logging.html#logging.Logger",
 }
 
