@@ -62,11 +62,19 @@ def tidy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def normalize(text: str) -> str:
-    """Blank out what changes between runs: addresses, then every number.
+    """Blank out what changes between runs: ids and tokens, addresses, then every number.
 
     >>> normalize("duration=0.53s at 0x7f3a9c, http://127.0.0.1:40211/status")
     'duration=0.0s at 0x?, http://0.0.0.0:0/status'
+    >>> normalize("Client-c0e67039-ecd7-11f1-8883-02fc00000001 ran fetch-51191f8178ea5142f4ad86829d52796c")
+    'Client-? ran fetch-?'
+    >>> normalize("LocalCluster(e4a1c05b, 'tcp://127.0.0.1:36123', workers=2)")
+    "LocalCluster(?, 'tcp://0.0.0.0:0', workers=0)"
     """
+    text = re.sub(r"\b[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\b", "?", text)  # uuid: client, scheduler
+    text = re.sub(r"\b[0-9a-f]{32}\b", "?", text)  # dask tokens: run ids, task keys
+    text = re.sub(r"\b[0-9a-f]{8}\b", "?", text)  # a cluster's name
+    text = re.sub(r"(dask-scratch-space/worker-)\w+", r"\1?", text)  # a worker's folder
     text = re.sub(r"0x[0-9a-fA-F]+", "0x?", text)
     return re.sub(r"\d+", "0", text)
 

@@ -58,14 +58,48 @@ def test_it_writes_a_valid_gif(executed):
     assert (folder / "image-data.img").exists()
 
 
+def outputs_of(nb: nbformat.NotebookNode, start: str) -> list:
+    """The outputs of the code cell whose source starts with *start*."""
+    return next(cell.outputs for cell in nb.cells if cell.cell_type == "code" and cell.source.startswith(start))
+
+
 def test_states_say_success_then_skipped(executed):
     nb, _ = executed
     text = texts(nb)
-    assert "ok: True" in text and "Failed" not in text
+    assert "Retrying attempt 2  ConnectionError: server busy" in text and "Success  attempt 3" in text
+    assert "ok: True" in text
     assert f"write-frame  {{'Success': {SAMPLE_FRAMES}}}" in text
-    assert "fetch: Skipped (image-data.img exists" in text
-    assert "Retrying download after ConnectionError('server busy') (attempt 2/3)" in text
-    assert "100% Completed" in text and "Dashboard: http://" in text
+    assert "fetch: Skipped (image-data.img is what the URL gave; force=True fetches it again)" in text
+
+
+def test_a_failing_run_names_task_frame_attempts_and_cause(executed):
+    nb, folder = executed
+    text = texts(nb)
+    assert ("task 'write-frame' (frame 3) failed after 1 attempt: GifFormatError: frame 3 at byte "
+            in text) and "image data does not decode" in text
+    assert "(False, [3])" in text  # no damaged.gif; frame 3's state is kept
+    assert not (folder / "damaged.gif").exists()
+
+
+def test_client_progress_and_runs_page_show_as_html(executed):
+    nb, _ = executed
+    client = outputs_of(nb, "import logging")
+    assert [out.output_type for out in client] == ["execute_result"]  # the Client's own repr, nothing printed
+    assert "<h3" in client[0].data["text/html"] and "/status" in client[0].data["text/html"]
+    progress = outputs_of(nb, "with daskgif.progress()")
+    assert len(progress) == 1, "one progress line, updated in place"
+    assert f'<progress value="{SAMPLE_FRAMES}" max="{SAMPLE_FRAMES}"' in progress[0].data["text/html"]
+    assert f"{SAMPLE_FRAMES}/{SAMPLE_FRAMES} frames" in progress[0].data["text/html"]
+    page = outputs_of(nb, "from IPython.display import IFrame")
+    assert page[0].text.startswith("Runs page: http://") and page[0].text.rstrip().endswith("/daskgif")
+    assert "<iframe" in page[1].data["text/html"] and '/daskgif"' in page[1].data["text/html"]
+
+
+def test_nothing_is_logged_to_stderr(executed):
+    nb, _ = executed
+    stderr = [out.text for cell in nb.cells for out in cell.get("outputs", [])
+              if out.output_type == "stream" and out.name == "stderr"]
+    assert not stderr, stderr
 
 
 def test_the_gif_and_the_pictures_are_inline(executed):
