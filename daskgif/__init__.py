@@ -29,7 +29,7 @@ _exports = {
     "join_gifs": "daskgif.join",
     "sample_path": "daskgif.sample",
     "run_schedule": "daskgif.schedule",
-    "progress": "daskgif.progress",
+    "progress": "daskgif.progressbar",
     "Cancelled": "daskgif.errors",
 }
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from daskgif.errors import Cancelled, DaskgifError, FetchError, GifFormatError, RunFailed
     from daskgif.graph import build_graph
     from daskgif.join import join_gifs
-    from daskgif.progress import progress
+    from daskgif.progressbar import progress
     from daskgif.result import Result
     from daskgif.sample import sample_path
     from daskgif.schedule import run_schedule

@@ -196,7 +196,7 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
     import signal
 
     from daskgif.cluster import ConnectError, connect
-    from daskgif.progress import Progress
+    from daskgif.progressbar import Progress
     from daskgif.schedule import run_schedule
 
     stop = threading.Event()

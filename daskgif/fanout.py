@@ -19,10 +19,14 @@ frames, so nothing is written once a stop request is handled.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
+import os
+import tempfile
 import threading
 import uuid
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,7 +35,7 @@ import dask
 from daskgif.errors import Cancelled, RunFailed
 from daskgif.tasks import Mapped, _on_worker, failed_run
 
-__all__ = ["fan_out", "batches", "cancel", "cancelled"]
+__all__ = ["fan_out", "batches", "cancel", "cancelled", "forget"]
 
 _cancelled: set[str] = set()
 _lock = threading.Lock()
@@ -51,15 +55,31 @@ def batches(items: Sequence, batch_size: int | str, threads: int) -> list[tuple[
     return [(i, items[i:i + size]) for i in range(0, len(items), size)]
 
 
+def _mark(token: str) -> str:
+    """The file that tells the child processes of the ``processes`` scheduler that run *token* was cancelled."""
+    return os.path.join(tempfile.gettempdir(), f"daskgif-cancelled-{token}")
+
+
 def cancel(token: str) -> None:
-    """Ask the batches of run *token* in this process to stop before their next item."""
+    """Ask the batches of run *token* in this process, and its child processes, to stop before their next item."""
     with _lock:
         _cancelled.add(token)
+    Path(_mark(token)).touch()
+
+
+def forget(token: str) -> None:
+    """Drop the cancellation mark of run *token*, once it has ended."""
+    with _lock:
+        _cancelled.discard(token)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_mark(token))
 
 
 def cancelled(token: str) -> bool:
     """Whether run *token* was cancelled here, or (on a worker) the running task was cancelled by the scheduler."""
     if token in _cancelled:
+        return True
+    if multiprocessing.parent_process() is not None and os.path.exists(_mark(token)):
         return True
     if not _on_worker():
         return False
@@ -112,9 +132,33 @@ def fan_out(func: Callable[[int, Sequence], Mapped], items: Sequence, *, name: s
     in_child = multiprocessing.parent_process() is not None
     scheduler = "sync" if in_child else None
     threads = 1 if in_child else dask.config.get("num_workers", None) or _local_threads()
-    tasks = [dask.delayed(func, pure=False)(i, batch, dask_key_name=f"{name}-{i}-{token}")
+    tasks = [dask.delayed(_failure_as_value, pure=False)(func, i, batch, dask_key_name=f"{name}-{i}-{token}")
              for i, batch in batches(items, batch_size, threads)]
-    return list(dask.compute(*tasks, scheduler=scheduler))
+    done = dask.compute(*tasks, scheduler=scheduler)
+    failed = [d for d in done if isinstance(d, RunFailed)]
+    if failed:
+        raise _merged(failed, [d for d in done if not isinstance(d, RunFailed)])
+    return list(done)
+
+
+def _failure_as_value(func: Callable[[int, Sequence], Mapped], first: int, batch: Sequence) -> Mapped | RunFailed:
+    """Run one batch locally; its failure is returned, so every batch runs and every frame's state is kept."""
+    try:
+        return func(first, batch)
+    except RunFailed as e:
+        return e
+
+
+def _merged(failed: Sequence[RunFailed], done: Sequence[Mapped]) -> RunFailed:
+    """One failure of the whole map, keeping the states of the failed batches and of the finished ones."""
+    states: dict[str, Any] = {}
+    for found in [*(e.result.states for e in failed), *({m.states.name: m.states} for m in done)]:
+        for key, value in found.items():
+            if key in states and hasattr(value, "update"):
+                states[key].update(value)
+            else:
+                states[key] = value
+    return failed_run(states)
 
 
 def _local_threads() -> int:
@@ -139,15 +183,6 @@ def _on_cluster(func: Callable, items: Sequence, name: str, batch_size: int | st
         if not errors:
             return client.gather(futures)
         done = client.gather([f for f in futures if f.status == "finished"])
-    # The run's failure keeps every frame's state: the failed batches' and the finished ones'.
-    states: dict[str, Any] = {}
-    for found in [*(e.result.states for e in errors if isinstance(e, RunFailed)), *({m.states.name: m.states}
-                                                                                     for m in done)]:
-        for key, value in found.items():
-            if key in states and hasattr(value, "update"):
-                states[key].update(value)
-            else:
-                states[key] = value
     if not all(isinstance(e, RunFailed) for e in errors):
         raise next(e for e in errors if not isinstance(e, RunFailed))
-    raise failed_run(states)
+    raise _merged(errors, done)

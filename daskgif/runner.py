@@ -56,9 +56,16 @@ def compute(graph: Pipeline, *, client: Any = None, scheduler: str | None = None
     :class:`~daskgif.errors.Cancelled` for a stopped one.
     """
     stop = stop or threading.Event()
-    if client is not None:
-        with running(graph, client):
-            return _on_client(graph, client, stop, stop_timeout, number)
+    try:
+        if client is not None:
+            with running(graph, client):
+                return _on_client(graph, client, stop, stop_timeout, number)
+        return _locally(graph, scheduler, stop, number)
+    finally:
+        fanout.forget(graph.run)
+
+
+def _locally(graph: Pipeline, scheduler: str | None, stop: threading.Event, number: int) -> Any:
     outcome: dict[str, Any] = {}
 
     def target() -> None:

@@ -212,7 +212,7 @@ def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, 
         The graph of *params*, when already built.
     progress : callable, optional
         Makes the context manager that shows the run's progress
-        (:class:`daskgif.progress.Progress`).
+        (:class:`daskgif.progressbar.Progress`).
     number : int
         The run's number in its schedule, for messages.
     client : distributed.Client, optional

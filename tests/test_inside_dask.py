@@ -16,7 +16,7 @@ import daskgif  # noqa: F401  (before distributed, which snapshots dask.config)
 from daskgif import graph
 from daskgif.errors import RunFailed
 from daskgif.events import TOPIC
-from daskgif.progress import Progress
+from daskgif.progressbar import Progress
 from daskgif.sample import sample_path
 from daskgif.split import split_bytes
 from frames import corrupt_code, image_data, make_gif, make_palette, make_raw_gif

@@ -33,7 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "runner": {"distributed"},
     "cluster": {"dask", "distributed"},
     "dashboard": {"dask", "distributed", "tornado"},
-    "progress": {"IPython"},
+    "progressbar": {"IPython"},
     "schedule": {"croniter", "dateutil"},
     "history": set(),
     "notify": set(),

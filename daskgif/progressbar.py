@@ -90,6 +90,7 @@ class Progress:
 
     @property
     def line(self) -> str:
+        """The progress line as it stands."""
         return bar(self.done, self.total)
 
     def draw(self, final: bool = False) -> None:
@@ -120,9 +121,36 @@ def _notebook_display() -> Any:
     return display(HTML(""), display_id=True)
 
 
-def progress(**kwargs: Any) -> Progress:
-    """Show frame progress of the runs computed inside ``with daskgif.progress(): ...``.
+def progress(stream: IO[str] | None = None, interval: float = 0.1, client: Any = None) -> Progress:
+    """Show the frame progress of the runs computed inside a ``with`` block.
 
-    Parameters are those of :class:`Progress`.
+    In Jupyter it is one HTML ``<progress>`` line, updated in place; in a
+    terminal, one line redrawn with ``\\r`` (``[#####    ] 12/32 frames``);
+    written to anything else, one line at the end.  It counts frames from the
+    runs' own messages (:mod:`daskgif.events`), on a cluster or a local
+    scheduler: nothing polls the scheduler.
+
+    Parameters
+    ----------
+    stream : file, optional
+        Where a terminal line is drawn; default ``sys.stderr``.
+    interval : float
+        Least seconds between redraws.
+    client : distributed.Client, optional
+        Whose runs to follow; default the current client, if any.
+
+    Returns
+    -------
+    Progress
+        A context manager.
+
+    Examples
+    --------
+    >>> import io, daskgif
+    >>> graph = daskgif.build_graph(data_file="memory://p/d.img", out="memory://p/c.gif")
+    >>> with daskgif.progress(stream=io.StringIO()) as bar:
+    ...     result = graph.compute(scheduler="sync")
+    >>> bar.line
+    '[##############################] 32/32 frames'
     """
-    return Progress(**kwargs)
+    return Progress(stream=stream, interval=interval, client=client)
