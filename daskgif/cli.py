@@ -137,7 +137,7 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
     SIGINT/SIGTERM.
     """
     from daskgif.cluster import LOCAL_SCHEDULERS, check_scheduler
-    from daskgif.graph import build_graph
+    from daskgif.graph import build_graph, check_paths
     from daskgif.schedule import Cron, parse_duration
 
     kwargs = graph_kwargs(params)
@@ -162,6 +162,7 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
 
             check_url(notify)
         graph = build_graph(**kwargs)
+        check_paths(graph.params)  # clashing outputs are refused before a cluster starts or anything is fetched
     except (TypeError, ValueError) as e:
         raise click.UsageError(str(e), ctx) from e
     options = {"every": every, "cron": cron, "tz": tz, "max_runs": max_runs, "notify": notify,
