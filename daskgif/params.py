@@ -37,8 +37,9 @@ __all__ = ["load_params", "check_params", "GRAPH_KEYS", "SCHEDULE_KEYS", "ALLOWE
 def _int_in(low: int, high: int | None = None) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
-            bound = f"from {low} to {high}" if high is not None else "positive" if low == 1 else f"at least {low}"
-            raise ValueError(f"must be an integer {bound}, got {value!r}")
+            kind = f"an integer from {low} to {high}" if high is not None else \
+                {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer of at least {low}")
+            raise ValueError(f"must be {kind}, got {value!r}")
         return value
     return check
 

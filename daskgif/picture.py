@@ -386,7 +386,7 @@ def run_view(run: Any) -> dict[str, Any]:
     ``daskgif run --json``, a history record, or a webhook body (its ``result``
     holds the full states).
     """
-    from daskgif.state import describe, first_failure, iter_states
+    from daskgif.state import State, describe, first_failure, iter_states
 
     if isinstance(run, Mapping) and isinstance(run.get("result"), Mapping):  # a webhook body
         run = {**run, **{k: v for k, v in run["result"].items() if k in ("states", "frames")}}
@@ -401,9 +401,19 @@ def run_view(run: Any) -> dict[str, Any]:
     parameters = run.get("parameters") if isinstance(run.get("parameters"), Mapping) else {}
     files = {k: v for k, v in {**parameters, "out": run.get("out") or parameters.get("out")}.items()
              if k in ("url", "data_file", "frames_dir", "out") and isinstance(v, str)}
-    bits = [f"run {run['run']}" if run.get("run") is not None else "", str(run.get("start") or "")[:19],
+    if parameters and "url" not in files:
+        files["url"] = "the embedded sample"
+    bits = [f"run {run['run']}" if run.get("run") is not None else "", str(run.get("start") or "")[:19].replace("T", " "),
             f"{run['duration']:.2f} s" if isinstance(run.get("duration"), (int, float)) else ""]
-    return {"ok": bool(run.get("ok")), "states": run["states"], "message": str(run.get("message") or ""),
+    message = str(run.get("message") or "")
+    if not message:  # Result.to_dict() has full states but no message: name the root failure as RunFailed does
+        full = [State.from_dict(found) for found in run["states"].values() if isinstance(found, Mapping)
+                and "state" in found]
+        records = [State.from_dict(r) for found in run["states"].values() if isinstance(found, Mapping)
+                   for r in (found.get("records") or {}).values() if isinstance(r, Mapping)]
+        root = first_failure([*records, *full])
+        message = "" if root is None else describe(root)
+    return {"ok": bool(run.get("ok")), "states": run["states"], "message": message,
             "title": " · ".join(b for b in bits if b), "cancelled": bool(run.get("cancelled")), "files": files}
 
 
