@@ -84,18 +84,6 @@ def import_graphviz():
     return graphviz
 
 
-def frames_next_to(out: str) -> str:
-    """Return the default ``frames_dir``: a ``frames`` folder next to *out*.
-
-    >>> frames_next_to("clip.gif")
-    'frames'
-    >>> frames_next_to("s3://bucket/etl/clip.gif")
-    's3://bucket/etl/frames'
-    """
-    head, sep, _ = out.rpartition("/")
-    return f"{head}{sep}frames"
-
-
 def frame_indices(count: int, max_frames: int) -> list[int | None]:
     """Return the map indices to draw, ``None`` standing for the frames left out.
 
@@ -193,7 +181,7 @@ def draw_pipeline(
 ) -> graphviz.Digraph:
     """Draw the pipeline that ``build_graph`` with the same arguments runs.
 
-    The steps are those of :data:`daskgif.graph.STEPS`, in order; a step this
+    The steps are those of ``daskgif.graph.STEPS``, in order; a step this
     function has no special label for shows its name and what it does.
 
     Parameters
@@ -231,12 +219,13 @@ def draw_pipeline(
     graphviz = import_graphviz()
 
     from daskgif import io
+    from daskgif.graph import default_frames_dir
     from daskgif.sample import sample_path
 
     if max_frames < 2:
         raise ValueError(f"max_frames must be at least 2, got {max_frames!r}")
     if frames_dir is None:
-        frames_dir = frames_next_to(out)
+        frames_dir = default_frames_dir(out)
     source = sample_path() if url is None else url
     # Backslashes in a DOT label are escapes (b'\n' would break the line): show paths and bytes as they are.
     shown_url = "the embedded sample" if url is None else graphviz.escape(url)
@@ -274,7 +263,7 @@ def draw_pipeline(
             fan.attr(label=f"{step.name}: one {child} task per frame ({frames})", style="rounded,dashed",
                      color="#3b6fa8", fontname="Helvetica", fontsize="12")
             for i in indices:
-                if i is None and count is None:
+                if count is None:
                     node, file = f"{child} [i]", in_frames_dir("frame_<i>.gif")
                 elif i is None:
                     node, file = f"… {count - max_frames + 1} more", "…"
@@ -398,7 +387,7 @@ def run_view(run: Any) -> dict[str, Any]:
     if not isinstance(run, Mapping) or not isinstance(run.get("states"), Mapping):
         raise ValueError("a run must be a daskgif Result, or a record with 'states': a history line or "
                          f"`daskgif run --json` output; got {str(run)[:120]!r}")
-    parameters = run.get("parameters") if isinstance(run.get("parameters"), Mapping) else {}
+    parameters: Mapping[str, Any] = run["parameters"] if isinstance(run.get("parameters"), Mapping) else {}
     files = {k: v for k, v in {**parameters, "out": run.get("out") or parameters.get("out")}.items()
              if k in ("url", "data_file", "frames_dir", "out") and isinstance(v, str)}
     if parameters and "url" not in files:
@@ -423,7 +412,7 @@ def draw_run(run: Any, *, max_named: int = 3) -> graphviz.Digraph:
     Success is green, Skipped amber, Failed red; a step that did not run is grey
     and dashed.  A mapped step (``write-frame``) shows its counts per state and
     names its failed, then skipped, items (index and message), up to *max_named*,
-    then how many more.  Steps follow :data:`daskgif.graph.STEPS`, as in
+    then how many more.  Steps follow ``daskgif.graph.STEPS``, as in
     :func:`draw_pipeline`.
 
     Parameters
