@@ -75,6 +75,33 @@ def graph_options(func: Any, out_flag: str = "--out") -> Any:
     return func
 
 
+def params_option(func: Any) -> Any:
+    """``--params FILE``: parameters from a YAML or JSON file; options given on the command line win."""
+    return click.option("--params", "params_file", default=None, metavar="FILE",
+                        help="Read parameters from a YAML or JSON file (any fsspec path); options given on the "
+                             "command line override it.")(func)
+
+
+def from_file(ctx: click.Context, path: str | None) -> dict[str, Any]:
+    """The parameters in the file *path* that no option given explicitly on the command line overrides."""
+    if path is None:
+        return {}
+    from click.core import ParameterSource
+
+    from daskgif.params import load_params
+
+    try:
+        found = load_params(path)
+    except FileNotFoundError:
+        raise click.BadParameter(f"no such file: {mask(path)}", ctx, param_hint="'--params'") from None
+    except OSError as e:
+        raise click.BadParameter(f"cannot read {mask(path)}: {mask(str(e))}", ctx, param_hint="'--params'") from None
+    except ValueError as e:
+        raise click.UsageError(str(e), ctx) from None
+    defaults = (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    return {name: value for name, value in found.items() if ctx.get_parameter_source(name) in defaults}
+
+
 def graph_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """Turn parsed options into ``build_graph`` arguments."""
     names = ("url", "data_file", "out", "frames_dir", "duration", "loop", "retries", "force", "on_error",
@@ -124,10 +151,11 @@ def main(verbose: int) -> None:
 @click.option("--max-runs", type=click.IntRange(1), default=None, help="Stop a schedule after N runs. Default: until Ctrl-C/SIGTERM.")
 @click.option("--notify", default=None, metavar="URL", help="POST every run's result as JSON to this http(s) webhook.")
 @click.option("--history", default=None, metavar="FILE", help="Append one JSON line per run to FILE (any fsspec path).")
+@params_option
 @click.pass_context
 def run(ctx: click.Context, workers: int | None, threads_per_worker: int, scheduler: str | None, as_json: bool,
         report: str | None, every: str | None, cron: str | None, cron_tz: str | None, max_runs: int | None,
-        notify: str | None, history: str | None, **params: Any) -> None:
+        notify: str | None, history: str | None, params_file: str | None, **params: Any) -> None:
     """Run the pipeline and print a one-line summary (or the result as JSON).
 
     With --every or --cron it runs again and again on one cluster (one summary or
@@ -135,12 +163,18 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
     in progress: no frame is written and no output replaced after it. Exit status:
     0 all runs succeeded, 1 a run failed, 2 bad usage, 130/143 stopped by
     SIGINT/SIGTERM.
+
+    --params FILE reads any of these options (and build_graph's) from a YAML or
+    JSON file, e.g. ``every: 24h``; an option given here overrides the file.
     """
     from daskgif.cluster import LOCAL_SCHEDULERS, check_scheduler
     from daskgif.graph import build_graph, check_paths
     from daskgif.schedule import Cron, parse_duration
 
-    kwargs = graph_kwargs(params)
+    found = from_file(ctx, params_file)
+    every, cron, cron_tz = found.get("every", every), found.get("cron", cron), found.get("cron_tz", cron_tz)
+    max_runs, notify, history = found.get("max_runs", max_runs), found.get("notify", notify), found.get("history", history)
+    kwargs = graph_kwargs({**params, **{k: v for k, v in found.items() if k in params}})
     try:
         check_scheduler(scheduler)
         if report and scheduler in LOCAL_SCHEDULERS:
@@ -304,22 +338,55 @@ def performance_report(client: Any, filename: str, code: str) -> Iterator[None]:
               help="The picture to write: .svg, .png, .pdf, or .dot (Graphviz source).")
 @click.option("--max-frames", type=click.IntRange(2), default=3, show_default=True,
               help="The most write-frame nodes drawn; the rest become one node.")
+@click.option("--run", "run_record", default=None, metavar="FILE_OR_JSON",
+              help="Draw a finished run coloured by state instead: a history file (run --history), a file of "
+                   "run --json output, or that JSON itself.")
+@click.option("--run-index", type=int, default=None,
+              help="Which run of the --run file: 0 the first, -1 the last.  [default: -1]")
+@params_option
 @lambda func: graph_options(func, out_flag="--gif")
-def graph(picture: str, max_frames: int, **params: Any) -> None:
+@click.pass_context
+def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | None, run_index: int | None,
+          params_file: str | None, **params: Any) -> None:
     """Draw the pipeline: fetch, split, one write-frame task per frame, combine. Nothing is fetched or written.
 
     The frame count is read from the data file (or a local --url) when it is on
     local disk; otherwise the per-frame map is drawn as one node.
-    """
-    from daskgif.graph import build_graph
-    from daskgif.picture import draw_pipeline, save_picture
 
-    kwargs = graph_kwargs(params)
+    With --run, draw a run that happened instead: every step coloured by its
+    state (Success green, Skipped amber, Failed red, not run grey and dashed),
+    with attempts, counts per state and the failed frames (frames are named
+    only from --json output; a history line keeps counts).
+    """
+    from click.core import ParameterSource
+
+    from daskgif.picture import draw_pipeline, draw_run, load_run, save_picture
+
     try:
-        build_graph(**kwargs)  # validates the arguments as ``run`` does; builds, reads and writes nothing else
-        save_picture(draw_pipeline(**kwargs, max_frames=max_frames), picture)
+        if run_record is not None:
+            given = [f"--{name.replace('_', '-')}" for name in (*params, "params_file", "max_frames")
+                     if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)]
+            if given:
+                raise ValueError(f"--run draws a run that happened; {', '.join(given)} "
+                                 f"{'does' if len(given) == 1 else 'do'} not apply to it")
+            try:
+                record = load_run(run_record, -1 if run_index is None else run_index)
+            except OSError as e:
+                click.echo(f"Error: cannot read the run record {mask(run_record)}: {mask(str(e))}", err=True)
+                sys.exit(1)
+            drawn = draw_run(record)
+        else:
+            if run_index is not None:
+                raise ValueError("--run-index needs --run")
+            found = from_file(ctx, params_file)
+            kwargs = graph_kwargs({**params, **{k: v for k, v in found.items() if k in params}})
+            from daskgif.graph import build_graph
+
+            build_graph(**kwargs)  # validates the arguments as ``run`` does; builds, reads and writes nothing else
+            drawn = draw_pipeline(**kwargs, max_frames=max_frames)
+        save_picture(drawn, picture)
     except (TypeError, ValueError) as e:
-        raise click.UsageError(str(e)) from e
+        raise click.UsageError(mask(str(e)), ctx) from e
     except OSError as e:
         click.echo(f"Error: cannot write {picture}: {e}", err=True)
         sys.exit(1)
