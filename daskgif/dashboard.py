@@ -41,6 +41,7 @@ import dask.config
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 import daskgif.config  # noqa: F401 - registers daskgif.yaml's defaults in this (the scheduler's) process
+from daskgif.graph import STEPS
 from daskgif.redact import scrub
 from daskgif.state import FAILED, RUNNING, SUCCESS
 
@@ -51,8 +52,8 @@ logger = logging.getLogger(__name__)
 PLUGIN_NAME = "daskgif-dashboard"
 #: The page's path below the dashboard's prefix.
 PAGE = "daskgif"
-#: The steps of a daskgif pipeline, in order (``daskgif.graph.STEPS``): shown before they start.
-PIPELINE = ("fetch", "split", "map-frames", "combine")
+#: The steps of a daskgif pipeline, in order: shown before they start.
+PIPELINE = tuple(step.name for step in STEPS)
 MESSAGE_CHARS = 1000
 #: The most frame records one detail answer carries (the model may keep more; the page says so).
 RECORDS_SHOWN = 1000

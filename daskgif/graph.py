@@ -233,13 +233,15 @@ class Step:
     writes: str | None = None
     retried: bool = True
     skip_on_upstream_skip: bool = True
+    maps: str | None = None  # the name of the tasks this step launches at run time, one per batch of items
 
 
 #: The pipeline, in order.  ``build_graph``, the result's states and the picture all follow it.
 STEPS = (
     Step("fetch", fetch, "copies the URL to the data file", writes="data_file"),
     Step("split", split, "finds the frames in the data file", skip_on_upstream_skip=False),
-    Step("map-frames", map_frames, "writes every frame (write-frame tasks)", writes="frames_dir", retried=False),
+    Step("map-frames", map_frames, "writes every frame (write-frame tasks)", writes="frames_dir", retried=False,
+         maps="write-frame"),
     Step("combine", combine, "joins the frames into the animated GIF", writes="out"),
 )
 

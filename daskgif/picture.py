@@ -108,11 +108,7 @@ def pipeline_steps() -> tuple[Any, ...]:
 
 def mapped_task(step: Any) -> str | None:
     """Return the name of the tasks *step* launches at run time (``write-frame``), or ``None``."""
-    return getattr(step, "maps", None) or MAPS.get(step.name)
-
-
-#: The mapped tasks of steps whose :class:`~daskgif.graph.Step` does not say (older ``Step`` without ``maps``).
-MAPS = {"map-frames": "write-frame"}
+    return step.maps
 
 
 def new_picture(graphviz: Any, **graph_attr: str) -> graphviz.Digraph:
