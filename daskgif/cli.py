@@ -201,12 +201,12 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
         raise click.UsageError(str(e), ctx) from e
     options = {"every": every, "cron": cron, "tz": tz, "max_runs": max_runs, "notify": notify,
                "history": history}
-    runs, received = run_until_stopped(graph, kwargs, options, scheduler=scheduler, workers=workers,
+    tally, received = run_until_stopped(graph, kwargs, options, scheduler=scheduler, workers=workers,
                                        threads_per_worker=threads_per_worker, as_json=as_json, report=report,
                                        verbose=ctx.find_root().params.get("verbose", 0))
     if received:
         sys.exit(128 + received)
-    if not runs or any(not r.ok for r in runs):
+    if not tally["runs"] or tally["failed"]:
         sys.exit(1)
 
 
@@ -222,8 +222,10 @@ def zone(name: str) -> Any:
 
 def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any], *, scheduler: str | None,
                       workers: int | None, threads_per_worker: int, as_json: bool, report: str | None,
-                      verbose: int) -> tuple[list[Any], int]:
-    """Connect, run (once or on a schedule), print each run; return the runs and the stopping signal (or 0).
+                      verbose: int) -> tuple[dict[str, Any], int]:
+    """Connect, run (once or on a schedule), print each run; return a tally of the runs and the stopping signal.
+
+    The tally holds counts and the last run only: a schedule that runs for months keeps nothing more.
 
     The first SIGINT/SIGTERM stops: the run in progress is cancelled and the
     cluster closed.  A second one aborts at once.
@@ -246,7 +248,11 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
         stop.set()
         os.write(2, f"daskgif: {name} received: stopping (a second signal aborts at once)\n".encode())
 
-    runs: list[Any] = []
+    tally: dict[str, Any] = {"runs": 0, "failed": 0, "last": None}
+
+    def on_result(run: Any) -> None:
+        tally.update(runs=tally["runs"] + 1, failed=tally["failed"] + (not run.ok), last=run)
+        show(run, as_json)
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with contextlib.ExitStack() as stack:
@@ -268,25 +274,25 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
             if report:
                 stack.enter_context(performance_report(client, report, code=command_line()))
             show_progress = not as_json and sys.stderr.isatty()
-            runs = run_schedule(
+            run_schedule(
                 kwargs, graph=graph, client=client, scheduler=scheduler if client is None else None, stop=stop,
                 progress=(lambda: Progress(client=client)) if show_progress else None,
-                on_result=lambda run: show(run, as_json), **options)
+                on_result=on_result, keep=1, **options)
     except ConnectError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        click.echo(f"daskgif: aborted after {len(runs)} run(s)", err=True)
+        click.echo(f"daskgif: aborted after {tally['runs']} run(s)", err=True)
         sys.exit(128 + received.get("signum", signal.SIGINT))
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
     if received:
         name = signal.Signals(received["signum"]).name
-        last = runs[-1] if runs else None
+        last = tally["last"]
         what = f"run {last.number} was cancelled" if last is not None and last.cancelled else "no run was in progress"
-        click.echo(f"daskgif: stopped by {name} after {len(runs)} run(s): {what}", err=True)
-    return runs, received.get("signum", 0)
+        click.echo(f"daskgif: stopped by {name} after {tally['runs']} run(s): {what}", err=True)
+    return tally, received.get("signum", 0)
 
 
 def show(run: Any, as_json: bool) -> None:

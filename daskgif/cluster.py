@@ -23,6 +23,9 @@ __all__ = ["LOCAL_SCHEDULERS", "check_scheduler", "connect", "ConnectError"]
 
 logger = logging.getLogger(__name__)
 
+#: Computations a new cluster's scheduler remembers (distributed's default, 100, holds ~5 MB of graphs).
+HISTORY = 10
+
 LOCAL_SCHEDULERS = ("sync", "synchronous", "single-threaded", "threads", "processes")
 ADDRESS = re.compile(r"^([a-z][a-z0-9+.-]*://)?[\w.\-\[\]:]*:\d+/?$", re.IGNORECASE)
 
@@ -123,7 +126,8 @@ def connect(scheduler: str | None = None, *, workers: int | None = None, threads
     from dask.system import CPU_COUNT
 
     kwargs: dict[str, Any] = {"scheduler_kwargs": {"preload": list(preload)}} if preload else {}
-    with LocalCluster(n_workers=workers or CPU_COUNT, threads_per_worker=threads_per_worker, processes=True,
+    # The scheduler keeps each computation's graph for its dashboard: a long schedule would hold 100 of them.
+    with dask.config.set({"distributed.diagnostics.computations.max-history": HISTORY}), LocalCluster(n_workers=workers or CPU_COUNT, threads_per_worker=threads_per_worker, processes=True,
                       dashboard_address=":0", silence_logs=silence_logs, **kwargs) as cluster, \
             Client(cluster, set_as_default=False) as client:
         yield client

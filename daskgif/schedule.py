@@ -12,6 +12,7 @@ the schedule ends at once; during a run, :mod:`daskgif.runner` cancels the run.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import re
@@ -297,6 +298,7 @@ def run_schedule(
     tz: tzinfo | None = None,
     graph: Any = None,
     progress: Callable[[], Any] | None = None,
+    keep: int | None = None,
 ) -> list[Run]:
     """Run the pipeline on a schedule; return every :class:`Run`.
 
@@ -335,6 +337,9 @@ def run_schedule(
         The graph of the first run, when already built from *params*.
     progress : callable, optional
         Makes the context manager that shows each run's progress.
+    keep : int, optional
+        Return only the last *keep* runs: a schedule that runs for months holds
+        no more than that (report each run with *on_result*).  Default: all.
     clock, sleep : callable, optional
         ``time.time`` and a sleep that ends early when *stop* is set; injected
         in tests. *sleep* may return True to mean "stopped".
@@ -377,7 +382,8 @@ def run_schedule(
     sleep = sleep or (lambda seconds: wait_for(stop, seconds))
     if plan is None:
         max_runs = 1
-    runs: list[Run] = []
+    runs: collections.deque[Run] = collections.deque(maxlen=keep)
+    number = 0
     due = clock() if plan is None else plan.first(clock())
     if plan is not None:
         logger.info("Schedule %s; first run at %s", plan, iso(due))
@@ -385,7 +391,7 @@ def run_schedule(
         wait = due - clock()
         if wait > 0 and sleep(wait) is True or stop.is_set():
             break
-        number = len(runs) + 1
+        number += 1
         logger.info("Run %d starting", number)
         run = run_once(params_for(number), number=number, client=client, scheduler=scheduler, stop=stop,
                        clock=clock, scheduled=due, graph=graph if number == 1 else None, progress=progress)
@@ -398,7 +404,7 @@ def run_schedule(
         runs.append(run)
         if on_result is not None:
             on_result(run)
-        if plan is None or max_runs is not None and len(runs) >= max_runs or stop.is_set():
+        if plan is None or max_runs is not None and number >= max_runs or stop.is_set():
             break
         due, now = plan.after(due), clock()
         if due < now:
@@ -406,5 +412,5 @@ def run_schedule(
                            "now, %.1f s late", number, run.finished - run.started, plan, number + 1, now - due)
             due = now
     if stop.is_set():
-        logger.info("Schedule stopped after %d run(s)", len(runs))
-    return runs
+        logger.info("Schedule stopped after %d run(s)", number)
+    return list(runs)

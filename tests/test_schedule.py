@@ -428,7 +428,7 @@ def test_cron_option_runs_on_fire_times(tmp_path):
     assert done.returncode == 0, done.stderr
     runs = [json.loads(line) for line in done.stdout.splitlines()]
     assert [(r["run"], r["ok"]) for r in runs] == [(1, True), (2, True)]
-    assert runs[1]["started"] - runs[0]["started"] >= 0.5
+    assert runs[1]["started"] > runs[0]["started"]  # fire times themselves are checked on a fake clock above
 
 
 def test_run_schedule_uses_the_active_client(tmp_path):
