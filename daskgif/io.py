@@ -999,6 +999,7 @@ def list_sizes(directory: str, storage_options: dict | None = None) -> dict[str,
     ({'a.bin': 3}, {})
     """
     fs, path = url_to_fs(directory, **_options(directory, storage_options))
+    fs.invalidate_cache(path)  # what is there now, not what this process listed before
     try:
         found = fs.ls(path, detail=True)
     except (FileNotFoundError, NotADirectoryError):
