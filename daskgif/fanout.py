@@ -160,8 +160,8 @@ def _merged(failed: Sequence[RunFailed], done: Sequence[Mapped]) -> RunFailed:
                 states[key] = value
     error = failed_run(states)
     # What the batches did write, so the caller can record it (see daskgif.resume).
-    error.values = [v for e in failed for v in getattr(e, "values", ())] + \
-        [v for m in done for v in m.values if v is not None]  # type: ignore[attr-defined]
+    values = [v for e in failed for v in getattr(e, "values", ())] + [v for m in done for v in m.values if v is not None]
+    error.values = values  # type: ignore[attr-defined]
     return error
 
 
