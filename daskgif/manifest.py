@@ -1,6 +1,6 @@
 """The record of a run's frames, and which of them a rerun may keep: pure logic, standard library only.
 
-``map-frames`` writes ``<frames_dir>/.daskgif-manifest.json`` once its batches
+``map-frames`` writes ``<frames_dir>/.frames-manifest.json`` once its batches
 have ended, failed ones included: the identity of the data file, the settings
 that decide what a frame file holds, and one entry per frame written::
 
@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 __all__ = ["MANIFEST_NAME", "Entry", "Ranges", "digest", "encode", "decode", "reusable"]
 
 #: The manifest's file name inside ``frames_dir``; a dot file, so it never looks like a frame.
-MANIFEST_NAME = ".daskgif-manifest.json"
+MANIFEST_NAME = ".frames-manifest.json"
 VERSION = 1
 
 

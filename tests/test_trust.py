@@ -131,7 +131,7 @@ def test_a_new_url_fetches_again_and_frames_of_the_old_run_do_not_mix(tmp_path, 
     assert len(build_graph(url=first, **kwargs).compute(scheduler="sync").frames) == 12
     result = build_graph(url=second, **kwargs).compute(scheduler="sync")
     assert result.states["fetch"].state == "Success" and len(result.frames) == 3
-    assert sorted(os.listdir(tmp_path / "frames")) == [".daskgif-manifest.json", "frame_00.gif", "frame_01.gif",
+    assert sorted(os.listdir(tmp_path / "frames")) == [".frames-manifest.json", "frame_00.gif", "frame_01.gif",
                                                         "frame_02.gif"]
     again = build_graph(url=second, **kwargs).compute(scheduler="sync")
     assert again.states["fetch"].state == "Skipped" and http_server.hits("/b.img") == 1
