@@ -313,6 +313,8 @@ def summary(run: Any) -> str:
         f"{name}: {', '.join(f'{n} {state}' if n > 1 else state for state, n in per.items())}"
         for name, per in result.counts().items() if set(per) != {"Success"}
     )
+    if getattr(result, "reused", 0):
+        unusual = "; ".join(filter(None, [unusual, f"{result.reused} reused"]))
     size = "" if result.size is None else f" ({result.size:,} bytes)"
     return (f"Wrote {result.path}{size}: {len(result.frames)} frames in {run.duration:.2f} s"
             f"{f' ({unusual})' if unusual else ''}")

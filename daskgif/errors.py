@@ -10,7 +10,7 @@ The ``transient`` attribute tells the retry layer whether trying again may help.
 
 from __future__ import annotations
 
-__all__ = ["DaskgifError", "GifFormatError", "FetchError", "RunFailed", "Cancelled", "LockTimeout"]
+__all__ = ["DaskgifError", "GifFormatError", "FetchError", "RunFailed", "Cancelled", "LockTimeout", "TaskTimeout"]
 
 
 class DaskgifError(Exception):
@@ -108,6 +108,24 @@ class RunFailed(DaskgifError, RuntimeError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class TaskTimeout(DaskgifError, TimeoutError):
+    """An attempt of a task that ran past its timeout; transient, so it is retried.
+
+    >>> str(TaskTimeout("write-frame", 2.5, "daskgif.task-timeout.write-frame"))
+    "task 'write-frame' ran past its timeout of 2.5 s (daskgif.task-timeout.write-frame); attempt abandoned"
+    """
+
+    transient = True
+
+    def __init__(self, name: str, timeout: float, setting: str = "timeout"):
+        super().__init__(name, timeout, setting)
+        self.name, self.timeout, self.setting = name, timeout, setting
+
+    def __str__(self) -> str:
+        return (f"task {self.name!r} ran past its timeout of {self.timeout:g} s ({self.setting}); "
+                "attempt abandoned")
 
 
 class Cancelled(DaskgifError):

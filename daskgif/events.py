@@ -150,6 +150,13 @@ class StateHook:
         if due:
             self.flush()
 
+    def reused(self, name: str, n: int) -> None:
+        """Count *n* frames of task *name* kept from an earlier run (see :meth:`MappedStates.add_reused`)."""
+        with self._lock:
+            if self._frames is None:
+                self._frames = MappedStates(name)
+            self._frames.add_reused(n)
+
     def flush(self) -> None:
         """Send the frame states gathered since the last message, if any."""
         with self._lock:
@@ -158,4 +165,5 @@ class StateHook:
         if frames is None:
             return
         emit({"kind": "frames", "run": self.run, "name": frames.name, "counts": frames.counts, "busy": frames.busy,
-              "start": frames.start, "end": frames.end, "records": [s.to_dict() for s in frames.records.values()]})
+              "start": frames.start, "end": frames.end, "records": [s.to_dict() for s in frames.records.values()],
+              **({"reused": frames.reused} if frames.reused else {})})

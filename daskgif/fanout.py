@@ -158,7 +158,11 @@ def _merged(failed: Sequence[RunFailed], done: Sequence[Mapped]) -> RunFailed:
                 states[key].update(value)
             else:
                 states[key] = value
-    return failed_run(states)
+    error = failed_run(states)
+    # What the batches did write, so the caller can record it (see daskgif.resume).
+    values = [v for e in failed for v in getattr(e, "values", ())] + [v for m in done for v in m.values if v is not None]
+    error.values = values  # type: ignore[attr-defined]
+    return error
 
 
 def _local_threads() -> int:

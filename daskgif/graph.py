@@ -32,7 +32,7 @@ import dask
 from dask.base import tokenize
 from dask.delayed import Delayed
 
-from daskgif import config, events, io
+from daskgif import config, events, io, limits, manifest, resume
 from daskgif.errors import DaskgifError, GifFormatError, RunFailed
 from daskgif.fanout import check_cancelled
 from daskgif.gif import parse_gif
@@ -43,6 +43,7 @@ from daskgif.sample import sample_path
 from daskgif.split import Span, split_frames
 from daskgif.state import SKIPPED, State
 from daskgif.tasks import Mapped, Outcome, Skip, Task
+from daskgif.timeouts import check_timeouts
 from daskgif.validate import check_decodes
 
 __all__ = ["build_graph", "Pipeline", "Params", "Step", "STEPS"]
@@ -80,13 +81,17 @@ class Params:
     validate: str = "decode"
     lock_timeout: float = 10
     retry: dict = field(default_factory=dict)
+    task_timeout: dict = field(default_factory=dict)  # seconds per step name (daskgif.task-timeout)
+    limits: dict = field(default_factory=dict)  # leases per kind (daskgif.limits)
+    resume: bool = True  # keep the frames an earlier run wrote (daskgif.resume)
 
     def task(self, func: Callable, name: str, *, retried: bool = True, announce: dict | None = None,
              skip_on_upstream_skip: bool = True) -> Task:
         """A Task of this run: its retry policy (when *retried*) and the hook that sends its states."""
         retry = {"retries": self.retries, "retry_delay": self.retry_delay, **self.retry} if retried else {}
         return Task(func, name=name, skip_on_upstream_skip=skip_on_upstream_skip,
-                    on_state=(events.StateHook(self.run, announce),), **retry)
+                    on_state=(events.StateHook(self.run, announce),), timeout=self.task_timeout.get(name),
+                    timeout_setting=f"daskgif.task-timeout.{name}", **retry)
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,8 @@ class Frame:
     width: int
     height: int
     span: Span | None = None  # where its bytes lie in the data file; None for a converted frame
+    size: int = 0  # bytes written, and their hash (daskgif.manifest.digest): what a rerun checks
+    digest: str = ""
 
 
 def fetch(_: None, p: Params) -> str:
@@ -110,9 +117,10 @@ def fetch(_: None, p: Params) -> str:
         if reason is None:
             raise Skip(f"{p.data_file} is what the URL gave; force=True fetches it again", result=p.data_file)
         logger.info("Fetching: %s", mask(reason))
-    io.fetch_file(p.url, p.data_file, storage_options=p.storage_options, chunk_size=p.chunk_size,
-                  timeout=p.fetch_timeout, max_bytes=p.max_bytes, allowed_protocols=p.allowed_protocols,
-                  deadline=p.fetch_deadline)
+    with limits.hold("fetch", p.limits):
+        io.fetch_file(p.url, p.data_file, storage_options=p.storage_options, chunk_size=p.chunk_size,
+                      timeout=p.fetch_timeout, max_bytes=p.max_bytes, allowed_protocols=p.allowed_protocols,
+                      deadline=p.fetch_deadline)
     return p.data_file
 
 
@@ -175,17 +183,49 @@ def write_frame(span: Span, p: Params, count: int) -> Frame:
             raise Skip(f"unreadable frame dropped: {e}") from e
         raise
     path = io.join_path(p.frames_dir, io.frame_name(span.index, count))
-    io.write_bytes(path, data, p.storage_options)
-    return Frame(span.index, path, *info.canvas, None if converted else span)
+    with limits.hold("write", p.limits):
+        io.write_bytes(path, data, p.storage_options)
+    return Frame(span.index, path, *info.canvas, None if converted else span, len(data), manifest.digest(data))
 
 
 def map_frames(spans: list[Span], p: Params) -> Mapped:
     """Launch the ``write-frame`` batches (see :mod:`daskgif.fanout`) and wait for all of them."""
     events.emit({"kind": "map", "run": p.run, "name": "write-frame", "total": len(spans)})
     io.remove_stale_parts(p.frames_dir, "frame_")
-    io.remove_stale_frames(p.frames_dir, len(spans), p.storage_options)
+    names = [io.frame_name(s.index, len(spans)) for s in spans]
+    found = resume.plan(p.frames_dir, p.data_file, spans, names, _frame_settings(p), p.storage_options, p.resume)
     write = p.task(write_frame, "write-frame")
-    return write.map(spans, batch_size=p.frames_per_task, token=p.run, p=p, count=len(spans))
+    try:
+        mapped = write.map(spans, batch_size=p.frames_per_task, token=p.run, p=p, count=len(spans),
+                           reuse=found.reuse)
+    except RunFailed as e:
+        written = [*_kept_frames(p, found, names), *getattr(e, "values", ())]
+        resume.record(p.frames_dir, found, len(spans), map(_entry, written), p.storage_options)
+        raise
+    for frame in _kept_frames(p, found, names):
+        mapped.values[frame.index] = frame
+    resume.record(p.frames_dir, found, len(spans), (_entry(f) for f in mapped.values if f is not None),
+                  p.storage_options)
+    return mapped
+
+
+def _frame_settings(p: Params) -> dict:
+    """What, besides the data file, decides the frame files a run writes: a rerun keeps frames only if it is equal."""
+    from daskgif import __version__
+
+    return {"validate": p.validate, "max_pixels": p.max_pixels, "on_error": p.on_error, "daskgif": __version__}
+
+
+def _kept_frames(p: Params, found: resume.Plan, names: list[str]) -> Iterator[Frame]:
+    """The :class:`Frame` of each frame a rerun keeps, from its manifest entry."""
+    for e in found.kept.values():
+        yield Frame(e.index, io.join_path(p.frames_dir, names[e.index]), e.width, e.height,
+                    None if e.converted else Span(e.index, e.offset, e.length), e.size, e.digest)
+
+
+def _entry(f: Frame) -> manifest.Entry:
+    span = f.span or Span(f.index, 0, 0)
+    return manifest.Entry(f.index, span.offset, span.length, f.size, f.digest, f.width, f.height, f.span is None)
 
 
 def read_frames(frames: list[Frame], data_file: str, storage_options: dict | None) -> Iterator[bytes]:
@@ -470,6 +510,9 @@ def build_graph(
                                          "a positive number of seconds"),
                "jitter": config.check("retry-jitter", config.get("retry-jitter"),
                                       lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1")},
+        task_timeout=check_timeouts(config.get("task-timeout", None)),
+        limits=limits.check_limits(config.get("limits", None)),
+        resume=config.check("resume", config.get("resume", True), (True, False)),
     )
     announce = {"parameters": scrub(safe_parameters({"url": url, "data_file": data_file, "out": out,
                                                      "frames_dir": frames_dir, "duration": duration,

@@ -990,7 +990,38 @@ def join_path(directory: str, name: str) -> str:
 FRAME_NAME = re.compile(r"frame_(\d+)\.gif")
 
 
-def remove_stale_frames(frames_dir: str, count: int, storage_options: dict | None = None) -> list[str]:
+def list_sizes(directory: str, storage_options: dict | None = None) -> dict[str, int]:
+    """The files of *directory* by name, with their sizes: one listing (one request on object storage).
+
+    >>> write_bytes("memory://daskgif-doctest/ls/a.bin", b"abc")
+    True
+    >>> list_sizes("memory://daskgif-doctest/ls"), list_sizes("memory://daskgif-doctest/none")
+    ({'a.bin': 3}, {})
+    """
+    fs, path = url_to_fs(directory, **_options(directory, storage_options))
+    fs.invalidate_cache(path)  # what is there now, not what this process listed before
+    try:
+        found = fs.ls(path, detail=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    return {f["name"].rstrip("/").rsplit("/", 1)[-1]: f.get("size") or 0 for f in found
+            if f.get("type") != "directory"}
+
+
+def file_identity(path: str, storage_options: dict | None = None) -> dict[str, Any]:
+    """What says *path* is still the same file: its size and its version marker (ETag, else mtime).
+
+    One request (``info``); two files with equal identities are taken to hold the same bytes.
+    """
+    fs, p = url_to_fs(path, **_options(path, storage_options))
+    info = fs.info(p)
+    marker = next((info[k] for k in ("ETag", "etag", "VersionId", "mtime", "LastModified", "last_modified",
+                                     "created") if info.get(k) is not None), None)
+    return {"size": info.get("size"), "version": None if marker is None else str(marker)}
+
+
+def remove_stale_frames(frames_dir: str, count: int, storage_options: dict | None = None,
+                        names: Iterable[str] | None = None) -> list[str]:
     """Remove the frame files of an earlier run that are not among this run's *count* frames.
 
     A run with fewer frames, or with a different number of digits in its names,
@@ -1005,17 +1036,18 @@ def remove_stale_frames(frames_dir: str, count: int, storage_options: dict | Non
     """
     width = len(frame_name(0, count)) if count else 0
     fs, path = url_to_fs(frames_dir, **_options(frames_dir, storage_options))
-    try:
-        names = fs.ls(path, detail=False)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    if names is None:  # *names*: a listing the caller already made (see list_sizes)
+        try:
+            names = fs.ls(path, detail=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
     stale = []
     for name in names:
         base = name.rstrip("/").rsplit("/", 1)[-1]
         found = FRAME_NAME.fullmatch(base)
         if found and (len(base) != width or int(found.group(1)) >= count):
             stale.append(join_path(frames_dir, base))
-            fs.rm_file(name)
+            fs.rm_file(fs._strip_protocol(join_path(frames_dir, base)))
     if stale:
         logger.info("Removed %d frame file(s) of an earlier run from %s", len(stale), frames_dir)
     return stale

@@ -53,6 +53,11 @@ class Result:
         return self.finished - self.started
 
     @property
+    def reused(self) -> int:
+        """Frames kept from an earlier run's ``frames_dir`` instead of being written again."""
+        return sum(found.reused for found in self.states.values() if isinstance(found, MappedStates))
+
+    @property
     def timings(self) -> dict[str, float]:
         """Seconds spent per task name (mapped tasks summed), and ``"total"``."""
         totals: dict[str, float] = {}
@@ -76,6 +81,7 @@ class Result:
             "out": self.path,
             "size": self.size,
             "frames": list(self.frames),
+            "reused": self.reused,
             "states": {name: plain(found) for name, found in self.states.items()},
             "started": self.started,
             "finished": self.finished,

@@ -17,7 +17,7 @@ import pickle
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -29,6 +29,7 @@ from daskgif.errors import Cancelled, RunFailed
 from daskgif.redact import mask
 from daskgif.result import Result
 from daskgif.retry import RetryPolicy, is_transient
+from daskgif.timeouts import call_with_timeout
 from daskgif.state import (FAILED, RETRYING, RUNNING, SKIPPED, SUCCESS, MappedStates, State, describe,
                            first_failure, iter_states)
 
@@ -152,6 +153,12 @@ class Task:
     on_state : sequence of callables
         Called where the task runs with each :class:`State` it goes through
         (``Running``, ``Retrying``, then the final one).  A hook that raises is logged.
+    timeout : float, optional
+        Seconds one attempt may run; a later one fails with
+        :class:`~daskgif.errors.TaskTimeout` (transient, so retried) and its
+        thread is abandoned, its result ignored (see :mod:`daskgif.timeouts`).
+    timeout_setting : str, optional
+        The setting the timeout came from, named in the error.
 
     Examples
     --------
@@ -172,7 +179,8 @@ class Task:
     def __init__(self, func: Callable, *, name: str | None = None, retries: int = 0, retry_delay: float = 0.0,
                  backoff: float = 1.0, max_delay: float = 300.0, jitter: float = 0.1,
                  retry_if: Callable[[BaseException], bool] = is_transient, skip_on_upstream_skip: bool = True,
-                 on_state: Sequence[Callable[[State], None]] = ()):
+                 on_state: Sequence[Callable[[State], None]] = (), timeout: float | None = None,
+                 timeout_setting: str = "timeout"):
         if not callable(func):
             raise TypeError(f"func must be callable, got {func!r}")
         name = funcname(func) if name is None else name
@@ -185,6 +193,10 @@ class Task:
         self.retry_if = retry_if
         self.skip_on_upstream_skip = skip_on_upstream_skip
         self.on_state = tuple(on_state)
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not timeout > 0):
+            raise ValueError(f"timeout must be None or a positive number of seconds, got {timeout!r}")
+        self.timeout, self.timeout_setting = timeout, timeout_setting
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, retries={self.policy.retries}, retry_delay={self.policy.retry_delay})"
@@ -247,7 +259,8 @@ class Task:
         for attempt in range(1, total + 1):
             self._report(State(self.name, RUNNING, attempt, start, None, "", index))
             try:
-                value = self.func(*args, **kwargs)
+                value = self.func(*args, **kwargs) if self.timeout is None else \
+                    call_with_timeout(self.func, args, kwargs, self.timeout, self.name, self.timeout_setting)
             except Cancelled:
                 raise
             except Skip as e:
@@ -295,7 +308,7 @@ class Task:
         return dask.delayed(self.run, pure=False)(*args, dask_key_name=dask_key_name, **kwargs)
 
     def map(self, items: Sequence, *, batch_size: int | str = "auto", token: str | None = None,
-            keep_all: bool = False, **kwargs: Any) -> Mapped:
+            keep_all: bool = False, reuse: Container[int] | None = None, **kwargs: Any) -> Mapped:
         """Run the task on every item, in batches, from inside a running task.
 
         The batches are Dask tasks of their own (``<name>-<first index>-<token>``),
@@ -313,6 +326,10 @@ class Task:
             Key suffix of the batches; default unique.
         keep_all : bool
             Keep every item's :class:`State`, not only the remarkable ones.
+        reuse : container of int, optional
+            Indices not to run (kept from an earlier run, e.g. a
+            :class:`~daskgif.manifest.Ranges`): counted as reused successes,
+            their value ``None``, for the caller to fill in.
 
         Returns
         -------
@@ -328,7 +345,8 @@ class Task:
         """
         from daskgif.fanout import fan_out
 
-        batches = fan_out(functools.partial(run_items, self, kwargs, keep_all), list(items), name=self.name,
+        batches = fan_out(functools.partial(run_items, self, kwargs, keep_all, reuse=reuse), list(items),
+                          name=self.name,
                           batch_size=batch_size, token=token)
         return Mapped.concat(self.name, batches)
 
@@ -352,15 +370,22 @@ class Mapped:
         return cls([v for part in parts for v in part.values], states)
 
 
-def run_items(task: Task, kwargs: dict, keep_all: bool, start: int, items: Sequence) -> Mapped:
-    """Run *task* on consecutive *items*, the first being map index *start*.
+def run_items(task: Task, kwargs: dict, keep_all: bool, start: int, items: Sequence,
+              reuse: Container[int] | None = None) -> Mapped:
+    """Run *task* on consecutive *items*, the first being map index *start*; skip the indices in *reuse*.
 
-    If an item fails, the others still run; then ``RunFailed`` names the first failure.
+    If an item fails, the others still run; then ``RunFailed`` names the first
+    failure, and its ``values`` attribute holds the values of the items that succeeded.
     """
     values: list = []
     states = MappedStates(task.name, keep_all=keep_all)
+    reused = 0
     try:
         for i, item in enumerate(items, start):
+            if reuse and i in reuse:
+                reused += 1
+                values.append(None)
+                continue
             try:
                 outcome = task.run(item, index=i, **kwargs)
             except RunFailed as e:
@@ -370,12 +395,17 @@ def run_items(task: Task, kwargs: dict, keep_all: bool, start: int, items: Seque
                 states.add(outcome.state)
                 values.append(outcome.value)
     finally:
+        states.add_reused(reused)
         for hook in task.on_state:  # hooks may gather item states: they get them all before the batch ends
+            if reused and hasattr(hook, "reused"):
+                hook.reused(task.name, reused)
             flush = getattr(hook, "flush", None)
             if flush is not None:
                 flush()
     if states.counts.get(FAILED):
-        raise failed_run({task.name: states})
+        error = failed_run({task.name: states})
+        error.values = [v for v in values if v is not None]  # type: ignore[attr-defined]  # pickled with it
+        raise error
     return Mapped(values, states)
 
 

@@ -90,6 +90,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._headers(route)
 
     def do_GET(self) -> None:
+        owner = self.server.owner
+        with owner.lock:  # how many GETs are answered at once: the most is kept
+            owner.active += 1
+            owner.max_active = max(owner.max_active, owner.active)
+        try:
+            self._get()
+        finally:
+            with owner.lock:
+                owner.active -= 1
+
+    def _get(self) -> None:
         route = self._route("GET")
         if route is None:
             return
@@ -172,6 +183,7 @@ class HTTPServer:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, str]] = []
         self.posts: list[tuple[str, object]] = []
+        self.active = self.max_active = 0  # GETs being answered now, and the most at once
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
         self.port = self._httpd.server_address[1]

@@ -142,7 +142,7 @@ def test_threads_uses_the_configured_pool_size(tmp_path, monkeypatch, num_worker
                                                                             num_workers=num_workers)
     assert result.ok
     assert 1 <= len(threads) <= num_workers
-    with dask.config.set(scheduler="threads", num_workers=1):
+    with dask.config.set({"scheduler": "threads", "num_workers": 1, "daskgif.resume": False}):
         threads.clear()
         assert graph.build_graph(**paths(tmp_path), frames_per_task=1).compute().ok
     assert len(threads) == 1

@@ -17,7 +17,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "daskgif"
 
-PURE = {"gif", "split", "join", "encode", "state", "retry", "errors", "redact", "sample", "__main__"}
+PURE = {"gif", "split", "join", "encode", "state", "retry", "errors", "redact", "sample", "__main__", "manifest"}
 ALLOWED: dict[str, set[str]] = {
     **{name: set() for name in PURE},
     "__init__": set(),  # registers the defaults once Dask is imported, never importing Dask itself
@@ -28,6 +28,9 @@ ALLOWED: dict[str, set[str]] = {
     "result": {"IPython"},
     "tasks": {"dask", "distributed"},  # dask.delayed, and secede/rejoin while a retry waits on a worker
     "fanout": {"dask", "distributed"},
+    "limits": {"distributed"},  # distributed.Semaphore on a worker
+    "timeouts": {"distributed"},  # secede/rejoin while an attempt is waited for on a worker
+    "resume": set(),  # I/O through daskgif.io only
     "events": {"distributed"},
     "graph": {"dask", "distributed"},
     "runner": {"distributed"},

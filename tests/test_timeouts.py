@@ -1,0 +1,127 @@
+"""An attempt that runs past its timeout fails as a transient TimeoutError; its late result is ignored."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+
+import dask
+import fsspec
+import pytest
+from fsspec.implementations.memory import MemoryFileSystem
+
+import daskgif  # noqa: F401 - before distributed, which snapshots dask.config
+from daskgif import build_graph
+from daskgif.errors import RunFailed, TaskTimeout
+from daskgif.retry import is_transient
+from daskgif.tasks import Task
+from daskgif.timeouts import check_timeouts
+from frames import image_data, make_gif
+
+distributed = pytest.importorskip("distributed")
+
+TIMEOUT = 0.3
+
+
+class SlowMemoryFileSystem(MemoryFileSystem):
+    """``slowmem://``: a memory file system whose frame uploads block until ``release`` is set."""
+
+    protocol = "slowmem"
+    store: dict = {}
+    pseudo_dirs = [""]
+    release = threading.Event()
+    started = 0
+
+    def put_file(self, lpath, rpath, *args, **kwargs):
+        if "frame_" in rpath:
+            type(self).started += 1
+            self.release.wait(30)
+        return super().put_file(lpath, rpath, *args, **kwargs)
+
+
+@pytest.fixture
+def slowmem():
+    fsspec.register_implementation("slowmem", SlowMemoryFileSystem, clobber=True)
+    SlowMemoryFileSystem.release.clear()
+    SlowMemoryFileSystem.started = 0
+    yield SlowMemoryFileSystem
+    SlowMemoryFileSystem.release.set()  # let the abandoned threads end
+    SlowMemoryFileSystem.store.clear()
+
+
+def test_task_timeout_is_a_transient_timeout_error_that_pickles():
+    error = TaskTimeout("write-frame", 2.0, "daskgif.task-timeout.write-frame")
+    assert isinstance(error, TimeoutError) and is_transient(error)
+    assert str(pickle.loads(pickle.dumps(error))) == str(error)
+
+
+def test_a_late_attempt_is_retried_then_fails_and_its_result_is_ignored():
+    calls = []
+
+    def slow(x):
+        calls.append(x)
+        time.sleep(1.0 if len(calls) < 3 else 0)
+        return x
+
+    start = time.monotonic()
+    with pytest.raises(RunFailed, match=r"after 2 attempts: TaskTimeout: .* timeout of 0.2 s \(timeout\)"):
+        Task(slow, name="slow", timeout=0.2, retries=1).run(1)
+    assert time.monotonic() - start < 2 * 0.2 + 0.5 and len(calls) == 2
+    assert Task(slow, name="slow", timeout=0.5).run(7).value == 7  # the third call is quick
+
+
+def test_timeout_must_be_positive():
+    with pytest.raises(ValueError, match="timeout must be None or a positive number of seconds, got 0"):
+        Task(abs, timeout=0)
+
+
+def test_the_setting_takes_one_number_or_one_per_step():
+    assert check_timeouts(None)["write-frame"] is None and check_timeouts(5)["fetch"] == 5
+    with dask.config.set({"daskgif.task-timeout": {"write-frame": 2}}):
+        p = build_graph(data_file="memory://t/d.img", out="memory://t/c.gif").params
+    assert p.task_timeout == {"fetch": None, "split": None, "write-frame": 2, "combine": None}
+    with dask.config.set({"daskgif.task-timeout": "soon"}), pytest.raises(ValueError, match="task-timeout"):
+        build_graph()
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_a_stalled_frame_write_fails_the_run_within_its_timeouts(slowmem, scheduler):
+    fsspec.filesystem("memory").pipe("/t-slow/in.img", image_data([make_gif(8, 8)]))
+    retries = 1
+    with dask.config.set({"daskgif.task-timeout.write-frame": TIMEOUT}):
+        graph = build_graph(url="memory://t-slow/in.img", data_file=f"memory://t-slow/{scheduler}.img",
+                            out=f"memory://t-slow/{scheduler}.gif", frames_dir=f"slowmem://t-slow/{scheduler}",
+                            retries=retries, retry_delay=0)
+    start = time.monotonic()
+    with pytest.raises(RunFailed) as failed:
+        graph.compute(scheduler=scheduler)
+    took = time.monotonic() - start
+    message = str(failed.value)
+    assert "'write-frame' (frame 0) failed after 2 attempts" in message, message
+    assert f"timeout of {TIMEOUT:g} s (daskgif.task-timeout.write-frame)" in message, message
+    assert took < TIMEOUT * (retries + 1) + 1.5, took
+    assert slowmem.started == retries + 1  # each attempt reached the write and was abandoned there
+    assert not fsspec.filesystem("slowmem").exists(f"/t-slow/{scheduler}/frame_00.gif")
+
+
+STUCK = threading.Event()
+
+
+def wait_stuck(seconds: float) -> bool:
+    return STUCK.wait(seconds)
+
+
+def test_on_a_worker_the_wait_holds_no_thread_slot():
+    stuck = STUCK
+    stuck.clear()
+    try:
+        with distributed.Client(processes=False, n_workers=1, threads_per_worker=1,
+                                dashboard_address=":0") as client:
+            slow = client.submit(Task(wait_stuck, name="stuck", timeout=3).run, 10, pure=False)
+            time.sleep(0.3)  # the stuck task has its slot, then secedes
+            assert client.submit(sum, [1, 2], pure=False).result(timeout=2) == 3  # while it waits
+            with pytest.raises(RunFailed, match="timeout of 3 s"):
+                slow.result(timeout=10)
+    finally:
+        stuck.set()
