@@ -153,10 +153,16 @@ def split(data_file: str, p: Params) -> list[Span]:
                                  on_error=p.on_error))
 
 
-def write_frame(span: Span, p: Params, count: int) -> Frame:
-    """Read one span of the data file, convert it to GIF if needed, check it decodes, write it atomically."""
+def write_frame(span: Span, p: Params, count: int, source: io.SpanReader | None = None) -> Frame:
+    """Read one span of the data file, convert it to GIF if needed, check it decodes, write it atomically.
+
+    *source* reads the data file, opened once per batch; default: open it for this frame.
+    """
     check_cancelled(p.run)
-    data = io.read_span(p.data_file, span.offset, span.length, p.storage_options)
+    if source is None:
+        data = io.read_span(p.data_file, span.offset, span.length, p.storage_options)
+    else:
+        data = source.read(span.offset, span.length)
     converted = not data.startswith(b"GIF8")
     base = 0 if converted else span.offset
     try:
@@ -185,7 +191,8 @@ def map_frames(spans: list[Span], p: Params) -> Mapped:
     io.remove_stale_parts(p.frames_dir, "frame_")
     io.remove_stale_frames(p.frames_dir, len(spans), p.storage_options)
     write = p.task(write_frame, "write-frame")
-    return write.map(spans, batch_size=p.frames_per_task, token=p.run, p=p, count=len(spans))
+    return write.map(spans, batch_size=p.frames_per_task, token=p.run, p=p, count=len(spans),
+                     source=io.SpanReader(p.data_file, p.storage_options))
 
 
 def read_frames(frames: list[Frame], data_file: str, storage_options: dict | None) -> Iterator[bytes]:

@@ -185,6 +185,8 @@ class Task:
         self.retry_if = retry_if
         self.skip_on_upstream_skip = skip_on_upstream_skip
         self.on_state = tuple(on_state)
+        # A mapped item's passing states go only to hooks that want them (StateHook does not): one State less per item.
+        self._item_hooks = tuple(h for h in self.on_state if getattr(h, "passing_items", True))
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, retries={self.policy.retries}, retry_delay={self.policy.retry_delay})"
@@ -199,8 +201,8 @@ class Task:
     def __dask_tokenize__(self) -> Any:
         return (Task, self.name, self.func, self.policy, self.retry_if, self.skip_on_upstream_skip, self.on_state)
 
-    def _report(self, state: State) -> State:
-        for hook in self.on_state:
+    def _report(self, state: State, hooks: Sequence[Callable[[State], None]] | None = None) -> State:
+        for hook in self.on_state if hooks is None else hooks:
             try:
                 hook(state)
             except Exception:
@@ -209,6 +211,8 @@ class Task:
 
     def _log(self, state: State) -> None:
         # DEBUG where the task runs; the client logs states at INFO from the run's messages (graph.watch).
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
         logger.debug("Task %r%s: %s%s", self.name, "" if state.index is None else f"[{state.index}]", state.state,
                      f" ({state.message})" if state.message else "")
 
@@ -244,8 +248,10 @@ class Task:
         args = tuple(a.value if isinstance(a, Outcome) else a for a in args)
         kwargs = {k: v.value if isinstance(v, Outcome) else v for k, v in kwargs.items()}
         total = self.policy.retries + 1
+        passing = self.on_state if index is None else self._item_hooks
         for attempt in range(1, total + 1):
-            self._report(State(self.name, RUNNING, attempt, start, None, "", index))
+            if passing:
+                self._report(State(self.name, RUNNING, attempt, start, None, "", index), passing)
             try:
                 value = self.func(*args, **kwargs)
             except Cancelled:
@@ -374,6 +380,10 @@ def run_items(task: Task, kwargs: dict, keep_all: bool, start: int, items: Seque
             flush = getattr(hook, "flush", None)
             if flush is not None:
                 flush()
+        for value in kwargs.values():  # what a batch holds open (the data file) is released by its thread
+            release = getattr(value, "release", None)
+            if callable(release):
+                release()
     if states.counts.get(FAILED):
         raise failed_run({task.name: states})
     return Mapped(values, states)
