@@ -128,10 +128,17 @@ class MappedStates(Mapping[int, State]):
     def __len__(self) -> int:
         return len(self.records)
 
+    #: :meth:`to_dict` gives at most this many records (the first by map index) and says how many it left out.
+    RECORDS_LIMIT = 100
+
     def to_dict(self) -> dict:
-        """Counts, busy seconds and the kept records, JSON-able."""
-        return {"counts": dict(self.counts), "total": self.total, "busy": round(self.busy, 6),
-                "records": {str(i): self.records[i].to_dict() for i in self}}
+        """Counts, busy seconds and the kept records (at most :data:`RECORDS_LIMIT`), JSON-able."""
+        indices = sorted(self.records)
+        found = {"counts": dict(self.counts), "total": self.total, "busy": round(self.busy, 6),
+                 "records": {str(i): self.records[i].to_dict() for i in indices[:self.RECORDS_LIMIT]}}
+        if len(indices) > self.RECORDS_LIMIT:
+            found["records_left_out"] = len(indices) - self.RECORDS_LIMIT
+        return found
 
 
 def iter_states(states: Mapping[str, Any]) -> Iterator[State]:

@@ -301,7 +301,7 @@ class Task:
         return dask.delayed(self.run, pure=False)(*args, dask_key_name=dask_key_name, **kwargs)
 
     def map(self, items: Sequence, *, batch_size: int | str = "auto", token: str | None = None,
-            keep_all: bool = False, **kwargs: Any) -> Mapped:
+            keep_all: bool = False, collect: Callable[[int], Any] | None = None, **kwargs: Any) -> Mapped:
         """Run the task on every item, in batches, from inside a running task.
 
         The batches are Dask tasks of their own (``<name>-<first index>-<token>``),
@@ -319,6 +319,11 @@ class Task:
             Key suffix of the batches; default unique.
         keep_all : bool
             Keep every item's :class:`State`, not only the remarkable ones.
+        collect : callable, optional
+            ``collect(first_index)`` makes what a batch gathers its values in
+            (an ``append`` per item, ``None`` for an item that failed or was
+            skipped), and its type's ``concat(parts)`` joins the batches' in
+            order: a compact container keeps a million values small.  Default: lists.
 
         Returns
         -------
@@ -334,7 +339,8 @@ class Task:
         """
         from daskgif.fanout import fan_out
 
-        batches = fan_out(functools.partial(run_items, self, kwargs, keep_all), list(items), name=self.name,
+        items = items if isinstance(items, Sequence) else list(items)  # a compact sequence is cut, not copied
+        batches = fan_out(functools.partial(run_items, self, kwargs, keep_all, collect=collect), items, name=self.name,
                           batch_size=batch_size, token=token)
         return Mapped.concat(self.name, batches)
 
@@ -355,15 +361,19 @@ class Mapped:
         states = MappedStates(name)
         for part in parts:
             states.update(part.states)
+        if parts and not isinstance(parts[0].values, list):  # a compact container joins its own kind
+            return cls(type(parts[0].values).concat([part.values for part in parts]), states)
         return cls([v for part in parts for v in part.values], states)
 
 
-def run_items(task: Task, kwargs: dict, keep_all: bool, start: int, items: Sequence) -> Mapped:
+def run_items(task: Task, kwargs: dict, keep_all: bool, start: int, items: Sequence,
+              collect: Callable[[int], Any] | None = None) -> Mapped:
     """Run *task* on consecutive *items*, the first being map index *start*.
 
     If an item fails, the others still run; then ``RunFailed`` names the first failure.
+    *collect* makes the container of the values (see :meth:`Task.map`).
     """
-    values: list = []
+    values: Any = [] if collect is None else collect(start)
     states = MappedStates(task.name, keep_all=keep_all)
     try:
         for i, item in enumerate(items, start):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 from pathlib import Path
@@ -159,3 +160,24 @@ def test_graph_stays_small_whatever_the_data(tmp_path):
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_graph(**kwargs)
+
+
+def test_compact_spans_frames_and_paths_pickle_and_read_as_sequences():
+    import pickle
+
+    from daskgif.graph import Frame, FramePaths, FrameTable
+    from daskgif.split import Span, Spans
+
+    spans = Spans.from_spans(Span(i, 10 * i, 5) for i in range(5))
+    assert pickle.loads(pickle.dumps(spans)) == spans == [Span(i, 10 * i, 5) for i in range(5)]
+    assert spans[2:4].first == 2 and list(spans[2:4]) == [Span(2, 20, 5), Span(3, 30, 5)]
+    table = FrameTable("d", 3)
+    table.append(Frame(0, "d/frame_00.gif", 4, 2, Span(0, 0, 5)))
+    table.append(None)
+    table.append(Frame(2, "d/frame_02.gif", 5, 1))
+    copy = pickle.loads(pickle.dumps(table))
+    assert list(copy) == list(table) and copy[2] == Frame(2, "d/frame_02.gif", 5, 1) and copy.size == (5, 2)
+    paths = pickle.loads(pickle.dumps(table.paths()))
+    assert paths == ("d/frame_00.gif", "d/frame_02.gif") and len(paths) == 2
+    big = FramePaths("d", 1_000_000)
+    assert big[999_999] == "d/frame_999999.gif" and len(json.dumps(big.to_json())) < 200
