@@ -192,8 +192,9 @@ class FramePaths(Sequence):
 
     ``Result.frames`` of a run: a sequence of paths that takes no room at any
     frame count (plus one integer per written frame when some were not).  As
-    JSON (:meth:`to_json`) it is the list of paths up to :data:`JSON_LIST_LIMIT`
-    frames, else a count and the name pattern, so ``daskgif run --json`` stays small.
+    JSON (:meth:`to_json`) it is the list of paths while that list stays under
+    :data:`JSON_LIST_LIMIT` characters, else a count and the name pattern, so
+    ``daskgif run --json`` stays small (tens of kB) at any frame count.
 
     >>> paths = FramePaths("out/frames", 3)
     >>> list(paths), paths[-1], paths == ("out/frames/frame_00.gif", "out/frames/frame_01.gif", "out/frames/frame_02.gif")
@@ -202,7 +203,7 @@ class FramePaths(Sequence):
     'f/frame_{index:06d}.gif'
     """
 
-    JSON_LIST_LIMIT = 1000
+    JSON_LIST_LIMIT = 16_000
 
     __slots__ = ("frames_dir", "count", "indices")
 
@@ -233,8 +234,8 @@ class FramePaths(Sequence):
         return f"<FramePaths: {len(self)} frames in {self.frames_dir!r}>"
 
     def to_json(self) -> list[str] | dict[str, Any]:
-        """The paths as a list, or past :data:`JSON_LIST_LIMIT` frames ``{"count", "pattern", "first", "last", ...}``."""
-        if len(self) <= self.JSON_LIST_LIMIT:
+        """The paths as a list, or when that is long ``{"count", "pattern", "first", "last", ...}``."""
+        if not len(self) or len(self) * (len(self[-1]) + 4) <= self.JSON_LIST_LIMIT:
             return list(self)
         width = len(io.frame_name(self.count - 1, self.count)) - len("frame_.gif")
         found = {"count": len(self), "pattern": io.join_path(self.frames_dir, f"frame_{{index:0{width}d}}.gif"),
