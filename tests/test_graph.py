@@ -181,3 +181,14 @@ def test_compact_spans_frames_and_paths_pickle_and_read_as_sequences():
     assert paths == ("d/frame_00.gif", "d/frame_02.gif") and len(paths) == 2
     big = FramePaths("d", 1_000_000)
     assert big[999_999] == "d/frame_999999.gif" and len(json.dumps(big.to_json())) < 200
+
+
+def test_mapped_states_to_dict_keeps_at_most_100_records():
+    from daskgif.state import FAILED, MappedStates, State
+
+    states = MappedStates("write-frame")
+    for i in range(250):
+        states.add(State("write-frame", FAILED, 1, 0.0, 0.1, "OSError: x", index=i))
+    found = states.to_dict()
+    assert len(found["records"]) == 100 and found["records_left_out"] == 150 and found["counts"] == {FAILED: 250}
+    assert list(found["records"])[:2] == ["0", "1"]
