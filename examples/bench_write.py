@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import os
 import pstats
@@ -35,7 +36,8 @@ import numpy as np
 from PIL import Image
 
 import daskgif
-from daskgif.io import SpanReader
+import daskgif.graph
+import daskgif.io
 from daskgif.tasks import run_items
 
 DELIMITER = b"\n\n\n\n"
@@ -68,9 +70,16 @@ def one_batch(data_file: Path, frames_dir: Path, validate: str):
     task = p.task(write_frame, "write-frame")
 
     def run() -> None:
-        # The keywords map_frames gives every batch: the run's Params, the frame count, the data file's reader.
-        kwargs = {"p": p, "count": len(spans), "source": SpanReader(p.data_file, p.storage_options)}
-        mapped = run_items(task, kwargs, False, 0, spans)
+        # What map_frames gives every batch: the run's Params, the frame count, the data file's reader,
+        # and the compact table of the frames written (the last two only where daskgif has them: the
+        # script also measures older versions, for a before/after).
+        kwargs = {"p": p, "count": len(spans)}
+        extra = {}
+        if hasattr(daskgif.io, "SpanReader"):
+            kwargs["source"] = daskgif.io.SpanReader(p.data_file, p.storage_options)
+        if hasattr(daskgif.graph, "FrameTable"):
+            extra["collect"] = functools.partial(daskgif.graph.FrameTable, p.frames_dir, len(spans))
+        mapped = run_items(task, kwargs, False, 0, spans, **extra)
         assert mapped.states.counts == {"Success": len(spans)}, mapped.states.counts
 
     return run, len(spans)
