@@ -107,6 +107,9 @@ class StateHook:
         (masked parameters, output) goes out before its first state.
     """
 
+    #: A frame's passing states (``Running``, ``Retrying``) are not sent: :class:`~daskgif.tasks.Task` skips them.
+    passing_items = False
+
     def __init__(self, run: str, announce: Mapping[str, Any] | None = None):
         self.run = run
         self.announce = dict(announce) if announce is not None else None

@@ -18,13 +18,15 @@ file, and ``combine`` streams the frames into the output.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,13 +42,13 @@ from daskgif.join import GifWriter
 from daskgif.redact import mask, safe_parameters, scrub
 from daskgif.result import Result
 from daskgif.sample import sample_path
-from daskgif.split import Span, split_frames
+from daskgif.split import Span, Spans, split_frames
 from daskgif.state import SKIPPED, State
 from daskgif.tasks import Mapped, Outcome, Skip, Task
 from daskgif.timeouts import check_timeouts
 from daskgif.validate import check_decodes
 
-__all__ = ["build_graph", "Pipeline", "Params", "Step", "STEPS"]
+__all__ = ["build_graph", "Pipeline", "Params", "Step", "STEPS", "Frame", "FrameTable", "FramePaths"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +109,162 @@ class Frame:
     digest: str = ""
 
 
+class FrameTable(Sequence):
+    """The frames of consecutive ``write-frame`` items, compact: a few arrays, not a :class:`Frame` per frame.
+
+    What a ``write-frame`` batch returns (see :meth:`~daskgif.tasks.Task.map`'s
+    *collect*) and what ``combine`` reads: per frame its canvas size and where it
+    lies in the data file, or that it was not written (``None``).  Paths follow
+    from ``frames_dir`` and the frame count, so a million frames take 24 MB, and
+    an item is a :class:`Frame` again when asked for.
+
+    >>> t = FrameTable("frames", 3)
+    >>> t.append(Frame(0, "frames/frame_00.gif", 4, 2, Span(0, 0, 35))); t.append(None)
+    >>> t.append(Frame(2, "frames/frame_02.gif", 5, 1))
+    >>> t[0].span, t[1], t.size, list(t.paths())
+    (Span(index=0, offset=0, length=35), None, (5, 2), ['frames/frame_00.gif', 'frames/frame_02.gif'])
+    """
+
+    __slots__ = ("frames_dir", "count", "first", "width", "height", "offset", "length", "nbytes", "digest")
+    COLUMNS = ("width", "height", "offset", "length", "nbytes", "digest")
+    DIGEST = 16  # bytes of a frame's hash (daskgif.manifest.digest)
+
+    def __init__(self, frames_dir: str, count: int, first: int = 0):
+        self.frames_dir, self.count, self.first = frames_dir, count, first
+        # width -1: not written; offset -1: converted (read from its own file)
+        self.width, self.height, self.offset, self.length = array("l"), array("l"), array("q"), array("q")
+        self.nbytes, self.digest = array("q"), bytearray()
+
+    def __reduce__(self) -> Any:
+        return (_frame_table, (self.frames_dir, self.count, self.first,
+                               *(getattr(self, name) for name in self.COLUMNS)))
+
+    def append(self, frame: Frame | None) -> None:
+        """Add the next item: a written frame, or ``None``."""
+        self.width.append(-1), self.height.append(-1), self.offset.append(-1), self.length.append(0)
+        self.nbytes.append(0), self.digest.extend(bytes(self.DIGEST))
+        if frame is not None:
+            self.put(frame)
+
+    def put(self, frame: Frame) -> None:
+        """Set the entry of *frame* (one of this table's indices): a frame kept from an earlier run."""
+        i, span = frame.index - self.first, frame.span
+        self.width[i], self.height[i], self.nbytes[i] = frame.width, frame.height, frame.size
+        self.offset[i], self.length[i] = (-1, 0) if span is None else (span.offset, span.length)
+        self.digest[i * self.DIGEST:(i + 1) * self.DIGEST] = bytes.fromhex(frame.digest or "0" * 2 * self.DIGEST)
+
+    @classmethod
+    def concat(cls, parts: Sequence[FrameTable]) -> FrameTable:
+        """Join the tables of consecutive batches."""
+        out = cls(parts[0].frames_dir, parts[0].count, parts[0].first)
+        for part in parts:
+            for name in cls.COLUMNS:
+                getattr(out, name).extend(getattr(part, name))
+        return out
+
+    def __len__(self) -> int:
+        return len(self.width)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]
+        if self.width[i] < 0:
+            return None
+        index, offset = self.first + i, self.offset[i]
+        digest = self.digest[i * self.DIGEST:(i + 1) * self.DIGEST]
+        return Frame(index, self.path(index), self.width[i], self.height[i],
+                     None if offset < 0 else Span(index, offset, self.length[i]), self.nbytes[i],
+                     digest.hex() if any(digest) else "")
+
+    def path(self, index: int) -> str:
+        """The file of frame *index*."""
+        return io.join_path(self.frames_dir, io.frame_name(index, self.count))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The largest width and height of the written frames, ``(0, 0)`` when none."""
+        return max(self.width, default=0), max(self.height, default=0)
+
+    def written(self) -> Iterator[Frame]:
+        """Every written frame, in order."""
+        return (frame for frame in self if frame is not None)
+
+    def paths(self) -> FramePaths:
+        """The written frames' files, in order (computed when asked for)."""
+        if self.first == 0 and len(self) == self.count and min(self.width, default=0) >= 0:
+            return FramePaths(self.frames_dir, self.count)
+        return FramePaths(self.frames_dir, self.count,
+                          array("q", (self.first + i for i, w in enumerate(self.width) if w >= 0)))
+
+
+def _frame_table(frames_dir: str, count: int, first: int, *columns: Any) -> FrameTable:
+    table = FrameTable(frames_dir, count, first)
+    for name, column in zip(FrameTable.COLUMNS, columns):
+        setattr(table, name, column)
+    return table
+
+
+class FramePaths(Sequence):
+    """The files of a run's frames, in order, computed from the folder and the frame count.
+
+    ``Result.frames`` of a run: a sequence of paths that takes no room at any
+    frame count (plus one integer per written frame when some were not).  As
+    JSON (:meth:`to_json`) it is the list of paths while that list stays under
+    :data:`JSON_LIST_LIMIT` characters, else a count and the name pattern, so
+    ``daskgif run --json`` stays small (tens of kB) at any frame count.
+
+    >>> paths = FramePaths("out/frames", 3)
+    >>> list(paths), paths[-1], paths == ("out/frames/frame_00.gif", "out/frames/frame_01.gif", "out/frames/frame_02.gif")
+    (['out/frames/frame_00.gif', 'out/frames/frame_01.gif', 'out/frames/frame_02.gif'], 'out/frames/frame_02.gif', True)
+    >>> FramePaths("f", 200_000).to_json()["pattern"]
+    'f/frame_{index:06d}.gif'
+    """
+
+    JSON_LIST_LIMIT = 16_000
+
+    __slots__ = ("frames_dir", "count", "indices")
+
+    def __init__(self, frames_dir: str, count: int, indices: array | None = None):
+        self.frames_dir, self.count, self.indices = frames_dir, count, indices
+
+    def __reduce__(self) -> Any:
+        return (FramePaths, (self.frames_dir, self.count, self.indices))
+
+    def __len__(self) -> int:
+        return self.count if self.indices is None else len(self.indices)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]
+        index = i if self.indices is None else self.indices[i]
+        return io.join_path(self.frames_dir, io.frame_name(index, self.count))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (FramePaths, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<FramePaths: {len(self)} frames in {self.frames_dir!r}>"
+
+    def to_json(self) -> list[str] | dict[str, Any]:
+        """The paths as a list, or when that is long ``{"count", "pattern", "first", "last", ...}``."""
+        if not len(self) or len(self) * (len(self[-1]) + 4) <= self.JSON_LIST_LIMIT:
+            return list(self)
+        width = len(io.frame_name(self.count - 1, self.count)) - len("frame_.gif")
+        found = {"count": len(self), "pattern": io.join_path(self.frames_dir, f"frame_{{index:0{width}d}}.gif"),
+                 "first": self[0], "last": self[-1]}
+        if self.indices is not None:
+            have = set(self.indices)
+            skipped = [i for i in range(self.count) if i not in have]
+            found["not_written"] = {"count": len(skipped), "first": skipped[:100]}
+        return found
+
+
 def fetch(_: None, p: Params) -> str:
     """Copy ``p.url`` to ``p.data_file``; skip when the data file is what that URL gave (unless ``p.force``)."""
     check_paths(p)
@@ -150,21 +308,27 @@ def check_paths(p: Params) -> None:
         raise ValueError(f"frames_dir {p.frames_dir!r} is an existing file, not a folder")
 
 
-def split(data_file: str, p: Params) -> list[Span]:
-    """Return the frame spans of the data file: small tuples, never frame bytes.
+def split(data_file: str, p: Params) -> Spans:
+    """Return the frame spans of the data file, compact (:class:`~daskgif.split.Spans`), never frame bytes.
 
     With ``on_error="skip"`` a piece that cannot be walked is cut at the next
     delimiter and handed on, so that its ``write-frame`` reports it *Skipped*.
     """
     with io.open_input(data_file, p.storage_options) as f:
-        return list(split_frames(f, p.delimiter, chunk_size=p.chunk_size, max_pixels=p.max_pixels,
-                                 on_error=p.on_error))
+        return Spans.from_spans(split_frames(f, p.delimiter, chunk_size=p.chunk_size, max_pixels=p.max_pixels,
+                                             on_error=p.on_error))
 
 
-def write_frame(span: Span, p: Params, count: int) -> Frame:
-    """Read one span of the data file, convert it to GIF if needed, check it decodes, write it atomically."""
+def write_frame(span: Span, p: Params, count: int, source: io.SpanReader | None = None) -> Frame:
+    """Read one span of the data file, convert it to GIF if needed, check it decodes, write it atomically.
+
+    *source* reads the data file, opened once per batch; default: open it for this frame.
+    """
     check_cancelled(p.run)
-    data = io.read_span(p.data_file, span.offset, span.length, p.storage_options)
+    if source is None:
+        data = io.read_span(p.data_file, span.offset, span.length, p.storage_options)
+    else:
+        data = source.read(span.offset, span.length)
     converted = not data.startswith(b"GIF8")
     base = 0 if converted else span.offset
     try:
@@ -197,15 +361,15 @@ def map_frames(spans: list[Span], p: Params) -> Mapped:
     write = p.task(write_frame, "write-frame")
     try:
         mapped = write.map(spans, batch_size=p.frames_per_task, token=p.run, p=p, count=len(spans),
-                           reuse=found.reuse)
+                           source=io.SpanReader(p.data_file, p.storage_options), reuse=found.reuse,
+                           collect=functools.partial(FrameTable, p.frames_dir, len(spans)))
     except RunFailed as e:
         written = [*_kept_frames(p, found, names), *getattr(e, "values", ())]
         resume.record(p.frames_dir, found, len(spans), map(_entry, written), p.storage_options)
         raise
     for frame in _kept_frames(p, found, names):
-        mapped.values[frame.index] = frame
-    resume.record(p.frames_dir, found, len(spans), (_entry(f) for f in mapped.values if f is not None),
-                  p.storage_options)
+        mapped.values.put(frame)
+    resume.record(p.frames_dir, found, len(spans), map(_entry, mapped.values.written()), p.storage_options)
     return mapped
 
 
@@ -228,7 +392,7 @@ def _entry(f: Frame) -> manifest.Entry:
     return manifest.Entry(f.index, span.offset, span.length, f.size, f.digest, f.width, f.height, f.span is None)
 
 
-def read_frames(frames: list[Frame], data_file: str, storage_options: dict | None) -> Iterator[bytes]:
+def read_frames(frames: Iterable[Frame], data_file: str, storage_options: dict | None) -> Iterator[bytes]:
     """Yield the bytes of the written *frames*, in order, with as few opens as possible.
 
     A frame written unchanged holds exactly its span of the data file, so it is
@@ -248,10 +412,16 @@ def read_frames(frames: list[Frame], data_file: str, storage_options: dict | Non
 
 def combine(mapped: Mapped, p: Params) -> dict:
     """Join the written frames, in order and losslessly, into the animated GIF ``p.out``."""
-    written: list[Frame] = [f for f in mapped.values if f is not None]
-    if not written:
+    values = mapped.values
+    if isinstance(values, FrameTable):  # frames come one at a time: a million are never all in memory
+        written: Iterable[Frame] = values.written()
+        size, paths = values.size, values.paths()
+    else:
+        written = [f for f in values if f is not None]
+        size = (max((f.width for f in written), default=0), max((f.height for f in written), default=0))
+        paths = [w.path for w in written]
+    if not len(paths):
         raise DaskgifError(f"no frames left to combine ({mapped.states.counts.get(SKIPPED, 0)} skipped)")
-    size = (max(f.width for f in written), max(f.height for f in written))
     io.remove_stale_parts(*_folder_and_name(p.out))
     with io.atomic_write(p.out, p.storage_options) as f:
         with GifWriter(f, size, duration=p.duration, loop=p.loop, max_pixels=p.max_pixels) as gif:
@@ -260,7 +430,7 @@ def combine(mapped: Mapped, p: Params) -> dict:
                 gif.add(data)
         nbytes = f.tell()  # after the writer's trailer: the size of the file as written
         check_cancelled(p.run)
-    return {"size": nbytes, "width": size[0], "height": size[1], "frames": [w.path for w in written]}
+    return {"size": nbytes, "width": size[0], "height": size[1], "frames": paths}
 
 
 @dataclass(frozen=True)
@@ -290,13 +460,17 @@ def finish(combined: Outcome, p: Params) -> Result:
     """Turn the last step's outcome into the run's :class:`Result` and announce its end."""
     value = combined.value
     result = Result(
-        ok=True, path=p.out, frames=tuple(value["frames"]), states=dict(combined.states), size=value["size"],
+        ok=True, path=p.out, frames=_frame_paths(value["frames"]), states=dict(combined.states), size=value["size"],
         started=min(s.start for s in combined.states.values() if s.start is not None), finished=time.time(),
         storage_options=p.storage_options,
     )
     events.emit({"kind": "run", "run": p.run, "state": "Success", "time": result.finished,
                  "frames": len(result.frames), "size": result.size})
     return result
+
+
+def _frame_paths(frames: Sequence[str]) -> Sequence[str]:
+    return frames if isinstance(frames, FramePaths) else tuple(frames)
 
 
 class Pipeline(Delayed):

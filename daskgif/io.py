@@ -15,6 +15,7 @@ top-level options are used for both ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import functools
 import hashlib
@@ -23,7 +24,9 @@ import logging
 import os
 import re
 import socket
+import stat
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -39,8 +42,9 @@ from .redact import mask
 from .retry import is_transient
 
 __all__ = [
-    "LockTimeout", "append_bytes", "atomic_write", "exists", "fetch_file", "local_path", "remove_stale_frames", "fetch_needed", "frame_name", "join_path", "lock",
-    "open_input", "read_source", "read_span", "read_spans", "remove_stale_parts", "source_path", "write_bytes",
+    "LockTimeout", "SpanReader", "append_bytes", "atomic_write", "exists", "fetch_file", "fetch_needed",
+    "frame_name", "join_path", "local_path", "lock", "open_input", "read_source", "read_span", "read_spans",
+    "remove_stale_frames", "remove_stale_parts", "source_path", "write_bytes",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -692,7 +696,13 @@ def _stale_lock(holder: dict | None, age: float | None, max_age: float | None) -
 
 def _host() -> str:
     """This machine's name, as written into temporary file names and locks (no ``/``, no spaces)."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "localhost"
+    name = socket.gethostname()
+    if name != _host_cache[0]:  # cached: a frame's write would otherwise clean the name every time
+        _host_cache[:] = [name, re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "localhost"]
+    return _host_cache[1]
+
+
+_host_cache = ["", ""]
 
 
 def part_name(name: str) -> str:
@@ -844,16 +854,24 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
         local = True
     if local:
         directory, name = os.path.split(p)
-        if directory:  # a bare file name lives in the working directory, which exists
-            os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, part_name(name))
     else:
-        tmp = os.path.join(tempfile.gettempdir(), part_name(UPLOAD_NAME))
+        directory, tmp = "", os.path.join(tempfile.gettempdir(), part_name(UPLOAD_NAME))
     try:
-        # The local copy of an upload is for this user's eyes only, as mkstemp's would be.
-        f = open(tmp, "xb") if local else open(tmp, "xb", opener=lambda p, flags: os.open(p, flags, 0o600))
+        try:
+            # The local copy of an upload is for this user's eyes only, as mkstemp's would be.
+            f = open(tmp, "xb") if local else open(tmp, "xb", opener=lambda p, flags: os.open(p, flags, 0o600))
+        except OSError as e:
+            # Missing parents are made when the open fails: a makedirs per frame costs a syscall each.
+            # (A bare file name lives in the working directory, which exists; another thread may
+            # have made the folder since this open failed.)
+            if not directory or (not isinstance(e, FileNotFoundError) and os.path.isdir(directory)):
+                raise
+            os.makedirs(directory, exist_ok=True)
+            f = open(tmp, "xb") if local else open(tmp, "xb", opener=lambda p, flags: os.open(p, flags, 0o600))
     except OSError as e:  # the errno decides whether to retry (EROFS and EACCES: no); the message names *path*
         raise type(e)(e.errno, e.strerror, path) from e
+    done = False
     try:
         with f:
             yield f
@@ -861,11 +879,13 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
         # promise; an fsync per frame made writing 1,000 small frames four times slower.
         if local:
             os.replace(tmp, p)
+            done = True
         else:
             fs.put_file(tmp, p)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if not done:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 def open_input(path: str, storage_options: dict | None = None, mode="rb") -> ContextManager[IO]:
@@ -923,8 +943,69 @@ def read_span(path: str, offset: int, length: int, storage_options: dict | None 
     b'3456'
     """
     local = local_path(path)
-    with open(local, "rb") if local is not None else open_input(path, storage_options) as f:
-        return _read_at(f, path, offset, length)
+    if local is None:
+        with open_input(path, storage_options) as f:
+            return _read_at(f, path, offset, length)
+    fd = os.open(local, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        return _pread(fd, path, offset, length)
+    finally:
+        os.close(fd)
+
+
+def _pread(fd: int, path: str, offset: int, length: int) -> bytes:
+    """Read a span of open file *fd* without moving its position: threads may share *fd*."""
+    if offset < 0 or length < 0:
+        raise ValueError(f"span must have offset >= 0 and length >= 0, got {(offset, length)!r}")
+    data = os.pread(fd, length, offset)
+    while len(data) < length:  # a short read is allowed (signals, network file systems): read on
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            raise EOFError(f"{path}: expected {length} bytes at offset {offset}, got {len(data)}")
+        data += more
+    return data
+
+
+class SpanReader:
+    """Read spans of one file, opening it once per thread: what a batch of frames reads from the data file.
+
+    Locally each thread opens the file on its first read and reads it with
+    ``os.pread``; :meth:`release` closes the calling thread's file (a batch
+    calls it when it ends, see :func:`daskgif.tasks.run_items`).  Elsewhere
+    each read opens the file (fsspec), as :func:`read_span` does.  A reader
+    pickles as its path and options.
+
+    >>> with atomic_write("memory://daskgif-doctest/g.bin") as f:
+    ...     _ = f.write(b"0123456789")
+    >>> SpanReader("memory://daskgif-doctest/g.bin").read(2, 3)
+    b'234'
+    """
+
+    def __init__(self, path: str, storage_options: dict | None = None):
+        self.path, self.storage_options = path, storage_options
+        self.local = local_path(path) if hasattr(os, "pread") else None
+        self._mine = threading.local()
+
+    def __reduce__(self) -> Any:
+        return (SpanReader, (self.path, self.storage_options))
+
+    def __repr__(self) -> str:
+        return f"SpanReader({mask(self.path)!r})"
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Return *length* bytes from *offset*; ``EOFError`` if the file ends first."""
+        if self.local is None:
+            return read_span(self.path, offset, length, self.storage_options)
+        f = getattr(self._mine, "file", None)
+        if f is None:
+            f = self._mine.file = open(self.local, "rb", buffering=0)
+        return _pread(f.fileno(), self.path, offset, length)
+
+    def release(self) -> None:
+        """Close the calling thread's file, if open; a later read opens it again."""
+        f = self._mine.__dict__.pop("file", None)
+        if f is not None:
+            f.close()
 
 
 def write_bytes(path: str, data: bytes, storage_options: dict | None = None) -> bool:
@@ -938,10 +1019,15 @@ def write_bytes(path: str, data: bytes, storage_options: dict | None = None) -> 
     True
     """
     local = local_path(path)
-    if local is not None and os.path.isfile(local) and os.path.getsize(local) == len(data):
-        with open(local, "rb") as f:
-            if f.read() == data:
-                return False
+    if local is not None:
+        try:
+            st = os.stat(local)  # one stat: the common case is a fresh folder, where it fails at once
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == len(data):
+            with open(local, "rb") as f:
+                if f.read() == data:
+                    return False
     with atomic_write(path, storage_options) as f:
         f.write(data)
     return True

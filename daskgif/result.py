@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +26,9 @@ class Result:
         True when every task succeeded or was skipped.
     path : str or None
         The animated GIF (``None`` in the result of a run that failed before writing it).
-    frames : tuple of str
-        The frame files that went into it, in order.
+    frames : sequence of str
+        The frame files that went into it, in order (a tuple, or a
+        ``daskgif.graph.FramePaths`` that computes them, at any frame count).
     states : dict
         ``{"fetch": State, "split": State, "map-frames": State,
         "write-frame": MappedStates, "combine": State}``: a mapped task keeps
@@ -40,7 +42,7 @@ class Result:
 
     ok: bool
     path: str | None
-    frames: tuple[str, ...]
+    frames: Sequence[str]
     states: dict[str, Any]
     size: int | None = None
     started: float = 0.0
@@ -80,7 +82,7 @@ class Result:
             "ok": self.ok,
             "out": self.path,
             "size": self.size,
-            "frames": list(self.frames),
+            "frames": self.frames.to_json() if hasattr(self.frames, "to_json") else list(self.frames),
             "reused": self.reused,
             "states": {name: plain(found) for name, found in self.states.items()},
             "started": self.started,

@@ -197,6 +197,8 @@ class Task:
                                     or not timeout > 0):
             raise ValueError(f"timeout must be None or a positive number of seconds, got {timeout!r}")
         self.timeout, self.timeout_setting = timeout, timeout_setting
+        # A mapped item's passing states go only to hooks that want them (StateHook does not): one State less per item.
+        self._item_hooks = tuple(h for h in self.on_state if getattr(h, "passing_items", True))
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, retries={self.policy.retries}, retry_delay={self.policy.retry_delay})"
@@ -211,8 +213,8 @@ class Task:
     def __dask_tokenize__(self) -> Any:
         return (Task, self.name, self.func, self.policy, self.retry_if, self.skip_on_upstream_skip, self.on_state)
 
-    def _report(self, state: State) -> State:
-        for hook in self.on_state:
+    def _report(self, state: State, hooks: Sequence[Callable[[State], None]] | None = None) -> State:
+        for hook in self.on_state if hooks is None else hooks:
             try:
                 hook(state)
             except Exception:
@@ -221,6 +223,8 @@ class Task:
 
     def _log(self, state: State) -> None:
         # DEBUG where the task runs; the client logs states at INFO from the run's messages (graph.watch).
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
         logger.debug("Task %r%s: %s%s", self.name, "" if state.index is None else f"[{state.index}]", state.state,
                      f" ({state.message})" if state.message else "")
 
@@ -256,8 +260,10 @@ class Task:
         args = tuple(a.value if isinstance(a, Outcome) else a for a in args)
         kwargs = {k: v.value if isinstance(v, Outcome) else v for k, v in kwargs.items()}
         total = self.policy.retries + 1
+        passing = self.on_state if index is None else self._item_hooks
         for attempt in range(1, total + 1):
-            self._report(State(self.name, RUNNING, attempt, start, None, "", index))
+            if passing:
+                self._report(State(self.name, RUNNING, attempt, start, None, "", index), passing)
             try:
                 value = self.func(*args, **kwargs) if self.timeout is None else \
                     call_with_timeout(self.func, args, kwargs, self.timeout, self.name, self.timeout_setting)
@@ -308,7 +314,8 @@ class Task:
         return dask.delayed(self.run, pure=False)(*args, dask_key_name=dask_key_name, **kwargs)
 
     def map(self, items: Sequence, *, batch_size: int | str = "auto", token: str | None = None,
-            keep_all: bool = False, reuse: Container[int] | None = None, **kwargs: Any) -> Mapped:
+            keep_all: bool = False, reuse: Container[int] | None = None, collect: Callable[[int], Any] | None = None,
+            **kwargs: Any) -> Mapped:
         """Run the task on every item, in batches, from inside a running task.
 
         The batches are Dask tasks of their own (``<name>-<first index>-<token>``),
@@ -330,6 +337,11 @@ class Task:
             Indices not to run (kept from an earlier run, e.g. a
             :class:`~daskgif.manifest.Ranges`): counted as reused successes,
             their value ``None``, for the caller to fill in.
+        collect : callable, optional
+            ``collect(first_index)`` makes what a batch gathers its values in
+            (an ``append`` per item, ``None`` for an item that failed or was
+            skipped), and its type's ``concat(parts)`` joins the batches' in
+            order: a compact container keeps a million values small.  Default: lists.
 
         Returns
         -------
@@ -345,7 +357,8 @@ class Task:
         """
         from daskgif.fanout import fan_out
 
-        batches = fan_out(functools.partial(run_items, self, kwargs, keep_all, reuse=reuse), list(items),
+        items = items if isinstance(items, Sequence) else list(items)  # a compact sequence is cut, not copied
+        batches = fan_out(functools.partial(run_items, self, kwargs, keep_all, reuse=reuse, collect=collect), items,
                           name=self.name,
                           batch_size=batch_size, token=token)
         return Mapped.concat(self.name, batches)
@@ -367,17 +380,20 @@ class Mapped:
         states = MappedStates(name)
         for part in parts:
             states.update(part.states)
+        if parts and not isinstance(parts[0].values, list):  # a compact container joins its own kind
+            return cls(type(parts[0].values).concat([part.values for part in parts]), states)
         return cls([v for part in parts for v in part.values], states)
 
 
 def run_items(task: Task, kwargs: dict, keep_all: bool, start: int, items: Sequence,
-              reuse: Container[int] | None = None) -> Mapped:
+              reuse: Container[int] | None = None, collect: Callable[[int], Any] | None = None) -> Mapped:
     """Run *task* on consecutive *items*, the first being map index *start*; skip the indices in *reuse*.
 
     If an item fails, the others still run; then ``RunFailed`` names the first
     failure, and its ``values`` attribute holds the values of the items that succeeded.
+    *collect* makes the container of the values (see :meth:`Task.map`).
     """
-    values: list = []
+    values: Any = [] if collect is None else collect(start)
     states = MappedStates(task.name, keep_all=keep_all)
     reused = 0
     try:
@@ -402,6 +418,10 @@ def run_items(task: Task, kwargs: dict, keep_all: bool, start: int, items: Seque
             flush = getattr(hook, "flush", None)
             if flush is not None:
                 flush()
+        for value in kwargs.values():  # what a batch holds open (the data file) is released by its thread
+            release = getattr(value, "release", None)
+            if callable(release):
+                release()
     if states.counts.get(FAILED):
         error = failed_run({task.name: states})
         error.values = [v for v in values if v is not None]  # type: ignore[attr-defined]  # pickled with it

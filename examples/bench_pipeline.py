@@ -1,40 +1,59 @@
-"""Benchmark the whole pipeline against the original method and a hand-written Dask version.
+"""Benchmark the whole pipeline, honestly: every contender writes into a fresh folder, round by round.
 
 Run::
 
-    python examples/bench_pipeline.py            # all sets, 5 warm repetitions
-    python examples/bench_pipeline.py --quick    # 3 repetitions, no 10,000-frame memory run
-    python examples/bench_pipeline.py --only scaling --workers 1,8,16   # on a 16-core machine
+    python examples/bench_pipeline.py                  # 27, 1,000 and 10,000 frames; 3 rounds
+    python examples/bench_pipeline.py --quick          # 1 round; 27 and 1,000 frames only
+    python examples/bench_pipeline.py --only 27        # one set: 27, 1000 or 10000
+    python examples/bench_pipeline.py --only million   # 100,000 and 1,000,000 frames of 1x1: memory
+    python examples/bench_pipeline.py --workers 8      # worker processes of the cluster (default 4)
+    python examples/bench_pipeline.py --dir /dev/shm   # outputs in memory: no disk noise
 
-Contenders, all on the same ``LocalCluster`` (4 worker processes x 1 thread,
-like the original example) and the same data file, in one process:
+The data is generated: 27 frames of 500x375 (about 2 MB, the shape of the original
+``all-images.img``), and 1,000 and 10,000 frames of 64x64 (27 distinct images,
+repeated).  Everything runs in this one process, on one ``LocalCluster`` (4
+worker processes of 1 thread, like the original example), started once.
 
-* ``original``: the original example's method in one process: split the file,
-  write every frame, decode each with imageio, ``imageio.mimsave`` the GIF.
-* ``plain-dask``: that flow written by hand with ``dask.delayed``, one task per
-  frame (the frames' bytes travel through the graph, as in the original).
-* ``daskgif``: ``build_graph(...).compute()`` with the data file already there
-  (fetch is skipped: the graph run only).
+Contenders, interleaved round by round (floor, original, plain, daskgif, ...);
+each writes into a new temporary folder every round:
 
-Then the memory run: 1,000 and 10,000 frames of 500x375 through ``daskgif run
---workers 4`` in a fresh process (cluster start included in the time), sampling
-every 10 ms the resident memory of that process (the client, which hosts the
-scheduler) and of every worker process it starts.
+* ``I/O floor``: one loop that copies the data file, writes every frame file
+  and writes the clip's bytes once: what any method must at least do.
+* ``original``: the original example's method in this process: split by the
+  delimiter, write every frame, decode each with imageio, ``imageio.mimsave``.
+* ``plain dask.delayed``: that flow by hand, one task per frame; the frames'
+  bytes travel through the graph, as in the original.
+* ``daskgif``: ``build_graph(url=<data file>, ...).compute()`` on the cluster
+  (warm): fetch copies the data file into the fresh folder, as a user's run does.
+* ``daskgif, data file already there``: the same, with the data file copied
+  into the fresh folder beforehand (untimed), so fetch is skipped.
+* ``daskgif, rerun in place``: the same graph again on the last round's
+  folder: frames and data file already there (identical frames are not rewritten).
 
-Last, the scaling run: PNG frames, which each task must convert to GIF (CPU-bound
-work), on clusters of 1, 2, ... workers.
+Medians of the rounds (min-max).  Peak memory is the resident memory of this
+process (the client, which also hosts the scheduler) and of the largest worker,
+sampled every 10 ms with psutil while the contender ran, and in brackets its
+growth during the run (resident memory is seldom given back, so the absolute
+peak also shows what an earlier contender left behind).  For daskgif the run's
+own states say where its time went (per step, and what is left: submitting
+the graph, scheduling, the fan-out's round trip, events).
+
+``--only million``: 100,000 and then 1,000,000 frames of 1x1 through daskgif on
+a 2-worker cluster, frames on local disk: the time per frame, each process's
+peak memory, and the client's growth from 100,000 to 1,000,000 frames.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
-import random
+import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -46,13 +65,15 @@ from distributed import Client, LocalCluster
 from PIL import Image
 
 import daskgif
+from daskgif.encode import encode_gif
 from daskgif.split import split_bytes
 
 DELIMITER = b"\n\n\n\n"
+SETS = {"27": (27, 500, 375), "1000": (1000, 64, 64), "10000": (10_000, 64, 64)}
 
 
-def make_frames(count: int, width: int, height: int, distinct: int, seed: int = 0) -> list[bytes]:
-    """Return *count* GIF frames (Pillow-encoded, 256 colours), cycling through *distinct* images."""
+def make_frames(count: int, width: int, height: int, distinct: int = 27, seed: int = 0) -> list[bytes]:
+    """Return *count* photographic-looking GIF frames (Pillow, 256 colours), cycling through *distinct* images."""
     rnd = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
     frames = []
@@ -60,10 +81,9 @@ def make_frames(count: int, width: int, height: int, distinct: int, seed: int = 
         phase = i / max(distinct, 1) * 2 * np.pi
         rgb = np.stack([
             127 + 120 * np.sin(x / 23 + phase), 127 + 120 * np.cos(y / 17 - phase), 127 + 120 * np.sin((x + y) / 31),
-        ], axis=-1) + rnd.normal(0, 12, (height, width, 3))
-        image = Image.fromarray(np.clip(rgb, 0, 255).astype("uint8")).quantize(256)
+        ], axis=-1) + rnd.normal(0, 2, (height, width, 3))
         buf = io.BytesIO()
-        image.save(buf, format="GIF")
+        Image.fromarray(np.clip(rgb, 0, 255).astype("uint8")).quantize(256).save(buf, format="GIF")
         frames.append(buf.getvalue())
     return [frames[i % len(frames)] for i in range(count)]
 
@@ -73,9 +93,64 @@ def write_data(path: Path, frames: list[bytes]) -> None:
         f.writelines(frame + DELIMITER for frame in frames)
 
 
-# ---- the original method, one process -------------------------------------------------------
+# ---- memory: this process and the cluster's workers, sampled in a thread ---------------------
+
+class Sampler(threading.Thread):
+    """Sample the resident memory of this process and of *pids* every *interval* seconds; keep the peaks."""
+
+    def __init__(self, pids: list[int], interval: float = 0.01):
+        super().__init__(daemon=True)
+        self.me = psutil.Process()
+        self.workers = [psutil.Process(pid) for pid in pids]
+        self.interval = interval
+        self.stop = threading.Event()
+        self.reset()
+
+    def reset(self) -> None:
+        """Start new peaks: ``client`` and ``worker`` (the largest worker), and their growth since now.
+
+        Resident memory is seldom given back to the system, so an absolute peak
+        also shows what an earlier contender left; the growth is this run's own.
+        """
+        self.base = {p.pid: self._rss(p) for p in (self.me, *self.workers)}
+        self.client, self.worker = self.base[self.me.pid], max([0] + [self.base[p.pid] for p in self.workers])
+        self.client_growth = self.worker_growth = 0
+
+    @staticmethod
+    def _rss(p: psutil.Process) -> int:
+        try:
+            return p.memory_info().rss
+        except psutil.Error:
+            return 0
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            rss = self._rss(self.me)
+            self.client = max(self.client, rss)
+            self.client_growth = max(self.client_growth, rss - self.base[self.me.pid])
+            for p in self.workers:
+                rss = self._rss(p)
+                self.worker = max(self.worker, rss)
+                self.worker_growth = max(self.worker_growth, rss - self.base[p.pid])
+
+
+# ---- the contenders --------------------------------------------------------------------------
+
+def floor(data_file: Path, work: Path, spans: list, clip: bytes) -> None:
+    """The I/O any method does: copy the data file, write every frame file, write the clip once."""
+    copy = work / "image-data.img"
+    shutil.copyfile(data_file, copy)
+    data = copy.read_bytes()
+    frames = work / "frames"
+    frames.mkdir()
+    for s in spans:
+        with open(frames / f"frame_{s.index:02d}.gif", "wb") as f:
+            f.write(data[s.offset:s.offset + s.length])
+    (work / "clip.gif").write_bytes(clip)
+
 
 def original(data_file: Path, work: Path) -> None:
+    """The original example in one process: split, write each frame, decode each with imageio, mimsave."""
     data = data_file.read_bytes()
     paths = []
     for i, span in enumerate(split_bytes(data)):
@@ -84,8 +159,6 @@ def original(data_file: Path, work: Path) -> None:
         paths.append(path)
     imageio.mimsave(work / "clip.gif", [imageio.imread(p) for p in paths], duration=100, loop=0)
 
-
-# ---- the same flow written by hand with dask.delayed, one task per frame ----------------------
 
 def split_to_frames(data_file: str) -> list[bytes]:
     data = Path(data_file).read_bytes()
@@ -105,155 +178,182 @@ def combine_imageio(paths: list[str], out: str) -> str:
 
 
 def plain_dask(client: Client, data_file: Path, work: Path) -> None:
+    """The same flow by hand with dask.delayed: one task per frame, the frames' bytes in the graph."""
     frames = client.submit(split_to_frames, str(data_file), pure=False).result()
     writes = [dask.delayed(write_one)(i, frame, str(work)) for i, frame in enumerate(frames)]
     dask.delayed(combine_imageio)(writes, str(work / "clip.gif")).compute()
 
 
-# ---- daskgif ---------------------------------------------------------------------------------
-
-def run_daskgif(data_file: Path, work: Path) -> None:
-    result = daskgif.build_graph(data_file=str(data_file), out=str(work / "clip.gif"), frames_dir=str(work)).compute()
-    assert result.ok
-
-
-def timed(func, *args, repeat: int) -> list[float]:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func(*args)
-        times.append(time.perf_counter() - start)
-    return times
+def daskgif_run(data_file: Path, work: Path) -> daskgif.Result:
+    """``build_graph(...).compute()``: fetch copies *data_file* into *work*, unless it is there already."""
+    return daskgif.build_graph(url=str(data_file), data_file=str(work / "image-data.img"),
+                               out=str(work / "clip.gif"), frames_dir=str(work / "frames")).compute()
 
 
-def peak_rss(command: list[str], interval: float = 0.01) -> dict[str, int]:
-    """Run *command* and return the peak resident memory of it and of each process it starts."""
-    peaks: dict[str, int] = {}
-    with tempfile.TemporaryFile() as log:
-        proc = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
-        while proc.poll() is None:
-            for p in [proc, *proc.children(recursive=True)]:
-                try:
-                    cmdline = " ".join(p.cmdline())
-                    rss = p.memory_info().rss
-                except psutil.Error:
-                    continue
-                if p is proc:
-                    name = "client+scheduler"
-                elif "spawn_main" in cmdline:
-                    name = f"worker {p.pid}"
-                elif "resource_tracker" in cmdline:
-                    name = "resource tracker"
-                else:
-                    name = p.name()
-                peaks[name] = max(peaks.get(name, 0), rss)
-            time.sleep(interval)
-        if proc.returncode:
-            log.seek(0)
-            raise SystemExit(f"{' '.join(command)} exited with {proc.returncode}:\n{log.read().decode()[-3000:]}")
-    return peaks
-
+# ---- measuring -------------------------------------------------------------------------------
 
 def describe(times: list[float]) -> str:
-    return f"{statistics.median(times):7.3f} s ({min(times):.3f}-{max(times):.3f})"
+    return f"{statistics.median(times):8.3f} s ({min(times):.3f}-{max(times):.3f})"
 
 
-def speed(repeat: int, sets: list[tuple[str, int, int, int]], root: Path) -> None:
-    start = time.perf_counter()
-    with LocalCluster(n_workers=4, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+def breakdown(result: daskgif.Result, called: float, wall: float) -> str:
+    """Where a daskgif run's time went, from its states: the steps, the hops between them, the client's share.
+
+    *called* is the ``time.time()`` at which ``compute()`` was called, *wall* its duration.
+    """
+    states = result.states
+    steps = {name: states[name].duration or 0.0 for name in ("fetch", "split", "map-frames", "combine")}
+    frames = states["write-frame"]
+    inside = result.finished - result.started
+    parts = [f"compute() to the first task {(result.started - called) * 1e3:.0f} ms"]
+    parts += [f"{name} {t * 1e3:.0f}" for name, t in steps.items()]
+    parts.append(f"(write-frame batches: {(frames.end - frames.start) * 1e3:.0f} wall, {frames.busy * 1e3:.0f} "
+                 f"busy; fan-out round trip {(steps['map-frames'] - (frames.end - frames.start)) * 1e3:.0f})")
+    parts.append(f"hops between the steps {(inside - sum(steps.values())) * 1e3:.0f}")
+    parts.append(f"last task to compute() returning {(called + wall - result.finished) * 1e3:.0f} ms")
+    return ", ".join(parts)
+
+
+def run_set(label: str, count: int, width: int, height: int, rounds: int, root: Path, client: Client,
+            sampler: Sampler, contenders: list[str]) -> None:
+    data_file = root / f"{label}.img"
+    write_data(data_file, make_frames(count, width, height))
+    spans = split_bytes(data_file.read_bytes())
+    print(f"\n{count:,} frames of {width}x{height}, {data_file.stat().st_size / 1e6:.1f} MB; "
+          f"{rounds} round(s), interleaved", flush=True)
+    warm = root / f"{label}-warm"
+    warm.mkdir()
+    daskgif_run(data_file, warm)  # warms the workers' imports; its clip is the floor's to write
+    clip = (warm / "clip.gif").read_bytes()
+    funcs = {
+        "I/O floor": lambda work: floor(data_file, work, spans, clip),
+        "original": lambda work: original(data_file, work),
+        "plain dask.delayed": lambda work: plain_dask(client, data_file, work),
+        "daskgif": lambda work: daskgif_run(data_file, work),
+    }
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    peaks: dict[str, tuple[int, ...]] = {}
+    last: dict[str, tuple] = {}
+    for r in range(rounds):
+        for name in contenders:
+            work = Path(tempfile.mkdtemp(dir=root, prefix="w-"))
+            if name == "daskgif, data file already there":
+                shutil.copyfile(data_file, work / "image-data.img")  # untimed
+                func = lambda work=work: daskgif_run(data_file, work)  # noqa: E731
+            else:
+                func = lambda work=work, f=funcs[name]: f(work)  # noqa: E731
+            sampler.reset()
+            called, start = time.time(), time.perf_counter()
+            out = func()
+            elapsed = time.perf_counter() - start
+            times[name].append(elapsed)
+            seen = (sampler.client, sampler.client_growth, sampler.worker, sampler.worker_growth)
+            peaks[name] = tuple(max(a, b) for a, b in zip(peaks.get(name, (0, 0, 0, 0)), seen))
+            if name.startswith("daskgif"):
+                if name in last:
+                    shutil.rmtree(last[name][0], ignore_errors=True)
+                last[name] = (work, out[-1] if isinstance(out, tuple) else out, called, elapsed)
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+    if "daskgif" in last:  # rerun in place: the last round's folder, everything already there
+        work = last["daskgif"][0]
+        times["daskgif, rerun in place (frames already there)"] = rerun = []
+        for _ in range(rounds):
+            sampler.reset()
+            start = time.perf_counter()
+            daskgif_run(data_file, work)
+            rerun.append(time.perf_counter() - start)
+        peaks["daskgif, rerun in place (frames already there)"] = (sampler.client, sampler.client_growth,
+                                                                   sampler.worker, sampler.worker_growth)
+    print(f"  {'contender':<48} {'median (min-max)':<28} {'client MB (growth)':>18} {'worker MB (growth)':>18}")
+    for name, ts in times.items():
+        c, cg, w, wg = (v / 2**20 for v in peaks[name])
+        print(f"  {name:<48} {describe(ts):<28} {f'{c:.0f} (+{cg:.0f})':>18} {f'{w:.0f} (+{wg:.0f})':>18}")
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    ratios = []
+    if "daskgif" in med and "original" in med:
+        ratios.append(f"daskgif/original {med['daskgif'] / med['original']:.3f}")
+    if "daskgif" in med and "plain dask.delayed" in med:
+        ratios.append(f"plain/daskgif {med['plain dask.delayed'] / med['daskgif']:.1f}")
+    if "daskgif" in med and "I/O floor" in med:
+        ratios.append(f"daskgif/floor {med['daskgif'] / med['I/O floor']:.1f}")
+    print("  ratios of medians: " + ", ".join(ratios))
+    for name in ("daskgif", "daskgif, data file already there"):
+        if name in last:
+            work, result, called, wall = last[name]
+            print(f"  where the time went ({name}, last round, {wall * 1e3:.0f} ms): {breakdown(result, called, wall)}")
+
+
+def million(root: Path, counts: list[int]) -> None:
+    """1x1 frames through daskgif on a 2-worker cluster: time per frame and every process's peak memory."""
+    frame = encode_gif(1, 1, bytes(6), bytes(1))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
-        print(f"cluster start: {time.perf_counter() - start:.2f} s")
-        print(f"{'set':<28} {'contender':<11} {'median (min-max)':<26} {'vs original':>11}")
-        for label, count, width, height in sets:
-            data_file = root / f"{count}-{width}x{height}.img"
-            write_data(data_file, make_frames(count, width, height, distinct=min(count, 27)))
-            first = timed(run_daskgif, data_file, root / "first", repeat=1)[0]
-            results = {}
-            for name, func, args in [
-                ("original", original, (data_file, root / "orig")),
-                ("plain-dask", plain_dask, (client, data_file, root / "plain")),
-                ("daskgif", run_daskgif, (data_file, root / "daskgif")),
-            ]:
-                for sub in args:
-                    if isinstance(sub, Path) and sub.suffix != ".img":
-                        sub.mkdir(exist_ok=True)
-                func(*args)  # warm-up
-                results[name] = timed(func, *args, repeat=repeat)
-            base = statistics.median(results["original"])
-            for name, times in results.items():
-                print(f"{label:<28} {name:<11} {describe(times):<26} {statistics.median(times) / base:10.2f}x")
-            ratio = statistics.median(results["plain-dask"]) / statistics.median(results["daskgif"])
-            print(f"{label:<28} daskgif first run {first:.3f} s; {ratio:.1f}x faster than plain-dask")
-
-
-def memory(counts: list[int], root: Path) -> None:
-    """Peak memory of ``daskgif run`` (a fresh process, as a user runs it) per process."""
-    frames = make_frames(27, 500, 375, distinct=27)
-    print(f"\n{'frames':>7} {'input MB':>9} {'time s':>7}  peak RSS per process (MB)")
-    for count in counts:
-        data_file = root / f"mem-{count}.img"
-        write_data(data_file, [frames[i % 27] for i in range(count)])
-        out = root / f"mem-{count}"
-        out.mkdir()
-        size = data_file.stat().st_size
-        start = time.perf_counter()
-        peaks = peak_rss([sys.executable, "-m", "daskgif", "run", "--data-file", str(data_file),
-                          "--out", str(out / "clip.gif"), "--frames-dir", str(out), "--workers", "4", "--json"])
-        elapsed = time.perf_counter() - start
-        data_file.unlink()
-        listed = ", ".join(f"{name} {rss / 2**20:.0f}" for name, rss in sorted(peaks.items()))
-        print(f"{count:>7} {size / 1e6:>9.0f} {elapsed:>7.2f}  {listed}")
-
-
-def make_pngs(count: int, size: int, seed: int = 0) -> list[bytes]:
-    """Return *count* photographic-looking PNG frames: each must be quantized to become a GIF."""
-    rnd = np.random.default_rng(seed)
-    frames = []
-    for _ in range(count):
-        rgb = rnd.integers(0, 256, (size // 16, size // 16, 3), dtype="uint8")
-        image = Image.fromarray(rgb).resize((size, size), Image.BICUBIC)
-        buf = io.BytesIO()
-        image.save(buf, format="PNG", compress_level=1)
-        frames.append(buf.getvalue())
-    return frames
-
-
-def scaling(workers: list[int], root: Path, repeat: int) -> None:
-    """Speed-up with the worker count when the per-frame work is CPU-bound (PNG -> GIF)."""
-    data_file = root / "png.img"
-    write_data(data_file, make_pngs(200, 500))
-    print(f"\nscaling: 200 PNG frames of 500x500, converted to GIF per frame ({os.cpu_count()} cores here)")
-    base = None
-    for n in workers:
-        out = root / f"png-{n}"
-        out.mkdir()
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-                Client(cluster):
-            run_daskgif(data_file, out)  # warm-up
-            median = statistics.median(timed(run_daskgif, data_file, out, repeat=repeat))
-        base = base or median
-        print(f"{n:>3} workers: {median:.2f} s, speed-up {base / median:.2f}x")
+        sampler = Sampler(list(client.run(os.getpid).values()))
+        sampler.start()
+        print(f"\n{'frames':>9} {'time s':>8} {'ms/frame':>9} {'client MB':>10} {'worker MB':>10} {'json kB':>8}")
+        base = last = None
+        for count in counts:
+            data_file = root / f"million-{count}.img"
+            with open(data_file, "wb") as f:
+                f.writelines(frame + DELIMITER for _ in range(count))
+            work = root / f"million-{count}"
+            work.mkdir()
+            shutil.copyfile(data_file, work / "image-data.img")  # the graph run alone
+            sampler.reset()
+            start = time.perf_counter()
+            result = daskgif_run(data_file, work)
+            elapsed = time.perf_counter() - start
+            client_peak, worker_peak = sampler.client, sampler.worker
+            size = len(json.dumps(result.to_dict()))
+            assert result.ok and len(result.frames) == count
+            base = client_peak if base is None else base
+            last = client_peak
+            print(f"{count:>9,} {elapsed:8.1f} {elapsed / count * 1e3:9.3f} {client_peak / 2**20:10.0f} "
+                  f"{worker_peak / 2**20:10.0f} {size / 1e3:8.1f}", flush=True)
+            shutil.rmtree(work, ignore_errors=True)
+            data_file.unlink()
+        print(f"client peak growth {counts[0]:,} -> {counts[-1]:,} frames: {(last - base) / 2**20:.0f} MB")
+        sampler.stop.set()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="3 repetitions, skip the 10,000-frame memory run")
-    parser.add_argument("--repeat", type=int, default=None)
-    parser.add_argument("--workers", default="1,2", help="worker counts for the scaling run, e.g. 1,8,16")
-    parser.add_argument("--only", choices=["speed", "memory", "scaling"], default=None)
+    parser.add_argument("--quick", action="store_true", help="1 round; the 27- and 1,000-frame sets only")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per contender (default 3)")
+    parser.add_argument("--only", choices=[*SETS, "speed", "million"], default="speed")
+    parser.add_argument("--workers", type=int, default=4, help="worker processes of 1 thread")
+    parser.add_argument("--contenders", default=None,
+                        help="comma-separated names among: floor, original, plain, daskgif, there")
+    parser.add_argument("--million", default="100000,1000000", help="frame counts of --only million")
+    parser.add_argument("--dir", default=None, help="where the data and the outputs go (default: the temporary "
+                        "folder); /dev/shm takes the disk's noise out of the figures")
     args = parser.parse_args()
-    repeat = args.repeat or (3 if args.quick else 5)
-    sets = [("27 frames 500x375", 27, 500, 375), ("1,000 frames 64x64", 1000, 64, 64),
-            ("10,000 frames 64x64", 10_000, 64, 64)]
-    random.seed(0)
-    with tempfile.TemporaryDirectory() as tmp:
+    rounds = args.rounds or (1 if args.quick else 3)
+    names = {"floor": "I/O floor", "original": "original", "plain": "plain dask.delayed", "daskgif": "daskgif",
+             "there": "daskgif, data file already there"}
+    contenders = [names[n] for n in (args.contenders or ",".join(names)).split(",")]
+    print(f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, dask {dask.__version__}, "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB")
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
-        if args.only in (None, "speed"):
-            speed(repeat, sets, root)
-        if args.only in (None, "memory"):
-            memory([1000] if args.quick else [1000, 10_000], root)
-        if args.only in (None, "scaling"):
-            scaling([int(n) for n in args.workers.split(",")], root, repeat)
+        print(f"data and outputs in {root.parent}")
+        if args.only == "million":
+            million(root, [int(n) for n in args.million.split(",")])
+            return
+        sets = list(SETS) if args.only == "speed" else [args.only]
+        if args.quick and args.only == "speed":
+            sets = ["27", "1000"]
+        start = time.perf_counter()
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
+            print(f"LocalCluster of {args.workers} worker processes x 1 thread: started in "
+                  f"{time.perf_counter() - start:.2f} s (in no figure)")
+            sampler = Sampler(list(client.run(os.getpid).values()))
+            sampler.start()
+            for label in sets:
+                run_set(label, *SETS[label], rounds, root, client, sampler, contenders)
+            sampler.stop.set()
 
 
 if __name__ == "__main__":

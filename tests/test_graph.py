@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 from pathlib import Path
@@ -159,3 +160,35 @@ def test_graph_stays_small_whatever_the_data(tmp_path):
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_graph(**kwargs)
+
+
+def test_compact_spans_frames_and_paths_pickle_and_read_as_sequences():
+    import pickle
+
+    from daskgif.graph import Frame, FramePaths, FrameTable
+    from daskgif.split import Span, Spans
+
+    spans = Spans.from_spans(Span(i, 10 * i, 5) for i in range(5))
+    assert pickle.loads(pickle.dumps(spans)) == spans == [Span(i, 10 * i, 5) for i in range(5)]
+    assert spans[2:4].first == 2 and list(spans[2:4]) == [Span(2, 20, 5), Span(3, 30, 5)]
+    table = FrameTable("d", 3)
+    table.append(Frame(0, "d/frame_00.gif", 4, 2, Span(0, 0, 5)))
+    table.append(None)
+    table.append(Frame(2, "d/frame_02.gif", 5, 1))
+    copy = pickle.loads(pickle.dumps(table))
+    assert list(copy) == list(table) and copy[2] == Frame(2, "d/frame_02.gif", 5, 1) and copy.size == (5, 2)
+    paths = pickle.loads(pickle.dumps(table.paths()))
+    assert paths == ("d/frame_00.gif", "d/frame_02.gif") and len(paths) == 2
+    big = FramePaths("d", 1_000_000)
+    assert big[999_999] == "d/frame_999999.gif" and len(json.dumps(big.to_json())) < 200
+
+
+def test_mapped_states_to_dict_keeps_at_most_100_records():
+    from daskgif.state import FAILED, MappedStates, State
+
+    states = MappedStates("write-frame")
+    for i in range(250):
+        states.add(State("write-frame", FAILED, 1, 0.0, 0.1, "OSError: x", index=i))
+    found = states.to_dict()
+    assert len(found["records"]) == 100 and found["records_left_out"] == 150 and found["counts"] == {FAILED: 250}
+    assert list(found["records"])[:2] == ["0", "1"]

@@ -117,9 +117,9 @@ def test_sync_runs_every_frame_in_the_calling_thread(tmp_path, monkeypatch):
     threads = []
     write = graph.write_frame
 
-    def recording(span, p, count):
+    def recording(span, p, count, **kwargs):
         threads.append(threading.get_ident())
-        return write(span, p, count)
+        return write(span, p, count, **kwargs)
 
     monkeypatch.setattr(graph, "write_frame", recording)
     result = graph.build_graph(**paths(tmp_path), frames_per_task=4).compute(scheduler="sync")
@@ -132,10 +132,10 @@ def test_threads_uses_the_configured_pool_size(tmp_path, monkeypatch, num_worker
     threads = set()
     write = graph.write_frame
 
-    def slow(span, p, count):
+    def slow(span, p, count, **kwargs):
         threads.add(threading.get_ident())
         time.sleep(0.02)
-        return write(span, p, count)
+        return write(span, p, count, **kwargs)
 
     monkeypatch.setattr(graph, "write_frame", slow)
     result = graph.build_graph(**paths(tmp_path), frames_per_task=1).compute(scheduler="threads",
