@@ -3,7 +3,6 @@ every declared one is used, and type checkers see the names ``daskgif`` exports.
 
 from __future__ import annotations
 
-import ast
 import re
 import subprocess
 import sys
@@ -11,6 +10,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
+from test_layers import imports  # one scan of a module's imports, shared with the layering test
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "daskgif"
@@ -31,17 +32,8 @@ def third_party_imports() -> dict[str, set[str]]:
     """Return ``{top-level import name: {modules importing it}}`` for every module of daskgif."""
     found: dict[str, set[str]] = {}
     for path in sorted(PACKAGE.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                top = name.split(".")[0]
-                if top != "daskgif" and top not in sys.stdlib_module_names:
-                    found.setdefault(top, set()).add(path.name)
+        for name in imports(path):
+            found.setdefault(name, set()).add(path.name)
     return found
 
 
