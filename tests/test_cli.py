@@ -12,6 +12,7 @@ from PIL import Image
 
 from daskgif.sample import sample_path
 from daskgif.split import split_bytes
+from frames import make_gif
 
 SAMPLE_FRAMES = len(split_bytes(Path(sample_path()).read_bytes()))
 
@@ -63,3 +64,19 @@ def test_bad_usage_exits_2(tmp_path, args):
     done = daskgif("run", *args, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert not (tmp_path / "clip.gif").exists()
+
+
+def test_storage_options_frames_per_task_and_delimiter_options(tmp_path):
+    frames = [make_gif(8, 8, seed=i) for i in range(5)]
+    (tmp_path / "crlf.img").write_bytes(b"\r\n\r\n".join(frames))
+    done = daskgif("run", "--scheduler", "sync", "--json", "--url", "crlf.img", "--delimiter", "\\r\\n\\r\\n",
+                   "--frames-per-task", "2", "--storage-options", '{"auto_mkdir": true}', cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["frames"]) == 5
+    for args, words in [(["--storage-options", "[1]"], "must be a JSON object"),
+                        (["--storage-options", "{bad"], "must be a JSON object"),
+                        (["--frames-per-task", "0"], "'auto' or a positive integer"),
+                        (["--cron-tz", "Mars/Base"], "--cron-tz needs --cron"),
+                        (["--cron", "0 2 * * *", "--cron-tz", "Mars/Base"], "IANA time zone")]:
+        bad = daskgif("run", "--scheduler", "sync", *args, cwd=tmp_path)
+        assert bad.returncode == 2 and words in bad.stderr, (args, bad.stderr)
