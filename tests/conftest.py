@@ -364,3 +364,9 @@ def s3_bucket(s3_server, request):
     fs.mkdir(bucket)
     fs.invalidate_cache()
     return f"s3://{bucket}"
+
+
+@pytest.fixture(autouse=True)
+def _in_a_fresh_folder(tmp_path_factory, monkeypatch):
+    """Every test runs in a folder of its own: none writes into the checkout, none depends on what is there."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
