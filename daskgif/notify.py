@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-import urllib.error
 import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
 from daskgif.redact import json_default, mask, scrub
+from daskgif.retry import is_transient
 
 __all__ = ["post_result", "check_url"]
 
@@ -61,13 +61,6 @@ def post_json(url: str, payload: Any, timeout: float) -> int:
         return response.status
 
 
-def transient(error: Exception) -> bool:
-    """Whether trying again may help: connection errors, timeouts, HTTP 5xx and 429."""
-    if isinstance(error, urllib.error.HTTPError):
-        return error.code >= 500 or error.code == 429
-    return isinstance(error, OSError)
-
-
 def post_result(url: str, payload: Any, *, timeout: float = 5, retries: int = 2, retry_delay: float = 1.0) -> bool:
     """POST *payload* as JSON to the webhook *url*; return whether it was delivered.
 
@@ -99,7 +92,7 @@ def post_result(url: str, payload: Any, *, timeout: float = 5, retries: int = 2,
         try:
             status = post_json(url, payload, timeout)
         except (OSError, ValueError) as e:
-            if attempt < attempts and transient(e):
+            if attempt < attempts and is_transient(e):
                 logger.warning("Retrying POST to %s after %s (attempt %d/%d)",
                                where(url), mask(str(e)), attempt, attempts)
                 time.sleep(retry_delay)

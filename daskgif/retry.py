@@ -53,12 +53,18 @@ def is_transient(exc: BaseException) -> bool:
     (False, False)
     >>> is_transient(OSError(errno.EAGAIN, "Resource temporarily unavailable"))
     True
+    >>> import urllib.error
+    >>> is_transient(urllib.error.URLError(ConnectionRefusedError())), is_transient(urllib.error.URLError("bad"))
+    (True, False)
     """
     transient = getattr(exc, "transient", None)
     if transient is not None:
         return bool(transient)
     if isinstance(exc, (TimeoutError, ConnectionError)):
         return True
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, BaseException) and reason is not exc:  # urllib's URLError wraps the socket's error
+        return is_transient(reason)
     status = getattr(exc, "status", None) or getattr(exc, "code", None)
     if isinstance(status, int) and 100 <= status < 600:  # an HTTP error (aiohttp's status, urllib's code)
         return status >= 500 or status in TRANSIENT_STATUS
