@@ -813,6 +813,10 @@ def remove_stale_parts(directory: str, prefix: str | None = None, *, max_age: fl
     return removed
 
 
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
 @contextmanager
 def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[BinaryIO]:
     """Yield a binary file whose data appears at *path* only if the block succeeds.
@@ -857,10 +861,11 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
         tmp = os.path.join(directory, part_name(name))
     else:
         directory, tmp = "", os.path.join(tempfile.gettempdir(), part_name(UPLOAD_NAME))
+    # The local copy of an upload is for this user's eyes only, as mkstemp's would be.
+    opener = None if local else _private
     try:
         try:
-            # The local copy of an upload is for this user's eyes only, as mkstemp's would be.
-            f = open(tmp, "xb") if local else open(tmp, "xb", opener=lambda p, flags: os.open(p, flags, 0o600))
+            f = open(tmp, "xb", opener=opener)
         except OSError as e:
             # Missing parents are made when the open fails: a makedirs per frame costs a syscall each.
             # (A bare file name lives in the working directory, which exists; another thread may
@@ -868,7 +873,7 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
             if not directory or (not isinstance(e, FileNotFoundError) and os.path.isdir(directory)):
                 raise
             os.makedirs(directory, exist_ok=True)
-            f = open(tmp, "xb") if local else open(tmp, "xb", opener=lambda p, flags: os.open(p, flags, 0o600))
+            f = open(tmp, "xb", opener=opener)
     except OSError as e:  # the errno decides whether to retry (EROFS and EACCES: no); the message names *path*
         raise type(e)(e.errno, e.strerror, path) from e
     done = False
@@ -878,7 +883,10 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
         # No fsync: the rename is atomic against a crash or kill of the process, which is the
         # promise; an fsync per frame made writing 1,000 small frames four times slower.
         if local:
-            os.replace(tmp, p)
+            try:
+                os.replace(tmp, p)
+            except OSError as e:  # name the destination, not the temporary file (a folder in its way, ...)
+                raise type(e)(e.errno, e.strerror, path) from None
             done = True
         else:
             fs.put_file(tmp, p)

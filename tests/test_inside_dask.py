@@ -56,7 +56,8 @@ def test_a_failed_frame_is_an_erred_task_and_nothing_downstream_runs(tmp_path, c
     assert future.status == "error"
     error = future.exception()
     assert isinstance(error, RunFailed)
-    assert str(error).startswith("task 'write-frame' (frame 2) failed after 1 attempt: IsADirectoryError")
+    assert str(error) == ("task 'write-frame' (frame 2) failed after 1 attempt: IsADirectoryError: [Errno 21] "
+                          f"Is a directory: '{tmp_path / 'frames' / 'frame_02.gif'}'")  # the file, not a .part
     # The dashboard's view: the batch holding frame 2 erred, and so did everything that depends on it.
     assert states[f"write-frame-2-{pipeline.run}"] == "erred"
     assert states[f"write-frame-1-{pipeline.run}"] in ("memory", "released", "forgotten")
