@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import socket
@@ -171,3 +172,14 @@ def test_the_next_run_removes_a_killed_runs_temporary_files(tmp_path):
     done = daskgif("run", "--scheduler", "sync", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert not any(p.exists() for p in leftover) and alive.exists()
+
+
+def test_a_single_run_and_a_scheduled_run_print_the_same(tmp_path):
+    single = daskgif("run", "--scheduler", "sync", "--json", cwd=tmp_path)
+    scheduled = daskgif("run", "--scheduler", "sync", "--json", "--every", "1h", "--max-runs", "1", cwd=tmp_path)
+    assert single.returncode == scheduled.returncode == 0, (single.stderr, scheduled.stderr)
+    assert sorted(json.loads(single.stdout)) == sorted(json.loads(scheduled.stdout))
+    texts = [daskgif("run", "--scheduler", "sync", *extra, cwd=tmp_path).stdout
+             for extra in ([], ["--every", "1h", "--max-runs", "1"])]
+    shape = [re.sub(r"\d+\.\d+ s", "T s", text) for text in texts]
+    assert shape[0] == shape[1] and len(texts[0].splitlines()) == 1
