@@ -132,12 +132,8 @@ def progress(stream: IO[str] | None = None, interval: float = 0.1, client: Any =
 
     Parameters
     ----------
-    stream : file, optional
-        Where a terminal line is drawn; default ``sys.stderr``.
-    interval : float
-        Least seconds between redraws.
-    client : distributed.Client, optional
-        Whose runs to follow; default the current client, if any.
+    stream, interval, client
+        As for :class:`Progress`.
 
     Returns
     -------
