@@ -133,3 +133,23 @@ def corrupt_code(gif: bytes, image: int = 0) -> bytes:
     buf = bytearray(gif)
     buf[start + 2 + 1] = 0xFE  # min code size, sub-block size, clear code, then the first pixel code
     return bytes(buf)
+
+
+def mutate(data: bytes, mutations: list) -> bytes:
+    """Apply ``(op, where, arg)`` mutations: set a byte, flip a bit, cut, insert, truncate (hypothesis fuzzing)."""
+    buf = bytearray(data)
+    for op, where, arg in mutations:
+        if not buf:
+            break
+        at = where % len(buf)
+        if op == "set":
+            buf[at] = arg
+        elif op == "flip":
+            buf[at] ^= 1 << arg
+        elif op == "cut":
+            del buf[at:at + arg]
+        elif op == "insert":
+            buf[at:at] = arg
+        else:
+            del buf[at:]
+    return bytes(buf)

@@ -20,7 +20,7 @@ from daskgif.gif import parse_gif
 from daskgif.join import join_gifs
 from daskgif.sample import sample_path
 from daskgif.split import split_bytes
-from frames import make_png
+from frames import make_png, mutate
 
 SAMPLE = Path(sample_path()).read_bytes()
 FRAMES = [SAMPLE[s.offset:s.offset + s.length] for s in split_bytes(SAMPLE)[:4]] + [make_png(6, 5, seed=1)]
@@ -34,25 +34,6 @@ mutation = st.one_of(
     st.tuples(st.just("insert"), st.integers(0, 10**6), st.one_of(NOISE, st.binary(min_size=1, max_size=12))),
     st.tuples(st.just("truncate"), st.integers(0, 10**6), st.just(0)),
 )
-
-
-def mutate(data: bytes, mutations: list) -> bytes:
-    buf = bytearray(data)
-    for op, where, arg in mutations:
-        if not buf:
-            break
-        at = where % len(buf)
-        if op == "set":
-            buf[at] = arg
-        elif op == "flip":
-            buf[at] ^= 1 << arg
-        elif op == "cut":
-            del buf[at:at + arg]
-        elif op == "insert":
-            buf[at:at] = arg
-        else:
-            del buf[at:]
-    return bytes(buf)
 
 
 def located(e: GifFormatError, size: int) -> None:

@@ -21,7 +21,7 @@ from daskgif.join import join_gifs
 from daskgif.sample import sample_path
 from daskgif.split import split_bytes
 from daskgif.validate import check_decodes, pillow_limit
-from frames import corrupt_code, make_gif, make_palette, make_raw_gif
+from frames import corrupt_code, make_gif, make_palette, make_raw_gif, mutate
 
 SAMPLE = Path(sample_path()).read_bytes()
 SPANS = split_bytes(SAMPLE)
@@ -168,21 +168,6 @@ mutation = st.one_of(
     st.tuples(st.just("cut"), where, st.integers(1, 40)),
     st.tuples(st.just("insert"), where, st.binary(min_size=1, max_size=8)),
 )
-
-
-def mutate(data: bytes, mutations: list) -> bytes:
-    buf = bytearray(data)
-    for op, where, arg in mutations:
-        at = where % len(buf)
-        if op == "set":
-            buf[at] = arg
-        elif op == "flip":
-            buf[at] ^= 1 << arg
-        elif op == "cut":
-            del buf[at:at + arg]
-        else:
-            buf[at:at] = arg
-    return bytes(buf)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
