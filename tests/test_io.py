@@ -384,12 +384,12 @@ def test_every_redirect_hop_is_checked(http_server, tmp_path):
 
 
 def test_declared_length_over_max_bytes_is_refused_before_the_body(http_server, tmp_path, monkeypatch):
-    import daskgif.io
+    import daskgif.io.fetch
 
     http_server.serve("/huge.img", BODY)
     url = http_server.declare_length("/huge.img", 10**12)
     opened = []
-    monkeypatch.setattr(daskgif.io, "atomic_write", lambda *a, **k: opened.append(a))
+    monkeypatch.setattr(daskgif.io.fetch, "atomic_write", lambda *a, **k: opened.append(a))
     with pytest.raises(FetchError) as info:
         fetch_file(url, str(tmp_path / "d.img"), max_bytes=10**6)
     assert str(info.value) == (f"cannot fetch {url}: larger than max_bytes=1000000 (daskgif.max-bytes): "
@@ -736,7 +736,7 @@ def test_write_errors_are_permanent_and_name_the_path(tmp_path, monkeypatch, num
     import builtins
     import errno
 
-    import daskgif.io
+    import daskgif.io.files
     from daskgif.retry import is_transient
 
     code = getattr(errno, number)
@@ -746,7 +746,7 @@ def test_write_errors_are_permanent_and_name_the_path(tmp_path, monkeypatch, num
             raise OSError(code, os.strerror(code), file)
         return builtins.open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(daskgif.io, "open", refuse, raising=False)
+    monkeypatch.setattr(daskgif.io.files, "open", refuse, raising=False)
     target = tmp_path / "out" / "clip.gif"
     with pytest.raises(OSError) as info:
         write_bytes(str(target), b"GIF89a")

@@ -31,7 +31,7 @@ USED_WITHOUT_IMPORT = {
 def third_party_imports() -> dict[str, set[str]]:
     """Return ``{top-level import name: {modules importing it}}`` for every module of daskgif."""
     found: dict[str, set[str]] = {}
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         for name in imports(path):
             found.setdefault(name, set()).add(path.name)
     return found
