@@ -368,7 +368,8 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
     """
     from click.core import ParameterSource
 
-    from daskgif.picture import draw_pipeline, draw_run, load_run, save_picture
+    from daskgif.picture import draw_pipeline, save_picture
+    from daskgif.runpicture import draw_run, load_run
 
     try:
         if run_record is not None:

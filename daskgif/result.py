@@ -97,14 +97,15 @@ class Result:
         (any fsspec path); *format* is ``"svg"``, ``"png"``, ``"pdf"`` or ``"dot"``
         (the Graphviz source), else the file's suffix says, else PNG. Works on
         the result of a failed run too (``RunFailed(...).result``).  See
-        :func:`daskgif.picture.draw_run`.
+        :func:`daskgif.runpicture.draw_run`.
 
         Returns
         -------
         graphviz.Digraph
             Shows itself in Jupyter.
         """
-        from daskgif.picture import draw_run, picture_file, save_picture
+        from daskgif.picture import picture_file, save_picture
+        from daskgif.runpicture import draw_run
 
         picture = draw_run(self)
         if filename is not None:

@@ -14,7 +14,8 @@ import pytest
 from daskgif import build_graph
 from daskgif.errors import RunFailed
 from daskgif.gif import parse_gif
-from daskgif.picture import LOOKS, count_frames, draw_pipeline, draw_run, load_run, save_picture
+from daskgif.picture import count_frames, draw_pipeline, save_picture
+from daskgif.runpicture import LOOKS, draw_run, load_run
 from daskgif.sample import sample_path
 from daskgif.split import split_bytes
 from frames import image_data, make_gif, make_palette, make_raw_gif
