@@ -356,18 +356,17 @@ def map_frames(spans: list[Span], p: Params) -> Mapped:
     """Launch the ``write-frame`` batches (see :mod:`daskgif.fanout`) and wait for all of them."""
     events.emit({"kind": "map", "run": p.run, "name": "write-frame", "total": len(spans)})
     io.remove_stale_parts(p.frames_dir, "frame_")
-    names = [io.frame_name(s.index, len(spans)) for s in spans]
-    found = resume.plan(p.frames_dir, p.data_file, spans, names, _frame_settings(p), p.storage_options, p.resume)
+    found = resume.plan(p.frames_dir, p.data_file, spans, _frame_settings(p), p.storage_options, p.resume)
     write = p.task(write_frame, "write-frame")
     try:
         mapped = write.map(spans, batch_size=p.frames_per_task, token=p.run, p=p, count=len(spans),
                            source=io.SpanReader(p.data_file, p.storage_options), reuse=found.reuse,
                            collect=functools.partial(FrameTable, p.frames_dir, len(spans)))
     except RunFailed as e:
-        written = [*_kept_frames(p, found, names), *getattr(e, "values", ())]
+        written = [*_kept_frames(p, found, len(spans)), *getattr(e, "values", ())]
         resume.record(p.frames_dir, found, len(spans), map(_entry, written), p.storage_options)
         raise
-    for frame in _kept_frames(p, found, names):
+    for frame in _kept_frames(p, found, len(spans)):
         mapped.values.put(frame)
     resume.record(p.frames_dir, found, len(spans), map(_entry, mapped.values.written()), p.storage_options)
     return mapped
@@ -380,10 +379,10 @@ def _frame_settings(p: Params) -> dict:
     return {"validate": p.validate, "max_pixels": p.max_pixels, "on_error": p.on_error, "daskgif": __version__}
 
 
-def _kept_frames(p: Params, found: resume.Plan, names: list[str]) -> Iterator[Frame]:
+def _kept_frames(p: Params, found: resume.Plan, count: int) -> Iterator[Frame]:
     """The :class:`Frame` of each frame a rerun keeps, from its manifest entry."""
     for e in found.kept.values():
-        yield Frame(e.index, io.join_path(p.frames_dir, names[e.index]), e.width, e.height,
+        yield Frame(e.index, io.join_path(p.frames_dir, io.frame_name(e.index, count)), e.width, e.height,
                     None if e.converted else Span(e.index, e.offset, e.length), e.size, e.digest)
 
 

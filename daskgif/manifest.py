@@ -129,7 +129,7 @@ def decode(data: bytes) -> dict[str, Any] | None:
 
 
 def reusable(manifest: Mapping[str, Any] | None, identity: Mapping[str, Any], settings: Mapping[str, Any],
-             spans: Sequence[tuple[int, int, int]], names: Sequence[str], sizes: Mapping[str, int]
+             spans: Sequence[tuple[int, int, int]], names: Iterable[str], sizes: Mapping[str, int]
              ) -> dict[int, Entry]:
     """The entries of the frames a rerun may keep as they are, by index.
 

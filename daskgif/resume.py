@@ -45,7 +45,7 @@ def identity(data_file: str, storage_options: dict | None) -> dict[str, Any]:
             "source": {k: source.get(k) for k in _SOURCE_FIELDS}}
 
 
-def plan(frames_dir: str, data_file: str, spans: Sequence[Any], names: Sequence[str], settings: dict[str, Any],
+def plan(frames_dir: str, data_file: str, spans: Sequence[Any], settings: dict[str, Any],
          storage_options: dict | None, resume: bool = True) -> Plan:
     """List ``frames_dir`` once (removing an earlier run's surplus frames), read the manifest once, and decide."""
     listing = io.list_sizes(frames_dir, storage_options)
@@ -62,8 +62,9 @@ def plan(frames_dir: str, data_file: str, spans: Sequence[Any], names: Sequence[
         return found
     if manifest is None:
         logger.warning("Ignoring %s: not a manifest this version of daskgif wrote", path)
+    count = len(spans)
     found.kept = reusable(manifest, found.identity, settings, [(s.index, s.offset, s.length) for s in spans],
-                          names, listing)
+                          (io.frame_name(i, count) for i in range(count)), listing)
     if found.kept:
         logger.info("Reusing %d of %d frame(s) in %s", len(found.kept), len(spans), frames_dir)
     return found
