@@ -1,7 +1,7 @@
 """daskgif: the image ETL pipeline as a lazy Dask graph.
 
-Names are imported on first use, so the pure byte modules (``daskgif.gif``,
-``daskgif.split``, ``daskgif.join``) can be used without loading Dask.
+Names are imported on first use, so the pure byte modules (``daskgif.gif``
+package) can be used without loading Dask.
 Type checkers see every name through the ``TYPE_CHECKING`` imports below.
 """
 
@@ -15,21 +15,21 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _exports = {
-    "build_graph": "daskgif.graph",
-    "Result": "daskgif.result",
-    "Task": "daskgif.tasks",
-    "task": "daskgif.tasks",
-    "Skip": "daskgif.tasks",
-    "State": "daskgif.state",
+    "build_graph": "daskgif.pipeline.graph",
+    "Result": "daskgif.pipeline.result",
+    "Task": "daskgif.core.task",
+    "task": "daskgif.core.task",
+    "Skip": "daskgif.core.task",
+    "State": "daskgif.core.state",
     "DaskgifError": "daskgif.errors",
     "GifFormatError": "daskgif.errors",
     "FetchError": "daskgif.errors",
     "RunFailed": "daskgif.errors",
-    "split_frames": "daskgif.split",
-    "join_gifs": "daskgif.join",
-    "sample_path": "daskgif.sample",
-    "run_schedule": "daskgif.schedule",
-    "progress": "daskgif.progressbar",
+    "split_frames": "daskgif.gif.split",
+    "join_gifs": "daskgif.gif.join",
+    "sample_path": "daskgif.pipeline.sample",
+    "run_schedule": "daskgif.ops.schedule",
+    "progress": "daskgif.views.progress",
     "Cancelled": "daskgif.errors",
 }
 
@@ -40,15 +40,15 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from daskgif.errors import Cancelled, DaskgifError, FetchError, GifFormatError, RunFailed
-    from daskgif.graph import build_graph
-    from daskgif.join import join_gifs
-    from daskgif.progressbar import progress
-    from daskgif.result import Result
-    from daskgif.sample import sample_path
-    from daskgif.schedule import run_schedule
-    from daskgif.split import split_frames
-    from daskgif.state import State
-    from daskgif.tasks import Skip, Task, task
+    from daskgif.pipeline.graph import build_graph
+    from daskgif.gif.join import join_gifs
+    from daskgif.views.progress import progress
+    from daskgif.pipeline.result import Result
+    from daskgif.pipeline.sample import sample_path
+    from daskgif.ops.schedule import run_schedule
+    from daskgif.gif.split import split_frames
+    from daskgif.core.state import State
+    from daskgif.core.task import Skip, Task, task
 
 
 

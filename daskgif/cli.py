@@ -1,4 +1,4 @@
-"""``daskgif``: the command line. It parses options and prints; the work is in ``daskgif.graph``."""
+"""``daskgif``: the command line. It parses options and prints; the work is in ``daskgif.pipeline.graph``."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def from_file(ctx: click.Context, path: str | None) -> dict[str, Any]:
         return {}
     from click.core import ParameterSource
 
-    from daskgif.params import load_params
+    from daskgif.pipeline.parameters import load_params
 
     try:
         found = load_params(path)
@@ -167,9 +167,9 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
     --params FILE reads any of these options (and build_graph's) from a YAML or
     JSON file, e.g. ``every: 24h``; an option given here overrides the file.
     """
-    from daskgif.cluster import LOCAL_SCHEDULERS, check_scheduler
-    from daskgif.graph import build_graph, check_paths
-    from daskgif.schedule import Cron, parse_duration
+    from daskgif.ops.cluster import LOCAL_SCHEDULERS, check_scheduler
+    from daskgif.pipeline.graph import build_graph, check_paths
+    from daskgif.ops.schedule import Cron, parse_duration
 
     found = from_file(ctx, params_file)
     every, cron, cron_tz = found.get("every", every), found.get("cron", cron), found.get("cron_tz", cron_tz)
@@ -192,7 +192,7 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
         if cron is not None:
             Cron(cron, tz)
         if notify is not None:
-            from daskgif.notify import check_url
+            from daskgif.ops.notify import check_url
 
             check_url(notify)
         graph = build_graph(**kwargs)
@@ -232,9 +232,9 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
     """
     import signal
 
-    from daskgif.cluster import ConnectError, connect
-    from daskgif.progressbar import Progress
-    from daskgif.schedule import run_schedule
+    from daskgif.ops.cluster import ConnectError, connect
+    from daskgif.views.progress import Progress
+    from daskgif.ops.schedule import run_schedule
 
     stop = threading.Event()
     received: dict[str, int] = {}
@@ -266,7 +266,7 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
             finally:
                 signal.signal(signal.SIGINT, on_signal)
             if client is not None and not as_json:
-                from daskgif.dashboard import page_link
+                from daskgif.views.dashboard import page_link
 
                 runs_page = page_link(client)
                 click.echo(f"Dashboard: {client.dashboard_link}"
@@ -368,8 +368,8 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
     """
     from click.core import ParameterSource
 
-    from daskgif.picture import draw_pipeline, save_picture
-    from daskgif.runpicture import draw_run, load_run
+    from daskgif.views.pictures import draw_pipeline, save_picture
+    from daskgif.views.runpicture import draw_run, load_run
 
     try:
         if run_record is not None:
@@ -389,7 +389,7 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
                 raise ValueError("--run-index needs --run")
             found = from_file(ctx, params_file)
             kwargs = graph_kwargs({**params, **{k: v for k, v in found.items() if k in params}})
-            from daskgif.graph import build_graph
+            from daskgif.pipeline.graph import build_graph
 
             build_graph(**kwargs)  # validates the arguments as ``run`` does; builds, reads and writes nothing else
             drawn = draw_pipeline(**kwargs, max_frames=max_frames)
@@ -408,7 +408,7 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON lines instead of a table.")
 def history(file: str, last: int, as_json: bool) -> None:
     """Show the last runs recorded in FILE by ``daskgif run --history FILE``."""
-    from daskgif.history import format_history, read_history
+    from daskgif.ops.history import format_history, read_history
 
     try:
         records = read_history(file, last=last)

@@ -3,7 +3,7 @@
 Two directives are defined here so that the pages cannot drift from the code:
 ``daskgif-config`` tables every key of ``daskgif/daskgif.yaml`` with its
 comment and default, and ``daskgif-pipeline`` draws the pipeline with
-:func:`daskgif.picture.draw_pipeline`.
+:func:`daskgif.views.pictures.draw_pipeline`.
 
 The build is offline (CI has no network), so intersphinx cannot fetch Dask's
 inventories. Instead, references to Dask, distributed, fsspec and Python names
@@ -166,11 +166,11 @@ class PipelinePicture(Graphviz):
     optional_arguments = 0
 
     def run(self) -> list[nodes.Node]:
-        from daskgif.picture import draw_pipeline
+        from daskgif.views.pictures import draw_pipeline
 
         # force=True: draw the fresh-folder case even if the build runs where image-data.img exists.
         source = draw_pipeline(force=True).source
-        self.content = StringList(source.splitlines(), source="daskgif.picture.draw_pipeline")
+        self.content = StringList(source.splitlines(), source="daskgif.views.pictures.draw_pipeline")
         self.arguments = []
         return super().run()
 
@@ -185,7 +185,7 @@ def escape_stars(app, ctx, lines: list[str]) -> None:
 def resolve_reference(app, env, node, contnode):
     """Resolve a reference to another project's name, or to a daskgif name by its short alias.
 
-    ``daskgif.graph.build_graph`` resolves to ``daskgif.build_graph`` when the API page
+    ``daskgif.pipeline.graph.build_graph`` resolves to ``daskgif.build_graph`` when the API page
     documents it under the name users import. A ``dask.``, ``distributed.``, ``fsspec.``
     or ``daskgif.`` name that resolves nowhere is a warning, so ``-W`` catches it.
     """
@@ -198,7 +198,7 @@ def resolve_reference(app, env, node, contnode):
         return ref
     domain = env.get_domain("py")
     if target.startswith("daskgif.") and target.count(".") >= 2:
-        alias = "daskgif." + ".".join(target.split(".")[2:])  # daskgif.tasks.Task.run -> daskgif.Task.run
+        alias = "daskgif." + ".".join(target.split(".")[2:])  # daskgif.core.task.Task.run -> daskgif.Task.run
         if alias in domain.objects:
             return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], alias, node, contnode)
     if target.split(".")[0] in ("dask", "distributed", "fsspec", "daskgif"):

@@ -35,7 +35,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from daskgif.dashboard import Runs
+from daskgif.views.dashboard import Runs
 
 GOAL_MB = 20
 

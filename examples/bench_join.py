@@ -13,7 +13,7 @@ quantised to 256 colours, so the LZW data is realistic):
 Each method runs in a fresh subprocess per repetition, starting from the frames as a
 list of bytes in memory and writing the animated GIF to a file:
 
-- ``daskgif``: :func:`daskgif.join.join_gifs`, byte-level and streaming;
+- ``daskgif``: :func:`daskgif.gif.join.join_gifs`, byte-level and streaming;
 - ``original``: the original example's way, ``iio.imread`` of every frame, then
   ``imageio.mimsave(out, frames, duration=..., loop=0)``;
 - ``pillow``: ``Image.open`` of every frame, then ``save(save_all=True, ...)``.
@@ -64,7 +64,7 @@ def make_frames(count: int, width: int, height: int, distinct: int) -> list[byte
 
 
 def run_daskgif(frames: list[bytes], out: str) -> None:
-    from daskgif.join import join_gifs
+    from daskgif.gif.join import join_gifs
 
     with open(out, "wb") as f:
         join_gifs(frames, f, duration=DURATION, loop=0)
@@ -94,7 +94,7 @@ def maxrss_mb() -> float:
 
 def worker(method: str, data_file: str, out: str) -> None:
     """Run one method once in this (fresh) process; print seconds and peak MB."""
-    from daskgif.split import split_frames
+    from daskgif.gif.split import split_frames
 
     with open(data_file, "rb") as f:
         spans = list(split_frames(f, chunk_size=2**20))
@@ -107,7 +107,7 @@ def worker(method: str, data_file: str, out: str) -> None:
         import imageio.v3  # noqa: F401
         from PIL import GifImagePlugin  # noqa: F401
     else:
-        import daskgif.join  # noqa: F401
+        import daskgif.gif.join  # noqa: F401
     before = maxrss_mb()
     start = time.perf_counter()
     func(frames, out)

@@ -65,8 +65,8 @@ from distributed import Client, LocalCluster
 from PIL import Image
 
 import daskgif
-from daskgif.encode import encode_gif
-from daskgif.split import split_bytes
+from daskgif.gif.encode import encode_gif
+from daskgif.gif.split import split_bytes
 
 DELIMITER = b"\n\n\n\n"
 SETS = {"27": (27, 500, 375), "1000": (1000, 64, 64), "10000": (10_000, 64, 64)}

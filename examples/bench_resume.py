@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 import daskgif
-from daskgif import io
-from daskgif.encode import encode_gif
+from daskgif import storage
+from daskgif.gif.encode import encode_gif
 from daskgif.errors import RunFailed
 
 
@@ -66,25 +66,25 @@ def main() -> int:
         make_data(data, args.frames)
         kwargs = {"url": str(data), "data_file": str(data), "out": str(work / "clip.gif"), "retry_delay": 0}
         failing_index = args.frames // 2
-        failing_name = io.frame_name(failing_index, args.frames)
+        failing_name = storage.frame_name(failing_index, args.frames)
 
         shutil.rmtree(work / "frames", ignore_errors=True)
         full, result = timed(daskgif.build_graph(**kwargs), args.scheduler)
         assert result.ok and result.reused == 0, result
 
         shutil.rmtree(work / "frames")
-        write_bytes = io.write_bytes
+        write_bytes = storage.write_bytes
 
         def failing(path, data, storage_options=None):
             if path.endswith(failing_name):
                 raise OSError(errno.EROFS, "Read-only file system", path)
             return write_bytes(path, data, storage_options)
 
-        io.write_bytes = failing
+        storage.write_bytes = failing
         try:
             failed, error = timed(daskgif.build_graph(**kwargs), args.scheduler)
         finally:
-            io.write_bytes = write_bytes
+            storage.write_bytes = write_bytes
         assert isinstance(error, RunFailed), error
 
         rerun, again = timed(daskgif.build_graph(**kwargs), args.scheduler)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import psutil
 import daskgif
-from daskgif.cluster import connect
-from daskgif.schedule import run_schedule
+from daskgif.ops.cluster import connect
+from daskgif.ops.schedule import run_schedule
 
 MB = 2**20
 

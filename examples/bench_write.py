@@ -3,8 +3,8 @@
 The write path of one frame is what a ``write-frame`` batch does for it: read its
 span of the data file, check it (structure walk and, by default, a decode with
 Pillow), write it atomically, record its state and hand the state to the hook that
-sends it as an event.  This script runs the real thing -- :func:`daskgif.tasks.run_items`
-with the pipeline's own ``write-frame`` :class:`~daskgif.tasks.Task` -- on one batch
+sends it as an event.  This script runs the real thing -- :func:`daskgif.core.task.run_items`
+with the pipeline's own ``write-frame`` :class:`~daskgif.core.task.Task` -- on one batch
 of small frames, in this process, and prints milliseconds per frame (median of the
 rounds, min-max), then a cProfile summary of one more round::
 
@@ -36,9 +36,9 @@ import numpy as np
 from PIL import Image
 
 import daskgif
-import daskgif.graph
-import daskgif.io
-from daskgif.tasks import run_items
+import daskgif.pipeline.graph
+import daskgif.storage
+from daskgif.core.task import run_items
 
 DELIMITER = b"\n\n\n\n"
 
@@ -64,7 +64,7 @@ def one_batch(data_file: Path, frames_dir: Path, validate: str):
         pipeline = daskgif.build_graph(data_file=str(data_file), out=str(frames_dir.parent / "clip.gif"),
                                        frames_dir=str(frames_dir))
     p = pipeline.params
-    from daskgif.graph import split, write_frame
+    from daskgif.pipeline.graph import split, write_frame
 
     spans = split(str(data_file), p)
     task = p.task(write_frame, "write-frame")
@@ -75,10 +75,10 @@ def one_batch(data_file: Path, frames_dir: Path, validate: str):
         # script also measures older versions, for a before/after).
         kwargs = {"p": p, "count": len(spans)}
         extra = {}
-        if hasattr(daskgif.io, "SpanReader"):
-            kwargs["source"] = daskgif.io.SpanReader(p.data_file, p.storage_options)
-        if hasattr(daskgif.graph, "FrameTable"):
-            extra["collect"] = functools.partial(daskgif.graph.FrameTable, p.frames_dir, len(spans))
+        if hasattr(daskgif.storage, "SpanReader"):
+            kwargs["source"] = daskgif.storage.SpanReader(p.data_file, p.storage_options)
+        if hasattr(daskgif.pipeline.graph, "FrameTable"):
+            extra["collect"] = functools.partial(daskgif.pipeline.graph.FrameTable, p.frames_dir, len(spans))
         mapped = run_items(task, kwargs, False, 0, spans, **extra)
         assert mapped.states.counts == {"Success": len(spans)}, mapped.states.counts
 

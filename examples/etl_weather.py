@@ -16,7 +16,7 @@ from collections import Counter
 
 import dask
 
-from daskgif.tasks import SKIPPED, Mapped, Skip, Task
+from daskgif.core.task import SKIPPED, Mapped, Skip, Task
 
 SOURCES = {
     "oslo": "time,temp_f\n06:00,28.4\n12:00,35.6\n18:00,31.1\n",

@@ -13,7 +13,7 @@ Every frame's palette holds the shadow colours (10, 10, 10), (10, 10, 11), ..., 
 bytes ``b"\\n" * 5`` occur inside every colour table: a naive ``split(b"\\n\\n\\n\\n")``
 cuts every frame, a structure-aware split does not.
 
-Only integer arithmetic and :func:`daskgif.encode.encode_gif` are used (no floating point,
+Only integer arithmetic and :func:`daskgif.gif.encode.encode_gif` are used (no floating point,
 no Pillow), so the output is the same on every machine and every version.
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 
-from daskgif.encode import encode_gif
+from daskgif.gif.encode import encode_gif
 
 WIDTH, HEIGHT, FRAMES = 160, 120, 32
 HORIZON, RADIUS = 88, 14

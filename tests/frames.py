@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from daskgif.encode import encode_gif
+from daskgif.gif.encode import encode_gif
 
 DELIMITER = b"\n\n\n\n"
 
@@ -38,7 +38,7 @@ def make_pixels(width: int, height: int, colours: int = 256, seed: int = 0) -> b
 
 def make_gif(width: int, height: int, seed: int = 0, *, colours: int = 256, palette: bytes | None = None,
              pixels: bytes | None = None, **encode_kwargs) -> bytes:
-    """Return a deterministic single-image GIF; the keywords go to :func:`daskgif.encode.encode_gif`."""
+    """Return a deterministic single-image GIF; the keywords go to :func:`daskgif.gif.encode.encode_gif`."""
     if palette is None:
         palette = make_palette(colours, seed)
     colours = len(palette) // 3
@@ -106,7 +106,7 @@ def make_raw_gif(width: int, height: int, palette: bytes, pixels: bytes, **encod
     """
     assert len(palette) == 3 * 128 and max(pixels) < 128
     gif = encode_gif(width, height, palette, pixels, **encode_kwargs)
-    from daskgif.gif import parse_gif
+    from daskgif.gif.parse import parse_gif
 
     start, end = parse_gif(gif).images[0].data
     codes = bytearray([128])
@@ -127,7 +127,7 @@ def corrupt_code(gif: bytes, image: int = 0) -> bytes:
     right after a clear, the largest code the decoder knows is 130 (clear, EOI and one
     new entry), so 0xFE cannot be decoded.
     """
-    from daskgif.gif import parse_gif
+    from daskgif.gif.parse import parse_gif
 
     start, _ = parse_gif(gif).images[image].data
     buf = bytearray(gif)

@@ -21,8 +21,8 @@ from PIL import Image
 from daskgif import build_graph
 from daskgif.cli import main
 from daskgif.errors import RunFailed
-from daskgif.gif import parse_gif
-from daskgif.split import WHITESPACE
+from daskgif.gif.parse import parse_gif
+from daskgif.gif.split import WHITESPACE
 from frames import decode_rgb, image_data, make_gif, make_jpeg, make_palette, make_png, make_raw_gif, newline_palette
 
 NL4 = b"\n\n\n\n"
@@ -174,7 +174,7 @@ def test_skip_is_the_configured_default(tmp_path):
 
 
 def test_png_and_jpeg_frames_are_converted_in_parallel(tmp_path, monkeypatch):
-    from daskgif import convert
+    from daskgif import codec as convert
 
     spans = []
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from daskgif.sample import sample_path
-from daskgif.split import split_bytes
+from daskgif.pipeline.sample import sample_path
+from daskgif.gif.split import split_bytes
 from frames import make_gif
 
 SAMPLE_FRAMES = len(split_bytes(Path(sample_path()).read_bytes()))

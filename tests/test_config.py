@@ -27,7 +27,7 @@ def python(code: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=environ)
 
 
-@pytest.mark.parametrize("imports", ["import daskgif, dask", "import dask, daskgif", "import daskgif.gif, distributed"])
+@pytest.mark.parametrize("imports", ["import daskgif, dask", "import dask, daskgif", "import daskgif.gif.parse, distributed"])
 def test_defaults_are_in_dask_config_whatever_is_imported_first(imports):
     done = python(f"{imports}; import dask; print(dask.config.get('daskgif.on-error'), "
                   "dask.config.get('daskgif.dashboard.max-runs'))")
@@ -42,7 +42,7 @@ def test_environment_variables_override_the_defaults():
 
 
 def test_importing_a_pure_module_loads_neither_dask_nor_yaml():
-    done = python("import sys, daskgif.gif, daskgif.split, daskgif.join; "
+    done = python("import sys, daskgif.gif, daskgif.gif.split, daskgif.gif.join; "
                   "print(sorted(m for m in ('dask', 'yaml', 'fsspec', 'imageio') if m in sys.modules))")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

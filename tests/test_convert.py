@@ -5,9 +5,9 @@ import io
 import pytest
 from PIL import Image
 
-from daskgif.convert import to_gif
+from daskgif.codec import to_gif
 from daskgif.errors import GifFormatError
-from daskgif.gif import parse_gif
+from daskgif.gif.parse import parse_gif
 from frames import decode_rgb, make_jpeg, make_png
 
 

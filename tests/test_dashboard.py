@@ -23,7 +23,7 @@ import dask
 import pytest
 
 import daskgif
-from daskgif.dashboard import PLUGIN_NAME, Run, Runs, page_link
+from daskgif.views.dashboard import PLUGIN_NAME, Run, Runs, page_link
 from daskgif.errors import RunFailed
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script: find frames.py

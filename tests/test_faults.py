@@ -20,7 +20,7 @@ from distributed import Client, LocalCluster
 
 from daskgif import build_graph
 from daskgif.errors import RunFailed
-from daskgif.gif import parse_gif
+from daskgif.gif.parse import parse_gif
 from frames import image_data, make_gif
 
 DATA = image_data([make_gif(24, 24, seed=i) for i in range(48)])
@@ -187,12 +187,12 @@ def test_killed_download_leaves_a_part_that_remove_stale_parts_clears(tmp_path, 
     import subprocess
     import sys
 
-    from daskgif.io import remove_stale_parts
+    from daskgif.storage import remove_stale_parts
 
     http_server.serve("/data.img", DATA)
     url = http_server.trickle("/data.img", 500, 0.05)
     data_file = tmp_path / "image-data.img"
-    code = "import sys; from daskgif.io import fetch_file; fetch_file(sys.argv[1], sys.argv[2], chunk_size=500)"
+    code = "import sys; from daskgif.storage import fetch_file; fetch_file(sys.argv[1], sys.argv[2], chunk_size=500)"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent),
                                                         os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-c", code, url, str(data_file)], env=env)

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from daskgif.errors import GifFormatError
-from daskgif.gif import parse_gif
-from daskgif.join import join_gifs
-from daskgif.sample import sample_path
-from daskgif.split import split_bytes
+from daskgif.gif.parse import parse_gif
+from daskgif.gif.join import join_gifs
+from daskgif.pipeline.sample import sample_path
+from daskgif.gif.split import split_bytes
 from frames import make_png, mutate
 
 SAMPLE = Path(sample_path()).read_bytes()

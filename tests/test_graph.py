@@ -16,8 +16,8 @@ from PIL import Image
 
 from daskgif import build_graph
 from daskgif.errors import RunFailed
-from daskgif.sample import sample_path
-from daskgif.split import split_bytes
+from daskgif.pipeline.sample import sample_path
+from daskgif.gif.split import split_bytes
 from frames import decode_rgb, image_data, make_gif, make_png
 
 SAMPLE = Path(sample_path()).read_bytes()
@@ -165,8 +165,8 @@ def test_bad_arguments_are_named(kwargs, match):
 def test_compact_spans_frames_and_paths_pickle_and_read_as_sequences():
     import pickle
 
-    from daskgif.graph import Frame, FramePaths, FrameTable
-    from daskgif.split import Span, Spans
+    from daskgif.pipeline.graph import Frame, FramePaths, FrameTable
+    from daskgif.gif.split import Span, Spans
 
     spans = Spans.from_spans(Span(i, 10 * i, 5) for i in range(5))
     assert pickle.loads(pickle.dumps(spans)) == spans == [Span(i, 10 * i, 5) for i in range(5)]
@@ -184,7 +184,7 @@ def test_compact_spans_frames_and_paths_pickle_and_read_as_sequences():
 
 
 def test_mapped_states_to_dict_keeps_at_most_100_records():
-    from daskgif.state import FAILED, MappedStates, State
+    from daskgif.core.state import FAILED, MappedStates, State
 
     states = MappedStates("write-frame")
     for i in range(250):

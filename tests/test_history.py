@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from daskgif.history import append_run, format_history, read_history
+from daskgif.ops.history import append_run, format_history, read_history
 
 
 def record(run: int, ok: bool = True, **extra) -> dict:

@@ -13,12 +13,12 @@ import pytest
 from dask.utils import key_split
 
 import daskgif  # noqa: F401  (before distributed, which snapshots dask.config)
-from daskgif import graph
+from daskgif.pipeline import graph
 from daskgif.errors import RunFailed
-from daskgif.events import TOPIC
-from daskgif.progressbar import Progress
-from daskgif.sample import sample_path
-from daskgif.split import split_bytes
+from daskgif.core.events import TOPIC
+from daskgif.views.progress import Progress
+from daskgif.pipeline.sample import sample_path
+from daskgif.gif.split import split_bytes
 from frames import corrupt_code, image_data, make_gif, make_palette, make_raw_gif
 
 distributed = pytest.importorskip("distributed")

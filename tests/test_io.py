@@ -1,4 +1,4 @@
-"""Tests of daskgif.io: fetching, atomic writes and span reads, against real servers."""
+"""Tests of daskgif.storage: fetching, atomic writes and span reads, against real servers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import fsspec
 import pytest
 
 from daskgif.errors import FetchError
-from daskgif.io import (
+from daskgif.storage import (
     atomic_write,
     exists,
     fetch_file,
@@ -384,12 +384,12 @@ def test_every_redirect_hop_is_checked(http_server, tmp_path):
 
 
 def test_declared_length_over_max_bytes_is_refused_before_the_body(http_server, tmp_path, monkeypatch):
-    import daskgif.io.fetch
+    import daskgif.storage.fetch
 
     http_server.serve("/huge.img", BODY)
     url = http_server.declare_length("/huge.img", 10**12)
     opened = []
-    monkeypatch.setattr(daskgif.io.fetch, "atomic_write", lambda *a, **k: opened.append(a))
+    monkeypatch.setattr(daskgif.storage.fetch, "atomic_write", lambda *a, **k: opened.append(a))
     with pytest.raises(FetchError) as info:
         fetch_file(url, str(tmp_path / "d.img"), max_bytes=10**6)
     assert str(info.value) == (f"cannot fetch {url}: larger than max_bytes=1000000 (daskgif.max-bytes): "
@@ -440,7 +440,7 @@ def test_deadline_with_an_injected_clock(tmp_path):
 def test_fetch_records_its_source_without_the_url_in_clear(http_server, tmp_path):
     import json
 
-    from daskgif.io import read_source, url_digest
+    from daskgif.storage import read_source, url_digest
 
     http_server.serve("/data.img", BODY)
     http_server.validators("/data.img", etag='"v1"', last_modified="Mon, 30 Nov 2026 10:00:00 GMT")
@@ -457,7 +457,7 @@ def test_fetch_records_its_source_without_the_url_in_clear(http_server, tmp_path
 
 
 def test_fetch_needed_reasons(http_server, tmp_path):
-    from daskgif.io import fetch_needed
+    from daskgif.storage import fetch_needed
 
     a, b = http_server.serve("/a.img", BODY), http_server.serve("/b.img", BODY)
     data_file = str(tmp_path / "image-data.img")
@@ -478,7 +478,7 @@ def test_fetch_needed_reasons(http_server, tmp_path):
 
 
 def test_fetch_needed_asks_the_server(http_server, tmp_path, caplog):
-    from daskgif.io import fetch_needed
+    from daskgif.storage import fetch_needed
 
     http_server.serve("/a.img", BODY)
     url = http_server.validators("/a.img", etag='"v1"', last_modified="Mon, 30 Nov 2026 10:00:00 GMT")
@@ -497,13 +497,13 @@ def test_fetch_needed_asks_the_server(http_server, tmp_path, caplog):
     assert "(Last-Modified Tue, 01 Dec 2026 10:00:00 GMT -> Wed" in fetch_needed(url, data_file, check_remote=True)
     # A server that cannot be asked keeps what was fetched.
     http_server.fail("/a.img", 503, times=10)
-    with caplog.at_level("WARNING", logger="daskgif.io"):
+    with caplog.at_level("WARNING", logger="daskgif.storage"):
         assert fetch_needed(url, data_file, check_remote=True) is None
     assert "cannot ask the server whether it changed" in caplog.text
 
 
 def test_a_failed_fetch_forgets_the_old_source(http_server, tmp_path):
-    from daskgif.io import fetch_needed
+    from daskgif.storage import fetch_needed
 
     a = http_server.serve("/a.img", BODY)
     data_file = str(tmp_path / "image-data.img")
@@ -520,7 +520,7 @@ def test_a_failed_fetch_forgets_the_old_source(http_server, tmp_path):
 
 HOLD = """
 import sys
-from daskgif.io import lock
+from daskgif.storage import lock
 with lock(sys.argv[1], owner="run-A", timeout=30):
     print("held", flush=True)
     sys.stdin.readline()
@@ -543,7 +543,7 @@ def test_lock_between_two_processes(tmp_path):
     import pickle
     import socket
 
-    from daskgif.io import LockTimeout, lock
+    from daskgif.storage import LockTimeout, lock
 
     data_file = str(tmp_path / "image-data.img")
     proc = child(HOLD, data_file)
@@ -568,14 +568,14 @@ def test_lock_between_two_processes(tmp_path):
 
 
 def test_lock_of_a_killed_process_is_broken(tmp_path, caplog):
-    from daskgif.io import lock
+    from daskgif.storage import lock
 
     data_file = f"file://{tmp_path}/image-data.img"
     proc = child(HOLD, data_file)
     proc.kill()
     proc.wait()
     assert leftovers(tmp_path) == ["image-data.img.lock"]
-    with caplog.at_level("WARNING", logger="daskgif.io"), lock(data_file, owner="run-B", timeout=0):
+    with caplog.at_level("WARNING", logger="daskgif.storage"), lock(data_file, owner="run-B", timeout=0):
         pass
     assert f"Breaking the stale lock {data_file}.lock of run run-A" in caplog.text
     assert f"its process (pid {proc.pid}) is gone" in caplog.text
@@ -585,7 +585,7 @@ def test_lock_of_a_killed_process_is_broken(tmp_path, caplog):
 def test_lock_older_than_max_age_is_broken(tmp_path, caplog):
     import json
 
-    from daskgif.io import LockTimeout, lock
+    from daskgif.storage import LockTimeout, lock
 
     data_file = str(tmp_path / "d.img")
     held = {"host": "elsewhere", "pid": 1, "owner": "run-X", "started": time.time() - 100, "started_at": "then"}
@@ -593,7 +593,7 @@ def test_lock_older_than_max_age_is_broken(tmp_path, caplog):
     with pytest.raises(LockTimeout, match="held by run run-X"):
         with lock(data_file, owner="run-B", timeout=0, max_age=1000):
             pass  # pragma: no cover
-    with caplog.at_level("WARNING", logger="daskgif.io"), lock(data_file, owner="run-B", timeout=0, max_age=50):
+    with caplog.at_level("WARNING", logger="daskgif.storage"), lock(data_file, owner="run-B", timeout=0, max_age=50):
         pass
     assert "older than 50 s (daskgif.lock-max-age)" in caplog.text
 
@@ -601,7 +601,7 @@ def test_lock_older_than_max_age_is_broken(tmp_path, caplog):
 def test_lock_in_memory_between_threads():
     import threading
 
-    from daskgif.io import LockTimeout, lock
+    from daskgif.storage import LockTimeout, lock
 
     data_file = "memory://test-io-lock/image-data.img"
     inside, most, errors = [], [], []
@@ -633,7 +633,7 @@ def test_lock_in_memory_between_threads():
 
 WRITE = """
 import sys, time
-from daskgif.io import atomic_write
+from daskgif.storage import atomic_write
 with atomic_write(sys.argv[1]) as f:
     f.write(b"x" * 100_000)
     f.flush()
@@ -643,7 +643,7 @@ with atomic_write(sys.argv[1]) as f:
 
 
 def test_remove_stale_parts_of_a_killed_writer(tmp_path):
-    from daskgif.io import remove_stale_parts
+    from daskgif.storage import remove_stale_parts
 
     frames = tmp_path / "frames"
     dead = child(WRITE, str(frames / "frame_00.gif"))
@@ -678,7 +678,7 @@ def test_remove_stale_parts_of_a_killed_writer(tmp_path):
 
 
 def test_file_urls_everywhere(tmp_path):
-    from daskgif.io import fetch_needed
+    from daskgif.storage import fetch_needed
 
     src = tmp_path / "src.img"
     src.write_bytes(BODY)
@@ -717,7 +717,7 @@ def read_only_dir(tmp_path):
 def test_atomic_write_to_a_read_only_file_system(read_only_dir, http_server):
     import errno
 
-    from daskgif.retry import is_transient
+    from daskgif.core.retry import is_transient
 
     target = read_only_dir / "clip.gif"
     with pytest.raises(OSError) as info:
@@ -736,8 +736,8 @@ def test_write_errors_are_permanent_and_name_the_path(tmp_path, monkeypatch, num
     import builtins
     import errno
 
-    import daskgif.io.files
-    from daskgif.retry import is_transient
+    import daskgif.storage.files
+    from daskgif.core.retry import is_transient
 
     code = getattr(errno, number)
 
@@ -746,7 +746,7 @@ def test_write_errors_are_permanent_and_name_the_path(tmp_path, monkeypatch, num
             raise OSError(code, os.strerror(code), file)
         return builtins.open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(daskgif.io.files, "open", refuse, raising=False)
+    monkeypatch.setattr(daskgif.storage.files, "open", refuse, raising=False)
     target = tmp_path / "out" / "clip.gif"
     with pytest.raises(OSError) as info:
         write_bytes(str(target), b"GIF89a")
@@ -757,7 +757,7 @@ def test_write_errors_are_permanent_and_name_the_path(tmp_path, monkeypatch, num
 
 
 def test_s3_source_record_and_lock(s3_server, s3_bucket):
-    from daskgif.io import LockTimeout, fetch_needed, lock, read_source
+    from daskgif.storage import LockTimeout, fetch_needed, lock, read_source
 
     so = s3_server.storage_options
     with atomic_write(f"{s3_bucket}/src.img", so) as f:

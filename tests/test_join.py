@@ -9,10 +9,10 @@ import pytest
 from PIL import Image, ImageSequence
 
 from daskgif.errors import GifFormatError
-from daskgif.gif import parse_gif
-from daskgif.join import GifWriter, gif_delay, join_gifs
-from daskgif.sample import sample_path
-from daskgif.split import split_bytes
+from daskgif.gif.parse import parse_gif
+from daskgif.gif.join import GifWriter, gif_delay, join_gifs
+from daskgif.pipeline.sample import sample_path
+from daskgif.gif.split import split_bytes
 from frames import requires_gifsicle
 from frames import decode_rgb, decode_rgba, make_gif, make_palette, make_raw_gif, newline_palette
 

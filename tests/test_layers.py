@@ -1,9 +1,11 @@
-"""The layers of daskgif, enforced: which third-party packages each module may import.
+"""The layers of daskgif, enforced from the table in ``tests/layers.py``.
 
-Pure byte logic uses the standard library only; only ``io`` talks to fsspec; only the
-graph layer (graph building, the fan-out, events, running, connecting, the runs page)
-imports distributed.  Imports inside functions count too.  As click's ``test_imports``
-does, the pure modules are also imported in a fresh interpreter to see what they load.
+Every import between daskgif's modules (inside functions too) must follow an arrow
+the table allows; no two modules may import each other through any path (no
+circle); no module imports another module's ``_private`` name; every third-party
+import is one its part allows; only ``storage`` opens files.  As click's
+``test_imports`` does, the pure parts are also imported in a fresh interpreter to
+see what they load.
 """
 
 from __future__ import annotations
@@ -11,69 +13,104 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "daskgif"
+from layers import PARTS, module_name, part_of
 
-PURE = {"gif", "split", "join", "encode", "state", "retry", "errors", "redact", "sample", "__main__", "manifest"}
-ALLOWED: dict[str, set[str]] = {
-    **{name: set() for name in PURE},
-    "__init__": set(),  # registers the defaults once Dask is imported, never importing Dask itself
-    "config": {"dask", "yaml"},
-    "validate": {"PIL"},
-    "convert": {"PIL", "imageio", "numpy"},
-    "io": {"fsspec", "aiohttp"},
-    "result": {"IPython"},
-    "tasks": {"dask", "distributed"},  # dask.delayed, and secede/rejoin while a retry waits on a worker
-    "fanout": {"dask", "distributed"},
-    "limits": {"distributed"},  # distributed.Semaphore on a worker
-    "timeouts": {"distributed"},  # secede/rejoin while an attempt is waited for on a worker
-    "resume": set(),  # I/O through daskgif.io only
-    "events": {"distributed"},
-    "graph": {"dask", "distributed"},
-    "runner": {"distributed"},
-    "cluster": {"dask", "distributed"},
-    "dashboard": {"dask", "distributed", "tornado"},
-    "progressbar": {"IPython"},
-    "schedule": {"croniter", "dateutil"},
-    "history": set(),
-    "notify": set(),
-    "picture": {"graphviz"},
-    "runpicture": {"graphviz"},
-    "params": {"yaml"},
-    "cli": {"click", "distributed"},
-}
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "daskgif"
+MODULES = {module_name(PurePosixPath(p.relative_to(ROOT).as_posix())): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _import_nodes(path: Path) -> list[tuple[str, list[str], int]]:
+    """``(module imported, names imported from it, line)`` for every import in *path*, relative ones resolved."""
+    here = module_name(PurePosixPath(path.relative_to(ROOT).as_posix()))
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, [], node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.append((base, [alias.name for alias in node.names], node.lineno))
+    return found
 
 
 def imports(path: Path) -> set[str]:
     """Top-level names of every third-party module *path* imports, at any depth."""
+    names = {module.split(".")[0] for module, _, _ in _import_nodes(path)}
+    return {n for n in names if n and n != "daskgif" and n not in sys.stdlib_module_names}
+
+
+def internal_imports(path: Path) -> set[str]:
+    """The daskgif modules *path* imports (``from daskgif.core import task`` counts as ``daskgif.core.task``)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        else:
+    for module, names, _ in _import_nodes(path):
+        if module != "daskgif" and not module.startswith("daskgif."):
             continue
-        found |= {n.split(".")[0] for n in names}
-    return {n for n in found if n != "daskgif" and n not in sys.stdlib_module_names}
+        submodules = [f"{module}.{n}" for n in names if f"{module}.{n}" in MODULES]
+        found |= set(submodules) or {module}
+        if submodules and len(submodules) < len(names):
+            found.add(module)
+    return {m for m in found if m in MODULES}
 
 
-MODULES = sorted(PACKAGE.rglob("*.py"))
+def test_every_part_is_in_the_table():
+    unknown = {name: part_of(name) for name in MODULES if part_of(name) not in PARTS}
+    assert not unknown, f"modules outside every part of tests/layers.py: {unknown}"
 
 
-def layer(path: Path) -> str:
-    """A module's layer: its name, or its subpackage's (every module of ``daskgif.io`` is ``io``)."""
-    return path.stem if path.parent == PACKAGE else path.parent.name
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_follow_the_arrows(name):
+    part = part_of(name)
+    allowed = {part, *PARTS[part][1]}
+    wrong = {other for other in internal_imports(MODULES[name])
+             if part_of(other) not in allowed and other != "daskgif"}
+    assert not wrong, f"{name} ({part}) imports {sorted(wrong)}: not an arrow of tests/layers.py"
+    if part != "face":
+        assert "daskgif" not in internal_imports(MODULES[name]), f"{name} imports the package face"
+    extra = imports(MODULES[name]) - set(PARTS[part][2])
+    assert not extra, f"{name} ({part}) imports {sorted(extra)}, outside its part"
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_each_module_imports_only_what_its_layer_allows(path):
-    assert layer(path) in ALLOWED, f"daskgif/{path.name} is new: give it a layer in ALLOWED"
-    extra = imports(path) - ALLOWED[layer(path)]
-    assert not extra, f"daskgif/{path.relative_to(PACKAGE)} imports {sorted(extra)}, outside its layer"
+def test_no_import_circle():
+    graph = {name: internal_imports(path) - {name} for name, path in MODULES.items()}
+    # a package importing its own modules to list them is not a circle through them
+    graph = {n: {m for m in deps if not (MODULES[n].name == "__init__.py" and m.startswith(n + "."))}
+             for n, deps in graph.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                cycle = stack[stack.index(dep):] + [dep]
+                pytest.fail("import circle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+def test_no_private_name_crosses_modules():
+    crossing = []
+    for name, path in MODULES.items():
+        for module, names, line in _import_nodes(path):
+            if module.startswith("daskgif") and module != name:
+                crossing += [f"{name}:{line} imports {n} from {module}" for n in names
+                             if n.startswith("_") and not n.startswith("__")]
+    assert not crossing, crossing
 
 
 def opens(path: Path) -> bool:
@@ -82,16 +119,21 @@ def opens(path: Path) -> bool:
                for node in ast.walk(ast.parse(path.read_text(), str(path))))
 
 
-def test_only_io_opens_files_and_urls():
-    # Besides io, only config reads a file of its own: the packaged YAML.
-    own_files = {"io", "config"}
-    for path in MODULES:
-        if layer(path) not in own_files:
-            assert "fsspec" not in imports(path) and not opens(path), f"daskgif/{path.name} opens files itself"
+def test_only_storage_opens_files_and_urls():
+    # Besides storage, only config reads a file of its own: the packaged YAML.
+    for name, path in MODULES.items():
+        if part_of(name) != "storage" and name != "daskgif.config":
+            assert "fsspec" not in imports(path) and not opens(path), f"{name} opens files itself"
 
 
-def test_the_pure_modules_load_nothing_heavy():
-    code = ("import sys; import " + ", ".join(f"daskgif.{m}" for m in sorted(PURE - {"__main__"})) + "; "
+def test_no_module_is_long():
+    long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > 450}
+    assert not long, f"modules over 450 lines: {long}"
+
+
+def test_the_pure_parts_load_nothing_heavy():
+    pure = [name for name in MODULES if part_of(name) == "gif"] + ["daskgif.errors", "daskgif.redact"]
+    code = ("import sys; import " + ", ".join(pure) + "; "
             "print(sorted(m for m in ('dask', 'distributed', 'fsspec', 'imageio', 'PIL', 'yaml') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

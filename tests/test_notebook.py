@@ -15,8 +15,8 @@ pytest.importorskip("ipykernel")
 import nbformat  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from daskgif.sample import sample_path  # noqa: E402
-from daskgif.split import split_bytes  # noqa: E402
+from daskgif.pipeline.sample import sample_path  # noqa: E402
+from daskgif.gif.split import split_bytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_FRAMES = len(split_bytes(Path(sample_path()).read_bytes()))

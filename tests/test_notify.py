@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from daskgif.notify import check_url, post_result
+from daskgif.ops.notify import check_url, post_result
 
 
 def test_posts_json(http_server):
@@ -20,7 +20,7 @@ def test_posts_json(http_server):
 
 def test_a_webhook_answering_500_once_is_retried(http_server, caplog):
     url = http_server.fail("/hook", 500, times=1)
-    with caplog.at_level(logging.WARNING, logger="daskgif.notify"):
+    with caplog.at_level(logging.WARNING, logger="daskgif.ops.notify"):
         assert post_result(url, {"ok": False}, retries=2, retry_delay=0) is True
     assert http_server.hits("/hook", "POST") == 2
     assert [payload for _, payload in http_server.posts] == [{"ok": False}, {"ok": False}]
@@ -29,7 +29,7 @@ def test_a_webhook_answering_500_once_is_retried(http_server, caplog):
 
 def test_a_webhook_that_keeps_failing_is_logged_not_raised(http_server, caplog):
     url = http_server.fail("/hook", 503, times=10)
-    with caplog.at_level(logging.WARNING, logger="daskgif.notify"):
+    with caplog.at_level(logging.WARNING, logger="daskgif.ops.notify"):
         assert post_result(url, {"ok": True}, retries=2, retry_delay=0) is False
     assert http_server.hits("/hook", "POST") == 3
     assert "failed after 3 attempt(s)" in caplog.text and "503" in caplog.text
@@ -37,7 +37,7 @@ def test_a_webhook_that_keeps_failing_is_logged_not_raised(http_server, caplog):
 
 def test_a_4xx_answer_is_not_retried(http_server, caplog):
     url = http_server.fail("/hook", 403, times=5)
-    with caplog.at_level(logging.ERROR, logger="daskgif.notify"):
+    with caplog.at_level(logging.ERROR, logger="daskgif.ops.notify"):
         assert post_result(url, {"ok": True}, retries=3, retry_delay=0) is False
     assert http_server.hits("/hook", "POST") == 1 and "403" in caplog.text
 
@@ -47,7 +47,7 @@ def test_a_webhook_that_is_down(caplog):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # Nothing listens on the port any more: connection refused, retried, then logged.
-    with caplog.at_level(logging.WARNING, logger="daskgif.notify"):
+    with caplog.at_level(logging.WARNING, logger="daskgif.ops.notify"):
         assert post_result(f"http://127.0.0.1:{port}/hook", {"ok": True}, retries=1, retry_delay=0) is False
     assert "Retrying POST" in caplog.text and "failed after 2 attempt(s)" in caplog.text
 
@@ -63,7 +63,7 @@ def test_a_webhook_that_never_answers_times_out():
 
 def test_secret_path_is_not_logged(http_server, caplog):
     url = http_server.fail("/services/T0/very-secret", 500, times=5)
-    with caplog.at_level(logging.WARNING, logger="daskgif.notify"):
+    with caplog.at_level(logging.WARNING, logger="daskgif.ops.notify"):
         post_result(url, {}, retries=1, retry_delay=0)
     assert caplog.text and "very-secret" not in caplog.text
 
@@ -90,7 +90,7 @@ def test_the_body_never_holds_a_secret(http_server):
 
 def test_a_token_in_the_webhook_url_is_not_logged(http_server, caplog):
     url = http_server.fail("/hook", 500, times=5).replace("http://", "http://s3cr3tTOKEN@")
-    with caplog.at_level(logging.WARNING, logger="daskgif.notify"):
+    with caplog.at_level(logging.WARNING, logger="daskgif.ops.notify"):
         post_result(url, {}, retries=1, retry_delay=0)
     assert caplog.text and "s3cr3tTOKEN" not in caplog.text
 

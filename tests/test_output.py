@@ -129,8 +129,8 @@ def test_dask_scheduler_address_is_honoured(tmp_path):
 
 @pytest.mark.parametrize("where", [["--workers", "2"], ["--scheduler", "processes"]], ids=["cluster", "processes"])
 def test_sigterm_on_a_single_run_cancels_it_cleanly(tmp_path, where):
-    from daskgif.sample import sample_path
-    from daskgif.split import split_bytes
+    from daskgif.pipeline.sample import sample_path
+    from daskgif.gif.split import split_bytes
 
     sample = Path(sample_path()).read_bytes()
     (tmp_path / "big.img").write_bytes(sample * 80)
@@ -160,13 +160,13 @@ def test_sigterm_on_a_single_run_cancels_it_cleanly(tmp_path, where):
 def test_the_next_run_removes_a_killed_runs_temporary_files(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    from daskgif import io
+    from daskgif import storage
 
-    leftover = [tmp_path / io.part_name(name).replace(f"-{os.getpid()}-", f"-{dead.pid}-")
+    leftover = [tmp_path / storage.part_name(name).replace(f"-{os.getpid()}-", f"-{dead.pid}-")
                 for name in ("clip.gif", "image-data.img")]
     (tmp_path / "frames").mkdir()
-    leftover.append(tmp_path / "frames" / io.part_name("frame_03.gif").replace(f"-{os.getpid()}-", f"-{dead.pid}-"))
-    alive = tmp_path / io.part_name("clip.gif")  # this process's: a live writer's file is never removed
+    leftover.append(tmp_path / "frames" / storage.part_name("frame_03.gif").replace(f"-{os.getpid()}-", f"-{dead.pid}-"))
+    alive = tmp_path / storage.part_name("clip.gif")  # this process's: a live writer's file is never removed
     for path in (*leftover, alive):
         path.write_bytes(b"half a GIF")
     done = daskgif("run", "--scheduler", "sync", cwd=tmp_path)

@@ -71,5 +71,5 @@ def test_lazy_exports_are_typed(tmp_path):
     revealed = re.findall(r'Revealed type is "(.*)"', done.stdout)
     assert len(revealed) == 3, done.stdout + done.stderr
     assert not any(t == "Any" for t in revealed), revealed
-    assert "def (" in revealed[0] and "daskgif.result.Result" in revealed[1], revealed
+    assert "def (" in revealed[0] and "daskgif.pipeline.result.Result" in revealed[1], revealed
     assert 'Module has no attribute "no_such_name"' in done.stdout

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from daskgif import build_graph
-from daskgif.params import ALLOWED, GRAPH_KEYS, SCHEDULE_KEYS, check_params, load_params
+from daskgif.pipeline.parameters import ALLOWED, GRAPH_KEYS, SCHEDULE_KEYS, check_params, load_params
 
 
 def daskgif(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -100,9 +100,9 @@ def test_load_params_refuses_what_is_not_a_mapping(tmp_path, name, text, message
 
 
 def test_load_params_reads_through_fsspec():
-    from daskgif import io
+    from daskgif import storage
 
-    with io.atomic_write("memory://daskgif-test-params/run.yaml") as f:
+    with storage.atomic_write("memory://daskgif-test-params/run.yaml") as f:
         f.write(b"loop: 1\n")
     assert load_params("memory://daskgif-test-params/run.yaml") == {"loop": 1}
     with pytest.raises(FileNotFoundError):

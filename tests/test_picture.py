@@ -13,11 +13,11 @@ import pytest
 
 from daskgif import build_graph
 from daskgif.errors import RunFailed
-from daskgif.gif import parse_gif
-from daskgif.picture import count_frames, draw_pipeline, save_picture
-from daskgif.runpicture import LOOKS, draw_run, load_run
-from daskgif.sample import sample_path
-from daskgif.split import split_bytes
+from daskgif.gif.parse import parse_gif
+from daskgif.views.pictures import count_frames, draw_pipeline, save_picture
+from daskgif.views.runpicture import LOOKS, draw_run, load_run
+from daskgif.pipeline.sample import sample_path
+from daskgif.gif.split import split_bytes
 from frames import image_data, make_gif, make_palette, make_raw_gif
 
 SAMPLE_FRAMES = len(split_bytes(Path(sample_path()).read_bytes()))
@@ -246,7 +246,7 @@ def test_many_failed_frames_are_named_up_to_a_few(tmp_path):
 
 
 def test_both_pictures_follow_the_steps_of_the_pipeline(tmp_path, monkeypatch):
-    from daskgif import graph
+    from daskgif.pipeline import graph
 
     upload = graph.Step("upload", lambda value, p: value, "copies the GIF to the archive")
     monkeypatch.setattr(graph, "STEPS", (*graph.STEPS, upload))

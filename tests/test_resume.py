@@ -12,10 +12,11 @@ import dask
 import pytest
 
 import daskgif  # noqa: F401 - before distributed, which snapshots dask.config
-from daskgif import build_graph, io
+from daskgif import build_graph
+from daskgif import storage
 from daskgif.cli import summary
 from daskgif.errors import RunFailed
-from daskgif.manifest import MANIFEST_NAME, Ranges, decode
+from daskgif.pipeline.manifest import MANIFEST_NAME, Ranges, decode
 from frames import image_data, make_gif
 
 COUNT = 12
@@ -32,14 +33,14 @@ def data(tmp_path: Path) -> Path:
 def writes(monkeypatch) -> list[str]:
     """The frame files written, in order (names only)."""
     written: list[str] = []
-    original = io.write_bytes
+    original = storage.write_bytes
 
     def counting(path, data, storage_options=None):
         if re.fullmatch(r"frame_\d+\.gif", os.path.basename(path)):
             written.append(os.path.basename(path))
         return original(path, data, storage_options)
 
-    monkeypatch.setattr(io, "write_bytes", counting)
+    monkeypatch.setattr(storage, "write_bytes", counting)
     return written
 
 
@@ -99,26 +100,26 @@ def test_other_settings_or_resume_off_rewrite_every_frame(tmp_path, data, writes
 
 def test_a_failed_run_records_the_frames_it_wrote_and_the_rerun_writes_the_rest(tmp_path, data, writes,
                                                                                    monkeypatch):
-    counting = io.write_bytes
+    counting = storage.write_bytes
 
     def failing(path, data, storage_options=None):
         if path.endswith("frame_07.gif"):
             raise OSError(errno.EROFS, "Read-only file system", path)
         return counting(path, data, storage_options)
 
-    monkeypatch.setattr(io, "write_bytes", failing)
+    monkeypatch.setattr(storage, "write_bytes", failing)
     with pytest.raises(RunFailed, match="frame 7"):
         run(tmp_path, data, frames_per_task=4)
     manifest = decode((tmp_path / "frames" / MANIFEST_NAME).read_bytes())
     assert sorted(manifest["frames"]) == [i for i in range(COUNT) if i != 7]
-    monkeypatch.setattr(io, "write_bytes", counting)
+    monkeypatch.setattr(storage, "write_bytes", counting)
     writes.clear()
     again = run(tmp_path, data, frames_per_task=4)
     assert again.ok and again.reused == COUNT - 1 and writes == ["frame_07.gif"]
 
 
 def test_the_manifest_hash_is_the_hash_of_the_span(tmp_path, data):
-    from daskgif.manifest import digest
+    from daskgif.pipeline.manifest import digest
 
     run(tmp_path, data)
     manifest = json.loads((tmp_path / "frames" / MANIFEST_NAME).read_bytes())

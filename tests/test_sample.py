@@ -5,9 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from daskgif.gif import parse_gif
-from daskgif.sample import sample_path
-from daskgif.split import split_bytes
+from daskgif.gif.parse import parse_gif
+from daskgif.pipeline.sample import sample_path
+from daskgif.gif.split import split_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = Path(sample_path()).read_bytes()

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 import daskgif
-from daskgif import schedule
-from daskgif.schedule import Cron, Every, Run, next_fire, parse_duration, run_schedule
-from daskgif.split import split_bytes
+from daskgif.ops import schedule
+from daskgif.ops.schedule import Cron, Every, Run, next_fire, parse_duration, run_schedule
+from daskgif.gif.split import split_bytes
 
 UTC = timezone.utc
 
@@ -115,7 +115,7 @@ def test_every_runs_on_time_without_sleeping_for_real(fake_runs):
 def test_an_overrunning_run_delays_the_next_and_says_so(fake_runs, caplog):
     clock = FakeClock(0.0)
     calls = fake_runs(clock, durations=[25, 1, 1])
-    with caplog.at_level(logging.WARNING, logger="daskgif.schedule"):
+    with caplog.at_level(logging.WARNING, logger="daskgif.ops.schedule"):
         run_schedule({}, every=10, max_runs=3, clock=clock, sleep=clock.sleep)
     # Never overlapping: run 2 starts when run 1 ends (late), then the interval counts from there.
     assert [c["start"] for c in calls] == [0.0, 25.0, 35.0]

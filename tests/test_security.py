@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import daskgif
 from daskgif import build_graph
 from daskgif.errors import RunFailed
-from daskgif.io import frame_name, join_path
+from daskgif.storage import frame_name, join_path
 from frames import image_data, make_gif
 
 DATA = image_data([make_gif(8, 8, seed=i) for i in range(12)])

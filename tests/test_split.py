@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daskgif.errors import GifFormatError
-from daskgif.split import Span, image_kind, split_bytes, split_frames
+from daskgif.gif.split import Span, image_kind, split_bytes, split_frames
 from frames import image_data, make_gif, make_jpeg, make_palette, make_png, make_raw_gif, newline_palette
 
 NL4 = b"\n\n\n\n"

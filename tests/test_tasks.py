@@ -15,7 +15,7 @@ from dask.utils import key_split
 
 import daskgif  # noqa: F401  (before distributed, which snapshots dask.config)
 from daskgif.errors import FetchError, RunFailed
-from daskgif.tasks import (FAILED, RETRYING, RUNNING, SKIPPED, SUCCESS, Mapped, Outcome, RetryPolicy, Skip, State,
+from daskgif.core.task import (FAILED, RETRYING, RUNNING, SKIPPED, SUCCESS, Mapped, Outcome, RetryPolicy, Skip, State,
                            Task, first_failure, is_transient, task)
 
 distributed = pytest.importorskip("distributed")

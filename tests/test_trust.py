@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 import daskgif
-from daskgif.graph import build_graph
-from daskgif.sample import sample_path
+from daskgif.pipeline.graph import build_graph
+from daskgif.pipeline.sample import sample_path
 from frames import image_data, make_gif
 
 SAMPLE = Path(sample_path()).read_bytes()

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from PIL import Image, ImageSequence
 
 from daskgif.errors import GifFormatError
-from daskgif.gif import parse_gif
-from daskgif.join import join_gifs
-from daskgif.sample import sample_path
-from daskgif.split import split_bytes
-from daskgif.validate import check_decodes, pillow_limit
+from daskgif.gif.parse import parse_gif
+from daskgif.gif.join import join_gifs
+from daskgif.pipeline.sample import sample_path
+from daskgif.gif.split import split_bytes
+from daskgif.codec import check_decodes, pillow_limit
 from frames import corrupt_code, make_gif, make_palette, make_raw_gif, mutate
 
 SAMPLE = Path(sample_path()).read_bytes()
@@ -112,7 +112,7 @@ def test_a_canvas_pillow_would_warn_about_is_refused_without_a_warning(monkeypat
 
 
 def test_pillow_is_imported_only_when_a_frame_is_checked():
-    code = "import sys, daskgif.validate; assert 'PIL' not in sys.modules, sorted(m for m in sys.modules if 'PIL' in m)"
+    code = "import sys, daskgif.codec; assert 'PIL' not in sys.modules, sorted(m for m in sys.modules if 'PIL' in m)"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

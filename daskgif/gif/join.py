@@ -1,0 +1,289 @@
+"""Join GIF frames into one animated GIF, losslessly and streaming, with the standard library only.
+
+No frame is decoded: each input image's LZW data is copied byte for byte, so the output
+shows exactly the input pixels.  Per image the writer emits
+
+- a fresh Graphic Control Extension: the requested delay, the input's transparency flag
+  and index, and a disposal method chosen with a one-image look-ahead (below);
+- the image descriptor with the input's position, size and interlace bit, and the
+  image's colour table (local, or its file's global one) as a local table, with its
+  size bits and sort flag;
+- the LZW minimum code size and data sub-blocks, unchanged.
+
+The output is always ``GIF89a`` with a logical screen of the canvas size, no global
+colour table, and one ``NETSCAPE2.0`` loop block.  Every other extension of the inputs
+(their loop blocks, XMP/ICC application data, comments, plain text) is dropped.
+
+Disposal.  For each frame to look like its stand-alone image, what the previous frame
+drew must be cleared when the next image would let it show through: the last image of
+a frame gets disposal 2 ("restore to background") when the next image has a
+transparent colour or does not cover the canvas, and 1 ("leave in place") otherwise.
+The last image of the animation is judged against the first, for when it loops.
+Images inside a multi-image input keep their own disposal, so an optimised animation
+still composes as it did.  Decoders differ on what "background" shows: browsers and
+gifsicle show transparent pixels, Pillow the colour the transparent index names in the
+frame being drawn.
+
+Memory: one input frame is held, for the look-ahead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import BinaryIO, NamedTuple
+
+from daskgif.errors import GifFormatError
+from daskgif.gif.parse import GifInfo, ImageInfo, check_signature, parse_gif, table_size_bits
+
+__all__ = ["GifWriter", "join_gifs", "gif_delay"]
+
+
+def gif_delay(duration_ms: float) -> int:
+    """Return *duration_ms* milliseconds as a GIF delay in hundredths of a second, rounded up.
+
+    A GIF stores delays in hundredths of a second.  Any positive duration is
+    rounded *up* to the next 10 ms, so a short one never becomes 0 ("no delay");
+    0 stays 0.  The result is capped at 65535, the largest delay a GIF holds.
+
+    Parameters
+    ----------
+    duration_ms : float
+        Milliseconds, 0 or more.
+
+    Returns
+    -------
+    int
+        Hundredths of a second, 0 to 65535.
+
+    Examples
+    --------
+    >>> gif_delay(100), gif_delay(105), gif_delay(33.3), gif_delay(15)
+    (10, 11, 4, 2)
+    >>> gif_delay(1), gif_delay(9), gif_delay(10), gif_delay(0.001), gif_delay(0)
+    (1, 1, 1, 1, 0)
+    >>> gif_delay(10**9)
+    65535
+    """
+    return min(math.ceil(duration_ms / 10), 0xFFFF)
+
+
+class _Pending(NamedTuple):
+    data: memoryview
+    info: GifInfo
+    image: ImageInfo
+    last: bool  # the last image of its input frame
+
+
+class GifWriter:
+    """Write an animated GIF frame by frame, copying each frame's image data unchanged.
+
+    Parameters
+    ----------
+    out : file-like
+        Binary stream to write to; it is not closed.
+    size : tuple of int
+        ``(width, height)`` of the canvas; frames keep their own position on it.
+    duration : float, optional
+        Milliseconds per image, stored in hundredths of a second: any positive
+        duration is rounded up to the next 10 ms (1-9 ms become 10 ms, 15 ms
+        becomes 20 ms), 0 stays 0 ("no delay"); see :func:`gif_delay`.  Browsers
+        show delays of 0 and 10 ms as about 100 ms.
+    loop : int or None, optional
+        The ``NETSCAPE2.0`` loop count, as Pillow reads and writes it: 0 loops forever,
+        N asks for N more plays after the first (browsers play it N + 1 times), None
+        writes no loop block (played once).
+    max_pixels : int, optional
+        Refuse a canvas of more pixels than this (equal is accepted).
+
+    Raises
+    ------
+    ValueError
+        A bad argument, or a canvas larger than *max_pixels*.
+    GifFormatError
+        From :meth:`add`: a frame that cannot be joined, or an image that runs past
+        the canvas (decoders would grow the canvas in mid-animation).
+
+    Examples
+    --------
+    >>> import io
+    >>> from daskgif.gif.encode import encode_gif
+    >>> from daskgif.gif.parse import parse_gif
+    >>> out = io.BytesIO()
+    >>> with GifWriter(out, (2, 2), duration=50) as gif:
+    ...     gif.add(encode_gif(2, 2, b"\\x00\\x00\\x00\\xff\\xff\\xff", bytes([0, 1, 1, 0])))
+    ...     gif.add(encode_gif(1, 1, b"\\xff\\x00\\x00", bytes([0])))
+    >>> [(i.width, i.delay, i.disposal) for i in parse_gif(out.getvalue()).images]
+    [(2, 5, 2), (1, 5, 1)]
+    """
+
+    def __init__(self, out: BinaryIO, size: tuple[int, int], *, duration: float = 100, loop: int | None = 0,
+                 max_pixels: int | None = None):
+        width, height = size
+        for name, value in (("width", width), ("height", height)):
+            if not isinstance(value, int) or not 1 <= value <= 0xFFFF:
+                raise ValueError(f"size {name} must be an integer from 1 to 65535, got {value!r}")
+        if max_pixels is not None and width * height > max_pixels:
+            raise ValueError(f"canvas of {width}x{height} pixels is larger than max_pixels={max_pixels}")
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 <= duration <= 655350:
+            raise ValueError(f"duration must be a number of milliseconds from 0 to 655350, got {duration!r}")
+        if loop is not None and (isinstance(loop, bool) or not isinstance(loop, int) or not 0 <= loop <= 0xFFFF):
+            raise ValueError(f"loop must be None or an integer from 0 to 65535, got {loop!r}")
+        self.out, self.size, self.duration, self.loop = out, (width, height), duration, loop
+        self.delay = gif_delay(duration)
+        self.frames = self.images = 0
+        self._pending: _Pending | None = None
+        self._first_needs_clear = False
+        self._closed = False
+
+    def __enter__(self) -> GifWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+
+    def add(self, frame: bytes | bytearray | memoryview) -> None:
+        """Append every image of the GIF *frame* to the animation.
+
+        Raises :class:`~daskgif.errors.GifFormatError` naming the frame's index when
+        *frame* is not a GIF that can be joined.
+        """
+        if self._closed:
+            raise ValueError("cannot add a frame to a closed GifWriter")
+        data = memoryview(frame)
+        try:
+            info = parse_gif(data)
+        except GifFormatError as e:
+            raise e.locate(frame=self.frames) from None
+        last = len(info.images) - 1
+        width, height = self.size
+        for i, image in enumerate(info.images):
+            if image.left + image.width > width or image.top + image.height > height:
+                raise GifFormatError(
+                    f"image {i} at ({image.left}, {image.top}) of {image.width}x{image.height} pixels runs past the "
+                    f"canvas of {width}x{height}: give a size that holds it (this frame needs "
+                    f"{info.canvas[0]}x{info.canvas[1]})", image.data[0], self.frames)
+            item = _Pending(data, info, image, i == last)
+            if self._pending is None:
+                self._start()
+                self._first_needs_clear = self._needs_clear(image)
+            else:
+                self._write(self._pending, self._needs_clear(image))
+            self._pending = item
+        self.frames += 1
+
+    def close(self) -> None:
+        """Write the last image and the trailer. Adding no frame at all is an error."""
+        if self._closed:
+            return
+        if self._pending is None:
+            raise ValueError("no frames were added: a GIF needs at least one image")
+        self._write(self._pending, self._first_needs_clear)
+        self.out.write(b"\x3b")
+        self._closed = True
+
+    def _needs_clear(self, image: ImageInfo) -> bool:
+        """Whether the image before *image* must be disposed to the background."""
+        width, height = self.size
+        covers = image.left == 0 and image.top == 0 and image.width >= width and image.height >= height
+        return image.transparent is not None or not covers
+
+    def _start(self) -> None:
+        width, height = self.size
+        head = bytearray(b"GIF89a")
+        head += width.to_bytes(2, "little") + height.to_bytes(2, "little") + b"\x00\x00\x00"
+        if self.loop is not None:
+            head += b"\x21\xff\x0bNETSCAPE2.0\x03\x01" + self.loop.to_bytes(2, "little") + b"\x00"
+        self.out.write(head)
+
+    def _write(self, item: _Pending, next_needs_clear: bool) -> None:
+        data, info, image, last = item
+        if last:
+            disposal = 2 if next_needs_clear else 1
+        else:
+            disposal = image.disposal
+        table, sort = info.table(image)
+        transparent = image.transparent
+        block = bytearray(b"\x21\xf9\x04")
+        block.append(disposal << 2 | (transparent is not None))
+        block += self.delay.to_bytes(2, "little")
+        block += bytes([transparent or 0, 0, 0x2C])
+        for value in (image.left, image.top, image.width, image.height):
+            block += value.to_bytes(2, "little")
+        block.append(0x80 | image.interlace << 6 | sort << 5 | table_size_bits(table))
+        block += table
+        self.out.write(block)
+        start, end = image.data
+        self.out.write(data[start:end])
+        self.images += 1
+
+
+def gif_size(frame: bytes | bytearray | memoryview) -> tuple[int, int]:
+    """Return the canvas ``(width, height)`` of the GIF *frame*: its screen grown to hold every image.
+
+    >>> from daskgif.gif.encode import encode_gif
+    >>> gif_size(encode_gif(3, 2, bytes(3), bytes(6)))
+    (3, 2)
+    >>> gif_size(encode_gif(2, 2, bytes(3), bytes(4), left=2, screen=(3, 1)))
+    (4, 2)
+    >>> gif_size(b"GIF89a\\x01")
+    Traceback (most recent call last):
+    ...
+    daskgif.errors.GifFormatError: at byte 7: truncated in header: 7 bytes, a GIF header has 13
+    """
+    check_signature(frame[:6])
+    if len(frame) < 13:
+        raise GifFormatError(f"truncated in header: {len(frame)} bytes, a GIF header has 13", len(frame))
+    return parse_gif(frame).canvas
+
+
+def join_gifs(frames: Iterable[bytes], out: BinaryIO, *, duration: float = 100, loop: int | None = 0,
+              size: tuple[int, int] | None = None, max_pixels: int | None = None) -> int:
+    """Join GIF *frames*, in order, into one animated GIF written to *out*.
+
+    Parameters
+    ----------
+    frames : iterable of bytes
+        The GIF files; any iterable when *size* is given, else a sequence.
+    out : file-like
+        Binary stream to write to.
+    duration, loop, max_pixels
+        As for :class:`GifWriter` (a positive duration is rounded up to the next 10 ms).
+    size : tuple of int, optional
+        Canvas ``(width, height)``; default the largest width and height of the
+        frames' canvases (screens grown to hold their images).
+
+    Returns
+    -------
+    int
+        The number of frames joined.
+
+    Examples
+    --------
+    >>> import io
+    >>> from daskgif.gif.encode import encode_gif
+    >>> from daskgif.gif.parse import parse_gif
+    >>> frames = [encode_gif(4, 2, bytes(6), bytes(8)), encode_gif(2, 3, bytes(6), bytes(6))]
+    >>> out = io.BytesIO()
+    >>> join_gifs(frames, out)
+    2
+    >>> info = parse_gif(out.getvalue()); (info.width, info.height, len(info.images))
+    (4, 3, 2)
+    """
+    if size is None:
+        if not isinstance(frames, Sequence):
+            raise ValueError("size is required when frames is not a sequence (the canvas must be known first)")
+        sizes = []
+        for i, frame in enumerate(frames):
+            try:
+                sizes.append(gif_size(frame))
+            except GifFormatError as e:
+                raise e.locate(frame=i) from None
+        if not sizes:
+            raise ValueError("no frames to join")
+        size = (max(w for w, _ in sizes), max(h for _, h in sizes))
+    with GifWriter(out, size, duration=duration, loop=loop, max_pixels=max_pixels) as writer:
+        for frame in frames:
+            writer.add(frame)
+    return writer.frames

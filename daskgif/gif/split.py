@@ -1,0 +1,414 @@
+"""Split an image-data stream into frame spans, with the standard library only.
+
+An image-data file is frames joined by a delimiter (four newlines by default), often
+with a trailing delimiter.  The split is *structure aware*: a piece that begins with
+``GIF8`` is walked block by block to its trailer, and a PNG chunk by chunk to its
+``IEND``, so delimiter bytes inside a palette, LZW data or a compressed stream never cut
+a frame.  Other images (JPEG, BMP, TIFF, WebP, ICO) cannot be walked cheaply and end at
+the next delimiter.
+
+Rules, in order:
+
+- Delimiters and ASCII whitespace between frames are skipped, so empty pieces, a
+  trailing delimiter, no trailing delimiter and a stray newline all work.
+- After a walked frame comes the delimiter, or whitespace and the end of the data;
+  anything else is an error (a frame that is longer than its structure says).
+- A piece that does not begin with a known image signature is an error: the splitter
+  refuses a data file it cannot delimit reliably instead of handing garbage on.
+- Errors are :class:`~daskgif.errors.GifFormatError` naming the frame index and the
+  absolute byte offset in the stream.
+- Windows line endings: a delimiter made of LF bytes is also recognised with every LF
+  written as CR LF (``b"\r\n\r\n\r\n\r\n"`` for the default), so a data file whose
+  delimiters went through a text-mode copy still splits.  CR and LF bytes *inside* a
+  walked frame never cut it.
+- With ``on_error="skip"`` a piece that cannot be walked (not an image, truncated,
+  corrupt, too large, followed by junk) is not an error: it ends at the next delimiter
+  and its span is yielded as it is, for the frame's own task to refuse and report.
+  Only a stream with no frame at all still raises.
+
+The stream is read in chunks: memory holds about one frame plus one chunk, whatever
+the size of the file.
+"""
+
+from __future__ import annotations
+
+import io
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, NamedTuple, overload
+
+from daskgif.errors import GifFormatError
+from daskgif.gif.parse import Incomplete, gif_length
+
+__all__ = ["Span", "Spans", "split_frames", "split_bytes", "image_kind"]
+
+WHITESPACE = frozenset(b" \t\r\n")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAGIC = (
+    (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (PNG_SIGNATURE, "PNG"), (b"\xff\xd8\xff", "JPEG"),
+    (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x01\x00", "ICO"),
+)
+
+
+class Span(NamedTuple):
+    """Where frame *index* lies in the stream: ``length`` bytes from ``offset``."""
+
+    index: int
+    offset: int
+    length: int
+
+
+class Spans(Sequence[Span]):
+    """Consecutive frame spans, kept compact: two arrays of 64-bit integers, not a tuple per frame.
+
+    A million spans take 16 MB here, and pickle as two byte strings, where a
+    list of a million :class:`Span` tuples takes over 100 MB.  Item *i* is the
+    span of frame ``first + i``; a slice is a ``Spans`` of its own, so a batch
+    of frames travels as its own small piece.
+
+    >>> spans = Spans.from_spans([Span(0, 0, 35), Span(1, 39, 35), Span(2, 78, 40)])
+    >>> spans[1], len(spans), list(spans[1:]) == [Span(1, 39, 35), Span(2, 78, 40)]
+    (Span(index=1, offset=39, length=35), 3, True)
+    >>> spans[1:] == [Span(1, 39, 35), Span(2, 78, 40)], spans[2:].first
+    (True, 2)
+    """
+
+    __slots__ = ("first", "offsets", "lengths")
+
+    def __init__(self, first: int = 0, offsets: array | None = None, lengths: array | None = None):
+        self.first = first
+        self.offsets = array("q") if offsets is None else offsets
+        self.lengths = array("q") if lengths is None else lengths
+
+    @classmethod
+    def from_spans(cls, spans: Iterable[Span]) -> Spans:
+        """Gather consecutive *spans* (indices counting up by one from the first's)."""
+        out = None
+        for span in spans:
+            if out is None:
+                out = cls(span.index)
+            out.append(span)
+        return cls() if out is None else out
+
+    def append(self, span: Span) -> None:
+        """Add the span of the next frame."""
+        if span.index != self.first + len(self.offsets):
+            raise ValueError(f"spans must be consecutive: expected index {self.first + len(self.offsets)}, "
+                             f"got {span.index}")
+        self.offsets.append(span.offset)
+        self.lengths.append(span.length)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @overload
+    def __getitem__(self, i: int) -> Span: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Spans: ...
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            start, stop, step = i.indices(len(self))
+            if step != 1:
+                return [self[j] for j in range(start, stop, step)]
+            return Spans(self.first + start, self.offsets[start:stop], self.lengths[start:stop])
+        n = len(self.offsets)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"span index out of range: {i} of {n}")
+        return Span(self.first + i, self.offsets[i], self.lengths[i])
+
+    def __iter__(self) -> Iterator[Span]:
+        return map(Span, range(self.first, self.first + len(self.offsets)), self.offsets, self.lengths)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Spans):
+            return (self.first, self.offsets, self.lengths) == (other.first, other.offsets, other.lengths)
+        if isinstance(other, (list, tuple)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> Any:
+        return (Spans, (self.first, self.offsets, self.lengths))
+
+    def __repr__(self) -> str:
+        return f"<Spans: {len(self)} frames from index {self.first}>"
+
+
+def image_kind(head: bytes) -> str | None:
+    """Return the image format whose signature *head* begins with, or None.
+
+    >>> image_kind(b"GIF89a..."), image_kind(b"\\x89PNG\\r\\n\\x1a\\n"), image_kind(b"hello")
+    ('GIF', 'PNG', None)
+    >>> image_kind(b"RIFF\\x00\\x00\\x00\\x00WEBPVP8 ")
+    'WebP'
+    """
+    head = bytes(head[:12])
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in MAGIC if head.startswith(magic)), None)
+
+
+def unknown_signature(head: bytes) -> str:
+    """Say what a piece with no known image signature begins with, and what was expected.
+
+    Enough bytes are quoted that what was found never reads as what was expected.
+
+    >>> unknown_signature(b"GIF88a\\x01\\x00")
+    "unknown GIF version b'GIF88a': expected b'GIF87a' or b'GIF89a'"
+    >>> unknown_signature(b"\\x89PNG\\r\\n\\x00\\n")
+    "bad PNG signature b'\\\\x89PNG\\\\r\\\\n\\\\x00\\\\n': expected b'\\\\x89PNG\\\\r\\\\n\\\\x1a\\\\n'"
+    >>> unknown_signature(b"RIFF\\x00\\x00\\x00\\x00WAVEfmt ")
+    "a RIFF file that is not WebP: expected b'WEBP' at byte 8, got b'WAVE'"
+    >>> unknown_signature(b"\\x00\\x01garbage and more")
+    "not an image: expected b'GIF8' or another image signature, got b'\\\\x00\\\\x01garbag'"
+    """
+    head = bytes(head[:12])
+    if head.startswith(b"GIF"):
+        return f"unknown GIF version {head[:6]!r}: expected b'GIF87a' or b'GIF89a'"
+    if head.startswith(b"\x89PNG"):
+        return f"bad PNG signature {head[:8]!r}: expected {PNG_SIGNATURE!r}"
+    if head.startswith(b"RIFF") and len(head) >= 12:
+        return f"a RIFF file that is not WebP: expected b'WEBP' at byte 8, got {head[8:12]!r}"
+    return f"not an image: expected b'GIF8' or another image signature, got {head[:8]!r}"
+
+
+def png_length(buf: bytes | bytearray | memoryview, start: int = 0) -> int:
+    """Walk the PNG at *start* chunk by chunk; return the offset just past its ``IEND`` chunk.
+
+    Raises :class:`~daskgif.gif.parse.Incomplete` when *buf* ends first.
+
+    >>> png = PNG_SIGNATURE + b"\\x00\\x00\\x00\\x00IEND\\xaeB`\\x82"
+    >>> png_length(png + b"\\n\\n\\n\\n") == len(png)
+    True
+    """
+    pos = start + 8
+    while True:
+        if pos + 8 > len(buf):
+            raise Incomplete("truncated in PNG chunk header", min(pos, len(buf)))
+        length = int.from_bytes(buf[pos:pos + 4], "big")
+        kind = bytes(buf[pos + 4:pos + 8])
+        if length > 0x7FFFFFFF or not kind.isalpha():
+            raise GifFormatError(f"bad PNG chunk: type {kind!r}, length {length}", pos)
+        pos += 12 + length
+        if kind == b"IEND":
+            if pos > len(buf):
+                raise Incomplete("truncated in PNG IEND chunk", len(buf))
+            return pos
+
+
+class _Buffer:
+    """A window on a stream: ``buf`` holds the bytes from absolute offset ``base`` on."""
+
+    def __init__(self, f: BinaryIO, chunk_size: int):
+        self.f, self.chunk_size = f, chunk_size
+        self.buf = bytearray()
+        self.base = 0
+        self.eof = False
+
+    def more(self, keep: int, at_least: int = 0) -> None:
+        """Drop the bytes before absolute offset *keep* and read at least one more chunk.
+
+        Compacting only here, once per read, keeps the cost linear in the stream size.
+        """
+        del self.buf[:keep - self.base]
+        self.base = keep
+        data = self.f.read(max(self.chunk_size, at_least))
+        if data:
+            self.buf += data
+        else:
+            self.eof = True
+
+    def ensure(self, pos: int, n: int) -> int:
+        """Read until *n* bytes from absolute *pos* are held or the stream ends; return *pos* in ``buf``."""
+        while self.base + len(self.buf) < pos + n and not self.eof:
+            self.more(pos)
+        return pos - self.base
+
+
+def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int = 4 * 2**20,
+                 max_pixels: int | None = None, on_error: str = "raise") -> Iterator[Span]:
+    """Yield the span of every frame in the image-data stream *f*, in order.
+
+    Parameters
+    ----------
+    f : file-like
+        A binary stream, read in chunks from its current position; offsets count from there.
+    delimiter : bytes, optional
+        The bytes between frames.
+    chunk_size : int, optional
+        Bytes read at a time.
+    max_pixels : int, optional
+        Refuse a GIF whose logical screen is larger than this many pixels.
+    on_error : {"raise", "skip"}, optional
+        What a piece that cannot be walked does: raise, or end at the next
+        delimiter and be yielded all the same (its reader refuses it later).
+
+    Yields
+    ------
+    Span
+        ``(index, offset, length)`` of each frame.
+
+    Raises
+    ------
+    GifFormatError
+        A frame that is not an image, is truncated, or is followed by something other
+        than the delimiter (with ``on_error="raise"``); or a stream with no frames at all.
+
+    Examples
+    --------
+    >>> from daskgif.gif.encode import encode_gif
+    >>> gif = encode_gif(2, 2, b"\\n" * 6, bytes(4))  # its palette is six newlines
+    >>> list(split_frames(io.BytesIO(gif + b"\\n\\n\\n\\n" + gif)))
+    [Span(index=0, offset=0, length=35), Span(index=1, offset=39, length=35)]
+    >>> list(split_frames(io.BytesIO(gif + b"\\r\\n\\r\\n\\r\\n\\r\\n" + b"junk"), on_error="skip"))
+    [Span(index=0, offset=0, length=35), Span(index=1, offset=43, length=4)]
+    """
+    if not isinstance(delimiter, bytes) or not delimiter:
+        raise ValueError(f"delimiter must be non-empty bytes, got {delimiter!r}")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    delimiters = delimiter_forms(delimiter)
+    stream = _Buffer(f, chunk_size)
+    index = pos = 0  # pos, start and end are absolute offsets in the stream
+    while True:
+        pos = _skip_separators(stream, pos, delimiters)
+        if pos is None:
+            break
+        start = pos
+        rel = stream.ensure(start, 12)
+        kind = image_kind(stream.buf[rel:rel + 12])
+        try:
+            if kind is None:
+                raise GifFormatError(unknown_signature(stream.buf[rel:rel + 12]), start, index)
+            if kind in ("GIF", "PNG"):
+                end = _walk(stream, start, kind, index, max_pixels)
+                pos = _after_frame(stream, end, delimiters, index)
+            else:
+                end = pos = _find_delimiter(stream, start, delimiters)
+        except GifFormatError as e:
+            if on_error != "skip":
+                raise _explain(e, stream, start, delimiters) from None
+            # Cut where a plain split would: the frame's own task reads the piece and reports it.
+            end = pos = _find_delimiter(stream, start, delimiters)
+        yield Span(index, start, end - start)
+        index += 1
+    if not index:
+        size = stream.base + len(stream.buf)
+        got = "an empty stream" if not size else "only delimiters and whitespace"
+        raise GifFormatError(f"no frames found in {size} bytes: expected an image signature, got {got}", size, 0)
+
+
+def _explain(e: GifFormatError, stream: _Buffer, start: int, delimiters: tuple[bytes, ...]) -> GifFormatError:
+    """Add where the frame began to *e* when its walk ran on past a delimiter (a truncated frame, likely)."""
+    rel = start - stream.base
+    if e.offset is None or e.offset <= start or rel < 0:
+        return e
+    found = [i for i in (stream.buf.find(d, rel, e.offset - stream.base) for d in delimiters) if i >= 0]
+    if not found:
+        return e
+    cut = stream.base + min(found)
+    return GifFormatError(f"{e.message} (the frame begins at byte {start} and its blocks run on past a "
+                          f"delimiter at byte {cut}: truncated or corrupt before it?)", e.offset, e.frame)
+
+
+def delimiter_forms(delimiter: bytes) -> tuple[bytes, ...]:
+    """Return *delimiter* and, when it has LF bytes but no CR, its Windows form (CR LF for each LF).
+
+    >>> delimiter_forms(b"\\n\\n"), delimiter_forms(b"--")
+    ((b'\\n\\n', b'\\r\\n\\r\\n'), (b'--',))
+    """
+    if b"\n" in delimiter and b"\r" not in delimiter:
+        return delimiter, delimiter.replace(b"\n", b"\r\n")
+    return (delimiter,)
+
+
+def _find_delimiter(stream: _Buffer, start: int, delimiters: tuple[bytes, ...]) -> int:
+    """Return the offset of the first of *delimiters* after *start*, or the end of the data."""
+    search = start
+    longest = max(len(d) for d in delimiters)
+    while True:
+        found = [i for i in (stream.buf.find(d, search - stream.base) for d in delimiters) if i >= 0]
+        if found:
+            return stream.base + min(found)
+        if stream.eof:
+            return stream.base + len(stream.buf)
+        search = max(start, stream.base + len(stream.buf) - longest + 1)
+        stream.more(start)
+
+
+def _skip_separators(stream: _Buffer, pos: int, delimiters: tuple[bytes, ...]) -> int | None:
+    """Return the offset of the next frame at or after *pos*, or None at the end of the data."""
+    need = max(max(len(d) for d in delimiters), 12)
+    while True:
+        rel = stream.ensure(pos, need)
+        buf = stream.buf
+        if rel >= len(buf):
+            return None
+        if buf[rel] in WHITESPACE:
+            pos += 1
+            continue
+        found = next((d for d in delimiters if buf.startswith(d, rel)), None)
+        if found is None:
+            return pos
+        pos += len(found)
+
+
+def _walk(stream: _Buffer, start: int, kind: str, index: int, max_pixels: int | None) -> int:
+    """Walk the GIF or PNG at *start* to its end, reading more as needed; return its end."""
+    while True:
+        rel = start - stream.base
+        try:
+            if kind == "GIF":
+                return stream.base + gif_length(stream.buf, rel, max_pixels=max_pixels)
+            return stream.base + png_length(stream.buf, rel)
+        except Incomplete as e:
+            if stream.eof:
+                raise GifFormatError(e.message, e.offset).locate(index, stream.base) from None
+            # Read at least as much again as is held, so a big frame is walked O(log n) times.
+            stream.more(start, len(stream.buf) - rel)
+        except GifFormatError as e:
+            raise e.locate(index, stream.base) from None
+
+
+def _after_frame(stream: _Buffer, end: int, delimiters: tuple[bytes, ...], index: int) -> int:
+    """Check that a delimiter, or whitespace to the end of the data, follows a frame ending at *end*."""
+    rel = stream.ensure(end, max(len(d) for d in delimiters))
+    for delimiter in delimiters:
+        if stream.buf.startswith(delimiter, rel):
+            return end + len(delimiter)
+    pos, run = end, bytearray()
+    while True:
+        rel = stream.ensure(pos, 1)
+        if rel >= len(stream.buf):
+            return pos
+        byte = stream.buf[rel]
+        if byte not in WHITESPACE:
+            break
+        run.append(byte)
+        pos += 1
+        if any(run.endswith(d) for d in delimiters):
+            return pos
+    # Quote past the delimiter's length, so a near-miss never reads as the delimiter itself.
+    want = max(8, len(delimiters[0]) + 4)
+    rel = stream.ensure(end, want)
+    got = bytes(stream.buf[rel:rel + want])
+    raise GifFormatError(f"expected the delimiter {delimiters[0]!r} or the end of the data after the frame, "
+                         f"got {got!r}", end, index)
+
+
+def split_bytes(data: bytes | bytearray | memoryview, delimiter: bytes = b"\n\n\n\n", **kwargs) -> list[Span]:
+    """Return the frame spans of *data*; the keywords are those of :func:`split_frames`.
+
+    >>> from daskgif.gif.encode import encode_gif
+    >>> gif = encode_gif(1, 1, bytes(3), bytes(1))
+    >>> [s.length for s in split_bytes(gif + b"\\n\\n\\n\\n" + gif + b"\\n\\n\\n\\n")]
+    [35, 35]
+    """
+    return list(split_frames(io.BytesIO(data), delimiter, **kwargs))

@@ -1,0 +1,104 @@
+"""Run-level notifications: POST a run's result as JSON to a webhook.
+
+A notification is a report, not part of the run: a webhook that is down, slow
+or answering errors is retried a few times with a short timeout, then logged,
+and never fails the run. Only the standard library is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.request
+from typing import Any
+from urllib.parse import urlsplit
+
+from daskgif.redact import json_default, mask, scrub
+from daskgif.core.retry import is_transient
+
+__all__ = ["post_result", "check_url"]
+
+logger = logging.getLogger(__name__)
+
+
+def check_url(url: str) -> str:
+    """Return *url* if it is an http(s) URL with a host, else raise ``ValueError``.
+
+    >>> check_url("https://hooks.example.com/T0/B0")
+    'https://hooks.example.com/T0/B0'
+    >>> check_url("file:///etc/passwd")
+    Traceback (most recent call last):
+    ...
+    ValueError: notify URL must be http:// or https:// with a host, got 'file:///etc/passwd'
+    """
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(mask(f"notify URL must be http:// or https:// with a host, got {url!r}"))
+    return url
+
+
+def where(url: str) -> str:
+    """The URL without its path and query, which often hold a webhook's secret token.
+
+    >>> where("https://hooks.example.com/services/T0/B0/secret")
+    'https://hooks.example.com/...'
+    """
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{'' if parts.port is None else f':{parts.port}'}/..."
+
+
+def post_json(url: str, payload: Any, timeout: float) -> int:
+    """POST *payload* as JSON to *url* once; return the HTTP status, raise on errors.
+
+    The body is masked with :func:`daskgif.redact.scrub`: a webhook is an output channel.
+    """
+    body = json.dumps(scrub(payload), default=json_default).encode()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "daskgif"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        response.read()
+        return response.status
+
+
+def post_result(url: str, payload: Any, *, timeout: float = 5, retries: int = 2, retry_delay: float = 1.0) -> bool:
+    """POST *payload* as JSON to the webhook *url*; return whether it was delivered.
+
+    Never raises: a failure is logged (``daskgif.ops.notify`` logger) after the
+    retries, so a failing webhook never fails the run it reports.
+
+    Parameters
+    ----------
+    url : str
+        An ``http://`` or ``https://`` URL.
+    payload : object
+        JSON-able data (anything else is sent as its ``str``); URL credentials
+        in it are masked (:func:`daskgif.redact.mask`).
+    timeout : float
+        Seconds each attempt may take to connect and answer.
+    retries : int
+        Attempts after the first, on connection errors, timeouts, HTTP 5xx and
+        429; a 4xx answer is not retried.
+    retry_delay : float
+        Seconds between attempts.
+    """
+    try:
+        check_url(url)
+    except ValueError as e:
+        logger.error("Notification not sent: %s", e)
+        return False
+    attempts = retries + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            status = post_json(url, payload, timeout)
+        except (OSError, ValueError) as e:
+            if attempt < attempts and is_transient(e):
+                logger.warning("Retrying POST to %s after %s (attempt %d/%d)",
+                               where(url), mask(str(e)), attempt, attempts)
+                time.sleep(retry_delay)
+                continue
+            logger.error("Notification to %s failed after %d attempt(s): %s", where(url), attempt, mask(str(e)))
+            return False
+        logger.info("Notification to %s delivered (HTTP %d)", where(url), status)
+        return True
+    return False  # pragma: no cover - the loop always returns

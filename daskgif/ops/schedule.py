@@ -1,0 +1,416 @@
+"""Run the pipeline repeatedly: every fixed interval, or on a cron schedule.
+
+``run_schedule`` builds a fresh graph for every run (so each run has its own
+keys and may use ``force`` to fetch anew), runs it on one client that stays up
+between runs, and reports every run to a history file and a webhook. Runs never
+overlap: a run that outlasts its interval delays the next one, and says so. A
+failed run is reported and the schedule goes on.
+
+Stopping: when *stop* is set (the CLI sets it on SIGINT/SIGTERM) between runs,
+the schedule ends at once; during a run, :mod:`daskgif.ops.runner` cancels the run.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any
+
+from daskgif.errors import DaskgifError, RunFailed
+from daskgif.redact import safe_parameters, scrub
+from daskgif.ops.runner import Cancelled, active_client, compute, wait_for
+
+__all__ = ["parse_duration", "next_fire", "Every", "Cron", "Run", "run_schedule", "run_once", "report_run"]
+
+logger = logging.getLogger(__name__)
+
+UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([dhms])")
+
+
+def parse_duration(text: str | float) -> float:
+    """Return the seconds in a duration such as ``"24h"``, ``"1h30m"`` or ``"90"``.
+
+    Units are ``d``, ``h``, ``m`` and ``s``, largest first, each at most once; a
+    plain number is seconds.
+
+    >>> parse_duration("24h")
+    86400.0
+    >>> parse_duration("1h30m")
+    5400.0
+    >>> parse_duration("10s"), parse_duration("90"), parse_duration("0.5")
+    (10.0, 90.0, 0.5)
+    >>> parse_duration("30 minutes")
+    Traceback (most recent call last):
+    ...
+    ValueError: duration must look like '24h', '30m', '10s', '1h30m' or a number of seconds, got '30 minutes'
+    >>> parse_duration("0s")
+    Traceback (most recent call last):
+    ...
+    ValueError: duration must be positive, got '0s'
+    """
+    spec = str(text).strip().lower()
+    try:
+        seconds = float(spec)
+    except ValueError:
+        parts = DURATION.findall(spec)
+        units = [unit for _, unit in parts]
+        ordered = units == sorted(set(units), key="dhms".index)
+        if not parts or not ordered or "".join(n + u for n, u in parts) != spec:
+            raise ValueError(f"duration must look like '24h', '30m', '10s', '1h30m' or a number of seconds, "
+                             f"got {text!r}") from None
+        seconds = sum(float(n) * UNITS[u] for n, u in parts)
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"duration must be positive, got {text!r}")
+    return seconds
+
+
+def check_cron(expr: str) -> str:
+    """Return *expr* if it is a valid cron expression, else raise ``ValueError``.
+
+    >>> check_cron("0 2 * * *")
+    '0 2 * * *'
+    >>> check_cron("at two")
+    Traceback (most recent call last):
+    ...
+    ValueError: cron must be a cron expression such as '0 2 * * *' (minute hour day month weekday), got 'at two'
+    """
+    from croniter import croniter
+
+    if not isinstance(expr, str) or not croniter.is_valid(expr):
+        raise ValueError(f"cron must be a cron expression such as '0 2 * * *' (minute hour day month weekday), "
+                         f"got {expr!r}")
+    return expr
+
+
+def next_fire(expr: str, after: datetime) -> datetime:
+    """Return the first time strictly after *after* at which the cron expression *expr* fires.
+
+    The answer is in *after*'s time zone, daylight saving time included.
+
+    >>> from datetime import timezone
+    >>> next_fire("0 2 * * *", datetime(2024, 1, 1, 3, 0, tzinfo=timezone.utc))
+    datetime.datetime(2024, 1, 2, 2, 0, tzinfo=datetime.timezone.utc)
+    >>> next_fire("*/15 * * * *", datetime(2024, 1, 1, 3, 0, tzinfo=timezone.utc)).minute
+    15
+    """
+    from croniter import croniter
+
+    return croniter(check_cron(expr), after).get_next(datetime)
+
+
+@dataclass(frozen=True)
+class Every:
+    """Fire now, then every *seconds*."""
+
+    seconds: float
+
+    def first(self, now: float) -> float:
+        return now
+
+    def after(self, previous: float) -> float:
+        return previous + self.seconds
+
+    def __str__(self) -> str:
+        return f"every {self.seconds:g} s"
+
+
+@dataclass(frozen=True)
+class Cron:
+    """Fire at the times of a cron expression, in time zone *tz* (default: the local one)."""
+
+    expr: str
+    tz: tzinfo | None = None
+
+    def __post_init__(self) -> None:
+        check_cron(self.expr)
+
+    def first(self, now: float) -> float:
+        return self.after(now)
+
+    def after(self, previous: float) -> float:
+        from dateutil.tz import tzlocal
+
+        return next_fire(self.expr, datetime.fromtimestamp(previous, self.tz or tzlocal())).timestamp()
+
+    def __str__(self) -> str:
+        return f"cron {self.expr!r}"
+
+
+@dataclass
+class Run:
+    """One run of a schedule: when it ran, whether it succeeded, and its result.
+
+    ``result`` is the run's :class:`~daskgif.pipeline.result.Result` (also for a failed
+    run, taken from :class:`~daskgif.errors.RunFailed`); ``None`` when the run
+    failed before producing one, or was cancelled.
+    """
+
+    number: int
+    scheduled: float
+    started: float
+    finished: float
+    ok: bool
+    result: Any = None
+    message: str = ""
+    cancelled: bool = False
+    parameters: dict = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the run's start to its end, as history records it."""
+        return self.finished - self.started
+
+    def to_json(self) -> dict[str, Any]:
+        """The run as the CLI prints it with ``--json``: the result's fields and the run's, secrets masked."""
+        result = {"ok": False, "out": self.parameters.get("out"), "size": None, "frames": [], "states": {}} \
+            if self.result is None else self.result.to_dict()
+        return scrub({**result, "ok": self.ok, "run": self.number, "cancelled": self.cancelled,
+                      "message": self.message, "duration": round(self.duration, 3)})
+
+    def to_record(self) -> dict[str, Any]:
+        """Return the run as one JSON-able history record."""
+        result = self.result
+        return scrub({
+            "run": self.number,
+            "start": iso(self.started),
+            "end": iso(self.finished),
+            "duration": round(self.finished - self.started, 3),
+            "ok": self.ok,
+            "cancelled": self.cancelled,
+            "out": None if result is None else result.path,
+            "frames": None if result is None else len(result.frames),
+            "states": {} if result is None else result.counts(),
+            "message": self.message,
+            "parameters": self.parameters,
+        })
+
+
+def iso(timestamp: float) -> str:
+    """Local time with its UTC offset, to the millisecond."""
+    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="milliseconds")
+
+
+def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, scheduler: str | None = None,
+             stop: threading.Event | None = None, clock: Callable[[], float] = time.time,
+             stop_timeout: float | None = None, scheduled: float | None = None, graph: Any = None,
+             progress: Callable[[], Any] | None = None) -> Run:
+    """Run the pipeline once (a fresh graph from *params*, or *graph*); never raises for a failed run.
+
+    Parameters
+    ----------
+    params : mapping
+        ``build_graph`` arguments.
+    graph : Pipeline, optional
+        The graph of *params*, when already built.
+    progress : callable, optional
+        Makes the context manager that shows the run's progress
+        (:class:`daskgif.views.progress.Progress`).
+    number : int
+        The run's number in its schedule, for messages.
+    client : distributed.Client, optional
+        Where to run; without it the local *scheduler* runs the graph.
+    scheduler : str, optional
+        ``"sync"``, ``"threads"`` or ``"processes"`` when there is no *client*.
+    stop : threading.Event, optional
+        Set to stop: the run is cancelled (see :mod:`daskgif.ops.runner`).
+    stop_timeout : float, optional
+        Seconds to wait, once cancelled, for tasks already executing. Default
+        ``daskgif.stop-timeout``.
+    """
+    from daskgif import config
+    from daskgif.pipeline.graph import build_graph
+
+    stop = stop or threading.Event()
+    stop_timeout = config.get("stop-timeout") if stop_timeout is None else stop_timeout
+    started = clock()
+    run = Run(number, started if scheduled is None else scheduled, started, started, ok=False,
+              parameters=safe_parameters(params))
+    try:
+        graph = build_graph(**params) if graph is None else graph
+        with progress() if progress is not None else contextlib.nullcontext():
+            run.result = compute(graph, client=client, scheduler=scheduler, stop=stop, stop_timeout=stop_timeout,
+                                 number=number)
+    except Cancelled as e:
+        run.cancelled, run.message = True, str(e)
+    except RunFailed as e:
+        run.result, run.message = e.result, str(e)
+    except (DaskgifError, OSError, ValueError, TypeError, RuntimeError) as e:
+        run.message = f"{type(e).__name__}: {e}"
+    except Exception as e:  # noqa: BLE001 - a scheduled run must not end the schedule (KilledWorker, ...)
+        logger.exception("Run %d failed unexpectedly", number)
+        run.message = f"{type(e).__name__}: {e}"
+    else:
+        run.ok = bool(getattr(run.result, "ok", False))
+    run.finished = clock()
+    if run.result is not None and getattr(run.result, "started", 0):
+        run.started = min(run.started, run.result.started)
+    return run
+
+
+def report_run(run: Run, *, notify: str | None = None, history: str | None = None,
+               storage_options: dict | None = None, notify_timeout: float | None = None,
+               notify_retries: int | None = None, notify_retry_delay: float | None = None) -> None:
+    """Append *run* to the *history* file and POST it to the *notify* webhook; log failures, never raise."""
+    from daskgif import config
+
+    record = run.to_record()
+    if history:
+        from daskgif.ops.history import append_run
+
+        try:
+            append_run(history, record, storage_options=storage_options)
+        except Exception as e:  # noqa: BLE001 - the history is a report; it never fails the run
+            logger.error("Cannot append run %d to the history %s: %s: %s", run.number, history, type(e).__name__, e)
+    if notify:
+        from daskgif.ops.notify import post_result
+
+        payload = {**record, "result": None if run.result is None else scrub(run.result.to_dict())}
+        post_result(notify, payload,
+                    timeout=config.get("notify-timeout") if notify_timeout is None else notify_timeout,
+                    retries=config.get("notify-retries") if notify_retries is None else notify_retries,
+                    retry_delay=config.get("notify-retry-delay") if notify_retry_delay is None else notify_retry_delay)
+
+
+def run_schedule(
+    params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]],
+    *,
+    every: str | float | None = None,
+    cron: str | None = None,
+    max_runs: int | None = None,
+    client: Any = None,
+    scheduler: str | None = None,
+    notify: str | None = None,
+    history: str | None = None,
+    storage_options: dict | None = None,
+    on_result: Callable[[Run], None] | None = None,
+    stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Any] | None = None,
+    tz: tzinfo | None = None,
+    graph: Any = None,
+    progress: Callable[[], Any] | None = None,
+    keep: int | None = None,
+) -> list[Run]:
+    """Run the pipeline on a schedule; return every :class:`Run`.
+
+    Parameters
+    ----------
+    params : dict or callable
+        ``build_graph`` arguments, or a function of the run number (1, 2, ...)
+        returning them. A fresh graph is built for every run.
+    every : str or float, optional
+        Interval between run starts: ``"24h"``, ``"30m"``, ``"1h30m"``, or
+        seconds. The first run starts at once.
+    cron : str, optional
+        A cron expression, e.g. ``"0 2 * * *"``, in time zone *tz* (default: the
+        local one). The first run starts at its next fire time. Without *every*
+        and *cron* there is one run, at once.
+    max_runs : int, optional
+        Stop after this many runs. Default: run until *stop* is set.
+    client : distributed.Client, optional
+        Where every run goes; it stays up between runs. Without it, the local
+        *scheduler* (``"sync"``, ``"threads"``, ``"processes"``) runs the graph.
+    notify : str, optional
+        An http(s) URL that receives every run as a JSON POST (see
+        :func:`daskgif.ops.notify.post_result`); a failing webhook is only logged.
+    history : str, optional
+        An fsspec path that gets one JSON line per run (see
+        :func:`daskgif.ops.history.append_run`).
+    storage_options : dict, optional
+        fsspec options for *history*; default those in *params*.
+    on_result : callable, optional
+        Called with each :class:`Run` once it is reported.
+    stop : threading.Event, optional
+        Set it (e.g. from a signal handler) to end the schedule: between runs at
+        once; during a run, the run is cancelled on a *client* and finished on a
+        local scheduler.
+    graph : Pipeline, optional
+        The graph of the first run, when already built from *params*.
+    progress : callable, optional
+        Makes the context manager that shows each run's progress.
+    keep : int, optional
+        Return only the last *keep* runs: a schedule that runs for months holds
+        no more than that (report each run with *on_result*).  Default: all.
+    clock, sleep : callable, optional
+        ``time.time`` and a sleep that ends early when *stop* is set; injected
+        in tests. *sleep* may return True to mean "stopped".
+
+    Returns
+    -------
+    list of Run
+        Each with ``ok``, ``result`` (the :class:`~daskgif.pipeline.result.Result`) and
+        ``message``; a failed run does not raise.
+
+    Examples
+    --------
+    Two runs, 0.1 s apart, kept in memory (a nightly job would say ``every="24h"``):
+
+    >>> params = {"data_file": "memory://nightly/data.img", "out": "memory://nightly/clip.gif",
+    ...           "frames_dir": "memory://nightly/frames"}
+    >>> runs = run_schedule(params, every=0.1, max_runs=2, scheduler="sync")
+    >>> [(run.number, run.ok, len(run.result.frames)) for run in runs]
+    [(1, True, 32), (2, True, 32)]
+    """
+    from daskgif.pipeline.graph import build_graph
+
+    if every is not None and cron is not None:
+        raise ValueError("every and cron are mutually exclusive; give one of them")
+    if max_runs is not None and (not isinstance(max_runs, int) or isinstance(max_runs, bool) or max_runs < 1):
+        raise ValueError(f"max_runs must be a positive integer, got {max_runs!r}")
+    if notify is not None:
+        from daskgif.ops.notify import check_url
+
+        check_url(notify)
+    plan = Every(parse_duration(every)) if every is not None else Cron(cron, tz) if cron is not None else None
+    params_for = params if callable(params) else (lambda number: params)
+    if graph is None:
+        graph = build_graph(**params_for(1))  # bad arguments fail now, not at the first fire time
+    if storage_options is None and not callable(params):
+        storage_options = params.get("storage_options")
+    if client is None and scheduler is None and "distributed" in sys.modules:
+        client = active_client()
+    stop = stop or threading.Event()
+    sleep = sleep or (lambda seconds: wait_for(stop, seconds))
+    if plan is None:
+        max_runs = 1
+    runs: collections.deque[Run] = collections.deque(maxlen=keep)
+    number = 0
+    due = clock() if plan is None else plan.first(clock())
+    if plan is not None:
+        logger.info("Schedule %s; first run at %s", plan, iso(due))
+    while not stop.is_set():
+        wait = due - clock()
+        if wait > 0 and sleep(wait) is True or stop.is_set():
+            break
+        number += 1
+        logger.info("Run %d starting", number)
+        run = run_once(params_for(number), number=number, client=client, scheduler=scheduler, stop=stop,
+                       clock=clock, scheduled=due, graph=graph if number == 1 else None, progress=progress)
+        if run.ok:
+            logger.info("Run %d succeeded in %.2f s", number, run.finished - run.started)
+        else:
+            logger.info("Run %d %s: %s", number,
+                       "cancelled" if run.cancelled else "failed", run.message)
+        report_run(run, notify=notify, history=history, storage_options=storage_options)
+        runs.append(run)
+        if on_result is not None:
+            on_result(run)
+        if plan is None or max_runs is not None and number >= max_runs or stop.is_set():
+            break
+        due, now = plan.after(due), clock()
+        if due < now:
+            logger.warning("Run %d took %.1f s, past the next fire time of the schedule (%s); run %d starts "
+                           "now, %.1f s late", number, run.finished - run.started, plan, number + 1, now - due)
+            due = now
+    if stop.is_set():
+        logger.info("Schedule stopped after %d run(s)", number)
+    return list(runs)

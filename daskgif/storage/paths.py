@@ -1,0 +1,147 @@
+"""Where daskgif's files go: fsspec protocols and options, local paths, frame names, temporary names."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import uuid
+
+import fsspec
+from fsspec.core import split_protocol
+
+__all__ = [
+    "FRAME_NAME", "UPLOAD_NAME", "frame_name", "join_path", "local_path", "part_name", "part_owner",
+]
+
+
+def _protocols(url: str) -> list[str]:
+    """Protocols of a (possibly chained) URL; a plain path is ``file``.
+
+    In a chain every part but the last may be a bare protocol name (fsspec's ``simplecache::``).
+
+    >>> _protocols("simplecache::zip://a.img::s3://bucket/b.zip"), _protocols("/tmp/a.img")
+    (['simplecache', 'zip', 's3'], ['file'])
+    """
+    parts = url.split("::")
+    return [split_protocol(part)[0] or (part if i < len(parts) - 1 and part.isidentifier() else "file")
+            for i, part in enumerate(parts)]
+
+
+def _options(url: str, storage_options: dict | None) -> dict:
+    """The fsspec options for *url*: top-level ones, updated by those nested under its protocol."""
+    so = dict(storage_options or {})
+    if "::" in url:  # fsspec's own convention for chained URLs: options nested by protocol
+        return so
+    known = set(fsspec.available_protocols()) | set(fsspec.registry)
+    nested = {k: so.pop(k) for k in list(so) if isinstance(so[k], dict) and k in known}
+    for protocol in _protocols(url):
+        so.update(nested.get(protocol, {}))
+    return so
+
+
+def local_path(path: str) -> str | None:
+    """The plain file-system path of *path* when it is local, else ``None``.
+
+    Local paths skip fsspec's URL parsing, which costs more than the I/O of a small frame.
+
+    >>> local_path("a/b.gif"), local_path("file:///tmp/b.gif"), local_path("s3://bucket/b.gif")
+    ('a/b.gif', '/tmp/b.gif', None)
+    """
+    if "::" in path:
+        return None
+    protocol, rest = split_protocol(path)
+    return rest if protocol in (None, "file", "local") else None
+
+
+_host_cache = ["", ""]
+
+
+def _host() -> str:
+    """This machine's name, as written into temporary file names and locks (no ``/``, no spaces)."""
+    name = socket.gethostname()
+    if name != _host_cache[0]:  # cached: a frame's write would otherwise clean the name every time
+        _host_cache[:] = [name, re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "localhost"]
+    return _host_cache[1]
+
+
+def part_name(name: str) -> str:
+    """A fresh temporary name for a file being written as *name*: ``.<name>.<host>-<pid>-<hex>.part``.
+
+    Host and process are in the name so that :func:`~daskgif.storage.remove_stale_parts` can tell a
+    dead writer's leftovers from a live writer's file.
+
+    >>> n = part_name("clip.gif")
+    >>> n.startswith(".clip.gif.") and n.endswith(f"-{os.getpid()}-" + n[-37:-5] + ".part")
+    True
+    """
+    return f".{name}.{_host()}-{os.getpid()}-{uuid.uuid4().hex}.part"
+
+
+_PART = re.compile(r"\.(?P<rest>.+)-(?P<pid>\d+)-(?P<hex>[0-9a-f]{32})\.part")
+
+
+#: The name under which files for object stores and ``memory://`` are written locally before the upload.
+UPLOAD_NAME = "daskgif-upload"
+
+
+def part_owner(part: str, host: str | None = None) -> tuple[str, int] | None:
+    """The destination name and writer pid of temporary file *part*, when written on *host* (default: this one).
+
+    ``None`` for another host's or an older daskgif's temporary file, or another file.
+
+    >>> part_owner(".frame_00.gif.node-1.lan-4242-" + "ab" * 16 + ".part", host="node-1.lan")
+    ('frame_00.gif', 4242)
+    >>> part_owner(".frame_00.gif.other-4242-" + "ab" * 16 + ".part", host="node-1.lan") is None
+    True
+    """
+    m = _PART.fullmatch(part)
+    host = _host() if host is None else host
+    if m is None or not m["rest"].endswith("." + host):
+        return None
+    return m["rest"][: -len(host) - 1], int(m["pid"])
+
+
+def _alive(pid: int) -> bool:
+    """Whether process *pid* of this machine is running (a process of another user counts)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:  # pragma: no cover - no such signal support: assume alive, the safe side
+        return True
+    return True
+
+
+def join_path(directory: str, name: str) -> str:
+    """Join *name* to *directory*, a local path or a URL.
+
+    >>> join_path("s3://bucket/dir/", "frame_00.gif")
+    's3://bucket/dir/frame_00.gif'
+    >>> join_path(".", "frame_00.gif") == os.path.join(".", "frame_00.gif")
+    True
+    """
+    if "://" not in directory:
+        return os.path.join(directory, name)
+    if directory.endswith("://"):
+        return directory + name
+    return directory.rstrip("/") + "/" + name
+
+
+FRAME_NAME = re.compile(r"frame_(\d+)\.gif")
+
+
+def frame_name(index: int, count: int) -> str:
+    """File name of frame *index* of *count*, zero-padded so names sort in order.
+
+    >>> frame_name(0, 1), frame_name(99, 100), frame_name(7, 101)
+    ('frame_00.gif', 'frame_99.gif', 'frame_007.gif')
+    """
+    if not 0 <= index < count:
+        raise ValueError(f"index must be in range(count={count}), got {index!r}")
+    width = max(2, len(str(count - 1)))
+    return f"frame_{index:0{width}d}.gif"

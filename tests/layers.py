@@ -1,0 +1,66 @@
+"""The architecture of daskgif as data: its parts, the arrows allowed between them, and what each may import.
+
+``tests/test_layers.py`` enforces this table and ``docs/architecture.rst`` shows it
+(``render()``; a test keeps the page equal to it).  Arrows point down: a part may
+import the parts it lists, never one above it.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+#: part -> (what it holds, the daskgif parts it may import, the third-party packages it may import).
+PARTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "face": ("__init__, cli, dashboard (the preload name): API names and the command line",
+             ("ops", "views", "pipeline", "core", "storage", "gif", "codec", "base"), ("click", "dask", "distributed")),
+    "ops": ("schedules, runs in a thread, history, webhooks, the cluster to run on",
+            ("pipeline", "core", "storage", "base"), ("dask", "distributed", "croniter", "dateutil")),
+    "views": ("pictures, the progress line, the runs page",
+              ("pipeline", "core", "storage", "gif", "base"), ("dask", "distributed", "tornado", "graphviz", "IPython")),
+    "pipeline": ("parameters, steps and writers, the graph, frames, the result, reruns",
+                 ("core", "storage", "gif", "codec", "base"), ("dask", "distributed", "yaml", "IPython")),
+    "core": ("Task, Skip, states, retry policy, tasks launching tasks, events: knows no pipeline",
+             ("base",), ("dask", "distributed")),
+    "storage": ("paths, files, fetch, lock: the one fsspec seam, the only part that opens files",
+                ("core", "base"), ("fsspec", "aiohttp")),
+    "codec": ("decode and convert frames through Pillow (imageio)", ("gif", "base"), ("PIL", "imageio", "numpy")),
+    "gif": ("parse, split, join, encode: GIF bytes, standard library only", ("base",), ()),
+    "base": ("errors, redact (masking), config (dask.config defaults): used by every part", (), ("dask", "yaml")),
+}
+
+FACE = {"__init__", "__main__", "cli", "dashboard"}
+BASE = {"errors", "redact", "config"}
+
+
+def part_of(module: str) -> str:
+    """The part a module (``daskgif.core.task``) belongs to.
+
+    >>> part_of("daskgif.core.task"), part_of("daskgif.cli"), part_of("daskgif.errors"), part_of("daskgif.gif")
+    ('core', 'face', 'base', 'gif')
+    """
+    names = module.split(".")[1:] or ["__init__"]
+    if len(names) > 1 or names[0] in PARTS:
+        return names[0]
+    if names[0] in FACE:
+        return "face"
+    if names[0] in BASE:
+        return "base"
+    return names[0]
+
+
+def module_name(path: PurePosixPath) -> str:
+    """``daskgif/core/task.py`` -> ``daskgif.core.task``; a package's ``__init__`` is the package."""
+    parts = list(path.with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def render() -> str:
+    """The table as the reStructuredText the architecture page shows."""
+    lines = [".. list-table::", "   :header-rows: 1", "", "   * - part", "     - holds", "     - may import",
+             "     - third-party"]
+    for part, (holds, below, third) in PARTS.items():
+        lines += [f"   * - ``{part}``", f"     - {holds}", f"     - {', '.join(below) or '(nothing)'}",
+                  f"     - {', '.join(third) or '(standard library only)'}"]
+    return "\n".join(lines) + "\n"
