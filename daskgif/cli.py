@@ -168,7 +168,8 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
     JSON file, e.g. ``every: 24h``; an option given here overrides the file.
     """
     from daskgif.ops.cluster import LOCAL_SCHEDULERS, check_scheduler
-    from daskgif.pipeline.graph import build_graph, check_paths
+    from daskgif.pipeline.graph import build_graph
+    from daskgif.pipeline.settings import check_paths
     from daskgif.ops.schedule import Cron, parse_duration
 
     found = from_file(ctx, params_file)

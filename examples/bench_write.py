@@ -64,7 +64,7 @@ def one_batch(data_file: Path, frames_dir: Path, validate: str):
         pipeline = daskgif.build_graph(data_file=str(data_file), out=str(frames_dir.parent / "clip.gif"),
                                        frames_dir=str(frames_dir))
     p = pipeline.params
-    from daskgif.pipeline.graph import split, write_frame
+    from daskgif.pipeline.steps import split, write_frame
 
     spans = split(str(data_file), p)
     task = p.task(write_frame, "write-frame")
@@ -78,7 +78,7 @@ def one_batch(data_file: Path, frames_dir: Path, validate: str):
         if hasattr(daskgif.storage, "SpanReader"):
             kwargs["source"] = daskgif.storage.SpanReader(p.data_file, p.storage_options)
         if hasattr(daskgif.pipeline.graph, "FrameTable"):
-            extra["collect"] = functools.partial(daskgif.pipeline.graph.FrameTable, p.frames_dir, len(spans))
+            extra["collect"] = functools.partial(daskgif.pipeline.frames.FrameTable, p.frames_dir, len(spans))
         mapped = run_items(task, kwargs, False, 0, spans, **extra)
         assert mapped.states.counts == {"Success": len(spans)}, mapped.states.counts
 

@@ -165,7 +165,7 @@ def test_bad_arguments_are_named(kwargs, match):
 def test_compact_spans_frames_and_paths_pickle_and_read_as_sequences():
     import pickle
 
-    from daskgif.pipeline.graph import Frame, FramePaths, FrameTable
+    from daskgif.pipeline.frames import Frame, FramePaths, FrameTable
     from daskgif.gif.split import Span, Spans
 
     spans = Spans.from_spans(Span(i, 10 * i, 5) for i in range(5))

@@ -28,7 +28,7 @@ class Result:
         The animated GIF (``None`` in the result of a run that failed before writing it).
     frames : sequence of str
         The frame files that went into it, in order (a tuple, or a
-        ``daskgif.pipeline.graph.FramePaths`` that computes them, at any frame count).
+        ``daskgif.pipeline.frames.FramePaths`` that computes them, at any frame count).
     states : dict
         ``{"fetch": State, "split": State, "map-frames": State,
         "write-frame": MappedStates, "combine": State}``: a mapped task keeps

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daskgif import storage
-from daskgif.pipeline.manifest import MANIFEST_NAME, Entry, Ranges, decode, encode, reusable
+from daskgif.pipeline.manifest import (
+    MANIFEST_NAME,
+    Entry,
+    Ranges,
+    decode,
+    encode,
+    reusable,
+)
 
 __all__ = ["Plan", "plan", "record"]
 

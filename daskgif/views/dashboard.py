@@ -41,7 +41,7 @@ import dask.config
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 import daskgif.config  # noqa: F401 - registers daskgif.yaml's defaults in this (the scheduler's) process
-from daskgif.pipeline.graph import STEPS
+from daskgif.pipeline.steps import STEPS
 from daskgif.redact import scrub
 from daskgif.core.state import FAILED, RUNNING, SUCCESS
 

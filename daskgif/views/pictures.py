@@ -84,8 +84,8 @@ def frame_indices(count: int, max_frames: int) -> list[int | None]:
 
 
 def pipeline_steps() -> tuple[Any, ...]:
-    """Return :data:`daskgif.pipeline.graph.STEPS`, the one description of the pipeline both pictures follow."""
-    from daskgif.pipeline.graph import STEPS
+    """Return :data:`daskgif.pipeline.steps.STEPS`, the one description of the pipeline both pictures follow."""
+    from daskgif.pipeline.steps import STEPS
 
     return STEPS
 
@@ -161,7 +161,7 @@ def draw_pipeline(
 ) -> graphviz.Digraph:
     """Draw the pipeline that ``build_graph`` with the same arguments runs.
 
-    The steps are those of ``daskgif.pipeline.graph.STEPS``, in order; a step this
+    The steps are those of ``daskgif.pipeline.steps.STEPS``, in order; a step this
     function has no special label for shows its name and what it does.
 
     Parameters
@@ -199,7 +199,7 @@ def draw_pipeline(
     graphviz = import_graphviz()
 
     from daskgif import storage
-    from daskgif.pipeline.graph import default_frames_dir
+    from daskgif.pipeline.settings import default_frames_dir
     from daskgif.pipeline.sample import sample_path
 
     if max_frames < 2:

@@ -149,7 +149,7 @@ def draw_run(run: Any, *, max_named: int = 3) -> graphviz.Digraph:
     Success is green, Skipped amber, Failed red; a step that did not run is grey
     and dashed.  A mapped step (``write-frame``) shows its counts per state and
     names its failed, then skipped, items (index and message), up to *max_named*,
-    then how many more.  Steps follow ``daskgif.pipeline.graph.STEPS``, as in
+    then how many more.  Steps follow ``daskgif.pipeline.steps.STEPS``, as in
     :func:`draw_pipeline`.
 
     Parameters

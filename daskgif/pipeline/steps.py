@@ -1,0 +1,228 @@
+"""The pipeline's steps: what each does, and :data:`STEPS`, the one description of the pipeline.
+
+``fetch -> split -> map-frames (write-frame tasks launched at run time) -> combine``.
+Frame bytes never travel through the graph: ``split`` returns small spans, each
+``write-frame`` batch reads its own spans from the data file, and ``combine``
+streams the frames into the output.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from daskgif import storage
+from daskgif.codec import check_decodes
+from daskgif.core import events, limits
+from daskgif.core.fanout import check_cancelled
+from daskgif.core.state import SKIPPED
+from daskgif.core.task import Mapped, Outcome, Skip
+from daskgif.errors import DaskgifError, GifFormatError, RunFailed
+from daskgif.gif.join import GifWriter
+from daskgif.gif.parse import parse_gif
+from daskgif.gif.split import Span, Spans, split_frames
+from daskgif.pipeline import manifest, resume
+from daskgif.pipeline.frames import Frame, FramePaths, FrameTable
+from daskgif.pipeline.result import Result
+from daskgif.pipeline.settings import Params, check_paths
+from daskgif.redact import mask
+
+__all__ = ["Step", "STEPS", "fetch", "split", "map_frames", "write_frame", "combine", "finish"]
+
+logger = logging.getLogger(__name__)
+
+
+def fetch(_: None, p: Params) -> str:
+    """Copy ``p.url`` to ``p.data_file``; skip when the data file is what that URL gave (unless ``p.force``)."""
+    check_paths(p)
+    storage.remove_stale_parts(*_folder_and_name(p.data_file))
+    if not p.force:
+        reason = storage.fetch_needed(p.url, p.data_file, p.storage_options, check_remote=p.check_remote,
+                                 timeout=p.fetch_timeout, allowed_protocols=p.allowed_protocols)
+        if reason is None:
+            raise Skip(f"{p.data_file} is what the URL gave; force=True fetches it again", result=p.data_file)
+        logger.info("Fetching: %s", mask(reason))
+    with limits.hold("fetch", p.limits):
+        storage.fetch_file(p.url, p.data_file, storage_options=p.storage_options, chunk_size=p.chunk_size,
+                      timeout=p.fetch_timeout, max_bytes=p.max_bytes, allowed_protocols=p.allowed_protocols,
+                      deadline=p.fetch_deadline)
+    return p.data_file
+
+
+def _folder_and_name(path: str) -> tuple[str, str]:
+    """The folder of *path* and its name, for finding the temporary files written beside it."""
+    head, sep, name = path.rpartition("/")
+    return (head or ("/" if sep else ".")), name
+
+
+
+
+def split(data_file: str, p: Params) -> Spans:
+    """Return the frame spans of the data file, compact (:class:`~daskgif.gif.split.Spans`), never frame bytes.
+
+    With ``on_error="skip"`` a piece that cannot be walked is cut at the next
+    delimiter and handed on, so that its ``write-frame`` reports it *Skipped*.
+    """
+    with storage.open_input(data_file, p.storage_options) as f:
+        return Spans.from_spans(split_frames(f, p.delimiter, chunk_size=p.chunk_size, max_pixels=p.max_pixels,
+                                             on_error=p.on_error))
+
+
+def write_frame(span: Span, p: Params, count: int, source: storage.SpanReader | None = None) -> Frame:
+    """Read one span of the data file, convert it to GIF if needed, check it decodes, write it atomically.
+
+    *source* reads the data file, opened once per batch; default: open it for this frame.
+    """
+    check_cancelled(p.run)
+    if source is None:
+        data = storage.read_span(p.data_file, span.offset, span.length, p.storage_options)
+    else:
+        data = source.read(span.offset, span.length)
+    converted = not data.startswith(b"GIF8")
+    base = 0 if converted else span.offset
+    try:
+        if converted:
+            from daskgif.codec import (
+                to_gif,  # Pillow is imported only where a frame needs it
+            )
+
+            data = to_gif(data, index=span.index, offset=span.offset)
+        try:
+            info = parse_gif(data, max_pixels=p.max_pixels)
+        except GifFormatError as e:
+            raise e.locate(frame=span.index, base=base) from None
+        if p.validate == "decode" and not converted:  # a converted frame was just encoded from pixels
+            check_decodes(data, index=span.index, offset=base, info=info)
+    except GifFormatError as e:
+        if p.on_error == "skip":
+            raise Skip(f"unreadable frame dropped: {e}") from e
+        raise
+    path = storage.join_path(p.frames_dir, storage.frame_name(span.index, count))
+    with limits.hold("write", p.limits):
+        storage.write_bytes(path, data, p.storage_options)
+    return Frame(span.index, path, *info.canvas, None if converted else span, len(data), manifest.digest(data))
+
+
+def map_frames(spans: list[Span], p: Params) -> Mapped:
+    """Launch the ``write-frame`` batches (see :mod:`daskgif.core.fanout`) and wait for all of them."""
+    events.emit({"kind": "map", "run": p.run, "name": "write-frame", "total": len(spans)})
+    storage.remove_stale_parts(p.frames_dir, "frame_")
+    found = resume.plan(p.frames_dir, p.data_file, spans, _frame_settings(p), p.storage_options, p.resume)
+    write = p.task(write_frame, "write-frame")
+    try:
+        mapped = write.map(spans, batch_size=p.frames_per_task, token=p.run, p=p, count=len(spans),
+                           source=storage.SpanReader(p.data_file, p.storage_options), reuse=found.reuse,
+                           collect=functools.partial(FrameTable, p.frames_dir, len(spans)))
+    except RunFailed as e:
+        written = [*_kept_frames(p, found, len(spans)), *getattr(e, "values", ())]
+        resume.record(p.frames_dir, found, len(spans), map(_entry, written), p.storage_options)
+        raise
+    for frame in _kept_frames(p, found, len(spans)):
+        mapped.values.put(frame)
+    resume.record(p.frames_dir, found, len(spans), map(_entry, mapped.values.written()), p.storage_options)
+    return mapped
+
+
+def _frame_settings(p: Params) -> dict:
+    """What, besides the data file, decides the frame files a run writes: a rerun keeps frames only if it is equal."""
+    from daskgif import __version__
+
+    return {"validate": p.validate, "max_pixels": p.max_pixels, "on_error": p.on_error, "daskgif": __version__}
+
+
+def _kept_frames(p: Params, found: resume.Plan, count: int) -> Iterator[Frame]:
+    """The :class:`Frame` of each frame a rerun keeps, from its manifest entry."""
+    for e in found.kept.values():
+        yield Frame(e.index, storage.join_path(p.frames_dir, storage.frame_name(e.index, count)), e.width, e.height,
+                    None if e.converted else Span(e.index, e.offset, e.length), e.size, e.digest)
+
+
+def _entry(f: Frame) -> manifest.Entry:
+    span = f.span or Span(f.index, 0, 0)
+    return manifest.Entry(f.index, span.offset, span.length, f.size, f.digest, f.width, f.height, f.span is None)
+
+
+def read_frames(frames: Iterable[Frame], data_file: str, storage_options: dict | None) -> Iterator[bytes]:
+    """Yield the bytes of the written *frames*, in order, with as few opens as possible.
+
+    A frame written unchanged holds exactly its span of the data file, so it is
+    read from there: one open and a forward scan, where reading 10,000 frame
+    files costs 10,000 opens (10,000 requests on object storage).  A converted
+    frame is read from its own file.
+    """
+    with storage.open_input(data_file, storage_options) as source:
+        for frame in frames:
+            if frame.span is None:
+                with storage.open_input(frame.path, storage_options) as f:
+                    yield f.read()
+            else:
+                source.seek(frame.span.offset)
+                yield source.read(frame.span.length)
+
+
+def combine(mapped: Mapped, p: Params) -> dict:
+    """Join the written frames, in order and losslessly, into the animated GIF ``p.out``."""
+    values = mapped.values
+    if isinstance(values, FrameTable):  # frames come one at a time: a million are never all in memory
+        written: Iterable[Frame] = values.written()
+        size, paths = values.size, values.paths()
+    else:
+        written = [f for f in values if f is not None]
+        size = (max((f.width for f in written), default=0), max((f.height for f in written), default=0))
+        paths = [w.path for w in written]
+    if not len(paths):
+        raise DaskgifError(f"no frames left to combine ({mapped.states.counts.get(SKIPPED, 0)} skipped)")
+    storage.remove_stale_parts(*_folder_and_name(p.out))
+    with storage.atomic_write(p.out, p.storage_options) as f:
+        with GifWriter(f, size, duration=p.duration, loop=p.loop, max_pixels=p.max_pixels) as gif:
+            for data in read_frames(written, p.data_file, p.storage_options):
+                check_cancelled(p.run)
+                gif.add(data)
+        nbytes = f.tell()  # after the writer's trailer: the size of the file as written
+        check_cancelled(p.run)
+    return {"size": nbytes, "width": size[0], "height": size[1], "frames": paths}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the pipeline: a function of the previous step's value and the run's :class:`Params`."""
+
+    name: str
+    func: Callable[[Any, Params], Any]
+    does: str
+    writes: str | None = None
+    retried: bool = True
+    skip_on_upstream_skip: bool = True
+    maps: str | None = None  # the name of the tasks this step launches at run time, one per batch of items
+
+
+#: The pipeline, in order.  ``build_graph``, the result's states and the picture all follow it.
+STEPS = (
+    Step("fetch", fetch, "copies the URL to the data file", writes="data_file"),
+    Step("split", split, "finds the frames in the data file", skip_on_upstream_skip=False),
+    Step("map-frames", map_frames, "writes every frame (write-frame tasks)", writes="frames_dir", retried=False,
+         maps="write-frame"),
+    Step("combine", combine, "joins the frames into the animated GIF", writes="out"),
+)
+
+
+def finish(combined: Outcome, p: Params) -> Result:
+    """Turn the last step's outcome into the run's :class:`Result` and announce its end."""
+    value = combined.value
+    result = Result(
+        ok=True, path=p.out, frames=_frame_paths(value["frames"]), states=dict(combined.states), size=value["size"],
+        started=min(s.start for s in combined.states.values() if s.start is not None), finished=time.time(),
+        storage_options=p.storage_options,
+    )
+    events.emit({"kind": "run", "run": p.run, "state": "Success", "time": result.finished,
+                 "frames": len(result.frames), "size": result.size})
+    return result
+
+
+def _frame_paths(frames: Sequence[str]) -> Sequence[str]:
+    return frames if isinstance(frames, FramePaths) else tuple(frames)
+
