@@ -169,7 +169,7 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
     """
     from daskgif.ops.cluster import LOCAL_SCHEDULERS, check_scheduler
     from daskgif.pipeline.graph import build_graph
-    from daskgif.pipeline.settings import check_paths
+    from daskgif.pipeline.steps import check_outputs
     from daskgif.ops.schedule import Cron, parse_duration
 
     found = from_file(ctx, params_file)
@@ -197,7 +197,7 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
 
             check_url(notify)
         graph = build_graph(**kwargs)
-        check_paths(graph.params)  # clashing outputs are refused before a cluster starts or anything is fetched
+        check_outputs(graph.params)  # clashing outputs are refused before a cluster starts or anything is fetched
     except (TypeError, ValueError) as e:
         raise click.UsageError(str(e), ctx) from e
     options = {"every": every, "cron": cron, "tz": tz, "max_runs": max_runs, "notify": notify,

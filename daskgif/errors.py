@@ -10,7 +10,7 @@ The ``transient`` attribute tells the retry layer whether trying again may help.
 
 from __future__ import annotations
 
-__all__ = ["DaskgifError", "GifFormatError", "FetchError", "RunFailed", "Cancelled", "LockTimeout", "TaskTimeout"]
+__all__ = ["DaskgifError", "GifFormatError", "FetchError", "RunFailed", "Cancelled", "LockHeld", "TaskTimeout"]
 
 
 class DaskgifError(Exception):
@@ -136,30 +136,34 @@ class Cancelled(DaskgifError):
     """
 
 
-class LockTimeout(DaskgifError, TimeoutError):
-    """A lock that another live run held for longer than the wait allowed.
+class LockHeld(DaskgifError, RuntimeError):
+    """A data file leased to another live run (its ``<data_file>.lock``); permanent: a run never waits for it.
 
     Parameters
     ----------
     path : str
         The lock file.
     holder : dict
-        What the lock file says of its holder: ``host``, ``pid``, ``owner`` (run id), ``started_at``.
-    timeout : float
-        Seconds waited.
+        What the lock file says of its holder: ``owner`` (run id), ``host``, ``pid``, ``renewed_at``.
+    seconds : float
+        How long a lease lasts without renewal (``daskgif.lock-timeout``).
 
     Examples
     --------
-    >>> holder = {"host": "n1", "pid": 7, "owner": "run-1", "started_at": "2026-01-01T00:00:00"}
-    >>> str(LockTimeout("d.img.lock", holder, 5))
-    'd.img.lock is held by run run-1 (host n1, pid 7, since 2026-01-01T00:00:00); waited 5 s (daskgif.lock-timeout)'
+    >>> holder = {"host": "n1", "pid": 7, "owner": "run-1", "renewed_at": "2026-01-01T00:00:00+00:00"}
+    >>> print(LockHeld("d.img.lock", holder, 10))
+    d.img.lock is held by run run-1 (host n1, pid 7, renewed 2026-01-01T00:00:00+00:00): two runs never share a data file; give this run another data_file, or wait for that run to end (a dead run's lease ends 10 s after its last sign of life, daskgif.lock-timeout)
     """
 
-    def __init__(self, path: str, holder: dict, timeout: float):
-        super().__init__(path, holder, timeout)
-        self.path, self.holder, self.timeout = path, holder, timeout
+    transient = False
+
+    def __init__(self, path: str, holder: dict, seconds: float):
+        super().__init__(path, holder, seconds)
+        self.path, self.holder, self.seconds = path, holder, seconds
 
     def __str__(self) -> str:
         h = self.holder
-        return (f"{self.path} is held by run {h.get('owner')} (host {h.get('host')}, pid {h.get('pid')}, since "
-                f"{h.get('started_at')}); waited {self.timeout} s (daskgif.lock-timeout)")
+        return (f"{self.path} is held by run {h.get('owner')} (host {h.get('host')}, pid {h.get('pid')}, renewed "
+                f"{h.get('renewed_at')}): two runs never share a data file; give this run another data_file, or wait "
+                f"for that run to end (a dead run's lease ends {self.seconds:g} s after its last sign of life, "
+                f"daskgif.lock-timeout)")

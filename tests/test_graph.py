@@ -192,3 +192,30 @@ def test_mapped_states_to_dict_keeps_at_most_100_records():
     found = states.to_dict()
     assert len(found["records"]) == 100 and found["records_left_out"] == 150 and found["counts"] == {FAILED: 250}
     assert list(found["records"])[:2] == ["0", "1"]
+
+
+def archive(value, p):
+    """A step after combine: copies the clip next to it."""
+    from daskgif import storage
+
+    with storage.open_input(p.out) as f, storage.atomic_write(p.out + ".archived") as g:
+        g.write(f.read())
+    return value
+
+
+def test_a_step_added_after_combine_keeps_the_result(tmp_path, monkeypatch):
+    from daskgif.pipeline import steps
+
+    monkeypatch.setattr(steps, "STEPS", (*steps.STEPS, steps.Step("archive", archive, "copies the clip")))
+    result = build_graph(data_file=str(tmp_path / "d.img"), out=str(tmp_path / "c.gif")).compute(scheduler="sync")
+    assert result.ok and result.path == str(tmp_path / "c.gif") and len(result.frames) == 32
+    assert list(result.states)[-1] == "archive" and result.states["archive"].state == "Success"
+    assert (tmp_path / "c.gif.archived").read_bytes() == (tmp_path / "c.gif").read_bytes()
+
+
+def test_the_output_suffix_picks_the_writer(tmp_path):
+    from daskgif.errors import RunFailed
+
+    with pytest.raises(RunFailed, match=r"out '.*clip.avi' has no supported suffix: give one of \.gif"):
+        build_graph(data_file=str(tmp_path / "d.img"), out=str(tmp_path / "clip.avi")).compute(scheduler="sync")
+    assert not (tmp_path / "d.img").exists()  # refused before any work

@@ -520,10 +520,12 @@ def test_a_failed_fetch_forgets_the_old_source(http_server, tmp_path):
 
 HOLD = """
 import sys
-from daskgif.storage import lock
-with lock(sys.argv[1], owner="run-A", timeout=30):
-    print("held", flush=True)
-    sys.stdin.readline()
+from daskgif.storage import Lease
+Lease(sys.argv[1], owner="run-A", seconds=30).acquire()
+print("held", flush=True)
+sys.stdin.readline()
+Lease(sys.argv[1], owner="run-A", seconds=30).release()
+print("released", flush=True)
 """
 
 
@@ -539,93 +541,91 @@ def child(code: str, *args: str):
     return proc
 
 
-def test_lock_between_two_processes(tmp_path):
+def test_a_lease_held_by_another_process_fails_at_once_naming_it(tmp_path):
     import pickle
-    import socket
 
-    from daskgif.storage import LockTimeout, lock
+    from daskgif.storage import Lease, LockHeld
 
     data_file = str(tmp_path / "image-data.img")
     proc = child(HOLD, data_file)
     try:
-        with pytest.raises(LockTimeout) as info:
-            with lock(data_file, owner="run-B", timeout=0.3):
-                pass  # pragma: no cover
+        with pytest.raises(LockHeld) as info:
+            Lease(data_file, owner="run-B", seconds=30).acquire()
         message = str(info.value)
         assert message.startswith(f"{data_file}.lock is held by run run-A (host ")
-        assert f"pid {proc.pid}, since 20" in message and "waited 0.3 s (daskgif.lock-timeout)" in message
-        assert info.value.holder["host"].replace("_", "") and socket.gethostname()
+        assert f"pid {proc.pid}, renewed 20" in message and "daskgif.lock-timeout" in message
         assert str(pickle.loads(pickle.dumps(info.value))) == message
         assert info.value.transient is False
         proc.stdin.write("\n")
         proc.stdin.flush()
-        with lock(data_file, owner="run-B", timeout=30) as held:  # waits for run-A to let go
-            assert held["owner"] == "run-B"
+        assert proc.stdout.readline().strip() == "released"
+        assert Lease(data_file, owner="run-B", seconds=30).acquire()["owner"] == "run-B"
+        Lease(data_file, owner="run-B", seconds=30).release()
     finally:
         proc.kill()
         proc.wait()
     assert leftovers(tmp_path) == []
 
 
-def test_lock_of_a_killed_process_is_broken(tmp_path, caplog):
-    from daskgif.storage import lock
+def test_the_lease_of_a_killed_process_is_broken(tmp_path, caplog):
+    from daskgif.storage import Lease
 
     data_file = f"file://{tmp_path}/image-data.img"
     proc = child(HOLD, data_file)
     proc.kill()
     proc.wait()
     assert leftovers(tmp_path) == ["image-data.img.lock"]
-    with caplog.at_level("WARNING", logger="daskgif.storage"), lock(data_file, owner="run-B", timeout=0):
-        pass
+    with caplog.at_level("WARNING", logger="daskgif.storage"):
+        Lease(data_file, owner="run-B", seconds=30).acquire()
     assert f"Breaking the stale lock {data_file}.lock of run run-A" in caplog.text
     assert f"its process (pid {proc.pid}) is gone" in caplog.text
-    assert leftovers(tmp_path) == []
 
 
-def test_lock_older_than_max_age_is_broken(tmp_path, caplog):
+def test_a_lease_not_renewed_ends_after_its_seconds(tmp_path, caplog):
     import json
 
-    from daskgif.storage import LockTimeout, lock
+    from daskgif.storage import Lease, LockHeld
 
     data_file = str(tmp_path / "d.img")
-    held = {"host": "elsewhere", "pid": 1, "owner": "run-X", "started": time.time() - 100, "started_at": "then"}
+    held = {"host": "elsewhere", "pid": 1, "owner": "run-X", "expires": time.time() + 1000, "renewed_at": "then"}
     (tmp_path / "d.img.lock").write_text(json.dumps(held))
-    with pytest.raises(LockTimeout, match="held by run run-X"):
-        with lock(data_file, owner="run-B", timeout=0, max_age=1000):
-            pass  # pragma: no cover
-    with caplog.at_level("WARNING", logger="daskgif.storage"), lock(data_file, owner="run-B", timeout=0, max_age=50):
-        pass
-    assert "older than 50 s (daskgif.lock-max-age)" in caplog.text
+    with pytest.raises(LockHeld, match="held by run run-X"):
+        Lease(data_file, owner="run-B", seconds=10).acquire()
+    (tmp_path / "d.img.lock").write_text(json.dumps({**held, "expires": time.time() - 50}))
+    with caplog.at_level("WARNING", logger="daskgif.storage"):
+        Lease(data_file, owner="run-B", seconds=10).acquire()
+    assert "its lease ended 50 s ago" in caplog.text
 
 
-def test_lock_in_memory_between_threads():
-    import threading
+@pytest.mark.parametrize("kind", ["fifo", "garbage", "empty"])
+def test_a_lock_file_that_says_nothing_is_broken(tmp_path, kind, caplog):
+    from daskgif.storage import Lease
 
-    from daskgif.storage import LockTimeout, lock
+    lock = tmp_path / "d.img.lock"
+    if kind == "fifo":
+        pytest.skip("opening a fifo where the lock goes: issue 'Nothing lost, nothing wrong', point 7")
+    lock.write_bytes(b"\x00\xff not json" if kind == "garbage" else b"")
+    with caplog.at_level("WARNING", logger="daskgif.storage"):
+        assert Lease(str(tmp_path / "d.img"), owner="run-B", seconds=10).acquire()["owner"] == "run-B"
+    assert "it says nothing of its holder" in caplog.text
+
+
+def test_a_lease_is_reentrant_for_its_run_and_exclusive_between_runs():
+    from daskgif.storage import Lease, LockHeld
 
     data_file = "memory://test-io-lock/image-data.img"
-    inside, most, errors = [], [], []
-
-    def run(n: int) -> None:
-        try:
-            with lock(data_file, owner=f"run-{n}", timeout=30, poll=0.01):
-                inside.append(n)
-                most.append(len(inside))
-                time.sleep(0.02)
-                inside.remove(n)
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == [] and most == [1] * 6
-    with lock(data_file, owner="run-A", timeout=1):
-        with pytest.raises(LockTimeout, match=rf"held by run run-A \(host .*, pid {os.getpid()},"):
-            with lock(data_file, owner="run-B", timeout=0.1):
-                pass  # pragma: no cover
+    mine = Lease(data_file, owner="run-A", seconds=30)
+    first = mine.acquire()
+    again = Lease(data_file, owner="run-A", seconds=30).acquire()  # another task of the same run
+    assert again["expires"] >= first["expires"] and again["token"] != first["token"]
+    with pytest.raises(LockHeld, match=rf"held by run run-A \(host .*, pid {os.getpid()},"):
+        Lease(data_file, owner="run-B", seconds=30).acquire()
+    with mine.kept():  # kept: renewed while the block runs, still held after it
+        pass
+    assert exists(data_file + ".lock")
+    Lease(data_file, owner="run-B", seconds=30).release()  # not run-B's to release
+    assert exists(data_file + ".lock")
+    mine.release()
     assert not exists(data_file + ".lock")
 
 
@@ -757,7 +757,7 @@ def test_write_errors_are_permanent_and_name_the_path(tmp_path, monkeypatch, num
 
 
 def test_s3_source_record_and_lock(s3_server, s3_bucket):
-    from daskgif.storage import LockTimeout, fetch_needed, lock, read_source
+    from daskgif.storage import Lease, LockHeld, fetch_needed, read_source
 
     so = s3_server.storage_options
     with atomic_write(f"{s3_bucket}/src.img", so) as f:
@@ -769,9 +769,11 @@ def test_s3_source_record_and_lock(s3_server, s3_bucket):
     assert read_source(data_file, so)["size"] == len(BODY)
     assert fetch_needed(f"{s3_bucket}/src.img", data_file, so, check_remote=True) is None
     assert "came from another URL" in fetch_needed(f"{s3_bucket}/other.img", data_file, so, check_remote=True)
-    with lock(data_file, so, owner="run-A", timeout=1):  # S3's conditional write ("xb") is exclusive
-        assert exists(f"{data_file}.lock", so)
-        with pytest.raises(LockTimeout, match=f"{data_file}.lock is held by run run-A"):
-            with lock(data_file, so, owner="run-B", timeout=0.1):
-                pass  # pragma: no cover
+    lease = Lease(data_file, so, owner="run-A", seconds=30)
+    lease.acquire()  # S3's conditional write ("xb") is exclusive
+    assert exists(f"{data_file}.lock", so)
+    with pytest.raises(LockHeld, match=f"{data_file}.lock is held by run run-A"):
+        Lease(data_file, so, owner="run-B", seconds=30).acquire()
+    lease.renew()
+    lease.release()
     assert not exists(f"{data_file}.lock", so)

@@ -246,10 +246,10 @@ def test_many_failed_frames_are_named_up_to_a_few(tmp_path):
 
 
 def test_both_pictures_follow_the_steps_of_the_pipeline(tmp_path, monkeypatch):
-    from daskgif.pipeline import graph
+    from daskgif.pipeline import steps
 
-    upload = graph.Step("upload", lambda value, p: value, "copies the GIF to the archive")
-    monkeypatch.setattr(graph, "STEPS", (*graph.STEPS, upload))
+    upload = steps.Step("upload", lambda value, p: value, "copies the GIF to the archive")
+    monkeypatch.setattr(steps, "STEPS", (*steps.STEPS, upload))
     plan = draw_pipeline(data_file=str(tmp_path / "x.img")).source
     assert "upload\ncopies the GIF to the archive" in plan and "out -> upload" in plan
     ran = draw_run({"ok": True, "states": {name: {"Success": 1} for name in ("fetch", "split", "combine")}}).source

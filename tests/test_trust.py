@@ -137,12 +137,17 @@ def test_a_new_url_fetches_again_and_frames_of_the_old_run_do_not_mix(tmp_path, 
     assert again.states["fetch"].state == "Skipped" and http_server.hits("/b.img") == 1
 
 
-def test_two_runs_on_one_data_file_take_turns(tmp_path):
+def test_two_runs_on_one_data_file_never_mix(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-m", "daskgif", "run", "--scheduler", "sync", "--out", f"c{i}.gif",
                                "--frames-dir", f"f{i}", "--json"], cwd=tmp_path, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(2)]
     results = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], results
-    states = sorted(json.loads(out)["states"]["fetch"]["state"] for out, _ in results)
-    assert states == ["Skipped", "Success"]  # the second waited for the first's lock, then reused its fetch
+    codes = sorted(p.returncode for p in procs)
+    if codes == [0, 0]:  # one ended before the other began: the second reused its fetch
+        states = sorted(json.loads(out)["states"]["fetch"]["state"] for out, _ in results)
+        assert states == ["Skipped", "Success"]
+    else:  # they overlapped: the second failed at once, naming the run that holds the data file
+        assert codes == [0, 1], results
+        err = next(e for (_, e), p in zip(results, procs) if p.returncode == 1)
+        assert "image-data.img.lock is held by run" in err, err
     assert not (tmp_path / "image-data.img.lock").exists()

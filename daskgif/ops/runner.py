@@ -16,9 +16,9 @@ import threading
 import time
 from typing import Any
 
-from daskgif.core import fanout
+from daskgif.core import events, fanout
 from daskgif.errors import Cancelled
-from daskgif.pipeline.graph import Pipeline, running
+from daskgif.pipeline.graph import Pipeline
 
 __all__ = ["Cancelled", "active_client", "wait_for", "compute"]
 
@@ -58,11 +58,13 @@ def compute(graph: Pipeline, *, client: Any = None, scheduler: str | None = None
     stop = stop or threading.Event()
     try:
         if client is not None:
-            with running(graph, client):
-                return _on_client(graph, client, stop, stop_timeout, number)
+            events.relay(client)
+            return _on_client(graph, client, stop, stop_timeout, number)
         return _locally(graph, scheduler, stop, number)
     finally:
         fanout.forget(graph.run)
+        if stop.is_set():  # its tasks have ended: the lease need not wait for daskgif.lock-timeout
+            graph.params.lease.release()
 
 
 def _locally(graph: Pipeline, scheduler: str | None, stop: threading.Event, number: int) -> Any:

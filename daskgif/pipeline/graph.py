@@ -17,26 +17,23 @@ file, and ``combine`` streams the frames into the output.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dask
 from dask.base import tokenize
 from dask.delayed import Delayed
 
-from daskgif import config, storage
+from daskgif import config
 from daskgif.core import events, limits
 from daskgif.core.state import State
 from daskgif.core.timeouts import check_timeouts
-from daskgif.errors import RunFailed
 from daskgif.pipeline.sample import sample_path
 from daskgif.pipeline.settings import (
-    LOCAL_SCHEDULERS,
     Params,
     _batch_size,
     _number,
@@ -45,7 +42,7 @@ from daskgif.pipeline.settings import (
     check_arguments,
     default_frames_dir,
 )
-from daskgif.pipeline.steps import STEPS, finish
+from daskgif.pipeline import steps
 from daskgif.redact import safe_parameters, scrub
 
 __all__ = ["build_graph", "Pipeline"]
@@ -54,60 +51,81 @@ logger = logging.getLogger(__name__)
 
 
 class Pipeline(Delayed):
-    """The lazy pipeline :func:`build_graph` returns: a :class:`dask.delayed.Delayed` whose ``compute``
-    honours the local scheduler it is given, holds the data file's lock, reports states to ``on_state``
-    hooks, and logs the run's end.
+    """The lazy pipeline :func:`build_graph` returns: a plain :class:`dask.delayed.Delayed`.
 
-    ``compute(scheduler="sync")`` (or ``"threads"``, with ``num_workers``) also
-    runs the per-frame tasks that ``map-frames`` launches on that scheduler: the
-    arguments are set in ``dask.config`` for the duration of the call.
+    Everything a run needs travels inside its own tasks: the lease on the data
+    file, the states (as Dask events), the frames launched on the scheduler that
+    runs the graph.  So ``g.compute()``, ``dask.compute(g1, g2)``,
+    ``client.compute(g)``, ``client.persist(g)`` and ``g.persist()`` all run the
+    same pipeline, with the same files, result, lease and events.
+
+    While it lives, its ``on_state`` hooks receive the run's states wherever it
+    is computed: a local scheduler's tasks publish in this process, a cluster's
+    reach the client that computes the graph (subscribed when Dask asks for the
+    graph).
     """
 
-    __slots__ = ("params", "on_state")
+    __slots__ = ("params", "on_state", "listener")
 
     def __init__(self, delayed: Delayed, params: Params, on_state: Sequence[Callable[[State], None]] = ()):
         super().__init__(delayed.key, delayed.dask)
         self.params = params
         self.on_state = tuple(on_state)
+        self.listener = StateListener(params.run, self.on_state)
+        weakref.finalize(self, events.bus.subscribe(self.listener))
 
     @property
     def run(self) -> str:
         """The run's token: the suffix of its task keys and the ``run`` of its messages."""
         return self.params.run
 
-    def compute(self, **kwargs: Any) -> Any:
-        """Run the pipeline and return its :class:`~daskgif.pipeline.result.Result`; raise ``RunFailed`` if a task failed."""
-        scheduler = kwargs.get("scheduler")
-        settings = {"num_workers": kwargs["num_workers"]} if "num_workers" in kwargs else {}
-        if isinstance(scheduler, str) and scheduler in LOCAL_SCHEDULERS:
-            settings["scheduler"] = scheduler
-        with running(self, cluster_client(scheduler)), dask.config.set(settings):
-            return super().compute(**kwargs)
+    def __dask_graph__(self) -> Any:
+        client = find_client()
+        if client is not None:  # every way of computing asks for the graph first, on the client
+            events.relay(client)
+        return super().__dask_graph__()
 
     def __reduce__(self) -> Any:
         return (Pipeline, (Delayed(self.key, self.dask), self.params, self.on_state))
 
 
-@contextlib.contextmanager
-def running(pipeline: Pipeline, client: Any = None) -> Iterator[None]:
-    """Hold the data file's lock and feed the run's messages to its hooks while it runs.
+class StateListener:
+    """Hand the states of run *run* to its ``on_state`` hooks, and log them (INFO) and the run's end."""
 
-    The lock (``<data_file>.lock``, see :func:`daskgif.storage.lock`) is held by the
-    process that computes the graph, for the whole run: a second run on the same
-    data file waits ``daskgif.lock-timeout`` seconds for it, then fails naming it.
-    """
-    p = pipeline.params
-    with storage.lock(p.data_file, p.storage_options, owner=p.run, timeout=p.lock_timeout), watch(pipeline, client):
-        yield
+    def __init__(self, run: str, hooks: Sequence[Callable[[State], None]] = ()):
+        self.run, self.hooks = run, tuple(hooks)
+
+    def __call__(self, msg: dict) -> None:
+        if msg.get("run") != self.run:
+            return
+        kind = msg.get("kind")
+        if kind == "run" and msg.get("state") != "Running":
+            if msg.get("state") == "Success":
+                logger.info("Run SUCCESS: all reference tasks succeeded (%s)", self.run)
+            else:
+                logger.info("Run FAILED: %s", msg.get("message"))
+        if not self.hooks and not logger.isEnabledFor(logging.INFO):
+            return
+        if kind == "step":
+            states = [State.from_dict(msg)]
+        elif kind == "frames":
+            states = [State.from_dict(record) for record in msg["records"]]
+        else:
+            return
+        for state in states:
+            logger.info("Task %r%s: %s%s", state.name, "" if state.index is None else f"[{state.index}]",
+                        state.state, f" ({state.message})" if state.message else "")
+            for hook in self.hooks:
+                try:
+                    hook(state)
+                except Exception:
+                    logger.exception("State hook %r failed on %s", hook, state)
 
 
-def cluster_client(scheduler: Any = None) -> Any:
-    """The ``distributed.Client`` a compute with *scheduler* runs on, or ``None`` for a local scheduler."""
-    if hasattr(scheduler, "subscribe_topic"):
-        return scheduler
-    configured = dask.config.get("scheduler", None)
-    if scheduler is not None or configured not in (None, "dask.distributed", "distributed") \
-            or "distributed" not in sys.modules:
+def find_client() -> Any:
+    """The ``distributed.Client`` Dask would compute on now, or ``None`` (a local scheduler)."""
+    if "distributed" not in sys.modules or dask.config.get("scheduler", None) not in (
+            None, "dask.distributed", "distributed"):
         return None
     from distributed import default_client
 
@@ -115,58 +133,6 @@ def cluster_client(scheduler: Any = None) -> Any:
         return default_client()
     except ValueError:
         return None
-
-
-class watch:  # noqa: N801 - used as a context manager, like dask's own
-    """Feed a run's messages to its ``on_state`` hooks while it runs; log its end.
-
-    On a cluster, the messages arrive through :func:`daskgif.core.events.relay`; on
-    leaving, it waits (briefly) for the run's last message, so every hook has
-    been called when ``compute`` returns.
-    """
-
-    def __init__(self, pipeline: Pipeline, client: Any = None, wait: float = 5.0):
-        self.pipeline, self.client, self.wait = pipeline, client, wait
-        self.ended = threading.Event()
-
-    def __enter__(self) -> watch:
-        if self.client is not None:
-            events.relay(self.client)
-        self.unsubscribe = events.bus.subscribe(self.receive)
-        return self
-
-    def receive(self, msg: dict) -> None:
-        if msg.get("run") != self.pipeline.run:
-            return
-        kind = msg.get("kind")
-        if kind == "run" and msg["state"] != "Running":
-            self.ended.set()
-        hooks = self.pipeline.on_state
-        if not hooks and not logger.isEnabledFor(logging.INFO):
-            return
-        if kind == "step":
-            found = [State.from_dict(msg)]
-        elif kind == "frames":
-            found = [State.from_dict(record) for record in msg["records"]]
-        else:
-            found = []
-        for state in found:
-            logger.info("Task %r%s: %s%s", state.name, "" if state.index is None else f"[{state.index}]",
-                        state.state, f" ({state.message})" if state.message else "")
-            for hook in hooks:
-                try:
-                    hook(state)
-                except Exception:
-                    logger.exception("State hook %r failed on %s", hook, state)
-
-    def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
-        if self.client is not None and (kind is None or issubclass(kind, RunFailed)):
-            self.ended.wait(self.wait)
-        self.unsubscribe()
-        if kind is None:
-            logger.info("Run SUCCESS: all reference tasks succeeded (%s)", self.pipeline.run)
-        elif issubclass(kind, RunFailed):
-            logger.info("Run FAILED: %s", error)
 
 
 def build_graph(
@@ -272,11 +238,11 @@ def build_graph(
                                                      "frames_dir": frames_dir, "duration": duration,
                                                      "loop": loop, "force": force})),
                 "out": scrub(out)}
+    nodes: dict[str, Any] = {}
     node = None
-    for i, step in enumerate(STEPS):
-        task = p.task(step.func, step.name, retried=step.retried, announce=announce if i == 0 else None,
-                      skip_on_upstream_skip=step.skip_on_upstream_skip)
-        node = task(node, p, dask_key_name=f"{step.name}-{token}")
-    return Pipeline(dask.delayed(finish, pure=False)(node, p, dask_key_name=f"finish-{token}"), p, on_state)
+    for i, step in enumerate(steps.STEPS):
+        node = nodes[step.name] = step.task(p, announce if i == 0 else None)(node, p, dask_key_name=f"{step.name}-{token}")
+    done = dask.delayed(steps.finish, pure=False)(node, nodes["combine"], p, dask_key_name=f"finish-{token}")
+    return Pipeline(done, p, on_state)
 
 

@@ -46,12 +46,17 @@ class Params:
     limits: dict = field(default_factory=dict)  # leases per kind (daskgif.limits)
     resume: bool = True  # keep the frames an earlier run wrote (daskgif.resume)
 
+    @property
+    def lease(self) -> storage.Lease:
+        """This run's lease on its data file (``<data_file>.lock``, see :class:`~daskgif.storage.Lease`)."""
+        return storage.Lease(self.data_file, self.storage_options, owner=self.run, seconds=self.lock_timeout)
+
     def task(self, func: Callable, name: str, *, retried: bool = True, announce: dict | None = None,
-             skip_on_upstream_skip: bool = True) -> Task:
-        """A Task of this run: its retry policy (when *retried*) and the hook that sends its states."""
+             skip_on_upstream_skip: bool = True, hooks: tuple = ()) -> Task:
+        """A Task of this run: its retry policy (when *retried*), the hook that sends its states, and *hooks*."""
         retry = {"retries": self.retries, "retry_delay": self.retry_delay, **self.retry} if retried else {}
         return Task(func, name=name, skip_on_upstream_skip=skip_on_upstream_skip,
-                    on_state=(events.StateHook(self.run, announce),), timeout=self.task_timeout.get(name),
+                    on_state=(events.StateHook(self.run, announce), *hooks), timeout=self.task_timeout.get(name),
                     timeout_setting=f"daskgif.task-timeout.{name}", **retry)
 
 

@@ -19,7 +19,7 @@ from daskgif import storage
 from daskgif.codec import check_decodes
 from daskgif.core import events, limits
 from daskgif.core.fanout import check_cancelled
-from daskgif.core.state import SKIPPED
+from daskgif.core.state import FAILED, SKIPPED, State
 from daskgif.core.task import Mapped, Outcome, Skip
 from daskgif.errors import DaskgifError, GifFormatError, RunFailed
 from daskgif.gif.join import GifWriter
@@ -31,14 +31,14 @@ from daskgif.pipeline.result import Result
 from daskgif.pipeline.settings import Params, check_paths
 from daskgif.redact import mask
 
-__all__ = ["Step", "STEPS", "fetch", "split", "map_frames", "write_frame", "combine", "finish"]
+__all__ = ["Step", "STEPS", "WRITERS", "writer_for", "check_outputs", "fetch", "split", "map_frames", "write_frame", "combine", "finish"]
 
 logger = logging.getLogger(__name__)
 
 
 def fetch(_: None, p: Params) -> str:
     """Copy ``p.url`` to ``p.data_file``; skip when the data file is what that URL gave (unless ``p.force``)."""
-    check_paths(p)
+    check_outputs(p)
     storage.remove_stale_parts(*_folder_and_name(p.data_file))
     if not p.force:
         reason = storage.fetch_needed(p.url, p.data_file, p.storage_options, check_remote=p.check_remote,
@@ -165,7 +165,7 @@ def read_frames(frames: Iterable[Frame], data_file: str, storage_options: dict |
 
 
 def combine(mapped: Mapped, p: Params) -> dict:
-    """Join the written frames, in order and losslessly, into the animated GIF ``p.out``."""
+    """Join the written frames, in order, into ``p.out`` with the writer of its suffix (:data:`WRITERS`)."""
     values = mapped.values
     if isinstance(values, FrameTable):  # frames come one at a time: a million are never all in memory
         written: Iterable[Frame] = values.written()
@@ -178,7 +178,7 @@ def combine(mapped: Mapped, p: Params) -> dict:
         raise DaskgifError(f"no frames left to combine ({mapped.states.counts.get(SKIPPED, 0)} skipped)")
     storage.remove_stale_parts(*_folder_and_name(p.out))
     with storage.atomic_write(p.out, p.storage_options) as f:
-        with GifWriter(f, size, duration=p.duration, loop=p.loop, max_pixels=p.max_pixels) as gif:
+        with writer_for(p.out)(f, size, duration=p.duration, loop=p.loop, max_pixels=p.max_pixels) as gif:
             for data in read_frames(written, p.data_file, p.storage_options):
                 check_cancelled(p.run)
                 gif.add(data)
@@ -187,9 +187,41 @@ def combine(mapped: Mapped, p: Params) -> dict:
     return {"size": nbytes, "width": size[0], "height": size[1], "frames": paths}
 
 
+#: The writer of each output suffix: ``Writer(file, size, duration=, loop=, max_pixels=)``, a context manager
+#: whose ``add(gif_bytes)`` appends one frame.  Frames on disk are GIF whatever the output.
+WRITERS: dict[str, Callable[..., Any]] = {".gif": GifWriter}
+
+
+def writer_for(out: str) -> Callable[..., Any]:
+    """The writer for the output path *out*, chosen by its suffix.
+
+    >>> writer_for("s3://bucket/clip.GIF").__name__
+    'GifWriter'
+    >>> writer_for("clip.avi")
+    Traceback (most recent call last):
+    ...
+    ValueError: out 'clip.avi' has no supported suffix: give one of .gif
+    """
+    suffix = "." + out.rpartition("/")[2].rpartition(".")[2].lower() if "." in out.rpartition("/")[2] else ""
+    if suffix not in WRITERS:
+        raise ValueError(f"out {out!r} has no supported suffix: give one of {', '.join(WRITERS)}")
+    return WRITERS[suffix]
+
+
+def check_outputs(p: Params) -> None:
+    """Refuse, before any work, outputs that clash (see :func:`check_paths`) or have no writer."""
+    check_paths(p)
+    writer_for(p.out)
+
+
 @dataclass(frozen=True)
 class Step:
-    """One step of the pipeline: a function of the previous step's value and the run's :class:`Params`."""
+    """One step of the pipeline: a function of the previous step's value and the run's :class:`Params`.
+
+    Every step holds the run's lease on the data file while it runs (see
+    :class:`~daskgif.storage.Lease`); the lease ends with the run's last step, or
+    with a step that fails.
+    """
 
     name: str
     func: Callable[[Any, Params], Any]
@@ -199,6 +231,26 @@ class Step:
     skip_on_upstream_skip: bool = True
     maps: str | None = None  # the name of the tasks this step launches at run time, one per batch of items
 
+    def __call__(self, value: Any, p: Params) -> Any:
+        with p.lease.kept():
+            return self.func(value, p)
+
+    def task(self, p: Params, announce: dict | None = None) -> Any:
+        """The :class:`~daskgif.core.task.Task` of this step in run *p*."""
+        return p.task(self, self.name, retried=self.retried, announce=announce,
+                      skip_on_upstream_skip=self.skip_on_upstream_skip, hooks=(ReleaseOnFailure(p.lease),))
+
+
+class ReleaseOnFailure:
+    """A state hook: a step that failed ends the run, and with it the run's lease on the data file."""
+
+    def __init__(self, lease: storage.Lease):
+        self.lease = lease
+
+    def __call__(self, state: State) -> None:
+        if state.state == FAILED and state.index is None:
+            self.lease.release()
+
 
 #: The pipeline, in order.  ``build_graph``, the result's states and the picture all follow it.
 STEPS = (
@@ -206,18 +258,22 @@ STEPS = (
     Step("split", split, "finds the frames in the data file", skip_on_upstream_skip=False),
     Step("map-frames", map_frames, "writes every frame (write-frame tasks)", writes="frames_dir", retried=False,
          maps="write-frame"),
-    Step("combine", combine, "joins the frames into the animated GIF", writes="out"),
+    Step("combine", combine, "joins the frames into the output", writes="out"),
 )
 
 
-def finish(combined: Outcome, p: Params) -> Result:
-    """Turn the last step's outcome into the run's :class:`Result` and announce its end."""
+def finish(last: Outcome, combined: Outcome, p: Params) -> Result:
+    """The run's :class:`Result`: the states of every step (*last* carries them), the output *combined* wrote.
+
+    It ends the run's lease on the data file and announces the run's end.
+    """
     value = combined.value
     result = Result(
-        ok=True, path=p.out, frames=_frame_paths(value["frames"]), states=dict(combined.states), size=value["size"],
-        started=min(s.start for s in combined.states.values() if s.start is not None), finished=time.time(),
+        ok=True, path=p.out, frames=_frame_paths(value["frames"]), states=dict(last.states), size=value["size"],
+        started=min(s.start for s in last.states.values() if s.start is not None), finished=time.time(),
         storage_options=p.storage_options,
     )
+    p.lease.release()
     events.emit({"kind": "run", "run": p.run, "state": "Success", "time": result.finished,
                  "frames": len(result.frames), "size": result.size})
     return result
@@ -225,4 +281,3 @@ def finish(combined: Outcome, p: Params) -> Result:
 
 def _frame_paths(frames: Sequence[str]) -> Sequence[str]:
     return frames if isinstance(frames, FramePaths) else tuple(frames)
-

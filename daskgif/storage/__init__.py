@@ -4,8 +4,8 @@ A path is anything fsspec opens: a local path, ``file://``, ``https://``, ``s3:/
 ``memory://`` (per process), ...  Writes are atomic: data appears under its final name
 only once complete, under a temporary name that says which host and process wrote it
 (:func:`remove_stale_parts` clears a killed writer's).  A fetched data file has a record of
-its source next to it (:func:`fetch_needed` reads it) and, while a run fetches it, a lock
-(:func:`lock`).  Settings are arguments: callers read ``dask.config`` on the client.
+its source next to it (:func:`fetch_needed` reads it) and, while a run uses it, a lease
+(:class:`Lease`).  Settings are arguments: callers read ``dask.config`` on the client.
 
 ``storage_options`` are passed to fsspec.  When the two ends of a copy need different
 options, nest them under the protocol name (``{"s3": {"key": ...}, "https": {...}}``);
@@ -14,12 +14,12 @@ top-level options are used for both ends.
 The package is the only part of daskgif that opens files or URLs; its modules:
 ``paths`` (protocols, options, frame and temporary names), ``files`` (atomic
 writes, spans, appends, clean-up), ``fetch`` (downloads and the source record)
-and ``lock`` (the data file's lock).  Everything is imported from ``daskgif.storage``.
+and ``lock`` (the data file's lease).  Everything is imported from ``daskgif.storage``.
 """
 
 from __future__ import annotations
 
-from daskgif.errors import LockTimeout
+from daskgif.errors import LockHeld
 from daskgif.storage.fetch import fetch_file, fetch_needed, read_source, source_path, source_record, url_digest
 from daskgif.storage.files import (
     APPENDABLE,
@@ -36,13 +36,13 @@ from daskgif.storage.files import (
     remove_stale_parts,
     write_bytes,
 )
-from daskgif.storage.lock import lock
+from daskgif.storage.lock import Lease
 from daskgif.storage.paths import FRAME_NAME, UPLOAD_NAME, frame_name, join_path, local_path, part_name, part_owner
 
 __all__ = [
-    "APPENDABLE", "FRAME_NAME", "LockTimeout", "SpanReader", "UPLOAD_NAME", "append_bytes",
+    "APPENDABLE", "FRAME_NAME", "LockHeld", "Lease", "SpanReader", "UPLOAD_NAME", "append_bytes",
     "atomic_write", "exists", "fetch_file", "fetch_needed", "file_identity", "frame_name",
-    "join_path", "list_sizes", "local_path", "lock", "open_input", "part_name", "part_owner",
+    "join_path", "list_sizes", "local_path", "open_input", "part_name", "part_owner",
     "read_source", "read_span", "read_spans", "remove_stale_frames", "remove_stale_parts",
     "source_path", "source_record", "url_digest", "write_bytes",
 ]

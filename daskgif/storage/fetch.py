@@ -16,8 +16,8 @@ from typing import Any
 from fsspec.core import url_to_fs
 
 from daskgif.errors import FetchError
-from daskgif.storage.files import _remove, atomic_write, open_input
-from daskgif.storage.paths import _options, _protocols, local_path
+from daskgif.storage.files import remove_file, atomic_write, open_input
+from daskgif.storage.paths import options_for, protocols_of, local_path
 from daskgif.redact import mask
 from daskgif.core.retry import is_transient
 
@@ -97,7 +97,7 @@ def fetch_file(
         raise ValueError(f"deadline must be a positive number of seconds or None, got {deadline!r}")
     start = clock()
     allowed = None if allowed_protocols is None else tuple(sorted({p.lower() for p in allowed_protocols}))
-    protocols = _protocols(url)
+    protocols = protocols_of(url)
     if allowed is not None:
         for p in (p for p in protocols if p.lower() not in allowed):
             raise FetchError(url, f"protocol {p!r} is not allowed (daskgif.allowed-protocols: {', '.join(allowed)})")
@@ -119,7 +119,7 @@ def fetch_file(
             raise FetchError(url, f"larger than max_bytes={max_bytes} (daskgif.max-bytes): "
                                   f"it declares {declared} bytes")
         # The old record goes first: a data file without one is fetched again (see fetch_needed).
-        _remove(source_path(data_file), storage_options)
+        remove_file(source_path(data_file), storage_options)
         with atomic_write(data_file, storage_options) as dst:
             while True:
                 if deadline is not None and clock() - start >= deadline:
@@ -152,8 +152,8 @@ def fetch_file(
 def _source_fs(url: str, storage_options: dict | None, *, timeout: float, deadline: float | None = None,
                allowed: tuple[str, ...] | None = None) -> tuple[Any, str, bool]:
     """The fsspec filesystem and path of *url*, and whether it is HTTP(S), with daskgif's HTTP settings."""
-    options = _options(url, storage_options)
-    http = _protocols(url)[-1] in ("http", "https")
+    options = options_for(url, storage_options)
+    http = protocols_of(url)[-1] in ("http", "https")
     if http:
         import aiohttp
 
@@ -292,7 +292,7 @@ def _fetch_error(url: str, e: BaseException, *, timeout: float, deadline: float 
         return FetchError(url, f"timed out: no data for {timeout} s (daskgif.fetch-timeout)", transient)
     if isinstance(e, FileNotFoundError):
         # fsspec's HTTP filesystem raises it for a 404, without the status.
-        http = _protocols(url)[-1] in ("http", "https")
+        http = protocols_of(url)[-1] in ("http", "https")
         return FetchError(url, "HTTP 404 Not Found" if http else "no such file", transient)
     if isinstance(e, (ValueError, ImportError)) and not isinstance(e, aiohttp.ClientError):
         return FetchError(url, f"bad URL: {e}", transient)
@@ -403,7 +403,7 @@ def fetch_needed(
     'memory://doc/data.img came from another URL (memory://doc/a.img); fetching memory://doc/b.img'
     """
     shown = mask(url)
-    fs, path = url_to_fs(data_file, **_options(data_file, storage_options))
+    fs, path = url_to_fs(data_file, **options_for(data_file, storage_options))
     try:
         size = fs.size(path)
     except FileNotFoundError:
@@ -417,7 +417,7 @@ def fetch_needed(
         return f"{data_file} came from another URL ({record.get('url')}); fetching {shown}"
     if record.get("size") != size:
         return f"{data_file} has {size} bytes, not the {record.get('size')} fetched from {shown}; fetching it again"
-    if check_remote and _protocols(url)[-1] in ("http", "https"):
+    if check_remote and protocols_of(url)[-1] in ("http", "https"):
         return _remote_change(url, record, storage_options, timeout=timeout, allowed_protocols=allowed_protocols)
     return None
 

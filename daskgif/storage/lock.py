@@ -1,117 +1,138 @@
-"""The lock next to a data file: two runs never fetch into, or read from, one data file at once."""
+"""The lease on a data file: ``<data_file>.lock``, held by one run while its tasks use the file.
+
+A run's tasks run wherever Dask puts them (this process, a thread pool, worker
+processes on other hosts), so the lock is not held by a process but *leased* to a
+run: the lock file names the run and says until when the lease holds.  Each step
+takes or renews it as it starts (:meth:`Lease.kept`) and renews it while it works;
+the last step releases it, and so does a step that fails.  A run that dies holds
+it at most *seconds* more (``daskgif.lock-timeout``), and at once no longer when
+its process on this host is gone.
+
+A second run never waits for the lease: it fails at once with
+:class:`~daskgif.errors.LockHeld` naming the run that holds it, so two pipelines in
+one ``dask.compute`` call, even on the ``sync`` scheduler, never block each other.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from fsspec.core import url_to_fs
 
-from daskgif.errors import LockTimeout
-from daskgif.storage.files import _remove, open_input
-from daskgif.storage.paths import _alive, _host, _options, local_path
+from daskgif.errors import LockHeld
+from daskgif.storage.files import open_input, remove_file
+from daskgif.storage.paths import host_name, process_alive, options_for, local_path
 
-__all__ = [
-    "lock",
-]
+__all__ = ["Lease"]
 
 logger = logging.getLogger(__name__)
 
 
-@contextmanager
-def lock(
-    data_file: str,
-    storage_options: dict | None = None,
-    *,
-    owner: str,
-    timeout: float,
-    max_age: float | None = 86400,
-    poll: float = 0.1,
-) -> Iterator[dict[str, Any]]:
-    """Hold ``<data_file>.lock`` for the block, so that two runs never fetch into one data file at once.
+class Lease:
+    """The lease of run *owner* on ``<data_file>.lock``, for *seconds* at a time.
 
-    The lock file is created exclusively (locally ``O_CREAT | O_EXCL``; elsewhere
-    fsspec's ``"xb"`` mode, and where a filesystem lacks it, a check-then-write
-    that is only a best effort) and holds the holder's host, pid, run id and start.
-    It is removed on leaving the block, if it is still this holder's.
-
-    While another live run holds it, this waits up to *timeout* seconds.  A stale
-    lock is broken, with a warning: one written on this host by a process that is
-    gone, or one older than *max_age* seconds.
-
-    Parameters
-    ----------
-    data_file : str
-        The file the lock guards (any fsspec path).
-    storage_options : dict, optional
-        fsspec options.
-    owner : str
-        The run id of the holder, shown to the runs that wait.
-    timeout : float
-        Seconds to wait for another run's lock (``daskgif.lock-timeout``).
-    max_age : float, optional
-        Seconds after which any lock counts as stale (``daskgif.lock-max-age``); ``None``: never.
-    poll : float, optional
-        Seconds between two looks at a held lock.
-
-    Yields
-    ------
-    dict
-        What the lock file holds.
-
-    Raises
-    ------
-    LockTimeout
-        Naming the lock file and the holder, when it was held for all of *timeout*.
+    It pickles (only its settings travel), so every task of a run can take it.
 
     Examples
     --------
     >>> from daskgif.storage import exists
-    >>> with lock("memory://daskgif-doctest/l.img", owner="run-1", timeout=1) as held:
-    ...     held["owner"], exists("memory://daskgif-doctest/l.img.lock")
+    >>> lease = Lease("memory://daskgif-doctest/l.img", owner="run-1", seconds=5)
+    >>> lease.acquire()["owner"], exists("memory://daskgif-doctest/l.img.lock")
     ('run-1', True)
-    >>> exists("memory://daskgif-doctest/l.img.lock")
+    >>> Lease("memory://daskgif-doctest/l.img", owner="run-2", seconds=5).acquire()
+    Traceback (most recent call last):
+    ...
+    daskgif.errors.LockHeld: memory://daskgif-doctest/l.img.lock is held by run run-1 (host ...)
+    >>> lease.release(); exists("memory://daskgif-doctest/l.img.lock")
     False
     """
-    path = data_file + ".lock"
-    now = time.time()
-    mine = {"host": _host(), "pid": os.getpid(), "owner": owner, "started": now,
-            "started_at": datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat(),
-            "token": uuid.uuid4().hex}
-    content = json.dumps(mine).encode()
-    give_up = time.monotonic() + timeout
-    while not _create_exclusive(path, content, storage_options):
-        holder, age = _read_lock(path, storage_options)
-        if holder is None:
-            continue  # released meanwhile
-        stale = _stale_lock(holder, age, max_age)
-        if stale:
-            logger.warning("Breaking the stale lock %s of run %s (host %s, pid %s): %s", path,
-                           holder.get("owner"), holder.get("host"), holder.get("pid"), stale)
-            if _read_lock(path, storage_options)[0] == holder:  # not taken over meanwhile
-                _remove(path, storage_options)
-            if _create_exclusive(path, content, storage_options):
-                break
-            holder, age = _read_lock(path, storage_options)  # another run was quicker
+
+    def __init__(self, data_file: str, storage_options: dict | None = None, *, owner: str, seconds: float):
+        self.path, self.storage_options, self.owner, self.seconds = data_file + ".lock", storage_options, owner, seconds
+
+    def __reduce__(self) -> Any:
+        return (_lease, (self.path, self.storage_options, self.owner, self.seconds))
+
+    def __repr__(self) -> str:
+        return f"Lease({self.path!r}, owner={self.owner!r})"
+
+    def _record(self) -> dict[str, Any]:
+        now = time.time()
+        return {"host": host_name(), "pid": os.getpid(), "owner": self.owner, "expires": now + self.seconds,
+                "renewed_at": datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat(timespec="seconds"),
+                "token": uuid.uuid4().hex}
+
+    def acquire(self) -> dict[str, Any]:
+        """Take the lease, or renew it if this run holds it; raise :class:`LockHeld` if another live run does."""
+        for _ in range(3):  # a stale lock broken, then a race lost to a third run: give up naming it
+            mine = self._record()
+            if _create_exclusive(self.path, json.dumps(mine).encode(), self.storage_options):
+                return mine
+            holder = _read_lock(self.path, self.storage_options)
             if holder is None:
-                continue
-        if time.monotonic() >= give_up:
-            raise LockTimeout(path, holder or {"owner": "unknown (unreadable lock file)"}, timeout)
-        time.sleep(max(0.0, min(poll, give_up - time.monotonic())))
-    try:
-        yield mine
-    finally:
-        if (_read_lock(path, storage_options)[0] or {}).get("token") == mine["token"]:
-            _remove(path, storage_options)
-        else:
-            logger.warning("The lock %s was taken from run %s while it held it", path, owner)
+                continue  # released meanwhile
+            if holder.get("owner") == self.owner:
+                return self.renew()
+            stale = _stale_lock(holder)
+            if stale is None:
+                raise LockHeld(self.path, holder, self.seconds)
+            logger.warning("Breaking the stale lock %s of run %s (host %s, pid %s): %s", self.path,
+                           holder.get("owner"), holder.get("host"), holder.get("pid"), stale)
+            if _read_lock(self.path, self.storage_options) == holder:  # not taken over meanwhile
+                remove_file(self.path, self.storage_options)
+        raise LockHeld(self.path, _read_lock(self.path, self.storage_options) or {}, self.seconds)
+
+    def renew(self) -> dict[str, Any]:
+        """Extend the lease by *seconds* from now; raise :class:`LockHeld` if another run took it meanwhile."""
+        holder = _read_lock(self.path, self.storage_options)
+        if holder is None:
+            return self.acquire()
+        if holder.get("owner") != self.owner:
+            raise LockHeld(self.path, holder, self.seconds)
+        mine = self._record()
+        _replace(self.path, json.dumps(mine).encode(), self.storage_options)
+        return mine
+
+    def release(self) -> None:
+        """Remove the lock file if this run holds it."""
+        holder = _read_lock(self.path, self.storage_options)
+        if holder is not None and holder.get("owner") == self.owner:
+            remove_file(self.path, self.storage_options)
+
+    @contextlib.contextmanager
+    def kept(self) -> Iterator[dict[str, Any]]:
+        """Hold the lease for the block, renewing it every third of *seconds*; it stays held after the block."""
+        held = self.acquire()
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.seconds / 3):
+                try:
+                    self.renew()
+                except (OSError, LockHeld) as e:
+                    logger.warning("Could not renew %s: %s", self.path, e)
+                    return
+
+        thread = threading.Thread(target=renew, name=f"daskgif-lease-{self.owner}", daemon=True)
+        thread.start()
+        try:
+            yield held
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _lease(path: str, storage_options: dict | None, owner: str, seconds: float) -> Lease:
+    return Lease(path[: -len(".lock")], storage_options, owner=owner, seconds=seconds)
 
 
 def _create_exclusive(path: str, content: bytes, storage_options: dict | None) -> bool:
@@ -128,7 +149,7 @@ def _create_exclusive(path: str, content: bytes, storage_options: dict | None) -
         with os.fdopen(fd, "wb") as f:
             f.write(content)
         return True
-    fs, p = url_to_fs(path, **_options(path, storage_options))
+    fs, p = url_to_fs(path, **options_for(path, storage_options))
     try:
         with fs.open(p, "xb") as f:
             f.write(content)
@@ -143,42 +164,49 @@ def _create_exclusive(path: str, content: bytes, storage_options: dict | None) -
     return True
 
 
-def _read_lock(path: str, storage_options: dict | None) -> tuple[dict | None, float | None]:
-    """The holder written in lock file *path* and the lock's age in seconds; ``(None, None)`` when there is none.
+def _replace(path: str, content: bytes, storage_options: dict | None) -> None:
+    """Overwrite *path* with *content* in one step (a rename locally; object stores replace whole objects)."""
+    local = local_path(path)
+    if local is None:
+        fs, p = url_to_fs(path, **options_for(path, storage_options))
+        fs.pipe_file(p, content)
+        return
+    temporary = f"{local}.{uuid.uuid4().hex}.renew"
+    with open(temporary, "wb") as f:
+        f.write(content)
+    os.replace(temporary, local)
 
-    A lock file that cannot be parsed (being written) gives ``({}, age)``.
-    """
+
+def _read_lock(path: str, storage_options: dict | None) -> dict | None:
+    """The holder written in lock file *path*, ``None`` when there is none, ``{}`` when it cannot be parsed."""
     try:
         with open_input(path, storage_options) as f:
             data = f.read()
     except FileNotFoundError:
-        return None, None
+        return None
     try:
         holder = json.loads(data)
     except ValueError:
         holder = None
-    if isinstance(holder, dict) and isinstance(holder.get("started"), (int, float)):
-        return holder, time.time() - holder["started"]
-    try:  # unreadable: its age is its modification time's
-        fs, p = url_to_fs(path, **_options(path, storage_options))
-        modified = fs.modified(p).timestamp()
-    except (OSError, NotImplementedError):
-        modified = time.time()
-    return {}, time.time() - modified
+    return holder if isinstance(holder, dict) else {}
 
 
-def _stale_lock(holder: dict | None, age: float | None, max_age: float | None) -> str | None:
-    """Why the lock of *holder*, *age* seconds old, is stale, or ``None`` while it is live.
+def _stale_lock(holder: dict, now: float | None = None) -> str | None:
+    """Why the lock of *holder* is stale, or ``None`` while it is live.
 
-    >>> _stale_lock({"host": _host(), "pid": os.getpid()}, 5.0, 60) is None
+    >>> _stale_lock({"host": host_name(), "pid": os.getpid(), "expires": time.time() + 5}) is None
     True
-    >>> _stale_lock({"host": "elsewhere", "pid": 1}, 90.0, 60)
-    'older than 60 s (daskgif.lock-max-age)'
+    >>> _stale_lock({"host": "elsewhere", "pid": 1, "expires": 90.0}, now=100.0)
+    'its lease ended 10 s ago'
+    >>> _stale_lock({})
+    'it says nothing of its holder'
     """
-    holder = holder or {}
-    pid = holder.get("pid")
-    if holder.get("host") == _host() and isinstance(pid, int) and not _alive(pid):
+    now = time.time() if now is None else now
+    pid, expires = holder.get("pid"), holder.get("expires")
+    if holder.get("host") == host_name() and isinstance(pid, int) and not process_alive(pid):
         return f"its process (pid {pid}) is gone"
-    if max_age is not None and age is not None and age > max_age:
-        return f"older than {max_age} s (daskgif.lock-max-age)"
+    if not isinstance(expires, (int, float)) or isinstance(expires, bool):
+        return "it says nothing of its holder"
+    if expires < now:
+        return f"its lease ended {now - expires:.0f} s ago"
     return None

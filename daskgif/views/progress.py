@@ -60,9 +60,9 @@ class Progress:
         self._handle: Any = None
 
     def __enter__(self) -> Progress:
-        from daskgif.pipeline.graph import cluster_client
+        from daskgif.pipeline.graph import find_client
 
-        client = self.client if self.client is not None else cluster_client()
+        client = self.client if self.client is not None else find_client()
         if client is not None:
             events.relay(client)
         self._handle = _notebook_display()

@@ -1,0 +1,136 @@
+"""A pipeline is a plain Dask collection: every way of computing it gives the same run.
+
+``g.compute()``, ``dask.compute(g)``, ``dask.compute(g1, g2)``, ``client.compute(g)``,
+``client.persist(g)`` and ``g.persist()`` must write the same files, return the same
+``Result`` (or raise the same ``RunFailed``), take and end the same lease on the data
+file, and send the same states to the ``on_state`` hooks, on ``sync``, ``threads`` and
+a ``LocalCluster``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dask
+import pytest
+
+import daskgif  # noqa: F401  (before distributed, which snapshots dask.config)
+from daskgif import build_graph
+from daskgif.errors import LockHeld, RunFailed
+from daskgif.gif.split import split_bytes
+from daskgif.pipeline.sample import sample_path
+
+distributed = pytest.importorskip("distributed")
+
+SAMPLE = Path(sample_path()).read_bytes()
+FRAMES = len(split_bytes(SAMPLE))
+STEPS = ["fetch", "split", "map-frames", "combine"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
+        yield c
+
+
+def pipeline(folder: Path, seen: list | None = None, **kwargs):
+    folder.mkdir(parents=True, exist_ok=True)
+    return build_graph(data_file=str(folder / "image-data.img"), out=str(folder / "clip.gif"), retry_delay=0,
+                       on_state=() if seen is None else (seen.append,), **kwargs)
+
+
+def by_compute(g):
+    return g.compute()
+
+
+def by_dask_compute(g):
+    return dask.compute(g)[0]
+
+
+def by_persist(g):
+    return g.persist().compute()
+
+
+def by_client_compute(g):
+    return distributed.default_client().compute(g).result()
+
+
+def by_client_persist(g):
+    return distributed.default_client().persist(g).compute()
+
+
+LOCAL_WAYS = [by_compute, by_dask_compute, by_persist]
+CLUSTER_WAYS = [*LOCAL_WAYS, by_client_compute, by_client_persist]
+
+
+def check_run(folder: Path, result, seen: list) -> None:
+    assert result.ok and len(result.frames) == FRAMES
+    assert (folder / "clip.gif").read_bytes()[:6] == b"GIF89a"
+    assert len(list((folder / "frames").glob("frame_*.gif"))) == FRAMES
+    assert not (folder / "image-data.img.lock").exists()  # the lease ended with the run
+    assert [s.name for s in seen if s.state in ("Success", "Skipped")] == STEPS  # every hook call arrived
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+@pytest.mark.parametrize("way", LOCAL_WAYS, ids=lambda f: f.__name__)
+def test_every_way_of_computing_locally_gives_the_same_run(tmp_path, scheduler, way):
+    seen: list = []
+    with dask.config.set(scheduler=scheduler):
+        result = way(pipeline(tmp_path, seen))
+    check_run(tmp_path, result, seen)
+
+
+@pytest.mark.parametrize("way", CLUSTER_WAYS, ids=lambda f: f.__name__)
+def test_every_way_of_computing_on_a_cluster_gives_the_same_run(tmp_path, cluster, way):
+    seen: list = []
+    with distributed.Client(cluster):
+        result = way(pipeline(tmp_path, seen))
+    check_run(tmp_path, result, seen)
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads", "cluster"])
+def test_two_pipelines_in_one_compute(tmp_path, scheduler, cluster):
+    client = distributed.Client(cluster) if scheduler == "cluster" else None
+    try:
+        with dask.config.set(scheduler=scheduler) if client is None else client.as_current():
+            a, b = dask.compute(pipeline(tmp_path / "a"), pipeline(tmp_path / "b"))
+    finally:
+        if client is not None:
+            client.close()
+    assert a.ok and b.ok and a.path != b.path
+    assert (tmp_path / "a" / "clip.gif").read_bytes() == (tmp_path / "b" / "clip.gif").read_bytes()
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_two_pipelines_on_one_data_file_never_wait_never_mix(tmp_path, scheduler):
+    first = pipeline(tmp_path)
+    second = build_graph(data_file=str(tmp_path / "image-data.img"), out=str(tmp_path / "other.gif"), retry_delay=0)
+    with dask.config.set(scheduler=scheduler):
+        try:
+            a, b = dask.compute(first, second)
+        except RunFailed as e:  # they overlapped: the second failed at once, naming the first
+            assert isinstance(e.__cause__, LockHeld), e
+            assert "image-data.img.lock is held by run" in str(e)
+            assert not (tmp_path / "other.gif").exists() or not (tmp_path / "clip.gif").exists()
+        else:  # Dask ran one after the other: both succeed, with the same frames
+            assert a.ok and b.ok and a.frames == b.frames
+            assert (tmp_path / "clip.gif").read_bytes() == (tmp_path / "other.gif").read_bytes()
+    assert not (tmp_path / "image-data.img.lock").exists() or scheduler == "threads"
+
+
+def test_a_failed_run_ends_its_lease_and_is_the_same_whichever_way(tmp_path, cluster):
+    (tmp_path / "frames" / "frame_02.gif").mkdir(parents=True)  # frame 2 cannot be written
+    messages = []
+    for way in (by_compute, by_dask_compute):
+        with dask.config.set(scheduler="threads"), pytest.raises(RunFailed) as info:
+            way(pipeline(tmp_path))
+        messages.append(str(info.value).replace(str(tmp_path), "<tmp>"))
+        assert not (tmp_path / "image-data.img.lock").exists()
+    with distributed.Client(cluster):
+        with pytest.raises(RunFailed) as info:
+            by_client_compute(pipeline(tmp_path))
+    messages.append(str(info.value).replace(str(tmp_path), "<tmp>"))
+    assert not (tmp_path / "image-data.img.lock").exists()
+    assert len(set(messages)) == 1 and "frame 2" in messages[0], messages
+    assert not os.path.exists(tmp_path / "clip.gif")
