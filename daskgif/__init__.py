@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from daskgif.version import __version__
 
 _exports = {
     "build_graph": "daskgif.pipeline.graph",
@@ -30,6 +30,7 @@ _exports = {
     "sample_path": "daskgif.pipeline.sample",
     "run_schedule": "daskgif.ops.schedule",
     "progress": "daskgif.views.progress",
+    "draw_run": "daskgif.views.runpicture",
     "Cancelled": "daskgif.errors",
 }
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from daskgif.pipeline.graph import build_graph
     from daskgif.gif.join import join_gifs
     from daskgif.views.progress import progress
+    from daskgif.views.runpicture import draw_run
     from daskgif.pipeline.result import Result
     from daskgif.pipeline.sample import sample_path
     from daskgif.ops.schedule import run_schedule

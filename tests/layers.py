@@ -25,11 +25,11 @@ PARTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
                 ("core", "base"), ("fsspec", "aiohttp")),
     "codec": ("decode and convert frames through Pillow (imageio)", ("gif", "base"), ("PIL", "imageio", "numpy")),
     "gif": ("parse, split, join, encode: GIF bytes, standard library only", ("base",), ()),
-    "base": ("errors, redact (masking), config (dask.config defaults): used by every part", (), ("dask", "yaml")),
+    "base": ("errors, redact (masking), config (dask.config defaults), version: used by every part", (), ("dask", "yaml")),
 }
 
 FACE = {"__init__", "__main__", "cli", "dashboard"}
-BASE = {"errors", "redact", "config"}
+BASE = {"errors", "redact", "config", "version"}
 
 
 def part_of(module: str) -> str:

@@ -180,7 +180,7 @@ def failed_result(tmp_path: Path, bad_data: Path):
 
 def test_a_failed_run_draws_its_steps_coloured_and_names_the_failed_frame(tmp_path, bad_data):
     result = failed_result(tmp_path, bad_data)
-    picture = result.visualize(filename=str(tmp_path / "run.dot"))
+    picture = draw_run(result, filename=str(tmp_path / "run.dot"))
     source = (tmp_path / "run.dot").read_text()
     assert source == picture.source
     assert LOOKS["Success"]["fillcolor"] in node(source, "fetch") and "fetch\nSuccess, 1 attempt" in source
@@ -198,18 +198,18 @@ def test_a_failed_run_draws_its_steps_coloured_and_names_the_failed_frame(tmp_pa
 @needs_dot
 def test_visualize_renders_svg_and_png(tmp_path, bad_data):
     result = failed_result(tmp_path, bad_data)
-    result.visualize(filename=str(tmp_path / "run"), format="svg")
+    draw_run(result, filename=str(tmp_path / "run"), format="svg")
     svg = html.unescape((tmp_path / "run.svg").read_text())
     assert "</svg>" in svg and f"frame {BAD}: Failed" in svg and LOOKS["Failed"]["fillcolor"] in svg
-    result.visualize(filename=str(tmp_path / "run.png"))
+    draw_run(result, filename=str(tmp_path / "run.png"))
     assert (tmp_path / "run.png").read_bytes().startswith(MAGIC["png"])
     with pytest.raises(ValueError, match="format 'svg' does not match the file name"):
-        result.visualize(filename=str(tmp_path / "run.png"), format="svg")
+        draw_run(result, filename=str(tmp_path / "run.png"), format="svg")
 
 
 def test_a_run_with_skipped_frames_is_green_and_amber(tmp_path, bad_data):
     result = build_graph(**run_paths(tmp_path, bad_data), on_error="skip").compute(scheduler="sync")
-    source = result.visualize().source
+    source = draw_run(result).source
     write = node(source, "write-frame")
     assert "write-frame\n4 Success, 1 Skipped" in write and LOOKS["Skipped"]["fillcolor"] in write
     assert f"frame {BAD}: Skipped\nunreadable frame dropped" in source
@@ -220,7 +220,7 @@ def test_a_run_with_skipped_frames_is_green_and_amber(tmp_path, bad_data):
 def test_json_output_and_history_record_draw_alike(tmp_path, bad_data):
     result = failed_result(tmp_path, bad_data)
     as_json = draw_run(json.loads(json.dumps(result.to_dict()))).source
-    assert as_json.split("\n\tedge")[1] == result.visualize().source.split("\n\tedge")[1]  # all but the title
+    assert as_json.split("\n\tedge")[1] == draw_run(result).source.split("\n\tedge")[1]  # all but the title
     assert f"task 'write-frame' (frame {BAD}) failed after 1 attempt" in as_json
     record = {"ok": False, "states": result.counts(), "message": "task failed", "run": 4,
               "start": "2026-01-02T02:00:00.000+00:00", "duration": 1.5,

@@ -90,28 +90,6 @@ class Result:
             "duration": self.duration,
         }
 
-    def visualize(self, filename: str | None = None, format: str | None = None) -> Any:  # noqa: A002 - dask's name
-        """Draw this run: the pipeline's steps coloured by state, with attempts, counts and failed frames.
-
-        Like dask's ``visualize``: with a *filename* the picture is also saved
-        (any fsspec path); *format* is ``"svg"``, ``"png"``, ``"pdf"`` or ``"dot"``
-        (the Graphviz source), else the file's suffix says, else PNG. Works on
-        the result of a failed run too (``RunFailed(...).result``).  See
-        :func:`daskgif.views.runpicture.draw_run`.
-
-        Returns
-        -------
-        graphviz.Digraph
-            Shows itself in Jupyter.
-        """
-        from daskgif.views.pictures import picture_file, save_picture
-        from daskgif.views.runpicture import draw_run
-
-        picture = draw_run(self)
-        if filename is not None:
-            save_picture(picture, picture_file(filename, format), self.storage_options)
-        return picture
-
     def __repr__(self) -> str:
         return (f"Result(ok={self.ok}, path={self.path!r}, frames={len(self.frames)}, "
                 f"duration={self.duration:.2f}s)")

@@ -30,6 +30,7 @@ from daskgif.pipeline.frames import Frame, FramePaths, FrameTable
 from daskgif.pipeline.result import Result
 from daskgif.pipeline.settings import Params, check_paths
 from daskgif.redact import mask
+from daskgif.version import __version__
 
 __all__ = ["Step", "STEPS", "WRITERS", "writer_for", "check_outputs", "fetch", "split", "map_frames", "write_frame", "combine", "finish"]
 
@@ -129,8 +130,6 @@ def map_frames(spans: list[Span], p: Params) -> Mapped:
 
 def _frame_settings(p: Params) -> dict:
     """What, besides the data file, decides the frame files a run writes: a rerun keeps frames only if it is equal."""
-    from daskgif import __version__
-
     return {"validate": p.validate, "max_pixels": p.max_pixels, "on_error": p.on_error, "daskgif": __version__}
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from daskgif.views.pictures import FILE, TASK, import_graphviz, mapped_task, new_picture, wire
+from daskgif.views.pictures import FILE, TASK, import_graphviz, mapped_task, new_picture, picture_file, save_picture, wire
 
 if TYPE_CHECKING:
     import graphviz
@@ -143,7 +143,8 @@ def run_view(run: Any) -> dict[str, Any]:
             "title": " · ".join(b for b in bits if b), "cancelled": bool(run.get("cancelled")), "files": files}
 
 
-def draw_run(run: Any, *, max_named: int = 3) -> graphviz.Digraph:
+def draw_run(run: Any, filename: str | None = None, format: str | None = None, *,  # noqa: A002 - dask's name
+             max_named: int = 3) -> graphviz.Digraph:
     """Draw a finished run: the pipeline's steps coloured by state, with attempts and counts.
 
     Success is green, Skipped amber, Failed red; a step that did not run is grey
@@ -159,6 +160,10 @@ def draw_run(run: Any, *, max_named: int = 3) -> graphviz.Digraph:
         ``Result.to_dict()``, a ``daskgif run --json`` line, a history record
         (``--history``; it keeps counts only, so no item is named), or a
         webhook body.
+    filename : str, optional
+        Also save the picture there (any fsspec path), as dask's ``visualize`` does.
+    format : {"svg", "png", "pdf", "dot"}, optional
+        The file's format; default: its suffix says, else PNG.
     max_named : int
         The most items of a mapped step drawn by name.
 
@@ -240,6 +245,8 @@ def draw_run(run: Any, *, max_named: int = 3) -> graphviz.Digraph:
     if "url" in files:
         dot.node("url", graphviz.escape(files["url"]), **FILE)
     wire(dot, "url" if "url" in files else None, draw_step, draw_map, draw_file, edge)
+    if filename is not None:
+        save_picture(dot, picture_file(filename, format), getattr(run, "storage_options", None))
     return dot
 
 
