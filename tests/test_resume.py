@@ -16,7 +16,7 @@ from daskgif import build_graph
 from daskgif import storage
 from daskgif.cli import summary
 from daskgif.errors import RunFailed
-from daskgif.pipeline.manifest import MANIFEST_NAME, Ranges, decode
+from daskgif.pipeline.resume import MANIFEST_NAME, Ranges, decode
 from frames import image_data, make_gif
 
 COUNT = 12
@@ -119,7 +119,7 @@ def test_a_failed_run_records_the_frames_it_wrote_and_the_rerun_writes_the_rest(
 
 
 def test_the_manifest_hash_is_the_hash_of_the_span(tmp_path, data):
-    from daskgif.pipeline.manifest import digest
+    from daskgif.pipeline.resume import digest
 
     run(tmp_path, data)
     manifest = json.loads((tmp_path / "frames" / MANIFEST_NAME).read_bytes())

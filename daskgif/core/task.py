@@ -335,7 +335,7 @@ class Task:
             Keep every item's :class:`State`, not only the remarkable ones.
         reuse : container of int, optional
             Indices not to run (kept from an earlier run, e.g. a
-            :class:`~daskgif.pipeline.manifest.Ranges`): counted as reused successes,
+            :class:`~daskgif.pipeline.resume.Ranges`): counted as reused successes,
             their value ``None``, for the caller to fill in.
         collect : callable, optional
             ``collect(first_index)`` makes what a batch gathers its values in

@@ -20,7 +20,7 @@ class Frame:
     width: int
     height: int
     span: Span | None = None  # where its bytes lie in the data file; None for a converted frame
-    size: int = 0  # bytes written, and their hash (daskgif.pipeline.manifest.digest): what a rerun checks
+    size: int = 0  # bytes written, and their hash (daskgif.pipeline.resume.digest): what a rerun checks
     digest: str = ""
 
 
@@ -42,7 +42,7 @@ class FrameTable(Sequence):
 
     __slots__ = ("frames_dir", "count", "first", "width", "height", "offset", "length", "nbytes", "digest")
     COLUMNS = ("width", "height", "offset", "length", "nbytes", "digest")
-    DIGEST = 16  # bytes of a frame's hash (daskgif.pipeline.manifest.digest)
+    DIGEST = 16  # bytes of a frame's hash (daskgif.pipeline.resume.digest)
 
     def __init__(self, frames_dir: str, count: int, first: int = 0):
         self.frames_dir, self.count, self.first = frames_dir, count, first

@@ -32,6 +32,7 @@ from daskgif import config
 from daskgif.core import events, limits
 from daskgif.core.state import State
 from daskgif.core.timeouts import check_timeouts
+from daskgif.pipeline import steps
 from daskgif.pipeline.sample import sample_path
 from daskgif.pipeline.settings import (
     Params,
@@ -42,7 +43,6 @@ from daskgif.pipeline.settings import (
     check_arguments,
     default_frames_dir,
 )
-from daskgif.pipeline import steps
 from daskgif.redact import safe_parameters, scrub
 
 __all__ = ["build_graph", "Pipeline"]

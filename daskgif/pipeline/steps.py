@@ -25,7 +25,7 @@ from daskgif.errors import DaskgifError, GifFormatError, RunFailed
 from daskgif.gif.join import GifWriter
 from daskgif.gif.parse import parse_gif
 from daskgif.gif.split import Span, Spans, split_frames
-from daskgif.pipeline import manifest, resume
+from daskgif.pipeline import resume
 from daskgif.pipeline.frames import Frame, FramePaths, FrameTable
 from daskgif.pipeline.result import Result
 from daskgif.pipeline.settings import Params, check_paths
@@ -105,7 +105,7 @@ def write_frame(span: Span, p: Params, count: int, source: storage.SpanReader | 
     path = storage.join_path(p.frames_dir, storage.frame_name(span.index, count))
     with limits.hold("write", p.limits):
         storage.write_bytes(path, data, p.storage_options)
-    return Frame(span.index, path, *info.canvas, None if converted else span, len(data), manifest.digest(data))
+    return Frame(span.index, path, *info.canvas, None if converted else span, len(data), resume.digest(data))
 
 
 def map_frames(spans: list[Span], p: Params) -> Mapped:
@@ -140,9 +140,9 @@ def _kept_frames(p: Params, found: resume.Plan, count: int) -> Iterator[Frame]:
                     None if e.converted else Span(e.index, e.offset, e.length), e.size, e.digest)
 
 
-def _entry(f: Frame) -> manifest.Entry:
+def _entry(f: Frame) -> resume.Entry:
     span = f.span or Span(f.index, 0, 0)
-    return manifest.Entry(f.index, span.offset, span.length, f.size, f.digest, f.width, f.height, f.span is None)
+    return resume.Entry(f.index, span.offset, span.length, f.size, f.digest, f.width, f.height, f.span is None)
 
 
 def read_frames(frames: Iterable[Frame], data_file: str, storage_options: dict | None) -> Iterator[bytes]:
