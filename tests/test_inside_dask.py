@@ -61,10 +61,10 @@ def test_a_failed_frame_is_an_erred_task_and_nothing_downstream_runs(tmp_path, c
     # The dashboard's view: the batch holding frame 2 erred, and so did everything that depends on it.
     assert states[f"write-frame-2-{pipeline.run}"] == "erred"
     assert states[f"write-frame-1-{pipeline.run}"] in ("memory", "released", "forgotten")
-    for step in ("map-frames", "combine", "finish"):
+    for step in ("map-frames", "combine", "result"):
         assert states[f"{step}-{pipeline.run}"] == "erred"
     ran = {key_split(t["key"]) for t in stream.data}
-    assert "combine" not in ran and "finish" not in ran
+    assert "combine" not in ran and "result" not in ran
     errored = {str(t["key"]) for t in stream.data if t.get("status") == "error"}
     assert f"write-frame-2-{pipeline.run}" in errored
     # Every state known when it failed: the steps upstream and the frames.

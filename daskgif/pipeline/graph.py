@@ -2,10 +2,10 @@
 
 :data:`STEPS` says what the pipeline is: ``fetch -> split -> map-frames -> combine``.
 :func:`build_graph` wires one :class:`~daskgif.core.task.Task` per step, in that order,
-each keyed ``<step>-<token>``, then ``finish-<token>``, which turns the last
+each keyed ``<step>-<token>``, then ``result-<token>``, which turns the last
 outcome into a :class:`~daskgif.pipeline.result.Result`::
 
-    fetch-<token> -> split-<token> -> map-frames-<token> -> combine-<token> -> finish-<token>
+    fetch-<token> -> split-<token> -> map-frames-<token> -> combine-<token> -> result-<token>
                                            |
                                            +-> write-frame-<i>-<token>  (launched at run time)
 
@@ -242,7 +242,7 @@ def build_graph(
     node = None
     for i, step in enumerate(steps.STEPS):
         node = nodes[step.name] = step.task(p, announce if i == 0 else None)(node, p, dask_key_name=f"{step.name}-{token}")
-    done = dask.delayed(steps.finish, pure=False)(node, nodes["combine"], p, dask_key_name=f"finish-{token}")
+    done = dask.delayed(steps.make_result, pure=False)(node, nodes["combine"], p, dask_key_name=f"result-{token}")
     return Pipeline(done, p, on_state)
 
 

@@ -168,7 +168,7 @@ from dataclasses import dataclass, field
 
 from daskgif import storage
 
-__all__ = ["MANIFEST_NAME", "Entry", "Ranges", "Plan", "digest", "encode", "decode", "reusable", "plan", "record"]
+__all__ = ["MANIFEST_NAME", "Entry", "Ranges", "RerunPlan", "digest", "encode", "decode", "reusable", "plan", "record"]
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ _SOURCE_FIELDS = ("url_sha256", "size", "etag", "last_modified", "fetched_at")
 
 
 @dataclass
-class Plan:
+class RerunPlan:
     """What a rerun keeps: the manifest's entries of the frames it may reuse, and what identifies this run's input."""
 
     identity: dict[str, Any]
@@ -198,12 +198,12 @@ def identity(data_file: str, storage_options: dict | None) -> dict[str, Any]:
 
 
 def plan(frames_dir: str, data_file: str, spans: Sequence[Any], settings: dict[str, Any],
-         storage_options: dict | None, resume: bool = True) -> Plan:
+         storage_options: dict | None, resume: bool = True) -> RerunPlan:
     """List ``frames_dir`` once (removing an earlier run's surplus frames), read the manifest once, and decide."""
     listing = storage.list_sizes(frames_dir, storage_options)
     for path in storage.remove_stale_frames(frames_dir, len(spans), storage_options, names=list(listing)):
         listing.pop(path.rstrip("/").rsplit("/", 1)[-1], None)
-    found = Plan(identity(data_file, storage_options), settings)
+    found = RerunPlan(identity(data_file, storage_options), settings)
     if not resume or MANIFEST_NAME not in listing:
         return found
     path = storage.join_path(frames_dir, MANIFEST_NAME)
@@ -222,7 +222,7 @@ def plan(frames_dir: str, data_file: str, spans: Sequence[Any], settings: dict[s
     return found
 
 
-def record(frames_dir: str, plan: Plan, count: int, entries: Iterable[Entry], storage_options: dict | None) -> None:
+def record(frames_dir: str, plan: RerunPlan, count: int, entries: Iterable[Entry], storage_options: dict | None) -> None:
     """Write the manifest of the frames now in ``frames_dir``, atomically; a failure to write it is only logged."""
     path = storage.join_path(frames_dir, MANIFEST_NAME)
     try:

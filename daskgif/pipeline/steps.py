@@ -32,7 +32,7 @@ from daskgif.pipeline.settings import Params, check_paths
 from daskgif.redact import mask
 from daskgif.version import __version__
 
-__all__ = ["Step", "STEPS", "WRITERS", "writer_for", "check_outputs", "fetch", "split", "map_frames", "write_frame", "combine", "finish"]
+__all__ = ["Step", "STEPS", "WRITERS", "writer_for", "check_outputs", "fetch", "split", "map_frames", "write_frame", "combine", "make_result"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,19 +112,19 @@ def map_frames(spans: list[Span], p: Params) -> Mapped:
     """Launch the ``write-frame`` batches (see :mod:`daskgif.core.fanout`) and wait for all of them."""
     events.emit({"kind": "map", "run": p.run, "name": "write-frame", "total": len(spans)})
     storage.remove_stale_parts(p.frames_dir, "frame_")
-    found = resume.plan(p.frames_dir, p.data_file, spans, _frame_settings(p), p.storage_options, p.resume)
+    rerun = resume.plan(p.frames_dir, p.data_file, spans, _frame_settings(p), p.storage_options, p.resume)
     write = p.task(write_frame, "write-frame")
     try:
         mapped = write.map(spans, batch_size=p.frames_per_task, token=p.run, p=p, count=len(spans),
-                           source=storage.SpanReader(p.data_file, p.storage_options), reuse=found.reuse,
+                           source=storage.SpanReader(p.data_file, p.storage_options), reuse=rerun.reuse,
                            collect=functools.partial(FrameTable, p.frames_dir, len(spans)))
     except RunFailed as e:
-        written = [*_kept_frames(p, found, len(spans)), *getattr(e, "values", ())]
-        resume.record(p.frames_dir, found, len(spans), map(_entry, written), p.storage_options)
+        written = [*_kept_frames(p, rerun, len(spans)), *getattr(e, "values", ())]
+        resume.record(p.frames_dir, rerun, len(spans), map(_entry, written), p.storage_options)
         raise
-    for frame in _kept_frames(p, found, len(spans)):
+    for frame in _kept_frames(p, rerun, len(spans)):
         mapped.values.put(frame)
-    resume.record(p.frames_dir, found, len(spans), map(_entry, mapped.values.written()), p.storage_options)
+    resume.record(p.frames_dir, rerun, len(spans), map(_entry, mapped.values.written()), p.storage_options)
     return mapped
 
 
@@ -133,9 +133,9 @@ def _frame_settings(p: Params) -> dict:
     return {"validate": p.validate, "max_pixels": p.max_pixels, "on_error": p.on_error, "daskgif": __version__}
 
 
-def _kept_frames(p: Params, found: resume.Plan, count: int) -> Iterator[Frame]:
+def _kept_frames(p: Params, rerun: resume.RerunPlan, count: int) -> Iterator[Frame]:
     """The :class:`Frame` of each frame a rerun keeps, from its manifest entry."""
-    for e in found.kept.values():
+    for e in rerun.kept.values():
         yield Frame(e.index, storage.join_path(p.frames_dir, storage.frame_name(e.index, count)), e.width, e.height,
                     None if e.converted else Span(e.index, e.offset, e.length), e.size, e.digest)
 
@@ -261,7 +261,7 @@ STEPS = (
 )
 
 
-def finish(last: Outcome, combined: Outcome, p: Params) -> Result:
+def make_result(last: Outcome, combined: Outcome, p: Params) -> Result:
     """The run's :class:`Result`: the states of every step (*last* carries them), the output *combined* wrote.
 
     It ends the run's lease on the data file and announces the run's end.
