@@ -185,7 +185,7 @@ def escape_stars(app, ctx, lines: list[str]) -> None:
 def resolve_reference(app, env, node, contnode):
     """Resolve a reference to another project's name, or to a daskgif name by its short alias.
 
-    ``daskgif.pipeline.graph.build_graph`` resolves to ``daskgif.build_graph`` when the API page
+    ``daskgif.build_graph`` resolves to ``daskgif.build_graph`` when the API page
     documents it under the name users import. A ``dask.``, ``distributed.``, ``fsspec.``
     or ``daskgif.`` name that resolves nowhere is a warning, so ``-W`` catches it.
     """
@@ -198,7 +198,7 @@ def resolve_reference(app, env, node, contnode):
         return ref
     domain = env.get_domain("py")
     if target.startswith("daskgif.") and target.count(".") >= 2:
-        alias = "daskgif." + ".".join(target.split(".")[2:])  # daskgif.core.task.Task.run -> daskgif.Task.run
+        alias = "daskgif." + ".".join(target.split(".")[2:])  # daskgif.Task.run -> daskgif.Task.run
         if alias in domain.objects:
             return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], alias, node, contnode)
     if target.split(".")[0] in ("dask", "distributed", "fsspec", "daskgif"):

@@ -149,3 +149,10 @@ def test_index_draws_the_pipeline(html):
     assert "graphviz" in page and ".svg" in page
     svg = html_module.unescape(next(html.glob("_images/graphviz-*.svg")).read_text())
     assert "write-frame" in svg and "skip_on_upstream_skip" not in svg
+
+
+def test_the_architecture_page_shows_the_layering_table():
+    from layers import render
+
+    page = (DOCS / "architecture.rst").read_text()
+    assert render() in page, "docs/architecture.rst must hold tests/layers.py's render() exactly"

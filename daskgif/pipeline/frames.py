@@ -27,7 +27,7 @@ class Frame:
 class FrameTable(Sequence):
     """The frames of consecutive ``write-frame`` items, compact: a few arrays, not a :class:`Frame` per frame.
 
-    What a ``write-frame`` batch returns (see :meth:`~daskgif.core.task.Task.map`'s
+    What a ``write-frame`` batch returns (see :meth:`~daskgif.Task.map`'s
     *collect*) and what ``combine`` reads: per frame its canvas size and where it
     lies in the data file, or that it was not written (``None``).  Paths follow
     from ``frames_dir`` and the frame count, so a million frames take 24 MB, and
