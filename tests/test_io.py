@@ -597,13 +597,11 @@ def test_a_lease_not_renewed_ends_after_its_seconds(tmp_path, caplog):
     assert "its lease ended 50 s ago" in caplog.text
 
 
-@pytest.mark.parametrize("kind", ["fifo", "garbage", "empty"])
+@pytest.mark.parametrize("kind", ["garbage", "empty"])
 def test_a_lock_file_that_says_nothing_is_broken(tmp_path, kind, caplog):
     from daskgif.storage import Lease
 
     lock = tmp_path / "d.img.lock"
-    if kind == "fifo":
-        pytest.skip("opening a fifo where the lock goes: issue 'Nothing lost, nothing wrong', point 7")
     lock.write_bytes(b"\x00\xff not json" if kind == "garbage" else b"")
     with caplog.at_level("WARNING", logger="daskgif.storage"):
         assert Lease(str(tmp_path / "d.img"), owner="run-B", seconds=10).acquire()["owner"] == "run-B"
@@ -777,3 +775,51 @@ def test_s3_source_record_and_lock(s3_server, s3_bucket):
     lease.renew()
     lease.release()
     assert not exists(f"{data_file}.lock", so)
+
+
+# --- Only regular files: no fifo, device, folder or link is replaced, waited on or followed ------------
+
+def test_a_fifo_or_a_link_where_the_lock_goes_is_named_never_waited_on(tmp_path):
+    from daskgif.storage import Lease
+
+    os.mkfifo(tmp_path / "d.img.lock")
+    with pytest.raises(FileExistsError, match=r"is a fifo, not a regular file"):
+        Lease(str(tmp_path / "d.img"), owner="run-A", seconds=10).acquire()
+    os.symlink(tmp_path / "nowhere", tmp_path / "e.img.lock")  # dangling
+    with pytest.raises(OSError, match=r"is a symbolic link, not a file daskgif wrote"):
+        Lease(str(tmp_path / "e.img"), owner="run-A", seconds=10).acquire()
+    assert os.path.islink(tmp_path / "e.img.lock") and not os.path.exists(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "device"])
+def test_an_output_that_is_not_a_regular_file_is_refused_untouched(tmp_path, kind):
+    target = tmp_path / "clip.gif"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "folder":
+        target.mkdir()
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("making a device node needs root (CI runs as root)")
+        os.mknod(target, 0o666 | __import__("stat").S_IFCHR, os.makedev(1, 3))  # like /dev/null
+    before = os.lstat(target)
+    with pytest.raises(FileExistsError, match=r"not a regular file: daskgif replaces only regular files"):
+        with atomic_write(str(target)) as f:
+            f.write(b"GIF89a")
+    after = os.lstat(target)
+    assert (before.st_mode, before.st_ino) == (after.st_mode, after.st_ino)
+    assert leftovers(tmp_path) == ["clip.gif"]
+
+
+def test_a_manifest_that_is_a_fifo_means_a_full_rerun(tmp_path, caplog):
+    from daskgif import build_graph
+
+    kwargs = {"data_file": str(tmp_path / "d.img"), "out": str(tmp_path / "c.gif")}
+    first = build_graph(**kwargs).compute(scheduler="sync")
+    manifest = tmp_path / "frames" / ".frames-manifest.json"
+    manifest.unlink()
+    os.mkfifo(manifest)
+    with caplog.at_level("WARNING", logger="daskgif"):
+        again = build_graph(**kwargs).compute(scheduler="sync")
+    assert again.ok and again.reused == 0 and len(again.frames) == len(first.frames)
+    assert "Ignoring the frames manifest" in caplog.text and "is a fifo" in caplog.text

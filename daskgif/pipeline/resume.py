@@ -27,6 +27,8 @@ from typing import Any, NamedTuple
 
 #: The manifest's file name inside ``frames_dir``; a dot file, so it never looks like a frame.
 MANIFEST_NAME = ".frames-manifest.json"
+#: The largest manifest read: its entries are about 100 bytes a frame.
+MANIFEST_LIMIT = 256 * 2**20
 VERSION = 1
 
 
@@ -208,9 +210,11 @@ def plan(frames_dir: str, data_file: str, spans: Sequence[Any], settings: dict[s
         return found
     path = storage.join_path(frames_dir, MANIFEST_NAME)
     try:
-        with storage.open_input(path, storage_options) as f:
-            manifest = decode(f.read())
+        manifest = decode(storage.read_small(path, storage_options, limit=MANIFEST_LIMIT))
     except FileNotFoundError:
+        return found
+    except OSError as e:  # a fifo, a link, a device, a huge file: never trusted, never waited on
+        logger.warning("Ignoring the frames manifest %s (%s): every frame is written again", path, e.strerror or e)
         return found
     if manifest is None:
         logger.warning("Ignoring %s: not a manifest this version of daskgif wrote", path)

@@ -208,9 +208,14 @@ def writer_for(out: str) -> Callable[..., Any]:
 
 
 def check_outputs(p: Params) -> None:
-    """Refuse, before any work, outputs that clash (see :func:`check_paths`) or have no writer."""
+    """Refuse, before any work, outputs that clash (see :func:`check_paths`), have no writer, or are not files."""
     check_paths(p)
     writer_for(p.out)
+    for name, path in (("out", p.out), ("data_file", p.data_file)):
+        try:
+            storage.check_target(path)
+        except FileExistsError as e:
+            raise ValueError(f"{name} {mask(path)!r} {e.strerror}") from None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ from daskgif.storage.files import (
     SpanReader,
     append_bytes,
     atomic_write,
+    check_target,
+    file_kind,
+    read_small,
     exists,
     file_identity,
     list_sizes,
@@ -41,7 +44,7 @@ from daskgif.storage.paths import FRAME_NAME, UPLOAD_NAME, frame_name, join_path
 
 __all__ = [
     "APPENDABLE", "FRAME_NAME", "LockHeld", "Lease", "SpanReader", "UPLOAD_NAME", "append_bytes",
-    "atomic_write", "exists", "fetch_file", "fetch_needed", "file_identity", "frame_name",
+    "atomic_write", "check_target", "file_kind", "read_small", "exists", "fetch_file", "fetch_needed", "file_identity", "frame_name",
     "join_path", "list_sizes", "local_path", "open_input", "part_name", "part_owner",
     "read_source", "read_span", "read_spans", "remove_stale_frames", "remove_stale_parts",
     "source_path", "source_record", "url_digest", "write_bytes",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import stat
@@ -32,7 +33,8 @@ from daskgif.storage.paths import (
 from daskgif.redact import mask
 
 __all__ = [
-    "APPENDABLE", "SpanReader", "append_bytes", "atomic_write", "exists", "file_identity",
+    "APPENDABLE", "SpanReader", "append_bytes", "atomic_write", "check_target", "exists", "file_identity",
+    "read_small", "file_kind",
     "list_sizes", "open_input", "read_span", "read_spans", "remove_stale_frames",
     "remove_stale_parts", "write_bytes",
 ]
@@ -124,6 +126,78 @@ def _private(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)
 
 
+#: What a path can be besides a regular file, as messages name it.
+KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+         (stat.S_ISFIFO, "a fifo"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def file_kind(mode: int) -> str:
+    """What a file of this ``st_mode`` is, in words.
+
+    >>> file_kind(stat.S_IFIFO | 0o644), file_kind(stat.S_IFREG | 0o644)
+    ('a fifo', 'a regular file')
+    """
+    return next((name for test, name in KINDS if test(mode)), "a regular file")
+
+
+def check_target(path: str) -> None:
+    """Refuse to replace a local *path* that is not a regular file (a device, a fifo, a socket, a folder).
+
+    A symbolic link is replaced by the file written, never followed, so its target is
+    untouched; an object-store path is always a plain object.
+
+    >>> check_target("/dev/null")
+    Traceback (most recent call last):
+    ...
+    FileExistsError: [Errno 17] is a character device, not a regular file: daskgif replaces only regular files: '/dev/null'
+    """
+    local = local_path(path)
+    if local is None:
+        return
+    try:
+        mode = os.lstat(local).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise FileExistsError(errno.EEXIST, f"is {file_kind(mode)}, not a regular file: daskgif replaces only "
+                                            "regular files", path)
+
+
+def read_small(path: str, storage_options: dict | None = None, limit: int = 2**20) -> bytes:
+    """Read a small file daskgif wrote (a lock, a manifest), opening nothing but a regular file.
+
+    Locally the file is opened with ``O_NOFOLLOW`` and ``O_NONBLOCK`` where the
+    platform has them, so a fifo never blocks and a symbolic link is never followed.
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is none.
+    OSError
+        Naming what was found instead of a regular file, or a file over *limit* bytes.
+    """
+    local = local_path(path)
+    if local is None:
+        with open_input(path, storage_options) as f:
+            data = f.read(limit + 1)
+    else:
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(local, flags)
+        except OSError as e:
+            if e.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+                raise OSError(errno.ELOOP, "is a symbolic link, not a file daskgif wrote", path) from None
+            raise
+        with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise OSError(errno.EINVAL, f"is {file_kind(mode)}, not a file daskgif wrote", path)
+            data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"is larger than {limit} bytes, not a file daskgif wrote", path)
+    return data
+
+
 @contextmanager
 def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[BinaryIO]:
     """Yield a binary file whose data appears at *path* only if the block succeeds.
@@ -157,6 +231,7 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
     >>> read_span("memory://daskgif-doctest/a.bin", 1, 2)
     b'at'
     """
+    check_target(path)
     p = local_path(path)
     if p is None:
         fs, p = url_to_fs(path, **options_for(path, storage_options))

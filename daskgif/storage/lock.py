@@ -29,7 +29,7 @@ from typing import Any
 from fsspec.core import url_to_fs
 
 from daskgif.errors import LockHeld
-from daskgif.storage.files import open_input, remove_file
+from daskgif.storage.files import check_target, read_small, remove_file
 from daskgif.storage.paths import host_name, process_alive, options_for, local_path
 
 __all__ = ["Lease"]
@@ -139,6 +139,7 @@ def _create_exclusive(path: str, content: bytes, storage_options: dict | None) -
     """Create *path* holding *content* unless it exists; whether it was created."""
     local = local_path(path)
     if local is not None:
+        check_target(local)  # a fifo, a device or a folder where the lock goes is named, never waited on
         directory = os.path.dirname(local)
         if directory:
             os.makedirs(directory, exist_ok=True)
@@ -180,8 +181,7 @@ def _replace(path: str, content: bytes, storage_options: dict | None) -> None:
 def _read_lock(path: str, storage_options: dict | None) -> dict | None:
     """The holder written in lock file *path*, ``None`` when there is none, ``{}`` when it cannot be parsed."""
     try:
-        with open_input(path, storage_options) as f:
-            data = f.read()
+        data = read_small(path, storage_options)
     except FileNotFoundError:
         return None
     try:
