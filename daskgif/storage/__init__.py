@@ -31,7 +31,6 @@ from daskgif.storage.files import (
     list_sizes,
     open_input,
     read_span,
-    read_spans,
     remove_stale_frames,
     remove_stale_parts,
     write_bytes,
@@ -43,6 +42,6 @@ __all__ = [
     "APPENDABLE", "FRAME_NAME", "LockTimeout", "SpanReader", "UPLOAD_NAME", "append_bytes",
     "atomic_write", "exists", "fetch_file", "fetch_needed", "file_identity", "frame_name",
     "join_path", "list_sizes", "local_path", "lock", "open_input", "part_name", "part_owner",
-    "read_source", "read_span", "read_spans", "remove_stale_frames", "remove_stale_parts",
+    "read_source", "read_span", "remove_stale_frames", "remove_stale_parts",
     "source_path", "source_record", "url_digest", "write_bytes",
 ]

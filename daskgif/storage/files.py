@@ -33,7 +33,7 @@ from daskgif.redact import mask
 
 __all__ = [
     "APPENDABLE", "SpanReader", "append_bytes", "atomic_write", "exists", "file_identity",
-    "list_sizes", "open_input", "read_span", "read_spans", "remove_stale_frames",
+    "list_sizes", "open_input", "read_span", "remove_stale_frames",
     "remove_stale_parts", "write_bytes",
 ]
 
@@ -346,21 +346,6 @@ def write_bytes(path: str, data: bytes, storage_options: dict | None = None) -> 
     with atomic_write(path, storage_options) as f:
         f.write(data)
     return True
-
-
-def read_spans(
-    path: str, spans: Iterable[tuple[int, int]], storage_options: dict | None = None
-) -> Iterator[bytes]:
-    """Read each ``(offset, length)`` span of *path* in turn, opening it once.
-
-    >>> with atomic_write("memory://daskgif-doctest/d.bin") as f:
-    ...     _ = f.write(b"0123456789")
-    >>> list(read_spans("memory://daskgif-doctest/d.bin", [(0, 2), (8, 2)]))
-    [b'01', b'89']
-    """
-    with open_input(path, storage_options) as f:
-        for offset, length in spans:
-            yield _read_at(f, path, offset, length)
 
 
 def _read_at(f: IO, path: str, offset: int, length: int) -> bytes:

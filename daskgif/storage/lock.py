@@ -57,7 +57,8 @@ def lock(
     timeout : float
         Seconds to wait for another run's lock (``daskgif.lock-timeout``).
     max_age : float, optional
-        Seconds after which any lock counts as stale (``daskgif.lock-max-age``); ``None``: never.
+        Seconds after which any lock counts as stale, whoever holds it; ``None``: never.
+        Not a setting: a pipeline run keeps the default, a day.
     poll : float, optional
         Seconds between two looks at a held lock.
 
@@ -173,12 +174,12 @@ def _stale_lock(holder: dict | None, age: float | None, max_age: float | None) -
     >>> _stale_lock({"host": _host(), "pid": os.getpid()}, 5.0, 60) is None
     True
     >>> _stale_lock({"host": "elsewhere", "pid": 1}, 90.0, 60)
-    'older than 60 s (daskgif.lock-max-age)'
+    'older than max_age=60 s'
     """
     holder = holder or {}
     pid = holder.get("pid")
     if holder.get("host") == _host() and isinstance(pid, int) and not _alive(pid):
         return f"its process (pid {pid}) is gone"
     if max_age is not None and age is not None and age > max_age:
-        return f"older than {max_age} s (daskgif.lock-max-age)"
+        return f"older than max_age={max_age} s"
     return None
