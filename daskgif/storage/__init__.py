@@ -13,14 +13,15 @@ top-level options are used for both ends.
 
 The package is the only part of daskgif that opens files or URLs; its modules:
 ``paths`` (protocols, options, frame and temporary names), ``files`` (atomic
-writes, spans, appends, clean-up), ``fetch`` (downloads and the source record)
-and ``lock`` (the data file's lock).  Everything is imported from ``daskgif.storage``.
+writes, spans, appends, clean-up), ``fetch`` (downloads, and whether one is
+needed), ``source`` (the record of a data file's source) and ``lock`` (the data
+file's lock).  Everything is imported from ``daskgif.storage``.
 """
 
 from __future__ import annotations
 
 from daskgif.errors import LockTimeout
-from daskgif.storage.fetch import fetch_file, fetch_needed, read_source, source_path, source_record, url_digest
+from daskgif.storage.fetch import fetch_file, fetch_needed
 from daskgif.storage.files import (
     APPENDABLE,
     SpanReader,
@@ -37,11 +38,12 @@ from daskgif.storage.files import (
 )
 from daskgif.storage.lock import lock
 from daskgif.storage.paths import FRAME_NAME, UPLOAD_NAME, frame_name, join_path, local_path, part_name, part_owner
+from daskgif.storage.source import read_source, source_path, source_record, url_digest, write_source
 
 __all__ = [
     "APPENDABLE", "FRAME_NAME", "LockTimeout", "SpanReader", "UPLOAD_NAME", "append_bytes",
     "atomic_write", "exists", "fetch_file", "fetch_needed", "file_identity", "frame_name",
     "join_path", "list_sizes", "local_path", "lock", "open_input", "part_name", "part_owner",
     "read_source", "read_span", "remove_stale_frames", "remove_stale_parts",
-    "source_path", "source_record", "url_digest", "write_bytes",
+    "source_path", "source_record", "url_digest", "write_bytes", "write_source",
 ]

@@ -20,20 +20,20 @@ from fsspec.implementations.local import LocalFileSystem
 from daskgif.storage.paths import (
     FRAME_NAME,
     UPLOAD_NAME,
-    _alive,
-    _host,
-    _options,
     frame_name,
+    fs_options,
+    host_name,
     join_path,
     local_path,
     part_name,
     part_owner,
+    pid_alive,
 )
 from daskgif.redact import mask
 
 __all__ = [
     "APPENDABLE", "SpanReader", "append_bytes", "atomic_write", "exists", "file_identity",
-    "list_sizes", "open_input", "read_span", "remove_stale_frames",
+    "list_sizes", "open_input", "read_span", "remove_file", "remove_stale_frames",
     "remove_stale_parts", "write_bytes",
 ]
 
@@ -46,18 +46,18 @@ def exists(path: str, storage_options: dict | None = None) -> bool:
     >>> exists("memory://daskgif-doctest/missing.img")
     False
     """
-    fs, p = url_to_fs(path, **_options(path, storage_options))
+    fs, p = url_to_fs(path, **fs_options(path, storage_options))
     return fs.exists(p)
 
 
-def _remove(path: str, storage_options: dict | None) -> None:
+def remove_file(path: str, storage_options: dict | None) -> None:
     """Remove *path* if it exists."""
     local = local_path(path)
     try:
         if local is not None:
             os.unlink(local)
         else:
-            fs, p = url_to_fs(path, **_options(path, storage_options))
+            fs, p = url_to_fs(path, **fs_options(path, storage_options))
             fs.rm_file(p)
     except FileNotFoundError:
         pass
@@ -95,13 +95,13 @@ def remove_stale_parts(directory: str, prefix: str | None = None, *, max_age: fl
         names = os.listdir(local or ".")
     except FileNotFoundError:
         return []
-    now, host, removed = time.time(), _host(), []
+    now, host, removed = time.time(), host_name(), []
     for part in names:
         if not (part.startswith(".") and part.endswith(".part")) or (prefix and not part.startswith("." + prefix)):
             continue
         path = os.path.join(local, part)
         owner = part_owner(part, host)
-        if owner is not None and owner[1] != os.getpid() and not _alive(owner[1]):
+        if owner is not None and owner[1] != os.getpid() and not pid_alive(owner[1]):
             why = f"its writer, pid {owner[1]} on {host}, is gone"
         else:
             try:
@@ -159,7 +159,7 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
     """
     p = local_path(path)
     if p is None:
-        fs, p = url_to_fs(path, **_options(path, storage_options))
+        fs, p = url_to_fs(path, **fs_options(path, storage_options))
         local = isinstance(fs, LocalFileSystem)
     else:
         local = True
@@ -214,7 +214,7 @@ def open_input(path: str, storage_options: dict | None = None, mode="rb") -> Con
     """
     if "r" not in mode or any(c in mode for c in "wax+"):
         raise ValueError(f"mode must be a read mode such as 'rb', got {mode!r}")
-    return fsspec.open(path, mode, **_options(path, storage_options))
+    return fsspec.open(path, mode, **fs_options(path, storage_options))
 
 
 #: Filesystems whose files can be appended to in place; elsewhere an append rewrites the object.
@@ -233,7 +233,7 @@ def append_bytes(path: str, data: bytes, storage_options: dict | None = None) ->
     >>> read_span("memory://daskgif-doctest/h.jsonl", 0, 4)
     b'1\\n2\\n'
     """
-    fs, fspath = url_to_fs(path, **_options(path, storage_options))
+    fs, fspath = url_to_fs(path, **fs_options(path, storage_options))
     protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
     if any(p in APPENDABLE for p in protocols):
         parent = fs._parent(fspath)
@@ -366,13 +366,13 @@ def list_sizes(directory: str, storage_options: dict | None = None) -> dict[str,
     >>> list_sizes("memory://daskgif-doctest/ls"), list_sizes("memory://daskgif-doctest/none")
     ({'a.bin': 3}, {})
     """
-    fs, path = url_to_fs(directory, **_options(directory, storage_options))
+    fs, path = url_to_fs(directory, **fs_options(directory, storage_options))
     fs.invalidate_cache(path)  # what is there now, not what this process listed before
     try:
-        found = fs.ls(path, detail=True)
+        entries = fs.ls(path, detail=True)
     except (FileNotFoundError, NotADirectoryError):
         return {}
-    return {f["name"].rstrip("/").rsplit("/", 1)[-1]: f.get("size") or 0 for f in found
+    return {f["name"].rstrip("/").rsplit("/", 1)[-1]: f.get("size") or 0 for f in entries
             if f.get("type") != "directory"}
 
 
@@ -381,7 +381,7 @@ def file_identity(path: str, storage_options: dict | None = None) -> dict[str, A
 
     One request (``info``); two files with equal identities are taken to hold the same bytes.
     """
-    fs, p = url_to_fs(path, **_options(path, storage_options))
+    fs, p = url_to_fs(path, **fs_options(path, storage_options))
     info = fs.info(p)
     marker = next((info[k] for k in ("ETag", "etag", "VersionId", "mtime", "LastModified", "last_modified",
                                      "created") if info.get(k) is not None), None)
@@ -403,7 +403,7 @@ def remove_stale_frames(frames_dir: str, count: int, storage_options: dict | Non
     ['memory://daskgif-doctest/fr/frame_07.gif']
     """
     width = len(frame_name(0, count)) if count else 0
-    fs, path = url_to_fs(frames_dir, **_options(frames_dir, storage_options))
+    fs, path = url_to_fs(frames_dir, **fs_options(frames_dir, storage_options))
     if names is None:  # *names*: a listing the caller already made (see list_sizes)
         try:
             names = fs.ls(path, detail=False)
@@ -412,8 +412,8 @@ def remove_stale_frames(frames_dir: str, count: int, storage_options: dict | Non
     stale = []
     for name in names:
         base = name.rstrip("/").rsplit("/", 1)[-1]
-        found = FRAME_NAME.fullmatch(base)
-        if found and (len(base) != width or int(found.group(1)) >= count):
+        match = FRAME_NAME.fullmatch(base)
+        if match and (len(base) != width or int(match.group(1)) >= count):
             stale.append(join_path(frames_dir, base))
             fs.rm_file(fs._strip_protocol(join_path(frames_dir, base)))
     if stale:

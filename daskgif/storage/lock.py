@@ -15,8 +15,8 @@ from typing import Any
 from fsspec.core import url_to_fs
 
 from daskgif.errors import LockTimeout
-from daskgif.storage.files import _remove, open_input
-from daskgif.storage.paths import _alive, _host, _options, local_path
+from daskgif.storage.files import open_input, remove_file
+from daskgif.storage.paths import fs_options, host_name, local_path, pid_alive
 
 __all__ = [
     "lock",
@@ -83,7 +83,7 @@ def lock(
     """
     path = data_file + ".lock"
     now = time.time()
-    mine = {"host": _host(), "pid": os.getpid(), "owner": owner, "started": now,
+    mine = {"host": host_name(), "pid": os.getpid(), "owner": owner, "started": now,
             "started_at": datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat(),
             "token": uuid.uuid4().hex}
     content = json.dumps(mine).encode()
@@ -97,7 +97,7 @@ def lock(
             logger.warning("Breaking the stale lock %s of run %s (host %s, pid %s): %s", path,
                            holder.get("owner"), holder.get("host"), holder.get("pid"), stale)
             if _read_lock(path, storage_options)[0] == holder:  # not taken over meanwhile
-                _remove(path, storage_options)
+                remove_file(path, storage_options)
             if _create_exclusive(path, content, storage_options):
                 break
             holder, age = _read_lock(path, storage_options)  # another run was quicker
@@ -110,7 +110,7 @@ def lock(
         yield mine
     finally:
         if (_read_lock(path, storage_options)[0] or {}).get("token") == mine["token"]:
-            _remove(path, storage_options)
+            remove_file(path, storage_options)
         else:
             logger.warning("The lock %s was taken from run %s while it held it", path, owner)
 
@@ -129,7 +129,7 @@ def _create_exclusive(path: str, content: bytes, storage_options: dict | None) -
         with os.fdopen(fd, "wb") as f:
             f.write(content)
         return True
-    fs, p = url_to_fs(path, **_options(path, storage_options))
+    fs, p = url_to_fs(path, **fs_options(path, storage_options))
     try:
         with fs.open(p, "xb") as f:
             f.write(content)
@@ -161,7 +161,7 @@ def _read_lock(path: str, storage_options: dict | None) -> tuple[dict | None, fl
     if isinstance(holder, dict) and isinstance(holder.get("started"), (int, float)):
         return holder, time.time() - holder["started"]
     try:  # unreadable: its age is its modification time's
-        fs, p = url_to_fs(path, **_options(path, storage_options))
+        fs, p = url_to_fs(path, **fs_options(path, storage_options))
         modified = fs.modified(p).timestamp()
     except (OSError, NotImplementedError):
         modified = time.time()
@@ -171,14 +171,14 @@ def _read_lock(path: str, storage_options: dict | None) -> tuple[dict | None, fl
 def _stale_lock(holder: dict | None, age: float | None, max_age: float | None) -> str | None:
     """Why the lock of *holder*, *age* seconds old, is stale, or ``None`` while it is live.
 
-    >>> _stale_lock({"host": _host(), "pid": os.getpid()}, 5.0, 60) is None
+    >>> _stale_lock({"host": host_name(), "pid": os.getpid()}, 5.0, 60) is None
     True
     >>> _stale_lock({"host": "elsewhere", "pid": 1}, 90.0, 60)
     'older than max_age=60 s'
     """
     holder = holder or {}
     pid = holder.get("pid")
-    if holder.get("host") == _host() and isinstance(pid, int) and not _alive(pid):
+    if holder.get("host") == host_name() and isinstance(pid, int) and not pid_alive(pid):
         return f"its process (pid {pid}) is gone"
     if max_age is not None and age is not None and age > max_age:
         return f"older than max_age={max_age} s"

@@ -11,16 +11,17 @@ import fsspec
 from fsspec.core import split_protocol
 
 __all__ = [
-    "FRAME_NAME", "UPLOAD_NAME", "frame_name", "join_path", "local_path", "part_name", "part_owner",
+    "FRAME_NAME", "UPLOAD_NAME", "frame_name", "fs_options", "host_name", "join_path", "local_path", "part_name",
+    "part_owner", "pid_alive", "url_protocols",
 ]
 
 
-def _protocols(url: str) -> list[str]:
+def url_protocols(url: str) -> list[str]:
     """Protocols of a (possibly chained) URL; a plain path is ``file``.
 
     In a chain every part but the last may be a bare protocol name (fsspec's ``simplecache::``).
 
-    >>> _protocols("simplecache::zip://a.img::s3://bucket/b.zip"), _protocols("/tmp/a.img")
+    >>> url_protocols("simplecache::zip://a.img::s3://bucket/b.zip"), url_protocols("/tmp/a.img")
     (['simplecache', 'zip', 's3'], ['file'])
     """
     parts = url.split("::")
@@ -28,14 +29,14 @@ def _protocols(url: str) -> list[str]:
             for i, part in enumerate(parts)]
 
 
-def _options(url: str, storage_options: dict | None) -> dict:
+def fs_options(url: str, storage_options: dict | None) -> dict:
     """The fsspec options for *url*: top-level ones, updated by those nested under its protocol."""
     so = dict(storage_options or {})
     if "::" in url:  # fsspec's own convention for chained URLs: options nested by protocol
         return so
     known = set(fsspec.available_protocols()) | set(fsspec.registry)
     nested = {k: so.pop(k) for k in list(so) if isinstance(so[k], dict) and k in known}
-    for protocol in _protocols(url):
+    for protocol in url_protocols(url):
         so.update(nested.get(protocol, {}))
     return so
 
@@ -57,7 +58,7 @@ def local_path(path: str) -> str | None:
 _host_cache = ["", ""]
 
 
-def _host() -> str:
+def host_name() -> str:
     """This machine's name, as written into temporary file names and locks (no ``/``, no spaces)."""
     name = socket.gethostname()
     if name != _host_cache[0]:  # cached: a frame's write would otherwise clean the name every time
@@ -75,7 +76,7 @@ def part_name(name: str) -> str:
     >>> n.startswith(".clip.gif.") and n.endswith(f"-{os.getpid()}-" + n[-37:-5] + ".part")
     True
     """
-    return f".{name}.{_host()}-{os.getpid()}-{uuid.uuid4().hex}.part"
+    return f".{name}.{host_name()}-{os.getpid()}-{uuid.uuid4().hex}.part"
 
 
 _PART = re.compile(r"\.(?P<rest>.+)-(?P<pid>\d+)-(?P<hex>[0-9a-f]{32})\.part")
@@ -96,13 +97,13 @@ def part_owner(part: str, host: str | None = None) -> tuple[str, int] | None:
     True
     """
     m = _PART.fullmatch(part)
-    host = _host() if host is None else host
+    host = host_name() if host is None else host
     if m is None or not m["rest"].endswith("." + host):
         return None
     return m["rest"][: -len(host) - 1], int(m["pid"])
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether process *pid* of this machine is running (a process of another user counts)."""
     if pid == os.getpid():
         return True
