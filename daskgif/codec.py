@@ -1,6 +1,6 @@
 """Frames through Pillow (via imageio): decode validation and conversion of non-GIF frames to GIF.
 
-The byte modules (:mod:`daskgif.gif`) never decode; this module does, and only when
+The byte modules (``daskgif.gif``) never decode; this module does, and only when
 a frame needs it (Pillow is imported on the first call, not with this module).
 
 **Validation.** The structure walk of :mod:`daskgif.gif.parse` catches truncation and
@@ -168,7 +168,7 @@ def check_decodes(data: bytes | bytearray | memoryview, *, index: int, offset: i
         The frame's byte offset in its data file, for the error; the error's
         offset adds the position of the image data that failed.
     info : GifInfo, optional
-        The frame's :func:`~daskgif.gif.parse_gif` result, when the caller has it
+        The frame's :func:`~daskgif.gif.parse.parse_gif` result, when the caller has it
         (saves a structure walk).
 
     Raises
