@@ -1,6 +1,6 @@
 """Frames through Pillow (via imageio): decode validation and conversion of non-GIF frames to GIF.
 
-The byte modules (:mod:`daskgif.gif`) never decode; this module does, and only when
+The byte modules (``daskgif.gif``) never decode; this module does, and only when
 a frame needs it (Pillow is imported on the first call, not with this module).
 
 **Validation.** The structure walk of :mod:`daskgif.gif` catches truncation and

@@ -35,7 +35,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from daskgif.views.dashboard import Runs
+from daskgif.views.runs import Runs
 
 GOAL_MB = 20
 

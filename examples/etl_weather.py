@@ -52,7 +52,7 @@ def clean_readings(data: str | list) -> list[tuple[str, float]]:
 
 def clean_all(extracted: Mapped) -> Mapped:
     """Clean every station's readings, one mapped run per station."""
-    return clean.map(extracted.values, keep_all=True)
+    return clean.map(extracted.values)
 
 
 def aggregate(stations: list[str], cleaned: Mapped) -> dict[str, float]:
@@ -71,14 +71,17 @@ def main() -> None:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")  # a script may configure the root logger
 
     stations = Task(list_stations, name="list-stations")()
-    # Mapped tasks keep every item's state here (keep_all): the example prints them all.
-    extracted = Task(extract.map, name="extract-stations")(stations, keep_all=True)
+    extracted = Task(extract.map, name="extract-stations")(stations)
     cleaned = Task(clean_all, name="clean-stations")(extracted)
     means = Task(aggregate, name="aggregate")(stations, cleaned)
     # A station that fails after its retries fails the run: dask.compute raises daskgif.RunFailed naming it.
     stations, extracted, cleaned, means = dask.compute(stations, extracted, cleaned, means, scheduler=args.scheduler)
 
+    # A mapped task counts its items by state, and keeps the state of each item that was not a plain
+    # success (skipped, failed, retried, with a message): those are printed one by one.
     for mapped in (extracted.value, cleaned.value):
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(mapped.states.counts.items()))
+        print(f"{mapped.states.name}: {counts}")
         for s in mapped.states.values():
             detail = f" ({s.message})" if s.state == SKIPPED else f" after {s.attempts} attempts" * (s.attempts > 1)
             print(f"{s.name}[{s.index}] {stations.value[s.index]}: {s.state}{detail}")

@@ -2,11 +2,17 @@
 
 No test reaches the network; both servers run in background threads of the
 test process and are shut down cleanly.
+
+Hypothesis runs under the ``ci`` profile unless ``HYPOTHESIS_PROFILE`` names
+another (``HYPOTHESIS_PROFILE=explore pytest`` looks for new failures with random
+examples).  It is the default, not only CI's, because CI runs the README's plain
+``pytest`` and a user's fresh clone runs the same: neither may fail by chance.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 import threading
@@ -15,6 +21,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Loaded here, before any test module is imported: a test's own @settings(...) inherits what it
+# does not set from the profile loaded when it is decorated.
+# ci: the same examples on every run (derandomize implies no example database), and no check
+# that depends on how busy the machine is (deadline, too_slow).
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+# explore: random examples, saved to .hypothesis/ when they fail; for looking, not for CI.
+settings.register_profile("explore", derandomize=False, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @dataclass

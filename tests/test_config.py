@@ -5,6 +5,7 @@ that name the key and where the value came from."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,24 @@ def test_defaults_match_the_documented_limits():
     assert {"simplecache", "filecache", "blockcache"} <= set(defaults["allowed-protocols"])
     assert defaults["dashboard"] == {"max-runs": 20, "max-frame-records": 10000}
     assert defaults["validate"] in ("decode", "structure")
+
+
+def test_every_setting_a_message_names_exists():
+    """A message or docstring that names ``daskgif.some-setting`` names one that daskgif.yaml defines."""
+    defaults = yaml.safe_load(YAML.read_text())
+    named = {name for path in (ROOT / "daskgif").rglob("*.py")
+             for name in re.findall(r"daskgif\.[a-z][a-z0-9.-]*[a-z0-9]", path.read_text()) if "-" in name}
+    assert named  # the pattern still finds them: daskgif.lock-timeout, daskgif.max-bytes, ...
+
+    def defined(name: str) -> bool:
+        node = defaults
+        for key in name.split("."):
+            if not isinstance(node, dict) or key not in node:
+                return False
+            node = node[key]
+        return True
+
+    assert sorted(name for name in named if not defined(name)) == []
 
 
 def test_pyproject_installs_the_yaml_where_dask_reads_config():

@@ -23,7 +23,8 @@ import dask
 import pytest
 
 import daskgif
-from daskgif.views.dashboard import PLUGIN_NAME, Run, Runs, page_link
+from daskgif.views.dashboard import PLUGIN_NAME, page_link
+from daskgif.views.runs import RunRecord, Runs
 from daskgif.errors import RunFailed
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script: find frames.py
@@ -278,7 +279,7 @@ def test_dask_scheduler_preload_with_a_prefix(tmp_path):
 
 
 def test_model_bounds_frame_records():
-    run = Run("r", max_records=5)
+    run = RunRecord("r", max_records=5)
     run.add({"kind": "map", "total": 20})
     run.add({"kind": "frames", "counts": {"Success": 10, "Failed": 10}, "records": [
         {"index": i, "state": "Failed", "attempts": 3, "message": "OSError: disk full"} for i in range(10, 20)]})

@@ -4,7 +4,8 @@ The mutations are the damage real files suffer: flipped and overwritten bytes,
 cut and inserted runs (delimiters and CR/LF included), truncation, and garbage
 between frames.  Whatever the bytes, :func:`split_bytes` (in both ``on_error``
 modes), :func:`parse_gif` and :func:`join_gifs` either work or raise
-:class:`~daskgif.errors.GifFormatError` naming where the problem is.
+:class:`~daskgif.errors.GifFormatError` naming where the problem is; given the
+same ``max_pixels``, the join accepts exactly the frames the parse accepts.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def located(e: GifFormatError, size: int) -> None:
 # Found by this test: a zero-size screen in every frame made join_gifs raise a bare ValueError.
 @example(picks=[0], mutations=[("set", 6, 0), ("set", 7, 0)], delimiter=b"\n\n\n\n", trailing=False,
          max_pixels=None)
+# Found by this test: an image moved to x=768 grows the 160x120 canvas to 928x120 (111,360 pixels), which
+# the parse refused under max_pixels and the join, not given the limit, accepted.
+@example(picks=[0], mutations=[("set", 783, 3)], delimiter=b"\n\n\n\n", trailing=True, max_pixels=100_000)
 @given(
     picks=st.lists(st.integers(0, len(FRAMES) - 1), min_size=1, max_size=3),
     mutations=st.lists(mutation, min_size=1, max_size=4),
@@ -85,7 +89,7 @@ def test_split_and_join_survive_mutated_frames(picks, mutations, delimiter, trai
         good.append(piece)
     out = io.BytesIO()
     try:
-        joined = join_gifs(pieces, out)
+        joined = join_gifs(pieces, out, max_pixels=max_pixels)
     except GifFormatError as e:
         assert e.frame is not None and 0 <= e.frame < len(pieces), e
     else:
@@ -93,5 +97,5 @@ def test_split_and_join_survive_mutated_frames(picks, mutations, delimiter, trai
     event(f"split raised: {spans is None}; frames that parse: {min(len(good), 2)}+")
     if good:
         out = io.BytesIO()
-        assert join_gifs(good, out) == len(good)
+        assert join_gifs(good, out) == len(good)  # without the limit: frames that parse alone join
         assert len(parse_gif(out.getvalue()).images) >= len(good)

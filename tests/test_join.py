@@ -213,5 +213,21 @@ def test_the_canvas_holds_images_past_a_frame_screen():
 def test_max_pixels_refuses_a_larger_canvas():
     frames = [make_gif(10, 1, colours=4), make_gif(1, 10, colours=4)]
     assert join_gifs(frames, io.BytesIO(), max_pixels=100) == 2
-    with pytest.raises(ValueError, match="canvas of 10x10 pixels is larger than max_pixels=99"):
+    # frame 1 is the one that grows the canvas past the limit
+    with pytest.raises(GifFormatError, match="^frame 1: canvas of 10x10 pixels is larger than max_pixels=99$"):
         join_gifs(frames, io.BytesIO(), max_pixels=99)
+    with pytest.raises(GifFormatError, match="^canvas of 10x10 pixels is larger than max_pixels=99$"):
+        GifWriter(io.BytesIO(), (10, 10), max_pixels=99)
+
+
+@pytest.mark.parametrize("size", [None, (1000, 4)])
+def test_max_pixels_is_applied_as_the_parse_applies_it(size):
+    """A frame the parse refuses under max_pixels, the join refuses too, naming it (the fuzz test found one)."""
+    wide = make_gif(4, 4, colours=4, left=996, screen=(1000, 4))  # its canvas: 1000x4, grown from a 1000x4 screen
+    grown = make_gif(4, 4, colours=4, left=998, screen=(1000, 4))  # grown to 1002x4 by its image
+    assert parse_gif(wide, max_pixels=4000) and join_gifs([wide, wide], io.BytesIO(), size=size, max_pixels=4000) == 2
+    with pytest.raises(GifFormatError) as parsed:
+        parse_gif(grown, max_pixels=4000)
+    with pytest.raises(GifFormatError) as joined:
+        join_gifs([wide, grown], io.BytesIO(), size=size, max_pixels=4000)
+    assert joined.value.frame == 1 and joined.value.message == parsed.value.message

@@ -126,6 +126,16 @@ def test_only_storage_opens_files_and_urls():
             assert "fsspec" not in imports(path) and not opens(path), f"{name} opens files itself"
 
 
+def test_no_two_classes_share_a_name():
+    """A class name says what it is: two unrelated classes ``Run`` were a ``ScheduledRun`` and a ``RunRecord``."""
+    where: dict[str, list[str]] = {}
+    for name, path in MODULES.items():
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.ClassDef):
+                where.setdefault(node.name, []).append(name)
+    assert {cls: modules for cls, modules in where.items() if len(modules) > 1} == {}
+
+
 def test_no_module_is_long():
     long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > 450}
     assert not long, f"modules over 450 lines: {long}"

@@ -21,7 +21,7 @@ import pytest
 
 import daskgif
 from daskgif.ops import schedule
-from daskgif.ops.schedule import Cron, Every, Run, next_fire, parse_duration, run_schedule
+from daskgif.ops.schedule import Cron, Every, ScheduledRun, next_fire, parse_duration, run_schedule
 from daskgif.gif.split import split_bytes
 
 UTC = timezone.utc
@@ -52,8 +52,8 @@ def fake_runs(monkeypatch):
             start = clock()
             clock.now += durations[number - 1] if number <= len(durations) else 1.0
             calls.append({"number": number, "scheduled": scheduled, "start": start, "params": dict(params)})
-            return Run(number, scheduled, start, clock(), ok=number not in fail,
-                       message="boom" if number in fail else "")
+            return ScheduledRun(number, scheduled, start, clock(), ok=number not in fail,
+                                message="boom" if number in fail else "")
 
         monkeypatch.setattr(schedule, "run_once", run_once)
         return calls

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from typing import BinaryIO, NamedTuple
 
 from daskgif.errors import GifFormatError
-from daskgif.gif.parse import GifInfo, ImageInfo, check_signature, parse_gif, table_size_bits
+from daskgif.gif.parse import GifInfo, ImageInfo, check_pixels, check_signature, parse_gif, table_size_bits
 
 __all__ = ["GifWriter", "join_gifs", "gif_delay"]
 
@@ -94,15 +94,18 @@ class GifWriter:
         N asks for N more plays after the first (browsers play it N + 1 times), None
         writes no loop block (played once).
     max_pixels : int, optional
-        Refuse a canvas of more pixels than this (equal is accepted).
+        Refuse a canvas, and frames, of more pixels than this: each frame is
+        parsed with the same limit as :func:`~daskgif.gif.parse.parse_gif` applies
+        (equal is accepted).
 
     Raises
     ------
     ValueError
-        A bad argument, or a canvas larger than *max_pixels*.
+        A bad argument.
     GifFormatError
-        From :meth:`add`: a frame that cannot be joined, or an image that runs past
-        the canvas (decoders would grow the canvas in mid-animation).
+        A canvas larger than *max_pixels*; from :meth:`add`: a frame that cannot be
+        joined or is larger than *max_pixels*, or an image that runs past the canvas
+        (decoders would grow the canvas in mid-animation).
 
     Examples
     --------
@@ -123,13 +126,13 @@ class GifWriter:
         for name, value in (("width", width), ("height", height)):
             if not isinstance(value, int) or not 1 <= value <= 0xFFFF:
                 raise ValueError(f"size {name} must be an integer from 1 to 65535, got {value!r}")
-        if max_pixels is not None and width * height > max_pixels:
-            raise ValueError(f"canvas of {width}x{height} pixels is larger than max_pixels={max_pixels}")
+        check_pixels("canvas", width, height, max_pixels)
         if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 <= duration <= 655350:
             raise ValueError(f"duration must be a number of milliseconds from 0 to 655350, got {duration!r}")
         if loop is not None and (isinstance(loop, bool) or not isinstance(loop, int) or not 0 <= loop <= 0xFFFF):
             raise ValueError(f"loop must be None or an integer from 0 to 65535, got {loop!r}")
         self.out, self.size, self.duration, self.loop = out, (width, height), duration, loop
+        self.max_pixels = max_pixels
         self.delay = gif_delay(duration)
         self.frames = self.images = 0
         self._pending: _Pending | None = None
@@ -153,7 +156,7 @@ class GifWriter:
             raise ValueError("cannot add a frame to a closed GifWriter")
         data = memoryview(frame)
         try:
-            info = parse_gif(data)
+            info = parse_gif(data, max_pixels=self.max_pixels)
         except GifFormatError as e:
             raise e.locate(frame=self.frames) from None
         last = len(info.images) - 1
@@ -219,8 +222,10 @@ class GifWriter:
         self.images += 1
 
 
-def gif_size(frame: bytes | bytearray | memoryview) -> tuple[int, int]:
+def gif_size(frame: bytes | bytearray | memoryview, *, max_pixels: int | None = None) -> tuple[int, int]:
     """Return the canvas ``(width, height)`` of the GIF *frame*: its screen grown to hold every image.
+
+    *max_pixels* is applied as :func:`~daskgif.gif.parse.parse_gif` applies it.
 
     >>> from daskgif.gif.encode import encode_gif
     >>> gif_size(encode_gif(3, 2, bytes(3), bytes(6)))
@@ -235,7 +240,7 @@ def gif_size(frame: bytes | bytearray | memoryview) -> tuple[int, int]:
     check_signature(frame[:6])
     if len(frame) < 13:
         raise GifFormatError(f"truncated in header: {len(frame)} bytes, a GIF header has 13", len(frame))
-    return parse_gif(frame).canvas
+    return parse_gif(frame, max_pixels=max_pixels).canvas
 
 
 def join_gifs(frames: Iterable[bytes], out: BinaryIO, *, duration: float = 100, loop: int | None = 0,
@@ -253,6 +258,12 @@ def join_gifs(frames: Iterable[bytes], out: BinaryIO, *, duration: float = 100, 
     size : tuple of int, optional
         Canvas ``(width, height)``; default the largest width and height of the
         frames' canvases (screens grown to hold their images).
+
+    Raises
+    ------
+    GifFormatError
+        Naming the frame: one that cannot be joined, or is larger than *max_pixels*,
+        or (without *size*) the first that grows the canvas past *max_pixels*.
 
     Returns
     -------
@@ -274,15 +285,16 @@ def join_gifs(frames: Iterable[bytes], out: BinaryIO, *, duration: float = 100, 
     if size is None:
         if not isinstance(frames, Sequence):
             raise ValueError("size is required when frames is not a sequence (the canvas must be known first)")
-        sizes = []
+        if not frames:
+            raise ValueError("no frames to join")
+        size = (0, 0)
         for i, frame in enumerate(frames):
             try:
-                sizes.append(gif_size(frame))
+                width, height = gif_size(frame, max_pixels=max_pixels)
+                size = (max(size[0], width), max(size[1], height))
+                check_pixels("canvas", *size, max_pixels)
             except GifFormatError as e:
                 raise e.locate(frame=i) from None
-        if not sizes:
-            raise ValueError("no frames to join")
-        size = (max(w for w, _ in sizes), max(h for _, h in sizes))
     with GifWriter(out, size, duration=duration, loop=loop, max_pixels=max_pixels) as writer:
         for frame in frames:
             writer.add(frame)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from daskgif.errors import GifFormatError
 
-__all__ = ["GifInfo", "ImageInfo", "Incomplete", "parse_gif", "gif_length", "table_size_bits", "check_signature"]
+__all__ = ["GifInfo", "ImageInfo", "Incomplete", "parse_gif", "gif_length", "table_size_bits", "check_signature",
+           "check_pixels"]
 
 EXTENSION, IMAGE, TRAILER = 0x21, 0x2C, 0x3B
 GRAPHIC_CONTROL, PLAIN_TEXT = 0xF9, 0x01
@@ -188,6 +189,24 @@ def check_signature(head: bytes, start: int = 0) -> None:
     raise GifFormatError(f"not a GIF: expected b'GIF87a' or b'GIF89a', got {head!r}", start)
 
 
+def check_pixels(what: str, width: int, height: int, max_pixels: int | None, offset: int | None = None) -> None:
+    """Refuse *what* of *width* x *height* pixels when it holds more than *max_pixels*.
+
+    The one check of the pixel limit, for the parse, the split's walk and the join:
+    equal is accepted (as Pillow accepts ``Image.MAX_IMAGE_PIXELS`` pixels without a
+    warning), ``None`` is no limit.
+
+    >>> check_pixels("screen", 1000, 1000, 10**6), check_pixels("screen", 60000, 60000, None)
+    (None, None)
+    >>> check_pixels("canvas", 1000, 1001, 10**6, offset=6)
+    Traceback (most recent call last):
+    ...
+    daskgif.errors.GifFormatError: at byte 6: canvas of 1000x1001 pixels is larger than max_pixels=1000000
+    """
+    if max_pixels is not None and width * height > max_pixels:
+        raise GifFormatError(f"{what} of {width}x{height} pixels is larger than max_pixels={max_pixels}", offset)
+
+
 def _header(buf, start: int) -> int:
     """Check the signature and return the logical screen descriptor's flags offset."""
     check_signature(buf[start:start + 6], start)
@@ -224,9 +243,7 @@ def gif_length(buf: bytes | bytearray | memoryview, start: int = 0, *, max_pixel
     True
     """
     pos = _header(buf, start)
-    if max_pixels is not None and _u16(buf, start + 6) * _u16(buf, start + 8) > max_pixels:
-        raise GifFormatError(f"screen of {_u16(buf, start + 6)}x{_u16(buf, start + 8)} pixels is larger "
-                             f"than max_pixels={max_pixels}", start + 6)
+    check_pixels("screen", _u16(buf, start + 6), _u16(buf, start + 8), max_pixels, start + 6)
     pos += 3 + _table(buf, pos + 3, buf[pos], "global colour table")
     n = len(buf)
     while pos < n:
@@ -292,8 +309,7 @@ def _parse(buf, max_pixels: int | None) -> GifInfo:
     width, height, flags, background = _u16(buf, 6), _u16(buf, 8), buf[10], buf[11]
     if not width or not height:
         raise GifFormatError(f"zero-size logical screen {width}x{height}", 6)
-    if max_pixels is not None and width * height > max_pixels:
-        raise GifFormatError(f"screen of {width}x{height} pixels is larger than max_pixels={max_pixels}", 6)
+    check_pixels("screen", width, height, max_pixels, 6)
     pos = 13
     n = _table(buf, pos, flags, "global colour table")
     global_table = bytes(buf[pos:pos + n]) if n else None
@@ -309,13 +325,10 @@ def _parse(buf, max_pixels: int | None) -> GifInfo:
             left, top, w, h, iflags = _u16(buf, pos + 1), _u16(buf, pos + 3), _u16(buf, pos + 5), _u16(buf, pos + 7), buf[pos + 9]
             if not w or not h:
                 raise GifFormatError(f"image {len(images)} has zero size {w}x{h}", pos + 5)
-            if max_pixels is not None and w * h > max_pixels:
-                raise GifFormatError(f"image {len(images)} of {w}x{h} pixels is larger than max_pixels={max_pixels}", pos + 5)
+            check_pixels(f"image {len(images)}", w, h, max_pixels, pos + 5)
             # Decoders (Pillow) grow the canvas to hold an image that runs past the screen.
             canvas = max(canvas[0], left + w), max(canvas[1], top + h)
-            if max_pixels is not None and canvas[0] * canvas[1] > max_pixels:
-                raise GifFormatError(f"image {len(images)} at ({left}, {top}) of {w}x{h} pixels grows the canvas to "
-                                     f"{canvas[0]}x{canvas[1]} pixels, larger than max_pixels={max_pixels}", pos + 1)
+            check_pixels(f"canvas (grown to hold image {len(images)} at ({left}, {top}))", *canvas, max_pixels, pos + 1)
             pos += 10
             n = _table(buf, pos, iflags, "local colour table")
             local = bytes(buf[pos:pos + n]) if n else None

@@ -28,7 +28,7 @@ from daskgif.errors import DaskgifError, RunFailed
 from daskgif.redact import safe_parameters, scrub
 from daskgif.ops.runner import Cancelled, active_client, compute, wait_for
 
-__all__ = ["parse_duration", "next_fire", "Every", "Cron", "Run", "run_schedule", "run_once", "report_run"]
+__all__ = ["parse_duration", "next_fire", "Every", "Cron", "ScheduledRun", "run_schedule", "run_once", "report_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class Cron:
 
 
 @dataclass
-class Run:
+class ScheduledRun:
     """One run of a schedule: when it ran, whether it succeeded, and its result.
 
     ``result`` is the run's :class:`~daskgif.pipeline.result.Result` (also for a failed
@@ -202,7 +202,7 @@ def iso(timestamp: float) -> str:
 def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, scheduler: str | None = None,
              stop: threading.Event | None = None, clock: Callable[[], float] = time.time,
              stop_timeout: float | None = None, scheduled: float | None = None, graph: Any = None,
-             progress: Callable[[], Any] | None = None) -> Run:
+             progress: Callable[[], Any] | None = None) -> ScheduledRun:
     """Run the pipeline once (a fresh graph from *params*, or *graph*); never raises for a failed run.
 
     Parameters
@@ -232,8 +232,8 @@ def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, 
     stop = stop or threading.Event()
     stop_timeout = config.get("stop-timeout") if stop_timeout is None else stop_timeout
     started = clock()
-    run = Run(number, started if scheduled is None else scheduled, started, started, ok=False,
-              parameters=safe_parameters(params))
+    run = ScheduledRun(number, started if scheduled is None else scheduled, started, started, ok=False,
+                       parameters=safe_parameters(params))
     try:
         graph = build_graph(**params) if graph is None else graph
         with progress() if progress is not None else contextlib.nullcontext():
@@ -256,7 +256,7 @@ def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, 
     return run
 
 
-def report_run(run: Run, *, notify: str | None = None, history: str | None = None,
+def report_run(run: ScheduledRun, *, notify: str | None = None, history: str | None = None,
                storage_options: dict | None = None, notify_timeout: float | None = None,
                notify_retries: int | None = None, notify_retry_delay: float | None = None) -> None:
     """Append *run* to the *history* file and POST it to the *notify* webhook; log failures, never raise."""
@@ -291,7 +291,7 @@ def run_schedule(
     notify: str | None = None,
     history: str | None = None,
     storage_options: dict | None = None,
-    on_result: Callable[[Run], None] | None = None,
+    on_result: Callable[[ScheduledRun], None] | None = None,
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Any] | None = None,
@@ -299,8 +299,8 @@ def run_schedule(
     graph: Any = None,
     progress: Callable[[], Any] | None = None,
     keep: int | None = None,
-) -> list[Run]:
-    """Run the pipeline on a schedule; return every :class:`Run`.
+) -> list[ScheduledRun]:
+    """Run the pipeline on a schedule; return every :class:`ScheduledRun`.
 
     Parameters
     ----------
@@ -328,7 +328,7 @@ def run_schedule(
     storage_options : dict, optional
         fsspec options for *history*; default those in *params*.
     on_result : callable, optional
-        Called with each :class:`Run` once it is reported.
+        Called with each :class:`ScheduledRun` once it is reported.
     stop : threading.Event, optional
         Set it (e.g. from a signal handler) to end the schedule: between runs at
         once; during a run, the run is cancelled on a *client* and finished on a
@@ -346,7 +346,7 @@ def run_schedule(
 
     Returns
     -------
-    list of Run
+    list of ScheduledRun
         Each with ``ok``, ``result`` (the :class:`~daskgif.pipeline.result.Result`) and
         ``message``; a failed run does not raise.
 
@@ -382,7 +382,7 @@ def run_schedule(
     sleep = sleep or (lambda seconds: wait_for(stop, seconds))
     if plan is None:
         max_runs = 1
-    runs: collections.deque[Run] = collections.deque(maxlen=keep)
+    runs: collections.deque[ScheduledRun] = collections.deque(maxlen=keep)
     number = 0
     due = clock() if plan is None else plan.first(clock())
     if plan is not None:

@@ -59,21 +59,13 @@ class Result:
         """Frames kept from an earlier run's ``frames_dir`` instead of being written again."""
         return sum(found.reused for found in self.states.values() if isinstance(found, MappedStates))
 
-    @property
-    def timings(self) -> dict[str, float]:
-        """Seconds spent per task name (mapped tasks summed), and ``"total"``."""
-        totals: dict[str, float] = {}
-        for name, found in self.states.items():
-            totals[name] = found.busy if isinstance(found, MappedStates) else found.duration or 0.0
-        return {**totals, "total": self.duration}
-
     def counts(self) -> dict[str, dict[str, int]]:
         """Return ``{task name: {state: how many}}``, e.g. ``{"write-frame": {"Success": 27}}``."""
         return {name: dict(found.counts) if isinstance(found, MappedStates) else {found.state: 1}
                 for name, found in self.states.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the result as JSON-able data: ``ok``, ``out``, ``frames``, ``states`` and timings."""
+        """Return the result as JSON-able data: ``ok``, ``out``, ``frames``, ``states``, start, end and duration."""
 
         def plain(found: Any) -> Any:
             return found.to_dict()

@@ -13,39 +13,52 @@ top-level options are used for both ends.
 
 The package is the only part of daskgif that opens files or URLs; its modules:
 ``paths`` (protocols, options, frame and temporary names), ``files`` (atomic
-writes, spans, appends, clean-up), ``fetch`` (downloads and the source record)
-and ``lock`` (the data file's lease).  Everything is imported from ``daskgif.storage``.
+writes, spans, appends, clean-up), ``fetch`` (downloads, and whether one is
+needed), ``source`` (the record of a data file's source) and ``lock`` (the data
+file's lease).  Everything is imported from ``daskgif.storage``.
 """
 
 from __future__ import annotations
 
 from daskgif.errors import LockHeld
-from daskgif.storage.fetch import fetch_file, fetch_needed, read_source, source_path, source_record, url_digest
+from daskgif.storage.fetch import fetch_file, fetch_needed
 from daskgif.storage.files import (
     APPENDABLE,
     SpanReader,
     append_bytes,
     atomic_write,
-    check_target,
-    file_kind,
-    read_small,
     exists,
     file_identity,
     list_sizes,
     open_input,
     read_span,
-    read_spans,
     remove_stale_frames,
     remove_stale_parts,
     write_bytes,
 )
+from daskgif.storage.guard import check_target, file_kind, read_small
 from daskgif.storage.lock import Lease
-from daskgif.storage.paths import FRAME_NAME, UPLOAD_NAME, frame_name, join_path, local_path, part_name, part_owner
+from daskgif.storage.paths import (
+    FRAME_NAME,
+    UPLOAD_NAME,
+    frame_name,
+    join_path,
+    local_path,
+    part_name,
+    part_owner,
+)
+from daskgif.storage.source import (
+    read_source,
+    source_path,
+    source_record,
+    url_digest,
+    write_source,
+)
 
 __all__ = [
     "APPENDABLE", "FRAME_NAME", "LockHeld", "Lease", "SpanReader", "UPLOAD_NAME", "append_bytes",
     "atomic_write", "check_target", "file_kind", "read_small", "exists", "fetch_file", "fetch_needed", "file_identity", "frame_name",
     "join_path", "list_sizes", "local_path", "open_input", "part_name", "part_owner",
-    "read_source", "read_span", "read_spans", "remove_stale_frames", "remove_stale_parts",
-    "source_path", "source_record", "url_digest", "write_bytes",
+    "read_source", "read_span", "remove_stale_frames", "remove_stale_parts",
+    "source_path", "source_record", "url_digest", "write_bytes", "write_source",
 ]

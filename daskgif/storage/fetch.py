@@ -1,12 +1,10 @@
-"""Fetching a URL to the data file: allowed protocols on every hop, limits, deadlines, and the record of its source."""
+"""Fetching a URL to the data file (allowed protocols on every hop, limits, deadlines), and whether to fetch it again."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
 import functools
-import hashlib
-import json
 import logging
 import os
 import time
@@ -15,15 +13,20 @@ from typing import Any
 
 from fsspec.core import url_to_fs
 
-from daskgif.errors import FetchError
-from daskgif.storage.files import remove_file, atomic_write, open_input
-from daskgif.storage.paths import options_for, protocols_of, local_path
-from daskgif.redact import mask
 from daskgif.core.retry import is_transient
+from daskgif.errors import FetchError
+from daskgif.redact import mask
+from daskgif.storage.files import atomic_write, remove_file
+from daskgif.storage.paths import fs_options, local_path, url_protocols
+from daskgif.storage.source import (
+    read_source,
+    source_path,
+    source_record,
+    url_digest,
+    write_source,
+)
 
-__all__ = [
-    "fetch_file", "fetch_needed", "read_source", "source_path", "source_record", "url_digest",
-]
+__all__ = ["fetch_file", "fetch_needed"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +100,7 @@ def fetch_file(
         raise ValueError(f"deadline must be a positive number of seconds or None, got {deadline!r}")
     start = clock()
     allowed = None if allowed_protocols is None else tuple(sorted({p.lower() for p in allowed_protocols}))
-    protocols = protocols_of(url)
+    protocols = url_protocols(url)
     if allowed is not None:
         for p in (p for p in protocols if p.lower() not in allowed):
             raise FetchError(url, f"protocol {p!r} is not allowed (daskgif.allowed-protocols: {', '.join(allowed)})")
@@ -143,8 +146,7 @@ def fetch_file(
                     raise FetchError(url, f"larger than max_bytes={max_bytes} (daskgif.max-bytes)")
                 dst.write(chunk)
         record = source_record(url, copied, _validators(src), now=datetime.datetime.now(datetime.timezone.utc))
-    with atomic_write(source_path(data_file), storage_options) as f:
-        f.write(json.dumps(record, indent=1).encode())
+    write_source(data_file, record, storage_options)
     logger.debug("Fetched %d bytes from %s to %s", copied, mask(url), data_file)
     return copied
 
@@ -152,8 +154,8 @@ def fetch_file(
 def _source_fs(url: str, storage_options: dict | None, *, timeout: float, deadline: float | None = None,
                allowed: tuple[str, ...] | None = None) -> tuple[Any, str, bool]:
     """The fsspec filesystem and path of *url*, and whether it is HTTP(S), with daskgif's HTTP settings."""
-    options = options_for(url, storage_options)
-    http = protocols_of(url)[-1] in ("http", "https")
+    options = fs_options(url, storage_options)
+    http = url_protocols(url)[-1] in ("http", "https")
     if http:
         import aiohttp
 
@@ -292,62 +294,11 @@ def _fetch_error(url: str, e: BaseException, *, timeout: float, deadline: float 
         return FetchError(url, f"timed out: no data for {timeout} s (daskgif.fetch-timeout)", transient)
     if isinstance(e, FileNotFoundError):
         # fsspec's HTTP filesystem raises it for a 404, without the status.
-        http = protocols_of(url)[-1] in ("http", "https")
+        http = url_protocols(url)[-1] in ("http", "https")
         return FetchError(url, "HTTP 404 Not Found" if http else "no such file", transient)
     if isinstance(e, (ValueError, ImportError)) and not isinstance(e, aiohttp.ClientError):
         return FetchError(url, f"bad URL: {e}", transient)
     return FetchError(url, f"{type(e).__name__}: {e}", transient)
-
-
-def source_path(data_file: str) -> str:
-    """Where the record of *data_file*'s source is kept: next to it, with ``.source.json`` appended.
-
-    >>> source_path("s3://bucket/image-data.img")
-    's3://bucket/image-data.img.source.json'
-    """
-    return data_file + ".source.json"
-
-
-def url_digest(url: str) -> str:
-    """The SHA-256 of *url*, in hex: how a record names its URL without keeping secrets in it.
-
-    >>> url_digest("https://h/a.img")[:16]
-    '04eda8b868a5e6d5'
-    """
-    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def source_record(url: str, size: int, validators: dict[str, str | None] | None = None, *,
-                  now: datetime.datetime) -> dict[str, Any]:
-    """The record of a fetch of *size* bytes from *url*, as written next to the data file.
-
-    The URL is kept as its digest (it may hold a token) and masked, for humans.
-
-    >>> from datetime import datetime, timezone
-    >>> now = datetime(2026, 1, 2, tzinfo=timezone.utc)
-    >>> record = source_record("https://me:pw@h/a.img", 3, {"etag": '"x1"'}, now=now)
-    >>> record["url"], record["size"], record["etag"], record["last_modified"], record["fetched_at"]
-    ('https://me:***@h/a.img', 3, '"x1"', None, '2026-01-02T00:00:00+00:00')
-    >>> record["url_sha256"] == url_digest("https://me:pw@h/a.img")
-    True
-    """
-    validators = validators or {}
-    return {"url_sha256": url_digest(url), "url": mask(url), "size": size, "etag": validators.get("etag"),
-            "last_modified": validators.get("last_modified"), "fetched_at": now.isoformat()}
-
-
-def read_source(data_file: str, storage_options: dict | None = None) -> dict[str, Any] | None:
-    """The record of where *data_file* came from, or ``None`` when it has none (or an unreadable one)."""
-    path = source_path(data_file)
-    try:
-        with open_input(path, storage_options) as f:
-            record = json.loads(f.read())
-    except FileNotFoundError:
-        return None
-    except ValueError as e:  # not JSON: treated as no record, so the data is fetched again
-        logger.warning("Ignoring %s, which is not a source record: %s", path, e)
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def fetch_needed(
@@ -403,7 +354,7 @@ def fetch_needed(
     'memory://doc/data.img came from another URL (memory://doc/a.img); fetching memory://doc/b.img'
     """
     shown = mask(url)
-    fs, path = url_to_fs(data_file, **options_for(data_file, storage_options))
+    fs, path = url_to_fs(data_file, **fs_options(data_file, storage_options))
     try:
         size = fs.size(path)
     except FileNotFoundError:
@@ -417,7 +368,7 @@ def fetch_needed(
         return f"{data_file} came from another URL ({record.get('url')}); fetching {shown}"
     if record.get("size") != size:
         return f"{data_file} has {size} bytes, not the {record.get('size')} fetched from {shown}; fetching it again"
-    if check_remote and protocols_of(url)[-1] in ("http", "https"):
+    if check_remote and url_protocols(url)[-1] in ("http", "https"):
         return _remote_change(url, record, storage_options, timeout=timeout, allowed_protocols=allowed_protocols)
     return None
 

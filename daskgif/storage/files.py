@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import stat
@@ -18,24 +17,24 @@ import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
+from daskgif.redact import mask
+from daskgif.storage.guard import check_target
 from daskgif.storage.paths import (
     FRAME_NAME,
     UPLOAD_NAME,
-    process_alive,
-    host_name,
-    options_for,
     frame_name,
+    fs_options,
+    host_name,
     join_path,
     local_path,
     part_name,
     part_owner,
+    pid_alive,
 )
-from daskgif.redact import mask
 
 __all__ = [
-    "APPENDABLE", "SpanReader", "append_bytes", "atomic_write", "check_target", "exists", "file_identity",
-    "read_small", "file_kind",
-    "list_sizes", "open_input", "read_span", "read_spans", "remove_stale_frames",
+    "APPENDABLE", "SpanReader", "append_bytes", "atomic_write", "exists", "file_identity",
+    "list_sizes", "open_input", "read_span", "remove_file", "remove_stale_frames",
     "remove_stale_parts", "write_bytes",
 ]
 
@@ -48,7 +47,7 @@ def exists(path: str, storage_options: dict | None = None) -> bool:
     >>> exists("memory://daskgif-doctest/missing.img")
     False
     """
-    fs, p = url_to_fs(path, **options_for(path, storage_options))
+    fs, p = url_to_fs(path, **fs_options(path, storage_options))
     return fs.exists(p)
 
 
@@ -59,7 +58,7 @@ def remove_file(path: str, storage_options: dict | None) -> None:
         if local is not None:
             os.unlink(local)
         else:
-            fs, p = url_to_fs(path, **options_for(path, storage_options))
+            fs, p = url_to_fs(path, **fs_options(path, storage_options))
             fs.rm_file(p)
     except FileNotFoundError:
         pass
@@ -103,7 +102,7 @@ def remove_stale_parts(directory: str, prefix: str | None = None, *, max_age: fl
             continue
         path = os.path.join(local, part)
         owner = part_owner(part, host)
-        if owner is not None and owner[1] != os.getpid() and not process_alive(owner[1]):
+        if owner is not None and owner[1] != os.getpid() and not pid_alive(owner[1]):
             why = f"its writer, pid {owner[1]} on {host}, is gone"
         else:
             try:
@@ -124,78 +123,6 @@ def remove_stale_parts(directory: str, prefix: str | None = None, *, max_age: fl
 
 def _private(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)
-
-
-#: What a path can be besides a regular file, as messages name it.
-KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-         (stat.S_ISFIFO, "a fifo"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
-
-
-def file_kind(mode: int) -> str:
-    """What a file of this ``st_mode`` is, in words.
-
-    >>> file_kind(stat.S_IFIFO | 0o644), file_kind(stat.S_IFREG | 0o644)
-    ('a fifo', 'a regular file')
-    """
-    return next((name for test, name in KINDS if test(mode)), "a regular file")
-
-
-def check_target(path: str) -> None:
-    """Refuse to replace a local *path* that is not a regular file (a device, a fifo, a socket, a folder).
-
-    A symbolic link is replaced by the file written, never followed, so its target is
-    untouched; an object-store path is always a plain object.
-
-    >>> check_target("/dev/null")
-    Traceback (most recent call last):
-    ...
-    FileExistsError: [Errno 17] is a character device, not a regular file: daskgif replaces only regular files: '/dev/null'
-    """
-    local = local_path(path)
-    if local is None:
-        return
-    try:
-        mode = os.lstat(local).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-        raise FileExistsError(errno.EEXIST, f"is {file_kind(mode)}, not a regular file: daskgif replaces only "
-                                            "regular files", path)
-
-
-def read_small(path: str, storage_options: dict | None = None, limit: int = 2**20) -> bytes:
-    """Read a small file daskgif wrote (a lock, a manifest), opening nothing but a regular file.
-
-    Locally the file is opened with ``O_NOFOLLOW`` and ``O_NONBLOCK`` where the
-    platform has them, so a fifo never blocks and a symbolic link is never followed.
-
-    Raises
-    ------
-    FileNotFoundError
-        When there is none.
-    OSError
-        Naming what was found instead of a regular file, or a file over *limit* bytes.
-    """
-    local = local_path(path)
-    if local is None:
-        with open_input(path, storage_options) as f:
-            data = f.read(limit + 1)
-    else:
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-        try:
-            fd = os.open(local, flags)
-        except OSError as e:
-            if e.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
-                raise OSError(errno.ELOOP, "is a symbolic link, not a file daskgif wrote", path) from None
-            raise
-        with os.fdopen(fd, "rb") as f:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                raise OSError(errno.EINVAL, f"is {file_kind(mode)}, not a file daskgif wrote", path)
-            data = f.read(limit + 1)
-    if len(data) > limit:
-        raise OSError(errno.EFBIG, f"is larger than {limit} bytes, not a file daskgif wrote", path)
-    return data
 
 
 @contextmanager
@@ -234,7 +161,7 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
     check_target(path)
     p = local_path(path)
     if p is None:
-        fs, p = url_to_fs(path, **options_for(path, storage_options))
+        fs, p = url_to_fs(path, **fs_options(path, storage_options))
         local = isinstance(fs, LocalFileSystem)
     else:
         local = True
@@ -289,7 +216,7 @@ def open_input(path: str, storage_options: dict | None = None, mode="rb") -> Con
     """
     if "r" not in mode or any(c in mode for c in "wax+"):
         raise ValueError(f"mode must be a read mode such as 'rb', got {mode!r}")
-    return fsspec.open(path, mode, **options_for(path, storage_options))
+    return fsspec.open(path, mode, **fs_options(path, storage_options))
 
 
 #: Filesystems whose files can be appended to in place; elsewhere an append rewrites the object.
@@ -308,7 +235,7 @@ def append_bytes(path: str, data: bytes, storage_options: dict | None = None) ->
     >>> read_span("memory://daskgif-doctest/h.jsonl", 0, 4)
     b'1\\n2\\n'
     """
-    fs, fspath = url_to_fs(path, **options_for(path, storage_options))
+    fs, fspath = url_to_fs(path, **fs_options(path, storage_options))
     protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
     if any(p in APPENDABLE for p in protocols):
         parent = fs._parent(fspath)
@@ -423,21 +350,6 @@ def write_bytes(path: str, data: bytes, storage_options: dict | None = None) -> 
     return True
 
 
-def read_spans(
-    path: str, spans: Iterable[tuple[int, int]], storage_options: dict | None = None
-) -> Iterator[bytes]:
-    """Read each ``(offset, length)`` span of *path* in turn, opening it once.
-
-    >>> with atomic_write("memory://daskgif-doctest/d.bin") as f:
-    ...     _ = f.write(b"0123456789")
-    >>> list(read_spans("memory://daskgif-doctest/d.bin", [(0, 2), (8, 2)]))
-    [b'01', b'89']
-    """
-    with open_input(path, storage_options) as f:
-        for offset, length in spans:
-            yield _read_at(f, path, offset, length)
-
-
 def _read_at(f: IO, path: str, offset: int, length: int) -> bytes:
     if offset < 0 or length < 0:
         raise ValueError(f"span must have offset >= 0 and length >= 0, got {(offset, length)!r}")
@@ -456,13 +368,13 @@ def list_sizes(directory: str, storage_options: dict | None = None) -> dict[str,
     >>> list_sizes("memory://daskgif-doctest/ls"), list_sizes("memory://daskgif-doctest/none")
     ({'a.bin': 3}, {})
     """
-    fs, path = url_to_fs(directory, **options_for(directory, storage_options))
+    fs, path = url_to_fs(directory, **fs_options(directory, storage_options))
     fs.invalidate_cache(path)  # what is there now, not what this process listed before
     try:
-        found = fs.ls(path, detail=True)
+        entries = fs.ls(path, detail=True)
     except (FileNotFoundError, NotADirectoryError):
         return {}
-    return {f["name"].rstrip("/").rsplit("/", 1)[-1]: f.get("size") or 0 for f in found
+    return {f["name"].rstrip("/").rsplit("/", 1)[-1]: f.get("size") or 0 for f in entries
             if f.get("type") != "directory"}
 
 
@@ -471,7 +383,7 @@ def file_identity(path: str, storage_options: dict | None = None) -> dict[str, A
 
     One request (``info``); two files with equal identities are taken to hold the same bytes.
     """
-    fs, p = url_to_fs(path, **options_for(path, storage_options))
+    fs, p = url_to_fs(path, **fs_options(path, storage_options))
     info = fs.info(p)
     marker = next((info[k] for k in ("ETag", "etag", "VersionId", "mtime", "LastModified", "last_modified",
                                      "created") if info.get(k) is not None), None)
@@ -493,7 +405,7 @@ def remove_stale_frames(frames_dir: str, count: int, storage_options: dict | Non
     ['memory://daskgif-doctest/fr/frame_07.gif']
     """
     width = len(frame_name(0, count)) if count else 0
-    fs, path = url_to_fs(frames_dir, **options_for(frames_dir, storage_options))
+    fs, path = url_to_fs(frames_dir, **fs_options(frames_dir, storage_options))
     if names is None:  # *names*: a listing the caller already made (see list_sizes)
         try:
             names = fs.ls(path, detail=False)
@@ -502,8 +414,8 @@ def remove_stale_frames(frames_dir: str, count: int, storage_options: dict | Non
     stale = []
     for name in names:
         base = name.rstrip("/").rsplit("/", 1)[-1]
-        found = FRAME_NAME.fullmatch(base)
-        if found and (len(base) != width or int(found.group(1)) >= count):
+        match = FRAME_NAME.fullmatch(base)
+        if match and (len(base) != width or int(match.group(1)) >= count):
             stale.append(join_path(frames_dir, base))
             fs.rm_file(fs._strip_protocol(join_path(frames_dir, base)))
     if stale:

@@ -29,8 +29,9 @@ from typing import Any
 from fsspec.core import url_to_fs
 
 from daskgif.errors import LockHeld
-from daskgif.storage.files import check_target, read_small, remove_file
-from daskgif.storage.paths import host_name, process_alive, options_for, local_path
+from daskgif.storage.files import remove_file
+from daskgif.storage.guard import check_target, read_small
+from daskgif.storage.paths import fs_options, host_name, local_path, pid_alive
 
 __all__ = ["Lease"]
 
@@ -150,7 +151,7 @@ def _create_exclusive(path: str, content: bytes, storage_options: dict | None) -
         with os.fdopen(fd, "wb") as f:
             f.write(content)
         return True
-    fs, p = url_to_fs(path, **options_for(path, storage_options))
+    fs, p = url_to_fs(path, **fs_options(path, storage_options))
     try:
         with fs.open(p, "xb") as f:
             f.write(content)
@@ -169,7 +170,7 @@ def _replace(path: str, content: bytes, storage_options: dict | None) -> None:
     """Overwrite *path* with *content* in one step (a rename locally; object stores replace whole objects)."""
     local = local_path(path)
     if local is None:
-        fs, p = url_to_fs(path, **options_for(path, storage_options))
+        fs, p = url_to_fs(path, **fs_options(path, storage_options))
         fs.pipe_file(p, content)
         return
     temporary = f"{local}.{uuid.uuid4().hex}.renew"
@@ -203,7 +204,7 @@ def _stale_lock(holder: dict, now: float | None = None) -> str | None:
     """
     now = time.time() if now is None else now
     pid, expires = holder.get("pid"), holder.get("expires")
-    if holder.get("host") == host_name() and isinstance(pid, int) and not process_alive(pid):
+    if holder.get("host") == host_name() and isinstance(pid, int) and not pid_alive(pid):
         return f"its process (pid {pid}) is gone"
     if not isinstance(expires, (int, float)) or isinstance(expires, bool):
         return "it says nothing of its holder"

@@ -11,16 +11,17 @@ import fsspec
 from fsspec.core import split_protocol
 
 __all__ = [
-    "FRAME_NAME", "UPLOAD_NAME", "frame_name", "join_path", "local_path", "part_name", "part_owner",
+    "FRAME_NAME", "UPLOAD_NAME", "frame_name", "fs_options", "host_name", "join_path", "local_path", "part_name",
+    "part_owner", "pid_alive", "url_protocols",
 ]
 
 
-def protocols_of(url: str) -> list[str]:
+def url_protocols(url: str) -> list[str]:
     """Protocols of a (possibly chained) URL; a plain path is ``file``.
 
     In a chain every part but the last may be a bare protocol name (fsspec's ``simplecache::``).
 
-    >>> protocols_of("simplecache::zip://a.img::s3://bucket/b.zip"), protocols_of("/tmp/a.img")
+    >>> url_protocols("simplecache::zip://a.img::s3://bucket/b.zip"), url_protocols("/tmp/a.img")
     (['simplecache', 'zip', 's3'], ['file'])
     """
     parts = url.split("::")
@@ -28,14 +29,14 @@ def protocols_of(url: str) -> list[str]:
             for i, part in enumerate(parts)]
 
 
-def options_for(url: str, storage_options: dict | None) -> dict:
+def fs_options(url: str, storage_options: dict | None) -> dict:
     """The fsspec options for *url*: top-level ones, updated by those nested under its protocol."""
     so = dict(storage_options or {})
     if "::" in url:  # fsspec's own convention for chained URLs: options nested by protocol
         return so
     known = set(fsspec.available_protocols()) | set(fsspec.registry)
     nested = {k: so.pop(k) for k in list(so) if isinstance(so[k], dict) and k in known}
-    for protocol in protocols_of(url):
+    for protocol in url_protocols(url):
         so.update(nested.get(protocol, {}))
     return so
 
@@ -54,15 +55,15 @@ def local_path(path: str) -> str | None:
     return rest if protocol in (None, "file", "local") else None
 
 
-_HOST_CACHE = ["", ""]
+_host_cache = ["", ""]
 
 
 def host_name() -> str:
     """This machine's name, as written into temporary file names and locks (no ``/``, no spaces)."""
     name = socket.gethostname()
-    if name != _HOST_CACHE[0]:  # cached: a frame's write would otherwise clean the name every time
-        _HOST_CACHE[:] = [name, re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "localhost"]
-    return _HOST_CACHE[1]
+    if name != _host_cache[0]:  # cached: a frame's write would otherwise clean the name every time
+        _host_cache[:] = [name, re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "localhost"]
+    return _host_cache[1]
 
 
 def part_name(name: str) -> str:
@@ -102,7 +103,7 @@ def part_owner(part: str, host: str | None = None) -> tuple[str, int] | None:
     return m["rest"][: -len(host) - 1], int(m["pid"])
 
 
-def process_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether process *pid* of this machine is running (a process of another user counts)."""
     if pid == os.getpid():
         return True

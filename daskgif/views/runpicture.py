@@ -58,7 +58,7 @@ class Summary:
         return text if self.duration is None else f"{text} · {self.duration:.2f} s"
 
 
-def summarize(found: Any) -> Summary:
+def summarize(task_states: Any) -> Summary:
     """Return the :class:`Summary` of one entry of a run's ``states``, in any of the forms runs are kept in.
 
     A :class:`~daskgif.core.state.State` or its dict (``--json``), a
@@ -72,19 +72,19 @@ def summarize(found: Any) -> Summary:
     """
     from daskgif.core.state import MappedStates, State
 
-    if isinstance(found, Mapping) and "state" in found:
-        found = State.from_dict(found)
-    if isinstance(found, State):
-        return Summary({found.state: 1}, found.attempts or None, found.duration, found.message)
-    if isinstance(found, MappedStates):
-        counts, records = dict(found.counts), list(found.values())
-    elif isinstance(found, Mapping) and "counts" in found:
-        counts = dict(found["counts"])
-        records = [State.from_dict(r) for r in (found.get("records") or {}).values()]
-    elif isinstance(found, Mapping):
-        counts, records = {str(k): int(n) for k, n in found.items()}, []
+    if isinstance(task_states, Mapping) and "state" in task_states:
+        task_states = State.from_dict(task_states)
+    if isinstance(task_states, State):
+        return Summary({task_states.state: 1}, task_states.attempts or None, task_states.duration, task_states.message)
+    if isinstance(task_states, MappedStates):
+        counts, records = dict(task_states.counts), list(task_states.values())
+    elif isinstance(task_states, Mapping) and "counts" in task_states:
+        counts = dict(task_states["counts"])
+        records = [State.from_dict(r) for r in (task_states.get("records") or {}).values()]
+    elif isinstance(task_states, Mapping):
+        counts, records = {str(k): int(n) for k, n in task_states.items()}, []
     else:
-        raise ValueError(f"a task's states must be a State, MappedStates or a mapping, got {found!r}"[:300])
+        raise ValueError(f"a task's states must be a State, MappedStates or a mapping, got {task_states!r}"[:300])
     named = sorted((r for r in records if r.state in ("Failed", "Skipped")),
                    key=lambda r: (ORDER.index(r.state), r.index if r.index is not None else -1))
     return Summary(counts, named=named)
@@ -133,10 +133,10 @@ def run_view(run: Any) -> dict[str, Any]:
             f"{run['duration']:.2f} s" if isinstance(run.get("duration"), (int, float)) else ""]
     message = str(run.get("message") or "")
     if not message:  # Result.to_dict() has full states but no message: name the root failure as RunFailed does
-        full = [State.from_dict(found) for found in run["states"].values() if isinstance(found, Mapping)
-                and "state" in found]
-        records = [State.from_dict(r) for found in run["states"].values() if isinstance(found, Mapping)
-                   for r in (found.get("records") or {}).values() if isinstance(r, Mapping)]
+        full = [State.from_dict(task_states) for task_states in run["states"].values()
+                if isinstance(task_states, Mapping) and "state" in task_states]
+        records = [State.from_dict(r) for task_states in run["states"].values() if isinstance(task_states, Mapping)
+                   for r in (task_states.get("records") or {}).values() if isinstance(r, Mapping)]
         root = first_failure([*records, *full])
         message = "" if root is None else describe(root)
     return {"ok": bool(run.get("ok")), "states": run["states"], "message": message,
@@ -183,7 +183,7 @@ def draw_run(run: Any, filename: str | None = None, format: str | None = None, *
     graphviz = import_graphviz()
 
     view = run_view(run)
-    states = {name: summarize(found) for name, found in view["states"].items()}
+    states = {name: summarize(task_states) for name, task_states in view["states"].items()}
     outcome = "cancelled" if view.get("cancelled") else "succeeded" if view["ok"] else "FAILED"
     title = view["title"]
     heading = f"daskgif run {outcome}" + (f" ({title})" if title else "")
@@ -195,11 +195,11 @@ def draw_run(run: Any, filename: str | None = None, format: str | None = None, *
         return {**base, **LOOKS.get(state, {"fillcolor": "#e8eaf6", "color": "#5c6bc0"})}
 
     def draw_step(step: Any) -> str:
-        found = states.get(step.name)
-        text = "not run" if found is None else found.line()
-        if found is not None and found.state == "Failed" and found.message:
-            text += "\n" + wrap(found.message)
-        dot.node(step.name, f"{step.name}\n{text}", **look("not run" if found is None else found.state))
+        summary = states.get(step.name)
+        text = "not run" if summary is None else summary.line()
+        if summary is not None and summary.state == "Failed" and summary.message:
+            text += "\n" + wrap(summary.message)
+        dot.node(step.name, f"{step.name}\n{text}", **look("not run" if summary is None else summary.state))
         return step.name
 
     def draw_file(param: str) -> str | None:
