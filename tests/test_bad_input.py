@@ -73,9 +73,9 @@ BAD = {
     "random bytes between frames": (image_data([GOOD[0], noise(300, 2), GOOD[1]]), 1, G0, "not an image", {}),
     "truncated in LZW data, last frame": (image_data([GOOD[0], GOOD[1][:-40]], trailing=False), 1,
                                           G0 + len(GOOD[1]) - 40, "truncated in image data", {}),
-    # The walk reads on into the next frame and ends at the end of the data; the message says where it began.
-    "truncated in LZW data, middle frame": (MIDDLE, 1, len(MIDDLE), f"the frame begins at byte {G0} and its blocks "
-                                            f"run on past a delimiter at byte {G0 + len(GOOD[1]) - 40}", {}),
+    # The walk reads on over the next frame, a whole image after a delimiter: that is where frame 1 should end.
+    "truncated in LZW data, middle frame": (MIDDLE, 1, G0, f"expected the frame to end at the delimiter at byte "
+                                            f"{G0 + len(GOOD[1]) - 40}, which a whole image follows", {}),
     "zero-size logical screen": (image_data([GOOD[0], with_screen(GOOD[1], 0, 12), GOOD[2]]), 1, G0 + 6,
                                  "zero-size logical screen 0x12", {}),
     "absurd logical screen": (image_data([GOOD[0], with_screen(GOOD[1], 65535, 65535), GOOD[2]]), 1, G0 + 6,
@@ -121,7 +121,8 @@ def test_bad_input_exits_1_from_the_command_line(tmp_path, cli, name):
 
 
 def test_skip_drops_unreadable_frames_and_writes_the_rest(tmp_path, cli):
-    broken = [GOOD[1][:-40], noise(200, 3), with_screen(GOOD[1], 0, 12), with_screen(GOOD[1], 65535, 65535),
+    # Noise after an intact frame: after a damaged one it would be taken for more of that frame (see test_split).
+    broken = [noise(200, 3), GOOD[1][:-40], with_screen(GOOD[1], 0, 12), with_screen(GOOD[1], 65535, 65535),
               GOOD[1][:200]]
     frames = [GOOD[0], *broken[:-1], GOOD[2], broken[-1]]
     data = image_data(frames)
@@ -131,12 +132,12 @@ def test_skip_drops_unreadable_frames_and_writes_the_rest(tmp_path, cli):
     states = result.states["write-frame"]
     assert states.counts == {"Success": 2, "Skipped": 5} and list(states) == [1, 2, 3, 4, 6]
     offsets = [data.index(f) for f in frames]
-    for i, words in [(1, "truncated in image data"), (2, "cannot read the image"), (3, "zero-size logical screen"),
+    for i, words in [(1, "cannot read the image"), (2, "truncated in image data"), (3, "zero-size logical screen"),
                      (4, "larger than max_pixels"), (6, "colour table of 768 bytes runs past the end")]:
         assert states[i].state == "Skipped"
         assert f"unreadable frame dropped: frame {i} at byte " in states[i].message and words in states[i].message
     assert f"frame 3 at byte {offsets[3] + 6}:" in states[3].message
-    assert f"frame 2 at byte {offsets[2]}:" in states[2].message
+    assert f"frame 1 at byte {offsets[1]}:" in states[1].message
     gif = Path(result.path).read_bytes()
     assert decode_rgb(gif) == [decode_rgb(GOOD[0])[0], decode_rgb(GOOD[2])[0]]
     assert [Path(p).name for p in result.frames] == ["frame_00.gif", "frame_05.gif"]
@@ -149,7 +150,7 @@ def test_skip_drops_unreadable_frames_and_writes_the_rest(tmp_path, cli):
 
 
 def test_skip_fails_the_run_when_no_frame_is_left(tmp_path):
-    (tmp_path / "image-data.img").write_bytes(image_data([GOOD[1][:-40], noise(100)]))
+    (tmp_path / "image-data.img").write_bytes(image_data([noise(100), GOOD[1][:-40]]))
     (tmp_path / "clip.gif").write_bytes(b"previous run")
     with pytest.raises(RunFailed, match=r"no frames left to combine \(2 skipped\)") as info:
         build_graph(**paths(tmp_path), on_error="skip").compute(scheduler="sync")
