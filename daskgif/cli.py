@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import click
@@ -308,17 +308,37 @@ def show(run: Any, as_json: bool) -> None:
 
 
 def summary(run: Any) -> str:
-    """Describe a successful run in one line: the output, its size, the frames, the time, anything unusual."""
+    """Describe a successful run in one line: the output, its size, frames in and written, time, anything unusual."""
     result = run.result
-    unusual = "; ".join(
+    unusual = "; ".join(  # the per-frame (mapped) task is told by frames_written
         f"{name}: {', '.join(f'{n} {state}' if n > 1 else state for state, n in per.items())}"
-        for name, per in result.counts().items() if set(per) != {"Success"}
+        for name, per in result.counts().items()
+        if set(per) != {"Success"} and not isinstance(result.states[name], Mapping)
     )
     if getattr(result, "reused", 0):
         unusual = "; ".join(filter(None, [unusual, f"{result.reused} reused"]))
     size = "" if result.size is None else f" ({result.size:,} bytes)"
-    return (f"Wrote {result.path}{size}: {len(result.frames)} frames in {run.duration:.2f} s"
+    return (f"Wrote {result.path}{size}: {frames_written(result)} in {run.duration:.2f} s"
             f"{f' ({unusual})' if unusual else ''}")
+
+
+def frames_written(result: Any) -> str:
+    """Say how many frames the input held and how many went into the clip: ``all 32 frames written``,
+    or ``31 of 32 frames written, 1 skipped (<why>)``."""
+    written, held = result.frames_written, result.frames_in
+    if held is None or held == written:
+        return f"all {written} frames written"
+    return f"{written} of {held} frames written, {held - written} skipped{why_skipped(result.skipped_frames())}"
+
+
+def why_skipped(skipped: list) -> str:
+    """Say why frames were skipped: the message of the only one, or the indices and the first message."""
+    if not skipped:
+        return ""
+    if len(skipped) == 1:
+        return f" ({skipped[0].message})"
+    indices = ", ".join(str(s.index) for s in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+    return f" (frames {indices}; the first: {skipped[0].message})"
 
 
 def command_line() -> str:

@@ -8,6 +8,7 @@ existing output is left as it was and no temporary (``.part``) file remains.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import random
 import time
@@ -22,7 +23,8 @@ from daskgif import build_graph
 from daskgif.cli import main
 from daskgif.errors import RunFailed
 from daskgif.gif.parse import parse_gif
-from daskgif.gif.split import WHITESPACE
+from daskgif.gif.split import WHITESPACE, split_bytes
+from daskgif.pipeline.sample import sample_path
 from frames import decode_rgb, image_data, make_gif, make_jpeg, make_palette, make_png, make_raw_gif, newline_palette
 
 NL4 = b"\n\n\n\n"
@@ -73,9 +75,9 @@ BAD = {
     "random bytes between frames": (image_data([GOOD[0], noise(300, 2), GOOD[1]]), 1, G0, "not an image", {}),
     "truncated in LZW data, last frame": (image_data([GOOD[0], GOOD[1][:-40]], trailing=False), 1,
                                           G0 + len(GOOD[1]) - 40, "truncated in image data", {}),
-    # The walk reads on into the next frame and ends at the end of the data; the message says where it began.
-    "truncated in LZW data, middle frame": (MIDDLE, 1, len(MIDDLE), f"the frame begins at byte {G0} and its blocks "
-                                            f"run on past a delimiter at byte {G0 + len(GOOD[1]) - 40}", {}),
+    # The walk reads on over the next frame, a whole image after a delimiter: that is where frame 1 should end.
+    "truncated in LZW data, middle frame": (MIDDLE, 1, G0, f"expected the frame to end at the delimiter at byte "
+                                            f"{G0 + len(GOOD[1]) - 40}, which a whole image follows", {}),
     "zero-size logical screen": (image_data([GOOD[0], with_screen(GOOD[1], 0, 12), GOOD[2]]), 1, G0 + 6,
                                  "zero-size logical screen 0x12", {}),
     "absurd logical screen": (image_data([GOOD[0], with_screen(GOOD[1], 65535, 65535), GOOD[2]]), 1, G0 + 6,
@@ -121,7 +123,8 @@ def test_bad_input_exits_1_from_the_command_line(tmp_path, cli, name):
 
 
 def test_skip_drops_unreadable_frames_and_writes_the_rest(tmp_path, cli):
-    broken = [GOOD[1][:-40], noise(200, 3), with_screen(GOOD[1], 0, 12), with_screen(GOOD[1], 65535, 65535),
+    # Noise after an intact frame: after a damaged one it would be taken for more of that frame (see test_split).
+    broken = [noise(200, 3), GOOD[1][:-40], with_screen(GOOD[1], 0, 12), with_screen(GOOD[1], 65535, 65535),
               GOOD[1][:200]]
     frames = [GOOD[0], *broken[:-1], GOOD[2], broken[-1]]
     data = image_data(frames)
@@ -131,12 +134,12 @@ def test_skip_drops_unreadable_frames_and_writes_the_rest(tmp_path, cli):
     states = result.states["write-frame"]
     assert states.counts == {"Success": 2, "Skipped": 5} and list(states) == [1, 2, 3, 4, 6]
     offsets = [data.index(f) for f in frames]
-    for i, words in [(1, "truncated in image data"), (2, "cannot read the image"), (3, "zero-size logical screen"),
+    for i, words in [(1, "cannot read the image"), (2, "truncated in image data"), (3, "zero-size logical screen"),
                      (4, "larger than max_pixels"), (6, "colour table of 768 bytes runs past the end")]:
         assert states[i].state == "Skipped"
         assert f"unreadable frame dropped: frame {i} at byte " in states[i].message and words in states[i].message
     assert f"frame 3 at byte {offsets[3] + 6}:" in states[3].message
-    assert f"frame 2 at byte {offsets[2]}:" in states[2].message
+    assert f"frame 1 at byte {offsets[1]}:" in states[1].message
     gif = Path(result.path).read_bytes()
     assert decode_rgb(gif) == [decode_rgb(GOOD[0])[0], decode_rgb(GOOD[2])[0]]
     assert [Path(p).name for p in result.frames] == ["frame_00.gif", "frame_05.gif"]
@@ -145,11 +148,44 @@ def test_skip_drops_unreadable_frames_and_writes_the_rest(tmp_path, cli):
                "--url", str(tmp_path / "image-data.img"),
                "--out", str(tmp_path / "cli.gif"), "--frames-dir", str(tmp_path / "frames"))
     assert done.exit_code == 0, done.output
-    assert "5 Skipped" in done.output and (tmp_path / "cli.gif").read_bytes() == gif
+    assert ("2 of 7 frames written, 5 skipped (frames 1, 2, 3, 4, 6; the first: unreadable frame dropped: "
+            f"frame 1 at byte {offsets[1]}: cannot read the image") in done.output
+    assert (tmp_path / "cli.gif").read_bytes() == gif
+
+
+@pytest.mark.parametrize("insert", [False, True], ids=["overwrite", "insert"])
+def test_skip_drops_only_the_damaged_frame_of_the_sample_and_says_so(tmp_path, cli, insert):
+    """40 garbage bytes in the middle of the sample's frame 2: frame 2 is skipped, the 31 others are written."""
+    sample = Path(sample_path()).read_bytes()
+    spans = split_bytes(sample)
+    two = spans[2]
+    at = two.offset + two.length // 2
+    garbage = random.Random(2).randbytes(40)  # sends frame 2's walk on in step with frames 3 and 4
+    data = sample[:at] + garbage + sample[at + (0 if insert else 40):]
+    (tmp_path / "image-data.img").write_bytes(data)
+    result = build_graph(**paths(tmp_path), on_error="skip").compute(scheduler="sync")
+    states = result.states["write-frame"]
+    assert result.ok and states.counts == {"Success": 31, "Skipped": 1} and list(states) == [2]
+    assert states[2].message.startswith("unreadable frame dropped: frame 2 at byte ")
+    assert (result.frames_in, result.frames_written, len(result.frames)) == (32, 31, 31)
+    assert json.loads(json.dumps(result.to_dict()))["frames_in"] == 32 and result.to_dict()["frames_written"] == 31
+    frames = [sample[s.offset:s.offset + s.length] for s in spans]
+    assert decode_rgb(Path(result.path).read_bytes()) == [decode_rgb(f)[0] for i, f in enumerate(frames) if i != 2]
+    assert [Path(p).name for p in result.frames] == [f"frame_{i:02d}.gif" for i in range(32) if i != 2]
+    args = ["run", "--scheduler", "sync", "--on-error", "skip", "--data-file", str(tmp_path / "image-data.img"),
+            "--url", str(tmp_path / "image-data.img"), "--out", str(tmp_path / "cli.gif"),
+            "--frames-dir", str(tmp_path / "cli-frames")]
+    done = cli(*args)
+    assert done.exit_code == 0, done.output
+    assert ": 31 of 32 frames written, 1 skipped (unreadable frame dropped: frame 2 at byte " in done.output
+    done = cli(*args, "--json")
+    assert done.exit_code == 0, done.output
+    found = json.loads(done.output)
+    assert (found["frames_in"], found["frames_written"], len(found["frames"])) == (32, 31, 31)
 
 
 def test_skip_fails_the_run_when_no_frame_is_left(tmp_path):
-    (tmp_path / "image-data.img").write_bytes(image_data([GOOD[1][:-40], noise(100)]))
+    (tmp_path / "image-data.img").write_bytes(image_data([noise(100), GOOD[1][:-40]]))
     (tmp_path / "clip.gif").write_bytes(b"previous run")
     with pytest.raises(RunFailed, match=r"no frames left to combine \(2 skipped\)") as info:
         build_graph(**paths(tmp_path), on_error="skip").compute(scheduler="sync")

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import io
+import random
 import tracemalloc
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 
 from daskgif.errors import GifFormatError
 from daskgif.gif.split import Span, image_kind, split_bytes, split_frames
+from daskgif.pipeline.sample import sample_path
 from frames import image_data, make_gif, make_jpeg, make_palette, make_png, make_raw_gif, newline_palette
 
 NL4 = b"\n\n\n\n"
@@ -200,3 +203,103 @@ def test_a_near_miss_delimiter_is_quoted_past_its_length():
         split_bytes(good + delimiter[:-1] + b"X" + good, delimiter)
     assert info.value.message == (f"expected the delimiter {delimiter!r} or the end of the data after the frame, "
                                   f"got {delimiter[:-1] + b'X' + good[:4]!r}")
+
+
+# --- resynchronising after a damaged frame ----------------------------------------------------------
+
+SAMPLE = Path(sample_path()).read_bytes()
+SAMPLE_SPANS = split_bytes(SAMPLE)
+#: 40 bytes that send the walk of the sample's frame 2 on in step with frames 3 and 4 to frame 5's
+#: trailer, and 40 that break it at once; both once made frame 2's span swallow or lose intact frames.
+GARBAGE = {"in step": random.Random(2).randbytes(40), "breaking": b"\xab" * 40}
+
+
+def damage(data: bytes, at: int, garbage: bytes, insert: bool) -> bytes:
+    """Write *garbage* into *data* at *at*: over the bytes there, or inserted between them."""
+    return data[:at] + garbage + data[at + (0 if insert else len(garbage)):]
+
+
+def grown(spans: list[Span], index: int, by: int) -> list[Span]:
+    """The spans once frame *index* grew by *by* bytes."""
+    return [Span(s.index, s.offset + by * (s.index > index), s.length + by * (s.index == index)) for s in spans]
+
+
+def test_the_sample_has_32_frames_and_four_newlines_in_every_colour_table():
+    assert len(SAMPLE_SPANS) == 32
+    assert all(NL4 in SAMPLE[s.offset + 13:s.offset + 13 + 768] for s in SAMPLE_SPANS)
+
+
+@pytest.mark.parametrize("chunk_size", [4096, 4 * 2**20])
+@pytest.mark.parametrize("garbage", GARBAGE)
+@pytest.mark.parametrize("insert", [False, True], ids=["overwrite", "insert"])
+def test_a_damaged_frame_is_skipped_alone_and_its_neighbours_kept(garbage, insert, chunk_size):
+    frame = SAMPLE_SPANS[2]
+    data = damage(SAMPLE, frame.offset + frame.length // 2, GARBAGE[garbage], insert)
+    spans = split_bytes(data, on_error="skip", chunk_size=chunk_size)
+    # Frame 2 runs from its start to the delimiter before frame 3, over the delimiter in its own colour table.
+    assert spans == grown(SAMPLE_SPANS, 2, 40 * insert)
+    assert [p for i, p in enumerate(pieces(data, spans)) if i != 2] == \
+        [p for i, p in enumerate(pieces(SAMPLE, SAMPLE_SPANS)) if i != 2]
+    with pytest.raises(GifFormatError) as info:
+        split_bytes(data, chunk_size=chunk_size)
+    assert info.value.frame == 2 and info.value.offset >= frame.offset
+
+
+def test_a_walk_in_step_with_the_next_frames_is_refused_at_the_first():
+    frame, after = SAMPLE_SPANS[2], SAMPLE_SPANS[3]
+    data = damage(SAMPLE, frame.offset + frame.length // 2, GARBAGE["in step"], insert=False)
+    with pytest.raises(GifFormatError) as info:
+        split_bytes(data)
+    assert str(info.value) == (f"frame 2 at byte {frame.offset}: expected the frame to end at the delimiter at byte "
+                               f"{frame.offset + frame.length}, which a whole image follows at byte {after.offset}; "
+                               "got blocks that run on past it: corrupt or truncated before it?")
+
+
+@pytest.mark.parametrize("trailing", [True, False])
+def test_damage_in_the_last_frame_runs_to_the_end_of_the_data(trailing):
+    data = SAMPLE if trailing else SAMPLE[:-len(NL4)]
+    last = SAMPLE_SPANS[-1]
+    data = damage(data, last.offset + last.length // 2, GARBAGE["breaking"], insert=True)
+    # A trailing delimiter is not part of the damaged frame.
+    assert split_bytes(data, on_error="skip", chunk_size=1000) == grown(SAMPLE_SPANS, 31, 40)
+
+
+def test_damage_over_a_delimiter_makes_one_piece_of_the_two_frames():
+    two, three, four = SAMPLE_SPANS[2:5]
+    data = damage(SAMPLE, three.offset - 20, GARBAGE["breaking"], insert=False)
+    spans = split_bytes(data, on_error="skip", chunk_size=1000)
+    merged = Span(2, two.offset, four.offset - len(NL4) - two.offset)
+    assert spans == [*SAMPLE_SPANS[:2], merged, *(Span(s.index - 1, s.offset, s.length) for s in SAMPLE_SPANS[4:])]
+
+
+def test_a_piece_after_the_damage_is_more_of_it_unless_an_image_begins_it():
+    good, bad = make_gif(6, 5, seed=1, palette=newline_palette()), make_gif(7, 7, seed=2)[:-20]
+    garbage = b"\x00\x01 not an image"
+    data = image_data([good, garbage, bad, garbage, good, bad])
+    spans = split_bytes(data, on_error="skip", chunk_size=16)
+    # The garbage after an intact frame is a piece of its own; after a damaged one it may be more of that frame.
+    assert pieces(data, spans) == [good, garbage, bad + NL4 + garbage, good, bad]
+
+
+def test_resynchronising_holds_about_one_chunk(tmp_path):
+    """After a frame that fails at once, the scan for the next image reads on in chunks, keeping none."""
+    broken = b"GIF89a\x04\x00\x04\x00\x00\x00\x00\x99"  # no colour table, then an unknown block
+    path = tmp_path / "junk.img"
+    path.write_bytes(image_data([broken, *[b"junk " * 200] * 2000, make_gif(4, 4)]))
+    chunk = 64 * 1024
+    with open(path, "rb") as f:
+        tracemalloc.start()
+        lengths = [s.length for s in split_frames(f, chunk_size=chunk, on_error="skip")]
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert lengths == [path.stat().st_size - len(make_gif(4, 4)) - 2 * len(NL4), len(make_gif(4, 4))]
+    assert path.stat().st_size > 20 * chunk and peak < 4 * chunk, (path.stat().st_size, peak)
+
+
+def test_a_truncated_frame_reads_little_further_than_the_next_frame():
+    """A walk that runs on is stopped by the first whole frame after a delimiter, not by the end of the data."""
+    frames = [make_gif(16, 12, seed=i) for i in range(3)]
+    f = CountingReader(image_data([frames[0], frames[1][:-40], *[frames[2]] * 3000]))
+    spans = list(split_frames(f, chunk_size=1000, on_error="skip"))
+    assert len(spans) == 3002 and spans[1].length == len(frames[1]) - 40
+    assert f.largest <= 4 * len(frames[2]) + 2000

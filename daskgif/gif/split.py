@@ -13,6 +13,10 @@ Rules, in order:
   trailing delimiter, no trailing delimiter and a stray newline all work.
 - After a walked frame comes the delimiter, or whitespace and the end of the data;
   anything else is an error (a frame that is longer than its structure says).
+- A walk that runs over a delimiter followed by a *whole* image (a GIF or PNG walked to
+  the next delimiter) is an error: the frame is corrupt or truncated before that
+  delimiter.  Damaged blocks can send a walk on over the next frames, even in step
+  with their blocks to a later frame's trailer; this keeps them from being swallowed.
 - A piece that does not begin with a known image signature is an error: the splitter
   refuses a data file it cannot delimit reliably instead of handing garbage on.
 - Errors are :class:`~daskgif.errors.GifFormatError` naming the frame index and the
@@ -22,23 +26,29 @@ Rules, in order:
   delimiters went through a text-mode copy still splits.  CR and LF bytes *inside* a
   walked frame never cut it.
 - With ``on_error="skip"`` a piece that cannot be walked (not an image, truncated,
-  corrupt, too large, followed by junk) is not an error: it ends at the next delimiter
-  and its span is yielded as it is, for the frame's own task to refuse and report.
-  Only a stream with no frame at all still raises.
+  corrupt, too large, followed by junk) is not an error: the split resynchronises at
+  the next delimiter that is followed (past separators) by an image signature, or by
+  nothing but separators to the end of the data, or at the end of the data.  The
+  damaged piece ends there and its span is yielded as it is, for the frame's own task
+  to refuse and report; every intact frame after it is kept.  A delimiter inside the
+  damaged bytes (in a colour table, say) does not end the piece, nor does one after
+  it that is followed by something other than an image: damage cannot tell a garbage
+  piece from more of the damaged frame.  Only a stream with no frame at all still raises.
 
 The stream is read in chunks: memory holds about one frame plus one chunk, whatever
-the size of the file.
+the size of the file (two frames while a damaged frame is walked; one chunk while
+resynchronising after it).
 """
 
 from __future__ import annotations
 
 import io
-from array import array
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, BinaryIO, NamedTuple, overload
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from daskgif.errors import GifFormatError
 from daskgif.gif.parse import Incomplete, gif_length
+from daskgif.gif.spans import Span, Spans
 
 __all__ = ["Span", "Spans", "split_frames", "split_bytes", "image_kind"]
 
@@ -48,95 +58,6 @@ MAGIC = (
     (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (PNG_SIGNATURE, "PNG"), (b"\xff\xd8\xff", "JPEG"),
     (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x01\x00", "ICO"),
 )
-
-
-class Span(NamedTuple):
-    """Where frame *index* lies in the stream: ``length`` bytes from ``offset``."""
-
-    index: int
-    offset: int
-    length: int
-
-
-class Spans(Sequence[Span]):
-    """Consecutive frame spans, kept compact: two arrays of 64-bit integers, not a tuple per frame.
-
-    A million spans take 16 MB here, and pickle as two byte strings, where a
-    list of a million :class:`Span` tuples takes over 100 MB.  Item *i* is the
-    span of frame ``first + i``; a slice is a ``Spans`` of its own, so a batch
-    of frames travels as its own small piece.
-
-    >>> spans = Spans.from_spans([Span(0, 0, 35), Span(1, 39, 35), Span(2, 78, 40)])
-    >>> spans[1], len(spans), list(spans[1:]) == [Span(1, 39, 35), Span(2, 78, 40)]
-    (Span(index=1, offset=39, length=35), 3, True)
-    >>> spans[1:] == [Span(1, 39, 35), Span(2, 78, 40)], spans[2:].first
-    (True, 2)
-    """
-
-    __slots__ = ("first", "offsets", "lengths")
-
-    def __init__(self, first: int = 0, offsets: array | None = None, lengths: array | None = None):
-        self.first = first
-        self.offsets = array("q") if offsets is None else offsets
-        self.lengths = array("q") if lengths is None else lengths
-
-    @classmethod
-    def from_spans(cls, spans: Iterable[Span]) -> Spans:
-        """Gather consecutive *spans* (indices counting up by one from the first's)."""
-        out = None
-        for span in spans:
-            if out is None:
-                out = cls(span.index)
-            out.append(span)
-        return cls() if out is None else out
-
-    def append(self, span: Span) -> None:
-        """Add the span of the next frame."""
-        if span.index != self.first + len(self.offsets):
-            raise ValueError(f"spans must be consecutive: expected index {self.first + len(self.offsets)}, "
-                             f"got {span.index}")
-        self.offsets.append(span.offset)
-        self.lengths.append(span.length)
-
-    def __len__(self) -> int:
-        return len(self.offsets)
-
-    @overload
-    def __getitem__(self, i: int) -> Span: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> Spans: ...
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            start, stop, step = i.indices(len(self))
-            if step != 1:
-                return [self[j] for j in range(start, stop, step)]
-            return Spans(self.first + start, self.offsets[start:stop], self.lengths[start:stop])
-        n = len(self.offsets)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"span index out of range: {i} of {n}")
-        return Span(self.first + i, self.offsets[i], self.lengths[i])
-
-    def __iter__(self) -> Iterator[Span]:
-        return map(Span, range(self.first, self.first + len(self.offsets)), self.offsets, self.lengths)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Spans):
-            return (self.first, self.offsets, self.lengths) == (other.first, other.offsets, other.lengths)
-        if isinstance(other, (list, tuple)):
-            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __reduce__(self) -> Any:
-        return (Spans, (self.first, self.offsets, self.lengths))
-
-    def __repr__(self) -> str:
-        return f"<Spans: {len(self)} frames from index {self.first}>"
 
 
 def image_kind(head: bytes) -> str | None:
@@ -202,19 +123,25 @@ def png_length(buf: bytes | bytearray | memoryview, start: int = 0) -> int:
 
 
 class _Buffer:
-    """A window on a stream: ``buf`` holds the bytes from absolute offset ``base`` on."""
+    """A window on a stream: ``buf`` holds the bytes from absolute offset ``base`` on.
+
+    ``hold`` is the lowest offset still needed (the start of the piece being read):
+    reading more never drops it, so a failed walk can be rescanned from there.
+    """
 
     def __init__(self, f: BinaryIO, chunk_size: int):
         self.f, self.chunk_size = f, chunk_size
         self.buf = bytearray()
         self.base = 0
+        self.hold = 0
         self.eof = False
 
     def more(self, keep: int, at_least: int = 0) -> None:
-        """Drop the bytes before absolute offset *keep* and read at least one more chunk.
+        """Drop the bytes before absolute offset *keep* (never those from ``hold`` on) and read at least one more chunk.
 
         Compacting only here, once per read, keeps the cost linear in the stream size.
         """
+        keep = max(self.base, min(keep, self.hold))
         del self.buf[:keep - self.base]
         self.base = keep
         data = self.f.read(max(self.chunk_size, at_least))
@@ -246,7 +173,8 @@ def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int
         Refuse a GIF whose logical screen is larger than this many pixels.
     on_error : {"raise", "skip"}, optional
         What a piece that cannot be walked does: raise, or end at the next
-        delimiter and be yielded all the same (its reader refuses it later).
+        delimiter followed by an image signature and be yielded all the same
+        (its reader refuses it later).
 
     Yields
     ------
@@ -256,8 +184,9 @@ def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int
     Raises
     ------
     GifFormatError
-        A frame that is not an image, is truncated, or is followed by something other
-        than the delimiter (with ``on_error="raise"``); or a stream with no frames at all.
+        A frame that is not an image, is truncated, runs on over a delimiter and a whole
+        image, or is followed by something other than the delimiter (with
+        ``on_error="raise"``); or a stream with no frames at all.
 
     Examples
     --------
@@ -278,31 +207,126 @@ def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int
     stream = _Buffer(f, chunk_size)
     index = pos = 0  # pos, start and end are absolute offsets in the stream
     while True:
+        stream.hold = pos
         pos = _skip_separators(stream, pos, delimiters)
         if pos is None:
             break
-        start = pos
-        rel = stream.ensure(start, 12)
-        kind = image_kind(stream.buf[rel:rel + 12])
+        start = stream.hold = pos
         try:
-            if kind is None:
-                raise GifFormatError(unknown_signature(stream.buf[rel:rel + 12]), start, index)
-            if kind in ("GIF", "PNG"):
-                end = _walk(stream, start, kind, index, max_pixels)
-                pos = _after_frame(stream, end, delimiters, index)
-            else:
-                end = pos = _find_delimiter(stream, start, delimiters)
+            end, pos = _read_frame(stream, start, delimiters, index, max_pixels)
         except GifFormatError as e:
             if on_error != "skip":
                 raise _explain(e, stream, start, delimiters) from None
-            # Cut where a plain split would: the frame's own task reads the piece and reports it.
-            end = pos = _find_delimiter(stream, start, delimiters)
+            # The frame's own task reads the damaged piece and reports it; the next frame is kept.
+            end = pos = _resync(stream, start, delimiters)
         yield Span(index, start, end - start)
         index += 1
     if not index:
         size = stream.base + len(stream.buf)
         got = "an empty stream" if not size else "only delimiters and whitespace"
         raise GifFormatError(f"no frames found in {size} bytes: expected an image signature, got {got}", size, 0)
+
+
+def _read_frame(stream: _Buffer, start: int, delimiters: tuple[bytes, ...], index: int,
+                max_pixels: int | None) -> tuple[int, int]:
+    """Read the frame at *start*; return its end and the offset after its delimiter."""
+    rel = stream.ensure(start, 12)
+    kind = image_kind(stream.buf[rel:rel + 12])
+    if kind is None:
+        raise GifFormatError(unknown_signature(stream.buf[rel:rel + 12]), start, index)
+    if kind not in ("GIF", "PNG"):
+        end = _find_delimiter(stream, start, delimiters)
+        return end, end
+    end = _walk(stream, start, kind, index, max_pixels, delimiters)
+    return end, _after_frame(stream, end, delimiters, index)
+
+
+def _resync(stream: _Buffer, start: int, delimiters: tuple[bytes, ...]) -> int:
+    """Return where the damaged piece at *start* ends: at the first delimiter followed, past separators,
+    by an image signature or the end of the data (else at the end of the data).
+
+    A delimiter in the damaged frame's colour table is followed by more of it, not by
+    a signature.  About a chunk is held while scanning, however long the damage.
+    """
+    search = start
+    while True:
+        stream.hold = search
+        cut = _find_delimiter(stream, search, delimiters)
+        stream.hold = cut
+        after = _skip_separators(stream, cut, delimiters)
+        if after is None:
+            return cut
+        rel = stream.ensure(after, 12)
+        if image_kind(stream.buf[rel:rel + 12]) is not None:
+            return cut
+        search = after
+
+
+def _refuse_frame_inside(stream: _Buffer, start: int, end: int, delimiters: tuple[bytes, ...], index: int,
+                         max_pixels: int | None, open_end: bool = False) -> None:
+    """Refuse the frame at *start*, walked up to *end* (and on past it, with *open_end*), if a delimiter
+    and a whole image lie inside it: a corrupt frame's walk would swallow the frames after it."""
+    found = frame_inside(stream.buf, start - stream.base, end - stream.base, delimiters, max_pixels,
+                         open_end=open_end)
+    if found is not None:
+        cut, image = (stream.base + i for i in found)
+        raise GifFormatError(f"expected the frame to end at the delimiter at byte {cut}, which a whole image "
+                             f"follows at byte {image}; got blocks that run on past it: corrupt or truncated "
+                             f"before it?", start, index)
+
+
+def frame_inside(buf: bytes | bytearray, start: int, end: int, delimiters: tuple[bytes, ...],
+                 max_pixels: int | None = None, *, open_end: bool = False) -> tuple[int, int] | None:
+    """Find a delimiter inside the frame ``buf[start:end]`` followed by a whole GIF or PNG; return both offsets.
+
+    "Whole" means walked, within *end*, to a delimiter, or to *end* itself unless
+    *open_end* (the frame goes on past *end*).  Four newline bytes inside a frame
+    are common; four newlines and then a complete image are not.  Returns None
+    when there is no such delimiter.
+
+    >>> from daskgif.gif.encode import encode_gif
+    >>> gif = encode_gif(1, 1, b"\\n" * 6, bytes(1))  # a colour table of six newlines
+    >>> frame_inside(gif, 0, len(gif), (b"\\n\\n\\n\\n",)) is None
+    True
+    >>> two = gif[:-1] + b"\\n\\n\\n\\n" + gif  # the first lost its trailer: it runs on over the second
+    >>> frame_inside(two, 0, len(two), (b"\\n\\n\\n\\n",)) == (len(gif) - 1, len(gif) + 3)
+    True
+    >>> frame_inside(two, 0, len(two), (b"\\n\\n\\n\\n",), open_end=True) is None  # no delimiter after it yet
+    True
+    """
+    found = {d: buf.find(d, start + 1, end) for d in delimiters}
+    while True:
+        cut = min((i for i in found.values() if i >= 0), default=-1)
+        if cut < 0:
+            return None
+        image = _past_separators(buf, cut, end, delimiters)
+        if image_kind(buf[image:image + 12]) in ("GIF", "PNG") and \
+                _whole_image(bytes(buf[image:end]), delimiters, max_pixels, open_end):
+            return cut, image
+        search = max(image, cut + 1)  # a form not found before is not found after: search again only the others
+        found = {d: buf.find(d, search, end) if 0 <= i < search else i for d, i in found.items()}
+
+
+def _past_separators(buf: bytes | bytearray, pos: int, end: int, delimiters: tuple[bytes, ...]) -> int:
+    """Return the offset of the first byte at or after *pos*, before *end*, that no separator covers."""
+    while pos < end:
+        if buf[pos] in WHITESPACE:
+            pos += 1
+            continue
+        found = next((d for d in delimiters if buf.startswith(d, pos)), None)
+        if found is None:
+            break
+        pos += len(found)
+    return pos
+
+
+def _whole_image(piece: bytes, delimiters: tuple[bytes, ...], max_pixels: int | None, open_end: bool) -> bool:
+    """Whether the GIF or PNG *piece* begins with walks to a delimiter, or to its end unless *open_end*."""
+    try:
+        stop = gif_length(piece, max_pixels=max_pixels) if image_kind(piece) == "GIF" else png_length(piece)
+    except GifFormatError:  # Incomplete too: an image that runs past *piece* is not whole in it
+        return False
+    return (stop == len(piece) and not open_end) or any(piece.startswith(d, stop) for d in delimiters)
 
 
 def _explain(e: GifFormatError, stream: _Buffer, start: int, delimiters: tuple[bytes, ...]) -> GifFormatError:
@@ -340,7 +364,7 @@ def _find_delimiter(stream: _Buffer, start: int, delimiters: tuple[bytes, ...]) 
         if stream.eof:
             return stream.base + len(stream.buf)
         search = max(start, stream.base + len(stream.buf) - longest + 1)
-        stream.more(start)
+        stream.more(search)
 
 
 def _skip_separators(stream: _Buffer, pos: int, delimiters: tuple[bytes, ...]) -> int | None:
@@ -348,33 +372,41 @@ def _skip_separators(stream: _Buffer, pos: int, delimiters: tuple[bytes, ...]) -
     need = max(max(len(d) for d in delimiters), 12)
     while True:
         rel = stream.ensure(pos, need)
-        buf = stream.buf
-        if rel >= len(buf):
-            return None
-        if buf[rel] in WHITESPACE:
-            pos += 1
-            continue
-        found = next((d for d in delimiters if buf.startswith(d, rel)), None)
-        if found is None:
-            return pos
-        pos += len(found)
+        held = len(stream.buf)
+        past = _past_separators(stream.buf, rel, held, delimiters)
+        pos = stream.base + past
+        if past + need <= held or stream.eof:  # else a delimiter may run past the bytes held
+            return pos if past < held else None
 
 
-def _walk(stream: _Buffer, start: int, kind: str, index: int, max_pixels: int | None) -> int:
-    """Walk the GIF or PNG at *start* to its end, reading more as needed; return its end."""
+def _walk(stream: _Buffer, start: int, kind: str, index: int, max_pixels: int | None,
+          delimiters: tuple[bytes, ...]) -> int:
+    """Walk the GIF or PNG at *start* to its end, reading more as needed; return its end.
+
+    Whether the walk ends, fails or needs more bytes, a delimiter followed by a whole
+    image inside what it has walked makes it fail (see :func:`frame_inside`): that
+    is where a corrupt frame should have ended, and it is caught as soon as the
+    bytes held show it, so a corrupt frame reads little further than the next one.
+    """
     while True:
-        rel = start - stream.base
+        rel, held = start - stream.base, stream.base + len(stream.buf)
         try:
-            if kind == "GIF":
-                return stream.base + gif_length(stream.buf, rel, max_pixels=max_pixels)
-            return stream.base + png_length(stream.buf, rel)
+            end = stream.base + (gif_length(stream.buf, rel, max_pixels=max_pixels) if kind == "GIF"
+                                 else png_length(stream.buf, rel))
         except Incomplete as e:
+            _refuse_frame_inside(stream, start, held, delimiters, index, max_pixels, open_end=not stream.eof)
             if stream.eof:
                 raise GifFormatError(e.message, e.offset).locate(index, stream.base) from None
             # Read at least as much again as is held, so a big frame is walked O(log n) times.
             stream.more(start, len(stream.buf) - rel)
+            continue
         except GifFormatError as e:
-            raise e.locate(index, stream.base) from None
+            located = e.locate(index, stream.base)
+            _refuse_frame_inside(stream, start, min(located.offset, held), delimiters, index, max_pixels,
+                                 open_end=True)
+            raise located from None
+        _refuse_frame_inside(stream, start, end, delimiters, index, max_pixels)
+        return end
 
 
 def _after_frame(stream: _Buffer, end: int, delimiters: tuple[bytes, ...], index: int) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from daskgif.core.state import FAILED, MappedStates, iter_states
+from daskgif.core.state import FAILED, SKIPPED, SUCCESS, MappedStates, State, iter_states
 
 __all__ = ["Result", "iter_states"]
 
@@ -55,6 +55,30 @@ class Result:
         return self.finished - self.started
 
     @property
+    def frames_in(self) -> int | None:
+        """Frames the input held: the spans the split found, every one counted by its ``write-frame``.
+
+        ``None`` when no frame was counted (a run that failed before its frames were mapped).
+        """
+        mapped = self._mapped()
+        return None if mapped is None else mapped.total
+
+    @property
+    def frames_written(self) -> int:
+        """Frames written to ``frames_dir`` (or kept there from an earlier run): the clip's, when the run succeeded."""
+        mapped = self._mapped()
+        return 0 if mapped is None else mapped.counts.get(SUCCESS, 0)
+
+    def skipped_frames(self) -> list[State]:
+        """Return the state of every skipped frame, by index: each message says why it was dropped."""
+        mapped = self._mapped()
+        return [] if mapped is None else [mapped[i] for i in mapped if mapped[i].state == SKIPPED]
+
+    def _mapped(self) -> MappedStates | None:
+        """The states of the per-frame task (the one mapped task of a run)."""
+        return next((found for found in self.states.values() if isinstance(found, MappedStates)), None)
+
+    @property
     def reused(self) -> int:
         """Frames kept from an earlier run's ``frames_dir`` instead of being written again."""
         return sum(found.reused for found in self.states.values() if isinstance(found, MappedStates))
@@ -65,7 +89,8 @@ class Result:
                 for name, found in self.states.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the result as JSON-able data: ``ok``, ``out``, ``frames``, ``states``, start, end and duration."""
+        """Return the result as JSON-able data: ``ok``, ``out``, ``frames`` (with ``frames_in`` and
+        ``frames_written``, their counts), ``states``, start, end and duration."""
 
         def plain(found: Any) -> Any:
             return found.to_dict()
@@ -75,6 +100,8 @@ class Result:
             "out": self.path,
             "size": self.size,
             "frames": self.frames.to_json() if hasattr(self.frames, "to_json") else list(self.frames),
+            "frames_in": self.frames_in,
+            "frames_written": self.frames_written,
             "reused": self.reused,
             "states": {name: plain(found) for name, found in self.states.items()},
             "started": self.started,
@@ -96,8 +123,9 @@ class Result:
             for s in iter_states(self.states) if s.state == FAILED
         )
         status = "succeeded" if self.ok else "FAILED"
+        of = "" if self.frames_in in (None, len(self.frames)) else f" of {self.frames_in}"
         return (
-            f"<div><p><b>daskgif run {status}</b>: {len(self.frames)} frames to "
+            f"<div><p><b>daskgif run {status}</b>: {len(self.frames)}{of} frames to "
             f"<code>{html.escape(str(self.path))}</code> in {self.duration:.2f} s</p>"
             f"{self.gif_html()}"
             f"<table><tr><th>task</th><th>states</th></tr>{rows}</table>"
