@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import json
 import logging
@@ -10,68 +9,73 @@ import os
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from daskgif.redact import MaskingFilter, mask
 
+if TYPE_CHECKING:
+    from daskgif.pipeline.parameters import Parameter
+
 __all__ = ["main"]
 
 
-def parse_json_object(ctx: click.Context, param: click.Parameter, value: str | None) -> dict | None:
-    """``--storage-options '{"anon": true}'`` as a dict."""
-    if value is None:
-        return None
-    try:
-        found = json.loads(value)
-    except json.JSONDecodeError as e:
-        raise click.BadParameter(f"must be a JSON object, got {value!r} ({e.msg})") from None
-    if not isinstance(found, dict):
-        raise click.BadParameter(f"must be a JSON object, got {value!r}")
-    return found
+class KindType(click.ParamType):
+    """A click type made from a parameter of the table: its kind reads the text and checks the value."""
+
+    def __init__(self, parameter: Parameter):
+        self.parameter = parameter
+        self.name = parameter.metavar or parameter.kind.metavar
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return self.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        kind = self.parameter.kind
+        found = kind.from_text(value) if isinstance(value, str) else value
+        reason = kind.reason(found)
+        if reason is not None:
+            self.fail(reason, param, ctx)
+        return found
 
 
-def parse_bytes(ctx: click.Context, param: click.Parameter, value: str | None) -> bytes | None:
-    r"""``--delimiter '\r\n\r\n'``: Python escapes allowed."""
-    if value is None:
-        return None
-    try:
-        return codecs.escape_decode(value.encode("utf-8"))[0]
-    except ValueError as e:
-        raise click.BadParameter(f"must be text with Python escapes such as '\\n', got {value!r} ({e})") from None
+def table_option(parameter: Parameter, flag: str | None = None) -> Any:
+    """The click option of a parameter of the table (:mod:`daskgif.pipeline.parameters`); *flag* renames it.
 
-
-def parse_frames_per_task(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
-    if value is None or value == "auto":
-        return value
-    if value.isdigit() and int(value) > 0:
-        return int(value)
-    raise click.BadParameter(f"must be 'auto' or a positive integer, got {value!r}")
+    A default in bytes is written as text (Python escapes), read as typed text is; a default
+    that comes from ``dask.config`` is named in the help.
+    """
+    flag = flag or parameter.flag
+    if isinstance(parameter.default, bool):
+        return click.option(flag, parameter.name, is_flag=True, default=False, help=parameter.help)
+    shown = parameter.shown_default
+    if parameter.config is not None:
+        return click.option(flag, parameter.name, type=KindType(parameter), default=None,
+                            help=f"{parameter.help} Default: {shown}.")
+    default = shown if isinstance(parameter.default, bytes) else parameter.default
+    return click.option(flag, parameter.name, type=KindType(parameter), default=default, help=parameter.help,
+                        show_default=shown is not None)
 
 
 def graph_options(func: Any, out_flag: str = "--out") -> Any:
-    """The options shared by every command that builds a graph (``run``, ``graph``).
+    """The options shared by every command that builds a graph (``run``, ``graph``), one per data parameter.
 
     *out_flag* names the GIF option: ``graph`` keeps ``--out`` for its picture.
     """
-    options = [
-        click.option("--url", default=None, help="Image-data file to fetch (any fsspec URL). Default: the embedded sample."),
-        click.option("--data-file", default="image-data.img", show_default=True, help="Where the fetched file is kept."),
-        click.option(out_flag, "out", default="clip.gif", show_default=True, help="The animated GIF to write."),
-        click.option("--frames-dir", default=None, help="Folder for frame_00.gif, frame_01.gif, ... Default: frames/ next to the GIF."),
-        click.option("--duration", default=100, show_default=True, type=click.IntRange(0, 655350), help="Milliseconds per frame."),
-        click.option("--loop", default=0, show_default=True, type=click.IntRange(0, 65535), help="Times to play; 0 loops forever."),
-        click.option("--retries", default=2, show_default=True, type=click.IntRange(0), help="Retries of each I/O task."),
-        click.option("--retry-delay", default=10.0, show_default=True, type=click.FloatRange(0), help="Seconds between retries."),
-        click.option("--force", is_flag=True, help="Fetch again even if the data file exists."),
-        click.option("--on-error", type=click.Choice(["raise", "skip"]), default=None, help="Fail on an unreadable frame, or drop it. Default: daskgif.on-error."),
-        click.option("--delimiter", default=None, callback=parse_bytes, help="What separates frames, with Python escapes. Default: '\\n\\n\\n\\n'."),
-        click.option("--frames-per-task", default=None, callback=parse_frames_per_task, help="Frames written by one write-frame task: a number or 'auto'. Default: daskgif.frames-per-task."),
-        click.option("--storage-options", default=None, callback=parse_json_object, metavar="JSON", help="fsspec options for every path, as a JSON object."),
-    ]
-    for option in reversed(options):
-        func = option(func)
+    from daskgif.pipeline.parameters import PARAMETERS
+
+    for parameter in reversed([p for p in PARAMETERS if p.data]):
+        func = table_option(parameter, out_flag if parameter.name == "out" else None)(func)
+    return func
+
+
+def schedule_options(func: Any) -> Any:
+    """The options of a run on a schedule (``--every``, ``--cron``, ...), from the table's :data:`SCHEDULE`."""
+    from daskgif.pipeline.parameters import SCHEDULE
+
+    for parameter in reversed(SCHEDULE):
+        func = table_option(parameter)(func)
     return func
 
 
@@ -88,7 +92,7 @@ def from_file(ctx: click.Context, path: str | None) -> dict[str, Any]:
         return {}
     from click.core import ParameterSource
 
-    from daskgif.pipeline.parameters import load_params
+    from daskgif.pipeline.paramfile import load_params
 
     try:
         found = load_params(path)
@@ -102,14 +106,15 @@ def from_file(ctx: click.Context, path: str | None) -> dict[str, Any]:
     return {name: value for name, value in found.items() if ctx.get_parameter_source(name) in defaults}
 
 
-def graph_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    """Turn parsed options into ``build_graph`` arguments."""
-    names = ("url", "data_file", "out", "frames_dir", "duration", "loop", "retries", "force", "on_error",
-             "storage_options", "frames_per_task", "delimiter")
-    kwargs = {name: params[name] for name in names if params.get(name) is not None}
-    delay = params["retry_delay"]
-    kwargs["retry_delay"] = int(delay) if float(delay).is_integer() else delay
-    return kwargs
+def graph_kwargs(params: dict[str, Any], found: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``build_graph`` arguments from parsed options, and from a file where no option was given.
+
+    Options left out (``None``) are left out, so ``build_graph`` applies its defaults.
+    """
+    from daskgif.pipeline.parameters import DATA
+
+    given = {**params, **(found or {})}
+    return {name: given[name] for name in DATA if given.get(name) is not None}
 
 
 def setup_logging(verbose: int) -> None:
@@ -145,17 +150,11 @@ def main(verbose: int) -> None:
 @click.option("--scheduler", default=None, help="sync, threads, processes, or the address of a running cluster (also DASK_SCHEDULER_ADDRESS). Default: a new local cluster.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the result, as one JSON object per run.")
 @click.option("--report", default=None, type=click.Path(dir_okay=False), help="Save Dask's performance report (self-contained HTML) of the run(s); needs a cluster.")
-@click.option("--every", default=None, metavar="DURATION", help="Run again every DURATION (24h, 30m, 10s, 1h30m, seconds), on one cluster.")
-@click.option("--cron", default=None, metavar="EXPR", help="Run on a cron schedule, e.g. '0 2 * * *', on one cluster.")
-@click.option("--cron-tz", default=None, metavar="ZONE", help="Time zone of --cron, e.g. Europe/Oslo. Default: the local one.")
-@click.option("--max-runs", type=click.IntRange(1), default=None, help="Stop a schedule after N runs. Default: until Ctrl-C/SIGTERM.")
-@click.option("--notify", default=None, metavar="URL", help="POST every run's result as JSON to this http(s) webhook.")
-@click.option("--history", default=None, metavar="FILE", help="Append one JSON line per run to FILE (any fsspec path).")
+@schedule_options
 @params_option
 @click.pass_context
 def run(ctx: click.Context, workers: int | None, threads_per_worker: int, scheduler: str | None, as_json: bool,
-        report: str | None, every: str | None, cron: str | None, cron_tz: str | None, max_runs: int | None,
-        notify: str | None, history: str | None, params_file: str | None, **params: Any) -> None:
+        report: str | None, params_file: str | None, **params: Any) -> None:
     """Run the pipeline and print a one-line summary (or the result as JSON).
 
     With --every or --cron it runs again and again on one cluster (one summary or
@@ -167,15 +166,17 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
     --params FILE reads any of these options (and build_graph's) from a YAML or
     JSON file, e.g. ``every: 24h``; an option given here overrides the file.
     """
+    from zoneinfo import ZoneInfo
+
     from daskgif.ops.cluster import LOCAL_SCHEDULERS, check_scheduler
     from daskgif.pipeline.graph import build_graph
+    from daskgif.pipeline.parameters import SCHEDULE
     from daskgif.pipeline.steps import check_outputs
-    from daskgif.ops.schedule import Cron, parse_duration
 
-    found = from_file(ctx, params_file)
-    every, cron, cron_tz = found.get("every", every), found.get("cron", cron), found.get("cron_tz", cron_tz)
-    max_runs, notify, history = found.get("max_runs", max_runs), found.get("notify", notify), found.get("history", history)
-    kwargs = graph_kwargs({**params, **{k: v for k, v in found.items() if k in params}})
+    given = {**params, **from_file(ctx, params_file)}  # each value checked by the table, as typed or as read
+    kwargs = graph_kwargs(given)
+    options = {p.name: given.get(p.name) for p in SCHEDULE}
+    every, cron, cron_tz = options["every"], options["cron"], options.pop("cron_tz")
     try:
         check_scheduler(scheduler)
         if report and scheduler in LOCAL_SCHEDULERS:
@@ -183,25 +184,15 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
                              f"drop --scheduler {scheduler}")
         if every is not None and cron is not None:
             raise ValueError("--every and --cron are mutually exclusive; give one of them")
-        if max_runs is not None and every is None and cron is None:
+        if options["max_runs"] is not None and every is None and cron is None:
             raise ValueError("--max-runs needs --every or --cron")
         if cron_tz is not None and cron is None:
             raise ValueError("--cron-tz needs --cron")
-        tz = zone(cron_tz) if cron_tz is not None else None
-        if every is not None:
-            parse_duration(every)
-        if cron is not None:
-            Cron(cron, tz)
-        if notify is not None:
-            from daskgif.ops.notify import check_url
-
-            check_url(notify)
         graph = build_graph(**kwargs)
         check_outputs(graph.params)  # clashing outputs are refused before a cluster starts or anything is fetched
     except (TypeError, ValueError) as e:
         raise click.UsageError(str(e), ctx) from e
-    options = {"every": every, "cron": cron, "tz": tz, "max_runs": max_runs, "notify": notify,
-               "history": history}
+    options["tz"] = None if cron_tz is None else ZoneInfo(cron_tz)
     tally, received = run_until_stopped(graph, kwargs, options, scheduler=scheduler, workers=workers,
                                        threads_per_worker=threads_per_worker, as_json=as_json, report=report,
                                        verbose=ctx.find_root().params.get("verbose", 0))
@@ -209,16 +200,6 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
         sys.exit(128 + received)
     if not tally["runs"] or tally["failed"]:
         sys.exit(1)
-
-
-def zone(name: str) -> Any:
-    """The time zone called *name* (``Europe/Oslo``, ``UTC``), or ``ValueError``."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"--cron-tz must be an IANA time zone such as Europe/Oslo or UTC, got {name!r}") from None
 
 
 def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any], *, scheduler: str | None,
@@ -234,8 +215,8 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
     import signal
 
     from daskgif.ops.cluster import ConnectError, connect
-    from daskgif.views.progress import Progress
     from daskgif.ops.schedule import run_schedule
+    from daskgif.views.progress import Progress
 
     stop = threading.Event()
     received: dict[str, int] = {}
@@ -408,8 +389,7 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
         else:
             if run_index is not None:
                 raise ValueError("--run-index needs --run")
-            found = from_file(ctx, params_file)
-            kwargs = graph_kwargs({**params, **{k: v for k, v in found.items() if k in params}})
+            kwargs = graph_kwargs(params, from_file(ctx, params_file))
             from daskgif.pipeline.graph import build_graph
 
             build_graph(**kwargs)  # validates the arguments as ``run`` does; builds, reads and writes nothing else

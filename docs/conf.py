@@ -1,9 +1,10 @@
 """Sphinx configuration for daskgif's documentation.
 
-Two directives are defined here so that the pages cannot drift from the code:
+Three directives are defined here so that the pages cannot drift from the code:
 ``daskgif-config`` tables every key of ``daskgif/daskgif.yaml`` with its
-comment and default, and ``daskgif-pipeline`` draws the pipeline with
-:func:`daskgif.views.pictures.draw_pipeline`.
+comment and default, ``daskgif-parameters`` the table of run parameters of
+:mod:`daskgif.pipeline.parameters`, and ``daskgif-pipeline`` draws the pipeline
+with :func:`daskgif.views.pictures.draw_pipeline`.
 
 The build is offline (CI has no network), so intersphinx cannot fetch Dask's
 inventories. Instead, references to Dask, distributed, fsspec and Python names
@@ -158,6 +159,22 @@ class ConfigTable(Directive):
         return node.children
 
 
+class ParameterTable(Directive):
+    """``.. daskgif-parameters:: run`` (or ``schedule``): the table of parameters, as declared in code."""
+
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        from daskgif.pipeline import parameters
+
+        table = {"run": parameters.PARAMETERS, "schedule": parameters.SCHEDULE}[self.arguments[0]]
+        self.state.document.settings.record_dependencies.add(parameters.__file__)
+        node = nodes.container()
+        self.state.nested_parse(StringList(parameters.render(table).splitlines(), source=parameters.__file__),
+                                self.content_offset, node)
+        return node.children
+
+
 class PipelinePicture(Graphviz):
     """``.. daskgif-pipeline::``: the picture ``daskgif graph`` draws for the defaults."""
 
@@ -176,10 +193,11 @@ class PipelinePicture(Graphviz):
 
 
 def escape_stars(app, ctx, lines: list[str]) -> None:
-    """Escape ``*`` in click help texts (a cron expression is not emphasis)."""
+    """Escape ``*`` and ``\\`` in click help texts (a cron expression is not emphasis, ``'\\r\\n'`` keeps its
+    backslashes); directives and literals are left as they are."""
     for i, line in enumerate(lines):
-        if not line.lstrip().startswith(".."):
-            lines[i] = line.replace("*", "\\*")
+        if not line.lstrip().startswith("..") and "``" not in line:
+            lines[i] = line.replace("\\", "\\\\").replace("*", "\\*")
 
 
 def resolve_reference(app, env, node, contnode):
@@ -214,4 +232,5 @@ def setup(app):
     app.connect("sphinx-click-process-options", escape_stars)
     app.connect("sphinx-click-process-description", escape_stars)
     app.add_directive("daskgif-config", ConfigTable)
+    app.add_directive("daskgif-parameters", ParameterTable)
     app.add_directive("daskgif-pipeline", PipelinePicture)

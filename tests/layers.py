@@ -18,7 +18,7 @@ PARTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "views": ("pictures, the progress line, the runs page",
               ("pipeline", "core", "storage", "gif", "base"), ("dask", "distributed", "tornado", "graphviz", "IPython")),
     "pipeline": ("parameters, steps and writers, the graph, frames, the result, reruns",
-                 ("core", "storage", "gif", "codec", "base"), ("dask", "distributed", "yaml", "IPython")),
+                 ("core", "storage", "gif", "codec", "base"), ("dask", "distributed", "yaml", "IPython", "croniter")),
     "core": ("Task, Skip, states, retry policy, tasks launching tasks, events: knows no pipeline",
              ("base",), ("dask", "distributed")),
     "storage": ("paths, files, fetch, lock: the one fsspec seam, the only part that opens files",

@@ -73,10 +73,10 @@ def test_storage_options_frames_per_task_and_delimiter_options(tmp_path):
                    "--frames-per-task", "2", "--storage-options", '{"auto_mkdir": true}', cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["frames"]) == 5
-    for args, words in [(["--storage-options", "[1]"], "must be a JSON object"),
-                        (["--storage-options", "{bad"], "must be a JSON object"),
+    for args, words in [(["--storage-options", "[1]"], "(as text: a JSON object), got '[1]'"),
+                        (["--storage-options", "{bad"], "(as text: a JSON object), got '{bad'"),
                         (["--frames-per-task", "0"], "'auto' or a positive integer"),
-                        (["--cron-tz", "Mars/Base"], "--cron-tz needs --cron"),
+                        (["--cron-tz", "UTC"], "--cron-tz needs --cron"),
                         (["--cron", "0 2 * * *", "--cron-tz", "Mars/Base"], "IANA time zone")]:
         bad = daskgif("run", "--scheduler", "sync", *args, cwd=tmp_path)
         assert bad.returncode == 2 and words in bad.stderr, (args, bad.stderr)

@@ -41,7 +41,7 @@ def html(tmp_path_factory) -> Path:
 def test_builds_without_warnings(html):
     pages = {p.name for p in html.glob("*.html")}
     assert {"index.html", "install.html", "quickstart.html", "concepts.html", "cluster.html", "configuration.html",
-            "cli.html", "api.html", "performance.html", "prefect.html", "changelog.html"} <= pages
+            "cli.html", "api.html", "performance.html", "prefect.html", "changelog.html", "parameters.html"} <= pages
 
 
 def test_every_config_key_is_documented(html):
@@ -67,6 +67,26 @@ def test_cli_page_lists_every_command_and_option(html):
                 continue
             for opt in param.opts:
                 assert f'id="cmdoption-daskgif-{name}-{opt.lstrip("-")}"' in page, f"{name} {opt}"
+
+
+def test_parameters_page_lists_the_parameters_of_build_graph_and_the_schedule(html):
+    import inspect
+
+    import daskgif
+    from daskgif.cli import run
+
+    page = (html / "parameters.html").read_text()
+    tables = re.findall(r"<table.*?</table>", page, re.S)
+    assert len(tables) == 2
+    names = [[text_of_cell(row) for row in re.findall(r"<tr[^>]*>\s*<td[^>]*>(.*?)</td>", table, re.S)]
+             for table in tables]
+    assert names[0] == list(inspect.signature(daskgif.build_graph).parameters)
+    assert set(names[1]) == {p.name for p in run.params} - set(names[0]) - {
+        "workers", "threads_per_worker", "scheduler", "as_json", "report", "params_file"}
+
+
+def text_of_cell(cell: str) -> str:
+    return " ".join(html_module.unescape(re.sub(r"<[^>]+>", " ", cell)).split())
 
 
 def test_api_page_documents_the_names_users_import(html):

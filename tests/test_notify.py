@@ -70,7 +70,7 @@ def test_secret_path_is_not_logged(http_server, caplog):
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://host/x", "http://", "hooks.example.com", None])
 def test_only_http_urls(url, caplog):
-    with pytest.raises(ValueError, match="notify URL must be http"):
+    with pytest.raises(ValueError, match="notify must be an http:// or https:// URL"):
         check_url(url)
     assert post_result(url, {}) is False and "Notification not sent" in caplog.text
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 from PIL import Image
 
 from daskgif import build_graph
-from daskgif.pipeline.parameters import ALLOWED, GRAPH_KEYS, SCHEDULE_KEYS, check_params, load_params
+from daskgif.pipeline.paramfile import ALLOWED, check_params, load_params
+from daskgif.pipeline.parameters import SCHEDULE
 
 
 def daskgif(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -22,8 +24,8 @@ def daskgif(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_a_file_may_give_every_build_graph_parameter():
     names = set(inspect.signature(build_graph).parameters) - {"on_state"}
-    assert set(GRAPH_KEYS) == names
-    assert set(SCHEDULE_KEYS) == {"every", "cron", "cron_tz", "max_runs", "notify", "history"}
+    assert set(ALLOWED) == names | {"every", "cron", "cron_tz", "max_runs", "notify", "history"}
+    assert [p.name for p in SCHEDULE] == ["every", "cron", "cron_tz", "max_runs", "notify", "history"]
 
 
 def test_values_are_checked_and_converted():
@@ -47,21 +49,21 @@ def test_an_unknown_key_is_named_with_the_allowed_ones():
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("duration", 700000, "parameter 'duration' must be an integer from 0 to 655350, got 700000"),
-    ("loop", "2", "parameter 'loop' must be an integer from 0 to 65535, got '2'"),
-    ("retries", True, "parameter 'retries' must be a non-negative integer, got True"),
-    ("retry_delay", -1, "parameter 'retry_delay' must be a non-negative number of seconds, got -1"),
-    ("force", "yes please", "parameter 'force' must be true or false"),
-    ("storage_options", "anon", "parameter 'storage_options' must be a mapping of fsspec options"),
-    ("delimiter", "", "parameter 'delimiter' must be non-empty text"),
-    ("on_error", "ignore", "parameter 'on_error' must be one of 'raise', 'skip', got 'ignore'"),
-    ("frames_per_task", 0, "parameter 'frames_per_task' must be 'auto' or a positive integer, got 0"),
-    ("every", "30 minutes", "parameter 'every' must look like '24h'"),
-    ("cron", "at two", "parameter 'cron' must be a cron expression"),
-    ("cron_tz", "Mars/Olympus", "parameter 'cron_tz' must be an IANA time zone"),
-    ("max_runs", 0, "parameter 'max_runs' must be a positive integer, got 0"),
-    ("notify", "file:///etc/passwd", "parameter 'notify' must be http:// or https://"),
-    ("out", 3, "parameter 'out' must be a non-empty string, got 3"),
+    ("duration", 700000, "duration must be a non-negative integer up to 655350, got 700000"),
+    ("loop", "2", "loop must be a non-negative integer up to 65535, got '2'"),
+    ("retries", True, "retries must be a non-negative integer, got True"),
+    ("retry_delay", -1, "retry_delay must be a non-negative number of seconds, got -1"),
+    ("force", "yes please", "force must be true or false"),
+    ("storage_options", "anon", "storage_options must be a mapping of fsspec options"),
+    ("delimiter", "", "delimiter must be non-empty bytes"),
+    ("on_error", "ignore", "on_error must be 'raise' or 'skip', got 'ignore'"),
+    ("frames_per_task", 0, "frames_per_task must be 'auto' or a positive integer, got 0"),
+    ("every", "30 minutes", "every must be a positive duration such as '24h'"),
+    ("cron", "at two", "cron must be a cron expression"),
+    ("cron_tz", "Mars/Olympus", "cron_tz must be an IANA time zone"),
+    ("max_runs", 0, "max_runs must be a positive integer, got 0"),
+    ("notify", "file:///etc/passwd", "notify must be an http:// or https:// URL"),
+    ("out", 3, "out must be a non-empty string, got 3"),
 ])
 def test_a_bad_value_is_named_by_its_key(key, value, message):
     with pytest.raises(ValueError) as info:
@@ -144,7 +146,7 @@ def test_a_bad_key_in_the_file_is_a_usage_error(tmp_path):
 def test_a_bad_value_in_the_file_is_a_usage_error(tmp_path):
     (tmp_path / "run.yaml").write_text("every: 30 minutes\n")
     done = daskgif("run", "--params", "run.yaml", "--scheduler", "sync", cwd=tmp_path)
-    assert done.returncode == 2 and "Error: run.yaml: parameter 'every' must look like '24h'" in done.stderr
+    assert done.returncode == 2 and "Error: run.yaml: every must be a positive duration such as '24h'" in done.stderr
     (tmp_path / "run.yaml").write_text("every: 1h\ncron: 0 2 * * *\n")
     done = daskgif("run", "--params", "run.yaml", "--scheduler", "sync", cwd=tmp_path)
     assert done.returncode == 2 and "--every and --cron are mutually exclusive" in done.stderr
@@ -161,3 +163,133 @@ def test_graph_takes_the_file_too(tmp_path):
     assert done.returncode == 0, done.stderr
     source = (tmp_path / "plan.dot").read_text()
     assert "movie.gif" in source and "40 ms per frame, play 2 times" in source
+
+
+# --- one table of parameters: the API, the command line, parameter files and the docs agree -----------------
+
+def cli_names(command) -> dict[str, list[str]]:
+    """``{name: option flags}`` of a click command's options."""
+    return {p.name: p.opts for p in command.params}
+
+
+def test_one_table_gives_the_api_the_cli_the_file_and_the_docs_the_same_names():
+    from daskgif.cli import graph, run
+    from daskgif.pipeline.parameters import PARAMETERS, render
+
+    api = set(inspect.signature(build_graph).parameters) - {"on_state"}  # on_state is code: Python only
+    on_run, on_graph = cli_names(run), cli_names(graph)
+    cli = (set(on_run) & set(on_graph)) - {"params_file"}  # the options every command that builds a graph takes
+    schedule = {"every", "cron", "cron_tz", "max_runs", "notify", "history"}
+    file = set(ALLOWED) - schedule
+    rows = [line.split("``")[1] for line in render(PARAMETERS).splitlines() if line.startswith("   * - ``")]
+    docs = set(rows) - {"on_state"}
+    assert api == cli == file == docs, (api ^ cli, api ^ file, api ^ docs)
+    assert rows == list(inspect.signature(build_graph).parameters)  # the docs in the signature's order
+    assert schedule <= set(on_run) and set(ALLOWED) - file == schedule
+    for name in api:
+        flag = "--gif" if name == "out" else f"--{name.replace('_', '-')}"
+        assert on_run[name] == [f"--{name.replace('_', '-')}"] and on_graph[name] == [flag], name
+    assert ".. daskgif-parameters:: run" in (Path(__file__).parent.parent / "docs" / "parameters.rst").read_text()
+
+
+def test_the_signature_of_build_graph_is_the_table():
+    from daskgif.pipeline.parameters import declared, signature
+
+    found = inspect.signature(build_graph)
+    assert str(found.replace(parameters=[p.replace(annotation=inspect.Parameter.empty)
+                                         for p in found.parameters.values()], return_annotation=found.empty)) \
+        == str(signature())
+    assert "duration : int\n        Milliseconds per frame" in build_graph.__doc__
+
+    def other(url=None, data_file="image-data.img", colour="red"):
+        """{parameters}"""
+
+    with pytest.raises(TypeError, match="differs from the table of parameters"):
+        declared(other)
+
+
+def test_a_bad_value_reads_the_same_from_the_api_the_command_line_and_a_file(tmp_path):
+    from click.testing import CliRunner
+
+    from daskgif.cli import main
+    from daskgif.views.pictures import draw_pipeline
+
+    message = "loop must be a non-negative integer up to 65535, got -1"
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        build_graph(loop=-1)
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        draw_pipeline(loop=-1)
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        check_params({"loop": -1})
+    for command in ("run", "graph"):
+        done = CliRunner().invoke(main, [command, "--loop", "-1"])
+        assert done.exit_code == 2
+        assert "Invalid value for '--loop': must be a non-negative integer up to 65535, got -1" in done.output
+    (tmp_path / "run.yaml").write_text("loop: -1\n")
+    done = CliRunner().invoke(main, ["graph", "--params", str(tmp_path / "run.yaml")])
+    assert done.exit_code == 2 and f"{tmp_path / 'run.yaml'}: {message}" in done.output
+
+
+def test_draw_pipeline_takes_build_graphs_parameters():
+    from daskgif.views.pictures import draw_pipeline
+
+    with pytest.raises(TypeError, match="colour"):
+        draw_pipeline(colour="red")
+    source = draw_pipeline("https://example.com/all.img", "/nonexistent/x.img", loop=2, on_error="skip").source
+    assert "play 2 times" in source and "example.com/all.img" in source
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("lock-timeout", -1, "daskgif.lock-timeout must be a positive number, got -1"),
+    ("chunk-size", 0, "daskgif.chunk-size must be a positive integer, got 0"),
+    ("retry-jitter", 2, "daskgif.retry-jitter must be a number from 0 to 1, got 2"),
+    ("validate", "both", "daskgif.validate must be 'decode' or 'structure', got 'both'"),
+    ("resume", "yes", "daskgif.resume must be true or false, got 'yes'"),
+    ("on-error", "explode", "daskgif.on-error must be 'raise' or 'skip', got 'explode'"),
+    ("frames-per-task", 0, "daskgif.frames-per-task must be 'auto' or a positive integer, got 0"),
+])
+def test_settings_are_checked_when_the_graph_is_built(key, value, message):
+    import dask
+
+    with dask.config.set({f"daskgif.{key}": value}), pytest.raises(ValueError, match=f"^{message}$"):
+        build_graph()
+
+
+def test_every_config_key_of_the_tables_has_a_default_it_accepts():
+    import yaml
+
+    from daskgif.pipeline.parameters import PARAMETERS
+    from daskgif.pipeline.settings import SETTINGS
+
+    defaults = yaml.safe_load((Path(__file__).parent.parent / "daskgif" / "daskgif.yaml").read_text())["daskgif"]
+    for p in PARAMETERS:
+        if p.config is not None:
+            assert p.kind.accepts(defaults[p.config]), p.config
+    for setting in SETTINGS:
+        assert setting.key in defaults, setting.key
+        setting.read()  # the packaged default passes its own check
+
+
+def test_config_keys_read_with_dashes_or_underscores():
+    import dask
+
+    with dask.config.set({"daskgif.task_timeout": {"write_frame": 5}, "daskgif.limits": {"write": 2}}):
+        p = build_graph().params
+    assert p.task_timeout["write-frame"] == 5 and p.limits["write"] == 2
+    code = "import daskgif; print(daskgif.build_graph().params.task_timeout['write-frame'])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "DASK_DASKGIF__TASK_TIMEOUT__WRITE_FRAME": "5"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "5"
+
+
+def test_params_hold_the_arguments_and_settings_and_pickle():
+    import pickle
+
+    p = build_graph(duration=40, frames_per_task=3).params
+    assert (p.duration, p.frames_per_task, p.frames_dir, p.lock_timeout) == (40, 3, "frames", 10)
+    assert set(p.arguments) == set(ALLOWED) - {"every", "cron", "cron_tz", "max_runs", "notify", "history"}
+    copy = pickle.loads(pickle.dumps(p))
+    assert copy == p and copy.out == "clip.gif"
+    with pytest.raises(AttributeError, match="no attribute 'colour'"):
+        p.colour

@@ -173,9 +173,9 @@ def test_no_schedule_means_one_run(fake_runs):
 @pytest.mark.parametrize("kwargs, match", [
     ({"every": "1s", "cron": "* * * * *"}, "mutually exclusive"),
     ({"every": "1s", "max_runs": 0}, "max_runs must be a positive integer"),
-    ({"every": "soon"}, "duration must"),
+    ({"every": "soon"}, "every must be a positive duration"),
     ({"cron": "nightly"}, "cron must"),
-    ({"notify": "ftp://x/y"}, "notify URL must be http"),
+    ({"notify": "ftp://x/y"}, "notify must be an http:// or https:// URL"),
 ])
 def test_bad_schedule_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -307,13 +307,13 @@ def test_notify_and_history_for_a_single_run(tmp_path, http_server):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--every", "5x"], "duration must"),
-    (["--every", "0"], "duration must be positive"),
-    (["--cron", "nightly"], "cron must be a cron expression"),
+    (["--every", "5x"], "Invalid value for '--every': must be a positive duration"),
+    (["--every", "0"], "must be a positive duration such as '24h'"),
+    (["--cron", "nightly"], "Invalid value for '--cron': must be a cron expression"),
     (["--every", "1s", "--cron", "* * * * *"], "mutually exclusive"),
     (["--max-runs", "2"], "--max-runs needs --every or --cron"),
     (["--every", "1s", "--max-runs", "0"], "0"),
-    (["--notify", "file:///tmp/x"], "notify URL must be http"),
+    (["--notify", "file:///tmp/x"], "Invalid value for '--notify': must be an http:// or https:// URL"),
 ])
 def test_bad_schedule_options_exit_2(tmp_path, args, message):
     done = subprocess.run(daskgif_cmd("run", "--scheduler", "sync", *args), cwd=tmp_path, capture_output=True,

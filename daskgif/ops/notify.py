@@ -16,26 +16,11 @@ from urllib.parse import urlsplit
 
 from daskgif.redact import json_default, mask, scrub
 from daskgif.core.retry import is_transient
+from daskgif.pipeline.kinds import check_url
 
 __all__ = ["post_result", "check_url"]
 
 logger = logging.getLogger(__name__)
-
-
-def check_url(url: str) -> str:
-    """Return *url* if it is an http(s) URL with a host, else raise ``ValueError``.
-
-    >>> check_url("https://hooks.example.com/T0/B0")
-    'https://hooks.example.com/T0/B0'
-    >>> check_url("file:///etc/passwd")
-    Traceback (most recent call last):
-    ...
-    ValueError: notify URL must be http:// or https:// with a host, got 'file:///etc/passwd'
-    """
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(mask(f"notify URL must be http:// or https:// with a host, got {url!r}"))
-    return url
 
 
 def where(url: str) -> str:

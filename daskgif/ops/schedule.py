@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import re
 import sys
 import threading
 import time
@@ -25,71 +24,14 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from daskgif.errors import DaskgifError, RunFailed
+from daskgif.pipeline.kinds import check_cron, check_url, parse_duration
+from daskgif.pipeline.parameters import by_name
 from daskgif.redact import safe_parameters, scrub
 from daskgif.ops.runner import Cancelled, active_client, compute, wait_for
 
 __all__ = ["parse_duration", "next_fire", "Every", "Cron", "ScheduledRun", "run_schedule", "run_once", "report_run"]
 
 logger = logging.getLogger(__name__)
-
-UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([dhms])")
-
-
-def parse_duration(text: str | float) -> float:
-    """Return the seconds in a duration such as ``"24h"``, ``"1h30m"`` or ``"90"``.
-
-    Units are ``d``, ``h``, ``m`` and ``s``, largest first, each at most once; a
-    plain number is seconds.
-
-    >>> parse_duration("24h")
-    86400.0
-    >>> parse_duration("1h30m")
-    5400.0
-    >>> parse_duration("10s"), parse_duration("90"), parse_duration("0.5")
-    (10.0, 90.0, 0.5)
-    >>> parse_duration("30 minutes")
-    Traceback (most recent call last):
-    ...
-    ValueError: duration must look like '24h', '30m', '10s', '1h30m' or a number of seconds, got '30 minutes'
-    >>> parse_duration("0s")
-    Traceback (most recent call last):
-    ...
-    ValueError: duration must be positive, got '0s'
-    """
-    spec = str(text).strip().lower()
-    try:
-        seconds = float(spec)
-    except ValueError:
-        parts = DURATION.findall(spec)
-        units = [unit for _, unit in parts]
-        ordered = units == sorted(set(units), key="dhms".index)
-        if not parts or not ordered or "".join(n + u for n, u in parts) != spec:
-            raise ValueError(f"duration must look like '24h', '30m', '10s', '1h30m' or a number of seconds, "
-                             f"got {text!r}") from None
-        seconds = sum(float(n) * UNITS[u] for n, u in parts)
-    if not seconds > 0 or seconds == float("inf"):
-        raise ValueError(f"duration must be positive, got {text!r}")
-    return seconds
-
-
-def check_cron(expr: str) -> str:
-    """Return *expr* if it is a valid cron expression, else raise ``ValueError``.
-
-    >>> check_cron("0 2 * * *")
-    '0 2 * * *'
-    >>> check_cron("at two")
-    Traceback (most recent call last):
-    ...
-    ValueError: cron must be a cron expression such as '0 2 * * *' (minute hour day month weekday), got 'at two'
-    """
-    from croniter import croniter
-
-    if not isinstance(expr, str) or not croniter.is_valid(expr):
-        raise ValueError(f"cron must be a cron expression such as '0 2 * * *' (minute hour day month weekday), "
-                         f"got {expr!r}")
-    return expr
-
 
 def next_fire(expr: str, after: datetime) -> datetime:
     """Return the first time strictly after *after* at which the cron expression *expr* fires.
@@ -364,13 +306,11 @@ def run_schedule(
 
     if every is not None and cron is not None:
         raise ValueError("every and cron are mutually exclusive; give one of them")
-    if max_runs is not None and (not isinstance(max_runs, int) or isinstance(max_runs, bool) or max_runs < 1):
-        raise ValueError(f"max_runs must be a positive integer, got {max_runs!r}")
+    if max_runs is not None:
+        by_name("max_runs").check(max_runs)
     if notify is not None:
-        from daskgif.ops.notify import check_url
-
         check_url(notify)
-    plan = Every(parse_duration(every)) if every is not None else Cron(cron, tz) if cron is not None else None
+    plan = Every(parse_duration(every, "every")) if every is not None else Cron(cron, tz) if cron is not None else None
     params_for = params if callable(params) else (lambda number: params)
     if graph is None:
         graph = build_graph(**params_for(1))  # bad arguments fail now, not at the first fire time

@@ -19,30 +19,18 @@ from __future__ import annotations
 
 import logging
 import sys
-import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import dask
-from dask.base import tokenize
 from dask.delayed import Delayed
 
-from daskgif import config
-from daskgif.core import events, limits
+from daskgif.core import events
 from daskgif.core.state import State
-from daskgif.core.timeouts import check_timeouts
 from daskgif.pipeline import steps
-from daskgif.pipeline.sample import sample_path
-from daskgif.pipeline.settings import (
-    Params,
-    _batch_size,
-    _number,
-    _positive,
-    _positive_or_none,
-    check_arguments,
-    default_frames_dir,
-)
+from daskgif.pipeline.parameters import declared
+from daskgif.pipeline.settings import Params
 from daskgif.redact import safe_parameters, scrub
 
 __all__ = ["build_graph", "Pipeline"]
@@ -135,6 +123,7 @@ def find_client() -> Any:
         return None
 
 
+@declared
 def build_graph(
     url: str | None = None,
     data_file: str = "image-data.img",
@@ -156,40 +145,7 @@ def build_graph(
 
     Parameters
     ----------
-    url : str, optional
-        Where the image-data file comes from: any fsspec URL or path. ``None``
-        means the sample shipped inside the package.
-    data_file : str
-        Where the fetched file is kept. If it exists, fetch is *Skipped* and the
-        file is used as it is (unless ``force=True``).
-    out : str
-        The animated GIF to write.
-    frames_dir : str, optional
-        Folder for ``frame_00.gif``, ``frame_01.gif``, ...  Default: ``frames``
-        next to *out*.
-    delimiter : bytes
-        What separates frames in the data file.
-    duration : int
-        Milliseconds per frame.
-    loop : int
-        How many times the animation plays; ``0`` loops forever.
-    retries, retry_delay : int, float
-        Attempts after the first, and seconds before the first retry, for the
-        I/O tasks; only transient errors are retried (see :mod:`daskgif.core.retry`).
-    force : bool
-        Fetch again even when *data_file* exists.
-    storage_options : dict, optional
-        Passed to fsspec for every path.
-    on_error : {"raise", "skip"}, optional
-        What an unreadable frame does: fail the run, or be dropped and reported
-        as *Skipped*. Default ``daskgif.on-error``.
-    frames_per_task : int or "auto", optional
-        How many frames one ``write-frame`` task writes. Default
-        ``daskgif.frames-per-task``.
-    on_state : sequence of callables, optional
-        Called on the client with each step's :class:`~daskgif.core.state.State` as
-        it changes, and with the state of each frame that was not a plain
-        success, while ``compute()`` runs.
+    {parameters}
 
     Returns
     -------
@@ -205,39 +161,10 @@ def build_graph(
     >>> result.ok, len(result.frames), result.frames[0]
     (True, 32, 'memory://doc/frames/frame_00.gif')
     """
-    on_error = config.check("on-error", config.get("on-error"), ("raise", "skip")) if on_error is None else on_error
-    frames_per_task = config.check("frames-per-task", config.get("frames-per-task"), _batch_size,
-                                   "'auto' or a positive integer") if frames_per_task is None else frames_per_task
-    check_arguments(delimiter, duration, loop, retries, retry_delay, on_error, frames_per_task)
-    url = sample_path() if url is None else url
-    frames_dir = default_frames_dir(out) if frames_dir is None else frames_dir
-    # Writes get unique keys: two builds with equal arguments are two runs.
-    token = tokenize(url, data_file, out, frames_dir, delimiter, duration, loop, force, uuid.uuid4().hex)
-    p = Params(
-        url=url, data_file=data_file, out=out, frames_dir=frames_dir, delimiter=delimiter, duration=duration,
-        loop=loop, force=force, storage_options=storage_options, on_error=on_error,
-        frames_per_task=frames_per_task, retries=retries, retry_delay=retry_delay, run=token,
-        chunk_size=config.get("chunk-size"), max_pixels=config.get("max-pixels"),
-        fetch_timeout=config.get("fetch-timeout"), max_bytes=config.get("max-bytes"),
-        allowed_protocols=tuple(config.get("allowed-protocols")),
-        fetch_deadline=config.check("fetch-deadline", config.get("fetch-deadline", None), _positive_or_none,
-                                    "a positive number of seconds or null"),
-        check_remote=bool(config.get("fetch-check-remote", True)),
-        validate=config.check("validate", config.get("validate"), ("decode", "structure")),
-        lock_timeout=config.check("lock-timeout", config.get("lock-timeout"), _positive, "a positive number"),
-        retry={"backoff": config.check("retry-backoff", config.get("retry-backoff"), _positive, "a positive number"),
-               "max_delay": config.check("retry-max-delay", config.get("retry-max-delay"), _positive,
-                                         "a positive number of seconds"),
-               "jitter": config.check("retry-jitter", config.get("retry-jitter"),
-                                      lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1")},
-        task_timeout=check_timeouts(config.get("task-timeout", None)),
-        limits=limits.check_limits(config.get("limits", None)),
-        resume=config.check("resume", config.get("resume", True), (True, False)),
-    )
-    announce = {"parameters": scrub(safe_parameters({"url": url, "data_file": data_file, "out": out,
-                                                     "frames_dir": frames_dir, "duration": duration,
-                                                     "loop": loop, "force": force})),
-                "out": scrub(out)}
+    # The arguments, by the names of the table of parameters; checked there, with dask.config read.
+    p = Params.from_arguments(**locals())
+    token = p.run
+    announce = {"parameters": scrub(safe_parameters(p.arguments)), "out": scrub(out)}
     nodes: dict[str, Any] = {}
     node = None
     for i, step in enumerate(steps.STEPS):

@@ -1,285 +1,279 @@
-"""Run parameters from a file: ``daskgif run --params run.yaml``.
+"""The run parameters, declared once: one table, from which every other place follows.
 
-A parameter file is a YAML or JSON mapping of :func:`daskgif.build_graph`
-arguments and schedule options, the same names as the command line's options
-(``data_file`` or ``data-file``)::
+:data:`PARAMETERS` lists :func:`daskgif.build_graph`'s parameters, in order;
+:data:`SCHEDULE` the options of a run on a schedule (``daskgif run --every``).
+Each :class:`Parameter` has a name, a kind of value (:mod:`daskgif.pipeline.kinds`,
+which checks it), a default, a help text, the ``dask.config`` key that gives its
+default when it is ``None``, and its command-line option.  From the table follow:
 
-    url: https://example.com/all-images.img
-    data_file: /data/image-data.img
-    out: s3://bucket/gifs/clip.gif
-    storage_options: {anon: false}
-    delimiter: '\\r\\n\\r\\n'     # Python escapes; or bytes (!!binary)
-    on_error: skip
-    frames_per_task: auto
-    every: 24h
-    history: /var/log/daskgif.jsonl
+- ``build_graph``'s signature (:func:`signature`; :func:`declared` checks it and
+  writes the Parameters section of its docstring) and its checks
+  (:func:`check_arguments`), which ``draw_pipeline`` shares (:func:`bind`);
+- the frozen run settings (:class:`daskgif.pipeline.settings.Params`);
+- the options of ``daskgif run`` and ``daskgif graph`` (``daskgif.cli``);
+- the keys of a ``--params`` file (:mod:`daskgif.pipeline.paramfile`);
+- the parameters page of the documentation (:func:`render`).
 
-:func:`load_params` reads one (through fsspec, so any path) and
-:func:`check_params` checks it: an unknown key or a bad value is a
-``ValueError`` naming the key.  The schedule options (:data:`SCHEDULE_KEYS`)
-belong in the file because they describe the job as much as its inputs do;
-where it runs (``--workers``, ``--scheduler``) stays on the command line.
+Adding a parameter is one entry here, plus its use.
 """
 
 from __future__ import annotations
 
-import codecs
-import json
-import os
+import inspect
+import textwrap
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from daskgif.redact import mask
+from daskgif.pipeline import kinds
+from daskgif.pipeline.kinds import Kind
 
-__all__ = ["load_params", "check_params", "GRAPH_KEYS", "SCHEDULE_KEYS", "ALLOWED"]
+__all__ = ["Parameter", "PARAMETERS", "SCHEDULE", "DATA", "by_name", "signature", "check_arguments", "bind",
+           "declared", "render"]
 
-
-def _int_in(low: int, high: int | None = None) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
-            kind = f"an integer from {low} to {high}" if high is not None else \
-                {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer of at least {low}")
-            raise ValueError(f"must be {kind}, got {value!r}")
-        return value
-    return check
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"must be a non-empty string, got {value!r}")
-    return value
-
-
-def _text_or_none(value: Any) -> str | None:
-    return None if value is None else _text(value)
-
-
-def _seconds(value: Any) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < float("inf"):
-        raise ValueError(f"must be a non-negative number of seconds, got {value!r}")
-    return value
-
-
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, got {value!r}")
-    return value
-
-
-def _mapping_or_none(value: Any) -> dict | None:
-    if value is not None and not isinstance(value, Mapping):
-        raise ValueError(f"must be a mapping of fsspec options, got {value!r}")
-    return None if value is None else dict(value)
-
-
-def _delimiter(value: Any) -> bytes:
-    r"""Bytes as they are; text with Python escapes (``'\n\n\n\n'``), as ``--delimiter`` takes it."""
-    if isinstance(value, str):
-        try:
-            value = codecs.escape_decode(value.encode("utf-8"))[0]
-        except ValueError as e:
-            raise ValueError(f"must be text with Python escapes such as '\\n', got {value!r} ({e})") from None
-    if not isinstance(value, bytes) or not value:
-        raise ValueError(f"must be non-empty text (Python escapes allowed) or bytes, got {value!r}")
-    return value
-
-
-def _choice(*choices: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
-        return value
-    return check
-
-
-def _frames_per_task(value: Any) -> int | str:
-    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        return value
-    raise ValueError(f"must be 'auto' or a positive integer, got {value!r}")
-
-
-def _every(value: Any) -> str | float:
-    from daskgif.ops.schedule import parse_duration
-
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"must be a duration such as '24h' or a number of seconds, got {value!r}")
-    parse_duration(value)
-    return value
-
-
-def _cron(value: Any) -> str:
-    from daskgif.ops.schedule import check_cron
-
-    return check_cron(value)
-
-
-def _zone(value: Any) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(_text(value))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"must be an IANA time zone such as Europe/Oslo or UTC, got {value!r}") from None
-    return value
-
-
-def _webhook(value: Any) -> str:
-    from daskgif.ops.notify import check_url
-
-    return check_url(_text(value))
-
-
-#: ``build_graph`` arguments a file may give, and the check of each (``on_state`` is code, not data).
-GRAPH_KEYS: dict[str, Callable[[Any], Any]] = {
-    "url": _text_or_none,
-    "data_file": _text,
-    "out": _text,
-    "frames_dir": _text_or_none,
-    "delimiter": _delimiter,
-    "duration": _int_in(0, 655350),
-    "loop": _int_in(0, 65535),
-    "retries": _int_in(0),
-    "retry_delay": _seconds,
-    "force": _flag,
-    "storage_options": _mapping_or_none,
-    "on_error": _choice("raise", "skip"),
-    "frames_per_task": _frames_per_task,
-}
-
-#: Schedule options a file may give (``daskgif run``'s ``--every``, ``--cron``, ...).
-SCHEDULE_KEYS: dict[str, Callable[[Any], Any]] = {
-    "every": _every,
-    "cron": _cron,
-    "cron_tz": _zone,
-    "max_runs": _int_in(1),
-    "notify": _webhook,
-    "history": _text,
-}
-
-#: Every key a parameter file may hold.
-ALLOWED = {**GRAPH_KEYS, **SCHEDULE_KEYS}
-
-
-def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Return *params* checked, keys with ``_`` (``data-file`` is ``data_file``), the delimiter as bytes.
+@dataclass(frozen=True)
+class Parameter:
+    """One run parameter, as every place that takes it needs it.
 
     Parameters
     ----------
-    params : mapping
-        Keys of :data:`ALLOWED`; ``null`` (``None``) is allowed where
-        ``build_graph`` takes ``None`` (``url``, ``frames_dir``,
-        ``storage_options``), and leaves the default for the others.
-
-    Raises
-    ------
-    ValueError
-        Naming the first unknown key (and listing the allowed ones) or the
-        first bad value's key.
-
-    Examples
-    --------
-    >>> check_params({"data-file": "x.img", "delimiter": "\\\\r\\\\n", "every": "24h", "on_error": None})
-    {'data_file': 'x.img', 'delimiter': b'\\r\\n', 'every': '24h'}
-    >>> check_params({"duraton": 40})
-    Traceback (most recent call last):
-    ...
-    ValueError: unknown parameter 'duraton'; allowed: url, data_file, out, frames_dir, delimiter, duration, loop, retries, retry_delay, force, storage_options, on_error, frames_per_task, every, cron, cron_tz, max_runs, notify, history
-    >>> check_params({"duration": -1})
-    Traceback (most recent call last):
-    ...
-    ValueError: parameter 'duration' must be an integer from 0 to 655350, got -1
+    name : str
+        Its name in Python, in a parameter file and (with ``-`` for ``_``) on the command line.
+    kind : Kind
+        What its values must be; checks them wherever they come from.
+    default : object
+        Its default in Python. ``None`` with a *config* key: read from ``dask.config``.
+    help : str
+        What it means, in a sentence or two: the help of its option, its
+        docstring entry and its line in the docs.
+    type : str
+        Its type, as a numpydoc docstring writes it (``"int"``, ``"str, optional"``).
+    config : str, optional
+        The key below ``daskgif.`` in ``dask.config`` that gives the default.
+    data : bool
+        Whether it is data, given on the command line and in files (``on_state`` is code).
+    keyword_only : bool
+        Whether Python takes it only by keyword.
+    metavar : str, optional
+        What its option's value is called in ``--help``; default the kind's.
     """
-    if not isinstance(params, Mapping):
-        raise ValueError(f"parameters must be a mapping of names to values, got {params!r}")
-    checked: dict[str, Any] = {}
-    for key, value in params.items():
-        name = key.replace("-", "_") if isinstance(key, str) else key
-        if name not in ALLOWED:
-            raise ValueError(f"unknown parameter {key!r}; allowed: {', '.join(ALLOWED)}")
-        if name in checked:
-            raise ValueError(f"parameter {name!r} is given twice")
-        if value is None and name not in ("url", "frames_dir", "storage_options"):
-            continue  # null: the default, as if the key were absent
-        try:
-            checked[name] = ALLOWED[name](value)
-        except ValueError as e:
-            raise ValueError(mask(f"parameter {name!r} {_reason(str(e))}")) from None
-    return checked
+
+    name: str
+    kind: Kind
+    default: Any
+    help: str
+    type: str
+    config: str | None = None
+    data: bool = True
+    keyword_only: bool = False
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str | None:
+        """Its command-line option, ``--data-file``; ``None`` for code (``on_state``).
+
+        >>> by_name("retry_delay").flag, by_name("on_state").flag
+        ('--retry-delay', None)
+        """
+        return f"--{self.name.replace('_', '-')}" if self.data else None
+
+    @property
+    def shown_default(self) -> str | None:
+        """The default as the command line writes it, or ``None`` where it has none to show.
+
+        >>> by_name("delimiter").shown_default, by_name("on_error").shown_default, by_name("url").shown_default
+        ('\\\\n\\\\n\\\\n\\\\n', 'daskgif.on-error', None)
+        """
+        if self.config is not None:
+            return f"daskgif.{self.config}"
+        if self.default is None or isinstance(self.default, bool):
+            return None
+        return repr(self.default)[2:-1] if isinstance(self.default, bytes) else str(self.default)
+
+    def check(self, value: Any) -> Any:
+        """Return *value* checked; ``None`` with a config key is that key's value, checked as the key.
+
+        >>> by_name("duration").check(-1)
+        Traceback (most recent call last):
+        ...
+        ValueError: duration must be a non-negative integer up to 655350, got -1
+        """
+        if value is None and self.config is not None:
+            from daskgif import config  # loads Dask: not on import, so the command line's --help stays quick
+
+            return config.check(self.config, config.get(self.config), self.kind.accepts, self.kind.expected)
+        return kinds.check(self.name, value, self.kind)
 
 
-def _reason(message: str) -> str:
-    """A check's message as the tail of "parameter 'x' ...": its own leading name dropped.
+#: ``build_graph``'s parameters, in the order of its signature.
+PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("url", kinds.or_none(kinds.TEXT), None, "Where the image-data file comes from: any fsspec URL or "
+              "path. Default: the sample shipped inside the package.", "str, optional", metavar="URL"),
+    Parameter("data_file", kinds.TEXT, "image-data.img", "Where the fetched file is kept. If it exists, fetch is "
+              "Skipped and the file is used as it is (unless force).", "str", metavar="PATH"),
+    Parameter("out", kinds.TEXT, "clip.gif", "The animated GIF to write.", "str", metavar="PATH"),
+    Parameter("frames_dir", kinds.or_none(kinds.TEXT), None, "Folder for frame_00.gif, frame_01.gif, ... "
+              "Default: frames next to out.", "str, optional", metavar="PATH"),
+    Parameter("delimiter", kinds.DELIMITER, b"\n\n\n\n", "What separates frames in the data file; as text (on "
+              "the command line, in files) with Python escapes, e.g. '\\r\\n\\r\\n'.", "bytes"),
+    Parameter("duration", kinds.integer(0, 655350), 100, "Milliseconds per frame (GIF stores hundredths of a "
+              "second in 16 bits).", "int"),
+    Parameter("loop", kinds.integer(0, 65535), 0, "How many times the animation plays; 0 loops forever.", "int"),
+    Parameter("retries", kinds.INTEGER, 2, "Attempts after the first, for the I/O tasks; only transient errors "
+              "are retried.", "int"),
+    Parameter("retry_delay", kinds.SECONDS, 10, "Seconds before the first retry of an I/O task.", "float"),
+    Parameter("force", kinds.FLAG, False, "Fetch again even when data_file exists.", "bool"),
+    Parameter("storage_options", kinds.STORAGE_OPTIONS, None, "Passed to fsspec for every path; on the command "
+              "line a JSON object.", "dict, optional", metavar="JSON"),
+    Parameter("on_error", kinds.choice("raise", "skip"), None, "What an unreadable frame does: 'raise' fails "
+              "the run, 'skip' drops the frame and reports it as Skipped.", "{'raise', 'skip'}, optional",
+              config="on-error", keyword_only=True),
+    Parameter("frames_per_task", kinds.FRAMES_PER_TASK, None, "How many frames one write-frame task writes: "
+              "a positive integer, or 'auto' for a few tasks per worker thread.", "int or 'auto', optional",
+              config="frames-per-task", keyword_only=True),
+    Parameter("on_state", kinds.HOOKS, (), "Called on the client with each step's State as it changes, and "
+              "with the state of each frame that was not a plain success, while compute() runs.",
+              "sequence of callables, optional", data=False, keyword_only=True),
+)
 
-    >>> _reason("duration must be positive, got '0s'"), _reason("must be true or false, got 1")
-    ("must be positive, got '0s'", 'must be true or false, got 1')
+#: The options of a run on a schedule: ``daskgif run --every ...`` and keys of a parameter file.
+SCHEDULE: tuple[Parameter, ...] = (
+    Parameter("every", kinds.DURATION, None, "Run again every DURATION (24h, 30m, 10s, 1h30m, seconds), on one "
+              "cluster.", "str or float, optional", metavar="DURATION"),
+    Parameter("cron", kinds.CRON, None, "Run on a cron schedule, e.g. '0 2 * * *', on one cluster.",
+              "str, optional", metavar="EXPR"),
+    Parameter("cron_tz", kinds.ZONE, None, "Time zone of cron, e.g. Europe/Oslo. Default: the local one.",
+              "str, optional", metavar="ZONE"),
+    Parameter("max_runs", kinds.POSITIVE_INTEGER, None, "Stop a schedule after this many runs. Default: until "
+              "Ctrl-C/SIGTERM.", "int, optional", metavar="N"),
+    Parameter("notify", kinds.WEBHOOK, None, "POST every run's result as JSON to this http(s) webhook.",
+              "str, optional", metavar="URL"),
+    Parameter("history", kinds.TEXT, None, "Append one JSON line per run to this file (any fsspec path).",
+              "str, optional", metavar="FILE"),
+)
+
+#: The names of ``build_graph``'s data parameters: its options, its file keys, the arguments a run records.
+DATA: tuple[str, ...] = tuple(p.name for p in PARAMETERS if p.data)
+
+
+def by_name(name: str) -> Parameter:
+    """The parameter called *name* in :data:`PARAMETERS` or :data:`SCHEDULE`.
+
+    >>> by_name("loop").default
+    0
     """
-    head, sep, tail = message.partition(" must ")
-    return f"must {tail}" if sep and len(head.split()) <= 2 else message
+    for parameter in (*PARAMETERS, *SCHEDULE):
+        if parameter.name == name:
+            return parameter
+    raise KeyError(name)
 
 
-def parse_params(text: str, suffix: str = "") -> Any:
-    """Parse a parameter file's *text*: JSON for a ``.json`` suffix, else YAML (JSON is YAML too).
+def signature() -> inspect.Signature:
+    """``build_graph``'s signature, as the table declares it.
 
-    >>> parse_params('{"duration": 40}', ".json")
-    {'duration': 40}
-    >>> parse_params("duration: 40\\ncron: 0 2 * * *\\n")
-    {'duration': 40, 'cron': '0 2 * * *'}
+    >>> str(signature()).startswith("(url=None, data_file='image-data.img', out='clip.gif', frames_dir=None")
+    True
     """
-    import yaml
-
-    if suffix == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"is not valid JSON: {e}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ValueError(f"is not valid YAML or JSON: {' '.join(str(e).split())}") from None
+    kind = {False: inspect.Parameter.POSITIONAL_OR_KEYWORD, True: inspect.Parameter.KEYWORD_ONLY}
+    return inspect.Signature([inspect.Parameter(p.name, kind[p.keyword_only], default=p.default)
+                              for p in PARAMETERS])
 
 
-def load_params(path: str, storage_options: dict | None = None) -> dict[str, Any]:
-    """Read and check the parameter file *path* (YAML, or JSON by its ``.json`` suffix or its content).
+def check_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Return every parameter of the table checked: *arguments*, the defaults for the others, config read.
 
     Parameters
     ----------
-    path : str
-        Any fsspec path: ``run.yaml``, ``s3://bucket/jobs/nightly.json``.
-    storage_options : dict, optional
-        fsspec options for reading *path* (not the run's ``storage_options``).
-
-    Returns
-    -------
-    dict
-        As :func:`check_params` returns it.
+    arguments : mapping
+        ``build_graph`` arguments by name.
 
     Raises
     ------
-    OSError
-        *path* cannot be read (``FileNotFoundError`` when it does not exist).
+    TypeError
+        A name that is not a parameter of ``build_graph``.
     ValueError
-        Not YAML/JSON, not a mapping, an unknown key or a bad value; the message
-        starts with *path*.
+        Naming the first bad argument (or configuration key), what it must be and what it got.
 
     Examples
     --------
-    >>> from daskgif import storage
-    >>> with storage.atomic_write("memory://daskgif-doctest/run.yaml") as f:
-    ...     _ = f.write(b"duration: 40\\nstorage_options: {anon: true}\\ndelimiter: '\\\\n\\\\n'\\n")
-    >>> load_params("memory://daskgif-doctest/run.yaml")
-    {'duration': 40, 'storage_options': {'anon': True}, 'delimiter': b'\\n\\n'}
+    >>> found = check_arguments({"duration": 40})
+    >>> found["duration"], found["loop"], found["on_error"]
+    (40, 0, 'raise')
+    >>> check_arguments({"loop": 1.5})
+    Traceback (most recent call last):
+    ...
+    ValueError: loop must be a non-negative integer up to 65535, got 1.5
     """
-    from daskgif import storage
+    unknown = set(arguments) - {p.name for p in PARAMETERS}
+    if unknown:
+        raise TypeError(f"build_graph() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    return {p.name: p.check(arguments.get(p.name, p.default)) for p in PARAMETERS}
 
-    with storage.open_input(path, storage_options) as f:
-        data = f.read()
-    try:
-        text = data.decode("utf-8-sig")
-        found = parse_params(text, os.path.splitext(path)[1].lower())
-        if not isinstance(found, Mapping):
-            raise ValueError(f"must hold a mapping of parameter names to values, got {found!r}"[:200])
-        return check_params(found)
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: is not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+
+def bind(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Bind arguments as ``build_graph`` takes them, and check them all (:func:`check_arguments`).
+
+    >>> bind("https://example.com/a.img", out="a.gif")["url"]
+    'https://example.com/a.img'
+    """
+    return check_arguments(signature().bind(*args, **kwargs).arguments)
+
+
+def declared(func: F) -> F:
+    """Check that *func* takes the parameters of the table, and write their Parameters section into its docstring.
+
+    The docstring's ``{parameters}`` line becomes one numpydoc entry per parameter.
+    A signature that differs from :func:`signature` is a ``TypeError`` on import.
+    """
+    found = inspect.signature(func)
+    wanted = signature()
+    listed = inspect.Signature([q.replace(annotation=inspect.Parameter.empty) for q in found.parameters.values()])
+    if str(listed) != str(wanted):
+        raise TypeError(f"{func.__qualname__}{listed} differs from the table of parameters: {wanted}")
+    if func.__doc__ and "{parameters}" in func.__doc__:
+        line = next(line for line in func.__doc__.splitlines() if "{parameters}" in line)
+        indent = line[: len(line) - len(line.lstrip())]
+        func.__doc__ = func.__doc__.replace(line, docstring(indent))
+    return func
+
+
+def docstring(indent: str = "") -> str:
+    """The numpydoc entries of :data:`PARAMETERS`, each line starting with *indent*.
+
+    >>> print(docstring().splitlines()[0])
+    url : str, optional
+    """
+    lines = []
+    for p in PARAMETERS:
+        default = f" Default ``daskgif.{p.config}``." if p.config else ""
+        lines += [f"{indent}{p.name} : {p.type}",
+                  textwrap.fill(rst(p.help) + default, 88, initial_indent=indent + "    ",
+                                subsequent_indent=indent + "    ", break_on_hyphens=False)]
+    return "\n".join(lines)
+
+
+def render(table: tuple[Parameter, ...] = PARAMETERS) -> str:
+    """*table* as the reStructuredText of the parameters page (``.. daskgif-parameters::``).
+
+    >>> print(render(SCHEDULE).splitlines()[8])
+       * - ``every``
+    """
+    rows = [".. list-table::", "   :header-rows: 1", "   :widths: 20 22 20 38", "",
+            "   * - Python and file key", "     - command line", "     - default", "     - meaning"]
+    for p in table:
+        default = f"``daskgif.{p.config}``" if p.config else f"``{p.default!r}``"
+        rows += [f"   * - ``{p.name}``", f"     - ``{p.flag}``" if p.flag else "     - (Python only)",
+                 f"     - {default}", f"     - {rst(p.help)}"]
+    return "\n".join(rows) + "\n"
+
+
+def rst(text: str) -> str:
+    r"""*text* as reStructuredText shows it: backslashes and stars escaped.
+
+    >>> print(rst(r"e.g. '\r\n' or '0 2 * * *'"))
+    e.g. '\\r\\n' or '0 2 \* \* \*'
+    """
+    return text.replace("\\", "\\\\").replace("*", "\\*")

@@ -1,50 +1,148 @@
-"""A run's settings: read and checked on the client when the graph is built, frozen, sent to every task."""
+"""A run's settings: read and checked on the client when the graph is built, frozen, sent to every task.
+
+:class:`Params` holds ``build_graph``'s arguments (the table of
+:mod:`daskgif.pipeline.parameters`, checked) and the settings that are only
+``dask.config`` (:data:`SETTINGS`, read and checked by :func:`read_settings`,
+the one place that reads them).  Tasks read neither the table nor the
+configuration: worker processes do not see the client's ``dask.config.set``.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from daskgif import storage
-from daskgif.core import events
+from dask.base import tokenize
+
+from daskgif import config, storage
+from daskgif.core import events, limits
 from daskgif.core.task import Task
+from daskgif.core.timeouts import check_timeouts
+from daskgif.pipeline import kinds
+from daskgif.pipeline.kinds import Kind
+from daskgif.pipeline.parameters import DATA, check_arguments
+from daskgif.pipeline.sample import sample_path
+
+__all__ = ["Params", "Setting", "SETTINGS", "read_settings", "check_paths", "default_frames_dir", "LOCAL_SCHEDULERS"]
 
 LOCAL_SCHEDULERS = ("sync", "synchronous", "single-threaded", "threads", "threading", "processes", "multiprocessing")
 
 
 @dataclass(frozen=True)
-class Params:
-    """Everything a run's tasks need, read and checked on the client when the graph is built."""
+class Setting:
+    """A setting that is only ``dask.config``: its key below ``daskgif.``, the :class:`Params` field it fills,
+    and its check: a :class:`~daskgif.pipeline.kinds.Kind` (then *convert*), or a function that checks and
+    converts, naming the key."""
 
-    url: str
-    data_file: str
-    out: str
-    frames_dir: str
-    delimiter: bytes
-    duration: int
-    loop: int
-    force: bool
-    storage_options: dict | None
-    on_error: str
-    frames_per_task: int | str
-    retries: int
-    retry_delay: float
+    key: str
+    field: str
+    kind: Kind | Callable[[Any], Any]
+    convert: Callable[[Any], Any] | None = None
+
+    def read(self) -> Any:
+        """The setting's value from ``dask.config``, checked; keys of a mapping value read with ``-`` for ``_``."""
+        value = kinds.normalise_keys(config.get(self.key))
+        if not isinstance(self.kind, Kind):
+            return self.kind(value)
+        value = config.check(self.key, value, self.kind.accepts, self.kind.expected)
+        return value if self.convert is None else self.convert(value)
+
+
+POSITIVE_OR_NULL = kinds.or_none(kinds.POSITIVE, "null")
+POSITIVE_INTEGER_OR_NULL = kinds.or_none(kinds.POSITIVE_INTEGER, "null")
+
+#: The settings a run reads from ``dask.config`` when its graph is built, with their checks.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("chunk-size", "chunk_size", kinds.POSITIVE_INTEGER),
+    Setting("max-pixels", "max_pixels", POSITIVE_INTEGER_OR_NULL),
+    Setting("fetch-timeout", "fetch_timeout", kinds.POSITIVE),
+    Setting("fetch-deadline", "fetch_deadline", POSITIVE_OR_NULL),
+    Setting("fetch-check-remote", "check_remote", kinds.FLAG),
+    Setting("max-bytes", "max_bytes", POSITIVE_INTEGER_OR_NULL),
+    Setting("allowed-protocols", "allowed_protocols", kinds.PROTOCOLS, tuple),
+    Setting("validate", "validate", kinds.choice("decode", "structure")),
+    Setting("lock-timeout", "lock_timeout", kinds.POSITIVE),
+    Setting("retry-backoff", "retry_backoff", kinds.POSITIVE),
+    Setting("retry-max-delay", "retry_max_delay", kinds.POSITIVE),
+    Setting("retry-jitter", "retry_jitter", kinds.FRACTION),
+    Setting("task-timeout", "task_timeout", check_timeouts),  # seconds per step name
+    Setting("limits", "limits", limits.check_limits),  # leases per kind
+    Setting("resume", "resume", kinds.FLAG),  # keep the frames an earlier run wrote
+)
+
+
+def read_settings() -> dict[str, Any]:
+    """Read every setting of :data:`SETTINGS` from ``dask.config``, checked, by field name.
+
+    Raises
+    ------
+    ValueError
+        Naming the first bad key, what it must be and what it got, and the
+        environment variable when the value came from one.
+
+    Examples
+    --------
+    >>> import dask
+    >>> read_settings()["lock_timeout"]
+    10
+    >>> with dask.config.set({"daskgif.task_timeout": {"write_frame": 5}}):
+    ...     read_settings()["task_timeout"]["write-frame"]
+    5
+    >>> with dask.config.set({"daskgif.lock-timeout": -1}):
+    ...     read_settings()
+    Traceback (most recent call last):
+    ...
+    ValueError: daskgif.lock-timeout must be a positive number, got -1
+    """
+    return {setting.field: setting.read() for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything a run's tasks need, read and checked on the client when the graph is built.
+
+    ``p.out``, ``p.duration``, ... are ``build_graph``'s arguments (by the names
+    of :data:`~daskgif.pipeline.parameters.PARAMETERS`; ``url`` and
+    ``frames_dir`` resolved); ``p.chunk_size``, ``p.lock_timeout``, ... the
+    settings of :data:`SETTINGS`; ``p.run`` the run's token.  Build one with
+    :meth:`from_arguments`.
+    """
+
     run: str
-    chunk_size: int = 4 * 2**20
-    max_pixels: int | None = None
-    fetch_timeout: float = 60
-    max_bytes: int | None = None
-    allowed_protocols: tuple[str, ...] | None = None
-    fetch_deadline: float | None = None
-    check_remote: bool = True
-    validate: str = "decode"
-    lock_timeout: float = 10
-    retry: dict = field(default_factory=dict)
-    task_timeout: dict = field(default_factory=dict)  # seconds per step name (daskgif.task-timeout)
-    limits: dict = field(default_factory=dict)  # leases per kind (daskgif.limits)
-    resume: bool = True  # keep the frames an earlier run wrote (daskgif.resume)
+    arguments: Mapping[str, Any]
+    settings: Mapping[str, Any]
+
+    @classmethod
+    def from_arguments(cls, **arguments: Any) -> Params:
+        """The settings of one run: ``build_graph``'s *arguments* checked, ``dask.config`` read and checked.
+
+        ``url=None`` becomes the embedded sample, ``frames_dir=None`` the
+        ``frames`` folder next to *out*; arguments that are code
+        (``on_state``) are checked but not kept.
+
+        >>> p = Params.from_arguments(out="s3://bucket/clip.gif", duration=40)
+        >>> p.frames_dir, p.duration, p.on_error, p.chunk_size > 0
+        ('s3://bucket/frames', 40, 'raise', True)
+        """
+        given = check_arguments(arguments)
+        data = {name: given[name] for name in DATA}
+        data["url"] = sample_path() if data["url"] is None else data["url"]
+        data["frames_dir"] = default_frames_dir(data["out"]) if data["frames_dir"] is None else data["frames_dir"]
+        # Writes get unique keys: two builds with equal arguments are two runs.
+        token = tokenize(data["url"], data["data_file"], data["out"], data["frames_dir"], uuid.uuid4().hex)
+        return cls(run=token, arguments=data, settings=read_settings())
+
+    def __getattr__(self, name: str) -> Any:
+        # p.out, p.chunk_size: an argument or a setting.  Dunder names (pickle's __setstate__) are never values.
+        if not name.startswith("__"):
+            for part in ("arguments", "settings"):
+                values = self.__dict__.get(part, {})
+                if name in values:
+                    return values[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def lease(self) -> storage.Lease:
@@ -54,27 +152,11 @@ class Params:
     def task(self, func: Callable, name: str, *, retried: bool = True, announce: dict | None = None,
              skip_on_upstream_skip: bool = True, hooks: tuple = ()) -> Task:
         """A Task of this run: its retry policy (when *retried*), the hook that sends its states, and *hooks*."""
-        retry = {"retries": self.retries, "retry_delay": self.retry_delay, **self.retry} if retried else {}
+        retry = {"retries": self.retries, "retry_delay": self.retry_delay, "backoff": self.retry_backoff,
+                 "max_delay": self.retry_max_delay, "jitter": self.retry_jitter} if retried else {}
         return Task(func, name=name, skip_on_upstream_skip=skip_on_upstream_skip,
                     on_state=(events.StateHook(self.run, announce), *hooks), timeout=self.task_timeout.get(name),
                     timeout_setting=f"daskgif.task-timeout.{name}", **retry)
-
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _positive(value: Any) -> bool:
-    return _number(value) and value > 0
-
-
-def _positive_or_none(value: Any) -> bool:
-    return value is None or _positive(value)
-
-
-def _batch_size(value: Any) -> bool:
-    return value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0)
 
 
 def default_frames_dir(out: str) -> str:
@@ -84,37 +166,9 @@ def default_frames_dir(out: str) -> str:
     ('frames', 's3://bucket/gifs/frames')
     >>> default_frames_dir("file:///clip.gif")
     'file:///frames'
-    
     """
     head, sep, _ = out.rpartition("/")
     return head + sep + "frames"
-
-
-def check_arguments(delimiter: Any, duration: Any, loop: Any, retries: Any, retry_delay: Any, on_error: Any,
-                    frames_per_task: Any) -> None:
-    """Raise ``ValueError`` or ``TypeError`` naming the first bad argument.
-
-    >>> check_arguments(b"\\n", 100, 0, 2, 10, "raise", "auto")
-    >>> check_arguments(b"", 100, 0, 2, 10, "raise", "auto")
-    Traceback (most recent call last):
-    ...
-    ValueError: delimiter must be non-empty bytes, got b''
-    """
-    if not isinstance(delimiter, bytes) or not delimiter:
-        raise ValueError(f"delimiter must be non-empty bytes, got {delimiter!r}")
-    for name, value in [("duration", duration), ("loop", loop), ("retries", retries)]:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    if duration > 655350:
-        raise ValueError(f"duration must be at most 655350 ms (GIF stores hundredths in 16 bits), got {duration}")
-    if loop > 65535:
-        raise ValueError(f"loop must be at most 65535, got {loop}")
-    if not isinstance(retry_delay, (int, float)) or retry_delay < 0:
-        raise ValueError(f"retry_delay must be a non-negative number of seconds, got {retry_delay!r}")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    if frames_per_task != "auto" and (not isinstance(frames_per_task, int) or frames_per_task < 1):
-        raise ValueError(f"frames_per_task must be 'auto' or a positive integer, got {frames_per_task!r}")
 
 
 def check_paths(p: Params) -> None:
@@ -135,4 +189,3 @@ def check_paths(p: Params) -> None:
         raise ValueError(f"out {p.out!r} is an existing folder; give the path of the GIF to write")
     if frames_dir is not None and os.path.exists(frames_dir) and not os.path.isdir(frames_dir):
         raise ValueError(f"frames_dir {p.frames_dir!r} is an existing file, not a folder")
-

@@ -142,23 +142,7 @@ def wire(dot: graphviz.Digraph, start: str | None, draw_step: Callable[[Any], st
             tails = [written]
 
 
-def draw_pipeline(
-    url: str | None = None,
-    data_file: str = "image-data.img",
-    out: str = "clip.gif",
-    frames_dir: str | None = None,
-    delimiter: bytes = b"\n\n\n\n",
-    duration: int = 100,
-    loop: int = 0,
-    retries: int = 2,
-    retry_delay: float = 10,
-    force: bool = False,
-    storage_options: dict | None = None,
-    *,
-    on_error: str | None = None,
-    max_frames: int = 3,
-    **ignored: Any,
-) -> graphviz.Digraph:
+def draw_pipeline(*args: Any, max_frames: int = 3, **kwargs: Any) -> graphviz.Digraph:
     """Draw the pipeline that ``build_graph`` with the same arguments runs.
 
     The steps are those of ``daskgif.pipeline.steps.STEPS``, in order; a step this
@@ -166,17 +150,14 @@ def draw_pipeline(
 
     Parameters
     ----------
-    url, data_file, out, frames_dir, delimiter, duration, loop, retries, retry_delay, force
-        As for :func:`daskgif.build_graph`; they label the picture. Nothing is
-        fetched or written. ``frames_dir=None`` draws the frames in a ``frames``
-        folder next to *out*.
-    storage_options, on_error
-        Accepted so that ``build_graph``'s arguments can be passed as they are.
+    *args, **kwargs
+        The parameters of :func:`daskgif.build_graph`, checked as it checks
+        them (:func:`daskgif.pipeline.parameters.bind`); they label the picture.
+        Nothing is fetched or written. ``frames_dir=None`` draws the frames in
+        a ``frames`` folder next to *out*.
     max_frames : int
         The most ``write-frame`` nodes drawn; beyond it the first
         ``max_frames - 1`` frames, a node for the rest, and the last frame.
-    **ignored
-        Other ``build_graph`` keywords (``frames_per_task``, ``on_state``).
 
     Returns
     -------
@@ -196,14 +177,25 @@ def draw_pipeline(
     >>> [name for name in steps if name in picture.source]
     ['fetch', 'split', 'write-frame [i]', 'combine']
     """
+    from daskgif.pipeline.parameters import bind
+
+    if max_frames < 2:
+        raise ValueError(f"max_frames must be at least 2, got {max_frames!r}")
+    return draw_arguments(bind(*args, **kwargs), max_frames)
+
+
+def draw_arguments(arguments: dict[str, Any], max_frames: int) -> graphviz.Digraph:
+    """Draw the pipeline for checked ``build_graph`` *arguments* (:func:`draw_pipeline`)."""
     graphviz = import_graphviz()
 
     from daskgif import storage
     from daskgif.pipeline.settings import default_frames_dir
     from daskgif.pipeline.sample import sample_path
 
-    if max_frames < 2:
-        raise ValueError(f"max_frames must be at least 2, got {max_frames!r}")
+    url, data_file, out, frames_dir, delimiter = (arguments[name] for name in
+                                                  ("url", "data_file", "out", "frames_dir", "delimiter"))
+    duration, loop, retries, retry_delay, force = (arguments[name] for name in
+                                                   ("duration", "loop", "retries", "retry_delay", "force"))
     if frames_dir is None:
         frames_dir = default_frames_dir(out)
     source = sample_path() if url is None else url

@@ -1,0 +1,301 @@
+"""Kinds of value a run parameter or setting may take, each checked by one function.
+
+A :class:`Kind` says, in words, what a value must be (``"a non-negative
+integer"``), decides whether a value is one, and reads one from the text of a
+command line (``"8"`` -> ``8``).  The API, the command line, parameter files
+and ``dask.config`` all check through it, so a bad value reads the same
+wherever it came from::
+
+    duration must be a non-negative integer up to 655350, got -1
+
+The pure checks that schedules and webhooks need (:func:`parse_duration`,
+:func:`check_cron`, :func:`check_url`) live here too, below ``daskgif.ops``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from daskgif.redact import mask
+
+__all__ = ["Kind", "check", "parse_duration", "check_cron", "check_url", "normalise_keys"]
+
+
+def _same(text: str) -> Any:
+    return text
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of value: what it must be, in words, whether a value is one, and how text becomes one.
+
+    Parameters
+    ----------
+    expected : str
+        What a value must be, completing "``<name>`` must be ...".
+    accepts : callable
+        Whether a value is of this kind.
+    parse : callable, optional
+        Turns command-line text into a value (``int``); raises ``ValueError``
+        on text that cannot be one.  Default: the text itself.
+    text_in_files : bool
+        Whether a parameter file may give the value as text, read with *parse*
+        (a delimiter with Python escapes).
+    metavar : str
+        What a command line's ``--help`` calls such a value.
+
+    Examples
+    --------
+    >>> even = Kind("an even integer", lambda v: isinstance(v, int) and v % 2 == 0, int)
+    >>> even.reason(3), even.reason(4)
+    ('must be an even integer, got 3', None)
+    >>> even.from_text("8"), even.reason(even.from_text("x"))
+    (8, "must be an even integer, got 'x'")
+    """
+
+    expected: str
+    accepts: Callable[[Any], bool]
+    parse: Callable[[str], Any] = _same
+    text_in_files: bool = False
+    metavar: str = "TEXT"
+
+    def reason(self, value: Any) -> str | None:
+        """``None`` if *value* is of this kind, else why not: ``"must be ..., got ..."`` (masked)."""
+        return None if self.accepts(value) else mask(f"must be {self.expected}, got {value!r}")
+
+    def from_text(self, text: str) -> Any:
+        """The value that *text* stands for, or *text* itself when it stands for none (so the check fails on it)."""
+        try:
+            return self.parse(text)
+        except (ValueError, TypeError):
+            return text
+
+
+def check(name: str, value: Any, kind: Kind) -> Any:
+    """Return *value* if it is of *kind*, else raise ``ValueError`` naming *name*.
+
+    >>> check("retries", 2, INTEGER)
+    2
+    >>> check("retries", -1, INTEGER)
+    Traceback (most recent call last):
+    ...
+    ValueError: retries must be a non-negative integer, got -1
+    """
+    reason = kind.reason(value)
+    if reason is not None:
+        raise ValueError(f"{name} {reason}")
+    return value
+
+
+def or_none(kind: Kind, word: str = "None") -> Kind:
+    """*kind*, or ``None`` (called *word*: ``null`` in configuration).
+
+    >>> or_none(TEXT).reason(None), or_none(TEXT, "null").expected
+    (None, 'a non-empty string or null')
+    """
+    return Kind(f"{kind.expected} or {word}", lambda v: v is None or kind.accepts(v), kind.parse, kind.text_in_files,
+                kind.metavar)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def integer(low: int = 0, high: int | None = None) -> Kind:
+    """Integers from *low* (0 or 1) up to *high*.
+
+    >>> integer(0, 65535).expected, integer(1).expected
+    ('a non-negative integer up to 65535', 'a positive integer')
+    """
+    words = "a positive integer" if low == 1 else "a non-negative integer" if low == 0 else f"an integer from {low}"
+    return Kind(words + ("" if high is None else f" up to {high}"),
+                lambda v: _integer(v) and v >= low and (high is None or v <= high), int, metavar="INTEGER")
+
+
+def choice(*choices: Any) -> Kind:
+    """One of *choices*, compared with ``==`` (``True`` is not ``1``).
+
+    >>> choice("raise", "skip").expected
+    "'raise' or 'skip'"
+    """
+    words = [repr(c) for c in choices]
+    return Kind(words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}",
+                lambda v: any(v == c and type(v) is type(c) for c in choices),
+                metavar=f"[{'|'.join(map(str, choices))}]")
+
+
+def _escapes(text: str) -> bytes:
+    r"""``'\r\n'`` (Python escapes) as bytes; ``ValueError`` on a bad escape."""
+    return codecs.escape_decode(text.encode("utf-8"))[0]
+
+
+def _json_object(text: str) -> Any:
+    found = json.loads(text)
+    if not isinstance(found, dict):
+        raise ValueError("not a JSON object")
+    return found
+
+
+def _number_from(text: str) -> int | float:
+    """``"10"`` -> ``10``, ``"0.5"`` -> ``0.5``: a whole number stays an integer."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def _batch(text: str) -> int | str:
+    return text if text == "auto" else int(text)
+
+
+def _flag(text: str) -> bool:
+    words = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+    return words[text.lower()]
+
+
+TEXT = Kind("a non-empty string", lambda v: isinstance(v, str) and bool(v))
+INTEGER = integer(0)
+POSITIVE_INTEGER = integer(1)
+SECONDS = Kind("a non-negative number of seconds", lambda v: _number(v) and v >= 0, _number_from, metavar="SECONDS")
+POSITIVE = Kind("a positive number", lambda v: _number(v) and v > 0, _number_from)
+FRACTION = Kind("a number from 0 to 1", lambda v: _number(v) and 0 <= v <= 1, _number_from)
+FLAG = Kind("true or false", lambda v: isinstance(v, bool), _flag)
+DELIMITER = Kind("non-empty bytes (as text: with Python escapes such as '\\n')",
+                 lambda v: isinstance(v, bytes) and bool(v), _escapes, text_in_files=True)
+STORAGE_OPTIONS = Kind("a mapping of fsspec options or None (as text: a JSON object)",
+                       lambda v: v is None or isinstance(v, Mapping), _json_object)
+FRAMES_PER_TASK = Kind("'auto' or a positive integer", lambda v: v == "auto" or (_integer(v) and v > 0), _batch,
+                       metavar="N|auto")
+HOOKS = Kind("a sequence of callables", lambda v: isinstance(v, Sequence) and not isinstance(v, (str, bytes))
+             and all(map(callable, v)))
+PROTOCOLS = Kind("a list of protocol names", lambda v: isinstance(v, (list, tuple)) and all(
+    isinstance(p, str) and p for p in v))
+
+# --- schedules and webhooks ---------------------------------------------------------------------
+
+UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([dhms])")
+DURATION_WORDS = "a positive duration such as '24h', '30m', '10s', '1h30m' or a number of seconds"
+
+
+def parse_duration(text: str | float, name: str = "duration") -> float:
+    """Return the seconds in a duration such as ``"24h"``, ``"1h30m"`` or ``"90"``.
+
+    Units are ``d``, ``h``, ``m`` and ``s``, largest first, each at most once; a
+    plain number is seconds.  *name* is what a message calls the value.
+
+    >>> parse_duration("24h")
+    86400.0
+    >>> parse_duration("1h30m")
+    5400.0
+    >>> parse_duration("10s"), parse_duration("90"), parse_duration("0.5")
+    (10.0, 90.0, 0.5)
+    >>> parse_duration("30 minutes", "every")
+    Traceback (most recent call last):
+    ...
+    ValueError: every must be a positive duration such as '24h', '30m', '10s', '1h30m' or a number of seconds, \
+got '30 minutes'
+    """
+    seconds = _seconds_in(text)
+    if seconds is None:
+        raise ValueError(f"{name} must be {DURATION_WORDS}, got {text!r}")
+    return seconds
+
+
+def _seconds_in(text: Any) -> float | None:
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        return None
+    spec = str(text).strip().lower()
+    try:
+        seconds = float(spec)
+    except ValueError:
+        parts = DURATION_PART.findall(spec)
+        units = [unit for _, unit in parts]
+        ordered = units == sorted(set(units), key="dhms".index)
+        if not parts or not ordered or "".join(n + u for n, u in parts) != spec:
+            return None
+        seconds = sum(float(n) * UNITS[u] for n, u in parts)
+    return seconds if 0 < seconds < float("inf") else None
+
+
+CRON_WORDS = "a cron expression such as '0 2 * * *' (minute hour day month weekday)"
+
+
+def check_cron(expr: str) -> str:
+    """Return *expr* if it is a valid cron expression, else raise ``ValueError``.
+
+    >>> check_cron("0 2 * * *")
+    '0 2 * * *'
+    >>> check_cron("at two")
+    Traceback (most recent call last):
+    ...
+    ValueError: cron must be a cron expression such as '0 2 * * *' (minute hour day month weekday), got 'at two'
+    """
+    return check("cron", expr, CRON)
+
+
+def _is_cron(expr: Any) -> bool:
+    from croniter import croniter
+
+    return isinstance(expr, str) and croniter.is_valid(expr)
+
+
+def _is_zone(name: Any) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def check_url(url: str, name: str = "notify") -> str:
+    """Return *url* if it is an http(s) URL with a host, else raise ``ValueError`` (masked).
+
+    >>> check_url("https://hooks.example.com/T0/B0")
+    'https://hooks.example.com/T0/B0'
+    >>> check_url("file:///etc/passwd")
+    Traceback (most recent call last):
+    ...
+    ValueError: notify must be an http:// or https:// URL with a host, got 'file:///etc/passwd'
+    """
+    return check(name, url, WEBHOOK)
+
+
+def _is_webhook(url: Any) -> bool:
+    parts = urlsplit(url) if isinstance(url, str) else None
+    return parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+DURATION = Kind(DURATION_WORDS, lambda v: _seconds_in(v) is not None)
+CRON = Kind(CRON_WORDS, _is_cron)
+ZONE = Kind("an IANA time zone such as Europe/Oslo or UTC", _is_zone)
+WEBHOOK = Kind("an http:// or https:// URL with a host", _is_webhook)
+
+
+def normalise_keys(value: Any) -> Any:
+    """*value* with ``_`` as ``-`` in the keys of its mappings, as Dask reads configuration keys.
+
+    ``DASK_DASKGIF__TASK_TIMEOUT__WRITE_FRAME=5`` reaches ``dask.config`` as
+    ``{"write_frame": 5}``; daskgif's keys are written ``write-frame``.
+
+    >>> normalise_keys({"write_frame": 5, "fetch": None})
+    {'write-frame': 5, 'fetch': None}
+    >>> normalise_keys(30)
+    30
+    """
+    if not isinstance(value, Mapping):
+        return value
+    return {k.replace("_", "-") if isinstance(k, str) else k: normalise_keys(v) for k, v in value.items()}
