@@ -68,7 +68,7 @@ def check_run(folder: Path, result, seen: list) -> None:
     assert result.ok and len(result.frames) == FRAMES
     assert (folder / "clip.gif").read_bytes()[:6] == b"GIF89a"
     assert len(list((folder / "frames").glob("frame_*.gif"))) == FRAMES
-    assert not (folder / "image-data.img.lock").exists()  # the lease ended with the run
+    assert not list(folder.glob("*.lock"))  # the lease (data file, frames, output) ended with the run
     assert [s.name for s in seen if s.state in ("Success", "Skipped")] == STEPS  # every hook call arrived
 
 
@@ -134,3 +134,36 @@ def test_a_failed_run_ends_its_lease_and_is_the_same_whichever_way(tmp_path, clu
     assert not (tmp_path / "image-data.img.lock").exists()
     assert len(set(messages)) == 1 and "frame 2" in messages[0], messages
     assert not os.path.exists(tmp_path / "clip.gif")
+
+
+def test_two_runs_sharing_an_output_never_mix_their_frames(tmp_path):
+    from frames import image_data, make_gif
+
+    (tmp_path / "a.img").write_bytes(image_data([make_gif(8, 8, seed=i) for i in range(12)]))
+    (tmp_path / "b.img").write_bytes(image_data([make_gif(9, 9, seed=i) for i in range(5)]))
+    graphs = [build_graph(url=str(tmp_path / f"{x}.img"), data_file=str(tmp_path / f"{x}.data"),
+                          out=str(tmp_path / "clip.gif"), frames_dir=str(tmp_path / "frames")) for x in "ab"]
+    with dask.config.set(scheduler="threads"):
+        try:
+            results = dask.compute(*graphs)
+        except RunFailed as e:  # they overlapped: the second failed at once, naming the output or frames lock
+            assert isinstance(e.__cause__, LockHeld) and ".lock is held by run" in str(e)
+            results = None
+    widths = [p.read_bytes()[6] for p in (tmp_path / "frames").glob("frame_*.gif")]
+    assert set(widths) <= {8} or set(widths) == {9}, widths  # one run's frames, never both
+    assert len(widths) <= {8: 12, 9: 5}[widths[0]] if widths else True
+    if results is not None:  # Dask ran them one after the other
+        assert all(r.ok for r in results)
+
+
+@pytest.mark.parametrize("data_file", ["frames/frame_05.gif", "frames/frame_99.gif", "frames/.frames-manifest.json"])
+def test_a_data_file_the_run_would_overwrite_is_refused_before_any_work(tmp_path, data_file):
+    import subprocess
+    import sys
+
+    (tmp_path / "frames").mkdir()
+    (tmp_path / data_file).write_bytes(b"precious")
+    done = subprocess.run([sys.executable, "-m", "daskgif", "run", "--scheduler", "sync", "--data-file", data_file],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2 and "is in frames_dir 'frames' under a name the run writes" in done.stderr
+    assert (tmp_path / data_file).read_bytes() == b"precious" and not (tmp_path / "clip.gif").exists()

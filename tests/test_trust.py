@@ -84,7 +84,7 @@ def test_the_report_hides_secrets_and_works_offline(tmp_path, http_server):
     (["--out", "image-data.img"], "out and data_file are the same file"),
     (["--out", "folder"], "is an existing folder"),
     (["--frames-dir", "a-file"], "is an existing file, not a folder"),
-    (["--frames-dir", "frames", "--out", "frames/frame_00.gif"], "under a frame's name"),
+    (["--frames-dir", "frames", "--out", "frames/frame_00.gif"], "under a name the run writes or clears there"),
 ])
 def test_clashing_paths_are_usage_errors_before_any_work(tmp_path, http_server, clash, message):
     (tmp_path / "folder").mkdir()

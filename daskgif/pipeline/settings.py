@@ -146,8 +146,13 @@ class Params:
 
     @property
     def lease(self) -> storage.Lease:
-        """This run's lease on its data file (``<data_file>.lock``, see :class:`~daskgif.storage.Lease`)."""
-        return storage.Lease(self.data_file, self.storage_options, owner=self.run, seconds=self.lock_timeout)
+        """This run's lease on what it reads and writes: its data file, its frames folder and its output.
+
+        ``<data_file>.lock``, ``<frames_dir>.lock`` and ``<out>.lock`` (see
+        :class:`~daskgif.storage.Lease`): two runs never share one of them.
+        """
+        guarded = (self.data_file, self.frames_dir.rstrip("/"), self.out)
+        return storage.Lease(guarded, self.storage_options, owner=self.run, seconds=self.lock_timeout)
 
     def task(self, func: Callable, name: str, *, retried: bool = True, announce: dict | None = None,
              skip_on_upstream_skip: bool = True, hooks: tuple = ()) -> Task:
@@ -171,6 +176,22 @@ def default_frames_dir(out: str) -> str:
     return head + sep + "frames"
 
 
+def in_frames_dir(path: str, frames_dir: str) -> bool:
+    """Whether a run writing frames to *frames_dir* may write, replace or remove *path*.
+
+    >>> in_frames_dir("frames/frame_99.gif", "frames"), in_frames_dir("frames/notes.txt", "frames/")
+    (True, False)
+    >>> in_frames_dir("s3://b/f/.frames-manifest.json", "s3://b/f"), in_frames_dir("frame_01.gif", "frames")
+    (True, False)
+    """
+    def folder(path: str) -> str:
+        local = storage.local_path(path)
+        return os.path.abspath(local) if local is not None else path.rstrip("/")
+
+    head, _, name = path.rstrip("/").rpartition("/")
+    return folder(head or ".") == folder(frames_dir) and (name.startswith(("frame_", ".frame")) or name.endswith(".lock"))
+
+
 def check_paths(p: Params) -> None:
     """Refuse outputs that clash, before any work: a usage error names both paths.
 
@@ -182,9 +203,10 @@ def check_paths(p: Params) -> None:
     if p.out == p.data_file or (out is not None and data_file is not None
                                 and os.path.abspath(out) == os.path.abspath(data_file)):
         raise ValueError(f"out and data_file are the same file ({p.out!r}): the clip would overwrite its input")
-    if out is not None and frames_dir is not None and os.path.dirname(os.path.abspath(out)) == \
-            os.path.abspath(frames_dir) and os.path.basename(out).startswith("frame_"):
-        raise ValueError(f"out {p.out!r} is in frames_dir {p.frames_dir!r} under a frame's name")
+    for name in ("out", "data_file"):
+        if in_frames_dir(getattr(p, name), p.frames_dir):
+            raise ValueError(f"{name} {getattr(p, name)!r} is in frames_dir {p.frames_dir!r} under a name the run "
+                             "writes or clears there (frame_*, the manifest, the lock): give it another name or folder")
     if out is not None and os.path.isdir(out):
         raise ValueError(f"out {p.out!r} is an existing folder; give the path of the GIF to write")
     if frames_dir is not None and os.path.exists(frames_dir) and not os.path.isdir(frames_dir):

@@ -1,4 +1,4 @@
-"""The lease on a data file: ``<data_file>.lock``, held by one run while its tasks use the file.
+"""The lease on the files a run uses: ``<data_file>.lock``, ``<out>.lock``, ``<frames_dir>.lock``.
 
 A run's tasks run wherever Dask puts them (this process, a thread pool, worker
 processes on other hosts), so the lock is not held by a process but *leased* to a
@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fsspec.core import url_to_fs
@@ -39,8 +39,10 @@ logger = logging.getLogger(__name__)
 
 
 class Lease:
-    """The lease of run *owner* on ``<data_file>.lock``, for *seconds* at a time.
+    """The lease of run *owner* on the files it uses: ``<file>.lock`` for each of *guarded*, *seconds* at a time.
 
+    The leases are taken in order, all or none: if another live run holds one,
+    the ones this call took are given back and :class:`LockHeld` names the holder.
     It pickles (only its settings travel), so every task of a run can take it.
 
     Examples
@@ -49,22 +51,27 @@ class Lease:
     >>> lease = Lease("memory://daskgif-doctest/l.img", owner="run-1", seconds=5)
     >>> lease.acquire()["owner"], exists("memory://daskgif-doctest/l.img.lock")
     ('run-1', True)
-    >>> Lease("memory://daskgif-doctest/l.img", owner="run-2", seconds=5).acquire()
+    >>> Lease(["memory://daskgif-doctest/c.gif", "memory://daskgif-doctest/l.img"], owner="run-2", seconds=5).acquire()
     Traceback (most recent call last):
     ...
     daskgif.errors.LockHeld: memory://daskgif-doctest/l.img.lock is held by run run-1 (host ...)
+    >>> exists("memory://daskgif-doctest/c.gif.lock")  # all or none
+    False
     >>> lease.release(); exists("memory://daskgif-doctest/l.img.lock")
     False
     """
 
-    def __init__(self, data_file: str, storage_options: dict | None = None, *, owner: str, seconds: float):
-        self.path, self.storage_options, self.owner, self.seconds = data_file + ".lock", storage_options, owner, seconds
+    def __init__(self, guarded: str | Sequence[str], storage_options: dict | None = None, *, owner: str,
+                 seconds: float):
+        self.guarded = (guarded,) if isinstance(guarded, str) else tuple(guarded)
+        self.paths = tuple(f"{path}.lock" for path in self.guarded)
+        self.storage_options, self.owner, self.seconds = storage_options, owner, seconds
 
     def __reduce__(self) -> Any:
-        return (_lease, (self.path, self.storage_options, self.owner, self.seconds))
+        return (_lease, (self.guarded, self.storage_options, self.owner, self.seconds))
 
     def __repr__(self) -> str:
-        return f"Lease({self.path!r}, owner={self.owner!r})"
+        return f"Lease({', '.join(map(repr, self.paths))}, owner={self.owner!r})"
 
     def _record(self) -> dict[str, Any]:
         now = time.time()
@@ -73,45 +80,67 @@ class Lease:
                 "token": uuid.uuid4().hex}
 
     def acquire(self) -> dict[str, Any]:
-        """Take the lease, or renew it if this run holds it; raise :class:`LockHeld` if another live run does."""
+        """Take every lease, or renew those this run holds; raise :class:`LockHeld` if another live run holds one."""
+        taken: list[str] = []
+        try:
+            for path in self.paths:
+                created, mine = self._take(path)
+                if created:
+                    taken.append(path)
+        except BaseException:
+            for path in taken:
+                self._release(path)
+            raise
+        return mine
+
+    def _take(self, path: str) -> tuple[bool, dict[str, Any]]:
         for _ in range(3):  # a stale lock broken, then a race lost to a third run: give up naming it
             mine = self._record()
-            if _create_exclusive(self.path, json.dumps(mine).encode(), self.storage_options):
-                return mine
-            holder = _read_lock(self.path, self.storage_options)
+            if _create_exclusive(path, json.dumps(mine).encode(), self.storage_options):
+                return True, mine
+            holder = _read_lock(path, self.storage_options)
             if holder is None:
                 continue  # released meanwhile
             if holder.get("owner") == self.owner:
-                return self.renew()
+                return False, self._renew(path)
             stale = _stale_lock(holder)
             if stale is None:
-                raise LockHeld(self.path, holder, self.seconds)
-            logger.warning("Breaking the stale lock %s of run %s (host %s, pid %s): %s", self.path,
+                raise LockHeld(path, holder, self.seconds)
+            logger.warning("Breaking the stale lock %s of run %s (host %s, pid %s): %s", path,
                            holder.get("owner"), holder.get("host"), holder.get("pid"), stale)
-            if _read_lock(self.path, self.storage_options) == holder:  # not taken over meanwhile
-                remove_file(self.path, self.storage_options)
-        raise LockHeld(self.path, _read_lock(self.path, self.storage_options) or {}, self.seconds)
+            if _read_lock(path, self.storage_options) == holder:  # not taken over meanwhile
+                remove_file(path, self.storage_options)
+        raise LockHeld(path, _read_lock(path, self.storage_options) or {}, self.seconds)
 
     def renew(self) -> dict[str, Any]:
-        """Extend the lease by *seconds* from now; raise :class:`LockHeld` if another run took it meanwhile."""
-        holder = _read_lock(self.path, self.storage_options)
+        """Extend every lease by *seconds* from now; raise :class:`LockHeld` if another run took one meanwhile."""
+        for path in self.paths:
+            mine = self._renew(path)
+        return mine
+
+    def _renew(self, path: str) -> dict[str, Any]:
+        holder = _read_lock(path, self.storage_options)
         if holder is None:
-            return self.acquire()
+            return self._take(path)[1]
         if holder.get("owner") != self.owner:
-            raise LockHeld(self.path, holder, self.seconds)
+            raise LockHeld(path, holder, self.seconds)
         mine = self._record()
-        _replace(self.path, json.dumps(mine).encode(), self.storage_options)
+        _replace(path, json.dumps(mine).encode(), self.storage_options)
         return mine
 
     def release(self) -> None:
-        """Remove the lock file if this run holds it."""
-        holder = _read_lock(self.path, self.storage_options)
+        """Remove the lock files this run holds."""
+        for path in self.paths:
+            self._release(path)
+
+    def _release(self, path: str) -> None:
+        holder = _read_lock(path, self.storage_options)
         if holder is not None and holder.get("owner") == self.owner:
-            remove_file(self.path, self.storage_options)
+            remove_file(path, self.storage_options)
 
     @contextlib.contextmanager
     def kept(self) -> Iterator[dict[str, Any]]:
-        """Hold the lease for the block, renewing it every third of *seconds*; it stays held after the block."""
+        """Hold the leases for the block, renewing them every third of *seconds*; they stay held after the block."""
         held = self.acquire()
         stop = threading.Event()
 
@@ -120,7 +149,7 @@ class Lease:
                 try:
                     self.renew()
                 except (OSError, LockHeld) as e:
-                    logger.warning("Could not renew %s: %s", self.path, e)
+                    logger.warning("Could not renew %s: %s", self, e)
                     return
 
         thread = threading.Thread(target=renew, name=f"daskgif-lease-{self.owner}", daemon=True)
@@ -132,8 +161,8 @@ class Lease:
             thread.join()
 
 
-def _lease(path: str, storage_options: dict | None, owner: str, seconds: float) -> Lease:
-    return Lease(path[: -len(".lock")], storage_options, owner=owner, seconds=seconds)
+def _lease(guarded: tuple[str, ...], storage_options: dict | None, owner: str, seconds: float) -> Lease:
+    return Lease(guarded, storage_options, owner=owner, seconds=seconds)
 
 
 def _create_exclusive(path: str, content: bytes, storage_options: dict | None) -> bool:
