@@ -148,6 +148,6 @@ def test_two_runs_on_one_data_file_never_mix(tmp_path):
         assert states == ["Skipped", "Success"]
     else:  # they overlapped: the second failed at once, naming the run that holds the data file
         assert codes == [0, 1], results
-        err = next(e for (_, e), p in zip(results, procs) if p.returncode == 1)
-        assert "image-data.img.lock is held by run" in err, err
+        said = next(o + e for (o, e), p in zip(results, procs) if p.returncode == 1)
+        assert "image-data.img.lock is held by run" in said, said
     assert not (tmp_path / "image-data.img.lock").exists()
