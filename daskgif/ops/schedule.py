@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
+from daskgif.core.runtime import find_client
 from daskgif.errors import DaskgifError, RunFailed
 from daskgif.redact import safe_parameters, scrub
-from daskgif.ops.runner import Cancelled, active_client, compute, wait_for
+from daskgif.ops.runner import Cancelled, compute, wait_for
 
 __all__ = ["parse_duration", "next_fire", "Every", "Cron", "Run", "run_schedule", "run_once", "report_run"]
 
@@ -377,7 +378,7 @@ def run_schedule(
     if storage_options is None and not callable(params):
         storage_options = params.get("storage_options")
     if client is None and scheduler is None and "distributed" in sys.modules:
-        client = active_client()
+        client = find_client()
     stop = stop or threading.Event()
     sleep = sleep or (lambda seconds: wait_for(stop, seconds))
     if plan is None:

@@ -30,9 +30,10 @@ from dask.base import tokenize
 from dask.delayed import Delayed
 
 from daskgif import config, storage
-from daskgif.core import events, limits
+from daskgif.core import events
 from daskgif.core.state import State
-from daskgif.core.timeouts import check_timeouts
+from daskgif.pipeline import limits
+from daskgif.pipeline.limits import check_timeouts
 from daskgif.errors import RunFailed
 from daskgif.pipeline.sample import sample_path
 from daskgif.pipeline.settings import (

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daskgif import storage
-from daskgif.core import events
+from daskgif.core.runtime import LOCAL_SCHEDULERS  # noqa: F401 - graph.py imports it from here
 from daskgif.core.task import Task
-
-LOCAL_SCHEDULERS = ("sync", "synchronous", "single-threaded", "threads", "threading", "processes", "multiprocessing")
+from daskgif.pipeline.messages import StateHook
+from daskgif.pipeline.result import Result
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ class Params:
         """A Task of this run: its retry policy (when *retried*) and the hook that sends its states."""
         retry = {"retries": self.retries, "retry_delay": self.retry_delay, **self.retry} if retried else {}
         return Task(func, name=name, skip_on_upstream_skip=skip_on_upstream_skip,
-                    on_state=(events.StateHook(self.run, announce),), timeout=self.task_timeout.get(name),
-                    timeout_setting=f"daskgif.task-timeout.{name}", **retry)
+                    on_state=(StateHook(self.run, announce),), timeout=self.task_timeout.get(name),
+                    timeout_setting=f"daskgif.task-timeout.{name}", record=Result, **retry)
 
 
 

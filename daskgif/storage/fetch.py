@@ -19,7 +19,7 @@ from daskgif.errors import FetchError
 from daskgif.storage.files import _remove, atomic_write, open_input
 from daskgif.storage.paths import _options, _protocols, local_path
 from daskgif.redact import mask
-from daskgif.core.retry import is_transient
+from daskgif.errors import is_transient
 
 __all__ = [
     "fetch_file", "fetch_needed", "read_source", "source_path", "source_record", "url_digest",
@@ -81,7 +81,7 @@ def fetch_file(
     Raises
     ------
     FetchError
-        Naming *url*.  ``transient`` is :func:`daskgif.core.retry.is_transient` of the
+        Naming *url*.  ``transient`` is :func:`daskgif.errors.is_transient` of the
         cause: true for connection errors, timeouts (the deadline included), a body
         shorter than its ``Content-Length`` and HTTP 5xx/408/425/429; false for other
         HTTP statuses, missing files, bad or refused URLs and redirects, and
@@ -273,7 +273,7 @@ def _connection_error(source: object) -> BaseException | None:
 
 def _fetch_error(url: str, e: BaseException, *, timeout: float, deadline: float | None = None,
                  elapsed: float = 0.0, copied: int | None = None) -> FetchError:
-    """Describe *e*, raised while fetching *url*; :func:`daskgif.core.retry.is_transient` decides ``transient``."""
+    """Describe *e*, raised while fetching *url*; :func:`daskgif.errors.is_transient` decides ``transient``."""
     import aiohttp
 
     if isinstance(e, FetchError):
