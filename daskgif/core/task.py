@@ -208,7 +208,7 @@ class Task:
         return RunFailed(describe(first_failure(iter_states(states))), self.record.failed(states), values)
 
     def map(self, items: Sequence, **options: Any) -> Mapped:
-        """Run the task on every item, in batches launched where the calling task runs (:func:`.fanout.map_task`).
+        """Run the task on every item, in batches launched where it runs: :func:`~daskgif.core.fanout.map_task`.
 
         >>> Task(abs, name="abs").map([-1, 2, -3], batch_size=2).values
         [1, 2, 3]

@@ -37,7 +37,7 @@ FLUSH_INTERVAL = 0.25
 class StateHook:
     """An ``on_state`` hook that sends a run's task states as messages (see the module docstring).
 
-    A :class:`~daskgif.core.task.BatchHook`: the final states of mapped items are
+    A :class:`~daskgif.core.fanout.BatchHook`: the final states of mapped items are
     gathered and sent every :data:`FLUSH_INTERVAL` seconds and at each batch's end.
 
     Parameters
