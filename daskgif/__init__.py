@@ -40,17 +40,23 @@ __all__ = sorted(_exports)
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
-    from daskgif.errors import Cancelled, DaskgifError, FetchError, GifFormatError, RunFailed
-    from daskgif.pipeline.graph import build_graph
-    from daskgif.gif.join import join_gifs
-    from daskgif.views.progress import progress
-    from daskgif.views.runpicture import draw_run
-    from daskgif.pipeline.result import Result
-    from daskgif.pipeline.sample import sample_path
-    from daskgif.ops.schedule import run_schedule
-    from daskgif.gif.split import split_frames
     from daskgif.core.state import State
     from daskgif.core.task import Skip, Task, task
+    from daskgif.errors import (
+        Cancelled,
+        DaskgifError,
+        FetchError,
+        GifFormatError,
+        RunFailed,
+    )
+    from daskgif.gif.join import join_gifs
+    from daskgif.gif.split import split_frames
+    from daskgif.ops.schedule import run_schedule
+    from daskgif.pipeline.graph import build_graph
+    from daskgif.pipeline.result import Result
+    from daskgif.pipeline.sample import sample_path
+    from daskgif.views.progress import progress
+    from daskgif.views.runpicture import draw_run
 
 
 

@@ -16,8 +16,8 @@ import os
 from collections.abc import Callable, Collection
 from typing import Any
 
-from dask import config as dask_config  # works while dask itself is still importing
 import yaml
+from dask import config as dask_config  # works while dask itself is still importing
 
 __all__ = ["get", "check", "env_name", "defaults"]
 

@@ -5,12 +5,21 @@ pickles from a worker back to the client, and formats its message in
 ``__str__``.  Each also subclasses the matching builtin, so ``except ValueError``
 keeps working for callers who do not know daskgif.
 
-The ``transient`` attribute tells the retry layer whether trying again may help.
+The ``transient`` attribute tells the retry layer whether trying again may help;
+:func:`is_transient` decides it for every exception, an allow-list: connection
+errors, timeouts, HTTP 408/425/429/5xx and the ``OSError`` numbers that say "busy
+or unreachable, try later" are transient; everything else (a full disk, a missing
+file, a format error, a bug) fails at once, because trying again gives the same answer.
+Errors of optional libraries (aiohttp, botocore) are known by their class names.
 """
 
 from __future__ import annotations
 
-__all__ = ["DaskgifError", "GifFormatError", "FetchError", "RunFailed", "Cancelled", "LockHeld", "TaskTimeout"]
+import errno
+from collections.abc import Iterable
+
+__all__ = ["DaskgifError", "GifFormatError", "FetchError", "RunFailed", "Cancelled", "LockHeld", "TaskTimeout",
+           "TRANSIENT_ERRNOS", "TRANSIENT_STATUS", "is_transient"]
 
 
 class DaskgifError(Exception):
@@ -90,7 +99,7 @@ class FetchError(DaskgifError, OSError):
 
 
 class RunFailed(DaskgifError, RuntimeError):
-    """A pipeline run in which a task failed.
+    """A run in which a task failed.
 
     Parameters
     ----------
@@ -98,13 +107,22 @@ class RunFailed(DaskgifError, RuntimeError):
         Names the failed task, the frame index when there is one, the attempts
         and the cause.
     result : object, optional
-        The run's result, with the state of every task.
+        The run's record, with the state of every task known
+        (:class:`daskgif.core.state.RunReport`, the pipeline's ``Result``).
+    values : sequence, optional
+        The values of the mapped items that succeeded, for the caller to record.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> error = pickle.loads(pickle.dumps(RunFailed("task 'x' failed after 1 attempt: OSError", None, [1])))
+    >>> str(error), error.values
+    ("task 'x' failed after 1 attempt: OSError", [1])
     """
 
-    def __init__(self, message: str, result: object = None):
-        super().__init__(message, result)
-        self.message = message
-        self.result = result
+    def __init__(self, message: str, result: object = None, values: Iterable = ()):
+        super().__init__(message, result, values)
+        self.message, self.result, self.values = message, result, list(values)
 
     def __str__(self) -> str:
         return self.message
@@ -137,7 +155,7 @@ class Cancelled(DaskgifError):
 
 
 class LockHeld(DaskgifError, RuntimeError):
-    """A data file leased to another live run (its ``<data_file>.lock``); permanent: a run never waits for it.
+    """A file leased to another live run (its ``<file>.lock``); permanent: a run never waits for it.
 
     Parameters
     ----------
@@ -152,7 +170,7 @@ class LockHeld(DaskgifError, RuntimeError):
     --------
     >>> holder = {"host": "n1", "pid": 7, "owner": "run-1", "renewed_at": "2026-01-01T00:00:00+00:00"}
     >>> print(LockHeld("d.img.lock", holder, 10))
-    d.img.lock is held by run run-1 (host n1, pid 7, renewed 2026-01-01T00:00:00+00:00): two runs never share a data file; give this run another data_file, or wait for that run to end (a dead run's lease ends 10 s after its last sign of life, daskgif.lock-timeout)
+    d.img.lock is held by run run-1 (host n1, pid 7, renewed 2026-01-01T00:00:00+00:00): two runs never share a data file, a frames folder or an output; give this run other paths, or wait for that run to end (a dead run's lease ends 10 s after its last sign of life, daskgif.lock-timeout)
     """
 
     transient = False
@@ -164,6 +182,60 @@ class LockHeld(DaskgifError, RuntimeError):
     def __str__(self) -> str:
         h = self.holder
         return (f"{self.path} is held by run {h.get('owner')} (host {h.get('host')}, pid {h.get('pid')}, renewed "
-                f"{h.get('renewed_at')}): two runs never share a data file; give this run another data_file, or wait "
-                f"for that run to end (a dead run's lease ends {self.seconds:g} s after its last sign of life, "
-                f"daskgif.lock-timeout)")
+                f"{h.get('renewed_at')}): two runs never share a data file, a frames folder or an output; give this "
+                f"run other paths, or wait for that run to end (a dead run's lease ends {self.seconds:g} s after its "
+                "last sign of life, daskgif.lock-timeout)")
+
+
+#: ``OSError`` numbers that may go away on their own.
+TRANSIENT_ERRNOS = frozenset({
+    errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.EIO, errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED,
+    errno.ECONNABORTED, errno.EPIPE, errno.ENETDOWN, errno.ENETUNREACH, errno.ENETRESET, errno.EHOSTDOWN,
+    errno.EHOSTUNREACH,
+})
+
+#: HTTP statuses that may go away on their own: request timeout, too early, rate limit (and every 5xx).
+TRANSIENT_STATUS = frozenset({408, 425, 429})
+
+# Connection and timeout errors of libraries daskgif does not import here (matched by class name).
+_TRANSIENT_NAMES = frozenset({
+    "ClientConnectionError", "ClientPayloadError", "ServerDisconnectedError", "ServerTimeoutError",
+    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
+})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether trying again may help after *exc*.
+
+    An exception's own ``transient`` attribute decides when it has one (every
+    daskgif error does).  Otherwise: timeouts and connection errors, HTTP errors
+    with a status of 408, 425, 429 or 5xx, and ``OSError`` numbers in
+    :data:`TRANSIENT_ERRNOS` are transient; everything else is permanent.
+
+    Examples
+    --------
+    >>> import errno
+    >>> is_transient(ConnectionResetError()), is_transient(TimeoutError())
+    (True, True)
+    >>> is_transient(OSError(errno.EROFS, "Read-only file system")), is_transient(EOFError())
+    (False, False)
+    >>> is_transient(OSError(errno.EAGAIN, "Resource temporarily unavailable"))
+    True
+    >>> import urllib.error
+    >>> is_transient(urllib.error.URLError(ConnectionRefusedError())), is_transient(urllib.error.URLError("bad"))
+    (True, False)
+    """
+    transient = getattr(exc, "transient", None)
+    if transient is not None:
+        return bool(transient)
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return True
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, BaseException) and reason is not exc:  # urllib's URLError wraps the socket's error
+        return is_transient(reason)
+    status = getattr(exc, "status", None) or getattr(exc, "code", None)
+    if isinstance(status, int) and 100 <= status < 600:  # an HTTP error (aiohttp's status, urllib's code)
+        return status >= 500 or status in TRANSIENT_STATUS
+    if any(cls.__name__ in _TRANSIENT_NAMES for cls in type(exc).__mro__):
+        return True
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS

@@ -3,7 +3,7 @@
 The write path of one frame is what a ``write-frame`` batch does for it: read its
 span of the data file, check it (structure walk and, by default, a decode with
 Pillow), write it atomically, record its state and hand the state to the hook that
-sends it as an event.  This script runs the real thing -- :func:`daskgif.core.task.run_items`
+sends it as an event.  This script runs the real thing -- :func:`daskgif.core.fanout.run_batch`
 with the pipeline's own ``write-frame`` :class:`~daskgif.core.task.Task` -- on one batch
 of small frames, in this process, and prints milliseconds per frame (median of the
 rounds, min-max), then a cProfile summary of one more round::
@@ -38,7 +38,7 @@ from PIL import Image
 import daskgif
 import daskgif.pipeline.graph
 import daskgif.storage
-from daskgif.core.task import run_items
+from daskgif.core.fanout import run_batch
 
 DELIMITER = b"\n\n\n\n"
 
@@ -79,7 +79,7 @@ def one_batch(data_file: Path, frames_dir: Path, validate: str):
             kwargs["source"] = daskgif.storage.SpanReader(p.data_file, p.storage_options)
         if hasattr(daskgif.pipeline.graph, "FrameTable"):
             extra["collect"] = functools.partial(daskgif.pipeline.frames.FrameTable, p.frames_dir, len(spans))
-        mapped = run_items(task, kwargs, False, 0, spans, **extra)
+        mapped = run_batch(task, kwargs, None, extra.get("collect"), 0, spans)
         assert mapped.states.counts == {"Success": len(spans)}, mapped.states.counts
 
     return run, len(spans)

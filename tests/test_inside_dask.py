@@ -13,7 +13,7 @@ import pytest
 from dask.utils import key_split
 
 import daskgif  # noqa: F401  (before distributed, which snapshots dask.config)
-from daskgif.pipeline import graph
+from daskgif.pipeline import graph, steps
 from daskgif.errors import RunFailed
 from daskgif.core.events import TOPIC
 from daskgif.views.progress import Progress
@@ -116,13 +116,13 @@ def test_progress_and_hooks_come_from_dask_events(tmp_path, client):
 
 def test_sync_runs_every_frame_in_the_calling_thread(tmp_path, monkeypatch):
     threads = []
-    write = graph.write_frame
+    write = steps.write_frame
 
     def recording(span, p, count, **kwargs):
         threads.append(threading.get_ident())
         return write(span, p, count, **kwargs)
 
-    monkeypatch.setattr(graph, "write_frame", recording)
+    monkeypatch.setattr(steps, "write_frame", recording)
     result = graph.build_graph(**paths(tmp_path), frames_per_task=4).compute(scheduler="sync")
     assert result.ok and len(threads) == FRAMES
     assert set(threads) == {threading.get_ident()}  # pdb works: one thread, the caller's
@@ -131,14 +131,14 @@ def test_sync_runs_every_frame_in_the_calling_thread(tmp_path, monkeypatch):
 @pytest.mark.parametrize("num_workers", [1, 3])
 def test_threads_uses_the_configured_pool_size(tmp_path, monkeypatch, num_workers):
     threads = set()
-    write = graph.write_frame
+    write = steps.write_frame
 
     def slow(span, p, count, **kwargs):
         threads.add(threading.get_ident())
         time.sleep(0.02)
         return write(span, p, count, **kwargs)
 
-    monkeypatch.setattr(graph, "write_frame", slow)
+    monkeypatch.setattr(steps, "write_frame", slow)
     result = graph.build_graph(**paths(tmp_path), frames_per_task=1).compute(scheduler="threads",
                                                                             num_workers=num_workers)
     assert result.ok

@@ -701,7 +701,7 @@ def read_only_dir(tmp_path):
 def test_atomic_write_to_a_read_only_file_system(read_only_dir, http_server):
     import errno
 
-    from daskgif.core.retry import is_transient
+    from daskgif.errors import is_transient
 
     target = read_only_dir / "clip.gif"
     with pytest.raises(OSError) as info:
@@ -721,7 +721,7 @@ def test_write_errors_are_permanent_and_name_the_path(tmp_path, monkeypatch, num
     import errno
 
     import daskgif.storage.files
-    from daskgif.core.retry import is_transient
+    from daskgif.errors import is_transient
 
     code = getattr(errno, number)
 

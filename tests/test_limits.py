@@ -11,7 +11,7 @@ import pytest
 
 import daskgif  # noqa: F401 - before distributed, which snapshots dask.config
 from daskgif import build_graph
-from daskgif.core.limits import check_limits, hold
+from daskgif.pipeline.limits import check_limits, hold
 from frames import image_data, make_gif
 
 distributed = pytest.importorskip("distributed")

@@ -5,6 +5,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,9 +15,12 @@ import pytest
 from dask.utils import key_split
 
 import daskgif  # noqa: F401  (before distributed, which snapshots dask.config)
-from daskgif.errors import FetchError, RunFailed
-from daskgif.core.task import (FAILED, RETRYING, RUNNING, SKIPPED, SUCCESS, Mapped, Outcome, RetryPolicy, Skip, State,
-                           Task, first_failure, is_transient, task)
+from daskgif.core.fanout import Mapped
+from daskgif.core.retry import RetryPolicy, retry
+from daskgif.core.state import RunReport
+from daskgif.core.state import FAILED, RETRYING, RUNNING, SKIPPED, SUCCESS, State, first_failure
+from daskgif.core.task import Outcome, Skip, Task, task
+from daskgif.errors import FetchError, RunFailed, is_transient
 
 distributed = pytest.importorskip("distributed")
 
@@ -235,6 +239,87 @@ def test_pickle_round_trip(dumps, loads):
     with pytest.raises(RunFailed, match="Unpicklable: 1") as info:
         Task(raise_unpicklable, name="odd").run()
     assert isinstance(loads(dumps(info.value)), RunFailed)
+    record = RunReport.failed({"fetch": state}, now=3.0)
+    error = loads(dumps(RunFailed("task 'fetch' failed", record, [1, 2])))
+    assert (error.result, error.values, error.args[1:]) == (record, [1, 2], (record, [1, 2]))
+
+
+def test_retry_is_the_one_loop(caplog):
+    calls = []
+
+    def flaky_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("down")
+        return len(calls)
+
+    waits = []
+    assert retry(flaky_once, RetryPolicy(2, 5, jitter=0), operation="ping", sleep=waits.append) == 2
+    assert waits == [5.0] and "Retrying ping after ConnectionError: down (attempt 1/3)" in caplog.messages
+    with pytest.raises(ValueError):  # not transient: raised at once, untouched
+        retry(lambda: int("x"), RetryPolicy(3), sleep=waits.append)
+    assert waits == [5.0]
+
+
+def item_thread(i, source):
+    return threading.get_ident()
+
+
+def launch(inner, items):
+    """Return this task's thread and those of the items it launches."""
+    return threading.get_ident(), inner.map(items, batch_size=1, source=None).values
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_launched_batches_run_on_the_scheduler_of_the_caller(scheduler):
+    graph = Task(launch, name="launch")(Task(item_thread, name="item-thread"), range(6))
+    caller, threads = dask.compute(graph, scheduler=scheduler)[0].value
+    if scheduler == "sync":  # one after another in the calling thread: pdb works
+        assert caller == threading.get_ident() and set(threads) == {caller}
+    else:  # the threaded scheduler's pool threads, not the caller's
+        assert caller != threading.get_ident() and caller not in threads
+        assert all(t != threading.get_ident() for t in threads)
+    with dask.config.set(scheduler="sync"):  # set explicitly, the configured scheduler wins
+        caller, threads = dask.compute(graph, scheduler="threads")[0].value
+    assert set(threads) == {caller}
+
+
+class Gather:
+    """A BatchHook: gathers final item states, hears batch ends."""
+
+    def __init__(self):
+        self.states, self.ends = [], []
+
+    def __call__(self, state):
+        self.states.append(state.state)
+
+    def end_batch(self, name, reused):
+        self.ends.append((name, reused))
+
+
+class Reader:
+    def __init__(self):
+        self.released = 0
+
+    def release(self):
+        self.released += 1
+
+
+def test_batch_hooks_and_releasable_arguments():
+    plain, gathered, reader = [], Gather(), Reader()
+    inner = Task(item_thread, name="item", on_state=[lambda s: plain.append(s.state), gathered])
+    mapped = inner.map([1, 2, 3], batch_size=2, reuse={1}, source=reader)
+    assert mapped.values[1] is None and mapped.states.counts == {SUCCESS: 3} and mapped.states.reused == 1
+    assert plain == [RUNNING, SUCCESS, RUNNING, SUCCESS] and gathered.states == [SUCCESS, SUCCESS]
+    assert sorted(gathered.ends) == [("item", 0), ("item", 1)] and reader.released == 2
+
+
+def test_a_failed_map_keeps_the_values_that_succeeded(tmp_path):
+    inner = Task(flaky_item, name="flaky-item", retries=1, retry_delay=0)
+    with pytest.raises(RunFailed, match=r"\(frame 5\)") as info:
+        inner.map(range(7), batch_size=3, folder=str(tmp_path))
+    assert sorted(info.value.values) == [0, 10, 20, 30, 40, 60]
+    assert info.value.result.counts() == {"flaky-item": {"Success": 6, "Failed": 1}}
 
 
 @pytest.mark.parametrize("scheduler", ["sync", "threads", "processes"])

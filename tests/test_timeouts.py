@@ -14,9 +14,9 @@ from fsspec.implementations.memory import MemoryFileSystem
 import daskgif  # noqa: F401 - before distributed, which snapshots dask.config
 from daskgif import build_graph
 from daskgif.errors import RunFailed, TaskTimeout
-from daskgif.core.retry import is_transient
 from daskgif.core.task import Task
-from daskgif.core.timeouts import check_timeouts
+from daskgif.errors import is_transient
+from daskgif.pipeline.limits import check_timeouts
 from frames import image_data, make_gif
 
 distributed = pytest.importorskip("distributed")

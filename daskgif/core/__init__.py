@@ -1,8 +1,7 @@
-"""The retry/skip core: tasks with retries and a delay, a ``Skip`` signal, states, tasks that
-launch tasks, and states as Dask events.
+"""The retry/skip core: tasks with retries and a delay, a ``Skip`` signal, states, tasks that launch tasks,
+and the events channel.  Generic: it knows no pipeline, no storage and no GIF.
 
-Generic: it knows no pipeline, no storage and no GIF.  ``task`` (:class:`Task`, :class:`Skip`),
-``state`` (:class:`State` and the states of mapped tasks), ``retry`` (what is transient, the
-retry policy), ``timeouts``, ``limits``, ``fanout`` (launching tasks from a task) and
-``events`` (the ``daskgif`` topic).
+``task`` (:class:`Task`, :class:`Skip`), ``state`` (states, the run record), ``retry`` (the policy and
+the loop), ``fanout`` (launching tasks from a task), ``events`` (the ``daskgif`` topic) and
+``runtime`` (where code runs, and waiting there).
 """

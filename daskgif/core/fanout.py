@@ -1,44 +1,119 @@
 """Launch tasks from a running task, on the scheduler that runs it: Dask's tasks-launching-tasks.
 
-The number of frames is known only once ``split`` has run, so ``map-frames``
-launches the per-frame batches itself, as Dask tasks keyed
-``<name>-<first index>-<token>``:
-
-- on a ``distributed`` worker, through :func:`distributed.worker_client`: the
-  batches spread over every worker and show in the dashboard;
-- elsewhere, through :func:`dask.compute` on the configured local scheduler
-  (``dask.config`` ``scheduler`` and ``num_workers``, which
-  :meth:`daskgif.pipeline.graph.Pipeline.compute` sets from its arguments): ``sync`` runs
-  them one after another in the calling thread, ``threads`` on a pool of
-  ``num_workers`` threads.  Inside a ``processes`` worker they run one after
-  another in that process: a child process cannot start processes of its own.
-
-A run is cancelled with :func:`cancel`; batches check :func:`cancelled` between
-frames, so nothing is written once a stop request is handled.
+Batches are Dask tasks keyed ``<name>-<first index>-<token>``, launched where the caller runs
+(:func:`~daskgif.core.runtime.current_scheduler`): over the cluster from a worker (in the dashboard),
+in the pool of the ``threads`` scheduler, else one after another in the calling thread (pdb works).
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import math
-import multiprocessing
-import os
-import tempfile
-import threading
 import uuid
-from pathlib import Path
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import dask
 
+from daskgif.core.runtime import current_scheduler
+from daskgif.core.state import FAILED, MappedStates, State
 from daskgif.errors import Cancelled, RunFailed
-from daskgif.core.task import Mapped, _on_worker, failed_run
 
-__all__ = ["fan_out", "batches", "cancel", "cancelled", "forget"]
+__all__ = ["BatchHook", "Releasable", "Mapped", "map_task", "run_batch", "fan_out", "batches"]
 
-_cancelled: set[str] = set()
-_lock = threading.Lock()
+
+@runtime_checkable
+class BatchHook(Protocol):
+    """A :class:`~daskgif.core.task.Task` state hook that gets an item's final state only, then each batch's end."""
+
+    def __call__(self, state: State) -> None: ...
+
+    def end_batch(self, name: str, reused: int) -> None:
+        """A batch of task *name* ended; *reused* of its items were kept from an earlier run, not run."""
+
+
+@runtime_checkable
+class Releasable(Protocol):
+    """A keyword argument of :func:`map_task` that a batch's thread holds (an open file), released at its end."""
+
+    def release(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """What :func:`map_task` returns: the items' values in order and their :class:`MappedStates`."""
+
+    values: Any
+    states: MappedStates
+
+
+def map_task(task: Any, items: Sequence, *, batch_size: int | str = "auto", token: str | None = None,
+             reuse: Container[int] | None = None, collect: Callable[[int], Any] | None = None, **kwargs: Any) -> Mapped:
+    """Run *task* (a :class:`~daskgif.core.task.Task`) on every item, with *kwargs*, in batches (:func:`fan_out`).
+
+    Parameters
+    ----------
+    items : sequence
+        One run per item, its ``index`` the item's position.
+    batch_size, token : int or "auto", str, optional
+        Items per batch (``"auto"``: about four per thread), and key suffix (default unique).
+    reuse : container of int, optional
+        Indices not to run (kept from an earlier run): reused successes, valued ``None``.
+    collect : callable, optional
+        ``collect(first_index)`` makes what a batch appends values to (``None`` if
+        failed or skipped); its type's ``concat`` joins the batches'.  Default: lists.
+
+    If an item fails, every batch still runs; then ``RunFailed`` names the first failed item.
+    """
+    items = items if isinstance(items, Sequence) else list(items)  # a compact sequence is cut, not copied
+    return fan_out(functools.partial(run_batch, task, kwargs, reuse, collect), items, name=task.name,
+                   batch_size=batch_size, token=token, gather=functools.partial(_joined, task))
+
+
+def _joined(task: Any, parts: Sequence[Mapped | RunFailed]) -> Mapped:
+    """The batches' values and states joined; if one failed, the ``RunFailed`` of the whole map."""
+    states = MappedStates(task.name)
+    for part in parts:
+        states.update(part.result.states[task.name] if isinstance(part, RunFailed) else part.states)
+    if any(isinstance(part, RunFailed) for part in parts):
+        raise task.failure({task.name: states}, [v for part in parts for v in part.values if v is not None])
+    values = [part.values for part in parts]
+    if values and not isinstance(values[0], list):  # a compact container joins its own kind
+        return Mapped(type(values[0]).concat(values), states)
+    return Mapped([v for part in values for v in part], states)
+
+
+def run_batch(task: Any, kwargs: dict, reuse: Container[int] | None, collect: Callable[[int], Any] | None,
+              first: int, items: Sequence) -> Mapped:
+    """Run *task* on *items*, the first being map index *first*: one batch of :func:`map_task`."""
+    values: Any = [] if collect is None else collect(first)
+    states, reused = MappedStates(task.name), 0
+    try:
+        for i, item in enumerate(items, first):
+            if reuse and i in reuse:
+                reused += 1
+                values.append(None)
+                continue
+            try:
+                outcome = task.run(item, index=i, **kwargs)
+            except RunFailed as e:
+                states.update(e.result.states[task.name])
+                values.append(None)
+            else:
+                states.add(outcome.state)
+                values.append(outcome.value)
+    finally:
+        states.add_reused(reused)
+        for hook in task.on_state:
+            if isinstance(hook, BatchHook):
+                hook.end_batch(task.name, reused)
+        for value in kwargs.values():
+            if isinstance(value, Releasable):
+                value.release()
+    if states.counts.get(FAILED):
+        raise task.failure({task.name: states}, [v for v in values if v is not None])
+    return Mapped(values, states)
 
 
 def batches(items: Sequence, batch_size: int | str, threads: int) -> list[tuple[int, Sequence]]:
@@ -55,125 +130,36 @@ def batches(items: Sequence, batch_size: int | str, threads: int) -> list[tuple[
     return [(i, items[i:i + size]) for i in range(0, len(items), size)]
 
 
-def _mark(token: str) -> str:
-    """The file that tells the child processes of the ``processes`` scheduler that run *token* was cancelled."""
-    return os.path.join(tempfile.gettempdir(), f"daskgif-cancelled-{token}")
+def fan_out(func: Callable[[int, Sequence], Any], items: Sequence, *, name: str, batch_size: int | str = "auto",
+            token: str | None = None, gather: Callable[[list], Any] = list) -> Any:
+    """Run ``func(first_index, batch)`` on every batch of *items* as Dask tasks; return ``gather(results)``.
 
+    The results are in order; a batch that raises :class:`~daskgif.errors.RunFailed`
+    has that error as its result, and every other batch still runs; any other error is raised.
 
-def cancel(token: str) -> None:
-    """Ask the batches of run *token* in this process, and its child processes, to stop before their next item."""
-    with _lock:
-        _cancelled.add(token)
-    Path(_mark(token)).touch()
-
-
-def forget(token: str) -> None:
-    """Drop the cancellation mark of run *token*, once it has ended."""
-    with _lock:
-        _cancelled.discard(token)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(_mark(token))
-
-
-def cancelled(token: str) -> bool:
-    """Whether run *token* was cancelled here, or (on a worker) the running task was cancelled by the scheduler."""
-    if token in _cancelled:
-        return True
-    if multiprocessing.parent_process() is not None and os.path.exists(_mark(token)):
-        return True
-    if not _on_worker():
-        return False
-    from distributed import get_worker
-
-    worker = get_worker()
-    key = worker.get_current_task()
-    task = worker.state.tasks.get(key)
-    return task is None or task.state in ("cancelled", "released", "forgotten")
-
-
-def check_cancelled(token: str) -> None:
-    """Raise :class:`~daskgif.errors.Cancelled` if run *token* was cancelled."""
-    if cancelled(token):
-        raise Cancelled(f"run {token} was cancelled")
-
-
-def fan_out(func: Callable[[int, Sequence], Mapped], items: Sequence, *, name: str,
-            batch_size: int | str = "auto", token: str | None = None) -> list[Mapped]:
-    """Run ``func(first_index, batch)`` on every batch of *items* as Dask tasks; return their results in order.
-
-    Parameters
-    ----------
-    func : callable
-        Runs one batch and returns a :class:`~daskgif.core.task.Mapped`; raises
-        :class:`~daskgif.errors.RunFailed` when an item failed.
-    items : sequence
-        What to cut into batches.
-    name : str
-        Key prefix of the batches, e.g. ``"write-frame"``.
-    batch_size : int or "auto"
-        Items per batch; ``"auto"`` gives about four batches per worker thread.
-    token : str, optional
-        Key suffix; default unique.
-
-    Raises
-    ------
-    RunFailed
-        When a batch failed, with the states of every failed batch.
-
-    Examples
-    --------
-    >>> from daskgif.core.task import Task
-    >>> Task(abs, name="abs").map([-1, 2, -3], batch_size=2).values
-    [1, 2, 3]
+    >>> fan_out(lambda first, batch: sum(batch), range(10), name="add", batch_size=4)
+    [6, 22, 17]
     """
     token = uuid.uuid4().hex if token is None else token
-    if _on_worker():
-        return _on_cluster(func, items, name, batch_size, token)
-    in_child = multiprocessing.parent_process() is not None
-    scheduler = "sync" if in_child else None
-    threads = 1 if in_child else dask.config.get("num_workers", None) or _local_threads()
+    scheduler, threads = current_scheduler()
+    if scheduler == "distributed":
+        return _on_cluster(func, items, name, batch_size, token, gather)
     tasks = [dask.delayed(_failure_as_value, pure=False)(func, i, batch, dask_key_name=f"{name}-{i}-{token}")
              for i, batch in batches(items, batch_size, threads)]
-    done = dask.compute(*tasks, scheduler=scheduler)
-    failed = [d for d in done if isinstance(d, RunFailed)]
-    if failed:
-        raise _merged(failed, [d for d in done if not isinstance(d, RunFailed)])
-    return list(done)
+    threads_kwarg = {} if scheduler == "sync" else {"num_workers": threads}  # get_sync takes none
+    return gather(list(dask.compute(*tasks, scheduler=scheduler, **threads_kwarg)))
 
 
-def _failure_as_value(func: Callable[[int, Sequence], Mapped], first: int, batch: Sequence) -> Mapped | RunFailed:
-    """Run one batch locally; its failure is returned, so every batch runs and every frame's state is kept."""
+def _failure_as_value(func: Callable[[int, Sequence], Any], first: int, batch: Sequence) -> Any:
     try:
         return func(first, batch)
-    except RunFailed as e:
+    except RunFailed as e:  # returned, so that every batch runs and every item's state is kept
         return e
 
 
-def _merged(failed: Sequence[RunFailed], done: Sequence[Mapped]) -> RunFailed:
-    """One failure of the whole map, keeping the states of the failed batches and of the finished ones."""
-    states: dict[str, Any] = {}
-    for found in [*(e.result.states for e in failed), *({m.states.name: m.states} for m in done)]:
-        for key, value in found.items():
-            if key in states and hasattr(value, "update"):
-                states[key].update(value)
-            else:
-                states[key] = value
-    error = failed_run(states)
-    # What the batches did write, so the caller can record it (see daskgif.pipeline.resume).
-    values = [v for e in failed for v in getattr(e, "values", ())] + [v for m in done for v in m.values if v is not None]
-    error.values = values  # type: ignore[attr-defined]
-    return error
-
-
-def _local_threads() -> int:
-    """Threads of the local scheduler that ``dask.compute`` would use now."""
-    from dask.system import CPU_COUNT
-
-    return 1 if dask.config.get("scheduler", None) in ("sync", "synchronous", "single-threaded") else CPU_COUNT
-
-
-def _on_cluster(func: Callable, items: Sequence, name: str, batch_size: int | str, token: str) -> list[Mapped]:
-    """Submit the batches from this worker, wait for all, and gather them or merge their failures."""
+def _on_cluster(func: Callable, items: Sequence, name: str, batch_size: int | str, token: str,
+                gather: Callable[[list], Any]) -> Any:
+    """Submit the batches from this worker, wait for all, and gather them while their futures are held."""
     from distributed import wait, worker_client
 
     with worker_client() as client:
@@ -183,10 +169,10 @@ def _on_cluster(func: Callable, items: Sequence, name: str, batch_size: int | st
         wait(futures)
         if any(f.status == "cancelled" for f in futures):
             raise Cancelled(f"run {token} was cancelled")
-        errors = [f.exception() for f in futures if f.status == "error"]
-        if not errors:
-            return client.gather(futures)
-        done = client.gather([f for f in futures if f.status == "finished"])
-    if not all(isinstance(e, RunFailed) for e in errors):
-        raise next(e for e in errors if not isinstance(e, RunFailed))
-    raise _merged(errors, done)
+        done = iter(client.gather([f for f in futures if f.status == "finished"]))
+        found = [next(done) if f.status == "finished" else f.exception() for f in futures]
+        for error in found:
+            if isinstance(error, BaseException) and not isinstance(error, RunFailed):
+                raise error
+        # Raised from here, a failure's traceback holds the futures: the erred batches stay on the dashboard.
+        return gather(found)

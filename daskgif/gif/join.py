@@ -34,7 +34,14 @@ from collections.abc import Iterable, Sequence
 from typing import BinaryIO, NamedTuple
 
 from daskgif.errors import GifFormatError
-from daskgif.gif.parse import GifInfo, ImageInfo, check_pixels, check_signature, parse_gif, table_size_bits
+from daskgif.gif.parse import (
+    GifInfo,
+    ImageInfo,
+    check_pixels,
+    check_signature,
+    parse_gif,
+    table_size_bits,
+)
 
 __all__ = ["GifWriter", "join_gifs", "gif_delay"]
 

@@ -9,14 +9,15 @@ hangs or is not a Dask scheduler fails with one line naming it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import dask
 
+from daskgif.core.runtime import LOCAL_SCHEDULERS, in_thread, wait_done
 from daskgif.errors import DaskgifError
 
 __all__ = ["LOCAL_SCHEDULERS", "check_scheduler", "connect", "ConnectError"]
@@ -26,7 +27,6 @@ logger = logging.getLogger(__name__)
 #: Computations a new cluster's scheduler remembers (distributed's default, 100, holds ~5 MB of graphs).
 HISTORY = 10
 
-LOCAL_SCHEDULERS = ("sync", "synchronous", "single-threaded", "threads", "processes")
 ADDRESS = re.compile(r"^([a-z][a-z0-9+.-]*://)?[\w.\-\[\]:]*:\d+/?$", re.IGNORECASE)
 
 
@@ -68,23 +68,13 @@ def open_client(address: str, timeout: float) -> Iterator[Any]:
     """
     from distributed import Client
 
-    made: dict[str, Any] = {}
-
-    def make() -> None:
-        try:
-            made["client"] = Client(address, timeout=timeout, set_as_default=False)
-        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
-            made["error"] = e
-
-    thread = threading.Thread(target=make, name="daskgif-connect", daemon=True)
-    thread.start()
-    thread.join(timeout + 1)
-    if "client" not in made:
-        error = made.get("error")
+    made = in_thread(functools.partial(Client, address, timeout=timeout, set_as_default=False), "daskgif-connect")
+    error = made.exception() if wait_done(made, timeout + 1) else None
+    if not made.done() or error is not None:
         cause = "no answer" if error is None else f"{type(error).__name__}: {str(error).splitlines()[0]}" \
             if str(error) else type(error).__name__
         raise ConnectError(address, f"{cause} (daskgif.connect-timeout is {timeout:g} s)")
-    with made["client"] as client:
+    with made.result() as client:
         yield client
 
 

@@ -1,22 +1,21 @@
 """Run-level notifications: POST a run's result as JSON to a webhook.
 
 A notification is a report, not part of the run: a webhook that is down, slow
-or answering errors is retried a few times with a short timeout, then logged,
-and never fails the run. Only the standard library is used.
+or answering errors is retried a few times (:func:`daskgif.core.retry.retry`) with
+a short timeout, then logged, and never fails the run. HTTP is the standard library's.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
-from daskgif.redact import json_default, mask, scrub
-from daskgif.core.retry import is_transient
+from daskgif.core.retry import RetryPolicy, retry
 from daskgif.pipeline.kinds import check_url
+from daskgif.redact import json_default, mask, scrub
 
 __all__ = ["post_result", "check_url"]
 
@@ -72,18 +71,17 @@ def post_result(url: str, payload: Any, *, timeout: float = 5, retries: int = 2,
     except ValueError as e:
         logger.error("Notification not sent: %s", e)
         return False
-    attempts = retries + 1
-    for attempt in range(1, attempts + 1):
-        try:
-            status = post_json(url, payload, timeout)
-        except (OSError, ValueError) as e:
-            if attempt < attempts and is_transient(e):
-                logger.warning("Retrying POST to %s after %s (attempt %d/%d)",
-                               where(url), mask(str(e)), attempt, attempts)
-                time.sleep(retry_delay)
-                continue
-            logger.error("Notification to %s failed after %d attempt(s): %s", where(url), attempt, mask(str(e)))
-            return False
-        logger.info("Notification to %s delivered (HTTP %d)", where(url), status)
-        return True
-    return False  # pragma: no cover - the loop always returns
+    attempts = 0
+
+    def post() -> int:
+        nonlocal attempts
+        attempts += 1
+        return post_json(url, payload, timeout)
+
+    try:
+        status = retry(post, RetryPolicy(retries, retry_delay, jitter=0), operation=f"POST to {where(url)}")
+    except (OSError, ValueError) as e:
+        logger.error("Notification to %s failed after %d attempt(s): %s", where(url), attempts, mask(str(e)))
+        return False
+    logger.info("Notification to %s delivered (HTTP %d)", where(url), status)
+    return True

@@ -2,7 +2,7 @@
 
 A stop (the CLI sets it on SIGINT/SIGTERM) *cancels* the run: on a
 ``distributed.Client`` its futures are cancelled, so queued tasks never start;
-everywhere, the run is marked cancelled (:func:`daskgif.core.fanout.cancel`) and its
+everywhere, the run is marked cancelled (:func:`daskgif.pipeline.cancel.cancel`) and its
 tasks check that mark before each frame they write and before the output is
 renamed into place.  A Python thread cannot be interrupted, so a write already
 under way finishes (writes are atomic: a whole file or none); nothing is written
@@ -11,28 +11,21 @@ after that.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from typing import Any
 
-from daskgif.core import events, fanout
+from daskgif.core import events
+from daskgif.core.runtime import in_thread, wait_done
 from daskgif.errors import Cancelled
+from daskgif.pipeline import cancel
 from daskgif.pipeline.graph import Pipeline
 
-__all__ = ["Cancelled", "active_client", "wait_for", "compute"]
+__all__ = ["Cancelled", "wait_for", "compute"]
 
 logger = logging.getLogger(__name__)
-
-
-def active_client() -> Any:
-    """The current ``distributed.Client``, or ``None``."""
-    from distributed import default_client
-
-    try:
-        return default_client()
-    except ValueError:
-        return None
 
 
 def wait_for(stop: threading.Event, seconds: float) -> bool:
@@ -62,32 +55,21 @@ def compute(graph: Pipeline, *, client: Any = None, scheduler: str | None = None
             return _on_client(graph, client, stop, stop_timeout, number)
         return _locally(graph, scheduler, stop, number)
     finally:
-        fanout.forget(graph.run)
+        cancel.forget(graph.run)
         if stop.is_set():  # its tasks have ended: the lease need not wait for daskgif.lock-timeout
             graph.params.lease.release()
 
 
 def _locally(graph: Pipeline, scheduler: str | None, stop: threading.Event, number: int) -> Any:
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["result"] = graph.compute(scheduler=scheduler)
-        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
-            outcome["error"] = e
-
     # A daemon thread, so a second signal (KeyboardInterrupt in the main thread) can end the process.
-    thread = threading.Thread(target=target, name=f"daskgif-run-{number}", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        if wait_for(stop, 0.05):
-            fanout.cancel(graph.run)
-            thread.join()
+    future = in_thread(functools.partial(graph.compute, scheduler=scheduler), f"daskgif-run-{number}")
+    while not wait_done(future, 0.05):
+        if stop.is_set():
+            cancel.cancel(graph.run)
+            wait_done(future, None)
     if stop.is_set():
         raise Cancelled(f"run {number} cancelled by a stop request")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
+    return future.result()
 
 
 def _on_client(graph: Pipeline, client: Any, stop: threading.Event, timeout: float, number: int) -> Any:
@@ -112,11 +94,11 @@ def cancel_run(client: Any, future: Any, token: str, timeout: float, number: int
         return len(keys)
 
     def executing(dask_worker: Any, token: str) -> int:
-        fanout.cancel(token)  # tasks still running on this worker stop before their next frame
+        cancel.cancel(token)  # tasks still running on this worker stop before their next frame
         return sum(token in str(key) for key, ts in dask_worker.state.tasks.items()
                    if ts.state in ("executing", "long-running", "cancelled"))
 
-    client.run(fanout.cancel, token)  # first of all: no new frame is started
+    client.run(cancel.cancel, token)  # first of all: no new frame is started
     client.cancel([future], force=True)
     client.run_on_scheduler(cancel_launched, token=token, client_id=client.id)
     deadline = time.monotonic() + timeout

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
+from daskgif.core.runtime import find_client
 from daskgif.errors import DaskgifError, RunFailed
+from daskgif.ops.runner import Cancelled, compute, wait_for
 from daskgif.pipeline.kinds import check_cron, check_url, parse_duration
 from daskgif.pipeline.parameters import by_name
 from daskgif.redact import safe_parameters, scrub
-from daskgif.ops.runner import Cancelled, active_client, compute, wait_for
 
 __all__ = ["parse_duration", "next_fire", "Every", "Cron", "ScheduledRun", "run_schedule", "run_once", "report_run"]
 
@@ -317,7 +318,7 @@ def run_schedule(
     if storage_options is None and not callable(params):
         storage_options = params.get("storage_options")
     if client is None and scheduler is None and "distributed" in sys.modules:
-        client = active_client()
+        client = find_client()
     stop = stop or threading.Event()
     sleep = sleep or (lambda seconds: wait_for(stop, seconds))
     if plan is None:

@@ -18,7 +18,6 @@ file, and ``combine`` streams the frames into the output.
 from __future__ import annotations
 
 import logging
-import sys
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,6 +26,7 @@ import dask
 from dask.delayed import Delayed
 
 from daskgif.core import events
+from daskgif.core.runtime import find_client
 from daskgif.core.state import State
 from daskgif.pipeline import steps
 from daskgif.pipeline.parameters import declared
@@ -108,19 +108,6 @@ class StateListener:
                     hook(state)
                 except Exception:
                     logger.exception("State hook %r failed on %s", hook, state)
-
-
-def find_client() -> Any:
-    """The ``distributed.Client`` Dask would compute on now, or ``None`` (a local scheduler)."""
-    if "distributed" not in sys.modules or dask.config.get("scheduler", None) not in (
-            None, "dask.distributed", "distributed"):
-        return None
-    from distributed import default_client
-
-    try:
-        return default_client()
-    except ValueError:
-        return None
 
 
 @declared

@@ -102,7 +102,9 @@ class Parameter:
         ValueError: duration must be a non-negative integer up to 655350, got -1
         """
         if value is None and self.config is not None:
-            from daskgif import config  # loads Dask: not on import, so the command line's --help stays quick
+            from daskgif import (
+                config,  # loads Dask: not on import, so the command line's --help stays quick
+            )
 
             return config.check(self.config, config.get(self.config), self.kind.accepts, self.kind.expected)
         return kinds.check(self.name, value, self.kind)

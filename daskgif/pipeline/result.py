@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from daskgif.core.state import FAILED, SKIPPED, SUCCESS, MappedStates, State, iter_states
+from daskgif.core.state import (
+    FAILED,
+    SKIPPED,
+    SUCCESS,
+    MappedStates,
+    RunReport,
+    State,
+    iter_states,
+)
 
 __all__ = ["Result", "iter_states"]
 
@@ -16,9 +24,11 @@ __all__ = ["Result", "iter_states"]
 INLINE_LIMIT = 8 * 2**20
 
 
-@dataclass(frozen=True)
-class Result:
-    """The outcome of ``build_graph(...).compute()``.
+@dataclass(frozen=True, kw_only=True)
+class Result(RunReport):
+    """The outcome of ``build_graph(...).compute()``: a :class:`~daskgif.core.state.RunReport` and what it wrote.
+
+    Also the ``result`` of the :class:`~daskgif.errors.RunFailed` of a failed run.
 
     Attributes
     ----------
@@ -40,13 +50,9 @@ class Result:
         Wall-clock times (``time.time()``) of the run's first task and its end.
     """
 
-    ok: bool
-    path: str | None
-    frames: Sequence[str]
-    states: dict[str, Any]
+    path: str | None = None
+    frames: Sequence[str] = ()
     size: int | None = None
-    started: float = 0.0
-    finished: float = 0.0
     storage_options: dict | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -83,31 +89,12 @@ class Result:
         """Frames kept from an earlier run's ``frames_dir`` instead of being written again."""
         return sum(found.reused for found in self.states.values() if isinstance(found, MappedStates))
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Return ``{task name: {state: how many}}``, e.g. ``{"write-frame": {"Success": 27}}``."""
-        return {name: dict(found.counts) if isinstance(found, MappedStates) else {found.state: 1}
-                for name, found in self.states.items()}
-
     def to_dict(self) -> dict[str, Any]:
         """Return the result as JSON-able data: ``ok``, ``out``, ``frames`` (with ``frames_in`` and
         ``frames_written``, their counts), ``states``, start, end and duration."""
-
-        def plain(found: Any) -> Any:
-            return found.to_dict()
-
-        return {
-            "ok": self.ok,
-            "out": self.path,
-            "size": self.size,
-            "frames": self.frames.to_json() if hasattr(self.frames, "to_json") else list(self.frames),
-            "frames_in": self.frames_in,
-            "frames_written": self.frames_written,
-            "reused": self.reused,
-            "states": {name: plain(found) for name, found in self.states.items()},
-            "started": self.started,
-            "finished": self.finished,
-            "duration": self.duration,
-        }
+        frames = self.frames.to_json() if hasattr(self.frames, "to_json") else list(self.frames)
+        return {"ok": self.ok, "out": self.path, "size": self.size, "frames": frames, "frames_in": self.frames_in,
+                "frames_written": self.frames_written, "reused": self.reused, **super().to_dict()}
 
     def __repr__(self) -> str:
         return (f"Result(ok={self.ok}, path={self.path!r}, frames={len(self.frames)}, "

@@ -18,17 +18,17 @@ from typing import Any
 from dask.base import tokenize
 
 from daskgif import config, storage
-from daskgif.core import events, limits
+from daskgif.core.runtime import LOCAL_SCHEDULERS
 from daskgif.core.task import Task
-from daskgif.core.timeouts import check_timeouts
-from daskgif.pipeline import kinds
+from daskgif.pipeline import kinds, limits
 from daskgif.pipeline.kinds import Kind
+from daskgif.pipeline.limits import check_timeouts
+from daskgif.pipeline.messages import StateHook
 from daskgif.pipeline.parameters import DATA, check_arguments
+from daskgif.pipeline.result import Result
 from daskgif.pipeline.sample import sample_path
 
 __all__ = ["Params", "Setting", "SETTINGS", "read_settings", "check_paths", "default_frames_dir", "LOCAL_SCHEDULERS"]
-
-LOCAL_SCHEDULERS = ("sync", "synchronous", "single-threaded", "threads", "threading", "processes", "multiprocessing")
 
 
 @dataclass(frozen=True)
@@ -160,8 +160,8 @@ class Params:
         retry = {"retries": self.retries, "retry_delay": self.retry_delay, "backoff": self.retry_backoff,
                  "max_delay": self.retry_max_delay, "jitter": self.retry_jitter} if retried else {}
         return Task(func, name=name, skip_on_upstream_skip=skip_on_upstream_skip,
-                    on_state=(events.StateHook(self.run, announce), *hooks), timeout=self.task_timeout.get(name),
-                    timeout_setting=f"daskgif.task-timeout.{name}", **retry)
+                    on_state=(StateHook(self.run, announce), *hooks), timeout=self.task_timeout.get(name),
+                    timeout_setting=f"daskgif.task-timeout.{name}", record=Result, **retry)
 
 
 def default_frames_dir(out: str) -> str:

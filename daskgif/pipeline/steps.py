@@ -17,15 +17,16 @@ from typing import Any
 
 from daskgif import storage
 from daskgif.codec import check_decodes
-from daskgif.core import events, limits
-from daskgif.core.fanout import check_cancelled
+from daskgif.core import events
+from daskgif.core.fanout import Mapped
 from daskgif.core.state import FAILED, SKIPPED, State
-from daskgif.core.task import Mapped, Outcome, Skip
+from daskgif.core.task import Outcome, Skip
 from daskgif.errors import DaskgifError, GifFormatError, RunFailed
 from daskgif.gif.join import GifWriter
 from daskgif.gif.parse import parse_gif
 from daskgif.gif.split import Span, Spans, split_frames
-from daskgif.pipeline import resume
+from daskgif.pipeline import limits, resume
+from daskgif.pipeline.cancel import check_cancelled
 from daskgif.pipeline.frames import Frame, FramePaths, FrameTable
 from daskgif.pipeline.result import Result
 from daskgif.pipeline.settings import Params, check_paths

@@ -13,8 +13,7 @@ from typing import Any
 
 from fsspec.core import url_to_fs
 
-from daskgif.core.retry import is_transient
-from daskgif.errors import FetchError
+from daskgif.errors import FetchError, is_transient
 from daskgif.redact import mask
 from daskgif.storage.files import atomic_write, remove_file
 from daskgif.storage.paths import fs_options, local_path, url_protocols
@@ -84,7 +83,7 @@ def fetch_file(
     Raises
     ------
     FetchError
-        Naming *url*.  ``transient`` is :func:`daskgif.core.retry.is_transient` of the
+        Naming *url*.  ``transient`` is :func:`daskgif.errors.is_transient` of the
         cause: true for connection errors, timeouts (the deadline included), a body
         shorter than its ``Content-Length`` and HTTP 5xx/408/425/429; false for other
         HTTP statuses, missing files, bad or refused URLs and redirects, and
@@ -275,7 +274,7 @@ def _connection_error(source: object) -> BaseException | None:
 
 def _fetch_error(url: str, e: BaseException, *, timeout: float, deadline: float | None = None,
                  elapsed: float = 0.0, copied: int | None = None) -> FetchError:
-    """Describe *e*, raised while fetching *url*; :func:`daskgif.core.retry.is_transient` decides ``transient``."""
+    """Describe *e*, raised while fetching *url*; :func:`daskgif.errors.is_transient` decides ``transient``."""
     import aiohttp
 
     if isinstance(e, FetchError):

@@ -288,7 +288,7 @@ class SpanReader:
 
     Locally each thread opens the file on its first read and reads it with
     ``os.pread``; :meth:`release` closes the calling thread's file (a batch
-    calls it when it ends, see :func:`daskgif.core.task.run_items`).  Elsewhere
+    calls it when it ends, see :func:`daskgif.core.fanout.run_batch`).  Elsewhere
     each read opens the file (fsspec), as :func:`read_span` does.  A reader
     pickles as its path and options.
 

@@ -173,12 +173,17 @@ def _create_exclusive(path: str, content: bytes, storage_options: dict | None) -
         directory = os.path.dirname(local)
         if directory:
             os.makedirs(directory, exist_ok=True)
+        # Written whole under another name, then linked into place: link() fails if the name exists,
+        # and a reader never sees a lock file without its holder (an empty one would look stale).
+        temporary = f"{local}.{uuid.uuid4().hex}.new"
+        with open(temporary, "xb") as f:
+            f.write(content)
         try:
-            fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(temporary, local)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
+        finally:
+            os.unlink(temporary)
         return True
     fs, p = url_to_fs(path, **fs_options(path, storage_options))
     try:

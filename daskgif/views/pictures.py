@@ -44,8 +44,7 @@ def count_frames(path: str, delimiter: bytes = b"\n\n\n\n") -> int | None:
     Returns ``None`` when *path* is not a readable local file or cannot be
     split; a picture then shows the map symbolically.
     """
-    from daskgif import config
-    from daskgif import storage
+    from daskgif import config, storage
     from daskgif.gif.split import split_frames
 
     name = storage.local_path(path)
@@ -189,8 +188,8 @@ def draw_arguments(arguments: dict[str, Any], max_frames: int) -> graphviz.Digra
     graphviz = import_graphviz()
 
     from daskgif import storage
-    from daskgif.pipeline.settings import default_frames_dir
     from daskgif.pipeline.sample import sample_path
+    from daskgif.pipeline.settings import default_frames_dir
 
     url, data_file, out, frames_dir, delimiter = (arguments[name] for name in
                                                   ("url", "data_file", "out", "frames_dir", "delimiter"))

@@ -17,6 +17,7 @@ import time
 from typing import IO, Any
 
 from daskgif.core import events
+from daskgif.core.runtime import find_client
 
 __all__ = ["Progress", "progress", "bar"]
 
@@ -60,8 +61,6 @@ class Progress:
         self._handle: Any = None
 
     def __enter__(self) -> Progress:
-        from daskgif.pipeline.graph import find_client
-
         client = self.client if self.client is not None else find_client()
         if client is not None:
             events.relay(client)

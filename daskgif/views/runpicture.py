@@ -13,7 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from daskgif.views.pictures import FILE, TASK, import_graphviz, mapped_task, new_picture, picture_file, save_picture, wire
+from daskgif.views.pictures import (
+    FILE,
+    TASK,
+    import_graphviz,
+    mapped_task,
+    new_picture,
+    picture_file,
+    save_picture,
+    wire,
+)
 
 if TYPE_CHECKING:
     import graphviz

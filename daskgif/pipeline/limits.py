@@ -1,4 +1,4 @@
-"""Limits shared by every run: at most N downloads, at most M frame writes at once.
+"""What a run's tasks may take: at most N downloads and M frame writes at once, and seconds per attempt.
 
 ``daskgif.limits`` (``{fetch: 4, write: 64}``; ``null`` = no limit) is read on
 the client when the graph is built.  Where a task runs on a ``distributed``
@@ -6,6 +6,8 @@ worker the limit is Dask's own :class:`distributed.Semaphore`, named
 ``daskgif-<kind>``, so it holds across every run on that cluster, from any
 client.  On a local scheduler it is a :class:`threading.BoundedSemaphore` per
 kind, shared by the runs of this process.
+
+``daskgif.task-timeout`` gives each step's attempts a timeout (``Task(timeout=...)``).
 """
 
 from __future__ import annotations
@@ -15,10 +17,15 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["KINDS", "hold", "check_limits"]
+from daskgif.core.runtime import on_worker
+
+__all__ = ["KINDS", "hold", "check_limits", "TIMED_STEPS", "check_timeouts"]
 
 #: What can be limited: the download of ``fetch``, and each frame file's write.
 KINDS = ("fetch", "write")
+
+#: The steps ``daskgif.task-timeout`` may name; ``map-frames`` only waits for its batches, which have their own.
+TIMED_STEPS = ("fetch", "split", "write-frame", "combine")
 
 _local: dict[tuple[str, int], threading.BoundedSemaphore] = {}
 _cluster: dict[tuple[str, int, str], Any] = {}
@@ -38,9 +45,7 @@ def hold(kind: str, limits: Mapping[str, int | None] | None) -> Iterator[None]:
     if not leases:
         yield
         return
-    from daskgif.core.task import _on_worker
-
-    semaphore = _cluster_semaphore(kind, leases) if _on_worker() else _local_semaphore(kind, leases)
+    semaphore = _cluster_semaphore(kind, leases) if on_worker() else _local_semaphore(kind, leases)
     semaphore.acquire()
     try:
         yield
@@ -84,3 +89,27 @@ def check_limits(value: Any) -> dict[str, int | None]:
     if isinstance(value, Mapping) and set(value) <= set(KINDS) and all(map(ok, value.values())):
         return {kind: value.get(kind) for kind in KINDS}
     raise ValueError(f"daskgif.limits must map {', '.join(KINDS)} to a positive integer or null, got {value!r}")
+
+
+def check_timeouts(value: Any) -> dict[str, float | None]:
+    """Turn ``daskgif.task-timeout`` (one number, ``null``, or a mapping by step) into seconds per step.
+
+    >>> check_timeouts(30)
+    {'fetch': 30, 'split': 30, 'write-frame': 30, 'combine': 30}
+    >>> check_timeouts({"write-frame": 5})
+    {'fetch': None, 'split': None, 'write-frame': 5, 'combine': None}
+    >>> check_timeouts({"write": 5})
+    Traceback (most recent call last):
+    ...
+    ValueError: daskgif.task-timeout must be null, a positive number of seconds or a mapping of fetch, split, \
+write-frame, combine to them, got {'write': 5}
+    """
+    def seconds(v: Any) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)
+
+    if seconds(value):
+        return {step: value for step in TIMED_STEPS}
+    if isinstance(value, Mapping) and set(value) <= set(TIMED_STEPS) and all(map(seconds, value.values())):
+        return {step: value.get(step) for step in TIMED_STEPS}
+    raise ValueError("daskgif.task-timeout must be null, a positive number of seconds or a mapping of "
+                     f"{', '.join(TIMED_STEPS)} to them, got {value!r}")
