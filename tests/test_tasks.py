@@ -308,8 +308,8 @@ class Reader:
 def test_batch_hooks_and_releasable_arguments():
     plain, gathered, reader = [], Gather(), Reader()
     inner = Task(item_thread, name="item", on_state=[lambda s: plain.append(s.state), gathered])
-    mapped = inner.map([1, 2, 3], batch_size=2, reuse={1}, source=reader)
-    assert mapped.values[1] is None and mapped.states.counts == {SUCCESS: 3} and mapped.states.reused == 1
+    mapped = inner.map([1, 2, 3], batch_size=2, reuse=lambda i, item: "kept" if i == 1 else None, source=reader)
+    assert mapped.values[1] == "kept" and mapped.states.counts == {SUCCESS: 3} and mapped.states.reused == 1
     assert plain == [RUNNING, SUCCESS, RUNNING, SUCCESS] and gathered.states == [SUCCESS, SUCCESS]
     assert sorted(gathered.ends) == [("item", 0), ("item", 1)] and reader.released == 2
 

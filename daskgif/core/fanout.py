@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import uuid
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -49,7 +49,7 @@ class Mapped:
 
 
 def map_task(task: Any, items: Sequence, *, batch_size: int | str = "auto", token: str | None = None,
-             reuse: Container[int] | None = None, collect: Callable[[int], Any] | None = None, **kwargs: Any) -> Mapped:
+             reuse: Callable[[int, Any], Any] | None = None, collect: Callable[[int], Any] | None = None, **kwargs: Any) -> Mapped:
     """Run *task* (a :class:`~daskgif.core.task.Task`) on every item, with *kwargs*, in batches (:func:`fan_out`).
 
     Parameters
@@ -58,8 +58,9 @@ def map_task(task: Any, items: Sequence, *, batch_size: int | str = "auto", toke
         One run per item, its ``index`` the item's position.
     batch_size, token : int or "auto", str, optional
         Items per batch (``"auto"``: about four per thread), and key suffix (default unique).
-    reuse : container of int, optional
-        Indices not to run (kept from an earlier run): reused successes, valued ``None``.
+    reuse : callable, optional
+        ``reuse(index, item)`` returns the value an earlier run left for the item
+        (it is then not run, and counts as a reused success), or ``None`` to run it.
     collect : callable, optional
         ``collect(first_index)`` makes what a batch appends values to (``None`` if
         failed or skipped); its type's ``concat`` joins the batches'.  Default: lists.
@@ -84,16 +85,17 @@ def _joined(task: Any, parts: Sequence[Mapped | RunFailed]) -> Mapped:
     return Mapped([v for part in values for v in part], states)
 
 
-def run_batch(task: Any, kwargs: dict, reuse: Container[int] | None, collect: Callable[[int], Any] | None,
+def run_batch(task: Any, kwargs: dict, reuse: Callable[[int, Any], Any] | None, collect: Callable[[int], Any] | None,
               first: int, items: Sequence) -> Mapped:
     """Run *task* on *items*, the first being map index *first*: one batch of :func:`map_task`."""
     values: Any = [] if collect is None else collect(first)
     states, reused = MappedStates(task.name), 0
     try:
         for i, item in enumerate(items, first):
-            if reuse and i in reuse:
+            kept = None if reuse is None else reuse(i, item)
+            if kept is not None:
                 reused += 1
-                values.append(None)
+                values.append(kept)
                 continue
             try:
                 outcome = task.run(item, index=i, **kwargs)

@@ -67,7 +67,7 @@ class Result(RunReport):
         ``None`` when no frame was counted (a run that failed before its frames were mapped).
         """
         mapped = self._mapped()
-        return None if mapped is None else mapped.total
+        return None if mapped is None else sum(mapped.counts.values())
 
     @property
     def frames_written(self) -> int:

@@ -118,19 +118,40 @@ def encode(identity: Mapping[str, Any], settings: Mapping[str, Any], count: int,
 def decode(data: bytes) -> dict[str, Any] | None:
     """The manifest in *data*, entries by index; ``None`` if it is not one this version wrote.
 
-    >>> decode(b"not json") is None, decode(b'{"version": 0}') is None
-    (True, True)
+    An entry that does not parse is left out (its frame is written again); the
+    manifest is only a hint of which frames to try (see
+    :class:`daskgif.pipeline.steps.KeptFrames`, which proves each one).
+
+    >>> decode(b"not json") is None, decode(b'{"version": 0}') is None, decode(b"\\xff\\xfe") is None
+    (True, True, True)
+    >>> m = decode(b'{"version": 1, "data": {}, "settings": {}, "count": 3, "frames": '
+    ...            b'[[0, 6, 4, 4, "h", 1, 1, false], [1, "x"], "junk", [2, -6, 4, 4, "h", 1, 1, false]]}')
+    >>> sorted(m["frames"])
+    [0]
     """
     try:
         record = json.loads(data)
-        if not isinstance(record, dict) or record.get("version") != VERSION:
+        if not isinstance(record, dict) or record.get("version") != VERSION or not isinstance(record["frames"], list):
             return None
-        frames = {int(f[0]): Entry(int(f[0]), int(f[1]), int(f[2]), int(f[3]), str(f[4]), int(f[5]),
-                                   int(f[6]), bool(f[7])) for f in record["frames"]}
-        return {"data": record["data"], "settings": record["settings"], "count": int(record["count"]),
-                "frames": frames}
-    except (ValueError, TypeError, KeyError, IndexError):
+        manifest = {"data": record["data"], "settings": record["settings"], "count": int(record["count"]), "frames": {}}
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError):
         return None
+    for found in record["frames"]:
+        entry = _entry(found)
+        if entry is not None:
+            manifest["frames"][entry.index] = entry
+    return manifest
+
+
+def _entry(found: Any) -> Entry | None:
+    """One manifest entry, or ``None`` when it is not a well-formed one."""
+    if not isinstance(found, list) or len(found) != len(Entry._fields):
+        return None
+    numbers = found[:4] + found[5:7]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**63 for n in numbers) \
+            or not isinstance(found[4], str) or not isinstance(found[7], bool):
+        return None
+    return Entry(*found[:4], found[4], found[5], found[6], found[7])
 
 
 def reusable(manifest: Mapping[str, Any] | None, identity: Mapping[str, Any], settings: Mapping[str, Any],

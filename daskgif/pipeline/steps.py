@@ -110,21 +110,23 @@ def write_frame(span: Span, p: Params, count: int, source: storage.SpanReader | 
 
 
 def map_frames(spans: list[Span], p: Params) -> Mapped:
-    """Launch the ``write-frame`` batches (see :mod:`daskgif.core.fanout`) and wait for all of them."""
+    """Launch the ``write-frame`` batches (see :mod:`daskgif.core.fanout`) and wait for all of them.
+
+    A rerun keeps a frame an earlier run wrote only once its batch has proven it
+    (:class:`KeptFrames`); the manifest only says which frames to try.
+    """
     events.emit({"kind": "map", "run": p.run, "name": "write-frame", "total": len(spans)})
     storage.remove_stale_parts(p.frames_dir, "frame_")
     rerun = resume.plan(p.frames_dir, p.data_file, spans, _frame_settings(p), p.storage_options, p.resume)
     write = p.task(write_frame, "write-frame")
+    source = storage.SpanReader(p.data_file, p.storage_options)
     try:
-        mapped = write.map(spans, batch_size=p.frames_per_task, token=p.run, p=p, count=len(spans),
-                           source=storage.SpanReader(p.data_file, p.storage_options), reuse=rerun.reuse,
+        mapped = write.map(spans, batch_size=p.frames_per_task, token=p.run, p=p, count=len(spans), source=source,
+                           reuse=KeptFrames(p, rerun.reuse, len(spans), source) if rerun.kept else None,
                            collect=functools.partial(FrameTable, p.frames_dir, len(spans)))
     except RunFailed as e:
-        written = [*_kept_frames(p, rerun, len(spans)), *getattr(e, "values", ())]
-        resume.record(p.frames_dir, rerun, len(spans), map(_entry, written), p.storage_options)
+        resume.record(p.frames_dir, rerun, len(spans), map(_entry, e.values), p.storage_options)
         raise
-    for frame in _kept_frames(p, rerun, len(spans)):
-        mapped.values.put(frame)
     resume.record(p.frames_dir, rerun, len(spans), map(_entry, mapped.values.written()), p.storage_options)
     return mapped
 
@@ -134,11 +136,34 @@ def _frame_settings(p: Params) -> dict:
     return {"validate": p.validate, "max_pixels": p.max_pixels, "on_error": p.on_error, "daskgif": __version__}
 
 
-def _kept_frames(p: Params, rerun: resume.RerunPlan, count: int) -> Iterator[Frame]:
-    """The :class:`Frame` of each frame a rerun keeps, from its manifest entry."""
-    for e in rerun.kept.values():
-        yield Frame(e.index, storage.join_path(p.frames_dir, storage.frame_name(e.index, count)), e.width, e.height,
-                    None if e.converted else Span(e.index, e.offset, e.length), e.size, e.digest)
+class KeptFrames:
+    """The frames of an earlier run that a rerun keeps: each one proven, in its own batch, before it is kept.
+
+    A frame file is kept only if its bytes are exactly its span of the data file
+    (read for the comparison), so a manifest that lies, a frame file changed by
+    hand or a new data file can never put a wrong frame into the output; the
+    frame's size is read from those bytes, never from the manifest.  A converted
+    frame (not GIF in the data file) is always written again.  ``None``: write it.
+    """
+
+    def __init__(self, p: Params, candidates: resume.Ranges, count: int, source: storage.SpanReader):
+        self.params, self.candidates, self.count, self.source = p, candidates, count, source
+
+    def __call__(self, index: int, span: Span) -> Frame | None:
+        if index not in self.candidates:
+            return None
+        path = storage.join_path(self.params.frames_dir, storage.frame_name(index, self.count))
+        try:
+            data = self.source.read(span.offset, span.length)
+            if not data.startswith(b"GIF8"):
+                return None
+            with storage.open_input(path, self.params.storage_options) as f:
+                if f.read(span.length + 1) != data:
+                    return None
+            info = parse_gif(data, max_pixels=self.params.max_pixels)
+        except (OSError, EOFError, GifFormatError):
+            return None
+        return Frame(index, path, *info.canvas, span, len(data), resume.digest(data))
 
 
 def _entry(f: Frame) -> resume.Entry:
