@@ -166,3 +166,19 @@ def test_allowed_protocols_from_the_environment(tmp_path):
     assert (f"cannot fetch {source}: protocol 'file' is not allowed (daskgif.allowed-protocols: https, s3)"
             in done.stderr)
     assert sorted(os.listdir(tmp_path)) == ["source.img"]
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_a_failed_run_shows_a_short_masked_error(tmp_path, http_server, scheduler):
+    import traceback
+
+    url = http_server.url("/missing.img").replace("http://", "http://user:s3cret@")
+    with dask.config.set(scheduler=scheduler), pytest.raises(RunFailed) as info:
+        build_graph(url=url, data_file=str(tmp_path / "d.img"), out=str(tmp_path / "c.gif"), retries=0).compute()
+    shown = "".join(traceback.format_exception(info.value))
+    assert "s3cret" not in shown and "user:***@" in shown  # every exception shown or chained is masked
+    assert shown.count("Traceback (most recent call last)") == 1, shown  # one traceback: RunFailed's own
+    assert "site-packages/fsspec" not in shown and "site-packages/aiohttp" not in shown, shown
+    cause = info.value.__cause__
+    assert cause is not None and "404" in str(cause) and cause.__traceback__ is None
+    assert str(info.value).startswith("task 'fetch' failed after 1 attempt: ")

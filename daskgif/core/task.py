@@ -37,6 +37,7 @@ from daskgif.core.state import (
     iter_states,
 )
 from daskgif.errors import Cancelled, RunFailed, TaskTimeout, is_transient
+from daskgif.redact import mask
 
 __all__ = ["Skip", "Outcome", "Task", "task"]
 
@@ -64,12 +65,23 @@ class Outcome:
 
 
 def portable(exc: BaseException) -> BaseException:
-    """Return *exc*, or a ``RuntimeError`` saying the same if it cannot travel back to the client."""
+    """The cause a ``RunFailed`` chains: *exc* itself, short, masked and able to travel to the client.
+
+    It keeps its type and message but not its traceback nor its own chain (library
+    internals the user cannot act on; a nested ``RunFailed`` keeps its cause).  If it
+    does not pickle, or its text holds a secret, a ``RuntimeError`` says the same, masked.
+    """
     try:
         pickle.loads(pickle.dumps(exc))
+        clean = mask(str(exc)) == str(exc)
     except Exception:
+        clean = False
+    if not clean:
         return RuntimeError(error_line(exc))
-    return exc
+    if not isinstance(exc, RunFailed):
+        exc.__cause__ = exc.__context__ = None
+        exc.__suppress_context__ = True
+    return exc.with_traceback(None)
 
 
 class Task:
