@@ -19,7 +19,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from daskgif import build_graph
-from daskgif.errors import RunFailed
+from daskgif.errors import LockHeld, RunFailed
 from daskgif.gif.parse import parse_gif
 from frames import image_data, make_gif
 
@@ -173,7 +173,8 @@ def test_two_runs_writing_the_same_out_leave_one_complete_gif(tmp_path):
                 t.start()
             for t in threads:
                 t.join()
-            assert errors == []
+            # Both finish, or the second fails at once on the first's lease of the output: never a mixed GIF.
+            assert len(errors) <= 1 and all(isinstance(e.__cause__, LockHeld) for e in errors), errors
             assert out.read_bytes() in outs
     finally:
         stop.set()
