@@ -3,7 +3,7 @@
 The byte modules (``daskgif.gif``) never decode; this module does, and only when
 a frame needs it (Pillow is imported on the first call, not with this module).
 
-**Validation.** The structure walk of :mod:`daskgif.gif` catches truncation and
+**Validation.** The structure walk of ``daskgif.gif`` catches truncation and
 bad block introducers, not a corrupt LZW code stream: only a decode does.  The
 lossless join copies image data without decoding it, so a frame whose data does not
 decode would make an animated GIF that no viewer shows.  :func:`check_decodes`

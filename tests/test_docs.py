@@ -95,7 +95,8 @@ def test_api_page_documents_the_names_users_import(html):
     page = (html / "api.html").read_text()
     for name in daskgif.__all__:
         assert f'id="daskgif.{name}"' in page, name
-    for name in ("tasks.Outcome", "picture.draw_pipeline", "config.check"):
+    for name in ("core.task.Outcome", "views.pictures.draw_pipeline", "config.check", "pipeline.steps.STEPS",
+                 "storage.Lease"):
         assert f'id="daskgif.{name}"' in page, name
 
 

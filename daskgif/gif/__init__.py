@@ -1,8 +1,18 @@
 """GIF bytes, standard library only: parse a GIF's structure, split a data file into frames,
 join GIFs losslessly, encode small GIFs.
 
-``parse`` walks a GIF to its trailer; ``split`` finds the frames of an image-data file;
-``join`` writes an animated GIF from single GIFs without decoding them; ``encode``
-makes GIFs from pixels (the sample file and the tests).  Nothing here imports Dask,
-fsspec or Pillow.
+``parse`` walks a GIF to its trailer; ``split`` finds the frames of an image-data file
+(``spans`` holds where they lie); ``join`` writes an animated GIF from single GIFs
+without decoding them; ``encode`` makes GIFs from pixels (the sample file and the
+tests).  Nothing here imports Dask, fsspec or Pillow.  The names most used are here too:
+
+>>> from daskgif.gif import parse_gif, split_bytes, join_gifs
 """
+
+from daskgif.gif.join import GifWriter, join_gifs
+from daskgif.gif.parse import GifInfo, ImageInfo, parse_gif
+from daskgif.gif.spans import Span, Spans
+from daskgif.gif.split import split_bytes, split_frames
+
+__all__ = ["GifInfo", "GifWriter", "ImageInfo", "Span", "Spans", "join_gifs", "parse_gif", "split_bytes",
+           "split_frames"]
