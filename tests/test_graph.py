@@ -219,3 +219,14 @@ def test_the_output_suffix_picks_the_writer(tmp_path):
     with pytest.raises(RunFailed, match=r"out '.*clip.avi' has no supported suffix: give one of \.gif"):
         build_graph(data_file=str(tmp_path / "d.img"), out=str(tmp_path / "clip.avi")).compute(scheduler="sync")
     assert not (tmp_path / "d.img").exists()  # refused before any work
+
+
+def test_per_step_settings_follow_the_steps():
+    import yaml
+
+    from daskgif.pipeline import limits, steps
+
+    assert limits.TIMED_STEPS == steps.timed_names()  # daskgif.task-timeout names exactly the timed tasks
+    defaults = yaml.safe_load(Path(steps.__file__).parent.parent.joinpath("daskgif.yaml").read_text())["daskgif"]
+    timeouts = defaults["task-timeout"]
+    assert timeouts is None or tuple(timeouts) == steps.timed_names()

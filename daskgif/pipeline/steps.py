@@ -260,6 +260,7 @@ class Step:
     retried: bool = True
     skip_on_upstream_skip: bool = True
     maps: str | None = None  # the name of the tasks this step launches at run time, one per batch of items
+    timed: bool = True  # daskgif.task-timeout may name it (map-frames only waits: its batches are timed)
 
     def __call__(self, value: Any, p: Params) -> Any:
         with p.lease.kept():
@@ -287,9 +288,19 @@ STEPS = (
     Step("fetch", fetch, "copies the URL to the data file", writes="data_file"),
     Step("split", split, "finds the frames in the data file", skip_on_upstream_skip=False),
     Step("map-frames", map_frames, "writes every frame (write-frame tasks)", writes="frames_dir", retried=False,
-         maps="write-frame"),
+         maps="write-frame", timed=False),
     Step("combine", combine, "joins the frames into the output", writes="out"),
 )
+
+
+def timed_names(steps: Sequence[Step] = STEPS) -> tuple[str, ...]:
+    """The task names ``daskgif.task-timeout`` may give a timeout, in pipeline order.
+
+    >>> timed_names()
+    ('fetch', 'split', 'write-frame', 'combine')
+    """
+    return tuple(name for step in steps for name in ((step.name,) if step.timed else ()) + ((step.maps,) if step.maps
+                                                                                              else ()))
 
 
 def make_result(last: Outcome, combined: Outcome, p: Params) -> Result:
