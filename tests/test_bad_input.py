@@ -12,7 +12,6 @@ import threading
 import json
 import logging
 import random
-import time
 from pathlib import Path
 
 import dask
