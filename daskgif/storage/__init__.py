@@ -41,7 +41,9 @@ from daskgif.storage.lock import Lease
 from daskgif.storage.paths import (
     FRAME_NAME,
     UPLOAD_NAME,
+    expand_inputs,
     frame_name,
+    is_glob,
     join_path,
     local_path,
     part_name,
@@ -56,7 +58,7 @@ from daskgif.storage.source import (
 )
 
 __all__ = [
-    "APPENDABLE", "FRAME_NAME", "LockHeld", "Lease", "SpanReader", "UPLOAD_NAME", "append_bytes",
+    "APPENDABLE", "FRAME_NAME", "expand_inputs", "is_glob", "LockHeld", "Lease", "SpanReader", "UPLOAD_NAME", "append_bytes",
     "atomic_write", "check_target", "file_kind", "read_small", "exists", "fetch_file", "fetch_needed", "file_identity", "frame_name",
     "join_path", "list_sizes", "local_path", "open_input", "part_name", "part_owner",
     "read_source", "read_span", "remove_stale_frames", "remove_stale_parts",

@@ -12,7 +12,7 @@ from fsspec.core import split_protocol
 
 __all__ = [
     "FRAME_NAME", "UPLOAD_NAME", "frame_name", "fs_options", "host_name", "join_path", "local_path", "part_name",
-    "part_owner", "pid_alive", "url_protocols",
+    "part_owner", "pid_alive", "url_protocols", "is_glob", "expand_inputs",
 ]
 
 
@@ -146,3 +146,35 @@ def frame_name(index: int, count: int) -> str:
         raise ValueError(f"index must be in range(count={count}), got {index!r}")
     width = max(2, len(str(count - 1)))
     return f"frame_{index:0{width}d}.gif"
+
+
+def is_glob(url: str) -> bool:
+    """Whether *url* is a pattern (``*``, ``?`` or ``[``) rather than one path.
+
+    >>> is_glob("data/*.img"), is_glob("s3://b/dumps/day-[0-9].img"), is_glob("https://h/a.img?x=1")
+    (True, True, False)
+    """
+    protocol, _ = split_protocol(url)
+    if protocol in ("http", "https"):  # a query string is not a pattern
+        return False
+    return any(c in url for c in "*?[")
+
+
+def expand_inputs(urls: str | list[str], storage_options: dict | None = None) -> list[str]:
+    """The input URLs: a list as it is, or one pattern expanded by its filesystem (one listing), sorted.
+
+    The expanded paths keep the pattern's protocol, so they open the same way.
+
+    >>> import fsspec
+    >>> for name in ("b.img", "a.img", "c.txt"):
+    ...     fsspec.filesystem("memory").pipe(f"/doc-inputs/{name}", b"x")
+    >>> expand_inputs("memory://doc-inputs/*.img")
+    ['memory:///doc-inputs/a.img', 'memory:///doc-inputs/b.img']
+    """
+    if not isinstance(urls, str):
+        return list(urls)
+    if not is_glob(urls):
+        return [urls]
+    fs, _, found = fsspec.core.get_fs_token_paths(urls, storage_options=fs_options(urls, storage_options))
+    protocol, _ = split_protocol(urls)
+    return sorted(fs.unstrip_protocol(path) if protocol else path for path in found)
