@@ -124,7 +124,7 @@ def test_json_lists_both_runs_with_their_frames(cluster):
     # The page knows the steps a run names in its first message; without them, those it has seen.
     first = next(msg for _, msg in client.get_events("daskgif") if msg.get("run") == runs["failed"])
     names = [s["name"] for s in detail["steps"]]
-    assert names == (first["steps"] if "steps" in first else ["fetch", "split", "map-frames"])
+    assert names == (list(first["steps"]) if "steps" in first else ["fetch", "split", "map-frames"])
     assert names[:3] == ["fetch", "split", "map-frames"] and detail["steps"][2]["state"] == "Failed"
     assert all(step["state"] == "Not run" for step in detail["steps"][3:])
     (record,) = [r for r in detail["records"] if r["state"] == "Failed"]
