@@ -8,6 +8,7 @@ Run as a script, it also redraws the documentation's screenshot::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -23,7 +24,7 @@ import dask
 import pytest
 
 import daskgif
-from daskgif.views.dashboard import PLUGIN_NAME, page_link
+from daskgif.views.dashboard import PLUGIN_NAME, RunsPlugin, page_link
 from daskgif.views.runs import RunRecord, Runs
 from daskgif.errors import RunFailed
 
@@ -112,7 +113,7 @@ def test_page_link_points_to_the_page(cluster):
 
 
 def test_json_lists_both_runs_with_their_frames(cluster):
-    _, link, runs = cluster
+    client, link, runs = cluster
     listed = {run["run"]: run for run in get_json(link + "/api/runs.json")["runs"]}
     ok, bad = listed[runs["skipped"]], listed[runs["failed"]]
     assert ok["state"] == "Success" and ok["frames"] == {"total": 13, "done": 13,
@@ -120,8 +121,12 @@ def test_json_lists_both_runs_with_their_frames(cluster):
     assert bad["state"] == "Failed" and bad["frames"]["counts"]["Failed"] == 1
     assert "frame 5" in bad["message"] and bad["parameters"]["url"].endswith("src.img")
     detail = get_json(f"{link}/api/runs/{runs['failed']}.json")
-    assert [s["name"] for s in detail["steps"]] == ["fetch", "split", "map-frames", "combine"]
-    assert detail["steps"][2]["state"] == "Failed" and detail["steps"][3]["state"] == "Not run"
+    # The page knows the steps a run names in its first message; without them, those it has seen.
+    first = next(msg for _, msg in client.get_events("daskgif") if msg.get("run") == runs["failed"])
+    names = [s["name"] for s in detail["steps"]]
+    assert names == (list(first["steps"]) if "steps" in first else ["fetch", "split", "map-frames"])
+    assert names[:3] == ["fetch", "split", "map-frames"] and detail["steps"][2]["state"] == "Failed"
+    assert all(step["state"] == "Not run" for step in detail["steps"][3:])
     (record,) = [r for r in detail["records"] if r["state"] == "Failed"]
     assert record["index"] == 5 and "IsADirectoryError" in record["message"]
     skip = get_json(f"{link}/api/runs/{runs['skipped']}.json")
@@ -205,7 +210,8 @@ def test_keeps_at_most_max_runs(local_scheduler):
 def test_a_run_in_progress_shows_and_ends(local_scheduler):
     client, link = local_scheduler
     client.log_event("daskgif", {"kind": "run", "run": "live", "state": "Running", "time": time.time(),
-                                 "parameters": {"url": "file:///data.img"}, "out": "clip.gif"})
+                                 "parameters": {"url": "file:///data.img"}, "out": "clip.gif",
+                                 "steps": ["fetch", "split", "map-frames", "combine"]})
     client.log_event("daskgif", {"kind": "step", "run": "live", "name": "fetch", "state": "Success",
                                  "attempts": 2, "start": time.time(), "end": time.time(), "message": ""})
     client.log_event("daskgif", {"kind": "step", "run": "live", "name": "split", "state": "Running",
@@ -284,7 +290,7 @@ def test_model_bounds_frame_records():
     run.add({"kind": "frames", "counts": {"Success": 10, "Failed": 10}, "records": [
         {"index": i, "state": "Failed", "attempts": 3, "message": "OSError: disk full"} for i in range(10, 20)]})
     assert sorted(run.records) == [10, 11, 12, 13, 14] and run.dropped == {"Failed": 5}
-    assert len(run._texts) == 1  # one message, stored once
+    assert len(run._texts) == 2  # one message and one state, each stored once
     assert [(g["first"], g["last"], g["state"]) for g in run.grid()] == [
         (0, 9, "Unlisted"), (10, 14, "Failed"), (15, 19, "Unlisted")]
     assert run.detail()["records_kept"] == 5 and json.loads(run.detail_json())["dropped"] == {"Failed": 5}
@@ -298,6 +304,164 @@ def test_model_ignores_malformed_messages_and_late_ones():
     runs.add({"run": "b", "kind": "run", "state": "Running", "time": 2.0})
     runs.add({"run": "a", "kind": "step", "name": "fetch", "state": "Success"})
     assert list(runs.runs) == ["b"]
+
+
+# -- nothing lost, nothing wrong, nothing stuck ------------------------------------------------------
+
+#: Messages any client can send on the topic, none of which the page can use.
+MALFORMED = [
+    None, "x", 3, ["run", "a"], {}, {"kind": "run", "state": "Running"}, {"run": 3, "kind": "run", "state": "Running"},
+    {"run": "a/b", "kind": "run", "state": "Running"}, {"run": "x" * 200_000, "kind": "run", "state": "Running"},
+    {"run": "bad", "kind": "nonsense"}, {"run": "bad", "kind": "run", "state": ["Success"]},
+    {"run": "bad", "kind": "run", "state": "Running", "time": "yesterday"},
+    {"run": "bad", "kind": "run", "state": "Running", "time": float("nan")},
+    {"run": "bad", "kind": "run", "state": "Failed", "time": float("inf")},
+    {"run": "bad", "kind": "run", "state": "Running", "parameters": ["url"]},
+    {"run": "bad", "kind": "run", "state": "Running", "parameters": {"url": "u"}, "steps": "fetch"},
+    {"run": "bad", "kind": "run", "state": "Success", "size": "big"},
+    {"run": "bad", "kind": "step", "name": {"x": [1, [2, [3]]]}, "state": "Running"},
+    {"run": "bad", "kind": "step", "name": "fetch", "state": "Running", "start": "now"},
+    {"run": "bad", "kind": "step", "name": "fetch", "state": "Success", "attempts": -1},
+    {"run": "bad", "kind": "map", "total": "many"},
+    {"run": "bad", "kind": "frames", "counts": {"Success": "1"}},
+    {"run": "bad", "kind": "frames", "counts": [1, 2]},
+    {"run": "bad", "kind": "frames", "busy": float("nan")},
+    {"run": "bad", "kind": "frames", "records": "all"},
+    {"run": "bad", "kind": "frames", "records": [{"index": -1, "state": "Failed"}]},
+    {"run": "bad", "kind": "frames", "records": [{"index": 0, "state": {"deep": [[[{}]]]}}]},
+]
+
+
+def test_malformed_messages_are_dropped_and_the_page_still_answers(local_scheduler, caplog):
+    client, link = local_scheduler
+    announce(client, "good")
+    huge = "https://host/" + "a" * 200_000
+    client.log_event("daskgif", {"kind": "run", "run": "long", "state": "Running", "time": time.time(),
+                                 "parameters": {"url": huge, "nested": {"a": [{"b": [[["x" * 10_000]]]}]}},
+                                 "out": huge, "steps": ["fetch", "s" * 10_000]})
+    with caplog.at_level(logging.WARNING, logger="daskgif"):
+        for msg in MALFORMED:
+            client.log_event("daskgif", msg)  # answered once the scheduler has taken it
+            assert [run["run"] for run in get_json(link + "/api/runs.json")["runs"]] == ["long", "good"]
+    dropped = [r for r in caplog.records if r.name.startswith("daskgif")]
+    assert len(dropped) == len(MALFORMED) and all(r.exc_info is None and "dropped" in r.getMessage() for r in dropped)
+    kind, body = get(link + "/api/runs.json")
+    assert len(body) < 20_000
+    listed = {run["run"]: run for run in json.loads(body)["runs"]}
+    assert sorted(listed) == ["good", "long"]  # the malformed ones made no run
+    assert listed["good"]["frames"] == {"total": 2, "done": 2, "counts": {"Success": 1, "Failed": 1}}
+    long = get_json(f"{link}/api/runs/long.json")
+    for text in (long["parameters"]["url"], long["out"], long["parameters"]["nested"], long["steps"][1]["name"]):
+        assert 1000 < len(text) <= 2000 and text.endswith("…")
+    assert long["parameters"]["url"].startswith("https://host/aaa")
+    assert get(link)[0].startswith("text/html") and get_json(f"{link}/api/runs/good.json")["state"] == "Running"
+
+
+def test_a_run_cancelled_from_another_client_shows_cancelled(cluster, http_server, tmp_path):
+    client, link, _ = cluster
+    http_server.serve("/slow.img", image_data(GOOD))
+    url = http_server.trickle("/slow.img", 16, 0.05)  # a fetch that lasts until the server closes
+    graph = daskgif.build_graph(url=url, data_file=str(tmp_path / "data.img"), out=str(tmp_path / "clip.gif"),
+                                frames_dir=str(tmp_path / "frames"), retries=0)
+    future = client.compute(graph)
+    detail = f"{link}/api/runs/{graph.run}.json"
+    wait_for(lambda: http_server.hits("/slow.img") and get_json(link + "/api/runs.json")["runs"][0]["run"] == graph.run)
+    assert get_json(detail)["state"] == "Running"
+    with distributed.Client(client.scheduler.address, set_as_default=False) as other:
+        other.cancel(distributed.Future(future.key, other), force=True)
+        wait_for(lambda: get_json(detail)["state"] != "Running")
+        run = get_json(detail)
+        assert run["state"] == "Cancelled" and run["message"] == f"cancelled by client {other.id}"
+        assert run["end"] is not None and run["steps"][0] == {**run["steps"][0], "name": "fetch", "state": "Cancelled"}
+    http_server.close()  # the fetch still running on the worker ends, failed: the run stays Cancelled
+    wait_for(lambda: any(msg.get("run") == graph.run and msg.get("state") == "Failed"
+                         for _, msg in client.get_events("daskgif")))
+    run = get_json(detail)
+    assert run["state"] == "Cancelled" and run["message"] == f"cancelled by client {other.id}"
+    assert {r["run"]: r["state"] for r in get_json(link + "/api/runs.json")["runs"]}[graph.run] == "Cancelled"
+    if shutil.which("chromium"):
+        dom = dump_dom(f"{link}#{graph.run}")
+        assert f'title="cancelled by client {other.id}">Cancelled<' in dom
+        assert f'class="stopped msg">cancelled by client {other.id}<' in dom
+
+
+def test_a_run_its_client_let_go_of_shows_cancelled(cluster, http_server, tmp_path):
+    client, link, _ = cluster
+    http_server.serve("/slow.img", image_data(GOOD))
+    url = http_server.trickle("/slow.img", 16, 0.05)
+    graph = daskgif.build_graph(url=url, data_file=str(tmp_path / "data.img"), out=str(tmp_path / "clip.gif"),
+                                frames_dir=str(tmp_path / "frames"), retries=0)
+    detail = f"{link}/api/runs/{graph.run}.json"
+    with distributed.Client(client.scheduler.address, set_as_default=False) as gone:
+        gone.compute(graph)
+        wait_for(lambda: http_server.hits("/slow.img") and graph.run in {
+            r["run"] for r in get_json(link + "/api/runs.json")["runs"]})
+    wait_for(lambda: get_json(detail)["state"] != "Running")  # closing, the client released its futures
+    assert get_json(detail)["state"] == "Cancelled"
+    assert get_json(detail)["message"] == "released by its client before it ended"
+
+
+def test_plugin_names_who_stopped_a_run():
+    """The plugin as the scheduler drives it: an event under the client's id, then the transitions it causes."""
+    plugin = RunsPlugin(max_runs=5, max_records=10)
+    for run in ("cut", "gone", "done", "failed"):
+        plugin.log_event("daskgif", {"kind": "run", "run": run, "state": "Running", "time": 1.0, "parameters": {}})
+    plugin.log_event("daskgif", {"kind": "run", "run": "done", "state": "Success", "time": 2.0})
+    plugin.log_event("Client-a", {"action": "cancel", "count": 2, "force": True})
+    plugin.transition("combine-cut", "waiting", "released", stimulus_id="cancel-key-1.0")
+    plugin.log_event("all", {"action": "remove-client", "client": "Client-b"})
+    plugin.log_event("Client-b", {"action": "remove-client", "client": "Client-b"})
+    plugin.transition("fetch-gone", "processing", "released", stimulus_id="remove-client-2.0")
+    plugin.log_event("daskgif", {"kind": "run", "run": "failed", "state": "Failed", "time": 2.0, "message": "E"})
+    for token in ("done", "failed"):  # finished: their results are let go of, nothing is stopped
+        plugin.transition(f"result-{token}", "memory", "released", stimulus_id="remove-client-3.0")
+        plugin.transition(f"map-frames-{token}", "erred", "released", stimulus_id="cancel-key-3.0")
+    plugin.transition("fetch-other", "processing", "memory", stimulus_id="task-finished-4.0")
+    assert {token: (run.state, run.message) for token, run in plugin.runs.runs.items()} == {
+        "cut": ("Cancelled", "cancelled by client Client-a"), "gone": ("Cancelled", "client Client-b went away"),
+        "done": ("Success", ""), "failed": ("Failed", "E")}
+
+
+def test_model_keeps_a_cancelled_run_cancelled():
+    runs = Runs()
+    runs.stop("early", "cancelled by client c1")  # the cancel overtook the run's first message
+    runs.add({"kind": "run", "run": "early", "state": "Running", "time": 1.0, "parameters": {}})
+    assert runs.runs["early"].state == "Cancelled" and runs.runs["early"].message == "cancelled by client c1"
+    runs.add({"kind": "run", "run": "r", "state": "Running", "time": 1.0, "parameters": {}})
+    runs.add({"kind": "step", "run": "r", "name": "map-frames", "state": "Running", "start": 2.0})
+    runs.stop("r", "cancelled by client c1")
+    runs.add({"kind": "step", "run": "r", "name": "map-frames", "state": "Failed", "start": 2.0, "end": 3.0,
+              "message": "FuturesCancelledError: ..."})
+    runs.add({"kind": "run", "run": "r", "state": "Failed", "time": 3.0, "message": "FuturesCancelledError: ..."})
+    run = runs.runs["r"]
+    assert (run.state, run.message, run.steps["map-frames"]["state"]) == ("Cancelled", "cancelled by client c1",
+                                                                          "Cancelled")
+    runs.add({"kind": "run", "run": "r", "state": "Cancelled", "time": 4.0, "message": "daskgif stop"})
+    assert run.message == "daskgif stop"  # the one who stopped it says best why
+    runs.add({"kind": "run", "run": "ok", "state": "Success", "time": 1.0})
+    runs.stop("ok", "cancelled by client c1")
+    assert runs.runs["ok"].state == "Success"
+
+
+def test_steps_come_from_the_run_or_in_the_order_seen():
+    run = RunRecord("r")
+    run.add({"kind": "run", "state": "Running", "time": 1.0, "steps": ["fetch", "split", "write"]})
+    run.add({"kind": "step", "name": "split", "state": "Running"})
+    run.add({"kind": "step", "name": "extra", "state": "Running"})
+    assert [(s["name"], s["state"]) for s in run.detail()["steps"]] == [
+        ("fetch", "Pending"), ("split", "Running"), ("write", "Pending"), ("extra", "Running")]
+    plain = RunRecord("p")
+    for name in ("b", "a"):
+        plain.add({"kind": "step", "name": name, "state": "Success"})
+    assert [s["name"] for s in plain.detail()["steps"]] == ["b", "a"]
+
+
+def test_the_preload_imports_nothing_heavy():
+    code = ("import daskgif.dashboard, sys; print(sorted(m for m in ('fsspec','PIL','imageio','daskgif.pipeline',"
+            "'daskgif.storage') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 if __name__ == "__main__":

@@ -100,3 +100,32 @@ def test_a_refused_url_is_masked_in_the_error(caplog):
         check_url("ftp://s3cr3tTOKEN@host/x")
     assert "s3cr3tTOKEN" not in str(info.value) and "ftp://***@host/x" in str(info.value)
     assert post_result("ftp://s3cr3tTOKEN@host/x", {}) is False and "s3cr3tTOKEN" not in caplog.text
+
+
+@pytest.mark.parametrize("status", [301, 302, 303])
+def test_a_redirect_that_would_drop_the_body_is_not_followed(http_server, caplog, status):
+    target = http_server.serve("/new", b"ok")  # a GET there would answer 200
+    url = http_server.redirect("/hook", target, status)
+    with caplog.at_level(logging.WARNING, logger="daskgif.ops.notify"):
+        assert post_result(url, {"ok": True}, retries=2, retry_delay=0) is False
+    assert http_server.requests == [("POST", "/hook")]  # not retried, and never sent on as a GET
+    assert f"HTTP Error {status}" in caplog.text and "not followed" in caplog.text
+
+
+@pytest.mark.parametrize("status", [307, 308])
+def test_a_307_or_308_redirect_is_followed_with_the_body(http_server, status):
+    url = http_server.redirect("/hook", http_server.url("/new"), status)
+    assert post_result(url, {"ok": True, "run": 2}, retry_delay=0) is True
+    assert http_server.requests == [("POST", "/hook"), ("POST", "/new")]
+    assert http_server.posts == [("/hook", {"ok": True, "run": 2}), ("/new", {"ok": True, "run": 2})]
+
+
+@pytest.mark.parametrize("status", [302, 307, 308])
+@pytest.mark.parametrize("location", ["ftp://127.0.0.1:1/hook", "file:///etc/passwd"])
+def test_a_redirect_to_another_protocol_is_refused(http_server, caplog, status, location):
+    url = http_server.redirect("/hook", location, status)
+    with caplog.at_level(logging.WARNING, logger="daskgif.ops.notify"):
+        assert post_result(url, {"ok": True}, retries=2, retry_delay=0) is False
+    assert http_server.requests == [("POST", "/hook")]  # refused at once: nothing to retry, no connection tried
+    assert "Retrying" not in caplog.text and "failed after 1 attempt(s)" in caplog.text
+    assert "/etc/passwd" not in caplog.text  # the Location's path stays out of the log, like the webhook's

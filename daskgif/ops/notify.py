@@ -3,21 +3,27 @@
 A notification is a report, not part of the run: a webhook that is down, slow
 or answering errors is retried a few times (:func:`daskgif.core.retry.retry`) with
 a short timeout, then logged, and never fails the run. HTTP is the standard library's.
+
+A redirect is followed only when it keeps the POST whole: a 307 or 308 to an
+``http://`` or ``https://`` URL.  urllib would turn a 301, 302 or 303 into a GET
+without the body (and call that delivered), and follow one to ``ftp://``; here
+such a redirect is a failure, logged like any other (:class:`PostRedirects`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from daskgif.core.retry import RetryPolicy, retry
 from daskgif.pipeline.kinds import check_url
 from daskgif.redact import json_default, mask, scrub
 
-__all__ = ["post_result", "check_url"]
+__all__ = ["post_result", "check_url", "PostRedirects"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +35,34 @@ def where(url: str) -> str:
     'https://hooks.example.com/...'
     """
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}{'' if parts.port is None else f':{parts.port}'}/..."
+    return f"{parts.scheme}://{parts.hostname or ''}{'' if parts.port is None else f':{parts.port}'}/..."
+
+
+class PostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect of a POST only when the POST goes on whole: 307 or 308, to http(s).
+
+    Any other redirect raises ``urllib.error.HTTPError`` (a permanent error: not
+    retried) naming the status and where it pointed (without its path).
+    """
+
+    #: The redirects that keep the method and the body (RFC 9110, 15.4).
+    KEEP_BODY = (307, 308)
+    SCHEMES = ("http", "https")
+
+    def http_error_302(self, req, fp, code, msg, headers):  # type: ignore[no-untyped-def]
+        # Decided before urllib's own checks, whose refusal message holds the whole Location.
+        target = urljoin(req.full_url, headers.get("location") or headers.get("uri") or "")
+        if code not in self.KEEP_BODY or urlsplit(target).scheme not in self.SCHEMES:
+            raise urllib.error.HTTPError(req.full_url, code, f"{msg}; redirect to {where(target)} not followed: a POST "
+                                         "follows only a 307 or 308 to http:// or https://", headers, fp)
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        # urllib drops the body and the method on every redirect of a POST: keep both.
+        return urllib.request.Request(newurl, data=req.data, method=req.get_method(), headers=req.headers,
+                                      origin_req_host=req.origin_req_host, unverifiable=True)
 
 
 def post_json(url: str, payload: Any, timeout: float) -> int:
@@ -40,7 +73,7 @@ def post_json(url: str, payload: Any, timeout: float) -> int:
     body = json.dumps(scrub(payload), default=json_default).encode()
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "daskgif"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.build_opener(PostRedirects).open(request, timeout=timeout) as response:
         response.read()
         return response.status
 

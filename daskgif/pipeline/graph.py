@@ -151,7 +151,8 @@ def build_graph(
     # The arguments, by the names of the table of parameters; checked there, with dask.config read.
     p = Params.from_arguments(**locals())
     token = p.run
-    announce = {"parameters": scrub(safe_parameters(p.arguments)), "out": scrub(out)}
+    announce = {"parameters": scrub(safe_parameters(p.arguments)), "out": scrub(out),
+                "steps": [step.name for step in steps.STEPS]}
     nodes: dict[str, Any] = {}
     node = None
     for i, step in enumerate(steps.STEPS):

@@ -25,7 +25,7 @@
   }
 
   const cls = (state) => "s-" + String(state).replace(/[^A-Za-z]+/g, "-");
-  const badge = (state) => el("span", {class: "badge " + cls(state)}, state);
+  const badge = (state, why) => el("span", {class: "badge " + cls(state), title: why || undefined}, state);
   const text = (value) => (value === null || value === undefined) ? "" :
     (typeof value === "string" ? value : JSON.stringify(value));
 
@@ -65,7 +65,7 @@
       class: "run" + (run.run === selected ? " selected" : ""), title: "show run " + run.run,
       onclick: () => { selected = run.run; location.hash = encodeURIComponent(run.run); poll(true); },
     },
-      el("td", null, badge(run.state)),
+      el("td", null, badge(run.state, run.message)),
       el("td", {class: "path"}, run.run.slice(0, 12)),
       el("td", {class: "time"}, clock(run.start)),
       el("td", {class: "num"}, seconds(elapsed(run, data.now))),
@@ -127,7 +127,8 @@
     const dropped = Object.values(run.dropped).reduce((a, b) => a + b, 0);
     panel.replaceChildren(...[
       el("h2", null, "Run " + run.run, badge(run.state)),
-      run.message ? el("div", {class: "failure msg"}, run.message) : null,
+      run.message ? el("div", {class: (run.state === "Cancelled" ? "stopped" : "failure") + " msg"},
+        run.message) : null,
       el("dl", null,
         el("dt", null, "input"), el("dd", {class: "path"}, text(run.parameters.url)),
         el("dt", null, "output"), el("dd", {class: "path"}, text(run.out)),

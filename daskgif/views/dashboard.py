@@ -59,10 +59,22 @@ def _bound(name: str, default: int) -> int:
     return value
 
 
+#: Scheduler task states of a task still to run or running.
+ACTIVE = frozenset({"waiting", "queued", "no-worker", "processing"})
+#: The stimuli (``stimulus_id`` prefixes) of the scheduler letting go of tasks that a client no longer wants.
+STOPS = ("cancel-", "remove-client-", "client-releases-keys-")
+
+
 class RunsPlugin(SchedulerPlugin):
     """A scheduler plugin that reads the ``"daskgif"`` events into a :class:`~daskgif.views.runs.Runs` model.
 
-    ``log_event`` is called on the scheduler's event loop for every event logged there.
+    ``log_event`` is called on the scheduler's event loop for every event logged
+    there; ``transition`` for every task's change of state.  A run's tasks are
+    keyed ``<name>-<run token>``: when the scheduler lets go of them before the
+    run ended because a client cancelled them (``Client.cancel``, ``daskgif``
+    stopping a run), released them (a future dropped, a client closed) or went
+    away, the run is marked ``Cancelled``, saying which.  Every other transition
+    costs one string comparison.
     """
 
     name = PLUGIN_NAME
@@ -71,14 +83,28 @@ class RunsPlugin(SchedulerPlugin):
         self.runs = Runs(_bound("max-runs", 20) if max_runs is None else max_runs,
                          _bound("max-frame-records", 10000) if max_records is None else max_records)
         self.path: str | None = None  # the page's path, once served
+        self._stopper: dict[str, str] = {}  # the last client that cancelled, and the last gone
 
     def log_event(self, topic: str, msg: Any) -> None:
-        if topic != "daskgif":
-            return
-        try:
-            self.runs.add(msg)
-        except Exception:  # a bad message must never disturb the scheduler
-            logger.warning("daskgif runs page ignored a message it could not read", exc_info=True)
+        if topic == "daskgif":
+            try:
+                self.runs.add(msg)
+            except Exception:  # a bug here must never disturb the scheduler
+                logger.exception("daskgif runs page failed on a message")
+        elif isinstance(msg, dict) and msg.get("action") in ("cancel", "remove-client") and topic != "all":
+            # The scheduler logs these under the client's id just before letting go of its tasks.
+            self._stopper[msg["action"]] = topic
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, stimulus_id: str = "", **kwargs: Any) -> None:
+        if not stimulus_id.startswith(STOPS) or start not in ACTIVE or not isinstance(key, str):
+            return  # only a task still to run, or running, stops a run: a finished one is let go of any time
+        if stimulus_id.startswith("cancel-"):
+            reason = f"cancelled by client {self._stopper.get('cancel', '(unknown)')}"
+        elif stimulus_id.startswith("remove-client-"):
+            reason = f"client {self._stopper.get('remove-client', '(unknown)')} went away"
+        else:
+            reason = "released by its client before it ended"
+        self.runs.stop(key.rpartition("-")[2], reason)
 
 
 # -- the HTTP side ----------------------------------------------------------------------------------

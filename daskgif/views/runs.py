@@ -7,35 +7,37 @@ one).  The scheduler plugin of :mod:`daskgif.views.dashboard` feeds it the
 ``"daskgif"`` messages of :mod:`daskgif.core.events`; its HTTP handlers serve
 :meth:`Runs.to_dict` and :meth:`RunRecord.detail_json`.  What it shows is masked
 (:func:`daskgif.redact.scrub`).
+
+Any client may log a message on the topic, so each is checked when it arrives
+(:func:`daskgif.views.runevents.check_message`): a message the page cannot use
+is dropped whole, with one log line, and every text kept is masked and cut to
+:data:`~daskgif.views.runevents.TEXT_CHARS` characters.  A run whose
+tasks the scheduler lets go of before it ends (cancelled, its client gone) is
+marked ``Cancelled`` (:meth:`Runs.stop`).  The page knows no pipeline: a run
+names its steps in its first message (``steps``), else they show as they come.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from daskgif.core.state import FAILED, RUNNING, SUCCESS
-from daskgif.pipeline.steps import STEPS
+from daskgif.core.state import FAILED, RETRYING, RUNNING, SUCCESS
 from daskgif.redact import scrub
+from daskgif.views.runevents import CANCELLED, MAX_FIELDS, Malformed, check_message, shorten
 
-__all__ = ["Runs", "RunRecord"]
+__all__ = ["Runs", "RunRecord", "CANCELLED"]
 
-#: The steps of a daskgif pipeline, in order: shown before they start.
-PIPELINE = tuple(step.name for step in STEPS)
-MESSAGE_CHARS = 1000
+logger = logging.getLogger(__name__)
+
 #: The most frame records one detail answer carries (the model may keep more; the page says so).
 RECORDS_SHOWN = 1000
 #: The most ranges one frame grid has (frames past them are left out of the grid, not of the counts).
 GRID_LIMIT = 2000
-
-
-def _text(value: Any) -> str:
-    """A message as short, masked text."""
-    text = scrub(str(value or ""))
-    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
 
 
 class RunRecord:
@@ -66,6 +68,7 @@ class RunRecord:
         self.message = ""
         self.size: int | None = None
         self.steps: dict[str, dict] = {}
+        self.order: list[str] = []  # the run's steps as it named them
         self.total: int | None = None
         self.counts: dict[str, int] = {}
         self.busy = 0.0
@@ -77,51 +80,79 @@ class RunRecord:
 
     @property
     def finished(self) -> bool:
-        return self.state in (SUCCESS, FAILED)
+        return self.state in (SUCCESS, FAILED, CANCELLED)
 
     def add(self, msg: Mapping[str, Any]) -> None:
-        """Take one message of :mod:`daskgif.core.events` into account."""
+        """Take one message of :mod:`daskgif.core.events` into account; raise :class:`Malformed` if unusable."""
+        self.take(check_message({**msg, "run": self.run}))
+
+    def take(self, msg: Mapping[str, Any]) -> None:
+        """Take one message into account, as :func:`check_message` returned it."""
         self.version += 1
-        kind = msg.get("kind")
-        stamp = msg.get("time")
+        kind, stamp = msg["kind"], msg.get("time")
         if kind == "run":
-            if msg.get("state") == RUNNING:
+            if msg["state"] == RUNNING:
                 self.start = stamp if self.start is None else self.start
-                self.parameters = dict(msg.get("parameters") or {})
-                self.out = msg.get("out", self.out)
-            else:
-                self.state, self.end = msg.get("state", self.state), stamp
-                self.message = _text(msg.get("message")) or self.message
-                self.size = msg.get("size", self.size)
-                if self.start is None:
-                    self.start = min((s["start"] for s in self.steps.values() if s.get("start")), default=stamp)
+                self.parameters = msg["parameters"] or self.parameters
+                self.out = msg["out"] if msg["out"] is not None else self.out
+                self.order = msg["steps"] or self.order
+            elif msg["state"] == CANCELLED:  # said by whoever stopped it: the best reason there is
+                self.stop(msg["message"] or "cancelled", stamp)
+                if self.state == CANCELLED and msg["message"]:
+                    self.message = msg["message"]
+            elif self.state != CANCELLED:  # a run stopped from outside may still end, failed by the stop
+                self.state, self.end = msg["state"], stamp
+                self.message = msg["message"] or self.message
+                self.size = msg["size"] if msg["size"] is not None else self.size
+                self._begin(stamp)
         elif kind == "step":
-            name = str(msg.get("name"))
-            self.steps[name] = {key: msg.get(key) for key in ("state", "attempts", "start", "end")}
-            self.steps[name]["message"] = self._intern(msg.get("message"))
-            if self.start is None:
-                self.start = msg.get("start")
+            name, state = msg["name"], msg["state"]
+            if name not in self.steps and len(self.steps) >= MAX_FIELDS:
+                return
+            if self.state == CANCELLED and state in (RUNNING, RETRYING, FAILED):
+                state = CANCELLED
+            self.steps[name] = {"state": state, "attempts": msg["attempts"], "start": msg["start"],
+                                "end": msg["end"], "message": self._intern(msg["message"])}
+            self._begin(msg["start"])
         elif kind == "map":
-            self.total = msg.get("total")
+            self.total = msg["total"]
         elif kind == "frames":
-            for state, n in (msg.get("counts") or {}).items():
-                self.counts[state] = self.counts.get(state, 0) + n
-            self.busy += msg.get("busy") or 0.0
-            for record in msg.get("records") or ():
+            for state, n in msg["counts"].items():
+                if state in self.counts or len(self.counts) < MAX_FIELDS:
+                    self.counts[state] = self.counts.get(state, 0) + n
+            self.busy += msg["busy"] or 0.0
+            for record in msg["records"]:
                 self._keep(record)
 
+    def _begin(self, stamp: float | None) -> None:
+        if self.start is None:
+            self.start = min((s["start"] for s in self.steps.values() if s.get("start") is not None), default=stamp)
+
+    def stop(self, reason: str, stamp: float | None) -> None:
+        """Mark the run ``Cancelled`` by *reason*: a task of it still to run, or running, was let go of.
+
+        A run that succeeded stays so.  A failed one becomes ``Cancelled``: its
+        tasks still to run were stopped, so its failure was the stop's doing
+        (a cancelled future's error, say).  Later messages leave it so.
+        """
+        if self.state in (SUCCESS, CANCELLED):
+            return
+        self.version += 1
+        self.state, self.message = CANCELLED, shorten(reason)
+        self.end = stamp if stamp is not None else time.time()
+        self._begin(self.end)
+
     def _keep(self, record: Mapping[str, Any]) -> None:
-        index, state = record.get("index"), record.get("state")
-        if not isinstance(index, int):
-            return
+        index, state = record["index"], record["state"]
         if index not in self.records and len(self.records) >= self.max_records:
-            self.dropped[state] = self.dropped.get(state, 0) + 1
+            if state in self.dropped or len(self.dropped) < MAX_FIELDS:
+                self.dropped[state] = self.dropped.get(state, 0) + 1
             return
-        self.records[index] = (state, record.get("attempts") or 0, record.get("start"), record.get("end"),
-                               self._intern(record.get("message")))
+        self.records[index] = (self._intern(state), record["attempts"] or 0, record["start"], record["end"],
+                               self._intern(record["message"]))
 
     def _intern(self, message: Any) -> str:
-        text = _text(message)
+        text = shorten(message)
         return self._texts.setdefault(text, text) if len(self._texts) < 4 * self.max_records else text
 
     def summary(self) -> dict:
@@ -151,12 +182,12 @@ class RunRecord:
         return self._cache[1]
 
     def _steps(self) -> Iterator[dict]:
-        names = list(self.steps)
-        if any(name in PIPELINE for name in names):
-            names = [*PIPELINE, *(name for name in names if name not in PIPELINE)]
+        names = [*self.order, *(name for name in self.steps if name not in self.order)]
         for name in names:
-            step = self.steps.get(name) or {"state": "Not run" if self.finished else "Pending", "attempts": 0, "start": None, "end": None,
-                                            "message": ""}
+            step = self.steps.get(name) or {"state": "Not run" if self.finished else "Pending", "attempts": 0,
+                                            "start": None, "end": None, "message": ""}
+            if self.state == CANCELLED and step["state"] in (RUNNING, RETRYING):
+                step = {**step, "state": CANCELLED}
             start, end = step.get("start"), step.get("end")
             yield {"name": name, **step, "duration": None if start is None or end is None else end - start}
 
@@ -240,11 +271,15 @@ class Runs:
         self.max_records = max_records
         self.runs: OrderedDict[str, RunRecord] = OrderedDict()
         self._dropped: deque[str] = deque(maxlen=10 * max_runs)
+        self._stopped: OrderedDict[str, str] = OrderedDict()  # runs stopped before their first message came
         self.messages = 0
 
     def add(self, msg: Any) -> None:
-        """Take one ``"daskgif"`` message into account; a malformed one is ignored."""
-        if not isinstance(msg, Mapping) or not isinstance(msg.get("run"), str):
+        """Take one ``"daskgif"`` message into account; a malformed one is dropped with one log line."""
+        try:
+            msg = check_message(msg)
+        except Malformed as e:
+            logger.warning("daskgif runs page dropped a message: %s", e)
             return
         self.messages += 1
         token = msg["run"]
@@ -254,7 +289,30 @@ class Runs:
                 return
             run = self.runs[token] = RunRecord(token, self.max_records)
             self._evict()
-        run.add(msg)
+        run.take(msg)
+        if token in self._stopped:
+            run.stop(self._stopped.pop(token), msg["time"])
+
+    def stop(self, token: str, reason: str) -> None:
+        """A task of run *token* still to run, or running, was let go of (by *reason*): see :meth:`RunRecord.stop`.
+
+        The scheduler may let go of a run's tasks before the run's first message
+        arrives: such a run is remembered (a bounded number of them) and marked
+        when it comes.
+
+        >>> runs = Runs()
+        >>> runs.stop("r1", "cancelled by client c1")
+        >>> runs.add({"kind": "run", "run": "r1", "state": "Running", "time": 1.0})
+        >>> runs.runs["r1"].state, runs.runs["r1"].message
+        ('Cancelled', 'cancelled by client c1')
+        """
+        run = self.runs.get(token)
+        if run is not None:
+            run.stop(reason, time.time())
+        elif token not in self._dropped:
+            self._stopped[token] = reason
+            while len(self._stopped) > 10 * self.max_runs:
+                self._stopped.popitem(last=False)
 
     def _evict(self) -> None:
         while len(self.runs) > self.max_runs:
