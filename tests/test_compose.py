@@ -167,3 +167,73 @@ def test_a_data_file_the_run_would_overwrite_is_refused_before_any_work(tmp_path
                           cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 2 and "is in frames_dir 'frames' under a name the run writes" in done.stderr
     assert (tmp_path / data_file).read_bytes() == b"precious" and not (tmp_path / "clip.gif").exists()
+
+
+# --- Many inputs: one pipeline per input, computed together ------------------------------------------
+
+def inputs(folder: Path, count: int = 3) -> list[Path]:
+    from frames import image_data, make_gif
+
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for n in range(count):
+        path = folder / f"day-{n}.img"
+        path.write_bytes(image_data([make_gif(8 + n, 8, seed=10 * n + i) for i in range(4 + n)]))
+        made.append(path)
+    return made
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads", "cluster"])
+def test_a_glob_of_inputs_makes_one_clip_each_in_one_compute(tmp_path, cluster, scheduler, monkeypatch):
+    from daskgif import build_graphs
+
+    inputs(tmp_path / "in")
+    monkeypatch.chdir(tmp_path)
+    # Relative defaults (data/{name}.img, frames/{name}, {name}.gif) on a local scheduler; absolute on the
+    # cluster, whose workers do not share this test's working folder.
+    where = {} if scheduler != "cluster" else {
+        "out": f"{tmp_path}/{{name}}.gif", "data_file": f"{tmp_path}/data/{{name}}{{suffix}}",
+        "frames_dir": f"{tmp_path}/frames/{{name}}"}
+    graphs = build_graphs(str(tmp_path / "in" / "*.img"), retry_delay=0, **where)
+    client = distributed.Client(cluster) if scheduler == "cluster" else None
+    try:
+        with dask.config.set(scheduler=scheduler) if client is None else client.as_current():
+            results = dask.compute(*graphs)
+    finally:
+        if client is not None:
+            client.close()
+    assert [Path(r.path).name for r in results] == ["day-0.gif", "day-1.gif", "day-2.gif"]
+    assert [len(r.frames) for r in results] == [4, 5, 6]
+    assert [len(list((tmp_path / "frames" / f"day-{n}").glob("frame_*.gif"))) for n in range(3)] == [4, 5, 6]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir() if not p.name.endswith(".json")) == \
+        ["day-0.img", "day-1.img", "day-2.img"]
+
+
+def test_inputs_that_would_write_one_path_are_refused_before_anything_runs(tmp_path):
+    from daskgif import build_graphs
+
+    a, b = inputs(tmp_path / "a", 1)[0], inputs(tmp_path / "b", 1)[0]  # both named day-0
+    with pytest.raises(ValueError, match=r"inputs '.*a/day-0.img' and '.*b/day-0.img' would both write out"):
+        build_graphs([str(a), str(b)], out=str(tmp_path / "{name}.gif"))
+    with pytest.raises(ValueError, match=r"would both write out '.*clip.gif'"):
+        build_graphs([str(p) for p in inputs(tmp_path / "c", 2)], out=str(tmp_path / "clip.gif"))
+    with pytest.raises(ValueError, match="urls matched no input"):
+        build_graphs(str(tmp_path / "nothing" / "*.img"))
+    assert not list(tmp_path.glob("*.gif"))
+
+
+def test_one_bad_input_fails_alone(tmp_path, cluster):
+    from daskgif import build_graphs
+
+    good = inputs(tmp_path / "in", 2)
+    bad = tmp_path / "in" / "broken.img"
+    bad.write_bytes(b"not an image at all\n\n\n\n")
+    graphs = build_graphs([str(good[0]), str(bad), str(good[1])], out=str(tmp_path / "{name}.gif"),
+                          data_file=str(tmp_path / "data" / "{name}.img"), frames_dir=str(tmp_path / "f" / "{name}"))
+    with distributed.Client(cluster) as client:
+        futures = client.compute(graphs)
+        distributed.wait(futures)
+        assert [f.status for f in futures] == ["finished", "error", "finished"]
+        assert isinstance(futures[1].exception(), RunFailed) and "broken" not in str(futures[0].result().path)
+    assert (tmp_path / "day-0.gif").exists() and (tmp_path / "day-1.gif").exists()
+    assert not (tmp_path / "broken.gif").exists()
