@@ -19,17 +19,23 @@ is not safe in a threaded worker).
 reads.  An image of at most 256 colours (255 with transparency) converts exactly; a
 richer one is quantised to 256 colours (fast octree, no dithering, deterministic).
 Pixels with alpha below 128 become the transparent colour.
+
+**Pixels.** :func:`canvas_images` decodes a GIF frame to RGBA images of a given
+canvas, as a GIF viewer shows it, for the writers of other outputs
+(:mod:`daskgif.writers`).
 """
 
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from typing import Any
 
 from daskgif.errors import GifFormatError
 from daskgif.gif.parse import GifInfo, parse_gif
 
-__all__ = ["to_gif", "check_decodes", "pillow_limit"]
+__all__ = ["to_gif", "check_decodes", "canvas_images", "pillow_limit"]
 
 
 def to_gif(data: bytes | bytearray | memoryview, *, index: int | None = None, offset: int | None = None) -> bytes:
@@ -196,11 +202,7 @@ def check_decodes(data: bytes | bytearray | memoryview, *, index: int, offset: i
             info = parse_gif(data)
         except GifFormatError as e:
             raise e.locate(frame=index, base=offset) from None
-    limit = Image.MAX_IMAGE_PIXELS
-    width, height = info.canvas
-    if limit is not None and width * height > limit:
-        raise GifFormatError(f"canvas of {width}x{height} pixels is larger than Pillow opens without a "
-                             f"decompression-bomb warning (PIL.Image.MAX_IMAGE_PIXELS={limit})", offset, index)
+    _check_pillow_limit(info, offset, index)
     image = 0
     try:
         with Image.open(io.BytesIO(data), formats=("GIF",)) as im:
@@ -213,3 +215,81 @@ def check_decodes(data: bytes | bytearray | memoryview, *, index: int, offset: i
         which = f"image {image} " if len(info.images) > 1 else ""
         message = f"{which}image data does not decode: {_reason(e)} (Pillow)"
         raise GifFormatError(message, offset + start, index) from None
+
+
+def _check_pillow_limit(info: GifInfo, offset: int | None, index: int | None) -> None:
+    """Refuse a canvas Pillow would open only with a decompression-bomb warning."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = info.canvas
+    if limit is not None and width * height > limit:
+        raise GifFormatError(f"canvas of {width}x{height} pixels is larger than Pillow opens without a "
+                             f"decompression-bomb warning (PIL.Image.MAX_IMAGE_PIXELS={limit})", offset, index)
+
+
+def canvas_images(data: bytes | bytearray | memoryview, size: tuple[int, int], *, index: int | None = None,
+                  max_pixels: int | None = None) -> Iterator[Any]:
+    """Yield every image of the GIF frame *data* as an RGBA ``PIL.Image`` of *size*, as a viewer shows it.
+
+    The frame sits at the top left of a transparent canvas of *size*; each image is
+    drawn at its own position, its transparent pixels leave what is below, and the
+    canvas is disposed of between images as the image's disposal method says.
+    Pixels nothing was drawn on are ``(0, 0, 0, 0)``.  Every canvas yielded is a new
+    image, so memory holds about two canvases however many images the frame has.
+
+    Parameters
+    ----------
+    data : bytes-like
+        One GIF frame.
+    size : tuple of int
+        ``(width, height)`` of the canvas; every image must fit on it.
+    index : int, optional
+        The frame's index, named in errors.
+    max_pixels : int, optional
+        As for :func:`~daskgif.gif.parse.parse_gif`.
+
+    Raises
+    ------
+    GifFormatError
+        *data* is not a GIF, is larger than *max_pixels* or than Pillow opens
+        without a decompression-bomb warning, has an image that runs past the
+        canvas, or does not decode.
+
+    Examples
+    --------
+    >>> from daskgif.gif.encode import encode_gif
+    >>> red_green = b"\\xff\\x00\\x00\\x00\\xff\\x00"
+    >>> gif = encode_gif(2, 1, red_green, bytes([0, 1]), transparent=1, left=1, screen=(3, 1))
+    >>> [im.getpixel((x, 0)) for im in canvas_images(gif, (3, 2)) for x in range(3)]
+    [(0, 0, 0, 0), (255, 0, 0, 255), (0, 0, 0, 0)]
+    """
+    from PIL import Image
+
+    try:
+        info = parse_gif(data, max_pixels=max_pixels)
+    except GifFormatError as e:
+        raise e.locate(frame=index) from None
+    _check_pillow_limit(info, None, index)
+    width, height = size
+    canvas = Image.new("RGBA", size, (0, 0, 0, 0))
+    with Image.open(io.BytesIO(data), formats=("GIF",)) as im:
+        for i, image in enumerate(info.images):
+            box = (image.left, image.top, image.left + image.width, image.top + image.height)
+            if box[2] > width or box[3] > height:
+                raise GifFormatError(f"image {i} at ({image.left}, {image.top}) of {image.width}x{image.height} "
+                                     f"pixels runs past the canvas of {width}x{height}", image.data[0], index)
+            try:
+                im.seek(i)
+                # Pillow fills a first image's surroundings with colour 0: only the image's own box is taken.
+                pixels = im.convert("RGBA").crop(box)
+            except DECODE_ERRORS as e:
+                raise GifFormatError(f"image {i} does not decode: {_reason(e)} (Pillow)", image.data[0],
+                                     index) from None
+            before = canvas.copy() if image.disposal == 3 else None
+            canvas.paste(pixels, box[:2], mask=pixels)  # GIF alpha is 0 or 255: a transparent pixel shows what is below
+            yield canvas.copy()
+            if image.disposal == 2:
+                canvas.paste((0, 0, 0, 0), box)
+            elif before is not None:
+                canvas = before

@@ -23,20 +23,22 @@ PARTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
              ("base",), ("dask", "distributed")),
     "storage": ("paths, files, fetch, lock: the one fsspec seam, the only part that opens files",
                 ("core", "base"), ("fsspec", "aiohttp")),
-    "codec": ("decode and convert frames through Pillow (imageio)", ("gif", "base"), ("PIL", "imageio", "numpy")),
+    "codec": ("codec, writers: decode and convert frames, write WebP, APNG and MP4, through Pillow (imageio)",
+              ("gif", "base"), ("PIL", "imageio", "numpy")),
     "gif": ("parse, split, join, encode: GIF bytes, standard library only", ("base",), ()),
     "base": ("errors, redact (masking), config (dask.config defaults), version: used by every part", (), ("dask", "yaml")),
 }
 
 FACE = {"__init__", "__main__", "cli", "dashboard"}
 BASE = {"errors", "redact", "config", "version"}
+CODEC = {"codec", "writers"}
 
 
 def part_of(module: str) -> str:
     """The part a module (``daskgif.core.task``) belongs to.
 
-    >>> part_of("daskgif.core.task"), part_of("daskgif.cli"), part_of("daskgif.errors"), part_of("daskgif.gif")
-    ('core', 'face', 'base', 'gif')
+    >>> part_of("daskgif.core.task"), part_of("daskgif.cli"), part_of("daskgif.errors"), part_of("daskgif.writers")
+    ('core', 'face', 'base', 'codec')
     """
     names = module.split(".")[1:] or ["__init__"]
     if len(names) > 1 or names[0] in PARTS:
@@ -45,6 +47,8 @@ def part_of(module: str) -> str:
         return "face"
     if names[0] in BASE:
         return "base"
+    if names[0] in CODEC:
+        return "codec"
     return names[0]
 
 

@@ -116,7 +116,8 @@ PARAMETERS: tuple[Parameter, ...] = (
               "path. Default: the sample shipped inside the package.", "str, optional", metavar="URL"),
     Parameter("data_file", kinds.TEXT, "image-data.img", "Where the fetched file is kept. If it exists, fetch is "
               "Skipped and the file is used as it is (unless force).", "str", metavar="PATH"),
-    Parameter("out", kinds.TEXT, "clip.gif", "The animated GIF to write.", "str", metavar="PATH"),
+    Parameter("out", kinds.TEXT, "clip.gif", "The animation to write; its suffix chooses the format: .gif, "
+              ".webp (lossless), .png (APNG) or .mp4 (extra daskgif[video]).", "str", metavar="PATH"),
     Parameter("frames_dir", kinds.or_none(kinds.TEXT), None, "Folder for frame_00.gif, frame_01.gif, ... "
               "Default: frames next to out.", "str, optional", metavar="PATH"),
     Parameter("delimiter", kinds.DELIMITER, b"\n\n\n\n", "What separates frames in the data file; as text (on "

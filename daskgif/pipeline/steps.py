@@ -32,6 +32,7 @@ from daskgif.pipeline.result import Result
 from daskgif.pipeline.settings import Params, check_paths
 from daskgif.redact import mask
 from daskgif.version import __version__
+from daskgif.writers import ApngWriter, Mp4Writer, WebpWriter
 
 __all__ = ["Step", "STEPS", "WRITERS", "writer_for", "check_outputs", "fetch", "split", "map_frames", "write_frame", "combine", "make_result"]
 
@@ -213,19 +214,21 @@ def combine(mapped: Mapped, p: Params) -> dict:
 
 
 #: The writer of each output suffix: ``Writer(file, size, duration=, loop=, max_pixels=)``, a context manager
-#: whose ``add(gif_bytes)`` appends one frame.  Frames on disk are GIF whatever the output.
-WRITERS: dict[str, Callable[..., Any]] = {".gif": GifWriter}
+#: whose ``add(gif_bytes)`` appends one frame.  Frames on disk are GIF whatever the output.  A writer may have
+#: a classmethod ``check(duration=)`` that refuses, before any work, what it cannot write (a missing extra).
+WRITERS: dict[str, Callable[..., Any]] = {".gif": GifWriter, ".webp": WebpWriter, ".png": ApngWriter,
+                                          ".mp4": Mp4Writer}
 
 
 def writer_for(out: str) -> Callable[..., Any]:
     """The writer for the output path *out*, chosen by its suffix.
 
-    >>> writer_for("s3://bucket/clip.GIF").__name__
-    'GifWriter'
+    >>> writer_for("s3://bucket/clip.GIF").__name__, writer_for("clip.webp").__name__
+    ('GifWriter', 'WebpWriter')
     >>> writer_for("clip.avi")
     Traceback (most recent call last):
     ...
-    ValueError: out 'clip.avi' has no supported suffix: give one of .gif
+    ValueError: out 'clip.avi' has no supported suffix: give one of .gif, .webp, .png, .mp4
     """
     suffix = "." + out.rpartition("/")[2].rpartition(".")[2].lower() if "." in out.rpartition("/")[2] else ""
     if suffix not in WRITERS:
@@ -236,7 +239,9 @@ def writer_for(out: str) -> Callable[..., Any]:
 def check_outputs(p: Params) -> None:
     """Refuse, before any work, outputs that clash (see :func:`check_paths`), have no writer, or are not files."""
     check_paths(p)
-    writer_for(p.out)
+    check = getattr(writer_for(p.out), "check", None)  # GifWriter (daskgif.gif, no Pillow) needs none
+    if check is not None:
+        check(duration=p.duration)
     for name, path in (("out", p.out), ("data_file", p.data_file)):
         try:
             storage.check_target(path)
