@@ -149,15 +149,16 @@ def build_graph(
     (True, 32, 'memory://doc/frames/frame_00.gif')
     """
     # The arguments, by the names of the table of parameters; checked there, with dask.config read.
-    p = Params.from_arguments(**locals())
-    token = p.run
-    announce = {"parameters": scrub(safe_parameters(p.arguments)), "out": scrub(out),
+    params = Params.from_arguments(**locals())
+    token = params.run
+    announce = {"parameters": scrub(safe_parameters(params.arguments)), "out": scrub(out),
                 "steps": [step.name for step in steps.STEPS]}
     nodes: dict[str, Any] = {}
     node = None
     for i, step in enumerate(steps.STEPS):
-        node = nodes[step.name] = step.task(p, announce if i == 0 else None)(node, p, dask_key_name=f"{step.name}-{token}")
-    done = dask.delayed(steps.make_result, pure=False)(node, nodes["combine"], p, dask_key_name=f"result-{token}")
-    return Pipeline(done, p, on_state)
+        task = step.task(params, announce if i == 0 else None)
+        node = nodes[step.name] = task(node, params, dask_key_name=f"{step.name}-{token}")
+    done = dask.delayed(steps.make_result, pure=False)(node, nodes["combine"], params, dask_key_name=f"result-{token}")
+    return Pipeline(done, params, on_state)
 
 

@@ -247,7 +247,8 @@ def plan(frames_dir: str, data_file: str, spans: Sequence[Any], settings: dict[s
     return found
 
 
-def record(frames_dir: str, plan: RerunPlan, count: int, entries: Iterable[Entry], storage_options: dict | None) -> None:
+def record(frames_dir: str, plan: RerunPlan, count: int, entries: Iterable[Entry],
+           storage_options: dict | None) -> None:
     """Write the manifest of the frames now in ``frames_dir``, atomically; a failure to write it is only logged."""
     path = storage.join_path(frames_dir, MANIFEST_NAME)
     try:

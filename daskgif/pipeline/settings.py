@@ -189,7 +189,8 @@ def in_frames_dir(path: str, frames_dir: str) -> bool:
         return os.path.abspath(local) if local is not None else path.rstrip("/")
 
     head, _, name = path.rstrip("/").rpartition("/")
-    return folder(head or ".") == folder(frames_dir) and (name.startswith(("frame_", ".frame")) or name.endswith(".lock"))
+    written = name.startswith(("frame_", ".frame")) or name.endswith(".lock")
+    return written and folder(head or ".") == folder(frames_dir)
 
 
 def check_paths(p: Params) -> None:

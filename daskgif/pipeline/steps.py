@@ -34,26 +34,28 @@ from daskgif.redact import mask
 from daskgif.version import __version__
 from daskgif.writers import ApngWriter, Mp4Writer, WebpWriter
 
-__all__ = ["Step", "STEPS", "WRITERS", "writer_for", "check_outputs", "fetch", "split", "map_frames", "write_frame", "combine", "make_result"]
+__all__ = ["Step", "STEPS", "WRITERS", "writer_for", "check_outputs", "fetch", "split", "map_frames", "write_frame",
+           "combine", "make_result"]
 
 logger = logging.getLogger(__name__)
 
 
-def fetch(_: None, p: Params) -> str:
-    """Copy ``p.url`` to ``p.data_file``; skip when the data file is what that URL gave (unless ``p.force``)."""
-    check_outputs(p)
-    storage.remove_stale_parts(*_folder_and_name(p.data_file))
-    if not p.force:
-        reason = storage.fetch_needed(p.url, p.data_file, p.storage_options, check_remote=p.check_remote,
-                                 timeout=p.fetch_timeout, allowed_protocols=p.allowed_protocols)
+def fetch(_: None, params: Params) -> str:
+    """Copy the URL to the data file; skip when the data file is what that URL gave (unless ``force``)."""
+    check_outputs(params)
+    storage.remove_stale_parts(*_folder_and_name(params.data_file))
+    if not params.force:
+        reason = storage.fetch_needed(params.url, params.data_file, params.storage_options,
+                                      check_remote=params.check_remote, timeout=params.fetch_timeout,
+                                      allowed_protocols=params.allowed_protocols)
         if reason is None:
-            raise Skip(f"{p.data_file} is what the URL gave; force=True fetches it again", result=p.data_file)
+            raise Skip(f"{params.data_file} is what the URL gave; force=True fetches it again", result=params.data_file)
         logger.info("Fetching: %s", mask(reason))
-    with limits.hold("fetch", p.limits):
-        storage.fetch_file(p.url, p.data_file, storage_options=p.storage_options, chunk_size=p.chunk_size,
-                      timeout=p.fetch_timeout, max_bytes=p.max_bytes, allowed_protocols=p.allowed_protocols,
-                      deadline=p.fetch_deadline)
-    return p.data_file
+    with limits.hold("fetch", params.limits):
+        storage.fetch_file(params.url, params.data_file, storage_options=params.storage_options,
+                           chunk_size=params.chunk_size, timeout=params.fetch_timeout, max_bytes=params.max_bytes,
+                           allowed_protocols=params.allowed_protocols, deadline=params.fetch_deadline)
+    return params.data_file
 
 
 def _folder_and_name(path: str) -> tuple[str, str]:
@@ -64,25 +66,26 @@ def _folder_and_name(path: str) -> tuple[str, str]:
 
 
 
-def split(data_file: str, p: Params) -> Spans:
+def split(data_file: str, params: Params) -> Spans:
     """Return the frame spans of the data file, compact (:class:`~daskgif.gif.split.Spans`), never frame bytes.
 
     With ``on_error="skip"`` a piece that cannot be walked is cut at the next
     delimiter and handed on, so that its ``write-frame`` reports it *Skipped*.
     """
-    with storage.open_input(data_file, p.storage_options) as f:
-        return Spans.from_spans(split_frames(f, p.delimiter, chunk_size=p.chunk_size, max_pixels=p.max_pixels,
-                                             on_error=p.on_error))
+    with storage.open_input(data_file, params.storage_options) as f:
+        spans = split_frames(f, params.delimiter, chunk_size=params.chunk_size, max_pixels=params.max_pixels,
+                             on_error=params.on_error)
+        return Spans.from_spans(spans)
 
 
-def write_frame(span: Span, p: Params, count: int, source: storage.SpanReader | None = None) -> Frame:
+def write_frame(span: Span, params: Params, count: int, source: storage.SpanReader | None = None) -> Frame:
     """Read one span of the data file, convert it to GIF if needed, check it decodes, write it atomically.
 
     *source* reads the data file, opened once per batch; default: open it for this frame.
     """
-    check_cancelled(p.run)
+    check_cancelled(params.run)
     if source is None:
-        data = storage.read_span(p.data_file, span.offset, span.length, p.storage_options)
+        data = storage.read_span(params.data_file, span.offset, span.length, params.storage_options)
     else:
         data = source.read(span.offset, span.length)
     converted = not data.startswith(b"GIF8")
@@ -95,46 +98,49 @@ def write_frame(span: Span, p: Params, count: int, source: storage.SpanReader | 
 
             data = to_gif(data, index=span.index, offset=span.offset)
         try:
-            info = parse_gif(data, max_pixels=p.max_pixels)
+            info = parse_gif(data, max_pixels=params.max_pixels)
         except GifFormatError as e:
             raise e.locate(frame=span.index, base=base) from None
-        if p.validate == "decode" and not converted:  # a converted frame was just encoded from pixels
+        if params.validate == "decode" and not converted:  # a converted frame was just encoded from pixels
             check_decodes(data, index=span.index, offset=base, info=info)
     except GifFormatError as e:
-        if p.on_error == "skip":
+        if params.on_error == "skip":
             raise Skip(f"unreadable frame dropped: {e}") from e
         raise
-    path = storage.join_path(p.frames_dir, storage.frame_name(span.index, count))
-    with limits.hold("write", p.limits):
-        storage.write_bytes(path, data, p.storage_options)
+    path = storage.join_path(params.frames_dir, storage.frame_name(span.index, count))
+    with limits.hold("write", params.limits):
+        storage.write_bytes(path, data, params.storage_options)
     return Frame(span.index, path, *info.canvas, None if converted else span, len(data), resume.digest(data))
 
 
-def map_frames(spans: list[Span], p: Params) -> Mapped:
+def map_frames(spans: list[Span], params: Params) -> Mapped:
     """Launch the ``write-frame`` batches (see :mod:`daskgif.core.fanout`) and wait for all of them.
 
     A rerun keeps a frame an earlier run wrote only once its batch has proven it
     (:class:`KeptFrames`); the manifest only says which frames to try.
     """
-    events.emit({"kind": "map", "run": p.run, "name": "write-frame", "total": len(spans)})
-    storage.remove_stale_parts(p.frames_dir, "frame_")
-    rerun = resume.plan(p.frames_dir, p.data_file, spans, _frame_settings(p), p.storage_options, p.resume)
-    write = p.task(write_frame, "write-frame")
-    source = storage.SpanReader(p.data_file, p.storage_options)
+    events.emit({"kind": "map", "run": params.run, "name": "write-frame", "total": len(spans)})
+    storage.remove_stale_parts(params.frames_dir, "frame_")
+    rerun = resume.plan(params.frames_dir, params.data_file, spans, _frame_settings(params), params.storage_options,
+                        params.resume)
+    write = params.task(write_frame, "write-frame")
+    source = storage.SpanReader(params.data_file, params.storage_options)
+    kept = KeptFrames(params, rerun.reuse, len(spans), source) if rerun.kept else None
     try:
-        mapped = write.map(spans, batch_size=p.frames_per_task, token=p.run, p=p, count=len(spans), source=source,
-                           reuse=KeptFrames(p, rerun.reuse, len(spans), source) if rerun.kept else None,
-                           collect=functools.partial(FrameTable, p.frames_dir, len(spans)))
+        mapped = write.map(spans, batch_size=params.frames_per_task, token=params.run, params=params, count=len(spans),
+                           source=source, reuse=kept,
+                           collect=functools.partial(FrameTable, params.frames_dir, len(spans)))
     except RunFailed as e:
-        resume.record(p.frames_dir, rerun, len(spans), map(_entry, e.values), p.storage_options)
+        resume.record(params.frames_dir, rerun, len(spans), map(_entry, e.values), params.storage_options)
         raise
-    resume.record(p.frames_dir, rerun, len(spans), map(_entry, mapped.values.written()), p.storage_options)
+    resume.record(params.frames_dir, rerun, len(spans), map(_entry, mapped.values.written()), params.storage_options)
     return mapped
 
 
-def _frame_settings(p: Params) -> dict:
+def _frame_settings(params: Params) -> dict:
     """What, besides the data file, decides the frame files a run writes: a rerun keeps frames only if it is equal."""
-    return {"validate": p.validate, "max_pixels": p.max_pixels, "on_error": p.on_error, "daskgif": __version__}
+    return {"validate": params.validate, "max_pixels": params.max_pixels, "on_error": params.on_error,
+            "daskgif": __version__}
 
 
 class KeptFrames:
@@ -147,8 +153,8 @@ class KeptFrames:
     frame (not GIF in the data file) is always written again.  ``None``: write it.
     """
 
-    def __init__(self, p: Params, candidates: resume.Ranges, count: int, source: storage.SpanReader):
-        self.params, self.candidates, self.count, self.source = p, candidates, count, source
+    def __init__(self, params: Params, candidates: resume.Ranges, count: int, source: storage.SpanReader):
+        self.params, self.candidates, self.count, self.source = params, candidates, count, source
 
     def __call__(self, index: int, span: Span) -> Frame | None:
         if index not in self.candidates:
@@ -190,8 +196,8 @@ def read_frames(frames: Iterable[Frame], data_file: str, storage_options: dict |
                 yield source.read(frame.span.length)
 
 
-def combine(mapped: Mapped, p: Params) -> dict:
-    """Join the written frames, in order, into ``p.out`` with the writer of its suffix (:data:`WRITERS`)."""
+def combine(mapped: Mapped, params: Params) -> dict:
+    """Join the written frames, in order, into ``params.out`` with the writer of its suffix (:data:`WRITERS`)."""
     values = mapped.values
     if isinstance(values, FrameTable):  # frames come one at a time: a million are never all in memory
         written: Iterable[Frame] = values.written()
@@ -202,14 +208,15 @@ def combine(mapped: Mapped, p: Params) -> dict:
         paths = [w.path for w in written]
     if not len(paths):
         raise DaskgifError(f"no frames left to combine ({mapped.states.counts.get(SKIPPED, 0)} skipped)")
-    storage.remove_stale_parts(*_folder_and_name(p.out))
-    with storage.atomic_write(p.out, p.storage_options) as f:
-        with writer_for(p.out)(f, size, duration=p.duration, loop=p.loop, max_pixels=p.max_pixels) as gif:
-            for data in read_frames(written, p.data_file, p.storage_options):
-                check_cancelled(p.run)
+    storage.remove_stale_parts(*_folder_and_name(params.out))
+    with storage.atomic_write(params.out, params.storage_options) as f:
+        writer = writer_for(params.out)
+        with writer(f, size, duration=params.duration, loop=params.loop, max_pixels=params.max_pixels) as gif:
+            for data in read_frames(written, params.data_file, params.storage_options):
+                check_cancelled(params.run)
                 gif.add(data)
         nbytes = f.tell()  # after the writer's trailer: the size of the file as written
-        check_cancelled(p.run)
+        check_cancelled(params.run)
     return {"size": nbytes, "width": size[0], "height": size[1], "frames": paths}
 
 
@@ -236,13 +243,13 @@ def writer_for(out: str) -> Callable[..., Any]:
     return WRITERS[suffix]
 
 
-def check_outputs(p: Params) -> None:
+def check_outputs(params: Params) -> None:
     """Refuse, before any work, outputs that clash (see :func:`check_paths`), have no writer, or are not files."""
-    check_paths(p)
-    check = getattr(writer_for(p.out), "check", None)  # GifWriter (daskgif.gif, no Pillow) needs none
+    check_paths(params)
+    check = getattr(writer_for(params.out), "check", None)  # GifWriter (daskgif.gif, no Pillow) needs none
     if check is not None:
-        check(duration=p.duration)
-    for name, path in (("out", p.out), ("data_file", p.data_file)):
+        check(duration=params.duration)
+    for name, path in (("out", params.out), ("data_file", params.data_file)):
         try:
             storage.check_target(path)
         except FileExistsError as e:
@@ -267,14 +274,14 @@ class Step:
     maps: str | None = None  # the name of the tasks this step launches at run time, one per batch of items
     timed: bool = True  # daskgif.task-timeout may name it (map-frames only waits: its batches are timed)
 
-    def __call__(self, value: Any, p: Params) -> Any:
-        with p.lease.kept():
-            return self.func(value, p)
+    def __call__(self, value: Any, params: Params) -> Any:
+        with params.lease.kept():
+            return self.func(value, params)
 
-    def task(self, p: Params, announce: dict | None = None) -> Any:
-        """The :class:`~daskgif.core.task.Task` of this step in run *p*."""
-        return p.task(self, self.name, retried=self.retried, announce=announce,
-                      skip_on_upstream_skip=self.skip_on_upstream_skip, hooks=(ReleaseOnFailure(p.lease),))
+    def task(self, params: Params, announce: dict | None = None) -> Any:
+        """The :class:`~daskgif.core.task.Task` of this step in the run of *params*."""
+        return params.task(self, self.name, retried=self.retried, announce=announce,
+                      skip_on_upstream_skip=self.skip_on_upstream_skip, hooks=(ReleaseOnFailure(params.lease),))
 
 
 class ReleaseOnFailure:
@@ -308,19 +315,19 @@ def timed_names(steps: Sequence[Step] = STEPS) -> tuple[str, ...]:
                                                                                               else ()))
 
 
-def make_result(last: Outcome, combined: Outcome, p: Params) -> Result:
+def make_result(last: Outcome, combined: Outcome, params: Params) -> Result:
     """The run's :class:`Result`: the states of every step (*last* carries them), the output *combined* wrote.
 
     It ends the run's lease on the data file and announces the run's end.
     """
     value = combined.value
     result = Result(
-        ok=True, path=p.out, frames=_frame_paths(value["frames"]), states=dict(last.states), size=value["size"],
+        ok=True, path=params.out, frames=_frame_paths(value["frames"]), states=dict(last.states), size=value["size"],
         started=min(s.start for s in last.states.values() if s.start is not None), finished=time.time(),
-        storage_options=p.storage_options,
+        storage_options=params.storage_options,
     )
-    p.lease.release()
-    events.emit({"kind": "run", "run": p.run, "state": "Success", "time": result.finished,
+    params.lease.release()
+    events.emit({"kind": "run", "run": params.run, "state": "Success", "time": result.finished,
                  "frames": len(result.frames), "size": result.size})
     return result
 
