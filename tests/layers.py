@@ -7,7 +7,11 @@ import the parts it lists, never one above it.
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import ast
+import sys
+from pathlib import Path, PurePosixPath
+
+ROOT = Path(__file__).resolve().parent.parent
 
 #: part -> (what it holds, the daskgif parts it may import, the third-party packages it may import).
 PARTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
@@ -68,3 +72,26 @@ def render() -> str:
         lines += [f"   * - ``{part}``", f"     - {holds}", f"     - {', '.join(below) or '(nothing)'}",
                   f"     - {', '.join(third) or '(standard library only)'}"]
     return "\n".join(lines) + "\n"
+
+
+def import_nodes(path: Path) -> list[tuple[str, list[str], int]]:
+    """``(module imported, names imported from it, line)`` for every import in *path*, relative ones resolved."""
+    here = module_name(PurePosixPath(path.relative_to(ROOT).as_posix()))
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, [], node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.append((base, [alias.name for alias in node.names], node.lineno))
+    return found
+
+
+def imports(path: Path) -> set[str]:
+    """Top-level names of every third-party module *path* imports, at any depth."""
+    names = {module.split(".")[0] for module, _, _ in import_nodes(path)}
+    return {n for n in names if n and n != "daskgif" and n not in sys.stdlib_module_names}

@@ -17,40 +17,16 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from layers import PARTS, module_name, part_of
+from layers import PARTS, ROOT, import_nodes, imports, module_name, part_of
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "daskgif"
 MODULES = {module_name(PurePosixPath(p.relative_to(ROOT).as_posix())): p for p in sorted(PACKAGE.rglob("*.py"))}
-
-
-def _import_nodes(path: Path) -> list[tuple[str, list[str], int]]:
-    """``(module imported, names imported from it, line)`` for every import in *path*, relative ones resolved."""
-    here = module_name(PurePosixPath(path.relative_to(ROOT).as_posix()))
-    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found += [(alias.name, [], node.lineno) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(anchor + ([base] if base else []))
-            found.append((base, [alias.name for alias in node.names], node.lineno))
-    return found
-
-
-def imports(path: Path) -> set[str]:
-    """Top-level names of every third-party module *path* imports, at any depth."""
-    names = {module.split(".")[0] for module, _, _ in _import_nodes(path)}
-    return {n for n in names if n and n != "daskgif" and n not in sys.stdlib_module_names}
 
 
 def internal_imports(path: Path) -> set[str]:
     """The daskgif modules *path* imports (``from daskgif.core import task`` counts as ``daskgif.core.task``)."""
     found = set()
-    for module, names, _ in _import_nodes(path):
+    for module, names, _ in import_nodes(path):
         if module != "daskgif" and not module.startswith("daskgif."):
             continue
         submodules = [f"{module}.{n}" for n in names if f"{module}.{n}" in MODULES]
@@ -106,7 +82,7 @@ def test_no_import_circle():
 def test_no_private_name_crosses_modules():
     crossing = []
     for name, path in MODULES.items():
-        for module, names, line in _import_nodes(path):
+        for module, names, line in import_nodes(path):
             if module.startswith("daskgif") and module != name:
                 crossing += [f"{name}:{line} imports {n} from {module}" for n in names
                              if n.startswith("_") and not n.startswith("__")]

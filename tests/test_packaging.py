@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from test_layers import imports  # one scan of a module's imports, shared with the layering test
+from layers import imports  # one scan of a module's imports, shared with the layering test
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "daskgif"
