@@ -98,8 +98,9 @@ def from_file(ctx: click.Context, path: str | None) -> dict[str, Any]:
         found = load_params(path)
     except FileNotFoundError:
         raise click.BadParameter(f"no such file: {mask(path)}", ctx, param_hint="'--params'") from None
-    except OSError as e:
-        raise click.BadParameter(f"cannot read {mask(path)}: {mask(str(e))}", ctx, param_hint="'--params'") from None
+    except OSError as e:  # the path is named once: a fifo, a device, a file too large, ...
+        why = e.strerror if e.filename is not None and e.strerror else str(e)
+        raise click.BadParameter(f"cannot read {mask(path)}: {mask(why)}", ctx, param_hint="'--params'") from None
     except ValueError as e:
         raise click.UsageError(str(e), ctx) from None
     defaults = (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
