@@ -418,8 +418,12 @@ def history(file: str, last: int, as_json: bool) -> None:
         click.echo(f"Error: no history at {file}", err=True)
         sys.exit(1)
     except OSError as e:
-        click.echo(f"Error: cannot read the history {file}: {e}", err=True)
+        why = e.strerror if e.filename is not None and e.strerror else e
+        click.echo(f"Error: cannot read the history {mask(file)}: {why}", err=True)
         sys.exit(1)
+    except ValueError as e:  # lines, but no run record: not a history file
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(2)
     if as_json:
         for record in records:
             click.echo(json.dumps(record))
