@@ -265,8 +265,7 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
         click.echo(f"Error: {e}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        click.echo(f"daskgif: aborted after {tally['runs']} run(s)", err=True)
-        sys.exit(128 + received.get("signum", signal.SIGINT))
+        abort(f"daskgif: aborted after {tally['runs']} run(s)", 128 + received.get("signum", signal.SIGINT))
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -276,6 +275,21 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
         what = f"run {last.number} was cancelled" if last is not None and last.cancelled else "no run was in progress"
         click.echo(f"daskgif: stopped by {name} after {tally['runs']} run(s): {what}", err=True)
     return tally, received.get("signum", 0)
+
+
+def abort(message: str, status: int) -> None:
+    """Exit at once with *status*: remove the temporary files and leases of this process, never wait for its threads.
+
+    Threads still writing (a download, a frame) would hold the exit until they end; their
+    files are removed here, and they are not waited for.
+    """
+    from daskgif import storage
+
+    storage.abort_writes()
+    click.echo(message, err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def show(run: Any, as_json: bool) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 from fsspec.core import url_to_fs
 
 from daskgif.errors import LockHeld
+from daskgif.storage import held
 from daskgif.storage.files import remove_file
 from daskgif.storage.guard import check_target, read_small
 from daskgif.storage.paths import fs_options, host_name, local_path, pid_alive
@@ -76,7 +77,11 @@ class Lease:
         """Take the lease, or renew it if this run holds it; raise :class:`LockHeld` if another live run does."""
         for _ in range(3):  # a stale lock broken, then a race lost to a third run: give up naming it
             mine = self._record()
-            if _create_exclusive(self.path, json.dumps(mine).encode(), self.storage_options):
+            with self._guard():
+                created = _create_exclusive(self.path, json.dumps(mine).encode(), self.storage_options)
+                if created:
+                    held.hold(self._key, self.release)
+            if created:
                 return mine
             holder = _read_lock(self.path, self.storage_options)
             if holder is None:
@@ -100,7 +105,9 @@ class Lease:
         if holder.get("owner") != self.owner:
             raise LockHeld(self.path, holder, self.seconds)
         mine = self._record()
-        _replace(self.path, json.dumps(mine).encode(), self.storage_options)
+        with self._guard():
+            _replace(self.path, json.dumps(mine).encode(), self.storage_options)
+            held.hold(self._key, self.release)
         return mine
 
     def release(self) -> None:
@@ -108,6 +115,15 @@ class Lease:
         holder = _read_lock(self.path, self.storage_options)
         if holder is not None and holder.get("owner") == self.owner:
             remove_file(self.path, self.storage_options)
+        held.let_go(self._key)
+
+    @property
+    def _key(self) -> str:
+        return f"{self.path} (run {self.owner})"
+
+    def _guard(self) -> contextlib.AbstractContextManager:
+        """Write the lock file and register the lease as one step for an abort of this process (see ``held``)."""
+        return held.guard(self.path, local=local_path(self.path) is not None)
 
     @contextlib.contextmanager
     def kept(self) -> Iterator[dict[str, Any]]:
@@ -148,8 +164,12 @@ def _create_exclusive(path: str, content: bytes, storage_options: dict | None) -
             fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+        except BaseException as e:  # no empty lock left behind (a full disk): it would say nothing of its holder
+            os.unlink(local)
+            raise _naming(e, path)
         return True
     fs, p = url_to_fs(path, **fs_options(path, storage_options))
     try:
@@ -174,9 +194,23 @@ def _replace(path: str, content: bytes, storage_options: dict | None) -> None:
         fs.pipe_file(p, content)
         return
     temporary = f"{local}.{uuid.uuid4().hex}.renew"
-    with open(temporary, "wb") as f:
-        f.write(content)
-    os.replace(temporary, local)
+    try:
+        with open(temporary, "wb") as f:
+            f.write(content)
+        os.replace(temporary, local)
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise _naming(e, path)
+
+
+def _naming(e: BaseException, path: str) -> BaseException:
+    """*e*, or for an ``OSError`` that names no file (a write that found the disk full), one naming *path*."""
+    if not isinstance(e, OSError) or e.filename is not None:
+        return e
+    named = type(e)(e.errno, e.strerror, path)
+    named.__cause__ = e
+    return named
 
 
 def _read_lock(path: str, storage_options: dict | None) -> dict | None:
