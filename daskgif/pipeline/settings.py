@@ -26,7 +26,8 @@ from daskgif.pipeline.kinds import Kind
 from daskgif.pipeline.parameters import DATA, check_arguments
 from daskgif.pipeline.sample import sample_path
 
-__all__ = ["Params", "Setting", "SETTINGS", "read_settings", "read_setting", "check_paths", "default_frames_dir", "LOCAL_SCHEDULERS"]
+__all__ = ["Params", "Setting", "SETTINGS", "read_settings", "read_setting", "check_paths", "default_frames_dir",
+           "LOCAL_SCHEDULERS"]
 
 LOCAL_SCHEDULERS = ("sync", "synchronous", "single-threaded", "threads", "threading", "processes", "multiprocessing")
 
