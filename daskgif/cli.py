@@ -98,8 +98,9 @@ def from_file(ctx: click.Context, path: str | None) -> dict[str, Any]:
         found = load_params(path)
     except FileNotFoundError:
         raise click.BadParameter(f"no such file: {mask(path)}", ctx, param_hint="'--params'") from None
-    except OSError as e:
-        raise click.BadParameter(f"cannot read {mask(path)}: {mask(str(e))}", ctx, param_hint="'--params'") from None
+    except OSError as e:  # the path is named once: a fifo, a device, a file too large, ...
+        why = e.strerror if e.filename is not None and e.strerror else str(e)
+        raise click.BadParameter(f"cannot read {mask(path)}: {mask(why)}", ctx, param_hint="'--params'") from None
     except ValueError as e:
         raise click.UsageError(str(e), ctx) from None
     defaults = (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
@@ -264,8 +265,7 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
         click.echo(f"Error: {e}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        click.echo(f"daskgif: aborted after {tally['runs']} run(s)", err=True)
-        sys.exit(128 + received.get("signum", signal.SIGINT))
+        abort(f"daskgif: aborted after {tally['runs']} run(s)", 128 + received.get("signum", signal.SIGINT))
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -275,6 +275,21 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
         what = f"run {last.number} was cancelled" if last is not None and last.cancelled else "no run was in progress"
         click.echo(f"daskgif: stopped by {name} after {tally['runs']} run(s): {what}", err=True)
     return tally, received.get("signum", 0)
+
+
+def abort(message: str, status: int) -> None:
+    """Exit at once with *status*: remove the temporary files and leases of this process, never wait for its threads.
+
+    Threads still writing (a download, a frame) would hold the exit until they end; their
+    files are removed here, and they are not waited for.
+    """
+    from daskgif import storage
+
+    storage.abort_writes()
+    click.echo(message, err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def show(run: Any, as_json: bool) -> None:
@@ -417,8 +432,12 @@ def history(file: str, last: int, as_json: bool) -> None:
         click.echo(f"Error: no history at {file}", err=True)
         sys.exit(1)
     except OSError as e:
-        click.echo(f"Error: cannot read the history {file}: {e}", err=True)
+        why = e.strerror if e.filename is not None and e.strerror else e
+        click.echo(f"Error: cannot read the history {mask(file)}: {why}", err=True)
         sys.exit(1)
+    except ValueError as e:  # lines, but no run record: not a history file
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(2)
     if as_json:
         for record in records:
             click.echo(json.dumps(record))

@@ -12,6 +12,7 @@ built, never inside a task.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Collection
 from typing import Any
@@ -26,7 +27,38 @@ fn = os.path.join(os.path.dirname(__file__), "daskgif.yaml")
 with open(fn) as f:
     defaults = yaml.safe_load(f)
 
+
+def keep_given(given: Any, default: Any, merged: dict) -> None:
+    """Put back into *merged* the values of *given* that are no mapping where *default* holds one.
+
+    ``dask.config.update_defaults`` replaces such a value by the default mapping: without this,
+    ``task-timeout: 2`` in a YAML file or ``DASK_DASKGIF__TASK_TIMEOUT=2`` (the documented one-number
+    form) read before daskgif was imported would silently become the default per-step mapping.
+
+    >>> merged = {"task-timeout": {"fetch": None}, "limits": {"fetch": None}}
+    >>> keep_given({"task_timeout": 2, "limits": {"fetch": 3}}, {"task-timeout": {"fetch": None},
+    ...            "limits": {"fetch": None}}, merged)
+    >>> merged
+    {'task-timeout': 2, 'limits': {'fetch': None}}
+    """
+    if not isinstance(given, dict) or not isinstance(default, dict):
+        return
+    for key, value in default.items():
+        if not isinstance(value, dict):
+            continue
+        name = dask_config.canonical_name(key, given)
+        if name not in given or given[name] is None:
+            continue
+        here = dask_config.canonical_name(key, merged)
+        if isinstance(given[name], dict):
+            keep_given(given[name], value, merged.setdefault(here, {}))
+        else:
+            merged[here] = given[name]
+
+
+_given = copy.deepcopy(dask_config.config.get("daskgif"))
 dask_config.update_defaults(defaults)
+keep_given(_given, defaults["daskgif"], dask_config.config["daskgif"])
 
 
 def get(key: str, default: Any = None) -> Any:

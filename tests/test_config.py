@@ -120,3 +120,96 @@ def test_the_wheel_puts_the_yaml_in_etc_dask(tmp_path):
         names = z.namelist()
         data = [n for n in names if n.endswith(".data/data/etc/dask/daskgif.yaml")]
         assert data and z.read(data[0]) == YAML.read_bytes()
+
+
+def flat_keys(node: dict, prefix: str = "") -> set[str]:
+    """``daskgif.yaml``'s keys, dotted below sections (``dashboard.max-runs``); a mapping setting is one key."""
+    keys = set()
+    for key, value in node.items():
+        if isinstance(value, dict) and key not in ("task-timeout", "limits"):
+            keys |= flat_keys(value, f"{prefix}{key}.")
+        else:
+            keys.add(prefix + key)
+    return keys
+
+
+def test_every_key_of_daskgif_yaml_is_checked_when_read():
+    from daskgif.pipeline.parameters import PARAMETERS
+    from daskgif.pipeline.settings import SETTINGS
+
+    checked = {s.key for s in SETTINGS} | {p.config for p in PARAMETERS if p.config is not None}
+    keys = flat_keys(yaml.safe_load(YAML.read_text())["daskgif"])
+    assert sorted(keys - checked) == [] and sorted(checked - keys) == []
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("fetch-timeout", 0, "daskgif.fetch-timeout must be a positive number of seconds, got 0"),
+    ("lock-timeout", -1, "daskgif.lock-timeout must be a positive number of seconds, got -1"),
+    ("task-timeout", -1, "daskgif.task-timeout must be null, a positive number of seconds or a mapping of fetch, "
+                         "split, write-frame, combine to them, got -1"),
+    ("stop-timeout", -1, "daskgif.stop-timeout must be a non-negative number of seconds, got -1"),
+    ("connect-timeout", 0, "daskgif.connect-timeout must be a positive number of seconds, got 0"),
+    ("notify-timeout", 0, "daskgif.notify-timeout must be a positive number of seconds, got 0"),
+    ("notify-retries", -1, "daskgif.notify-retries must be a non-negative integer, got -1"),
+    ("notify-retry-delay", "1s", "daskgif.notify-retry-delay must be a non-negative number of seconds, got '1s'"),
+    ("dashboard.max-runs", 0, "daskgif.dashboard.max-runs must be a positive integer, got 0"),
+    ("dashboard.max-frame-records", True, "daskgif.dashboard.max-frame-records must be a positive integer, got True"),
+])
+def test_a_bad_setting_names_its_key_and_range_wherever_it_is_read(key, value, message):
+    import dask
+
+    from daskgif import build_graph
+    from daskgif.pipeline.settings import read_setting
+
+    with dask.config.set({f"daskgif.{key}": value}):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            read_setting(key)
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):  # and before any run starts
+            build_graph()
+
+
+def test_the_runs_page_checks_its_bounds():
+    import dask
+
+    from daskgif.views.dashboard import RunsPlugin
+
+    with dask.config.set({"daskgif.dashboard.max-runs": 0}):
+        with pytest.raises(ValueError, match="^daskgif.dashboard.max-runs must be a positive integer, got 0$"):
+            RunsPlugin()
+    assert RunsPlugin().runs.max_runs == 20
+
+
+@pytest.mark.parametrize("where", ["environment", "yaml"])
+def test_one_number_sets_every_task_timeout(tmp_path, where):
+    """The documented one-number form, read by Dask before daskgif registers its per-step defaults."""
+    env = {"DASK_DASKGIF__TASK_TIMEOUT": "2"}
+    if where == "yaml":
+        (tmp_path / "daskgif.yaml").write_text("daskgif:\n  task-timeout: 2\n  limits: {fetch: 3}\n")
+        env = {"DASK_CONFIG": str(tmp_path)}
+    done = python("import daskgif\np = daskgif.build_graph().params\nprint(p.task_timeout, p.limits)", **env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ("{'fetch': 2, 'split': 2, 'write-frame': 2, 'combine': 2} "
+                                   f"{{'fetch': {3 if where == 'yaml' else None}, 'write': None}}")
+    done = python("import daskgif\nprint(daskgif.build_graph().params.task_timeout)",
+                  DASK_DASKGIF__TASK_TIMEOUT__WRITE_FRAME="5")
+    assert done.stdout.strip() == "{'fetch': None, 'split': None, 'write-frame': 5, 'combine': None}"
+
+
+def daskgif_run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run([sys.executable, "-m", "daskgif", "run", "--scheduler", "threads", *args], cwd=cwd,
+                          env=environ, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("DASK_DASKGIF__FETCH_TIMEOUT", "0", "daskgif.fetch-timeout must be a positive number of seconds, got 0"),
+    ("DASK_DASKGIF__NOTIFY_RETRIES", "-1", "daskgif.notify-retries must be a non-negative integer, got -1"),
+    ("DASK_DASKGIF__STOP_TIMEOUT", "-1", "daskgif.stop-timeout must be a non-negative number of seconds, got -1"),
+])
+def test_run_refuses_a_bad_setting_before_it_fetches(tmp_path, http_server, variable, value, message):
+    http_server.serve("/data.img", b"GIF89a" * 100)
+    url = http_server.stall("/data.img", seconds=3600)  # a fetch with no timeout would wait on it for ever
+    done = daskgif_run("--url", url, "--notify", http_server.url("/hook"), cwd=tmp_path, **{variable: value})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == f"Error: {message} (set by {variable})"
+    assert http_server.requests == [] and sorted(p.name for p in tmp_path.iterdir()) == []

@@ -210,3 +210,89 @@ def test_killed_download_leaves_a_part_that_remove_stale_parts_clears(tmp_path, 
     assert not data_file.exists()
     assert remove_stale_parts(str(tmp_path), "image-data.img") == [str(part)]
     assert os.listdir(tmp_path) == []
+
+
+def mount_tmpfs(path: Path, options: str) -> None:
+    """Mount a tmpfs at *path* (created) with *options*, or skip: it needs root and a system that allows it."""
+    import subprocess
+
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs ({options}): {done.stderr.strip() or done.returncode}")
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A folder on a 64 kB tmpfs filled to the last byte: files can be created there, not written."""
+    import subprocess
+
+    path = tmp_path / "full"
+    mount_tmpfs(path, "size=64k")
+    try:
+        with open(path / "filler", "wb", buffering=0) as f, pytest.raises(OSError, match="No space left"):
+            while True:
+                f.write(b"\0" * 4096)
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    import subprocess
+
+    path = tmp_path / "read-only"
+    mount_tmpfs(path, "ro,size=64k")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.mark.parametrize("where", ["data_file", "frames_dir", "out"])
+def test_a_full_disk_fails_the_run_naming_the_file(tmp_path, full_disk, where):
+    (tmp_path / "source.img").write_bytes(DATA)
+    target = {"data_file": "image-data.img", "frames_dir": "frames", "out": "clip.gif"}[where]
+    kwargs = paths(tmp_path, url=str(tmp_path / "source.img"), **{where: str(full_disk / target)})
+    with pytest.raises(RunFailed) as failed:
+        build_graph(**kwargs).compute(scheduler="sync")
+    message = str(failed.value)
+    assert "No space left on device" in message and f"'{full_disk / target}" in message, message
+    assert [p for p in full_disk.rglob("*") if not p.is_dir()] == [full_disk / "filler"]  # no .part, no .lock
+
+
+def test_a_read_only_folder_for_the_data_file_fails_the_run_naming_it(tmp_path, read_only):
+    (tmp_path / "source.img").write_bytes(DATA)
+    graph = build_graph(**paths(tmp_path, url=str(tmp_path / "source.img"), data_file=str(read_only / "image.img")))
+    with pytest.raises(RunFailed, match=f"task 'fetch' failed after 1 attempt: OSError: .*Read-only file system: "
+                                        f"'{read_only / 'image.img'}"):
+        graph.compute(scheduler="sync")
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_a_second_sigterm_aborts_at_once_and_leaves_no_file_behind(tmp_path, http_server, scheduler):
+    import subprocess
+    import sys
+
+    http_server.serve("/data.img", DATA)
+    url = http_server.stall("/data.img", seconds=3600, after_bytes=1000)  # the download never ends by itself
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "daskgif", "run", "--url", url, "--scheduler", scheduler],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not part_files(tmp_path):  # the download has begun: its temporary file exists
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.01)
+        assert (tmp_path / "image-data.img.lock").exists()
+        proc.send_signal(signal.SIGTERM)
+        while "SIGTERM received: stopping" not in (line := proc.stderr.readline()):  # the first one was handled
+            assert line, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "SIGTERM again: aborting now" in stderr and "Traceback" not in stderr
+    assert sorted(os.listdir(tmp_path)) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -48,7 +49,8 @@ def test_a_cut_line_is_skipped(tmp_path, caplog):
     path.write_text(json.dumps(record(1)) + "\n" + '{"run": 2, "sta\n[1, 2]\n\n')
     append_run(str(path), record(3))
     assert [r["run"] for r in read_history(str(path))] == [1, 3]
-    assert "Skipping line 2" in caplog.text and "Skipping line 3" in caplog.text
+    assert [r.message for r in caplog.records] == [f"Skipped 2 line(s) of {path} that are no run record (the first: "
+                                                   "line 2)"]
 
 
 def test_bad_last(tmp_path):
@@ -97,3 +99,50 @@ def test_the_table_masks_lines_written_before_masking(tmp_path):
     path.write_text(json.dumps(old))
     table = format_history(read_history(str(path)))
     assert "s3cr3tTOKEN" not in table and ":pw@" not in table and "http://***@h/x" in table
+
+
+def history_cmd(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "daskgif", "history", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_history_skips_binary_lines_with_one_warning(tmp_path):
+    path = tmp_path / "h.jsonl"
+    append_run(str(path), record(1))
+    with open(path, "ab") as f:
+        f.write(b"\xff\xfe\x00garbage\n" + bytes(range(11, 256)) + b"\n")  # not UTF-8
+        f.write(b"[" * 100_000 + b"\n" + b"x" * 3_000_000 + b"\n")  # nested too deeply; too long for a record
+    append_run(str(path), record(2))
+    done = history_cmd(str(path), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["run"] for line in done.stdout.splitlines()] == [1, 2]
+    assert done.stderr.splitlines() == [f"daskgif: Skipped 4 line(s) of {path} that are no run record (the first: "
+                                        "line 2)"]
+
+
+@pytest.mark.parametrize("content", [
+    bytes(range(256)) * 4,  # binary, not UTF-8
+    b"GIF89a\x01\x00\x01\x00\x00\x00\x00;\n\n\n\nGIF89a",  # an image-data file
+    b'{"name": "daskgif"}\n{"version": 1}\n',  # JSON lines, but no run
+])
+def test_history_refuses_a_file_that_is_no_history_in_one_line(tmp_path, content):
+    (tmp_path / "clip.gif").write_bytes(content)
+    done = history_cmd("clip.gif", cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [done.stderr.strip()] and "Traceback" not in done.stderr
+    assert done.stderr.startswith("Error: clip.gif is not a history file: none of its ")
+
+
+def test_history_of_an_empty_file_is_an_empty_table(tmp_path):
+    (tmp_path / "h.jsonl").write_bytes(b"")
+    done = history_cmd("h.jsonl", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.split() == ["start", "duration", "ok", "frames", "out", "message"]
+
+
+@pytest.mark.parametrize("make, kind", [(lambda p: os.mkfifo(p), "a fifo"), (lambda p: os.mkdir(p), "a folder"),
+                                        (lambda p: os.symlink("/dev/zero", p), "a character device")])
+def test_history_refuses_what_is_no_regular_file_without_waiting(tmp_path, make, kind):
+    make(tmp_path / "h.jsonl")
+    done = history_cmd("h.jsonl", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"Error: cannot read the history h.jsonl: is {kind}, not a history file"

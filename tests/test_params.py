@@ -157,6 +157,57 @@ def test_a_missing_file_is_a_usage_error(tmp_path):
     assert done.returncode == 2 and "Invalid value for '--params': no such file: missing.yaml" in done.stderr
 
 
+#: A "billion laughs": nine levels of nine aliases, 387 million strings from 300 bytes.
+LAUGHS = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i else 'lol'}]\n" for i in range(9))
+
+
+def fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return str(path)
+
+
+def sparse(path: Path) -> str:
+    with open(path, "wb") as f:
+        f.truncate(100 * 2**20)  # 100 MB of zeros, without writing them
+    return str(path)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: fifo(tmp / "run.yaml"), "cannot read {}: is a fifo, not a parameter file"),
+    (lambda tmp: "/dev/zero", "cannot read {}: is a character device, not a parameter file"),
+    (lambda tmp: sparse(tmp / "run.yaml"), "cannot read {}: is larger than 1048576 bytes, not a parameter file"),
+    (lambda tmp: (tmp / "run.yaml").write_text(LAUGHS + "url: *l8\n") and str(tmp / "run.yaml"),
+     "{}: uses the alias *l0 (line 2): a parameter file may not repeat a value by alias"),
+    (lambda tmp: (tmp / "run.yaml").write_text("storage_options:\n" + "".join(
+        "  " + line for line in LAUGHS.splitlines(True))) and str(tmp / "run.yaml"),
+     "{}: uses the alias *l0 (line 3): a parameter file may not repeat a value by alias"),
+    (lambda tmp: (tmp / "run.json").write_text("[" * 100_000) and str(tmp / "run.json"),
+     "{}: nests its values too deeply"),
+])
+def test_a_params_file_that_is_no_small_plain_file_fails_fast(tmp_path, make, message):
+    path = make(tmp_path)
+    done = daskgif("run", "--params", path, "--scheduler", "sync", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.splitlines()[-1].endswith(message.format(path))
+
+
+def test_load_params_refuses_aliases_but_reads_anchors_alone(tmp_path):
+    (tmp_path / "run.yaml").write_text("duration: &d 40\n")
+    assert load_params(str(tmp_path / "run.yaml")) == {"duration": 40}
+    (tmp_path / "run.yaml").write_text("base: &b {loop: 2}\n<<: *b\n")
+    with pytest.raises(ValueError, match=r"run.yaml: uses the alias \*b \(line 2\)"):
+        load_params(str(tmp_path / "run.yaml"))
+
+
+def test_load_params_follows_a_link_to_a_regular_file_only(tmp_path):
+    (tmp_path / "real.yaml").write_text("loop: 2\n")
+    (tmp_path / "run.yaml").symlink_to(tmp_path / "real.yaml")
+    assert load_params(str(tmp_path / "run.yaml")) == {"loop": 2}
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    with pytest.raises(OSError, match="is a character device, not a parameter file"):
+        load_params(str(tmp_path / "zero.yaml"))
+
+
 def test_graph_takes_the_file_too(tmp_path):
     (tmp_path / "run.yaml").write_text("out: movie.gif\nduration: 40\nevery: 24h\n")
     done = daskgif("graph", "--params", "run.yaml", "--loop", "2", "--out", "plan.dot", cwd=tmp_path)
@@ -240,7 +291,7 @@ def test_draw_pipeline_takes_build_graphs_parameters():
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("lock-timeout", -1, "daskgif.lock-timeout must be a positive number, got -1"),
+    ("lock-timeout", -1, "daskgif.lock-timeout must be a positive number of seconds, got -1"),
     ("chunk-size", 0, "daskgif.chunk-size must be a positive integer, got 0"),
     ("retry-jitter", 2, "daskgif.retry-jitter must be a number from 0 to 1, got 2"),
     ("validate", "both", "daskgif.validate must be 'decode' or 'structure', got 'both'"),
@@ -266,7 +317,8 @@ def test_every_config_key_of_the_tables_has_a_default_it_accepts():
         if p.config is not None:
             assert p.kind.accepts(defaults[p.config]), p.config
     for setting in SETTINGS:
-        assert setting.key in defaults, setting.key
+        section, _, key = setting.key.rpartition(".")  # dashboard.max-runs: max-runs in the dashboard section
+        assert key in (defaults[section] if section else defaults), setting.key
         setting.read()  # the packaged default passes its own check
 
 

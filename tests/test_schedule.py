@@ -97,7 +97,7 @@ def test_cron_follows_daylight_saving_time():
     assert next_fire("0 12 * * *", datetime(2024, 3, 31, 0, 0, tzinfo=paris)).utcoffset().total_seconds() == 7200
 
 
-@pytest.mark.parametrize("expr", ["at two", "61 * * * *", "* * *", ""])
+@pytest.mark.parametrize("expr", ["at two", "61 * * * *", "* * *", "", "0 0 31 2 *", "0 0 30 2 *"])
 def test_bad_cron_is_refused(expr):
     with pytest.raises(ValueError, match="cron must be a cron expression"):
         Cron(expr)
@@ -310,6 +310,7 @@ def test_notify_and_history_for_a_single_run(tmp_path, http_server):
     (["--every", "5x"], "Invalid value for '--every': must be a positive duration"),
     (["--every", "0"], "must be a positive duration such as '24h'"),
     (["--cron", "nightly"], "Invalid value for '--cron': must be a cron expression"),
+    (["--cron", "0 0 31 2 *"], "Invalid value for '--cron': must be a cron expression that fires, such as"),
     (["--every", "1s", "--cron", "* * * * *"], "mutually exclusive"),
     (["--max-runs", "2"], "--max-runs needs --every or --cron"),
     (["--every", "1s", "--max-runs", "0"], "0"),

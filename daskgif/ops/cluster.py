@@ -107,9 +107,9 @@ def connect(scheduler: str | None = None, *, workers: int | None = None, threads
 
     address = scheduler or dask.config.get("scheduler-address", None)
     if address:
-        from daskgif import config
+        from daskgif.pipeline.settings import read_setting
 
-        timeout = config.get("connect-timeout", 10) if timeout is None else timeout
+        timeout = read_setting("connect-timeout") if timeout is None else timeout
         with open_client(address, timeout) as client:
             yield client
         return

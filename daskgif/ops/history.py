@@ -11,11 +11,14 @@ object-store history at the same moment may lose a line.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import os
+import stat
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 from daskgif import storage
 from daskgif.redact import json_default, mask, scrub
@@ -23,6 +26,7 @@ from daskgif.redact import json_default, mask, scrub
 __all__ = ["append_run", "read_history", "format_history"]
 
 logger = logging.getLogger(__name__)
+
 
 def append_run(path: str, record: Mapping[str, Any], storage_options: dict | None = None) -> None:
     """Append *record* as one JSON line to the history file *path*, creating it if needed.
@@ -33,28 +37,100 @@ def append_run(path: str, record: Mapping[str, Any], storage_options: dict | Non
     storage.append_bytes(path, line, storage_options)
 
 
+#: The keys every run record has (see :meth:`daskgif.ops.schedule.ScheduledRun.to_record`).
+RECORD_KEYS = ("start", "ok")
+#: The longest line read as a record, in bytes: a record takes about a kilobyte.
+MAX_LINE = 2**20
+
+
 def read_history(path: str, last: int | None = None, storage_options: dict | None = None) -> list[dict[str, Any]]:
     """Return the records of the history file *path*, oldest first; only the *last* ones if given.
 
-    A line that is not a JSON object (e.g. cut short by a crash) is logged and skipped.
+    Lines that are no run record (cut short by a crash, not JSON, not UTF-8) are skipped; one
+    warning says how many.
+
+    Raises
+    ------
+    ValueError
+        *path* holds lines, but not one run record: it is not a history file.
+    OSError
+        *path* cannot be read, or is no regular file (a fifo would block, a device never end).
+
+    Examples
+    --------
+    >>> append_run("memory://daskgif-doctest/history.jsonl", {"start": "2024-01-02T02:00:00", "ok": True})
+    >>> read_history("memory://daskgif-doctest/history.jsonl")
+    [{'start': '2024-01-02T02:00:00', 'ok': True}]
+    >>> storage.append_bytes("memory://daskgif-doctest/image.gif", b"GIF89a\\x01\\x00\\n\\xff\\xfe")
+    >>> read_history("memory://daskgif-doctest/image.gif")
+    Traceback (most recent call last):
+    ...
+    ValueError: memory://daskgif-doctest/image.gif is not a history file: none of its 2 lines is a run record
     """
     if last is not None and (not isinstance(last, int) or last < 0):
         raise ValueError(f"last must be a non-negative integer, got {last!r}")
+    check_regular(path)
+    records, skipped, first_skipped = [], 0, 0
     with storage.open_input(path, storage_options) as f:
-        lines = f.read().decode("utf-8").splitlines()
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        if not isinstance(record, dict):
-            logger.warning("Skipping line %d of %s: not a JSON object", number, mask(path))
-            continue
-        records.append(record)
+        for number, line in enumerate(lines_of(f), 1):
+            if line is not None and not line.strip():
+                continue
+            record = parse_record(line)
+            if record is None:
+                skipped, first_skipped = skipped + 1, first_skipped or number
+            else:
+                records.append(record)
+    if skipped and not records:
+        raise ValueError(f"{mask(path)} is not a history file: none of its {skipped} line{'s' * (skipped > 1)} "
+                         "is a run record")
+    if skipped:
+        logger.warning("Skipped %d line(s) of %s that are no run record (the first: line %d)", skipped, mask(path),
+                       first_skipped)
     return records if last is None else records[len(records) - last:] if last else []
+
+
+def check_regular(path: str) -> None:
+    """Refuse a local *path* that is no regular file (a fifo, a device, a folder), naming what it is."""
+    local = storage.local_path(path)
+    if local is not None:
+        mode = os.stat(local).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"is {storage.file_kind(mode)}, not a history file", path)
+
+
+def lines_of(f: IO[bytes], limit: int = MAX_LINE) -> Iterator[bytes | None]:
+    """The lines of the binary file *f*, without their ends; ``None`` for one over *limit* bytes, never held whole.
+
+    >>> import io
+    >>> list(lines_of(io.BytesIO(b"a\\n" + b"b" * 10 + b"\\nc"), limit=5))
+    [b'a', None, b'c']
+    """
+    pending, too_long = b"", False
+    while chunk := f.read(2**16):
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            yield None if too_long or len(line) > limit else line
+            too_long = False
+        if len(pending) > limit:
+            pending, too_long = b"", True
+    if pending or too_long:
+        yield None if too_long else pending
+
+
+def parse_record(line: bytes | None) -> dict[str, Any] | None:
+    """The run record on *line*, or ``None`` if it holds none (not UTF-8 JSON, no object with :data:`RECORD_KEYS`).
+
+    >>> parse_record(b'{"start": "2024-01-02T02:00:00", "ok": true}'), parse_record(b"\\xff"), parse_record(b"[1]")
+    ({'start': '2024-01-02T02:00:00', 'ok': True}, None, None)
+    """
+    if line is None:
+        return None
+    try:
+        record = json.loads(line)  # UnicodeDecodeError is a ValueError
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) and all(key in record for key in RECORD_KEYS) else None
 
 
 def format_history(records: Iterable[Mapping[str, Any]]) -> str:

@@ -169,11 +169,11 @@ def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, 
         Seconds to wait, once cancelled, for tasks already executing. Default
         ``daskgif.stop-timeout``.
     """
-    from daskgif import config
     from daskgif.pipeline.graph import build_graph
+    from daskgif.pipeline.settings import read_setting
 
     stop = stop or threading.Event()
-    stop_timeout = config.get("stop-timeout") if stop_timeout is None else stop_timeout
+    stop_timeout = read_setting("stop-timeout") if stop_timeout is None else stop_timeout
     started = clock()
     run = ScheduledRun(number, started if scheduled is None else scheduled, started, started, ok=False,
                        parameters=safe_parameters(params))
@@ -203,7 +203,7 @@ def report_run(run: ScheduledRun, *, notify: str | None = None, history: str | N
                storage_options: dict | None = None, notify_timeout: float | None = None,
                notify_retries: int | None = None, notify_retry_delay: float | None = None) -> None:
     """Append *run* to the *history* file and POST it to the *notify* webhook; log failures, never raise."""
-    from daskgif import config
+    from daskgif.pipeline.settings import read_setting
 
     record = run.to_record()
     if history:
@@ -218,9 +218,9 @@ def report_run(run: ScheduledRun, *, notify: str | None = None, history: str | N
 
         payload = {**record, "result": None if run.result is None else scrub(run.result.to_dict())}
         post_result(notify, payload,
-                    timeout=config.get("notify-timeout") if notify_timeout is None else notify_timeout,
-                    retries=config.get("notify-retries") if notify_retries is None else notify_retries,
-                    retry_delay=config.get("notify-retry-delay") if notify_retry_delay is None else notify_retry_delay)
+                    timeout=read_setting("notify-timeout") if notify_timeout is None else notify_timeout,
+                    retries=read_setting("notify-retries") if notify_retries is None else notify_retries,
+                    retry_delay=read_setting("notify-retry-delay") if notify_retry_delay is None else notify_retry_delay)
 
 
 def run_schedule(

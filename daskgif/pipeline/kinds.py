@@ -167,6 +167,8 @@ INTEGER = integer(0)
 POSITIVE_INTEGER = integer(1)
 SECONDS = Kind("a non-negative number of seconds", lambda v: _number(v) and v >= 0, _number_from, metavar="SECONDS")
 POSITIVE = Kind("a positive number", lambda v: _number(v) and v > 0, _number_from)
+POSITIVE_SECONDS = Kind("a positive number of seconds", lambda v: _number(v) and v > 0, _number_from,
+                        metavar="SECONDS")
 FRACTION = Kind("a number from 0 to 1", lambda v: _number(v) and 0 <= v <= 1, _number_from)
 FLAG = Kind("true or false", lambda v: isinstance(v, bool), _flag)
 DELIMITER = Kind("non-empty bytes (as text: with Python escapes such as '\\n')",
@@ -227,26 +229,38 @@ def _seconds_in(text: Any) -> float | None:
     return seconds if 0 < seconds < float("inf") else None
 
 
-CRON_WORDS = "a cron expression such as '0 2 * * *' (minute hour day month weekday)"
+CRON_WORDS = "a cron expression that fires, such as '0 2 * * *' (minute hour day month weekday)"
 
 
 def check_cron(expr: str) -> str:
-    """Return *expr* if it is a valid cron expression, else raise ``ValueError``.
+    """Return *expr* if it is a valid cron expression that fires at some time, else raise ``ValueError``.
 
-    >>> check_cron("0 2 * * *")
-    '0 2 * * *'
+    >>> check_cron("0 2 * * *"), check_cron("0 0 29 2 *")
+    ('0 2 * * *', '0 0 29 2 *')
     >>> check_cron("at two")
     Traceback (most recent call last):
     ...
-    ValueError: cron must be a cron expression such as '0 2 * * *' (minute hour day month weekday), got 'at two'
+    ValueError: cron must be a cron expression that fires, such as '0 2 * * *' (minute hour day month weekday), \
+got 'at two'
+    >>> check_cron("0 0 31 2 *")  # 31 February: valid fields, no date
+    Traceback (most recent call last):
+    ...
+    ValueError: cron must be a cron expression that fires, such as '0 2 * * *' (minute hour day month weekday), \
+got '0 0 31 2 *'
     """
     return check("cron", expr, CRON)
 
 
 def _is_cron(expr: Any) -> bool:
-    from croniter import croniter
+    from croniter import CroniterError, croniter
 
-    return isinstance(expr, str) and croniter.is_valid(expr)
+    if not isinstance(expr, str) or not croniter.is_valid(expr):
+        return False
+    try:  # valid fields may name no date (31 February): croniter then fails on every next time asked
+        croniter(expr, 0.0).get_next(float)
+    except CroniterError:
+        return False
+    return True
 
 
 def _is_zone(name: Any) -> bool:

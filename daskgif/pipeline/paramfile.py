@@ -17,7 +17,10 @@ command line)::
 
 :func:`load_params` reads one (through fsspec, so any path) and
 :func:`check_params` checks it with the table's checks: an unknown key or a bad
-value is a ``ValueError`` naming the key.  The schedule options
+value is a ``ValueError`` naming the key.  A parameter file is small and plain:
+at most :data:`LIMIT` bytes, a regular file (never a fifo or a device, which
+would block or never end), and YAML without aliases (``*name``: a kilobyte of
+nested aliases expands to gigabytes).  The schedule options
 (:data:`~daskgif.pipeline.parameters.SCHEDULE`) belong in the file because they
 describe the job as much as its inputs do; where it runs (``--workers``,
 ``--scheduler``) stays on the command line.
@@ -25,6 +28,7 @@ describe the job as much as its inputs do; where it runs (``--workers``,
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -38,6 +42,9 @@ __all__ = ["load_params", "check_params", "parse_params", "ALLOWED"]
 #: Every key a parameter file may hold: ``build_graph``'s data parameters, then the schedule options.
 KEYS: dict[str, Parameter] = {p.name: p for p in (*PARAMETERS, *SCHEDULE) if p.data}
 ALLOWED: tuple[str, ...] = tuple(KEYS)
+
+#: The largest parameter file read, in bytes: a few hundred bytes is typical.
+LIMIT = 2**20
 
 
 def check_value(parameter: Parameter, value: Any) -> Any:
@@ -100,24 +107,52 @@ retries, retry_delay, force, storage_options, on_error, frames_per_task, every, 
 
 
 def parse_params(text: str, suffix: str = "") -> Any:
-    """Parse a parameter file's *text*: JSON for a ``.json`` suffix, else YAML (JSON is YAML too).
+    """Parse a parameter file's *text*: JSON for a ``.json`` suffix, else YAML (JSON is YAML too), without aliases.
 
     >>> parse_params('{"duration": 40}', ".json")
     {'duration': 40}
     >>> parse_params("duration: 40\\ncron: 0 2 * * *\\n")
     {'duration': 40, 'cron': '0 2 * * *'}
+    >>> parse_params("a: &a [1, 2]\\nurl: *a\\n")
+    Traceback (most recent call last):
+    ...
+    ValueError: uses the alias *a (line 2): a parameter file may not repeat a value by alias
     """
     import yaml
 
-    if suffix == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"is not valid JSON: {e}") from None
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ValueError(f"is not valid YAML or JSON: {' '.join(str(e).split())}") from None
+        if suffix == ".json":
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"is not valid JSON: {e}") from None
+        try:
+            return yaml.load(text, Loader=loader())  # noqa: S506 - a SafeLoader, see loader()
+        except yaml.YAMLError as e:
+            raise ValueError(f"is not valid YAML or JSON: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise ValueError("nests its values too deeply") from None
+
+
+@functools.cache
+def loader() -> type:
+    """YAML's safe loader without aliases (made on first use: importing ``yaml`` slows ``--help``).
+
+    An alias (``*a``, also in a merge key ``<<: *a``) repeats a value by reference, so nine
+    nested levels of nine aliases each make 387 million strings of a one-kilobyte file:
+    the "billion laughs".  Parameters never need one.
+    """
+    import yaml
+
+    class ParamsLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise ValueError(f"uses the alias *{event.anchor} (line {event.start_mark.line + 1}): a parameter "
+                                 "file may not repeat a value by alias")
+            return super().compose_node(parent, index)
+
+    return ParamsLoader
 
 
 def load_params(path: str, storage_options: dict | None = None) -> dict[str, Any]:
@@ -138,7 +173,9 @@ def load_params(path: str, storage_options: dict | None = None) -> dict[str, Any
     Raises
     ------
     OSError
-        *path* cannot be read (``FileNotFoundError`` when it does not exist).
+        *path* cannot be read (``FileNotFoundError`` when it does not exist), is not
+        a regular file (a fifo, a device, a folder) or is over :data:`LIMIT` bytes;
+        naming *path*.
     ValueError
         Not YAML/JSON, not a mapping, an unknown key or a bad value; the message
         starts with *path*.
@@ -153,8 +190,8 @@ def load_params(path: str, storage_options: dict | None = None) -> dict[str, Any
     """
     from daskgif import storage
 
-    with storage.open_input(path, storage_options) as f:
-        data = f.read()
+    # Only a regular file, and only LIMIT bytes of it: a fifo would block, /dev/zero never ends.
+    data = storage.read_small(path, storage_options, LIMIT, what="a parameter file", follow=True)
     try:
         text = data.decode("utf-8-sig")
         found = parse_params(text, os.path.splitext(path)[1].lower())

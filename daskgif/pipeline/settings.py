@@ -28,17 +28,19 @@ from daskgif.pipeline.parameters import DATA, check_arguments
 from daskgif.pipeline.result import Result
 from daskgif.pipeline.sample import sample_path
 
-__all__ = ["Params", "Setting", "SETTINGS", "read_settings", "check_paths", "default_frames_dir", "LOCAL_SCHEDULERS"]
+__all__ = ["Params", "Setting", "SETTINGS", "read_settings", "read_setting", "check_paths", "default_frames_dir",
+           "LOCAL_SCHEDULERS"]
 
 
 @dataclass(frozen=True)
 class Setting:
-    """A setting that is only ``dask.config``: its key below ``daskgif.``, the :class:`Params` field it fills,
-    and its check: a :class:`~daskgif.pipeline.kinds.Kind` (then *convert*), or a function that checks and
-    converts, naming the key."""
+    """A setting that is only ``dask.config``: its key below ``daskgif.``, the :class:`Params` field it fills
+    (``None`` for a setting read where it is used, see :func:`read_setting`), and its check: a
+    :class:`~daskgif.pipeline.kinds.Kind` (then *convert*), or a function that checks and converts, naming
+    the key."""
 
     key: str
-    field: str
+    field: str | None
     kind: Kind | Callable[[Any], Any]
     convert: Callable[[Any], Any] | None = None
 
@@ -51,31 +53,46 @@ class Setting:
         return value if self.convert is None else self.convert(value)
 
 
-POSITIVE_OR_NULL = kinds.or_none(kinds.POSITIVE, "null")
+SECONDS = kinds.POSITIVE_SECONDS
+SECONDS_OR_NULL = kinds.or_none(SECONDS, "null")
 POSITIVE_INTEGER_OR_NULL = kinds.or_none(kinds.POSITIVE_INTEGER, "null")
 
-#: The settings a run reads from ``dask.config`` when its graph is built, with their checks.
+#: Every setting that is only ``dask.config``, with its check: those with a field are read when a graph is
+#: built and travel in :class:`Params`; the others are read where they are used, by :func:`read_setting`.
+#: (The settings that give a parameter its default, ``on-error``, are in the parameter table.)
 SETTINGS: tuple[Setting, ...] = (
     Setting("chunk-size", "chunk_size", kinds.POSITIVE_INTEGER),
     Setting("max-pixels", "max_pixels", POSITIVE_INTEGER_OR_NULL),
-    Setting("fetch-timeout", "fetch_timeout", kinds.POSITIVE),
-    Setting("fetch-deadline", "fetch_deadline", POSITIVE_OR_NULL),
+    Setting("fetch-timeout", "fetch_timeout", SECONDS),
+    Setting("fetch-deadline", "fetch_deadline", SECONDS_OR_NULL),
     Setting("fetch-check-remote", "check_remote", kinds.FLAG),
     Setting("max-bytes", "max_bytes", POSITIVE_INTEGER_OR_NULL),
     Setting("allowed-protocols", "allowed_protocols", kinds.PROTOCOLS, tuple),
     Setting("validate", "validate", kinds.choice("decode", "structure")),
-    Setting("lock-timeout", "lock_timeout", kinds.POSITIVE),
+    Setting("lock-timeout", "lock_timeout", SECONDS),
     Setting("retry-backoff", "retry_backoff", kinds.POSITIVE),
-    Setting("retry-max-delay", "retry_max_delay", kinds.POSITIVE),
+    Setting("retry-max-delay", "retry_max_delay", SECONDS),
     Setting("retry-jitter", "retry_jitter", kinds.FRACTION),
     Setting("task-timeout", "task_timeout", check_timeouts),  # seconds per step name
     Setting("limits", "limits", limits.check_limits),  # leases per kind
     Setting("resume", "resume", kinds.FLAG),  # keep the frames an earlier run wrote
+    # Read where they are used: reaching a cluster, stopping a schedule, webhooks, the runs page.
+    Setting("connect-timeout", None, SECONDS),
+    Setting("stop-timeout", None, kinds.SECONDS),
+    Setting("notify-timeout", None, SECONDS),
+    Setting("notify-retries", None, kinds.INTEGER),
+    Setting("notify-retry-delay", None, kinds.SECONDS),
+    Setting("dashboard.max-runs", None, kinds.POSITIVE_INTEGER),
+    Setting("dashboard.max-frame-records", None, kinds.POSITIVE_INTEGER),
 )
+BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}
 
 
 def read_settings() -> dict[str, Any]:
-    """Read every setting of :data:`SETTINGS` from ``dask.config``, checked, by field name.
+    """Check every setting of :data:`SETTINGS`, and return those a run's tasks need, by field name.
+
+    A bad setting fails when a graph is built, before anything runs, also one that
+    only a schedule, a webhook or the runs page reads later.
 
     Raises
     ------
@@ -95,9 +112,25 @@ def read_settings() -> dict[str, Any]:
     ...     read_settings()
     Traceback (most recent call last):
     ...
-    ValueError: daskgif.lock-timeout must be a positive number, got -1
+    ValueError: daskgif.lock-timeout must be a positive number of seconds, got -1
     """
-    return {setting.field: setting.read() for setting in SETTINGS}
+    read = [(setting.field, setting.read()) for setting in SETTINGS]
+    return {field: value for field, value in read if field is not None}
+
+
+def read_setting(key: str) -> Any:
+    """The setting *key* of :data:`SETTINGS` from ``dask.config``, checked: for what is read outside a graph.
+
+    >>> import dask
+    >>> read_setting("notify-retries")
+    2
+    >>> with dask.config.set({"daskgif.notify-retries": -1}):
+    ...     read_setting("notify-retries")
+    Traceback (most recent call last):
+    ...
+    ValueError: daskgif.notify-retries must be a non-negative integer, got -1
+    """
+    return BY_KEY[key].read()
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ The package is the only part of daskgif that opens files or URLs; its modules:
 ``paths`` (protocols, options, frame and temporary names), ``files`` (atomic
 writes, spans, appends, clean-up), ``fetch`` (downloads, and whether one is
 needed), ``source`` (the record of a data file's source) and ``lock`` (the data
-file's lease).  Everything is imported from ``daskgif.storage``.
+file's lease), and ``held`` (what an abort of the process removes).  Everything is imported
+from ``daskgif.storage``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from daskgif.storage.files import (
     write_bytes,
 )
 from daskgif.storage.guard import check_target, file_kind, read_small
+from daskgif.storage.held import abort_writes
 from daskgif.storage.lock import Lease
 from daskgif.storage.paths import (
     FRAME_NAME,
@@ -58,7 +60,8 @@ from daskgif.storage.source import (
 )
 
 __all__ = [
-    "APPENDABLE", "FRAME_NAME", "expand_inputs", "is_glob", "LockHeld", "Lease", "SpanReader", "UPLOAD_NAME", "append_bytes",
+    "APPENDABLE", "FRAME_NAME", "expand_inputs", "is_glob", "LockHeld", "Lease", "SpanReader", "UPLOAD_NAME",
+    "abort_writes", "append_bytes",
     "atomic_write", "check_target", "file_kind", "read_small", "exists", "fetch_file", "fetch_needed", "file_identity", "frame_name",
     "join_path", "list_sizes", "local_path", "open_input", "part_name", "part_owner",
     "read_source", "read_span", "remove_stale_frames", "remove_stale_parts",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import logging
 import os
 import stat
@@ -18,6 +20,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from daskgif.redact import mask
+from daskgif.storage import held
 from daskgif.storage.guard import check_target
 from daskgif.storage.paths import (
     FRAME_NAME,
@@ -121,6 +124,10 @@ def remove_stale_parts(directory: str, prefix: str | None = None, *, max_age: fl
     return removed
 
 
+#: The ``errno`` values of a write that found no room: a full file system, a quota, a file size limit.
+FULL = frozenset(n for n in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if n is not None)
+
+
 def _private(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)
 
@@ -135,7 +142,8 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
     (named the same way after :data:`UPLOAD_NAME`) uploaded with ``put_file`` once
     complete, so no partial object is ever visible.  Missing local parent directories
     are created.  On error (``KeyboardInterrupt`` included) the temporary file is
-    removed and an existing *path* is untouched; a killed process leaves it, for
+    removed and an existing *path* is untouched; an aborting process removes it first
+    (:func:`daskgif.storage.held.abort_writes`); a killed one leaves it, for
     :func:`remove_stale_parts`.
 
     Parameters
@@ -149,7 +157,8 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
     ------
     OSError
         With its ``errno`` (``EROFS``, ``EACCES``, ``ENOSPC``, ...), naming *path*
-        when the temporary file cannot be created.
+        when the temporary file cannot be created, or when writing or closing it
+        finds no room (:data:`FULL`).
 
     Examples
     --------
@@ -173,22 +182,31 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
     # The local copy of an upload is for this user's eyes only, as mkstemp's would be.
     opener = None if local else _private
     try:
-        try:
-            f = open(tmp, "xb", opener=opener)
-        except OSError as e:
-            # Missing parents are made when the open fails: a makedirs per frame costs a syscall each.
-            # (A bare file name lives in the working directory, which exists; another thread may
-            # have made the folder since this open failed.)
-            if not directory or (not isinstance(e, FileNotFoundError) and os.path.isdir(directory)):
-                raise
-            os.makedirs(directory, exist_ok=True)
-            f = open(tmp, "xb", opener=opener)
+        with held.guard(tmp):  # made and registered at once: an abort of the process removes it, or none is made
+            try:
+                f = open(tmp, "xb", opener=opener)
+            except OSError as e:
+                # Missing parents are made when the open fails: a makedirs per frame costs a syscall each.
+                # (A bare file name lives in the working directory, which exists; another thread may
+                # have made the folder since this open failed.)
+                if not directory or (not isinstance(e, FileNotFoundError) and os.path.isdir(directory)):
+                    raise
+                os.makedirs(directory, exist_ok=True)
+                f = open(tmp, "xb", opener=opener)
+            held.hold(tmp, functools.partial(remove_file, tmp, None))
     except OSError as e:  # the errno decides whether to retry (EROFS and EACCES: no); the message names *path*
         raise type(e)(e.errno, e.strerror, path) from e
     done = False
     try:
-        with f:
-            yield f
+        try:
+            with f:  # closing flushes: a full disk may show only here
+                yield f
+        except OSError as e:
+            if e.filename is not None or e.errno not in FULL:
+                raise
+            # A full disk or quota, raised by a write with no file name: say which file (and where, for an upload).
+            where = "" if local else f" (in the local temporary folder {os.path.dirname(tmp)})"
+            raise type(e)(e.errno, e.strerror + where, path) from e
         # No fsync: the rename is atomic against a crash or kill of the process, which is the
         # promise; an fsync per frame made writing 1,000 small frames four times slower.
         if local:
@@ -203,6 +221,7 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
         if not done:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+        held.let_go(tmp)
 
 
 def open_input(path: str, storage_options: dict | None = None, mode="rb") -> ContextManager[IO]:

@@ -58,11 +58,21 @@ def check_target(path: str) -> None:
                                             "regular files", path)
 
 
-def read_small(path: str, storage_options: dict | None = None, limit: int = 2**20) -> bytes:
-    """Read a small file daskgif wrote (a lock, a manifest), opening nothing but a regular file.
+def read_small(path: str, storage_options: dict | None = None, limit: int = 2**20, *,
+               what: str = "a file daskgif wrote", follow: bool = False) -> bytes:
+    """Read a small file (a lock, a manifest, a parameters file), opening nothing but a regular file.
 
-    Locally the file is opened with ``O_NOFOLLOW`` and ``O_NONBLOCK`` where the
-    platform has them, so a fifo never blocks and a symbolic link is never followed.
+    Locally the file is opened with ``O_NONBLOCK`` (and ``O_NOFOLLOW`` unless *follow*)
+    where the platform has them, so a fifo never blocks, a device is never read and,
+    unless *follow*, a symbolic link is never followed; at most *limit* + 1 bytes are read.
+
+    Parameters
+    ----------
+    what : str
+        What the file should be, for messages: ``"a file daskgif wrote"``.
+    follow : bool
+        Follow a symbolic link (to a regular file: where it leads is checked like
+        the path itself); for a file the user names, not one daskgif wrote.
 
     Raises
     ------
@@ -70,24 +80,33 @@ def read_small(path: str, storage_options: dict | None = None, limit: int = 2**2
         When there is none.
     OSError
         Naming what was found instead of a regular file, or a file over *limit* bytes.
+
+    Examples
+    --------
+    >>> read_small("/dev/zero", what="a parameters file", follow=True)
+    Traceback (most recent call last):
+    ...
+    OSError: [Errno 22] is a character device, not a parameters file: '/dev/zero'
     """
     local = local_path(path)
     if local is None:
         with fsspec.open(path, "rb", **fs_options(path, storage_options)) as f:
             data = f.read(limit + 1)
     else:
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+        if not follow:
+            flags |= getattr(os, "O_NOFOLLOW", 0)
         try:
             fd = os.open(local, flags)
         except OSError as e:
-            if e.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
-                raise OSError(errno.ELOOP, "is a symbolic link, not a file daskgif wrote", path) from None
+            if e.errno == errno.ELOOP and not follow:  # O_NOFOLLOW met a symbolic link
+                raise OSError(errno.ELOOP, f"is a symbolic link, not {what}", path) from None
             raise
         with os.fdopen(fd, "rb") as f:
             mode = os.fstat(fd).st_mode
             if not stat.S_ISREG(mode):
-                raise OSError(errno.EINVAL, f"is {file_kind(mode)}, not a file daskgif wrote", path)
+                raise OSError(errno.EINVAL, f"is {file_kind(mode)}, not {what}", path)
             data = f.read(limit + 1)
     if len(data) > limit:
-        raise OSError(errno.EFBIG, f"is larger than {limit} bytes, not a file daskgif wrote", path)
+        raise OSError(errno.EFBIG, f"is larger than {limit} bytes, not {what}", path)
     return data

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from typing import Any
 from fsspec.core import url_to_fs
 
 from daskgif.errors import LockHeld
+from daskgif.storage import held
 from daskgif.storage.files import remove_file
 from daskgif.storage.guard import check_target, read_small
 from daskgif.storage.paths import fs_options, host_name, local_path, pid_alive
@@ -96,7 +98,11 @@ class Lease:
     def _take(self, path: str) -> tuple[bool, dict[str, Any]]:
         for _ in range(3):  # a stale lock broken, then a race lost to a third run: give up naming it
             mine = self._record()
-            if _create_exclusive(path, json.dumps(mine).encode(), self.storage_options):
+            with self._guard(path):
+                created = _create_exclusive(path, json.dumps(mine).encode(), self.storage_options)
+                if created:
+                    held.hold(self._key(path), functools.partial(self._release, path))
+            if created:
                 return True, mine
             holder = _read_lock(path, self.storage_options)
             if holder is None:
@@ -125,7 +131,9 @@ class Lease:
         if holder.get("owner") != self.owner:
             raise LockHeld(path, holder, self.seconds)
         mine = self._record()
-        _replace(path, json.dumps(mine).encode(), self.storage_options)
+        with self._guard(path):
+            _replace(path, json.dumps(mine).encode(), self.storage_options)
+            held.hold(self._key(path), functools.partial(self._release, path))
         return mine
 
     def release(self) -> None:
@@ -137,6 +145,15 @@ class Lease:
         holder = _read_lock(path, self.storage_options)
         if holder is not None and holder.get("owner") == self.owner:
             remove_file(path, self.storage_options)
+        held.let_go(self._key(path))
+
+    def _key(self, path: str) -> str:
+        return f"{path} (run {self.owner})"
+
+    @staticmethod
+    def _guard(path: str) -> contextlib.AbstractContextManager:
+        """Write the lock file and register the lease as one step for an abort of this process (see ``held``)."""
+        return held.guard(path, local=local_path(path) is not None)
 
     @contextlib.contextmanager
     def kept(self) -> Iterator[dict[str, Any]]:
@@ -176,14 +193,17 @@ def _create_exclusive(path: str, content: bytes, storage_options: dict | None) -
         # Written whole under another name, then linked into place: link() fails if the name exists,
         # and a reader never sees a lock file without its holder (an empty one would look stale).
         temporary = f"{local}.{uuid.uuid4().hex}.new"
-        with open(temporary, "xb") as f:
-            f.write(content)
         try:
+            with open(temporary, "xb") as f:
+                f.write(content)
             os.link(temporary, local)
         except FileExistsError:
             return False
+        except BaseException as e:  # nothing half-written left behind (a full disk), and the lock file named
+            raise _naming(e, path)
         finally:
-            os.unlink(temporary)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
         return True
     fs, p = url_to_fs(path, **fs_options(path, storage_options))
     try:
@@ -208,9 +228,23 @@ def _replace(path: str, content: bytes, storage_options: dict | None) -> None:
         fs.pipe_file(p, content)
         return
     temporary = f"{local}.{uuid.uuid4().hex}.renew"
-    with open(temporary, "wb") as f:
-        f.write(content)
-    os.replace(temporary, local)
+    try:
+        with open(temporary, "wb") as f:
+            f.write(content)
+        os.replace(temporary, local)
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise _naming(e, path)
+
+
+def _naming(e: BaseException, path: str) -> BaseException:
+    """*e*, or for an ``OSError`` that names no file (a write that found the disk full), one naming *path*."""
+    if not isinstance(e, OSError) or e.filename is not None:
+        return e
+    named = type(e)(e.errno, e.strerror, path)
+    named.__cause__ = e
+    return named
 
 
 def _read_lock(path: str, storage_options: dict | None) -> dict | None:

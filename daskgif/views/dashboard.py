@@ -53,10 +53,9 @@ HERE = Path(__file__).parent
 
 
 def _bound(name: str, default: int) -> int:
-    value = dask.config.get(f"daskgif.dashboard.{name}", default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"daskgif.dashboard.{name} must be a positive integer, got {value!r}")
-    return value
+    from daskgif.pipeline.settings import read_setting
+
+    return read_setting(f"dashboard.{name}")
 
 
 #: Scheduler task states of a task still to run or running.

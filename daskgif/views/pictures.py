@@ -44,16 +44,17 @@ def count_frames(path: str, delimiter: bytes = b"\n\n\n\n") -> int | None:
     Returns ``None`` when *path* is not a readable local file or cannot be
     split; a picture then shows the map symbolically.
     """
-    from daskgif import config, storage
+    from daskgif import storage
     from daskgif.gif.split import split_frames
+    from daskgif.pipeline.settings import read_setting
 
     name = storage.local_path(path)
     if name is None or not os.path.isfile(name):
         return None
     try:
         with storage.open_input(name) as f:
-            return sum(1 for _ in split_frames(f, delimiter, chunk_size=config.get("chunk-size"),
-                                               max_pixels=config.get("max-pixels")))
+            return sum(1 for _ in split_frames(f, delimiter, chunk_size=read_setting("chunk-size"),
+                                               max_pixels=read_setting("max-pixels")))
     except (OSError, DaskgifError):
         return None
 
