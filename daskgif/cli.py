@@ -102,7 +102,7 @@ def from_file(ctx: click.Context, path: str | None) -> dict[str, Any]:
         why = e.strerror if e.filename is not None and e.strerror else str(e)
         raise click.BadParameter(f"cannot read {mask(path)}: {mask(why)}", ctx, param_hint="'--params'") from None
     except ValueError as e:
-        raise click.UsageError(str(e), ctx) from None
+        raise click.UsageError(mask(str(e)), ctx) from None
     defaults = (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
     return {name: value for name, value in found.items() if ctx.get_parameter_source(name) in defaults}
 
@@ -192,7 +192,7 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
         graph = build_graph(**kwargs)
         check_outputs(graph.params)  # clashing outputs are refused before a cluster starts or anything is fetched
     except (TypeError, ValueError) as e:
-        raise click.UsageError(str(e), ctx) from e
+        raise click.UsageError(mask(str(e)), ctx) from e
     options["tz"] = None if cron_tz is None else ZoneInfo(cron_tz)
     tally, received = run_until_stopped(graph, kwargs, options, scheduler=scheduler, workers=workers,
                                        threads_per_worker=threads_per_worker, as_json=as_json, report=report,
@@ -429,7 +429,7 @@ def history(file: str, last: int, as_json: bool) -> None:
     try:
         records = read_history(file, last=last)
     except FileNotFoundError:
-        click.echo(f"Error: no history at {file}", err=True)
+        click.echo(f"Error: no history at {mask(file)}", err=True)
         sys.exit(1)
     except OSError as e:
         why = e.strerror if e.filename is not None and e.strerror else e

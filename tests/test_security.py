@@ -182,3 +182,13 @@ def test_a_failed_run_shows_a_short_masked_error(tmp_path, http_server, schedule
     cause = info.value.__cause__
     assert cause is not None and "404" in str(cause) and cause.__traceback__ is None
     assert str(info.value).startswith("task 'fetch' failed after 1 attempt: ")
+
+
+def test_usage_errors_and_history_mask_credentials(tmp_path):
+    clash = subprocess.run([sys.executable, "-m", "daskgif", "run", "--scheduler", "sync",
+                            "--url", "s3://KEY:SECRET@bucket/x.img", "--data-file", "s3://KEY:SECRET@bucket/x.gif",
+                            "--out", "s3://KEY:SECRET@bucket/x.gif"], cwd=tmp_path, capture_output=True, text=True)
+    assert clash.returncode == 2 and "same file" in clash.stderr and "SECRET" not in clash.stderr, clash.stderr
+    history = subprocess.run([sys.executable, "-m", "daskgif", "history", "http://user:SECRET@127.0.0.1:9/h.jsonl"],
+                             cwd=tmp_path, capture_output=True, text=True)
+    assert history.returncode != 0 and "SECRET" not in history.stderr + history.stdout, history.stderr

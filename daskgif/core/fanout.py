@@ -176,5 +176,9 @@ def _on_cluster(func: Callable, items: Sequence, name: str, batch_size: int | st
         for error in found:
             if isinstance(error, BaseException) and not isinstance(error, RunFailed):
                 raise error
+        if any(isinstance(error, RunFailed) for error in found):  # the run fails: free what finished now
+            for future in futures:
+                if future.status == "finished":
+                    future.release()
         # Raised from here, a failure's traceback holds the futures: the erred batches stay on the dashboard.
         return gather(found)
