@@ -1,0 +1,89 @@
+"""Run many pipelines at once, each on its own: one input's failure never stops the others.
+
+``dask.compute(*graphs)`` raises the first failure it meets, as for any collection.
+A batch of inputs wants more: every input that can be written is written, and
+each one's outcome is told.  On a ``distributed.Client`` the graphs go out together
+(one future each, so their frames fill the cluster); on a local scheduler they run
+one after another.  With *fail_fast* the first failure cancels what is left.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from daskgif.errors import RunFailed
+from daskgif.pipeline.graph import Pipeline
+from daskgif.redact import mask, scrub
+
+__all__ = ["InputRun", "run_batch"]
+
+
+@dataclass
+class InputRun:
+    """How one input of a batch ended: its URL, its result or the failure's message."""
+
+    url: str
+    ok: bool
+    result: Any = None
+    message: str = ""
+    duration: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The input's run as ``daskgif run --json`` prints it inside ``runs``, secrets masked."""
+        found = {"ok": False, "out": None, "frames": [], "states": {}} if self.result is None else self.result.to_dict()
+        return scrub({**found, "ok": self.ok, "url": self.url, "message": self.message,
+                      "duration": round(self.duration, 3)})
+
+
+def run_batch(graphs: Sequence[Pipeline], *, client: Any = None, scheduler: str | None = None,
+              fail_fast: bool = False) -> list[InputRun]:
+    """Compute every graph; return one :class:`InputRun` per graph, in order.
+
+    Parameters
+    ----------
+    graphs : sequence of Pipeline
+        From :func:`daskgif.build_graphs`.
+    client : distributed.Client, optional
+        Computes all graphs together; else they run one by one on *scheduler*.
+    fail_fast : bool
+        Stop at the first failure: what has not ended is cancelled (and told so).
+    """
+    start = time.time()
+    if client is not None:
+        return _on_client(graphs, client, fail_fast, start)
+    runs: list[InputRun] = []
+    for graph in graphs:
+        if fail_fast and runs and not runs[-1].ok:
+            runs.append(InputRun(graph.params.url, False, message="not run: an earlier input failed (--fail-fast)"))
+            continue
+        began = time.time()
+        try:
+            result = graph.compute(scheduler=scheduler)
+        except RunFailed as e:
+            runs.append(InputRun(graph.params.url, False, e.result, mask(str(e)), time.time() - began))
+        else:
+            runs.append(InputRun(graph.params.url, True, result, "", time.time() - began))
+    return runs
+
+
+def _on_client(graphs: Sequence[Pipeline], client: Any, fail_fast: bool, start: float) -> list[InputRun]:
+    from distributed import as_completed
+
+    futures = client.compute(list(graphs))
+    ended: dict[Any, InputRun] = {}
+    for future in as_completed(futures):
+        graph = graphs[futures.index(future)]
+        if future.status == "finished":
+            ended[future.key] = InputRun(graph.params.url, True, future.result(), "", time.time() - start)
+            continue
+        error = future.exception() if future.status == "error" else None
+        ended[future.key] = InputRun(graph.params.url, False, getattr(error, "result", None),
+                                     mask(str(error)) if error is not None else "cancelled", time.time() - start)
+        if fail_fast:
+            client.cancel([f for f in futures if f.key not in ended])
+            break
+    return [ended.get(f.key) or InputRun(g.params.url, False, message="not run: an earlier input failed "
+                                         "(--fail-fast)") for f, g in zip(futures, graphs)]
