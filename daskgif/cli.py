@@ -217,7 +217,7 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
 
     from daskgif.ops.cluster import ConnectError, connect
     from daskgif.ops.schedule import run_schedule
-    from daskgif.views.progress import Progress
+    from daskgif.views.progress import Progress, fresh_line
 
     stop = threading.Event()
     received: dict[str, int] = {}
@@ -225,11 +225,11 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
     def on_signal(signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
         if stop.is_set():
-            os.write(2, f"daskgif: {name} again: aborting now\n".encode())
+            os.write(2, f"{fresh_line()}daskgif: {name} again: aborting now\n".encode())
             raise KeyboardInterrupt
         received["signum"] = signum
         stop.set()
-        os.write(2, f"daskgif: {name} received: stopping (a second signal aborts at once)\n".encode())
+        os.write(2, f"{fresh_line()}daskgif: {name} received: stopping (a second signal aborts at once)\n".encode())
 
     tally: dict[str, Any] = {"runs": 0, "failed": 0, "last": None}
 
@@ -256,7 +256,7 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
                            f"{f'  (daskgif runs: {runs_page})' if runs_page else ''}", err=True)
             if report:
                 stack.enter_context(performance_report(client, report, code=command_line()))
-            show_progress = not as_json and sys.stderr.isatty()
+            show_progress = not as_json  # a bar on a terminal, else a plain line every daskgif.progress-interval s
             run_schedule(
                 kwargs, graph=graph, client=client, scheduler=scheduler if client is None else None, stop=stop,
                 progress=(lambda: Progress(client=client)) if show_progress else None,

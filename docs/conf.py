@@ -75,6 +75,8 @@ EXTERNAL = {
     "dask.config.update_defaults": DASK + "configuration.html#dask.config.update_defaults",
     "dask.compute": DASK + "api.html#dask.compute",
     "dask.utils.key_split": DASK + "api.html#dask.utils.key_split",
+    "dask.diagnostics.ProgressBar": DASK + "diagnostics-local.html#dask.diagnostics.ProgressBar",
+    "distributed.progress": DISTRIBUTED + "api.html#distributed.progress",
     "distributed.Client": DISTRIBUTED + "api.html#distributed.Client",
     "distributed.LocalCluster": DISTRIBUTED + "api.html#distributed.LocalCluster",
     "distributed.performance_report": DISTRIBUTED + "api.html#distributed.performance_report",

@@ -20,7 +20,7 @@ PARTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "ops": ("schedules, runs in a thread, history, webhooks, the cluster to run on",
             ("pipeline", "core", "storage", "base"), ("dask", "distributed", "croniter", "dateutil")),
     "views": ("pictures, the progress line, the runs page",
-              ("pipeline", "core", "storage", "gif", "base"), ("dask", "distributed", "tornado", "graphviz", "IPython")),
+              ("pipeline", "core", "storage", "gif", "base"), ("dask", "distributed", "tornado", "graphviz", "IPython", "tqdm")),
     "pipeline": ("parameters, steps and writers, the graph, frames, the result, reruns",
                  ("core", "storage", "gif", "codec", "base"), ("dask", "distributed", "yaml", "IPython", "croniter")),
     "core": ("Task, Skip, states, retry policy, tasks launching tasks, events: knows no pipeline",

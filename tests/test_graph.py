@@ -8,6 +8,7 @@ import os
 import pickle
 from pathlib import Path
 
+import dask
 import daskgif  # before distributed.utils_test, which snapshots dask.config
 import pytest
 from dask.utils import key_split
@@ -133,12 +134,30 @@ def test_local_schedulers(tmp_path, scheduler):
     check_output(build_graph(**paths(tmp_path), frames_per_task=5).compute(scheduler=scheduler), SAMPLE)
 
 
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_batch_keys_name_their_items(scheduler):
+    from dask.callbacks import Callback
+
+    from daskgif.core.fanout import fan_out
+
+    keys: list[str] = []
+    with dask.config.set(scheduler=scheduler), Callback(pretask=lambda key, dsk, state: keys.append(key)):
+        assert fan_out(lambda first, batch: sum(batch), range(10), name="write-frame", batch_size=4,
+                       token="0f" * 16) == [6, 22, 17]
+    assert sorted(keys, key=lambda k: int(k.split("-")[2])) == [
+        f"write-frame-{first}-{last}-{'0f' * 16}" for first, last in [(0, 3), (4, 7), (8, 9)]]
+    assert {key_split(k) for k in keys} == {"write-frame"}  # one readable prefix in the dashboard
+
+
 def test_distributed_spreads_write_frame_tasks(tmp_path, client):
     with get_task_stream(client) as stream:
         result = build_graph(**paths(tmp_path), frames_per_task=1).compute()
     check_output(result, SAMPLE)
     writes = [t for t in stream.data if key_split(t["key"]) == "write-frame"]
     assert len(writes) == len(result.frames)
+    # Each batch's key names the frames it holds (here one each): write-frame-<first>-<last>-<run>.
+    assert sorted(str(t["key"]).rsplit("-", 1)[0] for t in writes) == sorted(
+        f"write-frame-{i}-{i}" for i in range(len(result.frames)))
     assert len({t["worker"] for t in writes}) == 2
     assert {key_split(t["key"]) for t in stream.data} >= {"fetch", "split", "map-frames", "combine"}
 

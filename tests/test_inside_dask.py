@@ -59,14 +59,15 @@ def test_a_failed_frame_is_an_erred_task_and_nothing_downstream_runs(tmp_path, c
     assert str(error) == ("task 'write-frame' (frame 2) failed after 1 attempt: IsADirectoryError: [Errno 21] "
                           f"Is a directory: '{tmp_path / 'frames' / 'frame_02.gif'}'")  # the file, not a .part
     # The dashboard's view: the batch holding frame 2 erred, and so did everything that depends on it.
-    assert states[f"write-frame-2-{pipeline.run}"] == "erred"
-    assert states[f"write-frame-1-{pipeline.run}"] in ("memory", "released", "forgotten")
+    # A batch's key names the frames it holds: write-frame-<first>-<last>-<run>.
+    assert states[f"write-frame-2-2-{pipeline.run}"] == "erred"
+    assert states[f"write-frame-1-1-{pipeline.run}"] in ("memory", "released", "forgotten")
     for step in ("map-frames", "combine", "result"):
         assert states[f"{step}-{pipeline.run}"] == "erred"
     ran = {key_split(t["key"]) for t in stream.data}
     assert "combine" not in ran and "result" not in ran
     errored = {str(t["key"]) for t in stream.data if t.get("status") == "error"}
-    assert f"write-frame-2-{pipeline.run}" in errored
+    assert f"write-frame-2-2-{pipeline.run}" in errored
     # Every state known when it failed: the steps upstream and the frames.
     result = error.result
     assert result.counts()["fetch"] == {"Success": 1} and result.counts()["split"] == {"Success": 1}
@@ -99,12 +100,13 @@ def test_progress_and_hooks_come_from_dask_events(tmp_path, client):
 
     pipeline = graph.build_graph(**paths(tmp_path, url=str(tmp_path / "big.img")), frames_per_task=20,
                                  on_state=[seen.append])
-    with Recording(stream=io.StringIO(), interval=0) as progress:
+    with Recording(stream=io.StringIO(), clock=lambda: 0.0) as progress:  # 10 s never pass
         result = pipeline.compute()
     assert result.ok
     assert progress.total == 300 and progress.done == 300 and shown[-1] == 300
     assert shown == sorted(shown)  # monotonic
-    assert progress.stream.getvalue() == "[" + "#" * 30 + "] 300/300 frames\n"  # not a TTY: the last line only
+    # Not a TTY, and daskgif.progress-interval (10 s) never passed: one plain line, at 100 %.
+    assert progress.stream.getvalue() == "300/300 frames (100%), ? frames/s, elapsed 00:00, ETA ?\n"
     steps = [(s.name, s.state) for s in seen]
     assert steps[0] == ("fetch", "Running") and steps[-1] == ("combine", "Success")
     # The same messages are kept by the scheduler (the runs page reads them); a few per batch, not one per frame.

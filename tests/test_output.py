@@ -26,12 +26,14 @@ def daskgif(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120
 
 
 def test_a_successful_run_prints_one_summary_line_and_only_the_dashboard_link(tmp_path):
-    done = daskgif("run", "--workers", "2", cwd=tmp_path)
+    done = daskgif("run", "--workers", "2", cwd=tmp_path, env={"DASK_DASKGIF__PROGRESS_INTERVAL": "3600"})
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 1 and done.stdout.startswith("Wrote clip.gif (")
     lines = done.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Dashboard: http://127.0.0.1:")
+    assert len(lines) == 2 and lines[0].startswith("Dashboard: http://127.0.0.1:")
     assert "/daskgif" in lines[0]  # the runs page of the cluster daskgif started
+    # stderr is no TTY: plain progress lines, here only the last (the interval is an hour)
+    assert re.fullmatch(r"(\d+)/\1 frames \(100%\), .* frames/s, elapsed .*, ETA .*", lines[1])
 
 
 def test_json_prints_only_json(tmp_path):

@@ -20,7 +20,7 @@ PACKAGE = ROOT / "daskgif"
 DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml", "dateutil": "python-dateutil"}
 
 #: Imported only where the environment already has it, and why it is not a dependency.
-PROVIDED = {"IPython": "progressbar.py draws in a notebook only inside a Jupyter kernel, which has IPython"}
+PROVIDED = {"IPython": "views/progress.py draws in a notebook only inside a Jupyter kernel, which has IPython"}
 
 #: Declared but never imported by daskgif, and why.
 USED_WITHOUT_IMPORT = {

@@ -1,8 +1,9 @@
 """Launch tasks from a running task, on the scheduler that runs it: Dask's tasks-launching-tasks.
 
-Batches are Dask tasks keyed ``<name>-<first index>-<token>``, launched where the caller runs
-(:func:`~daskgif.core.runtime.current_scheduler`): over the cluster from a worker (in the dashboard),
-in the pool of the ``threads`` scheduler, else one after another in the calling thread (pdb works).
+Batches are Dask tasks keyed ``<name>-<first index>-<last index>-<token>`` (:func:`batch_key`), launched
+where the caller runs (:func:`~daskgif.core.runtime.current_scheduler`): over the cluster from a worker
+(in the dashboard), in the pool of the ``threads`` scheduler, else one after another in the calling
+thread (pdb works).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from daskgif.core.runtime import current_scheduler
 from daskgif.core.state import FAILED, MappedStates, State
 from daskgif.errors import Cancelled, RunFailed
 
-__all__ = ["BatchHook", "Releasable", "Mapped", "map_task", "run_batch", "fan_out", "batches"]
+__all__ = ["BatchHook", "Releasable", "Mapped", "map_task", "run_batch", "fan_out", "batches", "batch_key"]
 
 
 @runtime_checkable
@@ -132,6 +133,20 @@ def batches(items: Sequence, batch_size: int | str, threads: int) -> list[tuple[
     return [(i, items[i:i + size]) for i in range(0, len(items), size)]
 
 
+def batch_key(name: str, first: int, batch: Sequence, token: str) -> str:
+    """The key of the batch of *name* that starts at item *first*: it names the items it holds.
+
+    ``dask.utils.key_split`` gives *name* back, so the dashboard groups every batch under it.
+
+    >>> batch_key("write-frame", 375, range(375, 750), "5b3c")
+    'write-frame-375-749-5b3c'
+    >>> from dask.utils import key_split
+    >>> key_split(batch_key("write-frame", 0, [1, 2], "d41d8cd98f00b204e9800998ecf8427e"))
+    'write-frame'
+    """
+    return f"{name}-{first}-{first + len(batch) - 1}-{token}"
+
+
 def fan_out(func: Callable[[int, Sequence], Any], items: Sequence, *, name: str, batch_size: int | str = "auto",
             token: str | None = None, gather: Callable[[list], Any] = list) -> Any:
     """Run ``func(first_index, batch)`` on every batch of *items* as Dask tasks; return ``gather(results)``.
@@ -146,7 +161,8 @@ def fan_out(func: Callable[[int, Sequence], Any], items: Sequence, *, name: str,
     scheduler, threads = current_scheduler()
     if scheduler == "distributed":
         return _on_cluster(func, items, name, batch_size, token, gather)
-    tasks = [dask.delayed(_failure_as_value, pure=False)(func, i, batch, dask_key_name=f"{name}-{i}-{token}")
+    tasks = [dask.delayed(_failure_as_value, pure=False)(func, i, batch,
+                                                         dask_key_name=batch_key(name, i, batch, token))
              for i, batch in batches(items, batch_size, threads)]
     threads_kwarg = {} if scheduler == "sync" else {"num_workers": threads}  # get_sync takes none
     return gather(list(dask.compute(*tasks, scheduler=scheduler, **threads_kwarg)))
@@ -166,7 +182,7 @@ def _on_cluster(func: Callable, items: Sequence, name: str, batch_size: int | st
 
     with worker_client() as client:
         threads = sum(client.nthreads().values())
-        futures = [client.submit(func, i, batch, key=f"{name}-{i}-{token}", pure=False)
+        futures = [client.submit(func, i, batch, key=batch_key(name, i, batch, token), pure=False)
                    for i, batch in batches(items, batch_size, threads)]
         wait(futures)
         if any(f.status == "cancelled" for f in futures):

@@ -5,35 +5,131 @@ Use it as Dask's ``ProgressBar`` is used::
     with daskgif.progress():
         result = graph.compute()
 
-In Jupyter it is one HTML line updated in place; in a terminal, one line
-redrawn with ``\\r``; written to anything else, nothing until the end.
+It draws where the user looks:
+
+- in Jupyter, one HTML line updated in place, in the cell that runs the
+  computation (whichever thread the messages arrive on);
+- on a terminal, a `tqdm <https://tqdm.github.io>`_ bar with rate and ETA;
+  log lines and :func:`fresh_line` messages start on a line of their own;
+- anywhere else (a log file, cron, CI), a plain line at most every
+  ``daskgif.progress-interval`` seconds, and one at the end.
+
+Dask's own progress bars stop short of the end (40 % or 60 %): the ``write-frame``
+tasks are launched while the run goes on, so Dask counts them only once they exist.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
+from tqdm import tqdm
+
+from daskgif import config
 from daskgif.core import events
 from daskgif.core.runtime import find_client
 
-__all__ = ["Progress", "progress", "bar"]
+__all__ = ["Progress", "progress", "describe", "fresh_line"]
+
+#: The terminal bar: tqdm's own layout, counted in frames.
+BAR_FORMAT = "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} frames [{elapsed}<{remaining}, {rate_noinv_fmt}]"
 
 
-def bar(done: int, total: int | None, width: int = 30) -> str:
-    """One progress line; *total* is ``None`` while the frame count is unknown.
+def describe(done: int, total: int | None, elapsed: float, rate: float | None = None) -> str:
+    """One plain progress line: frames done of *total*, *rate* (frames a second), *elapsed* seconds, ETA.
 
-    >>> bar(12, 48, width=8)
-    '[##      ] 12/48 frames'
-    >>> bar(0, None, width=8)
-    '[        ] waiting for the frame count'
+    >>> describe(5344, 40000, elapsed=12.5, rate=430.04)
+    '5344/40000 frames (13%), 430.0 frames/s, elapsed 00:12, ETA 01:20'
+    >>> describe(0, 27, elapsed=3.2)
+    '0/27 frames (0%), ? frames/s, elapsed 00:03, ETA ?'
+    >>> describe(0, None, elapsed=3.2)
+    'waiting for the frame count, elapsed 00:03'
     """
     if total is None:
-        return f"[{' ' * width}] waiting for the frame count"
-    filled = width * min(done, total) // max(total, 1)
-    return f"[{'#' * filled}{' ' * (width - filled)}] {min(done, total)}/{total} frames"
+        return f"waiting for the frame count, elapsed {tqdm.format_interval(elapsed)}"
+    done = min(done, total)
+    eta = tqdm.format_interval((total - done) / rate) if rate else "?"
+    return (f"{done}/{total} frames ({100 * done // max(total, 1)}%), {f'{rate:,.1f}' if rate else '?'} frames/s, "
+            f"elapsed {tqdm.format_interval(elapsed)}, ETA {eta}")
+
+
+def plain_interval() -> float:
+    """``daskgif.progress-interval``: least seconds between two plain progress lines, checked.
+
+    >>> import dask
+    >>> plain_interval()
+    10
+    >>> with dask.config.set({"daskgif.progress-interval": -1}):
+    ...     plain_interval()
+    Traceback (most recent call last):
+    ...
+    ValueError: daskgif.progress-interval must be a number of seconds >= 0, got -1
+    """
+    return config.check("progress-interval", config.get("progress-interval"),
+                        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+                        "a number of seconds >= 0")
+
+
+class _Line:
+    """A terminal stream that knows whether its last line is open: a bar drawn with ``\\r`` and not yet ended."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+        self.open = False
+
+    def write(self, text: str) -> int:
+        if text:
+            self.open = not text.endswith("\n")
+        return self.stream.write(text)
+
+    def end(self) -> str:
+        """``"\\n"`` if the line is open, which then counts as ended; else ``""``.  Lock-free, for signal handlers."""
+        was, self.open = self.open, False
+        return "\n" if was else ""
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno (tqdm reads the terminal's width), encoding
+        return getattr(self.stream, name)
+
+
+class _Above:
+    """The stream a log handler writes to while a bar is drawn on its own: each record goes above the bar,
+    which is then redrawn below it (:meth:`tqdm.tqdm.write`)."""
+
+    def __init__(self, line: _Line):
+        self.line = line
+
+    def write(self, text: str) -> None:
+        _Bar.write(text, file=self.line, end="")
+
+    def flush(self) -> None:
+        self.line.stream.flush()
+
+
+class _Bar(tqdm):
+    monitor_interval = 0  # no monitor thread: the bar is redrawn as messages come
+
+
+_OPEN: list[_Line] = []  # the lines of the bars being drawn now
+
+
+def fresh_line(stream: IO[str] | None = None) -> str:
+    """``"\\n"`` when a progress bar's line is open on *stream* (default ``sys.stderr``), else ``""``.
+
+    Write it before a message, so that the message starts on a line of its own;
+    the bar goes on below it.  Safe in a signal handler (it takes no lock)::
+
+        os.write(2, f"{fresh_line()}daskgif: SIGINT received".encode())
+
+    >>> fresh_line()
+    ''
+    """
+    stream = sys.stderr if stream is None else stream
+    return next((line.end() for line in list(_OPEN) if line.stream is stream), "")
 
 
 class Progress:
@@ -42,92 +138,194 @@ class Progress:
     Parameters
     ----------
     stream : file, optional
-        Where a terminal line is drawn; default ``sys.stderr``.
-    interval : float
-        Least seconds between redraws.
+        Where to draw; default ``sys.stderr`` (or, in Jupyter, the cell's output).
+    interval : float, optional
+        Least seconds between two redraws.  Default 0.1 for a bar (terminal,
+        Jupyter), ``daskgif.progress-interval`` (10) for plain lines.
     client : distributed.Client, optional
         Whose messages to follow; default the current client, if any.
+    clock : callable, optional
+        Seconds, for the interval, elapsed time and rate; default :func:`time.monotonic`.
     """
 
-    def __init__(self, stream: IO[str] | None = None, interval: float = 0.1, client: Any = None):
+    def __init__(self, stream: IO[str] | None = None, interval: float | None = None, client: Any = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.stream = sys.stderr if stream is None else stream
         self.interval = interval
         self.client = client
+        self.clock = clock
         self.done = 0
         self.total: int | None = None
+        self.started = self.writing = self._drawn = clock()
         self._runs: set[str] = set()
         self._lock = threading.Lock()
-        self._drawn = 0.0
-        self._handle: Any = None
+        self._shown: tuple[int, int | None] = (0, None)
+        self._notebook: Any = None
+        self._line: _Line | None = None
+        self._bar: _Bar | None = None
+        self._handlers: list[tuple[logging.StreamHandler, Any]] = []
+        self._given_stream = stream is not None
+
+    @property
+    def mode(self) -> str:
+        """How it draws: ``"notebook"``, ``"bar"`` (a terminal) or ``"lines"``."""
+        if self._notebook is not None:
+            return "notebook"
+        return "bar" if self._line is not None else "lines"
 
     def __enter__(self) -> Progress:
         client = self.client if self.client is not None else find_client()
         if client is not None:
             events.relay(client)
-        self._handle = _notebook_display()
+        self._notebook = None if self._given_stream else _CellOutput.here()
+        terminal = self._notebook is None and _isatty(self.stream)
+        if self.interval is None:
+            self.interval = 0.1 if self._notebook is not None or terminal else plain_interval()
+        if terminal:
+            self._line = _Line(self.stream)
+            _OPEN.append(self._line)
+            for handler in logging.getLogger("daskgif").handlers:
+                if type(handler) is logging.StreamHandler and handler.stream is self.stream:
+                    self._handlers.append((handler, handler.setStream(_Above(self._line))))
+        self.started = self.writing = self._drawn = self.clock()
         self.unsubscribe = events.bus.subscribe(self.receive)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.unsubscribe()
-        self.draw(final=True)
+        with self._lock:
+            self.draw(final=True)
+            for handler, stream in self._handlers:
+                handler.setStream(stream)
+            if self._line in _OPEN:
+                _OPEN.remove(self._line)
 
     def receive(self, msg: dict) -> None:
         """Count one message; redraw at most every *interval* seconds."""
-        with self._lock:
-            kind = msg.get("kind")
+        with self._lock:  # also keeps the drawings in order
+            kind, added = msg.get("kind"), 0
             if kind == "map":
                 self._runs.add(msg["run"])
+                if self.total is None:
+                    self.writing = self.clock()
                 self.total = (self.total or 0) + msg["total"]
             elif kind == "frames" and msg.get("run") in self._runs:
-                self.done += sum(msg["counts"].values())
+                added = sum(msg["counts"].values())
+                self.done += added
             else:
                 return
-            due = time.monotonic() - self._drawn >= self.interval
-        if due:
-            self.draw()
+            if self._bar is not None:
+                self._bar.total = self.total
+                self._bar.update(added)
+            else:
+                self.draw()
+
+    @property
+    def rate(self) -> float | None:
+        """Frames written a second since the frame count was known; ``None`` before."""
+        seconds = self.clock() - self.writing
+        return self.done / seconds if self.total is not None and self.done and seconds > 0 else None
 
     @property
     def line(self) -> str:
-        """The progress line as it stands."""
-        return bar(self.done, self.total)
+        """The progress as it stands, in one plain line (:func:`describe`)."""
+        return describe(self.done, self.total, self.clock() - self.started, self.rate)
 
     def draw(self, final: bool = False) -> None:
-        """Redraw the line (and end it with a newline when *final*)."""
-        self._drawn = time.monotonic()
-        if self.total is None and final:
+        """Redraw, if *interval* has passed (always when *final*; a plain line also at 100 %)."""
+        if self.total is None:
             return
-        if self._handle is not None:
-            from IPython.display import HTML
-
-            value = 0 if not self.total else min(self.done, self.total)
-            self._handle.update(HTML(f'<progress value="{value}" max="{self.total or 1}" style="width:20em">'
-                                     f'</progress> <code>{self.line.split("] ", 1)[-1]}</code>'))
-        elif self.stream.isatty():
-            self.stream.write("\r" + self.line + ("\n" if final else ""))
-            self.stream.flush()
-        elif final:
+        if self._line is not None:
+            self._draw_bar(final)
+            return
+        now, shown = self.clock(), (self.done, self.total)
+        at_end = final or (self._notebook is None and self.done >= self.total)
+        if shown == self._shown or not at_end and now - self._drawn < self.interval:
+            return
+        self._drawn, self._shown = now, shown
+        if self._notebook is not None:
+            value = min(self.done, self.total)
+            self._notebook.update(f'<progress value="{value}" max="{self.total or 1}" style="width:20em">'
+                                  f'</progress> <code>{value}/{self.total} frames</code>')
+        else:
             self.stream.write(self.line + "\n")
+            self.stream.flush()
+
+    def _draw_bar(self, final: bool) -> None:
+        if self._bar is None:
+            self._bar = _Bar(total=self.total, initial=self.done, file=self._line, mininterval=self.interval,
+                             bar_format=BAR_FORMAT, unit=" frames", leave=True,
+                             dynamic_ncols=_width(self.stream) > 0)  # a terminal of unknown width: tqdm's default
+        if final:
+            self._bar.close()
 
 
-def _notebook_display() -> Any:
-    """A display handle updated in place when running in a Jupyter kernel, else ``None``."""
-    shell = sys.modules.get("IPython") and getattr(sys.modules["IPython"], "get_ipython", lambda: None)()
-    if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
-        return None
-    from IPython.display import HTML, display
-
-    return display(HTML(""), display_id=True)
+def _width(stream: Any) -> int:
+    """The terminal's columns; 0 if unknown (a pseudo-terminal nobody sized says 0)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
-def progress(stream: IO[str] | None = None, interval: float = 0.1, client: Any = None) -> Progress:
+def _isatty(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty is not None and isatty())
+
+
+class _CellOutput:
+    """An HTML output of the Jupyter cell that made it, updated in place from any thread.
+
+    ipykernel sends output with the parent header of the thread's context: a
+    thread started in another cell (the client's event loop, the ``threads``
+    pool) would update the display in *that* cell.  Each update is therefore
+    sent with the header of the cell that made the display, as ipywidgets' Output does.
+    """
+
+    def __init__(self, shell: Any):
+        from IPython.display import HTML, display
+
+        self.shell = shell
+        self.parent = shell.get_parent() if hasattr(shell, "get_parent") else None
+        self.handle = display(HTML(""), display_id=True)
+
+    @classmethod
+    def here(cls) -> _CellOutput | None:
+        """One in the cell running now, when running in a Jupyter kernel; else ``None``."""
+        ipython = sys.modules.get("IPython")
+        shell = ipython.get_ipython() if ipython is not None else None
+        if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
+            return None
+        return cls(shell)
+
+    def update(self, html: str) -> None:
+        """Show *html* in place of what the display shows, in the cell that made it."""
+        from IPython.display import HTML
+
+        set_parent = getattr(self.shell, "set_thread_parent", None)  # ipykernel >= 7: a parent per thread
+        tokens = set_parent(self.parent) if set_parent is not None and self.parent else None
+        try:
+            self.handle.update(HTML(html))
+        finally:
+            if tokens is not None:
+                self.shell.reset_thread_parent(tokens)
+
+
+def progress(stream: IO[str] | None = None, interval: float | None = None, client: Any = None) -> Progress:
     """Show the frame progress of the runs computed inside a ``with`` block.
 
-    In Jupyter it is one HTML ``<progress>`` line, updated in place; in a
-    terminal, one line redrawn with ``\\r`` (``[#####    ] 12/32 frames``);
-    written to anything else, one line at the end.  It counts frames from the
-    runs' own messages (:mod:`daskgif.core.events`), on a cluster or a local
-    scheduler: nothing polls the scheduler.
+    In Jupyter it is one HTML ``<progress>`` line, updated in place in the cell
+    that runs the computation; on a terminal, a bar with rate and ETA
+    (``42%|####      | 16800/40000 frames [00:40<00:55, 420.00 frames/s]``);
+    written to anything else (a log file, cron, CI), a plain line at most every
+    ``daskgif.progress-interval`` seconds (default 10) and one at the end::
+
+        16800/40000 frames (42%), 420.0 frames/s, elapsed 00:42, ETA 00:55
+
+    It counts frames from the runs' own messages (:mod:`daskgif.core.events`),
+    on a cluster or a local scheduler: nothing polls the scheduler.  Dask's own
+    ``ProgressBar`` and ``distributed.progress`` stop short of the end while
+    frames are written: the ``write-frame`` tasks are launched at run time.
 
     Parameters
     ----------
@@ -143,9 +341,9 @@ def progress(stream: IO[str] | None = None, interval: float = 0.1, client: Any =
     --------
     >>> import io, daskgif
     >>> graph = daskgif.build_graph(data_file="memory://p/d.img", out="memory://p/c.gif")
-    >>> with daskgif.progress(stream=io.StringIO()) as bar:
+    >>> with daskgif.progress(stream=io.StringIO()) as shown:
     ...     result = graph.compute(scheduler="sync")
-    >>> bar.line
-    '[##############################] 32/32 frames'
+    >>> shown.done, shown.total, shown.line.startswith("32/32 frames (100%), ")
+    (32, 32, True)
     """
     return Progress(stream=stream, interval=interval, client=client)
