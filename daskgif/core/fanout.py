@@ -8,6 +8,7 @@ thread (pdb works).
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import uuid
@@ -175,6 +176,11 @@ def _failure_as_value(func: Callable[[int, Sequence], Any], first: int, batch: S
         return e
 
 
+#: The futures of the last batches that failed: held, so the dashboard and ``Future.exception()`` show them
+#: erred after their run has ended (a failed batch holds no data, only its exception).
+FAILED_BATCHES: collections.deque = collections.deque(maxlen=256)
+
+
 def _on_cluster(func: Callable, items: Sequence, name: str, batch_size: int | str, token: str,
                 gather: Callable[[list], Any]) -> Any:
     """Submit the batches from this worker, wait for all, and gather them while their futures are held."""
@@ -192,9 +198,10 @@ def _on_cluster(func: Callable, items: Sequence, name: str, batch_size: int | st
         for error in found:
             if isinstance(error, BaseException) and not isinstance(error, RunFailed):
                 raise error
-        if any(isinstance(error, RunFailed) for error in found):  # the run fails: free what finished now
-            for future in futures:
+        if any(isinstance(error, RunFailed) for error in found):  # the run fails: free what finished now,
+            for future in futures:                                   # and keep the erred batches in view
                 if future.status == "finished":
                     future.release()
-        # Raised from here, a failure's traceback holds the futures: the erred batches stay on the dashboard.
+                elif future.status == "error":
+                    FAILED_BATCHES.append(future)
         return gather(found)
