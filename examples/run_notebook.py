@@ -6,7 +6,7 @@ host. Regenerate them after changing the notebook or the code it shows::
     python examples/run_notebook.py            # execute, then rewrite the notebook in place
     python examples/run_notebook.py --check    # exit 1 if the committed outputs are stale
 
-``tests/test_notebook.py`` runs the same check. Outputs are compared in a
+``tests/features/test_notebook.py`` runs the same check. Outputs are compared in a
 normal form (see :func:`normal_form`) that ignores what changes from run to run:
 numbers (times, ports, addresses), the progress bar's intermediate states,
 pictures, and log lines that are not daskgif's own.

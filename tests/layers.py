@@ -1,6 +1,6 @@
 """The architecture of daskgif as data: its parts, the arrows allowed between them, and what each may import.
 
-``tests/test_layers.py`` enforces this table and ``docs/architecture.rst`` shows it
+``tests/project/test_layers.py`` enforces this table and ``docs/architecture.rst`` shows it
 (``render()``; a test keeps the page equal to it).  Arrows point down: a part may
 import the parts it lists, never one above it.
 """

@@ -13,7 +13,7 @@ import pytest
 
 from layers import imports  # one scan of a module's imports, shared with the layering test
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "daskgif"
 
 #: Import name -> distribution name, where they differ.

@@ -24,7 +24,7 @@ from daskgif.errors import FetchError, RunFailed, is_transient
 
 distributed = pytest.importorskip("distributed")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # Module-level functions: they travel to worker processes by reference.

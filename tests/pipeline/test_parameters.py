@@ -240,7 +240,7 @@ def test_one_table_gives_the_api_the_cli_the_file_and_the_docs_the_same_names():
     for name in api:
         flag = "--gif" if name == "out" else f"--{name.replace('_', '-')}"
         assert on_run[name] == [f"--{name.replace('_', '-')}"] and on_graph[name] == [flag], name
-    assert ".. daskgif-parameters:: run" in (Path(__file__).parent.parent / "docs" / "parameters.rst").read_text()
+    assert ".. daskgif-parameters:: run" in (Path(__file__).parents[2] / "docs" / "parameters.rst").read_text()
 
 
 def test_the_signature_of_build_graph_is_the_table():
@@ -312,7 +312,7 @@ def test_every_config_key_of_the_tables_has_a_default_it_accepts():
     from daskgif.pipeline.parameters import PARAMETERS
     from daskgif.pipeline.settings import SETTINGS
 
-    defaults = yaml.safe_load((Path(__file__).parent.parent / "daskgif" / "daskgif.yaml").read_text())["daskgif"]
+    defaults = yaml.safe_load((Path(__file__).parents[2] / "daskgif" / "daskgif.yaml").read_text())["daskgif"]
     for p in PARAMETERS:
         if p.config is not None:
             assert p.kind.accepts(defaults[p.config]), p.config

@@ -194,7 +194,7 @@ def test_killed_download_leaves_a_part_that_remove_stale_parts_clears(tmp_path, 
     url = http_server.trickle("/data.img", 500, 0.05)
     data_file = tmp_path / "image-data.img"
     code = "import sys; from daskgif.storage import fetch_file; fetch_file(sys.argv[1], sys.argv[2], chunk_size=500)"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]),
                                                         os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-c", code, url, str(data_file)], env=env)
     try:
@@ -277,7 +277,7 @@ def test_a_second_sigterm_aborts_at_once_and_leaves_no_file_behind(tmp_path, htt
 
     http_server.serve("/data.img", DATA)
     url = http_server.stall("/data.img", seconds=3600, after_bytes=1000)  # the download never ends by itself
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.Popen([sys.executable, "-m", "daskgif", "run", "--url", url, "--scheduler", scheduler],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -2,7 +2,7 @@
 
 Run as a script, it also redraws the documentation's screenshot::
 
-    python tests/test_dashboard.py docs/_static/runs-page.png
+    python tests/views/test_dashboard.py docs/_static/runs-page.png
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from daskgif.views.dashboard import PLUGIN_NAME, RunsPlugin, page_link
 from daskgif.views.runs import RunRecord, Runs
 from daskgif.errors import RunFailed
 
-sys.path.insert(0, str(Path(__file__).parent))  # run as a script: find frames.py
+sys.path.insert(0, str(Path(__file__).parents[1]))  # run as a script: find frames.py
 from frames import image_data, make_gif  # noqa: E402
 
 distributed = pytest.importorskip("distributed")

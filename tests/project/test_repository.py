@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 #: What ``daskgif run`` writes in its folder.
 WRITTEN = ["clip.gif", "image-data.img", "image-data.img.source.json", "frames/frame_00.gif",

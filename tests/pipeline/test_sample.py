@@ -9,7 +9,7 @@ from daskgif.gif.parse import parse_gif
 from daskgif.pipeline.sample import sample_path
 from daskgif.gif.split import split_bytes
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = Path(sample_path()).read_bytes()
 
 

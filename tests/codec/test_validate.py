@@ -118,7 +118,7 @@ def test_pillow_is_imported_only_when_a_frame_is_checked():
 
 # --- daskgif's max-pixels against Pillow's decompression-bomb limit ------------------------------------
 
-DEFAULT_MAX_PIXELS = yaml.safe_load((Path(__file__).parents[1] / "daskgif" / "daskgif.yaml").read_text())["daskgif"][
+DEFAULT_MAX_PIXELS = yaml.safe_load((Path(__file__).parents[2] / "daskgif" / "daskgif.yaml").read_text())["daskgif"][
     "max-pixels"]
 
 

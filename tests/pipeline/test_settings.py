@@ -18,7 +18,7 @@ import yaml
 
 from daskgif import config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 YAML = ROOT / "daskgif" / "daskgif.yaml"
 
 

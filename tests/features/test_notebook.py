@@ -18,7 +18,7 @@ from PIL import Image  # noqa: E402
 from daskgif.pipeline.sample import sample_path  # noqa: E402
 from daskgif.gif.split import split_bytes  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_FRAMES = len(split_bytes(Path(sample_path()).read_bytes()))
 
 
