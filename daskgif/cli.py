@@ -8,135 +8,28 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import click
 
-from daskgif.redact import MaskingFilter, mask
-
-if TYPE_CHECKING:
-    from daskgif.pipeline.parameters import Parameter
+from daskgif.cliopts import (
+    PlainGroup,
+    from_file,
+    graph_kwargs,
+    graph_options,
+    params_option,
+    schedule_options,
+    setup_logging,
+)
+from daskgif.redact import mask
+from daskgif.views.text import summary
 
 __all__ = ["main"]
 
 
-class KindType(click.ParamType):
-    """A click type made from a parameter of the table: its kind reads the text and checks the value."""
-
-    def __init__(self, parameter: Parameter):
-        self.parameter = parameter
-        self.name = parameter.metavar or parameter.kind.metavar
-
-    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
-        return self.name
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        kind = self.parameter.kind
-        found = kind.from_text(value) if isinstance(value, str) else value
-        reason = kind.reason(found)
-        if reason is not None:
-            self.fail(reason, param, ctx)
-        return found
-
-
-def table_option(parameter: Parameter, flag: str | None = None) -> Any:
-    """The click option of a parameter of the table (:mod:`daskgif.pipeline.parameters`); *flag* renames it.
-
-    A default in bytes is written as text (Python escapes), read as typed text is; a default
-    that comes from ``dask.config`` is named in the help.
-    """
-    flag = flag or parameter.flag
-    if isinstance(parameter.default, bool):
-        return click.option(flag, parameter.name, is_flag=True, default=False, help=parameter.help)
-    shown = parameter.shown_default
-    if parameter.config is not None:
-        return click.option(flag, parameter.name, type=KindType(parameter), default=None,
-                            help=f"{parameter.help} Default: {shown}.")
-    default = shown if isinstance(parameter.default, bytes) else parameter.default
-    return click.option(flag, parameter.name, type=KindType(parameter), default=default, help=parameter.help,
-                        show_default=shown is not None)
-
-
-def graph_options(func: Any, out_flag: str = "--out") -> Any:
-    """The options shared by every command that builds a graph (``run``, ``graph``), one per data parameter.
-
-    *out_flag* names the GIF option: ``graph`` keeps ``--out`` for its picture.
-    """
-    from daskgif.pipeline.parameters import PARAMETERS
-
-    for parameter in reversed([p for p in PARAMETERS if p.data]):
-        func = table_option(parameter, out_flag if parameter.name == "out" else None)(func)
-    return func
-
-
-def schedule_options(func: Any) -> Any:
-    """The options of a run on a schedule (``--every``, ``--cron``, ...), from the table's :data:`SCHEDULE`."""
-    from daskgif.pipeline.parameters import SCHEDULE
-
-    for parameter in reversed(SCHEDULE):
-        func = table_option(parameter)(func)
-    return func
-
-
-def params_option(func: Any) -> Any:
-    """``--params FILE``: parameters from a YAML or JSON file; options given on the command line win."""
-    return click.option("--params", "params_file", default=None, metavar="FILE",
-                        help="Read parameters from a YAML or JSON file (any fsspec path); options given on the "
-                             "command line override it.")(func)
-
-
-def from_file(ctx: click.Context, path: str | None) -> dict[str, Any]:
-    """The parameters in the file *path* that no option given explicitly on the command line overrides."""
-    if path is None:
-        return {}
-    from click.core import ParameterSource
-
-    from daskgif.pipeline.paramfile import load_params
-
-    try:
-        found = load_params(path)
-    except FileNotFoundError:
-        raise click.BadParameter(f"no such file: {mask(path)}", ctx, param_hint="'--params'") from None
-    except OSError as e:  # the path is named once: a fifo, a device, a file too large, ...
-        why = e.strerror if e.filename is not None and e.strerror else str(e)
-        raise click.BadParameter(f"cannot read {mask(path)}: {mask(why)}", ctx, param_hint="'--params'") from None
-    except ValueError as e:
-        raise click.UsageError(mask(str(e)), ctx) from None
-    defaults = (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
-    return {name: value for name, value in found.items() if ctx.get_parameter_source(name) in defaults}
-
-
-def graph_kwargs(params: dict[str, Any], found: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``build_graph`` arguments from parsed options, and from a file where no option was given.
-
-    Options left out (``None``) are left out, so ``build_graph`` applies its defaults.
-    """
-    from daskgif.pipeline.parameters import DATA
-
-    given = {**params, **(found or {})}
-    return {name: given[name] for name in DATA if given.get(name) is not None}
-
-
-def setup_logging(verbose: int) -> None:
-    """Send daskgif's log (masked) to stderr: warnings, task states with ``-v``, everything with ``-vv``.
-
-    Only daskgif's logger is configured; the root logger is left alone, and
-    distributed keeps its own configuration (its INFO lines show with ``-vv``).
-    """
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("daskgif: %(message)s" if verbose < 2 else
-                                           "%(asctime)s %(name)s %(levelname)s %(message)s"))
-    handler.addFilter(MaskingFilter())
-    handler.set_name("daskgif-cli")
-    log = logging.getLogger("daskgif")
-    for old in [h for h in log.handlers if h.get_name() == "daskgif-cli"]:  # main() called again in one process
-        log.removeHandler(old)
-    log.addHandler(handler)
-    log.setLevel([logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)])
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("daskgif", cls=PlainGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="daskgif")
 @click.option("-v", "--verbose", count=True, help="Log task states (-v), or everything, distributed included (-vv).")
 def main(verbose: int) -> None:
@@ -151,25 +44,37 @@ def main(verbose: int) -> None:
 @click.option("--scheduler", default=None, help="sync, threads, processes, or the address of a running cluster (also DASK_SCHEDULER_ADDRESS). Default: a new local cluster.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the result, as one JSON object per run.")
 @click.option("--report", default=None, type=click.Path(dir_okay=False), help="Save Dask's performance report (self-contained HTML) of the run(s); needs a cluster.")
+@click.option("--keep-dashboard", is_flag=True, help="Keep the local cluster and its dashboard up after the run(s) until Ctrl-C or SIGTERM, then exit with the runs' status.")
+@click.option("--fail-fast", is_flag=True, help="With a --url pattern of several inputs: stop at the first input that fails.")
 @schedule_options
 @params_option
 @click.pass_context
 def run(ctx: click.Context, workers: int | None, threads_per_worker: int, scheduler: str | None, as_json: bool,
-        report: str | None, params_file: str | None, **params: Any) -> None:
+        report: str | None, keep_dashboard: bool, fail_fast: bool, params_file: str | None, **params: Any) -> None:
     """Run the pipeline and print a one-line summary (or the result as JSON).
 
-    With --every or --cron it runs again and again on one cluster (one summary or
-    JSON line per run) until --max-runs or Ctrl-C/SIGTERM. A stop cancels the run
+    The local cluster it starts, and the dashboard link it prints, last while
+    the run runs; --keep-dashboard keeps them up after it until Ctrl-C/SIGTERM.
+
+    With --every or --cron it runs again and again (one summary or JSON line per
+    run, and when the next one is) until --max-runs or Ctrl-C/SIGTERM; the local
+    cluster is closed for waits over 5 minutes. A stop cancels the run
     in progress: no frame is written and no output replaced after it. Exit status:
     0 all runs succeeded, 1 a run failed, 2 bad usage, 130/143 stopped by
     SIGINT/SIGTERM.
+
+    A --url pattern ('data/*.img', 's3://bucket/dumps/*.img') runs one pipeline per
+    input in one computation, {name} in --out, --data-file and --frames-dir being
+    each input's name: a line per input, a total, exit status 1 if any failed.
 
     --params FILE reads any of these options (and build_graph's) from a YAML or
     JSON file, e.g. ``every: 24h``; an option given here overrides the file.
     """
     from zoneinfo import ZoneInfo
 
-    from daskgif.ops.cluster import LOCAL_SCHEDULERS, check_scheduler
+    from daskgif.storage import is_glob
+
+    from daskgif.ops.cluster import LOCAL_SCHEDULERS, check_scheduler, starts_cluster
     from daskgif.pipeline.graph import build_graph
     from daskgif.pipeline.parameters import SCHEDULE
     from daskgif.pipeline.steps import check_outputs
@@ -177,6 +82,13 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
     given = {**params, **from_file(ctx, params_file)}  # each value checked by the table, as typed or as read
     kwargs = graph_kwargs(given)
     options = {p.name: given.get(p.name) for p in SCHEDULE}
+    if is_glob(kwargs.get("url") or ""):
+        if any(options[name] is not None for name in ("every", "cron")) or report or keep_dashboard:
+            raise click.UsageError("a --url pattern runs once: drop --every/--cron/--report/--keep-dashboard", ctx)
+        from daskgif.runmany import run_many
+
+        sys.exit(run_many(ctx, kwargs, scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker,
+                          as_json=as_json, fail_fast=fail_fast, verbose=ctx.find_root().params.get("verbose", 0)))
     every, cron, cron_tz = options["every"], options["cron"], options.pop("cron_tz")
     try:
         check_scheduler(scheduler)
@@ -189,6 +101,9 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
             raise ValueError("--max-runs needs --every or --cron")
         if cron_tz is not None and cron is None:
             raise ValueError("--cron-tz needs --cron")
+        if keep_dashboard and not starts_cluster(scheduler):
+            raise ValueError(f"--keep-dashboard keeps the local cluster that daskgif starts; with "
+                             f"{f'--scheduler {scheduler}' if scheduler else 'DASK_SCHEDULER_ADDRESS'} there is none")
         graph = build_graph(**kwargs)
         check_outputs(graph.params)  # clashing outputs are refused before a cluster starts or anything is fetched
     except (TypeError, ValueError) as e:
@@ -196,7 +111,8 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
     options["tz"] = None if cron_tz is None else ZoneInfo(cron_tz)
     tally, received = run_until_stopped(graph, kwargs, options, scheduler=scheduler, workers=workers,
                                        threads_per_worker=threads_per_worker, as_json=as_json, report=report,
-                                       verbose=ctx.find_root().params.get("verbose", 0))
+                                       verbose=ctx.find_root().params.get("verbose", 0),
+                                       keep_dashboard=keep_dashboard)
     if received:
         sys.exit(128 + received)
     if not tally["runs"] or tally["failed"]:
@@ -205,19 +121,22 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
 
 def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any], *, scheduler: str | None,
                       workers: int | None, threads_per_worker: int, as_json: bool, report: str | None,
-                      verbose: int) -> tuple[dict[str, Any], int]:
+                      verbose: int, keep_dashboard: bool = False) -> tuple[dict[str, Any], int]:
     """Connect, run (once or on a schedule), print each run; return a tally of the runs and the stopping signal.
 
     The tally holds counts and the last run only: a schedule that runs for months keeps nothing more.
 
     The first SIGINT/SIGTERM stops: the run in progress is cancelled and the
-    cluster closed.  A second one aborts at once.
+    cluster closed.  A second one aborts at once.  With *keep_dashboard*, the
+    cluster stays up after the runs until a signal, which then only closes it.
     """
     import signal
 
-    from daskgif.ops.cluster import ConnectError, connect
-    from daskgif.ops.schedule import run_schedule
+    from daskgif.ops.cluster import ConnectError, connect, starts_cluster
+    from daskgif.ops.runner import wait_for
+    from daskgif.ops.schedule import describe_due, run_schedule
     from daskgif.views.progress import Progress, fresh_line
+    from daskgif.views.text import dashboard_lines
 
     stop = threading.Event()
     received: dict[str, int] = {}
@@ -236,8 +155,19 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
     def on_result(run: Any) -> None:
         tally.update(runs=tally["runs"] + 1, failed=tally["failed"] + (not run.ok), last=run)
         show(run, as_json)
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+
+    # A link is printed only while it serves: a cluster of our own lives for one run, a schedule's until its
+    # next long wait, or (--keep-dashboard) until a signal; a running scheduler's lives on its own.
+    private = starts_cluster(scheduler)
+    scheduled = options["every"] is not None or options["cron"] is not None
+    per_run = private and not keep_dashboard and not report
+    serves = ("kept up after the run(s) until Ctrl-C or SIGTERM" if keep_dashboard else
+              "while the schedule runs" if scheduled and not per_run else
+              "while the cluster is up" if scheduled else "while the run runs") if private else ""
+    current: dict[str, Any] = {"client": None}
+
+    @contextlib.contextmanager
+    def cluster() -> Iterator[Any]:
         with contextlib.ExitStack() as stack:
             # Worker processes started now inherit an ignored SIGINT: Ctrl-C in a terminal reaches the whole
             # process group, and this process, not each worker, decides what a stop does.
@@ -248,19 +178,37 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
                     silence_logs=logging.INFO if verbose >= 2 else logging.CRITICAL, preload=("daskgif.dashboard",)))
             finally:
                 signal.signal(signal.SIGINT, on_signal)
-            if client is not None and not as_json:
-                from daskgif.views.dashboard import page_link
+            for line in dashboard_lines(client, serves) if client is not None and (not as_json or keep_dashboard) else ():
+                click.echo(line, err=True)
+            current["client"] = client
+            try:
+                yield client
+            finally:
+                current["client"] = None
 
-                runs_page = page_link(client)
-                click.echo(f"Dashboard: {client.dashboard_link}"
-                           f"{f'  (daskgif runs: {runs_page})' if runs_page else ''}", err=True)
+    def on_wait(number: int, due: float) -> None:
+        closed = "; the cluster stops until then" if per_run and current["client"] is None else ""
+        click.echo(f"daskgif: next run ({number}) {describe_due(due, time.time(), options['tz'])}{closed}", err=True)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with contextlib.ExitStack() as stack:
+            client = None if per_run else stack.enter_context(cluster())
             if report:
+                from daskgif.ops.report import performance_report
+
                 stack.enter_context(performance_report(client, report, code=command_line()))
             show_progress = not as_json  # a bar on a terminal, else a plain line every daskgif.progress-interval s
             run_schedule(
-                kwargs, graph=graph, client=client, scheduler=scheduler if client is None else None, stop=stop,
-                progress=(lambda: Progress(client=client)) if show_progress else None,
-                on_result=on_result, keep=1, **options)
+                kwargs, graph=graph, client=client, cluster=cluster if per_run else None,
+                scheduler=scheduler if client is None else None, stop=stop,
+                progress=(lambda: Progress(client=current["client"])) if show_progress else None,
+                on_result=on_result, on_wait=on_wait, keep=1, **options)
+            if keep_dashboard and not stop.is_set():
+                click.echo("daskgif: the dashboard stays up until Ctrl-C or SIGTERM", err=True)
+                while not wait_for(stop, 3600):
+                    pass
+                received.clear()  # the runs had ended: the status is theirs
     except ConnectError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(1)
@@ -303,40 +251,6 @@ def show(run: Any, as_json: bool) -> None:
     sys.stdout.flush()
 
 
-def summary(run: Any) -> str:
-    """Describe a successful run in one line: the output, its size, frames in and written, time, anything unusual."""
-    result = run.result
-    unusual = "; ".join(  # the per-frame (mapped) task is told by frames_written
-        f"{name}: {', '.join(f'{n} {state}' if n > 1 else state for state, n in per.items())}"
-        for name, per in result.counts().items()
-        if set(per) != {"Success"} and not isinstance(result.states[name], Mapping)
-    )
-    if getattr(result, "reused", 0):
-        unusual = "; ".join(filter(None, [unusual, f"{result.reused} reused"]))
-    size = "" if result.size is None else f" ({result.size:,} bytes)"
-    return (f"Wrote {result.path}{size}: {frames_written(result)} in {run.duration:.2f} s"
-            f"{f' ({unusual})' if unusual else ''}")
-
-
-def frames_written(result: Any) -> str:
-    """Say how many frames the input held and how many went into the clip: ``all 32 frames written``,
-    or ``31 of 32 frames written, 1 skipped (<why>)``."""
-    written, held = result.frames_written, result.frames_in
-    if held is None or held == written:
-        return f"all {written} frames written"
-    return f"{written} of {held} frames written, {held - written} skipped{why_skipped(result.skipped_frames())}"
-
-
-def why_skipped(skipped: list) -> str:
-    """Say why frames were skipped: the message of the only one, or the indices and the first message."""
-    if not skipped:
-        return ""
-    if len(skipped) == 1:
-        return f" ({skipped[0].message})"
-    indices = ", ".join(str(s.index) for s in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
-    return f" (frames {indices}; the first: {skipped[0].message})"
-
-
 def command_line() -> str:
     """The command as typed, secrets masked: the "calling code" of a performance report."""
     import shlex
@@ -344,23 +258,9 @@ def command_line() -> str:
     return mask(" ".join(shlex.quote(a) for a in ["daskgif", *sys.argv[1:]]))
 
 
-@contextlib.contextmanager
-def performance_report(client: Any, filename: str, code: str) -> Iterator[None]:
-    """Dask's performance report of what runs inside, self-contained (scripts inlined), with *code* as caller."""
-    from distributed import performance_report as report
-
-    collect = report(filename=filename, mode="inline")
-    with client.as_current():
-        client.sync(collect.__aenter__)
-        try:
-            yield
-        finally:
-            client.sync(collect.__aexit__, None, None, None, code=code)
-
-
 @main.command()
-@click.option("--out", "picture", default="graph.svg", show_default=True, type=click.Path(dir_okay=False),
-              help="The picture to write: .svg, .png, .pdf, or .dot (Graphviz source).")
+@click.option("--picture", default="graph.svg", show_default=True, type=click.Path(dir_okay=False),
+              help="The picture to write: .svg, .png, .pdf, or .dot (Graphviz source). --out is the GIF, as in run.")
 @click.option("--max-frames", type=click.IntRange(2), default=3, show_default=True,
               help="The most write-frame nodes drawn; the rest become one node.")
 @click.option("--run", "run_record", default=None, metavar="FILE_OR_JSON",
@@ -369,7 +269,7 @@ def performance_report(client: Any, filename: str, code: str) -> Iterator[None]:
 @click.option("--run-index", type=int, default=None,
               help="Which run of the --run file: 0 the first, -1 the last.  [default: -1]")
 @params_option
-@lambda func: graph_options(func, out_flag="--gif")
+@graph_options
 @click.pass_context
 def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | None, run_index: int | None,
           params_file: str | None, **params: Any) -> None:
@@ -385,13 +285,21 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
     """
     from click.core import ParameterSource
 
-    from daskgif.views.pictures import draw_pipeline, save_picture
+    from daskgif.views.pictures import FORMATS, draw_pipeline, save_picture
     from daskgif.views.runpicture import draw_run, load_run
 
+    out = params.get("out")
+    if ctx.get_parameter_source("picture") == ParameterSource.DEFAULT and out \
+            and os.path.splitext(out)[1].lower() in FORMATS:
+        # Deprecated: graph --out named the picture until --out meant the GIF, as in run; drop after one release.
+        click.echo(f"daskgif: graph --out now names the GIF, as in run; write the picture with --picture "
+                   f"{out} (taken as the picture, for this release only)", err=True)
+        picture, params["out"] = out, None
     try:
         if run_record is not None:
             given = [f"--{name.replace('_', '-')}" for name in (*params, "params_file", "max_frames")
-                     if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)]
+                     if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+                     and (name != "out" or params["out"] is not None)]
             if given:
                 raise ValueError(f"--run draws a run that happened; {', '.join(given)} "
                                  f"{'does' if len(given) == 1 else 'do'} not apply to it")

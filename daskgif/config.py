@@ -1,10 +1,11 @@
 """daskgif's defaults in ``dask.config``, under the ``daskgif`` namespace.
 
-The defaults are ``daskgif/daskgif.yaml``. An installed daskgif also puts that file
-in ``{sys.prefix}/etc/dask/``, where Dask reads it when it is imported, so the
-defaults show in ``dask config get daskgif`` and in ``dask.config`` before daskgif
-is imported. Importing this module registers the same file with
-``dask.config.update_defaults``, for a source checkout that was never installed.
+The defaults are ``daskgif/daskgif.yaml``. Importing this module registers them
+with ``dask.config.update_defaults``. ``pip install .`` also puts that file in
+``{sys.prefix}/etc/dask/``, where Dask reads it when it is imported, so they are in
+``dask.config`` before daskgif is imported (an editable install leaves the file
+out). The ``dask`` command loads daskgif through its ``dask_cli`` entry point, so
+``dask config get daskgif`` shows them after any install.
 Values set with ``dask.config.set``, in YAML files or with ``DASK_DASKGIF__...``
 variables take precedence. Configuration is read on the client when a graph is
 built, never inside a task.

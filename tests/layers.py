@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: part -> (what it holds, the daskgif parts it may import, the third-party packages it may import).
 PARTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "face": ("__init__, cli, dashboard (the preload name): API names and the command line",
+    "face": ("__init__, cli, cliopts, runmany, dashboard (the preload name): API names and the command line",
              ("ops", "views", "pipeline", "core", "storage", "gif", "codec", "base"), ("click", "dask", "distributed")),
     "ops": ("schedules, runs in a thread, history, webhooks, the cluster to run on",
             ("pipeline", "core", "storage", "base"), ("dask", "distributed", "croniter", "dateutil")),
@@ -33,7 +33,7 @@ PARTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "base": ("errors, redact (masking), config (dask.config defaults), version: used by every part", (), ("dask", "yaml")),
 }
 
-FACE = {"__init__", "__main__", "cli", "dashboard"}
+FACE = {"__init__", "__main__", "cli", "cliopts", "runmany", "dashboard"}
 BASE = {"errors", "redact", "config", "version"}
 CODEC = {"codec", "writers"}
 

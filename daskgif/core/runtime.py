@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import contextvars
+import inspect
 import multiprocessing
 import sys
 import threading
@@ -17,7 +18,8 @@ from typing import Any
 
 import dask
 
-__all__ = ["LOCAL_SCHEDULERS", "on_worker", "find_client", "current_scheduler", "released", "in_thread", "wait_done"]
+__all__ = ["LOCAL_SCHEDULERS", "on_worker", "find_client", "current_scheduler", "check_main_guard", "released",
+           "in_thread", "wait_done"]
 
 #: The names of Dask's local schedulers (``dask.base.named_schedulers``); the first three are one thread.
 LOCAL_SCHEDULERS = ("sync", "synchronous", "single-threaded", "threads", "threading", "processes", "multiprocessing")
@@ -77,6 +79,35 @@ def current_scheduler() -> tuple[str, int]:
         return name, threads or CPU_COUNT
     pool = _threaded_pool()
     return ("sync", 1) if pool is None else ("threads", threads or pool._max_workers)
+
+
+def check_main_guard() -> None:
+    """Raise ``RuntimeError`` in a child process that computes while it re-imports the main script to start.
+
+    A child started with multiprocessing's ``spawn`` or ``forkserver`` method (Dask's
+    ``processes`` scheduler uses ``spawn`` unless ``multiprocessing.context`` says
+    otherwise) first runs the main script again, as ``__mp_main__``: code that computes
+    outside ``if __name__ == "__main__":`` computes again in every child.  Said here, it
+    names the script's line; left alone, the child fails later with a lock error or a
+    ``BrokenProcessPool``.
+
+    >>> check_main_guard()  # the main process, or a child that has started
+    """
+    # multiprocessing's own check (spawn._check_not_importing_main) reads the same flag.
+    if not getattr(multiprocessing.current_process(), "_inheriting", False):
+        return
+    script = None
+    frame = inspect.currentframe()
+    while frame is not None:  # the outermost frame of the re-imported script: its top-level line
+        if frame.f_globals.get("__name__") == "__mp_main__":
+            script = frame
+        frame = frame.f_back
+    where = "the main module" if script is None else \
+        f"{script.f_globals.get('__file__', 'the main module')}, line {script.f_lineno},"
+    raise RuntimeError(f"{where} computes while a child process re-imports it to start: multiprocessing's "
+                       f"'spawn' and 'forkserver' start methods (the 'processes' scheduler's) run the main script "
+                       f"again in every child. Put the code that computes under "
+                       f"'if __name__ == \"__main__\":' in the script")
 
 
 def _threaded_pool() -> Any:

@@ -74,7 +74,7 @@ def _on_client(graphs: Sequence[Pipeline], client: Any, fail_fast: bool, start: 
 
     futures = client.compute(list(graphs))
     ended: dict[Any, InputRun] = {}
-    for future in as_completed(futures):
+    for future in as_completed(futures, loop=client.loop):
         graph = graphs[futures.index(future)]
         if future.status == "finished":
             ended[future.key] = InputRun(graph.params.url, True, future.result(), "", time.time() - start)

@@ -20,7 +20,7 @@ import dask
 from daskgif.core.runtime import LOCAL_SCHEDULERS, in_thread, wait_done
 from daskgif.errors import DaskgifError
 
-__all__ = ["LOCAL_SCHEDULERS", "check_scheduler", "connect", "ConnectError"]
+__all__ = ["LOCAL_SCHEDULERS", "check_scheduler", "starts_cluster", "connect", "ConnectError"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,18 @@ def check_scheduler(scheduler: str | None) -> str | None:
         return scheduler
     raise ValueError(f"scheduler must be sync, threads, processes or a scheduler address such as "
                      f"tcp://host:8786, got {scheduler!r}")
+
+
+def starts_cluster(scheduler: str | None) -> bool:
+    """Whether :func:`connect` starts a new ``LocalCluster`` for *scheduler*: no name, no address, none configured.
+
+    >>> starts_cluster("threads"), starts_cluster("tcp://10.0.0.5:8786")
+    (False, False)
+    >>> with dask.config.set({"scheduler-address": None}):
+    ...     starts_cluster(None)
+    True
+    """
+    return scheduler is None and not dask.config.get("scheduler-address", None)
 
 
 @contextlib.contextmanager

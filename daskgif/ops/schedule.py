@@ -1,10 +1,15 @@
 """Run the pipeline repeatedly: every fixed interval, or on a cron schedule.
 
 ``run_schedule`` builds a fresh graph for every run (so each run has its own
-keys and may use ``force`` to fetch anew), runs it on one client that stays up
-between runs, and reports every run to a history file and a webhook. Runs never
-overlap: a run that outlasts its interval delays the next one, and says so. A
-failed run is reported and the schedule goes on.
+keys and may use ``force`` to fetch anew), runs it on a client, and reports every
+run to a history file and a webhook. Runs never overlap: a run that outlasts its
+interval delays the next one, and says so. A failed run is reported and the
+schedule goes on.
+
+A cluster that the schedule starts itself (``cluster=``) stays up between runs
+only while the wait for the next run is short: over :data:`IDLE_CLUSTER_LIMIT`
+seconds it is closed, and a new one started for the next run, so a nightly job
+holds no idle worker processes for hours.
 
 Stopping: when *stop* is set (the CLI sets it on SIGINT/SIGTERM) between runs,
 the schedule ends at once; during a run, :mod:`daskgif.ops.runner` cancels the run.
@@ -15,6 +20,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 import sys
 import threading
 import time
@@ -30,9 +36,16 @@ from daskgif.pipeline.kinds import check_cron, check_url, parse_duration
 from daskgif.pipeline.parameters import by_name
 from daskgif.redact import safe_parameters, scrub
 
-__all__ = ["parse_duration", "next_fire", "Every", "Cron", "ScheduledRun", "run_schedule", "run_once", "report_run"]
+__all__ = ["parse_duration", "next_fire", "Every", "Cron", "ScheduledRun", "run_schedule", "run_once", "report_run",
+           "describe_due", "IDLE_CLUSTER_LIMIT"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds of waiting for the next run above which a cluster the schedule started is closed until then.
+#: An idle 2-worker ``LocalCluster`` holds ~175 MiB (RSS), ~70 MiB more per worker (docs: "Schedules"); starting
+#: one takes 1.5-2 s, nothing beside a wait of hours.
+IDLE_CLUSTER_LIMIT = 300.0
+
 
 def next_fire(expr: str, after: datetime) -> datetime:
     """Return the first time strictly after *after* at which the cron expression *expr* fires.
@@ -135,6 +148,40 @@ class ScheduledRun:
             "message": self.message,
             "parameters": self.parameters,
         })
+
+
+def describe_due(due: float, now: float, tz: tzinfo | None = None) -> str:
+    """Say when *due* is (Unix seconds): in time zone *tz* (default: the local one) and in UTC, and how far off.
+
+    UTC's date is given when it is not the local one.
+
+    >>> from datetime import timezone
+    >>> from zoneinfo import ZoneInfo
+    >>> due = datetime(2024, 1, 2, 2, 0, tzinfo=timezone.utc).timestamp()
+    >>> describe_due(due, due - 9000, ZoneInfo("Europe/Paris"))
+    'at 2024-01-02 03:00:00 CET (02:00:00 UTC), in 2 h 30 min'
+    >>> describe_due(due, due - 42, ZoneInfo("America/New_York"))
+    'at 2024-01-01 21:00:00 EST (2024-01-02 02:00:00 UTC), in 42 s'
+    """
+    from datetime import timezone
+
+    local = datetime.fromtimestamp(due, tz) if tz is not None else datetime.fromtimestamp(due).astimezone()
+    utc = datetime.fromtimestamp(due, timezone.utc)
+    day = "" if utc.date() == local.date() else f"{utc:%Y-%m-%d} "
+    return f"at {local:%Y-%m-%d %H:%M:%S %Z} ({day}{utc:%H:%M:%S} UTC), in {describe_seconds(due - now)}"
+
+
+def describe_seconds(seconds: float) -> str:
+    """A wait in words, to the second below an hour and to the minute above, rounded up.
+
+    >>> describe_seconds(0.4), describe_seconds(250), describe_seconds(86400 + 60)
+    ('1 s', '4 min 10 s', '24 h 1 min')
+    """
+    seconds = max(math.ceil(seconds), 0)
+    hours, minutes = divmod(seconds // 60, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {seconds % 60} s" if minutes else f"{seconds} s"
 
 
 def iso(timestamp: float) -> str:
@@ -242,6 +289,9 @@ def run_schedule(
     graph: Any = None,
     progress: Callable[[], Any] | None = None,
     keep: int | None = None,
+    cluster: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    idle_limit: float = IDLE_CLUSTER_LIMIT,
+    on_wait: Callable[[int, float], None] | None = None,
 ) -> list[ScheduledRun]:
     """Run the pipeline on a schedule; return every :class:`ScheduledRun`.
 
@@ -283,6 +333,15 @@ def run_schedule(
     keep : int, optional
         Return only the last *keep* runs: a schedule that runs for months holds
         no more than that (report each run with *on_result*).  Default: all.
+    cluster : callable, optional
+        Makes a context manager that starts a cluster and yields its client
+        (e.g. ``lambda: daskgif.ops.cluster.connect(workers=2)``), used instead
+        of *client*: it is started before a run when none is up, and closed
+        before a wait longer than *idle_limit* seconds (default
+        :data:`IDLE_CLUSTER_LIMIT`), so no idle cluster waits for hours.
+    on_wait : callable, optional
+        Called as ``on_wait(number, due)`` before each wait for run *number*,
+        due at *due* (Unix seconds), after the cluster was closed if it was.
     clock, sleep : callable, optional
         ``time.time`` and a sleep that ends early when *stop* is set; injected
         in tests. *sleep* may return True to mean "stopped".
@@ -317,7 +376,7 @@ def run_schedule(
         graph = build_graph(**params_for(1))  # bad arguments fail now, not at the first fire time
     if storage_options is None and not callable(params):
         storage_options = params.get("storage_options")
-    if client is None and scheduler is None and "distributed" in sys.modules:
+    if client is None and cluster is None and scheduler is None and "distributed" in sys.modules:
         client = find_client()
     stop = stop or threading.Event()
     sleep = sleep or (lambda seconds: wait_for(stop, seconds))
@@ -328,30 +387,40 @@ def run_schedule(
     due = clock() if plan is None else plan.first(clock())
     if plan is not None:
         logger.info("Schedule %s; first run at %s", plan, iso(due))
-    while not stop.is_set():
-        wait = due - clock()
-        if wait > 0 and sleep(wait) is True or stop.is_set():
-            break
-        number += 1
-        logger.info("Run %d starting", number)
-        run = run_once(params_for(number), number=number, client=client, scheduler=scheduler, stop=stop,
-                       clock=clock, scheduled=due, graph=graph if number == 1 else None, progress=progress)
-        if run.ok:
-            logger.info("Run %d succeeded in %.2f s", number, run.finished - run.started)
-        else:
-            logger.info("Run %d %s: %s", number,
-                       "cancelled" if run.cancelled else "failed", run.message)
-        report_run(run, notify=notify, history=history, storage_options=storage_options)
-        runs.append(run)
-        if on_result is not None:
-            on_result(run)
-        if plan is None or max_runs is not None and number >= max_runs or stop.is_set():
-            break
-        due, now = plan.after(due), clock()
-        if due < now:
-            logger.warning("Run %d took %.1f s, past the next fire time of the schedule (%s); run %d starts "
-                           "now, %.1f s late", number, run.finished - run.started, plan, number + 1, now - due)
-            due = now
+    started = contextlib.ExitStack()  # the cluster of *cluster*, while it is up
+    with started:
+        while not stop.is_set():
+            wait = due - clock()
+            if wait > 0 and on_wait is not None:
+                on_wait(number + 1, due)
+            if wait > 0 and sleep(wait) is True or stop.is_set():
+                break
+            number += 1
+            if cluster is not None and client is None:
+                client = started.enter_context(cluster())
+            logger.info("Run %d starting", number)
+            run = run_once(params_for(number), number=number, client=client, scheduler=scheduler, stop=stop,
+                           clock=clock, scheduled=due, graph=graph if number == 1 else None, progress=progress)
+            if run.ok:
+                logger.info("Run %d succeeded in %.2f s", number, run.finished - run.started)
+            else:
+                logger.info("Run %d %s: %s", number,
+                           "cancelled" if run.cancelled else "failed", run.message)
+            report_run(run, notify=notify, history=history, storage_options=storage_options)
+            runs.append(run)
+            if on_result is not None:
+                on_result(run)
+            if plan is None or max_runs is not None and number >= max_runs or stop.is_set():
+                break
+            due, now = plan.after(due), clock()
+            if due < now:
+                logger.warning("Run %d took %.1f s, past the next fire time of the schedule (%s); run %d starts "
+                               "now, %.1f s late", number, run.finished - run.started, plan, number + 1, now - due)
+                due = now
+            if cluster is not None and client is not None and due - now > idle_limit:
+                logger.info("Closing the cluster: the next run is %.0f s away", due - now)
+                started.close()
+                client = None
     if stop.is_set():
         logger.info("Schedule stopped after %d run(s)", number)
     return list(runs)

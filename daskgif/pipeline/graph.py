@@ -26,7 +26,7 @@ import dask
 from dask.delayed import Delayed
 
 from daskgif.core import events
-from daskgif.core.runtime import find_client
+from daskgif.core.runtime import check_main_guard, find_client
 from daskgif.core.state import State
 from daskgif.pipeline import steps
 from daskgif.pipeline.parameters import declared
@@ -68,6 +68,7 @@ class Pipeline(Delayed):
         return self.params.run
 
     def __dask_graph__(self) -> Any:
+        check_main_guard()  # every way of computing asks for the graph first: a spawned child's re-import too
         client = find_client()
         if client is not None:  # every way of computing asks for the graph first, on the client
             events.relay(client)

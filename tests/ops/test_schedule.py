@@ -6,9 +6,11 @@ command line with real subprocesses, a real HTTP server and real signals.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +23,7 @@ import pytest
 
 import daskgif
 from daskgif.ops import schedule
-from daskgif.ops.schedule import Cron, Every, ScheduledRun, next_fire, parse_duration, run_schedule
+from daskgif.ops.schedule import Cron, Every, ScheduledRun, describe_due, next_fire, parse_duration, run_schedule
 from daskgif.gif.split import split_bytes
 
 UTC = timezone.utc
@@ -51,7 +53,8 @@ def fake_runs(monkeypatch):
         def run_once(params, *, number, client, scheduler, stop, clock, scheduled, graph=None, progress=None):
             start = clock()
             clock.now += durations[number - 1] if number <= len(durations) else 1.0
-            calls.append({"number": number, "scheduled": scheduled, "start": start, "params": dict(params)})
+            calls.append({"number": number, "scheduled": scheduled, "start": start, "params": dict(params),
+                          "client": client})
             return ScheduledRun(number, scheduled, start, clock(), ok=number not in fail,
                                 message="boom" if number in fail else "")
 
@@ -131,6 +134,51 @@ def test_cron_schedule_with_a_fixed_clock(fake_runs):
     started = [datetime.fromtimestamp(c["start"], UTC) for c in calls]
     assert started == [datetime(2024, 1, 2, 2, 0, tzinfo=UTC), datetime(2024, 1, 3, 2, 0, tzinfo=UTC)]
     assert clock.sleeps == [23 * 3600.0, 24 * 3600.0 - 60]
+
+
+def test_each_wait_says_when_the_next_run_is_in_local_time_and_utc(fake_runs):
+    from zoneinfo import ZoneInfo
+
+    new_york = ZoneInfo("America/New_York")
+    clock = FakeClock(datetime(2024, 1, 1, 12, 0, tzinfo=UTC).timestamp())
+    fake_runs(clock, durations=[60, 60])
+    lines = []  # as the command line prints them
+
+    def on_wait(number, due):
+        lines.append(f"daskgif: next run ({number}) {describe_due(due, clock(), new_york)}")
+
+    run_schedule({}, cron="0 22 * * *", max_runs=2, clock=clock, sleep=clock.sleep, tz=new_york, on_wait=on_wait)
+    assert lines == ["daskgif: next run (1) at 2024-01-01 22:00:00 EST (2024-01-02 03:00:00 UTC), in 15 h 0 min",
+                     "daskgif: next run (2) at 2024-01-02 22:00:00 EST (2024-01-03 03:00:00 UTC), in 23 h 59 min"]
+
+
+def test_a_cluster_of_its_own_is_started_for_each_run_when_the_wait_is_long(fake_runs):
+    events = []
+
+    @contextlib.contextmanager
+    def cluster():
+        client = f"client-{sum(e == 'start' for e in events) + 1}"
+        events.append("start")
+        yield client
+        events.append("close")
+
+    def on_wait(number, due):
+        events.append(f"wait for {number}")
+
+    clock = FakeClock(0.0)
+    calls = fake_runs(clock)
+    run_schedule({}, every="1h", max_runs=3, clock=clock, sleep=clock.sleep, cluster=cluster, on_wait=on_wait)
+    # Closed before each hour's wait (so the wait line can say so), started again for the next run.
+    assert events == ["start", "close", "wait for 2", "start", "close", "wait for 3", "start", "close"]
+    assert [c["client"] for c in calls] == ["client-1", "client-2", "client-3"]
+
+    events.clear()
+    clock = FakeClock(0.0)
+    calls = fake_runs(clock)
+    run_schedule({}, every=schedule.IDLE_CLUSTER_LIMIT, max_runs=3, clock=clock, sleep=clock.sleep,
+                 cluster=cluster, on_wait=on_wait)
+    assert events == ["start", "wait for 2", "wait for 3", "close"]  # short waits: one cluster for all runs
+    assert [c["client"] for c in calls][-3:] == ["client-1"] * 3
 
 
 def test_a_failed_run_is_reported_and_the_schedule_goes_on(fake_runs, tmp_path):
@@ -345,7 +393,9 @@ def test_sigterm_between_runs_stops_at_once(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     progress = [line for line in stderr.splitlines() if " frames (" in line]  # stderr is no TTY: plain lines
     assert progress and " frames (100%), " in progress[-1]
-    assert [line for line in stderr.splitlines() if line not in progress] == [
+    waits = [line for line in stderr.splitlines() if line.startswith("daskgif: next run (2) at ")]
+    assert len(waits) == 1 and re.search(r" UTC\), in (1 h 0 min|59 min \d+ s)$", waits[0]), stderr
+    assert [line for line in stderr.splitlines() if line not in progress and line not in waits] == [
         "daskgif: SIGTERM received: stopping (a second signal aborts at once)",
         "daskgif: stopped by SIGTERM after 1 run(s): no run was in progress"]
     assert len((tmp_path / "h.jsonl").read_text().splitlines()) == 1
@@ -432,6 +482,9 @@ def test_cron_option_runs_on_fire_times(tmp_path):
     assert done.returncode == 0, done.stderr
     runs = [json.loads(line) for line in done.stdout.splitlines()]
     assert [(r["run"], r["ok"]) for r in runs] == [(1, True), (2, True)]
+    when = r"at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+ \((\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d UTC\), in \d s"
+    assert [re.fullmatch(rf"daskgif: next run \((\d)\) {when}", line).group(1)
+            for line in done.stderr.splitlines()] == ["1", "2"], done.stderr
     assert runs[1]["started"] > runs[0]["started"]  # fire times themselves are checked on a fake clock above
 
 

@@ -82,7 +82,7 @@ def test_parameters_page_lists_the_parameters_of_build_graph_and_the_schedule(ht
              for table in tables]
     assert names[0] == list(inspect.signature(daskgif.build_graph).parameters)
     assert set(names[1]) == {p.name for p in run.params} - set(names[0]) - {
-        "workers", "threads_per_worker", "scheduler", "as_json", "report", "params_file"}
+        "workers", "threads_per_worker", "scheduler", "as_json", "report", "keep_dashboard", "params_file"}
 
 
 def text_of_cell(cell: str) -> str:
@@ -163,6 +163,14 @@ def test_quickstart_shows_the_readme_commands(html):
     assert len(commands) == 2
     page = (DOCS / "quickstart.rst").read_text()
     assert all(command in page for command in commands)
+
+
+def test_quickstart_highlights_commands_and_their_output_as_a_console(html):
+    page = (html / "quickstart.html").read_text()
+    blocks = re.findall(r'<div class="highlight-(\w+)', page)
+    assert blocks.count("python") == 1 and set(blocks) == {"console", "python"}, blocks  # Python: the API example
+    console = text_of(html / "quickstart.html")
+    assert "$ daskgif run Dashboard (while the run runs): http" in console
 
 
 def test_index_draws_the_pipeline(html):

@@ -3,6 +3,7 @@ every declared one is used, and type checkers see the names ``daskgif`` exports.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -73,3 +74,30 @@ def test_lazy_exports_are_typed(tmp_path):
     assert not any(t == "Any" for t in revealed), revealed
     assert "def (" in revealed[0] and "daskgif.pipeline.result.Result" in revealed[1], revealed
     assert 'Module has no attribute "no_such_name"' in done.stdout
+
+
+def test_dask_config_get_shows_the_defaults_after_an_editable_install(tmp_path):
+    """``pip install -e .`` installs no data file in ``{sys.prefix}/etc/dask``, but it records the entry
+    points of ``pyproject.toml``: the ``dask`` command loads daskgif through ``dask_cli``, and with it the
+    defaults.  Here that metadata is written as pip writes it, ahead of the environment's own."""
+    dask = Path(sys.executable).with_name("dask")
+    if not dask.exists():
+        pytest.skip("the dask command is not installed")
+    entry_points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    assert entry_points["dask_cli"] == {"daskgif": "daskgif.cli:main"}
+    info = tmp_path / "site" / "daskgif-0.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: daskgif\nVersion: 0.0\n")
+    (info / "entry_points.txt").write_text("".join(
+        f"[{group}]\n" + "".join(f"{name} = {value}\n" for name, value in found.items())
+        for group, found in entry_points.items()))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)]),
+           "DASK_CONFIG": str(tmp_path / "no-user-config")}
+    shown = subprocess.run([str(dask), "config", "get", "daskgif"], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=120)
+    assert shown.returncode == 0 and "on-error: raise" in shown.stdout.splitlines(), shown.stderr
+    assert "validate: decode" in shown.stdout.splitlines()
+    command = subprocess.run([str(dask), "daskgif", "--help"], capture_output=True, text=True, env=env,
+                             cwd=tmp_path, timeout=120)
+    assert command.returncode == 0 and command.stdout.startswith("Usage: dask daskgif [OPTIONS] COMMAND"), \
+        command.stderr

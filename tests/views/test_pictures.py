@@ -82,8 +82,8 @@ def test_save_picture_writes_dot_source_and_refuses_unknown_suffix(tmp_path):
 
 @needs_dot
 def test_daskgif_graph_writes_an_svg_naming_the_four_steps(tmp_path):
-    done = daskgif("graph", "--out", "graph.svg", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    done = daskgif("graph", "--picture", "graph.svg", cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
     assert "Wrote graph.svg" in done.stdout
     svg = html.unescape((tmp_path / "graph.svg").read_text())
     assert svg.lstrip().startswith(("<?xml", "<svg")) and "</svg>" in svg
@@ -93,14 +93,25 @@ def test_daskgif_graph_writes_an_svg_naming_the_four_steps(tmp_path):
 
 
 def test_daskgif_graph_takes_the_run_options(tmp_path):
-    done = daskgif("graph", "--out", "g.dot", "--gif", "movie.gif", "--url", "https://example.com/a.img",
+    done = daskgif("graph", "--picture", "g.dot", "--out", "movie.gif", "--url", "https://example.com/a.img",
                    "--duration", "40", "--loop", "2", "--retries", "5", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     source = (tmp_path / "g.dot").read_text()
     assert "movie.gif" in source and "40 ms per frame, play 2 times" in source and "retries=5" in source
 
 
-@pytest.mark.parametrize("args", [["--out", "graph.jpg"], ["--duration", "-1"], ["--max-frames", "1"]])
+def test_daskgif_graph_out_names_the_gif_as_in_run_and_still_takes_a_picture_for_one_release(tmp_path):
+    """``--out`` is the GIF in ``run`` and ``graph``; ``graph --out g.dot``, its old meaning, still draws, with a note."""
+    done = daskgif("graph", "--out", "g.dot", "--url", "https://example.com/a.img", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout == "Wrote g.dot\n", done.stderr
+    assert "graph --out now names the GIF, as in run; write the picture with --picture g.dot" in done.stderr
+    assert "clip.gif" in (tmp_path / "g.dot").read_text()
+    from daskgif.cli import graph, run
+
+    assert {p.name: p.opts for p in graph.params}["out"] == {p.name: p.opts for p in run.params}["out"] == ["--out"]
+
+
+@pytest.mark.parametrize("args", [["--picture", "graph.jpg"], ["--duration", "-1"], ["--max-frames", "1"]])
 def test_daskgif_graph_bad_usage_exits_2(tmp_path, args):
     done = daskgif("graph", *args, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
@@ -284,13 +295,13 @@ def test_daskgif_graph_draws_a_run_from_its_history(tmp_path, bad_data):
                    "--history", "history.jsonl", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
 
-    done = daskgif("graph", "--run", "history.jsonl", "--out", "last.dot", cwd=tmp_path)
+    done = daskgif("graph", "--run", "history.jsonl", "--picture", "last.dot", cwd=tmp_path)
     assert done.returncode == 0 and done.stdout == "Wrote last.dot\n", done.stderr
     last = (tmp_path / "last.dot").read_text()
     assert "write-frame\n4 Success, 1 Skipped" in last and LOOKS["Skipped"]["fillcolor"] in last
     assert "daskgif run succeeded (run 1" in last and "clip.gif" in last
 
-    done = daskgif("graph", "--run", "history.jsonl", "--run-index", "0", "--out", "first.dot", cwd=tmp_path)
+    done = daskgif("graph", "--run", "history.jsonl", "--run-index", "0", "--picture", "first.dot", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     first = (tmp_path / "first.dot").read_text()
     assert LOOKS["Failed"]["fillcolor"] in node(first, "write-frame") and "map-frames: Failed" in first
@@ -302,7 +313,7 @@ def test_daskgif_graph_draws_a_run_from_json_output(tmp_path, bad_data):
     assert done.returncode == 1, done.stderr
     (tmp_path / "run.json").write_text(done.stdout)
     for source in ("run.json", done.stdout.strip()):
-        drawn = daskgif("graph", "--run", source, "--out", "run.dot", cwd=tmp_path)
+        drawn = daskgif("graph", "--run", source, "--picture", "run.dot", cwd=tmp_path)
         assert drawn.returncode == 0, drawn.stderr
         assert f"frame {BAD}: Failed after 1 attempt" in (tmp_path / "run.dot").read_text()
 
@@ -315,7 +326,7 @@ def test_daskgif_graph_draws_a_run_from_json_output(tmp_path, bad_data):
 ])
 def test_daskgif_graph_run_bad_usage_exits_2(tmp_path, args, message):
     (tmp_path / "h.jsonl").write_text(json.dumps({"ok": True, "states": {"fetch": {"Success": 1}}}) + "\n")
-    done = daskgif("graph", *args, "--out", "x.dot", cwd=tmp_path)
+    done = daskgif("graph", *args, "--picture", "x.dot", cwd=tmp_path)
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert not (tmp_path / "x.dot").exists()
 

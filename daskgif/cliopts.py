@@ -1,0 +1,151 @@
+"""The command line's options and the parsing around them, built from the table of parameters.
+
+``daskgif run`` and ``daskgif graph`` take every parameter of the table
+(:data:`daskgif.pipeline.parameters.PARAMETERS`) as an option, checked by the same
+checks as the API; ``--params FILE`` reads the same names from a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from daskgif.redact import MaskingFilter, mask
+
+if TYPE_CHECKING:
+    from daskgif.pipeline.parameters import Parameter
+
+__all__ = ["KindType", "table_option", "graph_options", "schedule_options", "params_option", "from_file",
+           "graph_kwargs", "setup_logging", "PlainCommand", "PlainGroup"]
+
+
+class KindType(click.ParamType):
+    """A click type made from a parameter of the table: its kind reads the text and checks the value."""
+
+    def __init__(self, parameter: Parameter):
+        self.parameter = parameter
+        self.name = parameter.metavar or parameter.kind.metavar
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return self.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        kind = self.parameter.kind
+        found = kind.from_text(value) if isinstance(value, str) else value
+        reason = kind.reason(found)
+        if reason is not None:
+            self.fail(reason, param, ctx)
+        return found
+
+
+def table_option(parameter: Parameter, flag: str | None = None) -> Any:
+    """The click option of a parameter of the table (:mod:`daskgif.pipeline.parameters`); *flag* renames it.
+
+    A default in bytes is written as text (Python escapes), read as typed text is; a default
+    that comes from ``dask.config`` is named in the help.
+    """
+    flag = flag or parameter.flag
+    if isinstance(parameter.default, bool):
+        return click.option(flag, parameter.name, is_flag=True, default=False, help=parameter.help)
+    shown = parameter.shown_default
+    if parameter.config is not None:
+        return click.option(flag, parameter.name, type=KindType(parameter), default=None,
+                            help=f"{parameter.help} Default: {shown}.")
+    default = shown if isinstance(parameter.default, bytes) else parameter.default
+    return click.option(flag, parameter.name, type=KindType(parameter), default=default, help=parameter.help,
+                        show_default=shown is not None)
+
+
+def graph_options(func: Any) -> Any:
+    """The options shared by every command that builds a graph (``run``, ``graph``), one per data parameter.
+
+    ``--out`` is the GIF in both; ``graph`` writes its picture to ``--picture``.
+    """
+    from daskgif.pipeline.parameters import PARAMETERS
+
+    for parameter in reversed([p for p in PARAMETERS if p.data]):
+        func = table_option(parameter)(func)
+    return func
+
+
+def schedule_options(func: Any) -> Any:
+    """The options of a run on a schedule (``--every``, ``--cron``, ...), from the table's :data:`SCHEDULE`."""
+    from daskgif.pipeline.parameters import SCHEDULE
+
+    for parameter in reversed(SCHEDULE):
+        func = table_option(parameter)(func)
+    return func
+
+
+def params_option(func: Any) -> Any:
+    """``--params FILE``: parameters from a YAML or JSON file; options given on the command line win."""
+    return click.option("--params", "params_file", default=None, metavar="FILE",
+                        help="Read parameters from a YAML or JSON file (any fsspec path); options given on the "
+                             "command line override it.")(func)
+
+
+def from_file(ctx: click.Context, path: str | None) -> dict[str, Any]:
+    """The parameters in the file *path* that no option given explicitly on the command line overrides."""
+    if path is None:
+        return {}
+    from click.core import ParameterSource
+
+    from daskgif.pipeline.paramfile import load_params
+
+    try:
+        found = load_params(path)
+    except FileNotFoundError:
+        raise click.BadParameter(f"no such file: {mask(path)}", ctx, param_hint="'--params'") from None
+    except OSError as e:  # the path is named once: a fifo, a device, a file too large, ...
+        why = e.strerror if e.filename is not None and e.strerror else str(e)
+        raise click.BadParameter(f"cannot read {mask(path)}: {mask(why)}", ctx, param_hint="'--params'") from None
+    except ValueError as e:
+        raise click.UsageError(mask(str(e)), ctx) from None
+    defaults = (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    return {name: value for name, value in found.items() if ctx.get_parameter_source(name) in defaults}
+
+
+def graph_kwargs(params: dict[str, Any], found: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``build_graph`` arguments from parsed options, and from a file where no option was given.
+
+    Options left out (``None``) are left out, so ``build_graph`` applies its defaults.
+    """
+    from daskgif.pipeline.parameters import DATA
+
+    given = {**params, **(found or {})}
+    return {name: given[name] for name in DATA if given.get(name) is not None}
+
+
+def setup_logging(verbose: int) -> None:
+    """Send daskgif's log (masked) to stderr: warnings, task states with ``-v``, everything with ``-vv``.
+
+    Only daskgif's logger is configured; the root logger is left alone, and
+    distributed keeps its own configuration (its INFO lines show with ``-vv``).
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("daskgif: %(message)s" if verbose < 2 else
+                                           "%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.addFilter(MaskingFilter())
+    handler.set_name("daskgif-cli")
+    log = logging.getLogger("daskgif")
+    for old in [h for h in log.handlers if h.get_name() == "daskgif-cli"]:  # main() called again in one process
+        log.removeHandler(old)
+    log.addHandler(handler)
+    log.setLevel([logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)])
+
+
+class PlainCommand(click.Command):
+    """A command whose help is plain text: the docstrings' reST literals (``x``) lose their backticks (the docs keep them)."""
+
+    def get_help(self, ctx: click.Context) -> str:
+        return super().get_help(ctx).replace("``", "")
+
+    def get_short_help_str(self, limit: int = 45) -> str:  # room for the backticks taken out
+        return super().get_short_help_str(limit + 2 * (self.help or "").count("``")).replace("``", "")
+
+
+class PlainGroup(PlainCommand, click.Group):
+    command_class = PlainCommand

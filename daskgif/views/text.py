@@ -1,0 +1,73 @@
+"""What the command line prints about a run, as text: its one-line summary and its dashboard's links."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["summary", "state_counts", "frames_written", "dashboard_lines"]
+
+logger = logging.getLogger(__name__)
+
+
+def summary(run: Any) -> str:
+    """Describe a successful run in one line: the output, its size, frames in and written, time, anything unusual."""
+    result = run.result
+    unusual = "; ".join(  # the per-frame (mapped) task is told by frames_written
+        f"{name}: {state_counts(per)}" for name, per in result.counts().items()
+        if set(per) != {"Success"} and not isinstance(result.states[name], Mapping)
+    )
+    if getattr(result, "reused", 0):
+        unusual = "; ".join(filter(None, [unusual, f"{result.reused} reused"]))
+    size = "" if result.size is None else f" ({result.size:,} bytes)"
+    return (f"Wrote {result.path}{size}: {frames_written(result)} in {run.duration:.2f} s"
+            f"{f' ({unusual})' if unusual else ''}")
+
+
+def state_counts(per: Mapping[str, int]) -> str:
+    """Say what happened to a task's runs: its state when it ran once, else every state with its count.
+
+    >>> state_counts({"Skipped": 1}), state_counts({"Success": 29, "Skipped": 1})
+    ('Skipped', '29 Success, 1 Skipped')
+    """
+    if sum(per.values()) == 1:
+        return next(iter(per))
+    return ", ".join(f"{n} {state}" for state, n in per.items())
+
+
+def frames_written(result: Any) -> str:
+    """Say how many frames the input held and how many went into the clip: ``all 32 frames written``,
+    or ``31 of 32 frames written, 1 skipped (<why>)``."""
+    written, held = result.frames_written, result.frames_in
+    if held is None or held == written:
+        return f"all {written} frames written"
+    return f"{written} of {held} frames written, {held - written} skipped{why_skipped(result.skipped_frames())}"
+
+
+def why_skipped(skipped: list) -> str:
+    """Say why frames were skipped: the message of the only one, or the indices and the first message."""
+    if not skipped:
+        return ""
+    if len(skipped) == 1:
+        return f" ({skipped[0].message})"
+    indices = ", ".join(str(s.index) for s in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+    return f" (frames {indices}; the first: {skipped[0].message})"
+
+
+def dashboard_lines(client: Any, serves: str = "") -> list[str]:
+    """The links of *client*'s dashboard and of its runs page, one a line, saying how long they *serves*.
+
+    None for a scheduler without a dashboard.
+    """
+    from daskgif.views.dashboard import page_link
+
+    try:
+        link = client.dashboard_link
+    except (KeyError, AttributeError):  # a scheduler without a dashboard (bokeh missing) has no link
+        logger.debug("no dashboard on %r", client, exc_info=True)
+        return []
+    runs_page = page_link(client) if link else None
+    if not link:
+        return []
+    return [f"Dashboard{f' ({serves})' if serves else ''}: {link}", *([f"  daskgif runs: {runs_page}"] if runs_page else [])]
