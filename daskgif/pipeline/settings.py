@@ -82,6 +82,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("notify-timeout", None, SECONDS),
     Setting("notify-retries", None, kinds.INTEGER),
     Setting("notify-retry-delay", None, kinds.SECONDS),
+    Setting("progress-interval", None, kinds.SECONDS),
     Setting("dashboard.max-runs", None, kinds.POSITIVE_INTEGER),
     Setting("dashboard.max-frame-records", None, kinds.POSITIVE_INTEGER),
 )

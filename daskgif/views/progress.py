@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from daskgif import config
+from daskgif.pipeline.settings import read_setting
 from daskgif.core import events
 from daskgif.core.runtime import find_client
 
@@ -68,11 +68,9 @@ def plain_interval() -> float:
     ...     plain_interval()
     Traceback (most recent call last):
     ...
-    ValueError: daskgif.progress-interval must be a number of seconds >= 0, got -1
+    ValueError: daskgif.progress-interval must be a non-negative number of seconds, got -1
     """
-    return config.check("progress-interval", config.get("progress-interval"),
-                        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
-                        "a number of seconds >= 0")
+    return read_setting("progress-interval")
 
 
 class _Line:

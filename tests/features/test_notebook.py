@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import io
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,8 @@ pytest.importorskip("ipykernel")
 import nbformat  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from daskgif.pipeline.sample import sample_path  # noqa: E402
 from daskgif.gif.split import split_bytes  # noqa: E402
+from daskgif.pipeline.sample import sample_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_FRAMES = len(split_bytes(Path(sample_path()).read_bytes()))
@@ -90,9 +91,21 @@ def test_client_progress_and_runs_page_show_as_html(executed):
     assert len(progress) == 1, "one progress line, updated in place"
     assert f'<progress value="{SAMPLE_FRAMES}" max="{SAMPLE_FRAMES}"' in progress[0].data["text/html"]
     assert f"{SAMPLE_FRAMES}/{SAMPLE_FRAMES} frames" in progress[0].data["text/html"]
-    page = outputs_of(nb, "from IPython.display import IFrame")
-    assert page[0].text.startswith("Runs page: http://") and page[0].text.rstrip().endswith("/daskgif")
-    assert "<iframe" in page[1].data["text/html"] and '/daskgif"' in page[1].data["text/html"]
+    page = outputs_of(nb, "import shutil")
+    assert page[0].text.startswith("Runs page, while this cluster runs: http://")
+    assert page[0].text.rstrip().endswith("/daskgif")
+    # A picture of the page, which outlives the cluster in the saved notebook (or the live page without chromium).
+    shown = page[1].data
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        assert base64.b64decode(shown["image/png"])[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert "<iframe" in shown["text/html"] and '/daskgif"' in shown["text/html"]
+
+
+def test_three_inputs_make_three_clips(executed):
+    nb, _ = executed
+    found = outputs_of(nb, 'os.makedirs("inputs"')
+    assert "('mon.gif', True, 32), ('tue.gif', True, 32), ('wed.gif', True, 32)" in found[0].data["text/plain"]
 
 
 def test_nothing_is_logged_to_stderr(executed):

@@ -30,10 +30,10 @@ def test_a_successful_run_prints_one_summary_line_and_only_the_dashboard_link(tm
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 1 and done.stdout.startswith("Wrote clip.gif (")
     lines = done.stderr.splitlines()
-    assert len(lines) == 2 and lines[0].startswith("Dashboard: http://127.0.0.1:")
-    assert "/daskgif" in lines[0]  # the runs page of the cluster daskgif started
+    assert len(lines) == 3 and lines[0].startswith("Dashboard (while the run runs): http://127.0.0.1:")
+    assert lines[1].startswith("  daskgif runs: http://127.0.0.1:") and lines[1].endswith("/daskgif")
     # stderr is no TTY: plain progress lines, here only the last (the interval is an hour)
-    assert re.fullmatch(r"(\d+)/\1 frames \(100%\), .* frames/s, elapsed .*, ETA .*", lines[1])
+    assert re.fullmatch(r"(\d+)/\1 frames \(100%\), .* frames/s, elapsed .*, ETA .*", lines[2])
 
 
 def test_json_prints_only_json(tmp_path):
@@ -47,7 +47,8 @@ def test_a_failed_run_prints_its_cause_once(tmp_path):
     for scheduler in (["--scheduler", "sync"], ["--workers", "1"]):
         done = daskgif("run", *scheduler, "--url", "bad.img", "--data-file", "bad.img", cwd=tmp_path)
         assert done.returncode == 1 and done.stdout == ""
-        errors = [line for line in done.stderr.splitlines() if not line.startswith("Dashboard: ")]
+        errors = [line for line in done.stderr.splitlines()
+                  if not line.startswith(("Dashboard (while the run runs): ", "  daskgif runs: "))]
         assert len(errors) == 1 and errors[0].startswith("Error: task 'split' failed after 1 attempt:"), done.stderr
 
 
