@@ -44,15 +44,21 @@ def run_many(ctx: click.Context, kwargs: dict[str, Any], *, scheduler: str | Non
     with connect(scheduler, workers=workers, threads_per_worker=threads_per_worker, preload=("daskgif.dashboard",),
                  silence_logs=logging.INFO if verbose >= 2 else logging.CRITICAL) as client:
         runs = run_batch(graphs, client=client, scheduler=scheduler if client is None else None, fail_fast=fail_fast)
-    failed = sum(not run.ok for run in runs)
+    cancelled = sum(run.cancelled for run in runs)
+    failed = sum(not run.ok for run in runs) - cancelled
     if as_json:
-        click.echo(json.dumps({"ok": not failed, "inputs": len(runs), "failed": failed,
+        click.echo(json.dumps({"ok": not (failed or cancelled), "inputs": len(runs), "failed": failed,
+                               "cancelled": cancelled,
                                "runs": [run.to_json() for run in runs]}))
     else:
         for run in runs:
             if run.ok:
                 click.echo(f"{mask(run.url)}: {summary(run)}")
+            elif run.cancelled:
+                click.echo(f"{mask(run.url)}: {run.message}", err=True)
             else:
                 click.echo(f"{mask(run.url)}: Error: {run.message}", err=True)
-        click.echo(f"{len(runs)} input{'s' * (len(runs) != 1)}: {len(runs) - failed} written, {failed} failed")
-    return 1 if failed else 0
+        written = len(runs) - failed - cancelled
+        click.echo(f"{len(runs)} input{'s' * (len(runs) != 1)}: {written} written, {failed} failed"
+                   f"{f', {cancelled} cancelled' if cancelled else ''}")
+    return 1 if failed or cancelled else 0

@@ -108,7 +108,10 @@ class Lease:
             if holder is None:
                 continue  # released meanwhile
             if holder.get("owner") == self.owner:
-                return False, self._renew(path)
+                try:
+                    return False, self._renew(path)
+                except LeaseEnded:
+                    continue  # released meanwhile: take it anew
             stale = _stale_lock(holder)
             if stale is None:
                 raise LockHeld(path, holder, self.seconds)
@@ -119,15 +122,16 @@ class Lease:
         raise LockHeld(path, _read_lock(path, self.storage_options) or {}, self.seconds)
 
     def renew(self) -> dict[str, Any]:
-        """Extend every lease by *seconds* from now; raise :class:`LockHeld` if another run took one meanwhile."""
+        """Extend every lease by *seconds* from now; raise :class:`LockHeld` if another run took one meanwhile,
+        ``LeaseEnded`` if one is gone (the run ended)."""
         for path in self.paths:
             mine = self._renew(path)
         return mine
 
     def _renew(self, path: str) -> dict[str, Any]:
         holder = _read_lock(path, self.storage_options)
-        if holder is None:
-            return self._take(path)[1]
+        if holder is None:  # the run ended (or failed) meanwhile: a renewal never brings its lease back
+            raise LeaseEnded(path)
         if holder.get("owner") != self.owner:
             raise LockHeld(path, holder, self.seconds)
         mine = self._record()
@@ -165,6 +169,8 @@ class Lease:
             while not stop.wait(self.seconds / 3):
                 try:
                     self.renew()
+                except LeaseEnded:
+                    return
                 except (OSError, LockHeld) as e:
                     logger.warning("Could not renew %s: %s", self, e)
                     return
@@ -176,6 +182,10 @@ class Lease:
         finally:
             stop.set()
             thread.join()
+
+
+class LeaseEnded(Exception):
+    """A lease to renew is gone: its run ended, or a failed step ended it."""
 
 
 def _lease(guarded: tuple[str, ...], storage_options: dict | None, owner: str, seconds: float) -> Lease:

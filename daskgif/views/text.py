@@ -18,8 +18,6 @@ def summary(run: Any) -> str:
         f"{name}: {state_counts(per)}" for name, per in result.counts().items()
         if set(per) != {"Success"} and not isinstance(result.states[name], Mapping)
     )
-    if getattr(result, "reused", 0):
-        unusual = "; ".join(filter(None, [unusual, f"{result.reused} reused"]))
     size = "" if result.size is None else f" ({result.size:,} bytes)"
     return (f"Wrote {result.path}{size}: {frames_written(result)} in {run.duration:.2f} s"
             f"{f' ({unusual})' if unusual else ''}")
@@ -37,12 +35,18 @@ def state_counts(per: Mapping[str, int]) -> str:
 
 
 def frames_written(result: Any) -> str:
-    """Say how many frames the input held and how many went into the clip: ``all 32 frames written``,
-    or ``31 of 32 frames written, 1 skipped (<why>)``."""
-    written, held = result.frames_written, result.frames_in
+    """Say how many frames the input held and how many went into the clip, and how many were kept, not written.
+
+    ``all 32 frames written``, ``all 32 frames, 30 kept from an earlier run``,
+    ``31 of 32 frames written, 1 skipped (<why>)``.
+    """
+    written, held, kept = result.frames_written, result.frames_in, getattr(result, "reused", 0)
+    count = f"all {written} frames" if held is None or held == written else f"{written} of {held} frames"
+    done = (" written" if not kept else f", {'all' if kept == written else kept} kept from an earlier run"
+            if kept == written else f" ({written - kept} written, {kept} kept from an earlier run)")
     if held is None or held == written:
-        return f"all {written} frames written"
-    return f"{written} of {held} frames written, {held - written} skipped{why_skipped(result.skipped_frames())}"
+        return count + done
+    return f"{count}{done}, {held - written} skipped{why_skipped(result.skipped_frames())}"
 
 
 def why_skipped(skipped: list) -> str:

@@ -249,7 +249,8 @@ def test_a_url_pattern_writes_one_clip_per_input_and_says_each(tmp_path):
     assert "in/b.img: Wrote b.gif" in lines[1] and lines[-1] == "3 inputs: 2 written, 1 failed"
     assert "in/c.img: Error: task 'split' failed" in done.stderr
     assert (tmp_path / "a.gif").exists() and (tmp_path / "b.gif").exists() and not (tmp_path / "c.gif").exists()
-    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["a", "b"]  # each input its own folder
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir() if p.is_dir()) == ["a", "b"]  # a folder each
+    assert not list(tmp_path.rglob("*.lock"))  # every lease ended with the batch, the failed input's too
 
 
 def test_a_url_pattern_as_json_with_fail_fast(tmp_path):
@@ -257,11 +258,11 @@ def test_a_url_pattern_as_json_with_fail_fast(tmp_path):
     (tmp_path / "in" / "d.img").write_bytes((tmp_path / "in" / "a.img").read_bytes())
     done = daskgif("run", "--url", "in/*.img", "--scheduler", "sync", "--json", "--fail-fast", cwd=tmp_path)
     found = json.loads(done.stdout)
-    assert done.returncode == 1 and found["ok"] is False and found["failed"] == 2
-    assert [(Path(r["url"]).name, r["ok"]) for r in found["runs"]] == \
-        [("a.img", True), ("b.img", True), ("c.img", False), ("d.img", False)]
-    assert found["runs"][3]["message"] == "not run: an earlier input failed (--fail-fast)"
-    assert not (tmp_path / "d.gif").exists()
+    assert done.returncode == 1 and found["ok"] is False and (found["failed"], found["cancelled"]) == (1, 1)
+    assert [(Path(r["url"]).name, r["ok"], r["cancelled"]) for r in found["runs"]] == \
+        [("a.img", True, False), ("b.img", True, False), ("c.img", False, False), ("d.img", False, True)]
+    assert found["runs"][3]["message"].endswith("in/c.img failed first (fail_fast)")
+    assert not (tmp_path / "d.gif").exists() and not list(tmp_path.rglob("*.lock"))
 
 
 def test_inputs_that_would_share_an_output_are_a_usage_error(tmp_path):
@@ -269,3 +270,13 @@ def test_inputs_that_would_share_an_output_are_a_usage_error(tmp_path):
     done = daskgif("run", "--url", "in/*.img", "--out", "clip.gif", "--scheduler", "sync", cwd=tmp_path)
     assert done.returncode == 2 and "would both write out 'clip.gif'" in done.stderr
     assert not (tmp_path / "clip.gif").exists() and not (tmp_path / "data").exists()
+
+
+def test_fail_fast_on_a_cluster_cancels_the_rest_and_leaves_no_lock(tmp_path):
+    many_inputs(tmp_path)
+    (tmp_path / "in" / "b.img").write_bytes(b"junk\n\n\n\n")  # fails at once, while a and c run
+    done = daskgif("run", "--url", "in/*.img", "--workers", "1", "--fail-fast", cwd=tmp_path, timeout=300)
+    assert done.returncode == 1 and "Exception ignored" not in done.stderr, done.stderr
+    total = done.stdout.splitlines()[-1]
+    assert total.startswith("3 inputs: ") and " 1 failed" in total, done.stdout
+    assert not list(tmp_path.rglob("*.lock")), sorted(map(str, tmp_path.rglob("*.lock")))

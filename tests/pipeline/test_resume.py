@@ -60,7 +60,8 @@ def test_a_rerun_writes_nothing_and_the_clip_is_the_same(tmp_path, data, writes)
     assert writes == [] and again.reused == COUNT and again.states["write-frame"].counts == {"Success": COUNT}
     assert (tmp_path / "c.gif").read_bytes() == clip and again.frames == first.frames
     assert again.to_dict()["reused"] == COUNT
-    assert summary(type("Run", (), {"result": again, "duration": 1.0})()).endswith(f"{COUNT} reused)")
+    said = summary(type("Run", (), {"result": again, "duration": 1.0})())
+    assert f": all {COUNT} frames, all kept from an earlier run in 1.00 s" in said, said
 
 
 def test_a_frame_deleted_by_hand_is_written_again(tmp_path, data, writes):
