@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 
 from daskgif.codec import canvas_images
 from daskgif.errors import GifFormatError
-from daskgif.gif.parse import check_pixels
+from daskgif.gif.join import check_animation
 
 __all__ = ["WebpWriter", "ApngWriter", "Mp4Writer", "apng_delay"]
 
@@ -51,16 +51,7 @@ class FrameWriter:
 
     def __init__(self, out: BinaryIO, size: tuple[int, int], *, duration: float = 100, loop: int | None = 0,
                  max_pixels: int | None = None):
-        width, height = size
-        for name, value in (("width", width), ("height", height)):
-            if not isinstance(value, int) or not 1 <= value <= self.largest:
-                raise ValueError(f"size {name} must be an integer from 1 to {self.largest} for {self.format}, "
-                                 f"got {value!r}")
-        check_pixels("canvas", width, height, max_pixels)
-        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 <= duration <= 655350:
-            raise ValueError(f"duration must be a number of milliseconds from 0 to 655350, got {duration!r}")
-        if loop is not None and (isinstance(loop, bool) or not isinstance(loop, int) or not 0 <= loop <= 0xFFFF):
-            raise ValueError(f"loop must be None or an integer from 0 to 65535, got {loop!r}")
+        width, height = check_animation(size, duration, loop, max_pixels, self.largest, self.format)
         self.out, self.size, self.duration, self.loop = out, (width, height), duration, loop
         self.max_pixels = max_pixels
         self.frames = self.images = 0

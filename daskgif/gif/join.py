@@ -82,6 +82,29 @@ class _Pending(NamedTuple):
     last: bool  # the last image of its input frame
 
 
+def check_animation(size: tuple[int, int], duration: float, loop: int | None, max_pixels: int | None,
+                    largest: int = 0xFFFF, format: str = "GIF") -> tuple[int, int]:  # noqa: A002
+    """Check what every animation writer is given; return the canvas's width and height.
+
+    >>> check_animation((2, 3), 100, 0, None)
+    (2, 3)
+    >>> check_animation((2, 3), 100, -1, None)
+    Traceback (most recent call last):
+    ...
+    ValueError: loop must be None or an integer from 0 to 65535, got -1
+    """
+    width, height = size
+    for name, value in (("width", width), ("height", height)):
+        if not isinstance(value, int) or not 1 <= value <= largest:
+            raise ValueError(f"size {name} must be an integer from 1 to {largest} for {format}, got {value!r}")
+    check_pixels("canvas", width, height, max_pixels)
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 <= duration <= 655350:
+        raise ValueError(f"duration must be a number of milliseconds from 0 to 655350, got {duration!r}")
+    if loop is not None and (isinstance(loop, bool) or not isinstance(loop, int) or not 0 <= loop <= 0xFFFF):
+        raise ValueError(f"loop must be None or an integer from 0 to 65535, got {loop!r}")
+    return width, height
+
+
 class GifWriter:
     """Write an animated GIF frame by frame, copying each frame's image data unchanged.
 
@@ -129,15 +152,7 @@ class GifWriter:
 
     def __init__(self, out: BinaryIO, size: tuple[int, int], *, duration: float = 100, loop: int | None = 0,
                  max_pixels: int | None = None):
-        width, height = size
-        for name, value in (("width", width), ("height", height)):
-            if not isinstance(value, int) or not 1 <= value <= 0xFFFF:
-                raise ValueError(f"size {name} must be an integer from 1 to 65535, got {value!r}")
-        check_pixels("canvas", width, height, max_pixels)
-        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 <= duration <= 655350:
-            raise ValueError(f"duration must be a number of milliseconds from 0 to 655350, got {duration!r}")
-        if loop is not None and (isinstance(loop, bool) or not isinstance(loop, int) or not 0 <= loop <= 0xFFFF):
-            raise ValueError(f"loop must be None or an integer from 0 to 65535, got {loop!r}")
+        width, height = check_animation(size, duration, loop, max_pixels)
         self.out, self.size, self.duration, self.loop = out, (width, height), duration, loop
         self.max_pixels = max_pixels
         self.delay = gif_delay(duration)
