@@ -36,7 +36,6 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-import dask.config
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 import daskgif.config  # noqa: F401 - registers daskgif.yaml's defaults in this (the scheduler's) process
@@ -52,7 +51,7 @@ PAGE = "daskgif"
 HERE = Path(__file__).parent
 
 
-def _bound(name: str, default: int) -> int:
+def _bound(name: str) -> int:
     from daskgif.pipeline.settings import read_setting
 
     return read_setting(f"dashboard.{name}")
@@ -79,8 +78,8 @@ class RunsPlugin(SchedulerPlugin):
     name = PLUGIN_NAME
 
     def __init__(self, max_runs: int | None = None, max_records: int | None = None):
-        self.runs = Runs(_bound("max-runs", 20) if max_runs is None else max_runs,
-                         _bound("max-frame-records", 10000) if max_records is None else max_records)
+        self.runs = Runs(_bound("max-runs") if max_runs is None else max_runs,
+                         _bound("max-frame-records") if max_records is None else max_records)
         self.path: str | None = None  # the page's path, once served
         self._stopper: dict[str, str] = {}  # the last client that cancelled, and the last gone
 

@@ -20,7 +20,7 @@ from daskgif.gif.parse import parse_gif
 from daskgif.gif.join import join_gifs
 from daskgif.pipeline.sample import sample_path
 from daskgif.gif.split import split_bytes
-from daskgif.codec import check_decodes, pillow_limit
+from daskgif.codec import check_decodes
 from frames import corrupt_code, make_gif, make_palette, make_raw_gif, mutate
 
 SAMPLE = Path(sample_path()).read_bytes()

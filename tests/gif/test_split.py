@@ -86,7 +86,7 @@ def test_not_an_image_names_frame_and_offset():
 def test_truncated_frame_names_frame_and_offset():
     good = make_gif(10, 10, seed=1)
     data = good + NL4 + good[:-30]
-    with pytest.raises(GifFormatError, match=rf"frame 1 at byte \d+: truncated in image data") as info:
+    with pytest.raises(GifFormatError, match=r"frame 1 at byte \d+: truncated in image data") as info:
         split_bytes(data, chunk_size=16)
     assert len(good) + 4 <= info.value.offset <= len(data)
     assert type(info.value) is GifFormatError

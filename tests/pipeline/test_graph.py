@@ -9,7 +9,6 @@ import pickle
 from pathlib import Path
 
 import dask
-import daskgif  # before distributed.utils_test, which snapshots dask.config
 import pytest
 from dask.utils import key_split
 from distributed import Client, LocalCluster, get_task_stream
