@@ -20,9 +20,7 @@ from daskgif.storage.files import (
     abort_writes,
     append_bytes,
     atomic_write,
-    check_target,
     file_identity,
-    file_kind,
     list_sizes,
     open_input,
     read_small,
@@ -32,7 +30,7 @@ from daskgif.storage.files import (
     write_bytes,
 )
 from daskgif.storage.lock import Lease
-from daskgif.storage.paths import expand_inputs, frame_name, is_glob, join_path, local_path
+from daskgif.storage.paths import check_target, expand_inputs, file_kind, frame_name, is_glob, join_path, local_path
 
 __all__ = [
     "Lease", "SpanReader", "abort_writes", "append_bytes", "atomic_write", "check_target", "expand_inputs",

@@ -1,14 +1,10 @@
 """Reading and writing files through fsspec: atomic writes, spans, appends, small files, and what an abort removes.
 
-Only regular files are replaced (:func:`check_target`) or read as daskgif's own small
-files (:func:`read_small`): a fifo would block, a device (``/dev/null``) is the
-system's, a symbolic link leads anywhere.
-
-An abort of the process (a second Ctrl-C or SIGTERM) exits without waiting for the
-threads in the middle of a write, so every temporary file and lease is registered
-while it exists (:func:`hold`) and :func:`abort_writes` removes them all.  Local files
-are made under :func:`guard`, which holds the same lock and refuses once the abort
-ran: a file is made and registered before it, or never made.
+An abort of the process (a second Ctrl-C or SIGTERM) exits without waiting for threads
+in the middle of a write, so every temporary file and lease is registered while it
+exists (:func:`hold`) and :func:`abort_writes` removes them all.  Local files are made
+under :func:`guard`, which holds the same lock and refuses once the abort ran: a file
+is made and registered before it, or never made.
 """
 
 from __future__ import annotations
@@ -34,6 +30,8 @@ from daskgif.redact import mask
 from daskgif.storage.paths import (
     FRAME_NAME,
     UPLOAD_NAME,
+    check_target,
+    file_kind,
     frame_name,
     fs_options,
     host_name,
@@ -45,9 +43,9 @@ from daskgif.storage.paths import (
 )
 
 __all__ = [
-    "SpanReader", "abort_writes", "append_bytes", "atomic_write", "check_target", "file_identity", "file_kind",
-    "guard", "hold", "let_go", "list_sizes", "named", "open_input", "read_small", "read_span", "remove_file",
-    "remove_stale_frames", "remove_stale_parts", "write_bytes",
+    "SpanReader", "abort_writes", "append_bytes", "atomic_write", "file_identity", "guard", "hold", "let_go",
+    "list_sizes", "named", "open_input", "read_small", "read_span", "remove_file", "remove_stale_frames",
+    "remove_stale_parts", "write_bytes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -265,17 +263,15 @@ def write_bytes(path: str, data: bytes, storage_options: dict | None = None) -> 
     return True
 
 
-def open_input(path: str, storage_options: dict | None = None, mode="rb") -> ContextManager[IO]:
-    """Open *path* for reading; use as a context manager.
+def open_input(path: str, storage_options: dict | None = None) -> ContextManager[IO]:
+    """Open *path* for reading in binary; use as a context manager.
 
     >>> _ = write_bytes("memory://daskgif-doctest/b.bin", b"hello")
     >>> with open_input("memory://daskgif-doctest/b.bin") as f:
     ...     f.read()
     b'hello'
     """
-    if "r" not in mode or any(c in mode for c in "wax+"):
-        raise ValueError(f"mode must be a read mode such as 'rb', got {mode!r}")
-    return fsspec.open(path, mode, **fs_options(path, storage_options))
+    return fsspec.open(path, "rb", **fs_options(path, storage_options))
 
 
 def append_bytes(path: str, data: bytes, storage_options: dict | None = None) -> None:
@@ -429,48 +425,12 @@ def remove_stale_frames(frames_dir: str, count: int, storage_options: dict | Non
     return stale
 
 
-#: What a path can be besides a regular file, as messages name it.
-KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-         (stat.S_ISFIFO, "a fifo"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
-
-
-def file_kind(mode: int) -> str:
-    """What a file of this ``st_mode`` is, in words.
-
-    >>> file_kind(stat.S_IFIFO | 0o644), file_kind(stat.S_IFREG | 0o644)
-    ('a fifo', 'a regular file')
-    """
-    return next((name for test, name in KINDS if test(mode)), "a regular file")
-
-
-def check_target(path: str) -> None:
-    """Refuse to replace a local *path* that is a device, a fifo or a socket (a folder, ``os.replace`` refuses).
-
-    A symbolic link is replaced, never followed.
-
-    >>> check_target("/dev/null")
-    Traceback (most recent call last):
-    ...
-    FileExistsError: [Errno 17] is a character device, not a regular file: daskgif replaces only regular files: '/dev/null'
-    """
-    local = local_path(path)
-    if local is None:
-        return
-    try:
-        mode = os.lstat(local).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
-        raise FileExistsError(errno.EEXIST, f"is {file_kind(mode)}, not a regular file: daskgif replaces only "
-                                            "regular files", path)
-
-
 def read_small(path: str, storage_options: dict | None = None, limit: int = 2**20, *,
                what: str = "a file daskgif wrote", follow: bool = False) -> bytes:
     """Read a small file (a lock, a manifest, a parameters file) of at most *limit* bytes, if a regular file.
 
     Locally opened with ``O_NONBLOCK`` (a fifo never blocks) and, unless *follow*,
-    ``O_NOFOLLOW`` (a symbolic link is refused); *what* is what the file should be, for messages.
+    ``O_NOFOLLOW`` (a symbolic link is refused, as a device is); *what* the file should be names it in messages.
 
     >>> read_small("/dev/zero", what="a parameters file", follow=True)
     Traceback (most recent call last):

@@ -26,8 +26,8 @@ from typing import Any
 from fsspec.core import url_to_fs
 
 from daskgif.errors import LockHeld
-from daskgif.storage.files import atomic_write, check_target, guard, hold, let_go, named, read_small, remove_file
-from daskgif.storage.paths import fs_options, host_name, local_path, pid_alive
+from daskgif.storage.files import atomic_write, guard, hold, let_go, named, read_small, remove_file
+from daskgif.storage.paths import check_target, fs_options, host_name, local_path, pid_alive
 
 __all__ = ["Lease"]
 

@@ -1,18 +1,24 @@
-"""Where daskgif's files go: fsspec protocols and options, local paths, frame names, temporary names."""
+"""Where daskgif's files go: fsspec protocols and options, local paths, frame names, temporary names.
+
+Only regular files are replaced (:func:`check_target`): a fifo would block, a device
+(``/dev/null``) is the system's, a symbolic link leads anywhere.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import socket
+import stat
 import uuid
 
 import fsspec
 from fsspec.core import split_protocol
 
 __all__ = [
-    "FRAME_NAME", "UPLOAD_NAME", "frame_name", "fs_options", "host_name", "join_path", "local_path", "part_name",
-    "part_owner", "pid_alive", "url_protocols", "is_glob", "expand_inputs",
+    "FRAME_NAME", "UPLOAD_NAME", "check_target", "expand_inputs", "file_kind", "frame_name", "fs_options",
+    "host_name", "is_glob", "join_path", "local_path", "part_name", "part_owner", "pid_alive", "url_protocols",
 ]
 
 
@@ -174,3 +180,39 @@ def expand_inputs(urls: str | list[str], storage_options: dict | None = None) ->
     fs, _, found = fsspec.core.get_fs_token_paths(urls, storage_options=fs_options(urls, storage_options))
     protocol, _ = split_protocol(urls)
     return sorted(fs.unstrip_protocol(path) if protocol else path for path in found)
+
+
+#: What a path can be besides a regular file, as messages name it.
+KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+         (stat.S_ISFIFO, "a fifo"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def file_kind(mode: int) -> str:
+    """What a file of this ``st_mode`` is, in words.
+
+    >>> file_kind(stat.S_IFIFO | 0o644), file_kind(stat.S_IFREG | 0o644)
+    ('a fifo', 'a regular file')
+    """
+    return next((name for test, name in KINDS if test(mode)), "a regular file")
+
+
+def check_target(path: str) -> None:
+    """Refuse to replace a local *path* that is a device, a fifo or a socket (a folder, ``os.replace`` refuses).
+
+    A symbolic link is replaced, never followed.
+
+    >>> check_target("/dev/null")
+    Traceback (most recent call last):
+    ...
+    FileExistsError: [Errno 17] is a character device, not a regular file: daskgif replaces only regular files: '/dev/null'
+    """
+    local = local_path(path)
+    if local is None:
+        return
+    try:
+        mode = os.lstat(local).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
+        raise FileExistsError(errno.EEXIST, f"is {file_kind(mode)}, not a regular file: daskgif replaces only "
+                                            "regular files", path)
