@@ -56,13 +56,12 @@ def _lzw(pixels: bytes, min_code_size: int) -> bytes:
     emit(eoi)
     if nbits:
         out.append(acc & 0xFF)
-    blocks = bytearray([min_code_size])
-    for i in range(0, len(out), 255):
-        chunk = out[i:i + 255]
-        blocks.append(len(chunk))
-        blocks += chunk
-    blocks.append(0)
-    return bytes(blocks)
+    return bytes([min_code_size]) + _sub_blocks(bytes(out))
+
+
+def _sub_blocks(data: bytes) -> bytes:
+    """*data* as GIF data sub-blocks of at most 255 bytes, and the terminator."""
+    return b"".join(bytes([len(data[i:i + 255])]) + data[i:i + 255] for i in range(0, len(data), 255)) + b"\x00"
 
 
 def _interlace(pixels: bytes, width: int, height: int) -> bytes:
@@ -116,8 +115,7 @@ def encode_gif(width: int, height: int, palette: bytes, pixels: bytes, *, versio
     if loop is not None:
         extensions += b"\x21\xff\x0bNETSCAPE2.0\x03\x01" + loop.to_bytes(2, "little") + b"\x00"
     if comment is not None:
-        extensions += b"\x21\xfe" + b"".join(bytes([len(comment[i:i + 255])]) + comment[i:i + 255]
-                                             for i in range(0, len(comment), 255)) + b"\x00"
+        extensions += b"\x21\xfe" + _sub_blocks(comment)
     if transparent is not None or delay is not None or disposal:
         extensions += bytes([0x21, 0xF9, 4, disposal << 2 | (transparent is not None)])
         extensions += (delay or 0).to_bytes(2, "little") + bytes([transparent or 0, 0])

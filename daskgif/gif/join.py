@@ -83,27 +83,14 @@ def check_animation(size: tuple[int, int], duration: float, loop: int | None, ma
 class GifWriter:
     """Write an animated GIF frame by frame to the binary stream *out* (not closed), copying image data unchanged.
 
-    Parameters
-    ----------
-    size : tuple of int
-        ``(width, height)`` of the canvas; frames keep their own position on it.
-    duration : float, optional
-        Milliseconds per image, rounded up to the next 10 ms (see :func:`gif_delay`).
-        Browsers show delays of 0 and 10 ms as about 100 ms.
-    loop : int or None, optional
-        The ``NETSCAPE2.0`` loop count, as Pillow reads and writes it: 0 loops forever,
-        N asks for N more plays after the first, ``None`` writes no loop block (played once).
-    max_pixels : int, optional
-        Refuse a canvas, and frames, of more pixels (see :func:`~daskgif.gif.parse.parse_gif`).
+    *size* is the canvas ``(width, height)``; frames keep their own position on it, and
+    one that runs past it is refused (decoders would grow it in mid-animation).
+    *duration* is in milliseconds per image, rounded up to the next 10 ms (see
+    :func:`gif_delay`; browsers show 0 and 10 ms as about 100 ms).  *loop* is the
+    ``NETSCAPE2.0`` count as Pillow reads it: 0 loops forever, N asks for N more plays,
+    ``None`` writes no loop block.  A canvas or a frame of more than *max_pixels* is
+    refused (see :func:`~daskgif.gif.parse.parse_gif`).
 
-    Raises
-    ------
-    GifFormatError
-        A canvas larger than *max_pixels*; from :meth:`add`: a frame that cannot be joined,
-        or an image that runs past the canvas (decoders would grow it in mid-animation).
-
-    Examples
-    --------
     >>> import io
     >>> from daskgif.gif.encode import encode_gif
     >>> from daskgif.gif.parse import parse_gif

@@ -1,15 +1,10 @@
 """Every byte daskgif reads or writes, through fsspec: the only part of daskgif that opens files or URLs.
 
-A path is anything fsspec opens: a local path, ``file://``, ``https://``, ``s3://``,
-``memory://`` (per process), ...  ``storage_options`` are passed to fsspec; when the two
-ends of a copy need different options, nest them under the protocol name
-(``{"s3": {"key": ...}, "https": {...}}``), top-level ones are used for both.  Settings
-are arguments: callers read ``dask.config`` on the client.
-
-Modules: ``paths`` (protocols, options, frame and temporary names), ``files`` (atomic
-writes, spans, appends, small files, what an abort removes), ``fetch`` (downloads, the
-record of their source, and whether to fetch again) and ``lock`` (the run's lease).
-Here are the names the other parts use.
+A path is anything fsspec opens (``memory://`` is per process).  ``storage_options`` go
+to fsspec; options nested under a protocol name (``{"s3": {"key": ...}}``) are for that
+protocol only, the others for every path.  Settings are arguments: callers read
+``dask.config`` on the client.  Modules: ``paths``, ``files``, ``fetch``, ``lock``; here
+are the names the other parts use.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Fetching a URL to the data file (allowed protocols on every hop, limits, deadlines), and whether to fetch it again.
 
-Next to a fetched data file lies the record of its source, ``<data_file>.source.json``:
-:func:`fetch_file` writes it once the data file is complete, :func:`fetch_needed` reads it
-to tell whether the data file is what a URL gives.  It keeps the URL masked and as its
-digest (it may hold a token).
+Next to the data file, :func:`fetch_file` writes the record of its source (the URL masked
+and as its digest: it may hold a token), which :func:`fetch_needed` reads.
 """
 
 from __future__ import annotations
@@ -43,34 +41,27 @@ def fetch_file(
     deadline: float | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
-    """Copy *url* to *data_file*, chunk by chunk, atomically, and record where it came from; return the bytes copied.
+    """Copy *url* (data, never given to a shell) to *data_file* chunk by chunk, atomically, and record its source.
 
-    No partial *data_file* ever appears, whatever the failure (see :func:`atomic_write`).
+    Returns the bytes copied.  No partial *data_file* ever appears, whatever the failure.
 
     Parameters
     ----------
-    url : str
-        Any fsspec URL or local path.  It is data, never given to a shell.
-    storage_options : dict, optional
-        fsspec options; see :mod:`daskgif.storage` for per-protocol options.
     timeout : float, optional
         Seconds an HTTP(S) download may stall (no connection, no bytes) before it fails.
     max_bytes : int, optional
-        The largest accepted download; a larger declared size (``Content-Length``)
-        is refused before the body is read.
+        The largest download; a larger ``Content-Length`` is refused before the body is read.
     allowed_protocols : collection of str, optional
-        Protocols accepted for *url* (a plain path is ``file``) and for every HTTP
-        redirect, checked before any I/O; ``None`` accepts all.
+        Protocols accepted for *url* (a plain path is ``file``), checked before any I/O,
+        and for every HTTP redirect; ``None`` accepts all.
     deadline : float, optional
         Seconds the whole download may take (``daskgif.fetch-deadline``), measured by *clock*.
 
     Raises
     ------
     FetchError
-        Naming *url*; ``transient`` for connection errors, timeouts (the deadline
-        included), a body cut short, HTTP 5xx/408/425/429.
-    OSError
-        Writing *data_file* failed (disk full, read-only, permission denied, ...).
+        Naming *url*; ``transient`` for connection errors, timeouts, a body cut short,
+        HTTP 5xx/408/425/429.  An ``OSError`` of writing *data_file* is not one.
     """
     if not isinstance(url, str) or not url:
         raise FetchError(repr(url), f"url must be a non-empty string, got {url!r}")
@@ -176,12 +167,11 @@ def _source_fs(url: str, storage_options: dict | None, *, timeout: float,
 
 @functools.lru_cache(maxsize=None)
 def _trace() -> Any:
-    """The aiohttp trace config of daskgif's HTTP sessions; each request's ``trace_request_ctx`` is a dict.
+    """The aiohttp trace config of daskgif's HTTP sessions, one object: fsspec caches a session per options text.
 
-    A redirect to a protocol not in its ``allowed`` is refused before it is followed.
-    For a body without a length, the response's connection's ``closed`` future is kept
-    as ``closed``.  One object, so fsspec's filesystem cache (keyed by the options' text)
-    keeps one session per setting.
+    Each request's ``trace_request_ctx`` is a dict: a redirect to a protocol not in its
+    ``allowed`` is refused before it is followed; it keeps the ``response`` and, for a body
+    without a length, the ``closed`` future of its connection.
     """
     from urllib.parse import urljoin, urlsplit
 
@@ -223,8 +213,7 @@ def _trace() -> Any:
 
 def _deadline_error(url: str, deadline: float, copied: int | None = None) -> FetchError:
     got = "" if copied is None else f" ({copied} bytes copied)"
-    return FetchError(url, f"not finished within the deadline of {deadline} s{got} (daskgif.fetch-deadline)",
-                      transient=is_transient(TimeoutError()))
+    return FetchError(url, f"not finished within the deadline of {deadline} s{got} (daskgif.fetch-deadline)", True)
 
 
 def _fetch_error(url: str, e: BaseException, *, timeout: float, deadline: float | None = None,
@@ -261,15 +250,12 @@ def fetch_needed(
 ) -> str | None:
     """Why *data_file* must be fetched from *url*, or ``None`` when the existing file is what *url* gave.
 
-    The file is kept when its record names the same URL and size and, with
-    *check_remote* for an HTTP(S) URL, a ``HEAD`` shows the recorded ``ETag`` (else
-    ``Last-Modified``).  A server that cannot be asked (a warning is logged), or
-    that sends neither, keeps the file: a run works offline on what it fetched
-    before.  A file without a record is fetched again, unless *url* is that file.
-    *timeout* and *allowed_protocols* are those of :func:`fetch_file`, for the ``HEAD``.
+    The file is kept when its record names the same URL and size and, with *check_remote*
+    for HTTP(S), a ``HEAD`` (*timeout* and *allowed_protocols* as for :func:`fetch_file`)
+    shows the recorded ``ETag``, else ``Last-Modified``.  A server that cannot be asked
+    (a warning is logged), or sends neither, keeps it: a run works offline.  A file
+    without a record is fetched again, unless *url* is that file.
 
-    Examples
-    --------
     >>> with atomic_write("memory://doc/a.img") as f:
     ...     _ = f.write(b"data")
     >>> fetch_needed("memory://doc/a.img", "memory://doc/data.img", check_remote=False)

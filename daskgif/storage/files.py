@@ -57,10 +57,8 @@ _aborted = False
 
 @contextmanager
 def guard(path: str) -> Iterator[None]:
-    """Make *path* in the block, under the lock of :func:`abort_writes`; ``ECANCELED`` once an abort ran.
-
-    On an object store the block runs outside the lock: it would hold every thread during a request.
-    """
+    """Make *path* in the block, under the lock of :func:`abort_writes` (not on an object store: it would hold
+    every thread during a request); ``ECANCELED`` once an abort ran."""
     with _lock:
         if _aborted:
             raise OSError(errno.ECANCELED, "not written: this process is aborting", path)
@@ -119,14 +117,12 @@ def remove_file(path: str, storage_options: dict | None) -> None:
 
 
 def remove_stale_parts(directory: str, prefix: str | None = None, *, max_age: float | None = 86400) -> list[str]:
-    """Remove the temporary files that killed writers left in local *directory*; return their paths.
+    """Remove the temporary files that killed writers left in local *directory* for names starting with *prefix*.
 
-    A temporary file of :func:`atomic_write` is stale when it was written on this host
-    by a process that is gone or, from any host, when it was not written for *max_age*
-    seconds (``None``: only dead writers').  A live writer's file is never removed.
-    Only names for destinations starting with *prefix* are looked at.  Other URLs hold
-    no temporary files: their data is written in the local temporary folder first,
-    under :data:`UPLOAD_NAME`.
+    One of :func:`atomic_write` is stale when its writer on this host is gone or, from
+    any host, when it was not written for *max_age* seconds (``None``: only dead
+    writers'); a live writer's never is.  Other URLs hold no temporary files (uploads
+    are written in the local temporary folder first, under :data:`UPLOAD_NAME`).
 
     >>> remove_stale_parts("s3://bucket/frames")
     []
@@ -169,18 +165,11 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
 
     Locally the data goes to a temporary file in the same folder (see :func:`part_name`),
     renamed over *path* once complete; missing folders are made.  Elsewhere it goes to a
-    local temporary file (named after :data:`UPLOAD_NAME`) uploaded once complete, so no
-    partial object is ever visible.  On error (``KeyboardInterrupt`` included) the
-    temporary file is removed and *path* untouched; an aborting process removes it first
-    (:func:`abort_writes`), a killed one leaves it for :func:`remove_stale_parts`.
+    local temporary file uploaded once complete.  On error (``KeyboardInterrupt``
+    included) the temporary file is removed and *path* untouched; an aborting process
+    removes it too, a killed one leaves it for :func:`remove_stale_parts`.  An
+    ``OSError`` keeps its ``errno`` (``EROFS``, ``ENOSPC``, ...) and names *path*.
 
-    Raises
-    ------
-    OSError
-        With its ``errno`` (``EROFS``, ``EACCES``, ``ENOSPC``, ...), naming *path*.
-
-    Examples
-    --------
     >>> with atomic_write("memory://daskgif-doctest/a.bin") as f:
     ...     _ = f.write(b"data")
     >>> read_span("memory://daskgif-doctest/a.bin", 1, 2)
@@ -299,10 +288,8 @@ def append_bytes(path: str, data: bytes, storage_options: dict | None = None) ->
 
 
 def _read_at(f: IO, path: str, offset: int, length: int) -> bytes:
-    """Read *length* bytes of *f* from *offset*; ``EOFError`` if the file ends first.
-
-    A local file is read with ``os.pread``, which leaves its position alone: threads may share it.
-    """
+    """Read *length* bytes of *f* from *offset*; ``EOFError`` if the file ends first.  A local file is read
+    with ``os.pread``, which leaves its position alone: threads may share it."""
     if offset < 0 or length < 0:
         raise ValueError(f"span must have offset >= 0 and length >= 0, got {(offset, length)!r}")
     if isinstance(f, io.FileIO) and hasattr(os, "pread"):
@@ -331,11 +318,8 @@ def read_span(path: str, offset: int, length: int, storage_options: dict | None 
 
 
 class SpanReader:
-    """Read spans of one file, opening it once per thread: what a batch of frames reads from the data file.
-
-    Locally each thread opens the file on its first read;
-    :meth:`release` closes the calling thread's file.  Elsewhere each read opens the
-    file, as :func:`read_span` does.  A reader pickles as its path and options.
+    """Read spans of one file, opened once per thread (locally; :meth:`release` closes it), as a batch of frames
+    reads the data file.  Elsewhere each read opens the file.  A reader pickles as its path and options.
 
     >>> _ = write_bytes("memory://daskgif-doctest/g.bin", b"0123456789")
     >>> SpanReader("memory://daskgif-doctest/g.bin").read(2, 3)
@@ -396,24 +380,19 @@ def file_identity(path: str, storage_options: dict | None = None) -> dict[str, A
     return {"size": info.get("size"), "version": None if marker is None else str(marker)}
 
 
-def remove_stale_frames(frames_dir: str, count: int, storage_options: dict | None = None,
-                        names: Iterable[str] | None = None) -> list[str]:
+def remove_stale_frames(frames_dir: str, count: int, storage_options: dict | None = None, *,
+                        names: Iterable[str]) -> list[str]:
     """Remove the frame files (``frame_<digits>.gif``) of an earlier run that are not among this run's *count*.
 
-    A run with fewer frames, or names of another width, would otherwise leave a mixed
-    set.  *names*: a listing of *frames_dir* the caller already made (see :func:`list_sizes`).
+    *names*: the files of *frames_dir*, as :func:`list_sizes` lists them.
 
     >>> write_bytes("memory://daskgif-doctest/fr/frame_07.gif", b"GIF89a")
     True
-    >>> remove_stale_frames("memory://daskgif-doctest/fr", 3)
+    >>> remove_stale_frames("memory://daskgif-doctest/fr", 3, names=list_sizes("memory://daskgif-doctest/fr"))
     ['memory://daskgif-doctest/fr/frame_07.gif']
     """
     width = len(frame_name(0, count)) if count else 0
-    fs, path = url_to_fs(frames_dir, **fs_options(frames_dir, storage_options))
-    try:
-        names = fs.ls(path, detail=False) if names is None else names
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    fs, _ = url_to_fs(frames_dir, **fs_options(frames_dir, storage_options))
     stale = []
     for base in (name.rstrip("/").rsplit("/", 1)[-1] for name in names):
         match = FRAME_NAME.fullmatch(base)

@@ -1,12 +1,9 @@
 """The lease on the files a run uses: ``<data_file>.lock``, ``<out>.lock``, ``<frames_dir>.lock``.
 
-A run's tasks run wherever Dask puts them, so the lock is not held by a process but
-*leased* to a run: the lock file names the run and says until when the lease holds.
-Each step takes or renews it as it starts (:meth:`Lease.kept`); the last step, or a
-failing one, releases it.  A run that dies holds it at most *seconds* more
-(``daskgif.lock-timeout``), and no longer once its process on this host is gone.
-A second run never waits: it fails at once with :class:`~daskgif.errors.LockHeld`,
-so two pipelines in one ``dask.compute`` call, even on ``sync``, never block each other.
+A run's tasks run wherever Dask puts them, so the lock is *leased* to a run, until a
+time its file says: each step takes or renews it (:meth:`Lease.kept`), the last or a
+failing one releases it, a dead run holds it at most *seconds* more (``daskgif.lock-timeout``).
+A second run never waits (two pipelines on ``sync`` would block): it fails with ``LockHeld``.
 """
 
 from __future__ import annotations
@@ -35,11 +32,10 @@ logger = logging.getLogger(__name__)
 
 
 class Lease:
-    """The lease of run *owner* on the files it uses: ``<file>.lock`` for each of *guarded*, *seconds* at a time.
+    """The lease of run *owner* on ``<file>.lock`` for each of *guarded*, *seconds* at a time.
 
-    The leases are taken in order, all or none: if another live run holds one, those
-    this call took are given back and :class:`LockHeld` names the holder.  It pickles,
-    so every task of a run can take it.
+    Taken in order, all or none: :class:`LockHeld` names another live run holding one.
+    It pickles, so every task of a run can take it.
 
     Examples
     --------
@@ -115,10 +111,7 @@ class Lease:
         raise LockHeld(path, _read_lock(path, self.storage_options) or {}, self.seconds)
 
     def renew(self) -> dict[str, Any]:
-        """Extend every lease by *seconds* from now.
-
-        Raise :class:`LockHeld` if another run took one meanwhile, ``LeaseEnded`` if one is gone (the run ended).
-        """
+        """Extend every lease by *seconds*; ``LockHeld`` if another run took one, ``LeaseEnded`` if one is gone."""
         for path in self.paths:
             mine = self._renew(path)
         return mine

@@ -23,9 +23,7 @@ __all__ = [
 
 
 def url_protocols(url: str) -> list[str]:
-    """Protocols of a (possibly chained) URL; a plain path is ``file``.
-
-    In a chain every part but the last may be a bare protocol name (fsspec's ``simplecache::``).
+    """Protocols of a (possibly chained) URL; a plain path is ``file``, a bare name in a chain its protocol.
 
     >>> url_protocols("simplecache::zip://a.img::s3://bucket/b.zip"), url_protocols("/tmp/a.img")
     (['simplecache', 'zip', 's3'], ['file'])
@@ -48,9 +46,7 @@ def fs_options(url: str, storage_options: dict | None) -> dict:
 
 
 def local_path(path: str) -> str | None:
-    """The plain file-system path of *path* when it is local, else ``None``.
-
-    Local paths skip fsspec's URL parsing, which costs more than the I/O of a small frame.
+    """The plain file-system path of *path* when it is local (to skip fsspec's parsing, slower than a frame's I/O).
 
     >>> local_path("a/b.gif"), local_path("file:///tmp/b.gif"), local_path("s3://bucket/b.gif")
     ('a/b.gif', '/tmp/b.gif', None)
@@ -73,10 +69,8 @@ def host_name() -> str:
 
 
 def part_name(name: str) -> str:
-    """A fresh temporary name for a file being written as *name*: ``.<name>.<host>-<pid>-<hex>.part``.
-
-    Host and process are in the name so that :func:`~daskgif.storage.remove_stale_parts` can tell a
-    dead writer's leftovers from a live writer's file.
+    """A fresh temporary name for a file being written as *name*: ``.<name>.<host>-<pid>-<hex>.part``
+    (so that ``remove_stale_parts`` tells a dead writer's leftovers from a live writer's file).
 
     >>> n = part_name("clip.gif")
     >>> n.startswith(".clip.gif.") and n.endswith(f"-{os.getpid()}-" + n[-37:-5] + ".part")
@@ -92,10 +86,8 @@ _PART = re.compile(r"\.(?P<rest>.+)-(?P<pid>\d+)-(?P<hex>[0-9a-f]{32})\.part")
 UPLOAD_NAME = "daskgif-upload"
 
 
-def part_owner(part: str, host: str | None = None) -> tuple[str, int] | None:
-    """The destination name and writer pid of temporary file *part*, when written on *host* (default: this one).
-
-    ``None`` for another host's or an older daskgif's temporary file, or another file.
+def part_owner(part: str, host: str) -> tuple[str, int] | None:
+    """The destination name and writer pid of temporary file *part* written on *host*, else ``None``.
 
     >>> part_owner(".frame_00.gif.node-1.lan-4242-" + "ab" * 16 + ".part", host="node-1.lan")
     ('frame_00.gif', 4242)
@@ -103,7 +95,6 @@ def part_owner(part: str, host: str | None = None) -> tuple[str, int] | None:
     True
     """
     m = _PART.fullmatch(part)
-    host = host_name() if host is None else host
     if m is None or not m["rest"].endswith("." + host):
         return None
     return m["rest"][: -len(host) - 1], int(m["pid"])
