@@ -196,14 +196,11 @@ def join_gifs(frames: Iterable[bytes], out: BinaryIO, *, duration: float = 100, 
     frames' canvases.  A ``GifFormatError`` names the frame: one that cannot be joined, or
     (without *size*) the first that grows the canvas past *max_pixels*.
 
-    Examples
-    --------
     >>> import io
     >>> from daskgif.gif.encode import encode_gif
     >>> from daskgif.gif.parse import parse_gif
     >>> frames = [encode_gif(4, 2, bytes(6), bytes(8)), encode_gif(2, 3, bytes(6), bytes(6))]
-    >>> out = io.BytesIO()
-    >>> join_gifs(frames, out)
+    >>> join_gifs(frames, out := io.BytesIO())
     2
     >>> info = parse_gif(out.getvalue()); (info.width, info.height, len(info.images))
     (4, 3, 2)

@@ -120,9 +120,7 @@ def _sub_blocks(buf, pos: int, what: str) -> int:
 def check_signature(head: bytes, start: int = 0) -> None:
     """Raise a :class:`~daskgif.errors.GifFormatError` unless *head* is, or may become, ``GIF87a`` or ``GIF89a``.
 
-    A short *head* that is a prefix of a signature passes (more bytes may follow).
-    The message shows all six signature bytes, so it never quotes bytes that match
-    what it says it expected.
+    The message quotes all six signature bytes: never bytes that match what it says it expected.
 
     >>> check_signature(b"GIF89a"), check_signature(b"GIF")
     (None, None)
@@ -144,11 +142,9 @@ def check_signature(head: bytes, start: int = 0) -> None:
 
 
 def check_pixels(what: str, width: int, height: int, max_pixels: int | None, offset: int | None = None) -> None:
-    """Refuse *what* of *width* x *height* pixels when it holds more than *max_pixels*.
+    """Refuse *what* of *width* x *height* pixels when it holds more than *max_pixels* (``None``: no limit).
 
-    The one check of the pixel limit, for the parse, the split's walk and the join:
-    equal is accepted (as Pillow accepts ``Image.MAX_IMAGE_PIXELS`` pixels without a
-    warning), ``None`` is no limit.
+    The one check of the pixel limit; equal is accepted, as Pillow accepts ``Image.MAX_IMAGE_PIXELS``.
 
     >>> check_pixels("screen", 1000, 1000, 10**6), check_pixels("screen", 60000, 60000, None)
     (None, None)
@@ -167,17 +163,9 @@ def gif_length(buf: bytes | bytearray | memoryview, start: int = 0, *, max_pixel
 
     Only the structure is walked (blocks, colour tables, sub-blocks) and a logical screen
     of more than *max_pixels* refused, unless *images* is a list: then the GIF is checked
-    as :func:`parse_gif` says and each image appended to it.
+    as :func:`parse_gif` says and each image appended to it.  :class:`Incomplete` when
+    *buf* ends first; a ``GifFormatError``'s ``offset`` is one in *buf*.
 
-    Raises
-    ------
-    Incomplete
-        *buf* ends before the trailer: more bytes are needed.
-    GifFormatError
-        The bytes are not a GIF; ``offset`` is an offset in *buf*.
-
-    Examples
-    --------
     >>> from daskgif.gif.encode import encode_gif
     >>> gif = encode_gif(2, 2, bytes(6), bytes(4))
     >>> gif_length(gif + b"\\n\\n\\n\\n") == len(gif)
@@ -249,8 +237,6 @@ def parse_gif(data: bytes | bytearray | memoryview, *, max_pixels: int | None = 
     screen, image or canvas (:attr:`GifInfo.canvas`) of more than *max_pixels* pixels
     (equal is accepted, as Pillow accepts ``Image.MAX_IMAGE_PIXELS``).
 
-    Examples
-    --------
     >>> from daskgif.gif.encode import encode_gif
     >>> info = parse_gif(encode_gif(3, 2, bytes(range(12)), bytes([0, 1, 2, 3, 0, 1]), transparent=3))
     >>> info.version, info.width, info.height, len(info.images), info.images[0].transparent

@@ -6,22 +6,19 @@ chunk by chunk to its ``IEND``, so delimiter bytes inside a palette, LZW data or
 compressed stream never cut a frame.  Other images (JPEG, BMP, TIFF, WebP, ICO) end at
 the next delimiter.  Rules:
 
-- Delimiters and ASCII whitespace between frames are skipped (empty pieces, a trailing
-  delimiter or none, a stray newline).  A delimiter of LF bytes is also recognised
-  with every LF written as CR LF (a text-mode copy); CR and LF inside a frame never cut it.
+- Delimiters and ASCII whitespace between frames are skipped.  A delimiter of LF bytes
+  is also recognised with every LF written as CR LF (a text-mode copy).
 - After a walked frame come separators with a delimiter among them, or whitespace to
   the end of the data; anything else is an error (a frame longer than its structure says).
 - A walk that runs over a delimiter followed by a *whole* image (walked to the next
-  delimiter) is an error: the frame is corrupt or truncated before it.  Damaged blocks
-  can walk on in step with a later frame's; this keeps the frames after it from being swallowed.
-- A piece without a known image signature is an error: a file that cannot be
-  delimited reliably is refused rather than handed on as garbage.
-- Errors are :class:`~daskgif.errors.GifFormatError` naming the frame and the byte offset.
+  delimiter) is an error: the frame is corrupt or truncated before it, and damaged
+  blocks must not swallow the frames after it.
+- A piece without a known image signature is an error, naming (as every error) the
+  frame and the byte offset: a file that cannot be delimited reliably is refused.
 - With ``on_error="skip"`` a piece that cannot be walked ends at the next delimiter
-  followed, past separators, by an image signature or the end of the data; its span is
-  yielded as it is, for the frame's own task to refuse, and every intact frame after
-  it is kept.  A delimiter inside the damage (a colour table), or one followed by
-  anything else, does not end it.  Only a stream with no frame at all still raises.
+  followed, past separators, by an image signature or the end of the data, and is
+  yielded as it is, for the frame's own task to refuse; the intact frames after it
+  are kept.  Only a stream with no frame at all still raises.
 
 Memory holds about one frame plus one chunk (two frames while a damaged frame is walked).
 """
@@ -110,10 +107,7 @@ class _Buffer:
 
     def __init__(self, f: BinaryIO, chunk_size: int):
         self.f, self.chunk_size = f, chunk_size
-        self.buf = bytearray()
-        self.base = 0
-        self.hold = 0
-        self.eof = False
+        self.buf, self.base, self.hold, self.eof = bytearray(), 0, 0, False
 
     def more(self, keep: int, at_least: int = 0) -> None:
         """Drop the bytes before *keep* (not ``hold``) and read a chunk, or *at_least*: once per read, linear cost."""
@@ -121,10 +115,8 @@ class _Buffer:
         del self.buf[:keep - self.base]
         self.base = keep
         data = self.f.read(max(self.chunk_size, at_least))
-        if data:
-            self.buf += data
-        else:
-            self.eof = True
+        self.buf += data
+        self.eof = not data
 
     def ensure(self, pos: int, n: int) -> int:
         """Read until *n* bytes from absolute *pos* are held or the stream ends; return *pos* in ``buf``."""
@@ -156,7 +148,9 @@ def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    delimiters = delimiter_forms(delimiter)
+    delimiters = (delimiter,)
+    if b"\n" in delimiter and b"\r" not in delimiter:  # also its Windows form, CR LF for each LF
+        delimiters += (delimiter.replace(b"\n", b"\r\n"),)
     stream = _Buffer(f, chunk_size)
     index = pos = 0  # pos, start and end are absolute offsets in the stream
     while True:
@@ -209,19 +203,6 @@ def _resync(stream: _Buffer, start: int, delimiters: tuple[bytes, ...]) -> int:
         if image_kind(stream.buf[rel:rel + 12]) is not None:
             return cut
         search = after
-
-
-def _refuse_frame_inside(stream: _Buffer, start: int, end: int, delimiters: tuple[bytes, ...], index: int,
-                         max_pixels: int | None, open_end: bool = False) -> None:
-    """Refuse the frame at *start*, walked up to *end* (and on past it, with *open_end*), if a delimiter
-    and a whole image lie inside it: a corrupt frame's walk would swallow the frames after it."""
-    found = frame_inside(stream.buf, start - stream.base, end - stream.base, delimiters, max_pixels,
-                         open_end=open_end)
-    if found is not None:
-        cut, image = (stream.base + i for i in found)
-        raise GifFormatError(f"expected the frame to end at the delimiter at byte {cut}, which a whole image "
-                             f"follows at byte {image}; got blocks that run on past it: corrupt or truncated "
-                             f"before it?", start, index)
 
 
 def frame_inside(buf: bytes | bytearray, start: int, end: int, delimiters: tuple[bytes, ...],
@@ -288,17 +269,6 @@ def _explain(e: GifFormatError, stream: _Buffer, start: int, delimiters: tuple[b
                           f"delimiter at byte {cut}: truncated or corrupt before it?)", e.offset, e.frame)
 
 
-def delimiter_forms(delimiter: bytes) -> tuple[bytes, ...]:
-    """Return *delimiter* and, when it has LF bytes but no CR, its Windows form (CR LF for each LF).
-
-    >>> delimiter_forms(b"\\n\\n"), delimiter_forms(b"--")
-    ((b'\\n\\n', b'\\r\\n\\r\\n'), (b'--',))
-    """
-    if b"\n" in delimiter and b"\r" not in delimiter:
-        return delimiter, delimiter.replace(b"\n", b"\r\n")
-    return (delimiter,)
-
-
 def _find_delimiter(stream: _Buffer, start: int, delimiters: tuple[bytes, ...]) -> int:
     """Return the offset of the first of *delimiters* after *start*, or the end of the data."""
     search = start
@@ -333,13 +303,22 @@ def _walk(stream: _Buffer, start: int, kind: str, index: int, max_pixels: int | 
     makes it fail (see :func:`frame_inside`), as soon as the bytes held show it: a
     corrupt frame reads little further than the next one.
     """
+    def refuse_inside(end: int, open_end: bool = False) -> None:
+        found = frame_inside(stream.buf, start - stream.base, end - stream.base, delimiters, max_pixels,
+                             open_end=open_end)
+        if found is not None:
+            cut, image = (stream.base + i for i in found)
+            raise GifFormatError(f"expected the frame to end at the delimiter at byte {cut}, which a whole image "
+                                 f"follows at byte {image}; got blocks that run on past it: corrupt or truncated "
+                                 f"before it?", start, index)
+
     while True:
         rel, held = start - stream.base, stream.base + len(stream.buf)
         try:
             end = stream.base + (gif_length(stream.buf, rel, max_pixels=max_pixels) if kind == "GIF"
                                  else png_length(stream.buf, rel))
         except Incomplete as e:
-            _refuse_frame_inside(stream, start, held, delimiters, index, max_pixels, open_end=not stream.eof)
+            refuse_inside(held, open_end=not stream.eof)
             if stream.eof:
                 raise GifFormatError(e.message, e.offset).locate(index, stream.base) from None
             # Read at least as much again as is held, so a big frame is walked O(log n) times.
@@ -347,10 +326,9 @@ def _walk(stream: _Buffer, start: int, kind: str, index: int, max_pixels: int | 
             continue
         except GifFormatError as e:
             located = e.locate(index, stream.base)
-            _refuse_frame_inside(stream, start, min(located.offset, held), delimiters, index, max_pixels,
-                                 open_end=True)
+            refuse_inside(min(located.offset, held), open_end=True)
             raise located from None
-        _refuse_frame_inside(stream, start, end, delimiters, index, max_pixels)
+        refuse_inside(end)
         return end
 
 

@@ -21,7 +21,7 @@ from fsspec.core import url_to_fs
 
 from daskgif.errors import FetchError, is_transient
 from daskgif.redact import mask
-from daskgif.storage.files import atomic_write, open_input, remove_file
+from daskgif.storage.files import atomic_write, open_input, remove_file, write_bytes
 from daskgif.storage.paths import fs_options, local_path, url_protocols
 
 __all__ = ["fetch_file", "fetch_needed", "read_source", "source_path", "url_digest"]
@@ -122,8 +122,7 @@ def fetch_file(
     record = {"url_sha256": url_digest(url), "url": mask(url), "size": copied, "etag": headers.get("ETag"),
               "last_modified": headers.get("Last-Modified"),
               "fetched_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
-    with atomic_write(source_path(data_file), storage_options) as f:
-        f.write(json.dumps(record, indent=1).encode())
+    write_bytes(source_path(data_file), json.dumps(record, indent=1).encode(), storage_options)
     logger.debug("Fetched %d bytes from %s to %s", copied, mask(url), data_file)
     return copied
 
@@ -137,11 +136,8 @@ def _is_http(url: str) -> bool:
 
 
 def _check_end(url: str, closed: asyncio.Future | None, copied: int, exact: int | None) -> None:
-    """Refuse an HTTP body that ended early: shorter than its ``Content-Length``, or cut by a lost connection.
-
-    Without a length, aiohttp reads a reset connection as the end of the body; the
-    future of the connection's closing (see :func:`_trace`) tells the two apart.
-    """
+    """Refuse an HTTP body shorter than its ``Content-Length`` (*exact*) or cut by a lost connection: without a
+    length aiohttp reads a reset as the end, which the future of the connection's closing (*closed*) tells apart."""
     lost = closed.exception() if closed is not None and closed.done() and not closed.cancelled() else None
     if lost is not None:
         raise FetchError(url, f"connection lost after {copied} bytes, before the end of the body "
@@ -179,7 +175,7 @@ def _trace() -> Any:
 
     async def on_request_redirect(session, context, params) -> None:  # type: ignore[no-untyped-def]
         request, response = context.trace_request_ctx, params.response
-        if not request or request["allowed"] is None:
+        if not isinstance(request, dict) or request["allowed"] is None:
             return
         try:
             target = urljoin(str(response.url), response.headers.get("Location", ""))
@@ -193,13 +189,14 @@ def _trace() -> Any:
 
     async def on_request_end(session, context, params) -> None:  # type: ignore[no-untyped-def]
         request, response = context.trace_request_ctx, params.response
-        if request is None:
+        if not isinstance(request, dict):
             return
         request["response"] = response
-        # Sent before the body is read on: the connection is open until its end (aiohttp checks a chunked end itself).
-        if response.connection is not None and response.content_length is None and \
-                "chunked" not in response.headers.get("Transfer-Encoding", "").lower():
-            closed = response.connection.protocol.closed
+        # Sent before the body is read on: its connection is open until its end. (aiohttp checks a chunked end.)
+        protocol = None if response.connection is None else response.connection.protocol
+        chunked = "chunked" in response.headers.get("Transfer-Encoding", "").lower()
+        if protocol is not None and response.content_length is None and not chunked:
+            closed = protocol.closed
             if closed is not None:
                 closed.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: asyncio logs none
                 request["closed"] = closed

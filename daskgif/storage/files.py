@@ -25,6 +25,7 @@ from typing import IO, Any, BinaryIO, ContextManager
 import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
 
 from daskgif.redact import mask
 from daskgif.storage.paths import (
@@ -275,8 +276,7 @@ def append_bytes(path: str, data: bytes, storage_options: dict | None = None) ->
     b'1\\n2\\n'
     """
     fs, fspath = url_to_fs(path, **fs_options(path, storage_options))
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
-    if any(p in ("file", "local", "memory") for p in protocols):
+    if isinstance(fs, (LocalFileSystem, MemoryFileSystem)):
         if parent := fs._parent(fspath):
             fs.makedirs(parent, exist_ok=True)
         with fs.open(fspath, "ab") as f:

@@ -63,12 +63,11 @@ class Lease:
     def __repr__(self) -> str:
         return f"Lease({', '.join(map(repr, self.paths))}, owner={self.owner!r})"
 
-    def _record(self) -> bytes:
+    def _record(self) -> dict[str, Any]:
         now = time.time()
-        return json.dumps({
-            "host": host_name(), "pid": os.getpid(), "owner": self.owner, "expires": now + self.seconds,
-            "renewed_at": datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat(timespec="seconds"),
-            "token": uuid.uuid4().hex}).encode()
+        return {"host": host_name(), "pid": os.getpid(), "owner": self.owner, "expires": now + self.seconds,
+                "renewed_at": datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat(timespec="seconds"),
+                "token": uuid.uuid4().hex}
 
     def acquire(self) -> dict[str, Any]:
         """Take every lease, or renew those this run holds; raise :class:`LockHeld` if another live run holds one."""
@@ -88,11 +87,11 @@ class Lease:
         for _ in range(3):  # a stale lock broken, then a race lost to a third run: give up naming it
             mine = self._record()
             with guard(path):
-                created = _create_exclusive(path, mine, self.storage_options)
+                created = _create_exclusive(path, json.dumps(mine).encode(), self.storage_options)
                 if created:
                     hold(self._key(path), functools.partial(self._release, path))
             if created:
-                return True, json.loads(mine)
+                return True, mine
             holder = _read_lock(path, self.storage_options)
             if holder is None:
                 continue  # released meanwhile
@@ -125,9 +124,9 @@ class Lease:
         mine = self._record()
         with guard(path):
             with atomic_write(path, self.storage_options) as f:
-                f.write(mine)
+                f.write(json.dumps(mine).encode())
             hold(self._key(path), functools.partial(self._release, path))
-        return json.loads(mine)
+        return mine
 
     def release(self) -> None:
         """Remove the lock files this run holds."""
