@@ -110,6 +110,7 @@ def released() -> Iterator[None]:
         if slot:
             distributed.rejoin()
 
+
 def in_thread(func: Callable[[], Any], name: str, timeout: float | None = None) -> concurrent.futures.Future:
     """Start ``func()`` in a daemon thread that sees this thread's context (its worker, if any), wait for it at
     most *timeout* seconds holding no worker thread slot, and return its future (a late result is dropped).

@@ -170,7 +170,7 @@ class Task:
         if self.timeout is None:
             return self.func(*args, **kwargs)
         future = runtime.in_thread(functools.partial(self.func, *args, **kwargs), f"daskgif-{self.name}-attempt",
-                                   self.timeout)
+                                   timeout=self.timeout)
         if not future.done():
             raise TaskTimeout(self.name, self.timeout, self.timeout_setting)
         return future.result()
@@ -186,6 +186,7 @@ class Task:
                 logger.exception("State hook %r of task %r failed on %s state", hook, self.name, state.state)
 
     def _end(self, value: Any, state: State, states: dict, error: BaseException | None = None) -> Outcome:
+        """Report *state* and add it to *states*; return the :class:`Outcome`, or raise ``RunFailed`` for *error*."""
         self._report(state)
         if isinstance(error, RunFailed) and isinstance(error.result, RunReport):  # keep a nested run's root cause
             states.update(error.result.states)

@@ -7,7 +7,6 @@ A stopped run's tasks write no frame and no output after the stop (:mod:`daskgif
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -85,7 +84,7 @@ def open_client(address: str, timeout: float) -> Iterator[Any]:
     from distributed import Client
 
     made = in_thread(functools.partial(Client, address, timeout=timeout, set_as_default=False), "daskgif-connect",
-                     timeout + 1)
+                     timeout=timeout + 1)
     error = made.exception() if made.done() else None
     if not made.done() or error is not None:
         cause = "no answer" if error is None else f"{type(error).__name__}: {str(error).splitlines()[0]}" \
@@ -168,16 +167,19 @@ def compute(graph: Pipeline, *, client: Any = None, scheduler: str | None = None
             events.relay(client)
             future = client.compute(graph)
         else:  # in a daemon thread, so a second signal (KeyboardInterrupt in this thread) can end the process
-            future = in_thread(functools.partial(graph.compute, scheduler=scheduler), f"daskgif-run-{number}", 0)
-        while not wait_for(stop, 0.05):
-            if future.done():
-                return future.result()
-        if client is not None:
-            cancel_run(client, future, graph.run, stop_timeout, number)
-        else:
-            cancel.cancel(graph.run)
-            concurrent.futures.wait([future])
-        raise Cancelled(f"run {number} cancelled by a stop request")
+            future = in_thread(functools.partial(graph.compute, scheduler=scheduler), f"daskgif-run-{number}",
+                               timeout=0)
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        while not done.wait(0.05):  # not stop.wait(): the signal handler that sets *stop* would need its lock
+            if stop.is_set():
+                if client is not None:
+                    cancel_run(client, future, graph.run, stop_timeout, number)
+                else:
+                    cancel.cancel(graph.run)
+                    done.wait()
+                raise Cancelled(f"run {number} cancelled by a stop request")
+        return future.result()
     finally:
         cancel.forget(graph.run)
         if stop.is_set():  # its tasks have ended: the lease need not wait for daskgif.lock-timeout

@@ -486,8 +486,13 @@ def test_cron_option_runs_on_fire_times(tmp_path):
     runs = [json.loads(line) for line in done.stdout.splitlines()]
     assert [(r["run"], r["ok"]) for r in runs] == [(1, True), (2, True)]
     when = r"at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+ \((\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d UTC\), in \d s"
-    assert [re.fullmatch(rf"daskgif: next run \((\d)\) {when}", line).group(1)
-            for line in done.stderr.splitlines()] == ["1", "2"], done.stderr
+    # Run 2 waits for its fire time, unless run 1 outlasted the second between them (a loaded machine): then
+    # it starts at once, and says so.
+    late = r"daskgif: Run 1 took [\d.]+ s, past the next fire time of the schedule \(cron '\* \* \* \* \* \*'\); " \
+           r"run 2 starts now, [\d.]+ s late"
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2 and re.fullmatch(rf"daskgif: next run \(1\) {when}", lines[0]), done.stderr
+    assert re.fullmatch(rf"daskgif: next run \(2\) {when}|{late}", lines[1]), done.stderr
     assert runs[1]["started"] > runs[0]["started"]  # fire times themselves are checked on a fake clock above
 
 
