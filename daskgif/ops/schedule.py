@@ -14,14 +14,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timezone, tzinfo
 from typing import Any
 
 from daskgif.core.runtime import find_client
 from daskgif.errors import DaskgifError, RunFailed
 from daskgif.ops.cluster import Cancelled, compute, wait_for
+from daskgif.ops.history import append_run
+from daskgif.ops.notify import post_result
+from daskgif.pipeline.graph import build_graph
 from daskgif.pipeline.kinds import check_cron, check_url, parse_duration
 from daskgif.pipeline.parameters import by_name
+from daskgif.pipeline.settings import read_setting
 from daskgif.redact import safe_parameters, scrub
 
 __all__ = ["parse_duration", "next_fire", "Every", "Cron", "ScheduledRun", "run_schedule", "run_once", "report_run",
@@ -135,8 +139,6 @@ def describe_due(due: float, now: float, tz: tzinfo | None = None) -> str:
     >>> describe_due(due, due - 42, ZoneInfo("America/New_York"))
     'at 2024-01-01 21:00:00 EST (2024-01-02 02:00:00 UTC), in 42 s'
     """
-    from datetime import timezone
-
     local = datetime.fromtimestamp(due, tz) if tz is not None else datetime.fromtimestamp(due).astimezone()
     utc = datetime.fromtimestamp(due, timezone.utc)
     day = "" if utc.date() == local.date() else f"{utc:%Y-%m-%d} "
@@ -171,9 +173,6 @@ def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, 
     its progress; setting *stop* cancels it (:func:`daskgif.ops.cluster.compute`), then waits *stop_timeout*
     seconds (default ``daskgif.stop-timeout``) for tasks already executing.
     """
-    from daskgif.pipeline.graph import build_graph
-    from daskgif.pipeline.settings import read_setting
-
     stop_timeout = read_setting("stop-timeout") if stop_timeout is None else stop_timeout
     started = clock()
     run = ScheduledRun(number, started if scheduled is None else scheduled, started, started, ok=False,
@@ -202,19 +201,13 @@ def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, 
 def report_run(run: ScheduledRun, *, notify: str | None = None, history: str | None = None,
                storage_options: dict | None = None) -> None:
     """Append *run* to the *history* file and POST it to the *notify* webhook; log failures, never raise."""
-    from daskgif.pipeline.settings import read_setting
-
     record = run.to_record()
     if history:
-        from daskgif.ops.history import append_run
-
         try:
             append_run(history, record, storage_options=storage_options)
         except Exception as e:  # noqa: BLE001 - the history is a report; it never fails the run
             logger.error("Cannot append run %d to the history %s: %s: %s", run.number, history, type(e).__name__, e)
     if notify:
-        from daskgif.ops.notify import post_result
-
         payload = {**record, "result": None if run.result is None else scrub(run.result.to_dict())}
         post_result(notify, payload, timeout=read_setting("notify-timeout"), retries=read_setting("notify-retries"),
                     retry_delay=read_setting("notify-retry-delay"))
@@ -263,8 +256,6 @@ def run_schedule(params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]],
     >>> [(run.number, run.ok, len(run.result.frames)) for run in runs]
     [(1, True, 32), (2, True, 32)]
     """
-    from daskgif.pipeline.graph import build_graph
-
     if every is not None and cron is not None:
         raise ValueError("every and cron are mutually exclusive; give one of them")
     if max_runs is not None:
