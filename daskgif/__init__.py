@@ -31,7 +31,7 @@ _exports = {
     "sample_path": "daskgif.pipeline.sample",
     "run_schedule": "daskgif.ops.schedule",
     "progress": "daskgif.views.progress",
-    "draw_run": "daskgif.views.runpicture",
+    "draw_run": "daskgif.views.pictures",
     "Cancelled": "daskgif.errors",
 }
 
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from daskgif.pipeline.result import Result
     from daskgif.pipeline.sample import sample_path
     from daskgif.views.progress import progress
-    from daskgif.views.runpicture import draw_run
+    from daskgif.views.pictures import draw_run
 
 
 
