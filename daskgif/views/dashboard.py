@@ -20,7 +20,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -97,30 +97,18 @@ class RunsPlugin(SchedulerPlugin):
 def dashboard_prefix(scheduler: Any) -> str | None:
     """The dashboard's path prefix (``"/"`` by default), or ``None`` when the scheduler shows no dashboard.
 
-    The dashboard is on when its Bokeh application (or the page asking to
-    install Bokeh) is there.  ``--dashboard-prefix`` is not kept on the
-    scheduler: it is read off the route of ``/health``, which carries it.
+    The dashboard is on when its Bokeh application (or the page asking to install
+    Bokeh) is there.  ``--dashboard-prefix`` is not kept on the scheduler: it is
+    read off the route of ``/health``, which carries it.
     """
     app = getattr(scheduler, "http_application", None)
     if app is None:
         return None
-    rules = [(pattern, getattr(target, "__name__", "")) for pattern, target in _rules(app)]
-    if not getattr(app, "applications", None) and not any(name == "MissingBokeh" for _, name in rules):
+    routes = {getattr(rule.target, "__name__", ""): rule.matcher for rule in app.wildcard_router.rules}
+    if not getattr(app, "applications", None) and "MissingBokeh" not in routes:
         return None
-    return next((pattern[: -len("health$")] or "/" for pattern, name in rules
-                 if name == "HealthHandler" and pattern.endswith("health$")), "/")
-
-
-def _rules(app: Any) -> Iterator[tuple[str, Any]]:
-    import tornado.routing
-
-    stack = [app.default_router, app.wildcard_router]
-    while stack:
-        for rule in getattr(stack.pop(), "rules", ()):
-            if isinstance(rule.target, tornado.routing.RuleRouter):
-                stack.append(rule.target)
-            elif isinstance(rule.matcher, tornado.routing.PathMatches):
-                yield rule.matcher.regex.pattern, rule.target
+    health = getattr(routes.get("HealthHandler"), "regex", None)
+    return health.pattern[: -len("health$")] or "/" if health is not None else "/"
 
 
 def _handler() -> type:
