@@ -3,14 +3,10 @@
     dask scheduler --preload daskgif.dashboard
     LocalCluster(scheduler_kwargs={"preload": ["daskgif.dashboard"]})
 
-:func:`dask_setup` registers a :class:`RunsPlugin`, which reads the ``"daskgif"``
-events the runs log (:mod:`daskgif.core.events`) into a bounded
-:class:`~daskgif.views.runs.Runs`, and adds read-only routes to the scheduler's
-HTTP server: the page, its script and its JSON (``/daskgif/api/runs.json``,
-``/daskgif/api/runs/<run>.json``), which the open page asks about once a second.
-The bounds are ``daskgif.dashboard.max-runs`` and ``daskgif.dashboard.max-frame-records``.
-What the page shows is masked (:func:`daskgif.redact.scrub`); its script builds
-its DOM with ``textContent`` only.  The scheduler loads no pipeline for it.
+:func:`dask_setup` adds a :class:`RunsPlugin`, which reads the runs' ``"daskgif"`` events into a bounded
+:class:`~daskgif.views.runs.Runs`, and read-only routes: the page, its script and its JSON
+(``api/runs.json``, ``api/runs/<run>.json``, asked about once a second while the page is open).  What it
+shows is masked; its script builds the DOM with ``textContent`` only.  The scheduler loads no pipeline for it.
 """
 
 from __future__ import annotations
@@ -101,11 +97,9 @@ def dashboard_prefix(scheduler: Any) -> str | None:
     Bokeh) is there.  ``--dashboard-prefix`` is not kept on the scheduler: it is
     read off the route of ``/health``, which carries it.
     """
-    app = getattr(scheduler, "http_application", None)
-    if app is None:
-        return None
+    app = scheduler.http_application  # distributed's RoutingApplication, with the routes of its modules
     routes = {getattr(rule.target, "__name__", ""): rule.matcher for rule in app.wildcard_router.rules}
-    if not getattr(app, "applications", None) and "MissingBokeh" not in routes:
+    if not app.applications and "MissingBokeh" not in routes:
         return None
     health = getattr(routes.get("HealthHandler"), "regex", None)
     return health.pattern[: -len("health$")] or "/" if health is not None else "/"
@@ -172,9 +166,9 @@ def dask_setup(scheduler: Any) -> None:
     logger.info("daskgif runs page %s", "at " + plugin.path if plugin.path else "not served: no dashboard")
 
 
-def page_path(dask_scheduler: Any = None) -> str | None:
+def page_path(dask_scheduler: Any) -> str | None:
     """On the scheduler: the runs page's path, or ``None`` when it is not served."""
-    return getattr(dask_scheduler.plugins.get(PLUGIN_NAME) if dask_scheduler is not None else None, "path", None)
+    return getattr(dask_scheduler.plugins.get(PLUGIN_NAME), "path", None)
 
 
 def page_link(client: Any) -> str | None:

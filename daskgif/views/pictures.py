@@ -71,17 +71,6 @@ def import_graphviz():
     return graphviz
 
 
-def frame_indices(count: int, max_frames: int) -> list[int | None]:
-    """Return the map indices to draw: the first ``max_frames - 1`` and the last, ``None`` for those between.
-
-    >>> frame_indices(2, 3), frame_indices(27, 3)
-    ([0, 1], [0, 1, None, 26])
-    """
-    if count <= max_frames:
-        return list(range(count))
-    return [*range(max_frames - 1), None, count - 1]
-
-
 def in_a_row(fan: graphviz.Digraph, names: list[str], **first: str) -> None:
     """Keep the nodes *names* on one rank, in order: invisible edges between them (the first one drawn as *first*)."""
     with fan.subgraph() as row:
@@ -177,19 +166,18 @@ def draw_pipeline(*args: Any, max_frames: int = 3, **kwargs: Any) -> graphviz.Di
         frames = "frames known at run time" if count is None else f"{count} frame{'s' * (count != 1)}"
         fan.attr(label=f"{step.name}: one {step.maps} task per frame ({frames})", style="rounded,dashed",
                  color="#3b6fa8", fontname="Helvetica", fontsize="12")
-        indices: list[int | None] = [None] if count is None else frame_indices(count, max_frames)
-        for i in indices:
-            if count is None:
-                node, file = f"{step.maps} [i]", in_frames_dir("frame_<i>.gif")
-            elif i is None:
-                node, file = f"… {count - max_frames + 1} more", "…"
-            else:
-                node, file = f"{step.maps} [{i}]", in_frames_dir(storage.frame_name(i, count))
-            fan.node(f"write-{i}", node, **TASK)
-            fan.node(f"frame-{i}", graphviz.escape(file), **FILE)
-            fan.edge(f"write-{i}", f"frame-{i}")
-        in_a_row(fan, [f"write-{i}" for i in indices])
-        return [f"write-{i}" for i in indices], [f"frame-{i}" for i in indices]
+        if count is None:
+            tasks = [(f"{step.maps} [i]", in_frames_dir("frame_<i>.gif"))]
+        else:  # the first max_frames - 1 frames, a node for the rest, and the last
+            shown = range(count) if count <= max_frames else [*range(max_frames - 1), None, count - 1]
+            tasks = [(f"… {count - max_frames + 1} more", "…") if i is None
+                     else (f"{step.maps} [{i}]", in_frames_dir(storage.frame_name(i, count))) for i in shown]
+        for n, (task, file) in enumerate(tasks):
+            fan.node(f"write-{n}", task, **TASK)
+            fan.node(f"frame-{n}", graphviz.escape(file), **FILE)
+            fan.edge(f"write-{n}", f"frame-{n}")
+        in_a_row(fan, [f"write-{n}" for n in range(len(tasks))])
+        return [f"write-{n}" for n in range(len(tasks))], [f"frame-{n}" for n in range(len(tasks))]
 
     files = {"url": "the embedded sample" if url is None else url, "data_file": data_file, "out": out}
     return draw_steps(files, draw_step, draw_map)
@@ -222,10 +210,8 @@ class Summary:
 
 
 def summarize(found: Any) -> Summary:
-    """Return the :class:`Summary` of one task of a run record's ``states``.
-
-    That is a state's dict (``--json``), a mapped task's (``counts``, ``records``),
-    or counts only (history lines: ``{"Success": 1}``).
+    """Return the :class:`Summary` of one task of a run record's ``states``: a state's dict (``--json``),
+    a mapped task's (``counts``, ``records``) or counts only (history lines: ``{"Success": 1}``).
 
     >>> summarize({"Success": 30, "Failed": 1}).line()
     '30 Success, 1 Failed'
@@ -299,25 +285,14 @@ def draw_run(run: Any, filename: str | None = None, format: str | None = None, *
              max_named: int = 3) -> graphviz.Digraph:
     """Draw a finished run: the pipeline's steps coloured by state, with attempts and counts.
 
-    Success is green, Skipped amber, Failed red; a step that did not run is grey
-    and dashed.  A mapped step (``write-frame``) shows its counts per state and
-    names its failed, then skipped, items (index and message), up to *max_named*,
-    then how many more.  Returns a ``graphviz.Digraph``, as :func:`draw_pipeline`.
+    *run* is a :class:`~daskgif.pipeline.result.Result` (``RunFailed(...).result`` too),
+    ``Result.to_dict()``, a ``daskgif run --json`` line, a history record (counts only,
+    so no item is named) or a webhook body.  Success is green, Skipped amber, Failed
+    red; a step that did not run is grey and dashed.  A mapped step (``write-frame``)
+    names its failed, then skipped, items, up to *max_named*.  As dask's ``visualize``,
+    it also saves the picture to *filename* (any fsspec path) in *format* (``"svg"``,
+    ``"png"``, ``"pdf"`` or ``"dot"``; default: the suffix says, else PNG).
 
-    Parameters
-    ----------
-    run : Result or dict
-        A :class:`~daskgif.pipeline.result.Result` (``RunFailed(...).result`` too),
-        ``Result.to_dict()``, a ``daskgif run --json`` line, a history record
-        (``--history``; it keeps counts only, so no item is named), or a
-        webhook body.
-    filename : str, optional
-        Also save the picture there (any fsspec path), as dask's ``visualize`` does.
-    format : {"svg", "png", "pdf", "dot"}, optional
-        The file's format; default: its suffix says, else PNG.
-
-    Examples
-    --------
     >>> record = {"ok": False, "message": "task 'split' failed after 1 attempt: GifFormatError: bad",
     ...           "states": {"fetch": {"Skipped": 1}, "split": {"Failed": 1}}}
     >>> source = draw_run(record).source

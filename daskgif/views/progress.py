@@ -78,10 +78,8 @@ _OPEN: list[_Line] = []  # the lines of the bars being drawn now
 def fresh_line(stream: IO[str] | None = None) -> str:
     """``"\\n"`` when a progress bar's line is open on *stream* (default ``sys.stderr``), else ``""``.
 
-    Write it before a message so that the message starts on a line of its own, above
-    the bar.  Safe in a signal handler (it takes no lock)::
-
-        os.write(2, f"{fresh_line()}daskgif: SIGINT received".encode())
+    Write it before a message, to start it on a line of its own, above the bar.  Safe in
+    a signal handler (it takes no lock): ``os.write(2, f"{fresh_line()}daskgif: SIGINT".encode())``.
 
     >>> fresh_line()
     ''
@@ -259,23 +257,14 @@ class _CellOutput:
 def progress(stream: IO[str] | None = None, interval: float | None = None, client: Any = None) -> Progress:
     """Show the frame progress of the runs computed inside a ``with`` block (a :class:`Progress`).
 
-    In Jupyter it is one HTML ``<progress>`` line, updated in place in the cell
-    that runs the computation (whichever thread the messages arrive on); on a
-    terminal, a bar with rate and ETA
-    (``42%|####      | 16800/40000 frames [00:40<00:55, 420.00 frames/s]``);
-    written to anything else (a log file, cron, CI), a plain line at most every
-    ``daskgif.progress-interval`` seconds (default 10) and one at the end::
+    In Jupyter it is one HTML ``<progress>`` line, updated in place in the cell that
+    computes; on a terminal, a bar (``42%|####      | 16800/40000 frames [00:40<00:55,
+    420.00 frames/s]``); written to anything else (a log file, cron, CI), a plain line
+    at most every ``daskgif.progress-interval`` seconds (default 10) and one at the end
+    (``16800/40000 frames (42%), 420.0 frames/s, elapsed 00:42, ETA 00:55``).  It counts
+    the runs' own messages, on any scheduler; Dask's own progress bars stop short of the
+    end, as the ``write-frame`` tasks are launched at run time.
 
-        16800/40000 frames (42%), 420.0 frames/s, elapsed 00:42, ETA 00:55
-
-    It counts frames from the runs' own messages, on a cluster or a local
-    scheduler: nothing polls the scheduler.  Dask's own ``ProgressBar`` and
-    ``distributed.progress`` stop short of the end while frames are written:
-    the ``write-frame`` tasks are launched at run time.  The arguments are
-    those of :class:`Progress`.
-
-    Examples
-    --------
     >>> import io, daskgif
     >>> graph = daskgif.build_graph(data_file="memory://p/d.img", out="memory://p/c.gif")
     >>> with daskgif.progress(stream=io.StringIO()) as shown:
