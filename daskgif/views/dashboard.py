@@ -186,13 +186,10 @@ def page_link(client: Any) -> str | None:
         return None
     if not path or not link:
         return None
-    from urllib.parse import urlsplit, urlunsplit
+    from urllib.parse import urljoin, urlsplit
 
+    if not urlsplit(link).path.rstrip("/").endswith("/status"):
+        return urljoin(link, path)
     # distributed's link names the status page but leaves out --dashboard-prefix: put it back
-    prefix = path[: -len(PAGE)]
-    scheme, netloc, link_path, *_ = urlsplit(link)
-    if link_path.rstrip("/").endswith("/status"):
-        head = link_path.rstrip("/")[: -len("status")]
-        return urlunsplit((scheme, netloc, (head if head.endswith(prefix) else head + prefix.lstrip("/")) + PAGE,
-                           "", ""))
-    return urlunsplit((scheme, netloc, path, "", ""))
+    head, prefix = urljoin(link.rstrip("/"), "."), path[: -len(PAGE)]
+    return (head if head.endswith(prefix) else head + prefix.lstrip("/")) + PAGE

@@ -100,9 +100,7 @@ class Progress:
     def __init__(self, stream: IO[str] | None = None, interval: float | None = None, client: Any = None,
                  clock: Callable[[], float] = time.monotonic):
         self.stream = sys.stderr if stream is None else stream
-        self.interval = interval
-        self.client = client
-        self.clock = clock
+        self.interval, self.client, self.clock = interval, client, clock
         self.done = 0
         self.total: int | None = None
         self.started = self.writing = self._drawn = clock()
