@@ -26,7 +26,7 @@ _MODULES = {
     "daskgif.gif.join": ["join_gifs"],
     "daskgif.ops.schedule": ["run_schedule"],
     "daskgif.views.progress": ["progress"],
-    "daskgif.views.runpicture": ["draw_run"],
+    "daskgif.views.pictures": ["draw_run"],
 }
 _exports = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = sorted(_exports)
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from daskgif.pipeline.result import Result
     from daskgif.pipeline.sample import sample_path
     from daskgif.views.progress import progress
-    from daskgif.views.runpicture import draw_run
+    from daskgif.views.pictures import draw_run
 
 
 class _DefaultsOnDaskImport:

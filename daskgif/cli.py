@@ -284,8 +284,7 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
     """
     from click.core import ParameterSource
 
-    from daskgif.views.pictures import FORMATS, draw_pipeline, save_picture
-    from daskgif.views.runpicture import draw_run, load_run
+    from daskgif.views.pictures import FORMATS, draw_pipeline, draw_run, load_run, save_picture
 
     out = params.get("out")
     if ctx.get_parameter_source("picture") == ParameterSource.DEFAULT and out \

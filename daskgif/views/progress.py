@@ -1,21 +1,8 @@
-"""Frame progress, from the runs' own messages (:mod:`daskgif.core.events`): nothing polls the scheduler.
+"""Frame progress, from the runs' own messages (:mod:`daskgif.core.events`), drawn where the user looks.
 
-Use it as Dask's ``ProgressBar`` is used::
-
-    with daskgif.progress():
-        result = graph.compute()
-
-It draws where the user looks:
-
-- in Jupyter, one HTML line updated in place, in the cell that runs the
-  computation (whichever thread the messages arrive on);
-- on a terminal, a `tqdm <https://tqdm.github.io>`_ bar with rate and ETA;
-  log lines and :func:`fresh_line` messages start on a line of their own;
-- anywhere else (a log file, cron, CI), a plain line at most every
-  ``daskgif.progress-interval`` seconds, and one at the end.
-
-Dask's own progress bars stop short of the end (40 % or 60 %): the ``write-frame``
-tasks are launched while the run goes on, so Dask counts them only once they exist.
+In Jupyter, one HTML line in the cell that computes; on a terminal, a `tqdm
+<https://tqdm.github.io>`_ bar (log lines and :func:`fresh_line` messages go above
+it); anywhere else, plain lines.  See :func:`progress`.
 """
 
 from __future__ import annotations
@@ -26,6 +13,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
+from types import SimpleNamespace
 from typing import IO, Any
 
 from tqdm import tqdm
@@ -58,21 +47,6 @@ def describe(done: int, total: int | None, elapsed: float, rate: float | None = 
             f"elapsed {tqdm.format_interval(elapsed)}, ETA {eta}")
 
 
-def plain_interval() -> float:
-    """``daskgif.progress-interval``: least seconds between two plain progress lines, checked.
-
-    >>> import dask
-    >>> plain_interval()
-    10
-    >>> with dask.config.set({"daskgif.progress-interval": -1}):
-    ...     plain_interval()
-    Traceback (most recent call last):
-    ...
-    ValueError: daskgif.progress-interval must be a non-negative number of seconds, got -1
-    """
-    return read_setting("progress-interval")
-
-
 class _Line:
     """A terminal stream that knows whether its last line is open: a bar drawn with ``\\r`` and not yet ended."""
 
@@ -94,20 +68,6 @@ class _Line:
         return getattr(self.stream, name)
 
 
-class _Above:
-    """The stream a log handler writes to while a bar is drawn on its own: each record goes above the bar,
-    which is then redrawn below it (:meth:`tqdm.tqdm.write`)."""
-
-    def __init__(self, line: _Line):
-        self.line = line
-
-    def write(self, text: str) -> None:
-        _Bar.write(text, file=self.line, end="")
-
-    def flush(self) -> None:
-        self.line.stream.flush()
-
-
 class _Bar(tqdm):
     monitor_interval = 0  # no monitor thread: the bar is redrawn as messages come
 
@@ -118,10 +78,8 @@ _OPEN: list[_Line] = []  # the lines of the bars being drawn now
 def fresh_line(stream: IO[str] | None = None) -> str:
     """``"\\n"`` when a progress bar's line is open on *stream* (default ``sys.stderr``), else ``""``.
 
-    Write it before a message, so that the message starts on a line of its own;
-    the bar goes on below it.  Safe in a signal handler (it takes no lock)::
-
-        os.write(2, f"{fresh_line()}daskgif: SIGINT received".encode())
+    Write it before a message, to start it on a line of its own, above the bar.  Safe in
+    a signal handler (it takes no lock): ``os.write(2, f"{fresh_line()}daskgif: SIGINT".encode())``.
 
     >>> fresh_line()
     ''
@@ -131,27 +89,18 @@ def fresh_line(stream: IO[str] | None = None) -> str:
 
 
 class Progress:
-    """Count the frames of the runs started while it is active, and draw them.
+    """Count the frames of the runs started while it is active, and draw them (see :func:`progress`).
 
-    Parameters
-    ----------
-    stream : file, optional
-        Where to draw; default ``sys.stderr`` (or, in Jupyter, the cell's output).
-    interval : float, optional
-        Least seconds between two redraws.  Default 0.1 for a bar (terminal,
-        Jupyter), ``daskgif.progress-interval`` (10) for plain lines.
-    client : distributed.Client, optional
-        Whose messages to follow; default the current client, if any.
-    clock : callable, optional
-        Seconds, for the interval, elapsed time and rate; default :func:`time.monotonic`.
+    It draws on *stream* (default ``sys.stderr``, or in Jupyter the cell's output)
+    at most every *interval* seconds (default 0.1 for a bar or in Jupyter,
+    ``daskgif.progress-interval`` for plain lines), following the messages of
+    *client* (default the current client, if any); *clock* gives the seconds.
     """
 
     def __init__(self, stream: IO[str] | None = None, interval: float | None = None, client: Any = None,
                  clock: Callable[[], float] = time.monotonic):
         self.stream = sys.stderr if stream is None else stream
-        self.interval = interval
-        self.client = client
-        self.clock = clock
+        self.interval, self.client, self.clock = interval, client, clock
         self.done = 0
         self.total: int | None = None
         self.started = self.writing = self._drawn = clock()
@@ -176,15 +125,17 @@ class Progress:
         if client is not None:
             events.relay(client)
         self._notebook = None if self._given_stream else _CellOutput.here()
-        terminal = self._notebook is None and _isatty(self.stream)
+        terminal = self._notebook is None and hasattr(self.stream, "isatty") and self.stream.isatty()
         if self.interval is None:
-            self.interval = 0.1 if self._notebook is not None or terminal else plain_interval()
+            self.interval = 0.1 if self._notebook is not None or terminal else read_setting("progress-interval")
         if terminal:
             self._line = _Line(self.stream)
             _OPEN.append(self._line)
+            # A log record goes above the bar, which tqdm then draws again below it.
+            above = SimpleNamespace(write=partial(_Bar.write, file=self._line, end=""), flush=self.stream.flush)
             for handler in logging.getLogger("daskgif").handlers:
                 if type(handler) is logging.StreamHandler and handler.stream is self.stream:
-                    self._handlers.append((handler, handler.setStream(_Above(self._line))))
+                    self._handlers.append((handler, handler.setStream(above)))
         self.started = self.writing = self._drawn = self.clock()
         self.unsubscribe = events.bus.subscribe(self.receive)
         return self
@@ -233,8 +184,13 @@ class Progress:
         """Redraw, if *interval* has passed (always when *final*; a plain line also at 100 %)."""
         if self.total is None:
             return
-        if self._line is not None:
-            self._draw_bar(final)
+        if self._line is not None:  # a terminal: tqdm redraws the bar at most every interval
+            if self._bar is None:
+                self._bar = _Bar(total=self.total, initial=self.done, file=self._line, mininterval=self.interval,
+                                 bar_format=BAR_FORMAT, unit=" frames", leave=True,
+                                 dynamic_ncols=_width(self.stream) > 0)  # a terminal of unknown width: tqdm's default
+            if final:
+                self._bar.close()
             return
         now, shown = self.clock(), (self.done, self.total)
         at_end = final or (self._notebook is None and self.done >= self.total)
@@ -249,14 +205,6 @@ class Progress:
             self.stream.write(self.line + "\n")
             self.stream.flush()
 
-    def _draw_bar(self, final: bool) -> None:
-        if self._bar is None:
-            self._bar = _Bar(total=self.total, initial=self.done, file=self._line, mininterval=self.interval,
-                             bar_format=BAR_FORMAT, unit=" frames", leave=True,
-                             dynamic_ncols=_width(self.stream) > 0)  # a terminal of unknown width: tqdm's default
-        if final:
-            self._bar.close()
-
 
 def _width(stream: Any) -> int:
     """The terminal's columns; 0 if unknown (a pseudo-terminal nobody sized says 0)."""
@@ -266,18 +214,13 @@ def _width(stream: Any) -> int:
         return 0
 
 
-def _isatty(stream: Any) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty is not None and isatty())
-
-
 class _CellOutput:
     """An HTML output of the Jupyter cell that made it, updated in place from any thread.
 
-    ipykernel sends output with the parent header of the thread's context: a
-    thread started in another cell (the client's event loop, the ``threads``
-    pool) would update the display in *that* cell.  Each update is therefore
-    sent with the header of the cell that made the display, as ipywidgets' Output does.
+    ipykernel sends output with the parent header of the thread's context: from a
+    thread started in another cell (the client's event loop, the ``threads`` pool) it
+    would land in *that* cell.  So each update carries the header of the cell that
+    made the display, as ipywidgets' Output does.
     """
 
     def __init__(self, shell: Any):
@@ -310,33 +253,16 @@ class _CellOutput:
 
 
 def progress(stream: IO[str] | None = None, interval: float | None = None, client: Any = None) -> Progress:
-    """Show the frame progress of the runs computed inside a ``with`` block.
+    """Show the frame progress of the runs computed inside a ``with`` block (a :class:`Progress`).
 
-    In Jupyter it is one HTML ``<progress>`` line, updated in place in the cell
-    that runs the computation; on a terminal, a bar with rate and ETA
-    (``42%|####      | 16800/40000 frames [00:40<00:55, 420.00 frames/s]``);
-    written to anything else (a log file, cron, CI), a plain line at most every
-    ``daskgif.progress-interval`` seconds (default 10) and one at the end::
+    In Jupyter it is one HTML ``<progress>`` line, updated in place in the cell that
+    computes; on a terminal, a bar (``42%|####      | 16800/40000 frames [00:40<00:55,
+    420.00 frames/s]``); written to anything else (a log file, cron, CI), a plain line
+    at most every ``daskgif.progress-interval`` seconds (default 10) and one at the end
+    (``16800/40000 frames (42%), 420.0 frames/s, elapsed 00:42, ETA 00:55``).  It counts
+    the runs' own messages, on any scheduler; Dask's own progress bars stop short of the
+    end, as the ``write-frame`` tasks are launched at run time.
 
-        16800/40000 frames (42%), 420.0 frames/s, elapsed 00:42, ETA 00:55
-
-    It counts frames from the runs' own messages (:mod:`daskgif.core.events`),
-    on a cluster or a local scheduler: nothing polls the scheduler.  Dask's own
-    ``ProgressBar`` and ``distributed.progress`` stop short of the end while
-    frames are written: the ``write-frame`` tasks are launched at run time.
-
-    Parameters
-    ----------
-    stream, interval, client
-        As for :class:`Progress`.
-
-    Returns
-    -------
-    Progress
-        A context manager.
-
-    Examples
-    --------
     >>> import io, daskgif
     >>> graph = daskgif.build_graph(data_file="memory://p/d.img", out="memory://p/c.gif")
     >>> with daskgif.progress(stream=io.StringIO()) as shown:

@@ -1,51 +1,191 @@
-"""The runs page's model: what a scheduler has seen of each run, bounded.
+"""The runs page's model: what a scheduler has seen of each run, bounded, from messages none of which is trusted.
 
-:class:`Runs` keeps a :class:`RunRecord` per run, newest last, at most
-``max_runs`` of them; a record counts its frames by state and keeps at most
-``max_records`` notable frames (plain successes are counted, never kept one by
-one).  The scheduler plugin of :mod:`daskgif.views.dashboard` feeds it the
-``"daskgif"`` messages of :mod:`daskgif.core.events`; its HTTP handlers serve
-:meth:`Runs.to_dict` and :meth:`RunRecord.detail_json`.  What it shows is masked
-(:func:`daskgif.redact.scrub`).
-
-Any client may log a message on the topic, so each is checked when it arrives
-(:func:`daskgif.views.runevents.check_message`): a message the page cannot use
-is dropped whole, with one log line, and every text kept is masked and cut to
-:data:`~daskgif.views.runevents.TEXT_CHARS` characters.  A run whose
-tasks the scheduler lets go of before it ends (cancelled, its client gone) is
-marked ``Cancelled`` (:meth:`Runs.stop`).  The page knows no pipeline: a run
-names its steps in its first message (``steps``), else they show as they come.
+:class:`Runs` keeps at most ``max_runs`` :class:`RunRecord`, newest last; a record
+counts its frames by state and keeps at most ``max_records`` notable frames (plain
+successes are counted, never kept one by one).  Any client may log a message on the
+topic, so each is checked first (:func:`check_message`: types, finite numbers, bounded
+sizes, text masked and cut); one the page cannot use is dropped whole, with one log
+line.  The page knows no pipeline: a run names its steps in its first message.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from itertools import groupby, islice
 from typing import Any
 
 from daskgif.core.state import FAILED, RETRYING, RUNNING, SUCCESS
 from daskgif.redact import scrub
-from daskgif.views.runevents import CANCELLED, MAX_FIELDS, Malformed, check_message, shorten
 
-__all__ = ["Runs", "RunRecord", "CANCELLED"]
+__all__ = ["Runs", "RunRecord", "Malformed", "check_message", "shorten", "CANCELLED", "TEXT_CHARS", "MAX_FIELDS"]
 
 logger = logging.getLogger(__name__)
 
+#: A run (or a step) stopped from outside: its tasks were let go of before it ended.
+CANCELLED = "Cancelled"
+RUN_STATES = (RUNNING, SUCCESS, FAILED, CANCELLED)
+#: The longest text the page keeps (a parameter, a message, a name); longer ones end with an ellipsis.
+TEXT_CHARS = 2000
+#: The most parameters, named steps and frame states (counted) one run keeps.
+MAX_FIELDS = 50
+RUN_TOKEN = re.compile(r"[0-9A-Za-z_-]{1,100}")
 #: The most frame records one detail answer carries (the model may keep more; the page says so).
 RECORDS_SHOWN = 1000
 #: The most ranges one frame grid has (frames past them are left out of the grid, not of the counts).
 GRID_LIMIT = 2000
 
 
+def shorten(value: Any) -> str:
+    """A message as short, masked text (masked first: a cut must not hide a secret from the mask).
+
+    >>> shorten("https://me:pw@host/" + "a" * 5000)[:30], len(shorten("a" * 5000))
+    ('https://me:***@host/aaaaaaaaaa', 2000)
+    """
+    text = scrub(str(value or ""))
+    return text if len(text) <= TEXT_CHARS else text[: TEXT_CHARS - 1] + "…"
+
+
+class Malformed(ValueError):
+    """A message the runs page cannot use; says why, never what it held (it may be huge, or secret)."""
+
+
+def _what(value: Any) -> str:  # for a log line: its type, or the masked start of a string
+    if not isinstance(value, str):
+        return type(value).__name__
+    text = scrub(value)
+    return f"{text[:20]!r}{'…' if len(text) > 20 else ''}"
+
+
+def _field(accepts: Callable[[Any], Any], expected: str, convert: Callable[[Any], Any] = lambda v: v) -> Callable:
+    """A reader of one field: *convert* of a value *accepts* takes, else :class:`Malformed`."""
+
+    def read(value: Any) -> Any:
+        if accepts(value):
+            return convert(value)
+        raise Malformed(f"must be {expected}, got {_what(value)}")
+
+    return read
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_number = _field(lambda v: v is None or _real(v), "a finite number or null")  # a time or a duration
+_count = _field(lambda v: v is None or (_real(v) and isinstance(v, int) and v >= 0), "a non-negative integer or null")
+_name = _field(lambda v: isinstance(v, str) and v, "a non-empty string", shorten)
+_message = _field(lambda v: v is None or isinstance(v, str), "a string or null", shorten)
+_text_or_none = _field(lambda v: v is None or isinstance(v, str), "a string or null",
+                       lambda v: None if v is None else shorten(v))
+_run_state = _field(lambda v: v in RUN_STATES, f"one of {', '.join(RUN_STATES)}")
+
+
+def _items(value: Any, kind: type | tuple[type, ...], what: str, limit: int | None = MAX_FIELDS) -> Any:
+    if value is not None and not isinstance(value, kind):
+        raise Malformed(f"must be {what} or null, got {_what(value)}")
+    if value is not None and limit is not None and len(value) > limit:
+        raise Malformed(f"must hold at most {limit} items, got {len(value)}")
+    return value
+
+
+def _value(value: Any) -> Any:  # a parameter's: a finite number, a flag, null or text; else (cut) JSON text
+    if value is None or isinstance(value, bool) or _real(value):
+        return value
+    if isinstance(value, str):
+        return shorten(value)
+    try:
+        return shorten(json.dumps(value, default=str))
+    except (ValueError, RecursionError):
+        raise Malformed("holds a value that is not JSON") from None
+
+
+def _parameters(value: Any) -> dict | None:
+    value = _items(value, Mapping, "a dict")
+    if value is not None and not all(isinstance(name, str) for name in value):
+        raise Malformed("must be named by strings")
+    return None if value is None else {shorten(name): _value(v) for name, v in value.items()}
+
+
+def _steps(value: Any) -> list[str] | None:
+    return None if _items(value, (list, tuple), "a list") is None else [_name(name) for name in value]
+
+
+def _counts(value: Any) -> dict[str, int]:
+    value = _items(value, Mapping, "a dict") or {}
+    return {_name(state): _count(n) or 0 for state, n in value.items()}
+
+
+def _records(value: Any) -> list[dict]:
+    value = _items(value, (list, tuple), "a list", limit=None) or ()  # kept up to max_records: see RunRecord
+    return [_fields(record, RECORD, ("index", "state"), f"record {i}") for i, record in enumerate(value)]
+
+
+RECORD: dict[str, Callable[[Any], Any]] = {"index": _count, "state": _name, "attempts": _count, "start": _number,
+                                           "end": _number, "message": _message}
+#: What each kind of message may hold, and how each field is read (a field left out is ``None``).
+FIELDS: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "run": {"state": _run_state, "time": _number, "parameters": _parameters, "out": _text_or_none, "message": _message,
+            "size": _count, "steps": _steps},
+    "step": {"name": _name, "state": _name, "attempts": _count, "start": _number, "end": _number,
+             "message": _message},
+    "map": {"name": _text_or_none, "total": _count},
+    "frames": {"name": _text_or_none, "counts": _counts, "busy": _number, "records": _records},
+}
+REQUIRED = {"run": ("state",), "step": ("name", "state"), "map": (), "frames": ()}
+
+
+def _fields(msg: Any, fields: Mapping[str, Callable[[Any], Any]], required: tuple[str, ...], where: str) -> dict:
+    if not isinstance(msg, Mapping):
+        raise Malformed(f"{where} must be a dict, got {_what(msg)}")
+    checked = {}
+    for name, read in fields.items():
+        try:
+            if name in required and msg.get(name) is None:
+                raise Malformed("is missing")
+            checked[name] = read(msg.get(name))
+        except Malformed as e:
+            raise Malformed(f"{where}: {name!r} {e}") from None
+    return checked
+
+
+def check_message(msg: Any) -> dict:
+    """*msg* with each field the page uses checked, its text masked and cut; raise :class:`Malformed` if unusable.
+
+    Fields the page does not use are left out.
+
+    >>> check_message({"kind": "map", "run": "r1", "total": 3, "other": "left out"})
+    {'kind': 'map', 'run': 'r1', 'name': None, 'total': 3}
+    >>> check_message({"kind": "map", "run": "r1", "total": "3"})
+    Traceback (most recent call last):
+    ...
+    daskgif.views.runs.Malformed: map message of run 'r1': 'total' must be a non-negative integer or null, got '3'
+    """
+    if not isinstance(msg, Mapping):
+        raise Malformed(f"a message must be a dict, got {_what(msg)}")
+    run, kind = msg.get("run"), msg.get("kind")
+    if not isinstance(run, str) or not RUN_TOKEN.fullmatch(run):
+        raise Malformed(f"'run' must be a run token (1 to 100 letters, digits, '-' or '_'), got {_what(run)}")
+    if kind not in FIELDS:
+        raise Malformed(f"message of run {run!r}: 'kind' must be one of {', '.join(FIELDS)}, got {_what(kind)}")
+    return {"kind": kind, "run": run, **_fields(msg, FIELDS[kind], REQUIRED[kind], f"{kind} message of run {run!r}")}
+
+
+def elapsed(start: float | None, end: float | None) -> float | None:
+    """Seconds from *start* to *end*, once both are known."""
+    return None if start is None or end is None else end - start
+
+
 class RunRecord:
     """What the scheduler has seen of one run: its steps, its frame counts and its notable frames.
 
-    Frame records are kept as tuples ``(state, attempts, start, end, message)``
-    by map index, at most *max_records* of them; repeated messages are stored
-    once.
+    Frame records are kept as tuples ``(state, attempts, start, end, message)`` by
+    map index, at most *max_records* of them; repeated messages are stored once.
 
     >>> run = RunRecord("abc", max_records=1)
     >>> run.add({"kind": "map", "name": "write-frame", "total": 3})
@@ -62,7 +202,6 @@ class RunRecord:
         self.state = RUNNING
         self.start: float | None = None
         self.end: float | None = None
-        self.seen = time.time()
         self.parameters: dict = {}
         self.out: str | None = None
         self.message = ""
@@ -131,9 +270,8 @@ class RunRecord:
     def stop(self, reason: str, stamp: float | None) -> None:
         """Mark the run ``Cancelled`` by *reason*: a task of it still to run, or running, was let go of.
 
-        A run that succeeded stays so.  A failed one becomes ``Cancelled``: its
-        tasks still to run were stopped, so its failure was the stop's doing
-        (a cancelled future's error, say).  Later messages leave it so.
+        A run that succeeded stays so; a failed one failed by the stop (a cancelled
+        future's error, say).  Later messages leave it so.
         """
         if self.state in (SUCCESS, CANCELLED):
             return
@@ -160,7 +298,7 @@ class RunRecord:
         done = sum(self.counts.values())
         return scrub({
             "run": self.run, "state": self.state, "start": self.start, "end": self.end,
-            "duration": None if self.start is None or self.end is None else self.end - self.start,
+            "duration": elapsed(self.start, self.end),
             "parameters": self.parameters, "out": self.out, "message": self.message, "size": self.size,
             "frames": {"total": self.total, "done": done, "counts": dict(self.counts)},
         })
@@ -168,12 +306,11 @@ class RunRecord:
     def detail(self, shown: int = RECORDS_SHOWN) -> dict:
         """The run with its steps, its frame grid (as ranges) and its first *shown* frame records."""
         records = [{"index": i, "state": s, "attempts": a, "start": t0, "end": t1, "message": m,
-                    "duration": None if t0 is None or t1 is None else t1 - t0}
-                   for i, (s, a, t0, t1, m) in sorted(self.records.items())[:shown]]
-        grid = list(self.grid())
+                    "duration": elapsed(t0, t1)} for i, (s, a, t0, t1, m) in sorted(self.records.items())[:shown]]
+        grid = self.grid()
         return scrub({**self.summary(), "steps": list(self._steps()), "grid": grid,
-                      "grid_truncated": len(grid) >= GRID_LIMIT, "records": records, "records_kept": len(self.records), "dropped": dict(self.dropped),
-                      "busy": self.busy})
+                      "grid_truncated": len(grid) >= GRID_LIMIT, "records": records,
+                      "records_kept": len(self.records), "dropped": dict(self.dropped), "busy": self.busy})
 
     def detail_json(self) -> str:
         """:meth:`detail` as JSON text, built again only after a new message (the page asks every second)."""
@@ -188,8 +325,7 @@ class RunRecord:
                                             "start": None, "end": None, "message": ""}
             if self.state == CANCELLED and step["state"] in (RUNNING, RETRYING):
                 step = {**step, "state": CANCELLED}
-            start, end = step.get("start"), step.get("end")
-            yield {"name": name, **step, "duration": None if start is None or end is None else end - start}
+            yield {"name": name, **step, "duration": elapsed(step.get("start"), step.get("end"))}
 
     def gap_state(self) -> str:
         """What the frames without a record are: plain successes once all are counted, else not known yet."""
@@ -202,10 +338,10 @@ class RunRecord:
             return "Unlisted" if dropped else SUCCESS
         return "Not run" if self.finished else "Pending"
 
-    def grid(self, limit: int = GRID_LIMIT) -> Iterator[dict]:
-        """Consecutive frames of the same look as ranges: ``first``, ``last``, ``count``, ``state``, ...
+    def grid(self, limit: int = GRID_LIMIT) -> list[dict]:
+        """Consecutive frames of the same look as at most *limit* ranges: ``first``, ``last``, ``count``, ``state``, ...
 
-        Frames without a record take :meth:`gap_state`; at most *limit* ranges.
+        Frames without a record take :meth:`gap_state`.
 
         >>> run = RunRecord("abc")
         >>> for msg in [{"kind": "map", "total": 5}, {"kind": "frames", "counts": {"Success": 4, "Skipped": 1},
@@ -216,37 +352,22 @@ class RunRecord:
         """
         gap = (self.gap_state(), False, "")
         total = self.total if self.total is not None else (max(self.records) + 1 if self.records else 0)
-        current: list | None = None  # [first, last, look]
-        n = 0
-        for first, last, look in self._pieces(total, gap):
-            if current is not None and current[2] == look and current[1] == first - 1:
-                current[1] = last
-                continue
-            if current is not None:
-                yield _segment(*current)
-                n += 1
-                if n >= limit:
-                    return
-            current = [first, last, look]
-        if current is not None:
-            yield _segment(*current)
-
-    def _pieces(self, total: int, gap: tuple) -> Iterator[tuple[int, int, tuple]]:
-        previous = -1
+        pieces, previous = [], -1  # (first, last, look): the records and the gaps between them, in order
         for index in sorted(i for i in self.records if i < total):
             if index > previous + 1:
-                yield previous + 1, index - 1, gap
+                pieces.append((previous + 1, index - 1, gap))
             state, attempts, _, _, message = self.records[index]
-            yield index, index, (state, attempts > 1, message)
+            pieces.append((index, index, (state, attempts > 1, message)))
             previous = index
         if previous + 1 < total:
-            yield previous + 1, total - 1, gap
-
-
-def _segment(first: int, last: int, look: tuple) -> dict:
-    state, retried, message = look
-    return {"first": first, "last": last, "count": last - first + 1, "state": state, "retried": retried,
-            "message": message}
+            pieces.append((previous + 1, total - 1, gap))
+        grid = []
+        for (state, retried, message), same in islice(groupby(pieces, key=lambda piece: piece[2]), limit):
+            same = list(same)
+            first, last = same[0][0], same[-1][1]
+            grid.append({"first": first, "last": last, "count": last - first + 1, "state": state,
+                         "retried": retried, "message": message})
+        return grid
 
 
 class Runs:
@@ -272,7 +393,6 @@ class Runs:
         self.runs: OrderedDict[str, RunRecord] = OrderedDict()
         self._dropped: deque[str] = deque(maxlen=10 * max_runs)
         self._stopped: OrderedDict[str, str] = OrderedDict()  # runs stopped before their first message came
-        self.messages = 0
 
     def add(self, msg: Any) -> None:
         """Take one ``"daskgif"`` message into account; a malformed one is dropped with one log line."""
@@ -281,7 +401,6 @@ class Runs:
         except Malformed as e:
             logger.warning("daskgif runs page dropped a message: %s", e)
             return
-        self.messages += 1
         token = msg["run"]
         run = self.runs.get(token)
         if run is None:
@@ -296,9 +415,7 @@ class Runs:
     def stop(self, token: str, reason: str) -> None:
         """A task of run *token* still to run, or running, was let go of (by *reason*): see :meth:`RunRecord.stop`.
 
-        The scheduler may let go of a run's tasks before the run's first message
-        arrives: such a run is remembered (a bounded number of them) and marked
-        when it comes.
+        A run stopped before its first message arrives is marked when it comes.
 
         >>> runs = Runs()
         >>> runs.stop("r1", "cancelled by client c1")
@@ -322,6 +439,5 @@ class Runs:
 
     def to_dict(self) -> dict:
         """Every run's summary, newest first, and the bounds."""
-        now = time.time()
-        return {"now": now, "max_runs": self.max_runs, "max_frame_records": self.max_records,
+        return {"now": time.time(), "max_runs": self.max_runs, "max_frame_records": self.max_records,
                 "runs": [run.summary() for run in reversed(self.runs.values())]}

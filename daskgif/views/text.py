@@ -14,10 +14,8 @@ logger = logging.getLogger(__name__)
 def summary(run: Any) -> str:
     """Describe a successful run in one line: the output, its size, frames in and written, time, anything unusual."""
     result = run.result
-    unusual = "; ".join(  # the per-frame (mapped) task is told by frames_written
-        f"{name}: {state_counts(per)}" for name, per in result.counts().items()
-        if set(per) != {"Success"} and not isinstance(result.states[name], Mapping)
-    )
+    unusual = "; ".join(f"{name}: {state_counts(per)}" for name, per in result.counts().items()
+                        if set(per) != {"Success"} and not isinstance(result.states[name], Mapping))  # not frames
     size = "" if result.size is None else f" ({result.size:,} bytes)"
     return (f"Wrote {result.path}{size}: {frames_written(result)} in {run.duration:.2f} s"
             f"{f' ({unusual})' if unusual else ''}")
@@ -29,41 +27,29 @@ def state_counts(per: Mapping[str, int]) -> str:
     >>> state_counts({"Skipped": 1}), state_counts({"Success": 29, "Skipped": 1})
     ('Skipped', '29 Success, 1 Skipped')
     """
-    if sum(per.values()) == 1:
-        return next(iter(per))
-    return ", ".join(f"{n} {state}" for state, n in per.items())
+    return next(iter(per)) if sum(per.values()) == 1 else ", ".join(f"{n} {state}" for state, n in per.items())
 
 
 def frames_written(result: Any) -> str:
-    """Say how many frames the input held and how many went into the clip, and how many were kept, not written.
+    """Say how many frames the input held, how many went into the clip, and how many of those were kept.
 
-    ``all 32 frames written``, ``all 32 frames, 30 kept from an earlier run``,
+    ``all 32 frames written``, ``all 32 frames, all kept from an earlier run``,
     ``31 of 32 frames written, 1 skipped (<why>)``.
     """
     written, held, kept = result.frames_written, result.frames_in, getattr(result, "reused", 0)
-    count = f"all {written} frames" if held is None or held == written else f"{written} of {held} frames"
-    done = (" written" if not kept else f", {'all' if kept == written else kept} kept from an earlier run"
-            if kept == written else f" ({written - kept} written, {kept} kept from an earlier run)")
+    done = (" written" if not kept else ", all kept from an earlier run" if kept == written
+            else f" ({written - kept} written, {kept} kept from an earlier run)")
     if held is None or held == written:
-        return count + done
-    return f"{count}{done}, {held - written} skipped{why_skipped(result.skipped_frames())}"
-
-
-def why_skipped(skipped: list) -> str:
-    """Say why frames were skipped: the message of the only one, or the indices and the first message."""
-    if not skipped:
-        return ""
-    if len(skipped) == 1:
-        return f" ({skipped[0].message})"
+        return f"all {written} frames{done}"
+    skipped = result.skipped_frames()
     indices = ", ".join(str(s.index) for s in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
-    return f" (frames {indices}; the first: {skipped[0].message})"
+    why = "" if not skipped else f" ({skipped[0].message})" if len(skipped) == 1 \
+        else f" (frames {indices}; the first: {skipped[0].message})"
+    return f"{written} of {held} frames{done}, {held - written} skipped{why}"
 
 
 def dashboard_lines(client: Any, serves: str = "") -> list[str]:
-    """The links of *client*'s dashboard and of its runs page, one a line, saying how long they *serves*.
-
-    None for a scheduler without a dashboard.
-    """
+    """The links of *client*'s dashboard and of its runs page, saying how long they *serves*; none without one."""
     from daskgif.views.dashboard import page_link
 
     try:
@@ -71,7 +57,7 @@ def dashboard_lines(client: Any, serves: str = "") -> list[str]:
     except (KeyError, AttributeError):  # a scheduler without a dashboard (bokeh missing) has no link
         logger.debug("no dashboard on %r", client, exc_info=True)
         return []
-    runs_page = page_link(client) if link else None
     if not link:
         return []
-    return [f"Dashboard{f' ({serves})' if serves else ''}: {link}", *([f"  daskgif runs: {runs_page}"] if runs_page else [])]
+    runs_page, lines = page_link(client), [f"Dashboard{f' ({serves})' if serves else ''}: {link}"]
+    return [*lines, f"  daskgif runs: {runs_page}"] if runs_page else lines

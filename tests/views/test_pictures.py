@@ -14,8 +14,7 @@ import pytest
 from daskgif import build_graph
 from daskgif.errors import RunFailed
 from daskgif.gif.parse import parse_gif
-from daskgif.views.pictures import count_frames, draw_pipeline, save_picture
-from daskgif.views.runpicture import LOOKS, draw_run, load_run
+from daskgif.views.pictures import LOOKS, count_frames, draw_pipeline, draw_run, load_run, save_picture
 from daskgif.pipeline.sample import sample_path
 from daskgif.gif.split import split_bytes
 from frames import image_data, make_gif, make_palette, make_raw_gif
