@@ -8,7 +8,6 @@ streams the frames into the output.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -65,7 +64,6 @@ def _folder_and_name(path: str) -> tuple[str, str]:
 
 
 
-
 def split(data_file: str, params: Params) -> Spans:
     """Return the frame spans of the data file, compact (:class:`~daskgif.gif.split.Spans`), never frame bytes.
 
@@ -73,28 +71,19 @@ def split(data_file: str, params: Params) -> Spans:
     delimiter and handed on, so that its ``write-frame`` reports it *Skipped*.
     """
     with storage.open_input(data_file, params.storage_options) as f:
-        spans = split_frames(f, params.delimiter, chunk_size=params.chunk_size, max_pixels=params.max_pixels,
-                             on_error=params.on_error)
-        return Spans.from_spans(spans)
+        return Spans.of(split_frames(f, params.delimiter, chunk_size=params.chunk_size, max_pixels=params.max_pixels,
+                                     on_error=params.on_error))
 
 
-def write_frame(span: Span, params: Params, count: int, source: storage.SpanReader | None = None) -> Frame:
-    """Read one span of the data file, convert it to GIF if needed, check it decodes, write it atomically.
-
-    *source* reads the data file, opened once per batch; default: open it for this frame.
-    """
+def write_frame(span: Span, params: Params, count: int, source: storage.SpanReader) -> Frame:
+    """Read one span of the data file (with *source*), convert it to GIF if needed, check it, write it atomically."""
     check_cancelled(params.run)
-    if source is None:
-        data = storage.read_span(params.data_file, span.offset, span.length, params.storage_options)
-    else:
-        data = source.read(span.offset, span.length)
+    data = source.read(span.offset, span.length)
     converted = not data.startswith(b"GIF8")
     base = 0 if converted else span.offset
     try:
         if converted:
-            from daskgif.codec import (
-                to_gif,  # Pillow is imported only where a frame needs it
-            )
+            from daskgif.codec import to_gif  # Pillow is imported only where a frame needs it
 
             data = to_gif(data, index=span.index, offset=span.offset)
         try:
@@ -107,40 +96,34 @@ def write_frame(span: Span, params: Params, count: int, source: storage.SpanRead
         if params.on_error == "skip":
             raise Skip(f"unreadable frame dropped: {e}") from e
         raise
-    path = storage.join_path(params.frames_dir, storage.frame_name(span.index, count))
     with limits.hold("write", params.limits):
-        storage.write_bytes(path, data, params.storage_options)
-    return Frame(span.index, path, *info.canvas, None if converted else span, len(data), resume.digest(data))
+        storage.write_bytes(storage.join_path(params.frames_dir, storage.frame_name(span.index, count)), data,
+                            params.storage_options)
+    return Frame(*span, len(data), resume.digest(data), *info.canvas, converted)
 
 
-def map_frames(spans: list[Span], params: Params) -> Mapped:
-    """Launch the ``write-frame`` batches (see :mod:`daskgif.core.fanout`) and wait for all of them.
+def map_frames(spans: Spans, params: Params) -> Mapped:
+    """Launch the ``write-frame`` batches (see :mod:`daskgif.core.fanout`), wait for all, record the manifest.
 
     A rerun keeps a frame an earlier run wrote only once its batch has proven it
     (:class:`KeptFrames`); the manifest only says which frames to try.
     """
     events.emit({"kind": "map", "run": params.run, "name": "write-frame", "total": len(spans)})
     storage.remove_stale_parts(params.frames_dir, "frame_")
-    rerun = resume.plan(params.frames_dir, params.data_file, spans, _frame_settings(params), params.storage_options,
-                        params.resume)
-    write = params.task(write_frame, "write-frame")
+    settings = {"validate": params.validate, "max_pixels": params.max_pixels, "on_error": params.on_error,
+                "daskgif": __version__}  # what, besides the data file, decides what a frame file holds
+    head, kept = resume.plan(params.frames_dir, params.data_file, spans, settings, params.storage_options,
+                             params.resume)
     source = storage.SpanReader(params.data_file, params.storage_options)
-    kept = KeptFrames(params, rerun.reuse, len(spans), source) if rerun.kept else None
     try:
-        mapped = write.map(spans, batch_size=params.frames_per_task, token=params.run, params=params, count=len(spans),
-                           source=source, reuse=kept,
-                           collect=functools.partial(FrameTable, params.frames_dir, len(spans)))
+        mapped = params.task(write_frame, "write-frame").map(
+            spans, batch_size=params.frames_per_task, token=params.run, params=params, count=len(spans),
+            source=source, reuse=KeptFrames(params, kept, source) if len(kept) else None, collect=FrameTable)
     except RunFailed as e:
-        resume.record(params.frames_dir, rerun, len(spans), map(_entry, e.values), params.storage_options)
+        resume.record(params.frames_dir, head, e.values, params.storage_options)
         raise
-    resume.record(params.frames_dir, rerun, len(spans), map(_entry, mapped.values.written()), params.storage_options)
+    resume.record(params.frames_dir, head, mapped.values.written(), params.storage_options)
     return mapped
-
-
-def _frame_settings(params: Params) -> dict:
-    """What, besides the data file, decides the frame files a run writes: a rerun keeps frames only if it is equal."""
-    return {"validate": params.validate, "max_pixels": params.max_pixels, "on_error": params.on_error,
-            "daskgif": __version__}
 
 
 class KeptFrames:
@@ -153,32 +136,27 @@ class KeptFrames:
     frame (not GIF in the data file) is always written again.  ``None``: write it.
     """
 
-    def __init__(self, params: Params, candidates: resume.Ranges, count: int, source: storage.SpanReader):
-        self.params, self.candidates, self.count, self.source = params, candidates, count, source
+    def __init__(self, params: Params, candidates: FramePaths, source: storage.SpanReader):
+        self.params, self.candidates, self.source = params, candidates, source
 
     def __call__(self, index: int, span: Span) -> Frame | None:
-        if index not in self.candidates:
+        if not self.candidates.holds(index):
             return None
-        path = storage.join_path(self.params.frames_dir, storage.frame_name(index, self.count))
         try:
             data = self.source.read(span.offset, span.length)
             if not data.startswith(b"GIF8"):
                 return None
-            with storage.open_input(path, self.params.storage_options) as f:
+            with storage.open_input(self.candidates.path(index), self.params.storage_options) as f:
                 if f.read(span.length + 1) != data:
                     return None
             info = parse_gif(data, max_pixels=self.params.max_pixels)
         except (OSError, EOFError, GifFormatError):
             return None
-        return Frame(index, path, *info.canvas, span, len(data), resume.digest(data))
+        return Frame(*span, len(data), resume.digest(data), *info.canvas, False)
 
 
-def _entry(f: Frame) -> resume.Entry:
-    span = f.span or Span(f.index, 0, 0)
-    return resume.Entry(f.index, span.offset, span.length, f.size, f.digest, f.width, f.height, f.span is None)
-
-
-def read_frames(frames: Iterable[Frame], data_file: str, storage_options: dict | None) -> Iterator[bytes]:
+def read_frames(frames: Iterable[Frame], paths: FramePaths, data_file: str, storage_options: dict | None
+                ) -> Iterator[bytes]:
     """Yield the bytes of the written *frames*, in order, with as few opens as possible.
 
     A frame written unchanged holds exactly its span of the data file, so it is
@@ -188,31 +166,29 @@ def read_frames(frames: Iterable[Frame], data_file: str, storage_options: dict |
     """
     with storage.open_input(data_file, storage_options) as source:
         for frame in frames:
-            if frame.span is None:
-                with storage.open_input(frame.path, storage_options) as f:
+            if frame.converted:
+                with storage.open_input(paths.path(frame.index), storage_options) as f:
                     yield f.read()
             else:
-                source.seek(frame.span.offset)
-                yield source.read(frame.span.length)
+                source.seek(frame.offset)
+                yield source.read(frame.length)
 
 
 def combine(mapped: Mapped, params: Params) -> dict:
-    """Join the written frames, in order, into ``params.out`` with the writer of its suffix (:data:`WRITERS`)."""
-    values = mapped.values
-    if isinstance(values, FrameTable):  # frames come one at a time: a million are never all in memory
-        written: Iterable[Frame] = values.written()
-        size, paths = values.size, values.paths()
-    else:
-        written = [f for f in values if f is not None]
-        size = (max((f.width for f in written), default=0), max((f.height for f in written), default=0))
-        paths = [w.path for w in written]
+    """Join the written frames, in order, into ``params.out`` with the writer of its suffix (:data:`WRITERS`).
+
+    Frames come one at a time from the compact table: a million are never all in memory.
+    """
+    table: FrameTable = mapped.values
+    paths = FramePaths.of(params.frames_dir, len(table), table.indices())
     if not len(paths):
         raise DaskgifError(f"no frames left to combine ({mapped.states.counts.get(SKIPPED, 0)} skipped)")
     storage.remove_stale_parts(*_folder_and_name(params.out))
+    size = table.size
     with storage.atomic_write(params.out, params.storage_options) as f:
         writer = writer_for(params.out)
         with writer(f, size, duration=params.duration, loop=params.loop, max_pixels=params.max_pixels) as gif:
-            for data in read_frames(written, params.data_file, params.storage_options):
+            for data in read_frames(table.written(), paths, params.data_file, params.storage_options):
                 check_cancelled(params.run)
                 gif.add(data)
         nbytes = f.tell()  # after the writer's trailer: the size of the file as written
@@ -272,7 +248,6 @@ class Step:
     retried: bool = True
     skip_on_upstream_skip: bool = True
     maps: str | None = None  # the name of the tasks this step launches at run time, one per batch of items
-    timed: bool = True  # daskgif.task-timeout may name it (map-frames only waits: its batches are timed)
 
     def __call__(self, value: Any, params: Params) -> Any:
         with params.lease.kept():
@@ -281,7 +256,7 @@ class Step:
     def task(self, params: Params, announce: dict | None = None) -> Any:
         """The :class:`~daskgif.core.task.Task` of this step in the run of *params*."""
         return params.task(self, self.name, retried=self.retried, announce=announce,
-                      skip_on_upstream_skip=self.skip_on_upstream_skip, hooks=(ReleaseOnFailure(params.lease),))
+                           skip_on_upstream_skip=self.skip_on_upstream_skip, hooks=(ReleaseOnFailure(params.lease),))
 
 
 class ReleaseOnFailure:
@@ -300,19 +275,18 @@ STEPS = (
     Step("fetch", fetch, "copies the URL to the data file", writes="data_file"),
     Step("split", split, "finds the frames in the data file", skip_on_upstream_skip=False),
     Step("map-frames", map_frames, "writes every frame (write-frame tasks)", writes="frames_dir", retried=False,
-         maps="write-frame", timed=False),
+         maps="write-frame"),
     Step("combine", combine, "joins the frames into the output", writes="out"),
 )
 
 
 def timed_names(steps: Sequence[Step] = STEPS) -> tuple[str, ...]:
-    """The task names ``daskgif.task-timeout`` may give a timeout, in pipeline order.
+    """The task names ``daskgif.task-timeout`` may give a timeout: a step that maps only waits, its tasks are timed.
 
     >>> timed_names()
     ('fetch', 'split', 'write-frame', 'combine')
     """
-    return tuple(name for step in steps for name in ((step.name,) if step.timed else ()) + ((step.maps,) if step.maps
-                                                                                              else ()))
+    return tuple(step.maps or step.name for step in steps)
 
 
 def make_result(last: Outcome, combined: Outcome, params: Params) -> Result:
@@ -322,7 +296,7 @@ def make_result(last: Outcome, combined: Outcome, params: Params) -> Result:
     """
     value = combined.value
     result = Result(
-        ok=True, path=params.out, frames=_frame_paths(value["frames"]), states=dict(last.states), size=value["size"],
+        ok=True, path=params.out, frames=value["frames"], states=dict(last.states), size=value["size"],
         started=min(s.start for s in last.states.values() if s.start is not None), finished=time.time(),
         storage_options=params.storage_options,
     )
@@ -330,7 +304,3 @@ def make_result(last: Outcome, combined: Outcome, params: Params) -> Result:
     events.emit({"kind": "run", "run": params.run, "state": "Success", "time": result.finished,
                  "frames": len(result.frames), "size": result.size})
     return result
-
-
-def _frame_paths(frames: Sequence[str]) -> Sequence[str]:
-    return frames if isinstance(frames, FramePaths) else tuple(frames)

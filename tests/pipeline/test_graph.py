@@ -183,22 +183,23 @@ def test_bad_arguments_are_named(kwargs, match):
 def test_compact_spans_frames_and_paths_pickle_and_read_as_sequences():
     import pickle
 
-    from daskgif.pipeline.frames import Frame, FramePaths, FrameTable
     from daskgif.gif.split import Span, Spans
+    from daskgif.pipeline.frames import Frame, FramePaths, FrameTable
 
-    spans = Spans.from_spans(Span(i, 10 * i, 5) for i in range(5))
+    spans = Spans.of(Span(i, 10 * i, 5) for i in range(5))
     assert pickle.loads(pickle.dumps(spans)) == spans == [Span(i, 10 * i, 5) for i in range(5)]
     assert spans[2:4].first == 2 and list(spans[2:4]) == [Span(2, 20, 5), Span(3, 30, 5)]
-    table = FrameTable("d", 3)
-    table.append(Frame(0, "d/frame_00.gif", 4, 2, Span(0, 0, 5)))
-    table.append(None)
-    table.append(Frame(2, "d/frame_02.gif", 5, 1))
-    copy = pickle.loads(pickle.dumps(table))
-    assert list(copy) == list(table) and copy[2] == Frame(2, "d/frame_02.gif", 5, 1) and copy.size == (5, 2)
-    paths = pickle.loads(pickle.dumps(table.paths()))
+    table = FrameTable.of([Frame(0, 0, 5, 5, "0f" * 16, 4, 2, False), None])
+    table.append(Frame(2, 20, 5, 40, "f0" * 16, 5, 1, True))
+    copy = pickle.loads(pickle.dumps(FrameTable.concat([table[:2], table[2:]])))
+    assert list(copy) == list(table) and copy[2] == Frame(2, 20, 5, 40, "f0" * 16, 5, 1, True) and copy.size == (5, 2)
+    assert list(table.indices()) == [0, 2] and len(pickle.dumps(table)) < 8 * 8 * 3 + 200
+    paths = pickle.loads(pickle.dumps(FramePaths.of("d", 3, table.indices())))
     assert paths == ("d/frame_00.gif", "d/frame_02.gif") and len(paths) == 2
     big = FramePaths("d", 1_000_000)
     assert big[999_999] == "d/frame_999999.gif" and len(json.dumps(big.to_json())) < 200
+    gaps = FramePaths.of("d", 1_000_000, (i for i in range(1_000_000) if i % 500_000 != 7))
+    assert gaps.to_json()["not_written"] == {"count": 2, "first": [7, 500_007]} and len(pickle.dumps(gaps)) < 300
 
 
 def test_mapped_states_to_dict_keeps_at_most_100_records():

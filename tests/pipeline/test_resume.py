@@ -16,7 +16,8 @@ from daskgif import build_graph
 from daskgif import storage
 from daskgif.cli import summary
 from daskgif.errors import RunFailed
-from daskgif.pipeline.resume import MANIFEST_NAME, Ranges, decode
+from daskgif.pipeline.frames import FramePaths
+from daskgif.pipeline.resume import MANIFEST_NAME, decode
 from frames import image_data, make_gif
 
 COUNT = 12
@@ -131,8 +132,8 @@ def test_the_manifest_hash_is_the_hash_of_the_span(tmp_path, data):
 
 
 def test_batches_get_compact_ranges():
-    kept = Ranges.of(i for i in range(10_000) if i != 4_321)
-    assert kept.pairs == ((0, 4321), (4322, 10_000)) and 4321 not in kept and 9_999 in kept
+    kept = FramePaths.of("frames", 10_000, (i for i in range(10_000) if i != 4_321))
+    assert kept.pairs == ((0, 4321), (4322, 10_000)) and not kept.holds(4321) and kept.holds(9_999)
     assert len(__import__("pickle").dumps(kept)) < 200
 
 
