@@ -14,6 +14,7 @@ from typing import Any
 
 from daskgif import storage
 from daskgif.pipeline.graph import Pipeline, build_graph
+from daskgif.pipeline.settings import place
 
 __all__ = ["build_graphs", "input_name", "paths_of"]
 
@@ -53,8 +54,7 @@ or give inputs distinct names
         paths = {key: (templates.get(key) or default).format(name=name, suffix=suffix)
                  for key, default in DEFAULTS.items()}
         for key, path in paths.items():
-            local = storage.local_path(path)
-            where = os.path.abspath(local).rstrip("/") if local is not None else path.rstrip("/")
+            where = place(path)
             if where in owner:
                 other, other_key = owner[where]
                 raise ValueError(f"inputs {other!r} and {url!r} would both write {other_key} {path!r}: put {{name}} "

@@ -2,19 +2,11 @@
 
 :data:`PARAMETERS` lists :func:`daskgif.build_graph`'s parameters, in order;
 :data:`SCHEDULE` the options of a run on a schedule (``daskgif run --every``).
-Each :class:`Parameter` has a name, a kind of value (:mod:`daskgif.pipeline.kinds`,
-which checks it), a default, a help text, the ``dask.config`` key that gives its
-default when it is ``None``, and its command-line option.  From the table follow:
-
-- ``build_graph``'s signature (:func:`signature`; :func:`declared` checks it and
-  writes the Parameters section of its docstring) and its checks
-  (:func:`check_arguments`), which ``draw_pipeline`` shares (:func:`bind`);
-- the frozen run settings (:class:`daskgif.pipeline.settings.Params`);
-- the options of ``daskgif run`` and ``daskgif graph`` (``daskgif.cli``);
-- the keys of a ``--params`` file (:mod:`daskgif.pipeline.paramfile`);
-- the parameters page of the documentation (:func:`render`).
-
-Adding a parameter is one entry here, plus its use.
+From the table follow ``build_graph``'s signature (:func:`declared`) and its
+checks (:func:`check_arguments`, shared by ``draw_pipeline``), the run's
+:class:`~daskgif.pipeline.settings.Params`, the options of ``daskgif run`` and
+``daskgif graph``, the keys of a ``--params`` file and the parameters page of
+the docs (:func:`render`).  Adding a parameter is one entry here, plus its use.
 """
 
 from __future__ import annotations
@@ -38,27 +30,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Parameter:
     """One run parameter, as every place that takes it needs it.
 
-    Parameters
-    ----------
-    name : str
-        Its name in Python, in a parameter file and (with ``-`` for ``_``) on the command line.
-    kind : Kind
-        What its values must be; checks them wherever they come from.
-    default : object
-        Its default in Python. ``None`` with a *config* key: read from ``dask.config``.
-    help : str
-        What it means, in a sentence or two: the help of its option, its
-        docstring entry and its line in the docs.
-    type : str
-        Its type, as a numpydoc docstring writes it (``"int"``, ``"str, optional"``).
-    config : str, optional
-        The key below ``daskgif.`` in ``dask.config`` that gives the default.
-    data : bool
-        Whether it is data, given on the command line and in files (``on_state`` is code).
-    keyword_only : bool
-        Whether Python takes it only by keyword.
-    metavar : str, optional
-        What its option's value is called in ``--help``; default the kind's.
+    Its *name* in Python and in a parameter file (on the command line with
+    ``-`` for ``_``); its *kind*, which checks its values wherever they come
+    from; its *default* in Python (``None`` with a *config* key: the value of
+    ``daskgif.<config>``); its *help*: the help of its option, its docstring
+    entry and its line in the docs; its *type* as numpydoc writes it; whether
+    it is *data* (``on_state`` is code: Python only); whether Python takes it
+    only by keyword; and the *metavar* of its option, default the kind's.
     """
 
     name: str
@@ -102,9 +80,7 @@ class Parameter:
         ValueError: duration must be a non-negative integer up to 655350, got -1
         """
         if value is None and self.config is not None:
-            from daskgif import (
-                config,  # loads Dask: not on import, so the command line's --help stays quick
-            )
+            from daskgif import config  # loads Dask: not on import, so the command line's --help stays quick
 
             return config.check(self.config, config.get(self.config), self.kind.accepts, self.kind.expected)
         return kinds.check(self.name, value, self.kind)
@@ -160,6 +136,7 @@ SCHEDULE: tuple[Parameter, ...] = (
 
 #: The names of ``build_graph``'s data parameters: its options, its file keys, the arguments a run records.
 DATA: tuple[str, ...] = tuple(p.name for p in PARAMETERS if p.data)
+BY_NAME: dict[str, Parameter] = {p.name: p for p in (*PARAMETERS, *SCHEDULE)}
 
 
 def by_name(name: str) -> Parameter:
@@ -168,10 +145,7 @@ def by_name(name: str) -> Parameter:
     >>> by_name("loop").default
     0
     """
-    for parameter in (*PARAMETERS, *SCHEDULE):
-        if parameter.name == name:
-            return parameter
-    raise KeyError(name)
+    return BY_NAME[name]
 
 
 def signature() -> inspect.Signature:
@@ -186,22 +160,10 @@ def signature() -> inspect.Signature:
 
 
 def check_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """Return every parameter of the table checked: *arguments*, the defaults for the others, config read.
+    """Return every parameter of the table checked: *arguments* by name, the defaults for the others, config read.
 
-    Parameters
-    ----------
-    arguments : mapping
-        ``build_graph`` arguments by name.
+    A name that is not a parameter is a ``TypeError``; a bad value a ``ValueError`` naming it.
 
-    Raises
-    ------
-    TypeError
-        A name that is not a parameter of ``build_graph``.
-    ValueError
-        Naming the first bad argument (or configuration key), what it must be and what it got.
-
-    Examples
-    --------
     >>> found = check_arguments({"duration": 40})
     >>> found["duration"], found["loop"], found["on_error"]
     (40, 0, 'raise')
@@ -226,20 +188,17 @@ def bind(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def declared(func: F) -> F:
-    """Check that *func* takes the parameters of the table, and write their Parameters section into its docstring.
-
-    The docstring's ``{parameters}`` line becomes one numpydoc entry per parameter.
-    A signature that differs from :func:`signature` is a ``TypeError`` on import.
-    """
-    found = inspect.signature(func)
+    """Check that *func* takes the parameters of the table (a ``TypeError`` on import if not), and write
+    them, one numpydoc entry each, in place of its docstring's ``{parameters}`` line."""
     wanted = signature()
-    listed = inspect.Signature([q.replace(annotation=inspect.Parameter.empty) for q in found.parameters.values()])
-    if str(listed) != str(wanted):
-        raise TypeError(f"{func.__qualname__}{listed} differs from the table of parameters: {wanted}")
-    if func.__doc__ and "{parameters}" in func.__doc__:
-        line = next(line for line in func.__doc__.splitlines() if "{parameters}" in line)
+    found = inspect.Signature([q.replace(annotation=inspect.Parameter.empty)
+                               for q in inspect.signature(func).parameters.values()])
+    if str(found) != str(wanted):
+        raise TypeError(f"{func.__qualname__}{found} differs from the table of parameters: {wanted}")
+    line = next((line for line in (func.__doc__ or "").splitlines() if "{parameters}" in line), None)
+    if line is not None:
         indent = line[: len(line) - len(line.lstrip())]
-        func.__doc__ = func.__doc__.replace(line, docstring(indent))
+        func.__doc__ = func.__doc__.replace(line, docstring(indent))  # type: ignore[union-attr]
     return func
 
 
@@ -252,9 +211,9 @@ def docstring(indent: str = "") -> str:
     lines = []
     for p in PARAMETERS:
         default = f" Default ``daskgif.{p.config}``." if p.config else ""
-        lines += [f"{indent}{p.name} : {p.type}",
-                  textwrap.fill(rst(p.help) + default, 88, initial_indent=indent + "    ",
-                                subsequent_indent=indent + "    ", break_on_hyphens=False)]
+        lines += [f"{indent}{p.name} : {p.type}", textwrap.fill(rst(p.help) + default, 88, break_on_hyphens=False,
+                                                                initial_indent=indent + "    ",
+                                                                subsequent_indent=indent + "    ")]
     return "\n".join(lines)
 
 

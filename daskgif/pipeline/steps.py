@@ -45,7 +45,7 @@ def fetch(_: None, params: Params) -> str:
     storage.remove_stale_parts(*_folder_and_name(params.data_file))
     if not params.force:
         reason = storage.fetch_needed(params.url, params.data_file, params.storage_options,
-                                      check_remote=params.check_remote, timeout=params.fetch_timeout,
+                                      check_remote=params.fetch_check_remote, timeout=params.fetch_timeout,
                                       allowed_protocols=params.allowed_protocols)
         if reason is None:
             raise Skip(f"{params.data_file} is what the URL gave; force=True fetches it again", result=params.data_file)
