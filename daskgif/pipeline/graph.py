@@ -1,18 +1,12 @@
-"""The daskgif pipeline as a lazy Dask graph, built from one description of its steps.
+"""The daskgif pipeline as a lazy Dask graph, built from one description of its steps (:data:`STEPS`).
 
-:data:`STEPS` says what the pipeline is: ``fetch -> split -> map-frames -> combine``.
-:func:`build_graph` wires one :class:`~daskgif.core.task.Task` per step, in that order,
-each keyed ``<step>-<token>``, then ``result-<token>``, which turns the last
-outcome into a :class:`~daskgif.pipeline.result.Result`::
+:func:`build_graph` wires one :class:`~daskgif.core.task.Task` per step, in order, each keyed
+``<step>-<token>``, then ``result-<token>``, which turns the last outcome into a
+:class:`~daskgif.pipeline.result.Result`::
 
     fetch-<token> -> split-<token> -> map-frames-<token> -> combine-<token> -> result-<token>
                                            |
                                            +-> write-frame-<i>-<token>  (launched at run time)
-
-The result's states and the pipeline picture (:mod:`daskgif.views.pictures`) come from
-the same description.  Frame bytes never travel through the graph: ``split``
-returns small spans, each ``write-frame`` batch reads its own spans from the data
-file, and ``combine`` streams the frames into the output.
 """
 
 from __future__ import annotations
@@ -41,16 +35,11 @@ logger = logging.getLogger(__name__)
 class Pipeline(Delayed):
     """The lazy pipeline :func:`build_graph` returns: a plain :class:`dask.delayed.Delayed`.
 
-    Everything a run needs travels inside its own tasks: the lease on the data
-    file, the states (as Dask events), the frames launched on the scheduler that
-    runs the graph.  So ``g.compute()``, ``dask.compute(g1, g2)``,
-    ``client.compute(g)``, ``client.persist(g)`` and ``g.persist()`` all run the
-    same pipeline, with the same files, result, lease and events.
-
-    While it lives, its ``on_state`` hooks receive the run's states wherever it
-    is computed: a local scheduler's tasks publish in this process, a cluster's
-    reach the client that computes the graph (subscribed when Dask asks for the
-    graph).
+    Everything a run needs travels inside its own tasks (the lease, the states
+    as Dask events, the frames launched on the scheduler that runs the graph),
+    so ``g.compute()``, ``dask.compute(g1, g2)``, ``client.compute(g)`` and
+    ``persist`` all run the same pipeline.  While it lives, its ``on_state``
+    hooks receive the run's states wherever it is computed.
     """
 
     __slots__ = ("params", "on_state", "listener")
@@ -70,7 +59,7 @@ class Pipeline(Delayed):
     def __dask_graph__(self) -> Any:
         check_main_guard()  # every way of computing asks for the graph first: a spawned child's re-import too
         client = find_client()
-        if client is not None:  # every way of computing asks for the graph first, on the client
+        if client is not None:
             events.relay(client)
         return super().__dask_graph__()
 
@@ -87,28 +76,21 @@ class StateListener:
     def __call__(self, msg: dict) -> None:
         if msg.get("run") != self.run:
             return
-        kind = msg.get("kind")
-        if kind == "run" and msg.get("state") != "Running":
-            if msg.get("state") == "Success":
-                logger.info("Run SUCCESS: all reference tasks succeeded (%s)", self.run)
-            else:
-                logger.info("Run FAILED: %s", msg.get("message"))
-        if not self.hooks and not logger.isEnabledFor(logging.INFO):
+        kind, state = msg.get("kind"), msg.get("state")
+        if kind == "run" and state == "Success":
+            logger.info("Run SUCCESS: all reference tasks succeeded (%s)", self.run)
+        elif kind == "run" and state != "Running":
+            logger.info("Run FAILED: %s", msg.get("message"))
+        if not (self.hooks or logger.isEnabledFor(logging.INFO)):
             return
-        if kind == "step":
-            states = [State.from_dict(msg)]
-        elif kind == "frames":
-            states = [State.from_dict(record) for record in msg["records"]]
-        else:
-            return
-        for state in states:
-            logger.info("Task %r%s: %s%s", state.name, "" if state.index is None else f"[{state.index}]",
-                        state.state, f" ({state.message})" if state.message else "")
+        for found in map(State.from_dict, [msg] if kind == "step" else msg["records"] if kind == "frames" else []):
+            logger.info("Task %r%s: %s%s", found.name, "" if found.index is None else f"[{found.index}]",
+                        found.state, f" ({found.message})" if found.message else "")
             for hook in self.hooks:
                 try:
-                    hook(state)
+                    hook(found)
                 except Exception:
-                    logger.exception("State hook %r failed on %s", hook, state)
+                    logger.exception("State hook %r failed on %s", hook, found)
 
 
 @declared

@@ -34,9 +34,8 @@ def input_name(url: str) -> tuple[str, str]:
 
 
 def paths_of(urls: Sequence[str], **templates: str | None) -> list[dict[str, str]]:
-    """Each input's ``out``, ``data_file`` and ``frames_dir``; refuse two inputs that would write one path.
-
-    A template left ``None`` takes :data:`DEFAULTS`.
+    """Each input's ``out``, ``data_file`` and ``frames_dir`` (a template left ``None``: :data:`DEFAULTS`);
+    refuse two inputs that would write one path.
 
     >>> paths_of(["a/x.img", "b/y.img"], out="gifs/{name}.webp")
     [{'out': 'gifs/x.webp', 'data_file': 'data/x.img', 'frames_dir': 'frames/x'}, \
@@ -68,30 +67,13 @@ def build_graphs(urls: str | Sequence[str], out: str | None = None, data_file: s
                  frames_dir: str | None = None, **kwargs: Any) -> list[Pipeline]:
     """Build one pipeline per input; compute them together with ``dask.compute(*graphs)``.
 
-    Parameters
-    ----------
-    urls : str or sequence of str
-        The inputs: a list of URLs, or one fsspec pattern (``"data/*.img"``,
-        ``"s3://bucket/dumps/*.img"``), listed once, here.
-    out, data_file, frames_dir : str, optional
-        Templates in which ``{name}`` is the input's file name without its suffix
-        (and ``{suffix}`` its suffix). Defaults: ``{name}.gif``,
-        ``data/{name}{suffix}``, ``frames/{name}``.
-    **kwargs
-        Any other parameter of :func:`~daskgif.build_graph`, for every input.
+    *urls* is a list of URLs, or one fsspec pattern (``"s3://bucket/dumps/*.img"``,
+    its matches sorted).  *out*, *data_file* and *frames_dir* are templates in which
+    ``{name}`` is the input's file name without its suffix (and ``{suffix}`` its
+    suffix); default :data:`DEFAULTS`.  Any other parameter of
+    :func:`~daskgif.build_graph` (*kwargs*) applies to every input.  No input, or two
+    inputs that would write one path, is a ``ValueError`` before anything runs.
 
-    Returns
-    -------
-    list of Pipeline
-        In the order of the inputs (a pattern's matches sorted).
-
-    Raises
-    ------
-    ValueError
-        No input; or two inputs that would write the same path, before anything runs.
-
-    Examples
-    --------
     >>> import dask, fsspec, daskgif
     >>> sample = open(daskgif.sample_path(), "rb").read()
     >>> for day in ("mon", "tue"):

@@ -3,27 +3,11 @@
 A parameter file is a YAML or JSON mapping of :func:`daskgif.build_graph`
 arguments and schedule options, by the names of the table of
 :mod:`daskgif.pipeline.parameters` (``data_file``, or ``data-file`` as on the
-command line)::
-
-    url: https://example.com/all-images.img
-    data_file: /data/image-data.img
-    out: s3://bucket/gifs/clip.gif
-    storage_options: {anon: false}
-    delimiter: '\\r\\n\\r\\n'     # Python escapes; or bytes (!!binary)
-    on_error: skip
-    frames_per_task: auto
-    every: 24h
-    history: /var/log/daskgif.jsonl
-
-:func:`load_params` reads one (through fsspec, so any path) and
-:func:`check_params` checks it with the table's checks: an unknown key or a bad
-value is a ``ValueError`` naming the key.  A parameter file is small and plain:
-at most :data:`LIMIT` bytes, a regular file (never a fifo or a device, which
-would block or never end), and YAML without aliases (``*name``: a kilobyte of
-nested aliases expands to gigabytes).  The schedule options
-(:data:`~daskgif.pipeline.parameters.SCHEDULE`) belong in the file because they
-describe the job as much as its inputs do; where it runs (``--workers``,
-``--scheduler``) stays on the command line.
+command line); where it runs (``--workers``, ``--scheduler``) stays on the
+command line.  A delimiter may be text with Python escapes (``'\\r\\n\\r\\n'``)
+or bytes (``!!binary``).  A parameter file is small and plain: at most
+:data:`LIMIT` bytes, a regular file (never a fifo or a device, which would block
+or never end), and YAML without aliases.
 """
 
 from __future__ import annotations
@@ -47,38 +31,10 @@ ALLOWED: tuple[str, ...] = tuple(KEYS)
 LIMIT = 2**20
 
 
-def check_value(parameter: Parameter, value: Any) -> Any:
-    """*value* from a file for *parameter*, checked; text read as the command line reads it where the kind
-    allows text in files (a delimiter with Python escapes).
-
-    >>> from daskgif.pipeline.parameters import by_name
-    >>> check_value(by_name("delimiter"), "\\\\r\\\\n")
-    b'\\r\\n'
-    """
-    kind = parameter.kind
-    if kind.text_in_files and isinstance(value, str):
-        value = kind.from_text(value)
-    return kinds.check(parameter.name, value, kind)
-
-
 def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Return *params* checked, keys with ``_`` (``data-file`` is ``data_file``), the delimiter as bytes.
+    """Return *params* checked, keys with ``_``, text read as the command line reads it where the kind allows
+    text in files (a delimiter); ``null`` leaves the default of a parameter that takes no ``None``.
 
-    Parameters
-    ----------
-    params : mapping
-        Keys of :data:`ALLOWED`; ``null`` (``None``) is kept where the
-        parameter takes ``None`` (``url``, ``frames_dir``, ``storage_options``),
-        and leaves the default for the others.
-
-    Raises
-    ------
-    ValueError
-        Naming the first unknown key (and listing the allowed ones) or the
-        first bad value's key.
-
-    Examples
-    --------
     >>> check_params({"data-file": "x.img", "delimiter": "\\\\r\\\\n", "every": "24h", "on_error": None})
     {'data_file': 'x.img', 'delimiter': b'\\r\\n', 'every': '24h'}
     >>> check_params({"duraton": 40})
@@ -86,10 +42,6 @@ def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
     ...
     ValueError: unknown parameter 'duraton'; allowed: url, data_file, out, frames_dir, delimiter, duration, loop, \
 retries, retry_delay, force, storage_options, on_error, frames_per_task, every, cron, cron_tz, max_runs, notify, history
-    >>> check_params({"duration": -1})
-    Traceback (most recent call last):
-    ...
-    ValueError: duration must be a non-negative integer up to 655350, got -1
     """
     if not isinstance(params, Mapping):
         raise ValueError(f"parameters must be a mapping of names to values, got {params!r}")
@@ -100,19 +52,19 @@ retries, retry_delay, force, storage_options, on_error, frames_per_task, every, 
             raise ValueError(f"unknown parameter {key!r}; allowed: {', '.join(ALLOWED)}")
         if name in checked:
             raise ValueError(f"parameter {name!r} is given twice")
-        if value is None and not KEYS[name].kind.accepts(None):
+        kind = KEYS[name].kind
+        if value is None and not kind.accepts(None):
             continue  # null: the default, as if the key were absent
-        checked[name] = check_value(KEYS[name], value)
+        checked[name] = kinds.check(name, kind.from_text(value) if kind.text_in_files and isinstance(value, str)
+                                    else value, kind)
     return checked
 
 
 def parse_params(text: str, suffix: str = "") -> Any:
     """Parse a parameter file's *text*: JSON for a ``.json`` suffix, else YAML (JSON is YAML too), without aliases.
 
-    >>> parse_params('{"duration": 40}', ".json")
-    {'duration': 40}
-    >>> parse_params("duration: 40\\ncron: 0 2 * * *\\n")
-    {'duration': 40, 'cron': '0 2 * * *'}
+    >>> parse_params('{"duration": 40}', ".json"), parse_params("duration: 40\\ncron: 0 2 * * *\\n")
+    ({'duration': 40}, {'duration': 40, 'cron': '0 2 * * *'})
     >>> parse_params("a: &a [1, 2]\\nurl: *a\\n")
     Traceback (most recent call last):
     ...
@@ -156,32 +108,13 @@ def loader() -> type:
 
 
 def load_params(path: str, storage_options: dict | None = None) -> dict[str, Any]:
-    """Read and check the parameter file *path* (YAML, or JSON by its ``.json`` suffix or its content).
+    """Read and check the parameter file *path*, any fsspec path (YAML, or JSON by its ``.json`` suffix).
 
-    Parameters
-    ----------
-    path : str
-        Any fsspec path: ``run.yaml``, ``s3://bucket/jobs/nightly.json``.
-    storage_options : dict, optional
-        fsspec options for reading *path* (not the run's ``storage_options``).
+    *storage_options* are for reading *path*, not the run's.  Returns what
+    :func:`check_params` returns; raises ``OSError`` (``FileNotFoundError``) naming
+    *path* when it cannot be read, is no regular file or is over :data:`LIMIT`
+    bytes, and ``ValueError`` starting with *path* on anything else.
 
-    Returns
-    -------
-    dict
-        As :func:`check_params` returns it.
-
-    Raises
-    ------
-    OSError
-        *path* cannot be read (``FileNotFoundError`` when it does not exist), is not
-        a regular file (a fifo, a device, a folder) or is over :data:`LIMIT` bytes;
-        naming *path*.
-    ValueError
-        Not YAML/JSON, not a mapping, an unknown key or a bad value; the message
-        starts with *path*.
-
-    Examples
-    --------
     >>> from daskgif import storage
     >>> with storage.atomic_write("memory://daskgif-doctest/run.yaml") as f:
     ...     _ = f.write(b"duration: 40\\nstorage_options: {anon: true}\\ndelimiter: '\\\\n\\\\n'\\n")
@@ -190,11 +123,9 @@ def load_params(path: str, storage_options: dict | None = None) -> dict[str, Any
     """
     from daskgif import storage
 
-    # Only a regular file, and only LIMIT bytes of it: a fifo would block, /dev/zero never ends.
     data = storage.read_small(path, storage_options, LIMIT, what="a parameter file", follow=True)
     try:
-        text = data.decode("utf-8-sig")
-        found = parse_params(text, os.path.splitext(path)[1].lower())
+        found = parse_params(data.decode("utf-8-sig"), os.path.splitext(path)[1].lower())
         if not isinstance(found, Mapping):
             raise ValueError(f"must hold a mapping of parameter names to values, got {found!r}"[:200])
         return check_params(found)

@@ -10,21 +10,12 @@ __all__ = ["sample_path"]
 def sample_path() -> str:
     """Return the absolute path of the embedded sample image-data file.
 
-    The sample has the format of the original data file: 32 GIF89a frames of 160x120
-    (a ball bouncing over a field), each with its own 256-colour global table, joined
-    by four newlines, with a trailing delimiter.  ``scripts/make_sample.py``
-    regenerates it byte for byte.
+    It has the format of the original data file: 32 GIF89a frames of 160x120 (a ball
+    bouncing over a field), each with its own 256-colour global table, joined by four
+    newlines, with a trailing delimiter; ``scripts/make_sample.py`` regenerates it.
 
-    Returns
-    -------
-    str
-        A path to a regular file inside the installed package.
-
-    Examples
-    --------
     >>> import os
-    >>> path = sample_path()
-    >>> os.path.isabs(path), os.path.basename(path)
+    >>> os.path.isabs(sample_path()), os.path.basename(sample_path())
     (True, 'sample.img')
     """
     return str(files("daskgif") / "data" / "sample.img")
