@@ -14,7 +14,7 @@ from typing import Any
 
 from daskgif import storage
 from daskgif.pipeline.graph import Pipeline, build_graph
-from daskgif.pipeline.settings import place
+from daskgif.pipeline.steps import place
 
 __all__ = ["build_graphs", "input_name", "paths_of"]
 

@@ -1,18 +1,9 @@
 """Reruns that write only what is missing: the frames manifest, and which frames a rerun may keep.
 
-``map-frames`` writes ``<frames_dir>/.frames-manifest.json`` once its batches
-have ended, failed ones included: the identity of the data file, the settings
-that decide what a frame file holds, and one entry per frame written (a
-:class:`~daskgif.pipeline.frames.Frame`)::
-
-    [index, offset, length, size, blake2b of the bytes written, width, height, converted]
-
-Before launching its batches, ``map-frames`` calls :func:`plan`: one ``info``
-and one source record of the data file, one listing of ``frames_dir`` and one
-read of the manifest, whatever the frame count.  A frame may be kept when the
-data file, the settings and its span are the same as when it was written and
-its file is still there with the recorded size; its batch then proves it
-(:class:`daskgif.pipeline.steps.KeptFrames`).
+``map-frames`` writes ``<frames_dir>/.frames-manifest.json`` once its batches have ended, failed ones
+included: the identity of the data file, the settings that decide what a frame file holds, and one
+:class:`~daskgif.pipeline.frames.Frame` per frame written, as
+``[index, offset, length, size, blake2b of the bytes written, width, height, converted]``.
 """
 
 from __future__ import annotations
@@ -61,10 +52,8 @@ def encode(head: Mapping[str, Any], frames: Iterable[Frame]) -> bytes:
 
 
 def decode(data: bytes) -> dict[str, Any] | None:
-    """The manifest in *data*, frames by index; ``None`` if it is not one this version wrote.
-
-    An entry that does not parse is left out (its frame is written again): the
-    manifest is only a hint of which frames to try.
+    """The manifest in *data*, frames by index; ``None`` if it is not one this version wrote.  An entry that
+    does not parse is left out (its frame is written again): the manifest is only a hint of which frames to try.
 
     >>> decode(b"not json") is None, decode(b'{"version": 0}') is None, decode(b"\\xff\\xfe") is None
     (True, True, True)
@@ -123,10 +112,10 @@ def reusable(manifest: Mapping[str, Any] | None, head: Mapping[str, Any], spans:
 
 def plan(frames_dir: str, data_file: str, spans: Sequence[Span], settings: Mapping[str, Any],
          storage_options: dict | None, resume: bool = True) -> tuple[dict[str, Any], FramePaths]:
-    """List ``frames_dir`` once (removing an earlier run's surplus frames), read the manifest once, and decide.
-
-    Returns this run's manifest head (see :func:`encode`) and the frames it may keep.
-    """
+    """This run's manifest head (see :func:`encode`) and the frames it may keep, each still to be proven
+    (:class:`daskgif.pipeline.steps.KeptFrames`).  A fixed number of requests at any frame count: the data
+    file's ``info`` and source record, one listing of ``frames_dir`` (removing an earlier run's surplus
+    frames) and one read of the manifest."""
     listing = storage.list_sizes(frames_dir, storage_options)
     for path in storage.remove_stale_frames(frames_dir, len(spans), storage_options, names=list(listing)):
         listing.pop(path.rstrip("/").rsplit("/", 1)[-1], None)

@@ -9,7 +9,6 @@ that reads them).  Tasks read neither: worker processes do not see the client's
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from typing import Any
 from dask.base import tokenize
 
 from daskgif import config, storage
-from daskgif.core.runtime import LOCAL_SCHEDULERS
 from daskgif.core.task import Task
 from daskgif.pipeline import kinds
 from daskgif.pipeline.kinds import Kind
@@ -28,16 +26,14 @@ from daskgif.pipeline.parameters import DATA, check_arguments
 from daskgif.pipeline.result import Result
 from daskgif.pipeline.sample import sample_path
 
-__all__ = ["Params", "SETTINGS", "read_settings", "read_setting", "check_paths", "default_frames_dir",
-           "LOCAL_SCHEDULERS"]
+__all__ = ["Params", "SETTINGS", "read_settings", "read_setting", "default_frames_dir"]
 
 SECONDS = kinds.POSITIVE_SECONDS
 SECONDS_OR_NULL = kinds.or_none(SECONDS, "null")
 POSITIVE_INTEGER_OR_NULL = kinds.or_none(kinds.POSITIVE_INTEGER, "null")
 
-#: Every setting that is only ``dask.config`` (below ``daskgif.``), and its check: a kind of value, or a
-#: function that checks (naming the key) and converts.  The settings that give a parameter its default
-#: (``on-error``) are in the table of parameters.
+#: Every setting that is only ``dask.config`` (below ``daskgif.``), and its check: a kind of value, or a function
+#: that checks (naming the key) and converts.  Settings that give a parameter its default are in its table.
 SETTINGS: dict[str, Kind | Callable[[Any], Any]] = {
     "chunk-size": kinds.POSITIVE_INTEGER,
     "max-pixels": POSITIVE_INTEGER_OR_NULL,
@@ -85,11 +81,8 @@ def read_setting(key: str) -> Any:
 
 
 def read_settings() -> dict[str, Any]:
-    """Every setting of :data:`SETTINGS`, checked, by key.
-
-    So a bad setting fails when a graph is built, before anything runs, also
-    one that only a schedule, a webhook or the runs page reads later.
-    """
+    """Every setting of :data:`SETTINGS`, checked, by key: a bad one fails when a graph is built, also one
+    that only a schedule, a webhook or the runs page reads later."""
     return {key: read_setting(key) for key in SETTINGS}
 
 
@@ -128,19 +121,15 @@ class Params:
     def __getattr__(self, name: str) -> Any:
         # An argument or a setting.  Dunder names (pickle's __setstate__) are never values.
         arguments, settings = self.__dict__.get("arguments", {}), self.__dict__.get("settings", {})
-        if name in arguments and not name.startswith("__"):
-            return arguments[name]
-        if name.replace("_", "-") in settings and not name.startswith("__"):
-            return settings[name.replace("_", "-")]
+        key = name.replace("_", "-")
+        if not name.startswith("__") and (name in arguments or key in settings):
+            return arguments[name] if name in arguments else settings[key]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def lease(self) -> storage.Lease:
-        """This run's lease on what it reads and writes: its data file, its frames folder and its output.
-
-        ``<data_file>.lock``, ``<frames_dir>.lock`` and ``<out>.lock`` (see
-        :class:`~daskgif.storage.Lease`): two runs never share one of them.
-        """
+        """This run's :class:`~daskgif.storage.Lease` on its data file, frames folder and output (``<path>.lock``):
+        two runs never share one of them."""
         guarded = (self.data_file, self.frames_dir.rstrip("/"), self.out)
         return storage.Lease(guarded, self.storage_options, owner=self.run, seconds=self.lock_timeout)
 
@@ -164,42 +153,3 @@ def default_frames_dir(out: str) -> str:
     """
     head, sep, _ = out.rpartition("/")
     return head + sep + "frames"
-
-
-def place(path: str) -> str:
-    """Where *path* points: a local path made absolute, any other as written, without a trailing ``/``.
-
-    >>> place("s3://b/f/"), place("/data/./x.img")
-    ('s3://b/f', '/data/x.img')
-    """
-    local = storage.local_path(path)
-    return os.path.abspath(local) if local is not None else path.rstrip("/")
-
-
-def in_frames_dir(path: str, frames_dir: str) -> bool:
-    """Whether a run writing frames to *frames_dir* may write, replace or remove *path*.
-
-    >>> in_frames_dir("frames/frame_99.gif", "frames"), in_frames_dir("frames/notes.txt", "frames/")
-    (True, False)
-    >>> in_frames_dir("s3://b/f/.frames-manifest.json", "s3://b/f"), in_frames_dir("frame_01.gif", "frames")
-    (True, False)
-    """
-    head, _, name = path.rstrip("/").rpartition("/")
-    written = name.startswith(("frame_", ".frame")) or name.endswith(".lock")
-    return written and place(head or ".") == place(frames_dir)
-
-
-def check_paths(p: Params) -> None:
-    """Refuse outputs that clash, before any work, naming both paths: the output may not be the data file or
-    a frame file; an existing folder cannot become the output, nor an existing file the frames folder."""
-    if place(p.out) == place(p.data_file):
-        raise ValueError(f"out and data_file are the same file ({p.out!r}): the clip would overwrite its input")
-    for name in ("out", "data_file"):
-        if in_frames_dir(getattr(p, name), p.frames_dir):
-            raise ValueError(f"{name} {getattr(p, name)!r} is in frames_dir {p.frames_dir!r} under a name the run "
-                             "writes or clears there (frame_*, the manifest, the lock): give it another name or folder")
-    out, frames_dir = storage.local_path(p.out), storage.local_path(p.frames_dir)
-    if out is not None and os.path.isdir(out):
-        raise ValueError(f"out {p.out!r} is an existing folder; give the path of the GIF to write")
-    if frames_dir is not None and os.path.exists(frames_dir) and not os.path.isdir(frames_dir):
-        raise ValueError(f"frames_dir {p.frames_dir!r} is an existing file, not a folder")

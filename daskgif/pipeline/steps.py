@@ -1,16 +1,15 @@
-"""The pipeline's steps: what each does, and :data:`STEPS`, the one description of the pipeline.
-
-``fetch -> split -> map-frames (write-frame tasks launched at run time) -> combine``.
-Frame bytes never travel through the graph: ``split`` returns small spans, each
-``write-frame`` batch reads its own spans from the data file, and ``combine``
-streams the frames into the output.
+"""The pipeline's steps, and :data:`STEPS`, the one description of the pipeline: ``fetch -> split -> map-frames
+(write-frame tasks launched at run time) -> combine``.  Frame bytes never travel through the graph: ``split``
+returns small spans, each ``write-frame`` batch reads its own, and ``combine`` streams the frames into the output.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ from daskgif.pipeline import limits, resume
 from daskgif.pipeline.cancel import check_cancelled
 from daskgif.pipeline.frames import Frame, FramePaths, FrameTable
 from daskgif.pipeline.result import Result
-from daskgif.pipeline.settings import Params, check_paths
+from daskgif.pipeline.settings import Params
 from daskgif.redact import mask
 from daskgif.version import __version__
 from daskgif.writers import ApngWriter, Mp4Writer, WebpWriter
@@ -61,7 +60,6 @@ def _folder_and_name(path: str) -> tuple[str, str]:
     """The folder of *path* and its name, for finding the temporary files written beside it."""
     head, sep, name = path.rpartition("/")
     return (head or ("/" if sep else ".")), name
-
 
 
 def split(data_file: str, params: Params) -> Spans:
@@ -155,42 +153,29 @@ class KeptFrames:
         return Frame(*span, len(data), resume.digest(data), *info.canvas, False)
 
 
-def read_frames(frames: Iterable[Frame], paths: FramePaths, data_file: str, storage_options: dict | None
-                ) -> Iterator[bytes]:
-    """Yield the bytes of the written *frames*, in order, with as few opens as possible.
-
-    A frame written unchanged holds exactly its span of the data file, so it is
-    read from there: one open and a forward scan, where reading 10,000 frame
-    files costs 10,000 opens (10,000 requests on object storage).  A converted
-    frame is read from its own file.
-    """
-    with storage.open_input(data_file, storage_options) as source:
-        for frame in frames:
-            if frame.converted:
-                with storage.open_input(paths.path(frame.index), storage_options) as f:
-                    yield f.read()
-            else:
-                source.seek(frame.offset)
-                yield source.read(frame.length)
-
-
 def combine(mapped: Mapped, params: Params) -> dict:
     """Join the written frames, in order, into ``params.out`` with the writer of its suffix (:data:`WRITERS`).
 
-    Frames come one at a time from the compact table: a million are never all in memory.
+    Frames come one at a time from the compact table: a million are never all in memory.  A frame written
+    unchanged is exactly its span of the data file, so it is read from there: one open and a forward scan,
+    where 10,000 frame files cost 10,000 opens (requests, on object storage).
     """
     table: FrameTable = mapped.values
     paths = FramePaths.of(params.frames_dir, len(table), table.indices())
     if not len(paths):
         raise DaskgifError(f"no frames left to combine ({mapped.states.counts.get(SKIPPED, 0)} skipped)")
     storage.remove_stale_parts(*_folder_and_name(params.out))
-    size = table.size
-    with storage.atomic_write(params.out, params.storage_options) as f:
-        writer = writer_for(params.out)
+    size, options, writer = table.size, params.storage_options, writer_for(params.out)
+    with storage.atomic_write(params.out, options) as f, storage.open_input(params.data_file, options) as source:
         with writer(f, size, duration=params.duration, loop=params.loop, max_pixels=params.max_pixels) as gif:
-            for data in read_frames(table.written(), paths, params.data_file, params.storage_options):
+            for frame in table.written():
                 check_cancelled(params.run)
-                gif.add(data)
+                if frame.converted:
+                    with storage.open_input(paths.path(frame.index), options) as one:
+                        gif.add(one.read())
+                else:
+                    source.seek(frame.offset)
+                    gif.add(source.read(frame.length))
         nbytes = f.tell()  # after the writer's trailer: the size of the file as written
         check_cancelled(params.run)
     return {"size": nbytes, "width": size[0], "height": size[1], "frames": paths}
@@ -219,17 +204,54 @@ def writer_for(out: str) -> Callable[..., Any]:
     return WRITERS[suffix]
 
 
-def check_outputs(params: Params) -> None:
-    """Refuse, before any work, outputs that clash (see :func:`check_paths`), have no writer, or are not files."""
-    check_paths(params)
-    check = getattr(writer_for(params.out), "check", None)  # GifWriter (daskgif.gif, no Pillow) needs none
+def check_outputs(p: Params) -> None:
+    """Refuse, before any work, outputs that clash, have no writer or are not files, naming the paths.
+
+    The output may not be the data file or a frame file; an existing folder
+    cannot become the output, nor an existing file the frames folder.
+    """
+    if place(p.out) == place(p.data_file):
+        raise ValueError(f"out and data_file are the same file ({p.out!r}): the clip would overwrite its input")
+    for name in ("out", "data_file"):
+        if in_frames_dir(getattr(p, name), p.frames_dir):
+            raise ValueError(f"{name} {getattr(p, name)!r} is in frames_dir {p.frames_dir!r} under a name the run "
+                             "writes or clears there (frame_*, the manifest, the lock): give it another name or folder")
+    out, frames_dir = storage.local_path(p.out), storage.local_path(p.frames_dir)
+    if out is not None and os.path.isdir(out):
+        raise ValueError(f"out {p.out!r} is an existing folder; give the path of the GIF to write")
+    if frames_dir is not None and os.path.exists(frames_dir) and not os.path.isdir(frames_dir):
+        raise ValueError(f"frames_dir {p.frames_dir!r} is an existing file, not a folder")
+    check = getattr(writer_for(p.out), "check", None)  # GifWriter (daskgif.gif, no Pillow) needs none
     if check is not None:
-        check(duration=params.duration)
-    for name, path in (("out", params.out), ("data_file", params.data_file)):
+        check(duration=p.duration)
+    for name, path in (("out", p.out), ("data_file", p.data_file)):
         try:
             storage.check_target(path)
         except FileExistsError as e:
             raise ValueError(f"{name} {mask(path)!r} {e.strerror}") from None
+
+
+def place(path: str) -> str:
+    """Where *path* points: a local path made absolute, any other as written, without a trailing ``/``.
+
+    >>> place("s3://b/f/"), place("/data/./x.img")
+    ('s3://b/f', '/data/x.img')
+    """
+    local = storage.local_path(path)
+    return os.path.abspath(local) if local is not None else path.rstrip("/")
+
+
+def in_frames_dir(path: str, frames_dir: str) -> bool:
+    """Whether a run writing frames to *frames_dir* may write, replace or remove *path*.
+
+    >>> in_frames_dir("frames/frame_99.gif", "frames"), in_frames_dir("frames/notes.txt", "frames/")
+    (True, False)
+    >>> in_frames_dir("s3://b/f/.frames-manifest.json", "s3://b/f"), in_frames_dir("frame_01.gif", "frames")
+    (True, False)
+    """
+    head, _, name = path.rstrip("/").rpartition("/")
+    written = name.startswith(("frame_", ".frame")) or name.endswith(".lock")
+    return written and place(head or ".") == place(frames_dir)
 
 
 @dataclass(frozen=True)
@@ -256,18 +278,14 @@ class Step:
     def task(self, params: Params, announce: dict | None = None) -> Any:
         """The :class:`~daskgif.core.task.Task` of this step in the run of *params*."""
         return params.task(self, self.name, retried=self.retried, announce=announce,
-                           skip_on_upstream_skip=self.skip_on_upstream_skip, hooks=(ReleaseOnFailure(params.lease),))
+                           skip_on_upstream_skip=self.skip_on_upstream_skip,
+                           hooks=(functools.partial(release_on_failure, params.lease),))
 
 
-class ReleaseOnFailure:
+def release_on_failure(lease: storage.Lease, state: State) -> None:
     """A state hook: a step that failed ends the run, and with it the run's lease on the data file."""
-
-    def __init__(self, lease: storage.Lease):
-        self.lease = lease
-
-    def __call__(self, state: State) -> None:
-        if state.state == FAILED and state.index is None:
-            self.lease.release()
+    if state.state == FAILED and state.index is None:
+        lease.release()
 
 
 #: The pipeline, in order.  ``build_graph``, the result's states and the picture all follow it.
