@@ -1,9 +1,7 @@
 """Many inputs in one computation: one pipeline per input, ready for ``dask.compute(*graphs)``.
 
-Each pipeline is the one :func:`~daskgif.build_graph` makes, so each input keeps its
-own lease, manifest, states and ``RunFailed``; computed together, the frames of every
-input are scheduled together and fill the cluster.  ``{name}`` in ``out``,
-``data_file`` and ``frames_dir`` is the input's file name without its suffix.
+Each input keeps its own lease, manifest, states and ``RunFailed``; computed together, the frames
+of every input are scheduled together and fill the cluster.
 """
 
 from __future__ import annotations

@@ -213,16 +213,12 @@ def check_url(url: str, name: str = "notify") -> str:
     return check(name, url, WEBHOOK)
 
 
-def _is_webhook(url: Any) -> bool:
-    parts = urlsplit(url) if isinstance(url, str) else None
-    return parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
 DURATION = Kind("a positive duration such as '24h', '30m', '10s', '1h30m' or a number of seconds",
                 lambda v: _seconds_in(v) is not None)
 CRON = Kind("a cron expression that fires, such as '0 2 * * *' (minute hour day month weekday)", _is_cron)
 ZONE = Kind("an IANA time zone such as Europe/Oslo or UTC", _is_zone)
-WEBHOOK = Kind("an http:// or https:// URL with a host", _is_webhook)
+WEBHOOK = Kind("an http:// or https:// URL with a host",
+               lambda v: isinstance(v, str) and urlsplit(v).scheme in ("http", "https") and bool(urlsplit(v).hostname))
 
 
 def normalise_keys(value: Any) -> Any:

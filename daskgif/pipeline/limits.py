@@ -1,11 +1,8 @@
-"""What a run's tasks may take: at most N downloads and M frame writes at once, and seconds per attempt.
+"""What a run's tasks may take: at most N downloads and M frame writes at once (``daskgif.limits``), and
+seconds per attempt (``daskgif.task-timeout``).
 
-``daskgif.limits`` (``{fetch: 4, write: 64}``; ``null`` = no limit) is read on
-the client when the graph is built.  On a ``distributed`` worker a limit is
-Dask's own :class:`distributed.Semaphore` ``daskgif-<kind>``, so it holds across
-every run on that cluster, from any client; on a local scheduler it is a
-:class:`threading.BoundedSemaphore` per kind, shared by the runs of this process.
-``daskgif.task-timeout`` gives each step's attempts a timeout.
+On a ``distributed`` worker a limit is Dask's own :class:`distributed.Semaphore` ``daskgif-<kind>``, so it holds
+across every run on that cluster, from any client; on a local scheduler, a :class:`threading.BoundedSemaphore`.
 """
 
 from __future__ import annotations

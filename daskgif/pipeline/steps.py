@@ -9,7 +9,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -296,15 +296,6 @@ STEPS = (
          maps="write-frame"),
     Step("combine", combine, "joins the frames into the output", writes="out"),
 )
-
-
-def timed_names(steps: Sequence[Step] = STEPS) -> tuple[str, ...]:
-    """The task names ``daskgif.task-timeout`` may give a timeout: a step that maps only waits, its tasks are timed.
-
-    >>> timed_names()
-    ('fetch', 'split', 'write-frame', 'combine')
-    """
-    return tuple(step.maps or step.name for step in steps)
 
 
 def make_result(last: Outcome, combined: Outcome, params: Params) -> Result:
