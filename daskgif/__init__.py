@@ -16,7 +16,7 @@ from daskgif.version import __version__
 
 _exports = {
     "build_graph": "daskgif.pipeline.graph",
-    "build_graphs": "daskgif.pipeline.inputs",
+    "build_graphs": "daskgif.pipeline.graph",
     "Result": "daskgif.pipeline.result",
     "Task": "daskgif.core.task",
     "task": "daskgif.core.task",
@@ -53,8 +53,7 @@ if TYPE_CHECKING:
     from daskgif.gif.join import join_gifs
     from daskgif.gif.split import split_frames
     from daskgif.ops.schedule import run_schedule
-    from daskgif.pipeline.graph import build_graph
-    from daskgif.pipeline.inputs import build_graphs
+    from daskgif.pipeline.graph import build_graph, build_graphs
     from daskgif.pipeline.result import Result
     from daskgif.pipeline.sample import sample_path
     from daskgif.views.progress import progress

@@ -7,11 +7,15 @@
     fetch-<token> -> split-<token> -> map-frames-<token> -> combine-<token> -> result-<token>
                                            |
                                            +-> write-frame-<i>-<token>  (launched at run time)
+
+:func:`build_graphs` makes one per input; computed together, the frames of every input fill the
+cluster, each input keeping its own lease, manifest, states and ``RunFailed``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,6 +23,7 @@ from typing import Any
 import dask
 from dask.delayed import Delayed
 
+from daskgif import storage
 from daskgif.core import events
 from daskgif.core.runtime import check_main_guard, find_client
 from daskgif.core.state import State
@@ -27,7 +32,7 @@ from daskgif.pipeline.parameters import declared
 from daskgif.pipeline.settings import Params
 from daskgif.redact import safe_parameters, scrub
 
-__all__ = ["build_graph", "Pipeline"]
+__all__ = ["build_graph", "build_graphs", "Pipeline", "input_name", "paths_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,3 +150,73 @@ def build_graph(
     return Pipeline(done, params, on_state)
 
 
+#: Where each input's files go when several inputs do not say (``{suffix}``: the input's own).
+DEFAULTS = {"out": "{name}.gif", "data_file": "data/{name}{suffix}", "frames_dir": "frames/{name}"}
+
+
+def input_name(url: str) -> tuple[str, str]:
+    """An input's name and suffix, from the last part of its path (query and fragment left out).
+
+    >>> input_name("s3://bucket/dumps/day-1.img"), input_name("https://h/x/all-images.img?v=2"), input_name("raw")
+    (('day-1', '.img'), ('all-images', '.img'), ('raw', ''))
+    """
+    last = url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rpartition("/")[2]
+    stem, suffix = os.path.splitext(last)
+    return stem or last, suffix
+
+
+def paths_of(urls: Sequence[str], **templates: str | None) -> list[dict[str, str]]:
+    """Each input's ``out``, ``data_file`` and ``frames_dir`` (a template left ``None``: :data:`DEFAULTS`);
+    refuse two inputs that would write one path.
+
+    >>> paths_of(["a/x.img", "b/y.img"], out="gifs/{name}.webp")
+    [{'out': 'gifs/x.webp', 'data_file': 'data/x.img', 'frames_dir': 'frames/x'}, \
+{'out': 'gifs/y.webp', 'data_file': 'data/y.img', 'frames_dir': 'frames/y'}]
+    >>> paths_of(["a/x.img", "b/x.img"])
+    Traceback (most recent call last):
+    ...
+    ValueError: inputs 'a/x.img' and 'b/x.img' would both write out 'x.gif': put {name} in a folder they do not share, \
+or give inputs distinct names
+    """
+    found: list[dict[str, str]] = []
+    owner: dict[str, tuple[str, str]] = {}
+    for url in urls:
+        name, suffix = input_name(url)
+        paths = {key: (templates.get(key) or default).format(name=name, suffix=suffix)
+                 for key, default in DEFAULTS.items()}
+        for key, path in paths.items():
+            where = steps.place(path)
+            if where in owner:
+                other, other_key = owner[where]
+                raise ValueError(f"inputs {other!r} and {url!r} would both write {other_key} {path!r}: put {{name}} "
+                                 "in a folder they do not share, or give inputs distinct names")
+            owner[where] = (url, key)
+        found.append(paths)
+    return found
+
+
+def build_graphs(urls: str | Sequence[str], out: str | None = None, data_file: str | None = None,
+                 frames_dir: str | None = None, **kwargs: Any) -> list[Pipeline]:
+    """Build one pipeline per input; compute them together with ``dask.compute(*graphs)``.
+
+    *urls* is a list of URLs, or one fsspec pattern (``"s3://bucket/dumps/*.img"``,
+    its matches sorted).  *out*, *data_file* and *frames_dir* are templates in which
+    ``{name}`` is the input's file name without its suffix (and ``{suffix}`` its
+    suffix); default :data:`DEFAULTS`.  Any other parameter of
+    :func:`~daskgif.build_graph` (*kwargs*) applies to every input.  No input, or two
+    inputs that would write one path, is a ``ValueError`` before anything runs.
+
+    >>> import dask, fsspec, daskgif
+    >>> sample = open(daskgif.sample_path(), "rb").read()
+    >>> for day in ("mon", "tue"):
+    ...     fsspec.filesystem("memory").pipe(f"/doc-many/in/{day}.img", sample)
+    >>> graphs = build_graphs("memory://doc-many/in/*.img", out="memory://doc-many/{name}.gif",
+    ...                       data_file="memory://doc-many/data/{name}.img", frames_dir="memory://doc-many/f/{name}")
+    >>> [r.path for r in dask.compute(*graphs, scheduler="sync")]
+    ['memory://doc-many/mon.gif', 'memory://doc-many/tue.gif']
+    """
+    inputs = storage.expand_inputs(urls, kwargs.get("storage_options"))
+    if not inputs:
+        raise ValueError(f"urls matched no input: {urls!r}")
+    layout = paths_of(inputs, out=out, data_file=data_file, frames_dir=frames_dir)
+    return [build_graph(url=url, **paths, **kwargs) for url, paths in zip(inputs, layout)]

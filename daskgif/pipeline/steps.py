@@ -23,9 +23,9 @@ from daskgif.errors import DaskgifError, GifFormatError, RunFailed
 from daskgif.gif.join import GifWriter
 from daskgif.gif.parse import parse_gif
 from daskgif.gif.split import Span, Spans, split_frames
-from daskgif.pipeline import limits, resume
+from daskgif.pipeline import frames, limits
 from daskgif.pipeline.cancel import check_cancelled
-from daskgif.pipeline.frames import Frame, FramePaths, FrameTable
+from daskgif.pipeline.frames import Frame, FramePaths, FrameTable, digest
 from daskgif.pipeline.result import Result
 from daskgif.pipeline.settings import Params
 from daskgif.redact import mask
@@ -97,7 +97,7 @@ def write_frame(span: Span, params: Params, count: int, source: storage.SpanRead
     with limits.hold("write", params.limits):
         storage.write_bytes(storage.join_path(params.frames_dir, storage.frame_name(span.index, count)), data,
                             params.storage_options)
-    return Frame(*span, len(data), resume.digest(data), *info.canvas, converted)
+    return Frame(*span, len(data), digest(data), *info.canvas, converted)
 
 
 def map_frames(spans: Spans, params: Params) -> Mapped:
@@ -110,7 +110,7 @@ def map_frames(spans: Spans, params: Params) -> Mapped:
     storage.remove_stale_parts(params.frames_dir, "frame_")
     settings = {"validate": params.validate, "max_pixels": params.max_pixels, "on_error": params.on_error,
                 "daskgif": __version__}  # what, besides the data file, decides what a frame file holds
-    head, kept = resume.plan(params.frames_dir, params.data_file, spans, settings, params.storage_options,
+    head, kept = frames.plan(params.frames_dir, params.data_file, spans, settings, params.storage_options,
                              params.resume)
     source = storage.SpanReader(params.data_file, params.storage_options)
     try:
@@ -118,9 +118,9 @@ def map_frames(spans: Spans, params: Params) -> Mapped:
             spans, batch_size=params.frames_per_task, token=params.run, params=params, count=len(spans),
             source=source, reuse=KeptFrames(params, kept, source) if len(kept) else None, collect=FrameTable)
     except RunFailed as e:
-        resume.record(params.frames_dir, head, e.values, params.storage_options)
+        frames.record(params.frames_dir, head, e.values, params.storage_options)
         raise
-    resume.record(params.frames_dir, head, mapped.values.written(), params.storage_options)
+    frames.record(params.frames_dir, head, mapped.values.written(), params.storage_options)
     return mapped
 
 
@@ -150,7 +150,7 @@ class KeptFrames:
             info = parse_gif(data, max_pixels=self.params.max_pixels)
         except (OSError, EOFError, GifFormatError):
             return None
-        return Frame(*span, len(data), resume.digest(data), *info.canvas, False)
+        return Frame(*span, len(data), digest(data), *info.canvas, False)
 
 
 def combine(mapped: Mapped, params: Params) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import pickle
 from pathlib import Path
@@ -178,28 +177,6 @@ def test_graph_stays_small_whatever_the_data(tmp_path):
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_graph(**kwargs)
-
-
-def test_compact_spans_frames_and_paths_pickle_and_read_as_sequences():
-    import pickle
-
-    from daskgif.gif.split import Span, Spans
-    from daskgif.pipeline.frames import Frame, FramePaths, FrameTable
-
-    spans = Spans.of(Span(i, 10 * i, 5) for i in range(5))
-    assert pickle.loads(pickle.dumps(spans)) == spans == [Span(i, 10 * i, 5) for i in range(5)]
-    assert spans[2:4].first == 2 and list(spans[2:4]) == [Span(2, 20, 5), Span(3, 30, 5)]
-    table = FrameTable.of([Frame(0, 0, 5, 5, "0f" * 16, 4, 2, False), None])
-    table.append(Frame(2, 20, 5, 40, "f0" * 16, 5, 1, True))
-    copy = pickle.loads(pickle.dumps(FrameTable.concat([table[:2], table[2:]])))
-    assert list(copy) == list(table) and copy[2] == Frame(2, 20, 5, 40, "f0" * 16, 5, 1, True) and copy.size == (5, 2)
-    assert list(table.indices()) == [0, 2] and len(pickle.dumps(table)) < 8 * 8 * 3 + 200
-    paths = pickle.loads(pickle.dumps(FramePaths.of("d", 3, table.indices())))
-    assert paths == ("d/frame_00.gif", "d/frame_02.gif") and len(paths) == 2
-    big = FramePaths("d", 1_000_000)
-    assert big[999_999] == "d/frame_999999.gif" and len(json.dumps(big.to_json())) < 200
-    gaps = FramePaths.of("d", 1_000_000, (i for i in range(1_000_000) if i % 500_000 != 7))
-    assert gaps.to_json()["not_written"] == {"count": 2, "first": [7, 500_007]} and len(pickle.dumps(gaps)) < 300
 
 
 def test_mapped_states_to_dict_keeps_at_most_100_records():

@@ -13,8 +13,7 @@ import pytest
 from PIL import Image
 
 from daskgif import build_graph
-from daskgif.pipeline.paramfile import ALLOWED, check_params, load_params
-from daskgif.pipeline.parameters import SCHEDULE
+from daskgif.pipeline.parameters import ALLOWED, SCHEDULE, check_params, load_params
 
 
 def daskgif(*args: str, cwd: Path) -> subprocess.CompletedProcess:
