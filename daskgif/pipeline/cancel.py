@@ -1,8 +1,7 @@
 """Cancelling a run: its tasks stop before their next frame and before the output is renamed into place.
 
-A stop request marks the run's token cancelled (:func:`cancel`) in this process
-and, through a file in the temporary folder, in the child processes of the
-``processes`` scheduler; on a worker, a task the scheduler cancelled counts too.
+A run is cancelled in this process, and through a file in the temporary folder in the child processes of
+the ``processes`` scheduler; on a worker, a task the scheduler cancelled counts too.
 """
 
 from __future__ import annotations

@@ -121,9 +121,6 @@ class FramePaths(Sequence):
                 pairs.append([i, i + 1])
         return cls(frames_dir, count, pairs)
 
-    def __reduce__(self) -> Any:
-        return (FramePaths, (self.frames_dir, self.count, self.pairs))
-
     def holds(self, index: int) -> bool:
         """Whether frame *index* is one of these."""
         at = bisect.bisect_right(self.pairs, (index, math.inf)) - 1
@@ -193,8 +190,8 @@ def decode(data: bytes) -> dict[str, Any] | None:
 
     >>> decode(b"not json") is None, decode(b'{"version": 0}') is None, decode(b"\\xff\\xfe") is None
     (True, True, True)
-    >>> m = decode(b'{"version": 1, "data": {}, "settings": {}, "count": 3, "frames": '
-    ...            b'[[0, 6, 4, 4, "h", 1, 1, false], [1, "x"], "junk", [2, -6, 4, 4, "h", 1, 1, false]]}')
+    >>> m = decode(b'{"version": 1, "data": {}, "settings": {}, "count": 4, "frames": [[0, 6, 4, 4, "h", 1, 1, false], '
+    ...            b'[1, "x"], "junk", [2, -6, 4, 4, "h", 1, 1, false], [3, 6, 4, 4, "h", 1, true, false]]}')
     >>> sorted(m["frames"])
     [0]
     """
@@ -205,35 +202,21 @@ def decode(data: bytes) -> dict[str, Any] | None:
         head = {"data": record["data"], "settings": record["settings"], "count": int(record["count"])}
     except (ValueError, TypeError, KeyError, IndexError, RecursionError):
         return None
-    frames = (Frame(*found) for found in record["frames"] if well_formed(found))
+    frames = (Frame(*found) for found in record["frames"] if isinstance(found, list) and len(found) == 8
+              and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**63 for n in found[:4] + found[5:7])
+              and isinstance(found[4], str) and isinstance(found[7], bool))
     return {**head, "frames": {frame.index: frame for frame in frames}}
-
-
-def well_formed(found: Any) -> bool:
-    """Whether *found* is a manifest entry: eight fields, the numbers in range.
-
-    >>> well_formed([0, 6, 4, 4, "h", 1, 1, False]), well_formed([0, 6, 4, 4, "h", 1, True, False])
-    (True, False)
-    """
-    if not isinstance(found, list) or len(found) != len(Frame._fields):
-        return False
-    numbers = found[:4] + found[5:7]
-    return all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**63 for n in numbers) \
-        and isinstance(found[4], str) and isinstance(found[7], bool)
 
 
 def reusable(manifest: Mapping[str, Any] | None, head: Mapping[str, Any], spans: Sequence[Span],
              sizes: Mapping[str, int]) -> list[int]:
-    """The frames a rerun may keep as they are: recorded for this *head*, with the same span, listed in
-    *sizes* (by file name) with the recorded size.
+    """The frames a rerun may keep: recorded for this *head* with the same span, and listed in *sizes* (by file
+    name) with the recorded size.
 
-    >>> head = {"data": {"size": 10}, "settings": {}, "count": 2}
-    >>> f = Frame(0, 6, 4, 4, "h", 1, 1, False)
+    >>> head, f = {"data": {"size": 10}, "settings": {}, "count": 2}, Frame(0, 6, 4, 4, "h", 1, 1, False)
     >>> m, spans = decode(encode(head, [f, f._replace(index=1, offset=14)])), [Span(0, 6, 4), Span(1, 14, 4)]
-    >>> reusable(m, head, spans, {"frame_00.gif": 4, "frame_01.gif": 4}), reusable(m, head, spans, {"frame_01.gif": 4})
-    ([0, 1], [1])
-    >>> reusable(m, {**head, "data": {"size": 11}}, spans, {"frame_00.gif": 4, "frame_01.gif": 4})
-    []
+    >>> reusable(m, head, spans, {"frame_01.gif": 4}), reusable(m, {**head, "count": 3}, spans, {"frame_01.gif": 4})
+    ([1], [])
     """
     if manifest is None or any(manifest[key] != value for key, value in head.items()):
         return []

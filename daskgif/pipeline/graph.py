@@ -51,8 +51,7 @@ class Pipeline(Delayed):
 
     def __init__(self, delayed: Delayed, params: Params, on_state: Sequence[Callable[[State], None]] = ()):
         super().__init__(delayed.key, delayed.dask)
-        self.params = params
-        self.on_state = tuple(on_state)
+        self.params, self.on_state = params, tuple(on_state)
         self.listener = StateListener(params.run, self.on_state)
         weakref.finalize(self, events.bus.subscribe(self.listener))
 
@@ -166,8 +165,8 @@ def input_name(url: str) -> tuple[str, str]:
 
 
 def paths_of(urls: Sequence[str], **templates: str | None) -> list[dict[str, str]]:
-    """Each input's ``out``, ``data_file`` and ``frames_dir`` (a template left ``None``: :data:`DEFAULTS`);
-    refuse two inputs that would write one path.
+    """Each input's ``out``, ``data_file`` and ``frames_dir``, from templates in which ``{name}`` is its file name
+    without the suffix, ``{suffix}`` the suffix (left ``None``: :data:`DEFAULTS`); refuse two that write one path.
 
     >>> paths_of(["a/x.img", "b/y.img"], out="gifs/{name}.webp")
     [{'out': 'gifs/x.webp', 'data_file': 'data/x.img', 'frames_dir': 'frames/x'}, \
@@ -199,12 +198,9 @@ def build_graphs(urls: str | Sequence[str], out: str | None = None, data_file: s
                  frames_dir: str | None = None, **kwargs: Any) -> list[Pipeline]:
     """Build one pipeline per input; compute them together with ``dask.compute(*graphs)``.
 
-    *urls* is a list of URLs, or one fsspec pattern (``"s3://bucket/dumps/*.img"``,
-    its matches sorted).  *out*, *data_file* and *frames_dir* are templates in which
-    ``{name}`` is the input's file name without its suffix (and ``{suffix}`` its
-    suffix); default :data:`DEFAULTS`.  Any other parameter of
-    :func:`~daskgif.build_graph` (*kwargs*) applies to every input.  No input, or two
-    inputs that would write one path, is a ``ValueError`` before anything runs.
+    *urls* is a list of URLs, or one fsspec pattern (its matches sorted).  *out*, *data_file* and *frames_dir*
+    are templates of :func:`paths_of`; any other parameter of :func:`~daskgif.build_graph` applies to every
+    input.  No input, or two inputs that would write one path, is a ``ValueError`` before anything runs.
 
     >>> import dask, fsspec, daskgif
     >>> sample = open(daskgif.sample_path(), "rb").read()

@@ -133,8 +133,8 @@ PROTOCOLS = Kind("a list of protocol names", lambda v: isinstance(v, (list, tupl
 
 # --- schedules and webhooks ---------------------------------------------------------------------
 
-UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([dhms])")
+#: Days, hours, minutes and seconds, largest first, each at most once.
+DURATION_UNITS = re.compile("".join(rf"(?:(\d+(?:\.\d*)?|\.\d+){unit})?" for unit in "dhms"))
 
 
 def parse_duration(text: str | float, name: str = "duration") -> float:
@@ -158,12 +158,10 @@ def _seconds_in(text: Any) -> float | None:
     try:
         seconds = float(spec)
     except ValueError:
-        parts = DURATION_PART.findall(spec)
-        units = [unit for _, unit in parts]
-        ordered = units == sorted(set(units), key="dhms".index)
-        if not parts or not ordered or "".join(n + u for n, u in parts) != spec:
+        found = DURATION_UNITS.fullmatch(spec)
+        if found is None or not any(found.groups()):
             return None
-        seconds = sum(float(n) * UNITS[u] for n, u in parts)
+        seconds = sum(float(n) * unit for n, unit in zip(found.groups(), (86400, 3600, 60, 1)) if n)
     return seconds if 0 < seconds < float("inf") else None
 
 

@@ -1,17 +1,10 @@
 """The run parameters, declared once: one table, from which every other place follows.
 
-:data:`PARAMETERS` lists :func:`daskgif.build_graph`'s parameters, in order;
-:data:`SCHEDULE` the options of a run on a schedule (``daskgif run --every``).
-From the table follow ``build_graph``'s signature (:func:`declared`) and its
-checks (:func:`check_arguments`, shared by ``draw_pipeline``), the run's
-:class:`~daskgif.pipeline.settings.Params`, the options of ``daskgif run`` and
-``daskgif graph``, the keys of a ``--params`` file and the parameters page of
-the docs (:func:`render`).  Adding a parameter is one entry here, plus its use.
-
-A parameter file (:func:`load_params`) is a YAML or JSON mapping of parameters by these names
-(``data_file``, or ``data-file`` as on the command line): at most :data:`LIMIT` bytes, a regular file
-(never a fifo or a device, which would block or never end), YAML without aliases.  Where a run goes
-(``--workers``, ``--scheduler``) stays on the command line.
+:data:`PARAMETERS` lists :func:`daskgif.build_graph`'s parameters, in order; :data:`SCHEDULE` the options
+of a run on a schedule.  From the table follow ``build_graph``'s signature (:func:`declared`) and checks
+(:func:`check_arguments`), the run's :class:`~daskgif.pipeline.settings.Params`, the options of ``daskgif
+run`` and ``daskgif graph``, the keys of a parameter file (:func:`load_params`: YAML or JSON, at most
+:data:`LIMIT` bytes, a regular file, no YAML aliases) and the parameters page of the docs (:func:`render`).
 """
 
 from __future__ import annotations
@@ -38,13 +31,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Parameter:
     """One run parameter, as every place that takes it needs it.
 
-    Its *name* in Python and in a parameter file (on the command line with
-    ``-`` for ``_``); its *kind*, which checks its values wherever they come
-    from; its *default* in Python (``None`` with a *config* key: the value of
-    ``daskgif.<config>``); its *help*: the help of its option, its docstring
-    entry and its line in the docs; its *type* as numpydoc writes it; whether
-    it is *data* (``on_state`` is code: Python only); whether Python takes it
-    only by keyword; and the *metavar* of its option, default the kind's.
+    Its *name* (on the command line with ``-`` for ``_``), the *kind* that checks its values, its *default*
+    (``None`` with a *config* key: ``daskgif.<config>``), its *help* (option, docstring, docs), its numpydoc
+    *type*, whether it is *data* (``on_state`` is code: Python only) or *keyword_only*, and its *metavar*.
     """
 
     name: str
@@ -168,13 +157,11 @@ def signature() -> inspect.Signature:
 
 
 def check_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """Return every parameter of the table checked: *arguments* by name, the defaults for the others, config read.
+    """Return every parameter of the table checked: *arguments* by name (an unknown one is a ``TypeError``),
+    the defaults for the others, config read.
 
-    A name that is not a parameter is a ``TypeError``; a bad value a ``ValueError`` naming it.
-
-    >>> found = check_arguments({"duration": 40})
-    >>> found["duration"], found["loop"], found["on_error"]
-    (40, 0, 'raise')
+    >>> {k: v for k, v in check_arguments({"duration": 40}).items() if k in ("duration", "loop", "on_error")}
+    {'duration': 40, 'loop': 0, 'on_error': 'raise'}
     >>> check_arguments({"loop": 1.5})
     Traceback (most recent call last):
     ...
@@ -196,8 +183,8 @@ def bind(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def declared(func: F) -> F:
-    """Check that *func* takes the parameters of the table (a ``TypeError`` on import if not), and write
-    them, one numpydoc entry each, in place of its docstring's ``{parameters}`` line."""
+    """Check that *func* takes the parameters of the table (a ``TypeError`` if not), and write them in place
+    of its docstring's ``{parameters}`` line."""
     wanted = signature()
     found = inspect.Signature([q.replace(annotation=inspect.Parameter.empty)
                                for q in inspect.signature(func).parameters.values()])
@@ -318,9 +305,8 @@ def parse_params(text: str, suffix: str = "") -> Any:
 def loader() -> type:
     """YAML's safe loader without aliases (made on first use: importing ``yaml`` slows ``--help``).
 
-    An alias (``*a``, also in a merge key ``<<: *a``) repeats a value by reference, so nine
-    nested levels of nine aliases each make 387 million strings of a one-kilobyte file:
-    the "billion laughs".  Parameters never need one.
+    An alias (``*a``, also in ``<<: *a``) repeats a value by reference: nine levels of nine aliases make
+    387 million strings of a one-kilobyte file (the "billion laughs").  Parameters never need one.
     """
     import yaml
 
@@ -338,10 +324,8 @@ def loader() -> type:
 def load_params(path: str, storage_options: dict | None = None) -> dict[str, Any]:
     """Read and check the parameter file *path*, any fsspec path (YAML, or JSON by its ``.json`` suffix).
 
-    *storage_options* are for reading *path*, not the run's.  Returns what
-    :func:`check_params` returns; raises ``OSError`` (``FileNotFoundError``) naming
-    *path* when it cannot be read, is no regular file or is over :data:`LIMIT`
-    bytes, and ``ValueError`` starting with *path* on anything else.
+    An ``OSError`` names *path* when it cannot be read, is no regular file or is over :data:`LIMIT` bytes;
+    a ``ValueError`` starts with *path*.  *storage_options* are for reading *path*, not the run's.
 
     >>> from daskgif import storage
     >>> with storage.atomic_write("memory://daskgif-doctest/run.yaml") as f:

@@ -20,11 +20,9 @@ INLINE_LIMIT = 8 * 2**20
 class Result(RunReport):
     """The outcome of ``build_graph(...).compute()`` (and the ``result`` of a failed run's ``RunFailed``).
 
-    A :class:`~daskgif.core.state.RunReport` (``ok``, ``states`` by task name,
-    a mapped task's as :class:`~daskgif.core.state.MappedStates`, ``started``,
-    ``finished``) and what it wrote: the output's *path* (``None`` when a run
-    failed before writing it) and *size* in bytes, and its *frames*, the frame
-    files in order (a :class:`~daskgif.pipeline.frames.FramePaths` at any count).
+    A :class:`~daskgif.core.state.RunReport` and what it wrote: the output's *path* (``None`` when a run failed
+    before writing it) and *size*, and its *frames*, the frame files in order (a compact
+    :class:`~daskgif.pipeline.frames.FramePaths`).
     """
 
     path: str | None = None

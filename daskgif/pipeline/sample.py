@@ -8,11 +8,8 @@ __all__ = ["sample_path"]
 
 
 def sample_path() -> str:
-    """Return the absolute path of the embedded sample image-data file.
-
-    It has the format of the original data file: 32 GIF89a frames of 160x120 (a ball
-    bouncing over a field), each with its own 256-colour global table, joined by four
-    newlines, with a trailing delimiter; ``scripts/make_sample.py`` regenerates it.
+    """Return the absolute path of the embedded sample image-data file, made by ``scripts/make_sample.py``: 32
+    GIF89a frames of 160x120 (a ball bouncing over a field), each with its own table, joined by four newlines.
 
     >>> import os
     >>> os.path.isabs(sample_path()), os.path.basename(sample_path())

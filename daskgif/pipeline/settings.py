@@ -1,10 +1,7 @@
 """A run's settings: read and checked on the client when the graph is built, frozen, sent to every task.
 
-:class:`Params` holds ``build_graph``'s arguments (the table of
-:mod:`daskgif.pipeline.parameters`, checked) and the settings that are only
-``dask.config`` (:data:`SETTINGS`, read by :func:`read_setting`, the one place
-that reads them).  Tasks read neither: worker processes do not see the client's
-``dask.config.set``.
+Tasks read neither the table of parameters nor ``dask.config``: worker processes do not see the client's
+``dask.config.set``.  :func:`read_setting` is the one place that reads the settings of :data:`SETTINGS`.
 """
 
 from __future__ import annotations
@@ -65,9 +62,6 @@ def read_setting(key: str) -> Any:
     """The setting *key* of :data:`SETTINGS` from ``dask.config``, checked; keys of a mapping read with ``-`` for ``_``.
 
     >>> import dask
-    >>> with dask.config.set({"daskgif.task_timeout": {"write_frame": 5}}):
-    ...     read_setting("task-timeout")["write-frame"]
-    5
     >>> with dask.config.set({"daskgif.notify-retries": -1}):
     ...     read_setting("notify-retries")
     Traceback (most recent call last):
@@ -101,10 +95,8 @@ class Params:
 
     @classmethod
     def from_arguments(cls, **arguments: Any) -> Params:
-        """The settings of one run: ``build_graph``'s *arguments* checked, ``dask.config`` read and checked.
-
-        ``url=None`` becomes the embedded sample, ``frames_dir=None`` the ``frames``
-        folder next to *out*; arguments that are code (``on_state``) are not kept.
+        """The settings of one run: ``build_graph``'s *arguments* checked (``url=None``: the embedded sample,
+        ``frames_dir=None``: ``frames`` next to *out*; code, ``on_state``, not kept), ``dask.config`` read.
 
         >>> p = Params.from_arguments(out="s3://bucket/clip.gif", duration=40)
         >>> p.frames_dir, p.duration, p.on_error, p.chunk_size > 0

@@ -65,8 +65,7 @@ def _folder_and_name(path: str) -> tuple[str, str]:
 def split(data_file: str, params: Params) -> Spans:
     """Return the frame spans of the data file, compact (:class:`~daskgif.gif.split.Spans`), never frame bytes.
 
-    With ``on_error="skip"`` a piece that cannot be walked is cut at the next
-    delimiter and handed on, so that its ``write-frame`` reports it *Skipped*.
+    With ``on_error="skip"`` a piece that cannot be walked is handed on, for its ``write-frame`` to skip it.
     """
     with storage.open_input(data_file, params.storage_options) as f:
         return Spans.of(split_frames(f, params.delimiter, chunk_size=params.chunk_size, max_pixels=params.max_pixels,
@@ -101,11 +100,7 @@ def write_frame(span: Span, params: Params, count: int, source: storage.SpanRead
 
 
 def map_frames(spans: Spans, params: Params) -> Mapped:
-    """Launch the ``write-frame`` batches (see :mod:`daskgif.core.fanout`), wait for all, record the manifest.
-
-    A rerun keeps a frame an earlier run wrote only once its batch has proven it
-    (:class:`KeptFrames`); the manifest only says which frames to try.
-    """
+    """Launch the ``write-frame`` batches (see :mod:`daskgif.core.fanout`), wait for all, record the manifest."""
     events.emit({"kind": "map", "run": params.run, "name": "write-frame", "total": len(spans)})
     storage.remove_stale_parts(params.frames_dir, "frame_")
     settings = {"validate": params.validate, "max_pixels": params.max_pixels, "on_error": params.on_error,
@@ -125,13 +120,11 @@ def map_frames(spans: Spans, params: Params) -> Mapped:
 
 
 class KeptFrames:
-    """The frames of an earlier run that a rerun keeps: each one proven, in its own batch, before it is kept.
+    """The frames of an earlier run that a rerun keeps (``None``: write it), each proven in its own batch.
 
-    A frame file is kept only if its bytes are exactly its span of the data file
-    (read for the comparison), so a manifest that lies, a frame file changed by
-    hand or a new data file can never put a wrong frame into the output; the
-    frame's size is read from those bytes, never from the manifest.  A converted
-    frame (not GIF in the data file) is always written again.  ``None``: write it.
+    A frame file is kept only if its bytes are exactly its span of the data file, so a manifest that lies, a
+    frame file changed by hand or a new data file never puts a wrong frame into the output.  A converted
+    frame (not GIF in the data file) is always written again.
     """
 
     def __init__(self, params: Params, candidates: FramePaths, source: storage.SpanReader):
@@ -189,10 +182,8 @@ WRITERS: dict[str, Callable[..., Any]] = {".gif": GifWriter, ".webp": WebpWriter
 
 
 def writer_for(out: str) -> Callable[..., Any]:
-    """The writer for the output path *out*, chosen by its suffix.
+    """The writer for the output path *out*, chosen by its suffix (``.GIF`` is ``.gif``).
 
-    >>> writer_for("s3://bucket/clip.GIF").__name__, writer_for("clip.webp").__name__
-    ('GifWriter', 'WebpWriter')
     >>> writer_for("clip.avi")
     Traceback (most recent call last):
     ...
@@ -205,11 +196,8 @@ def writer_for(out: str) -> Callable[..., Any]:
 
 
 def check_outputs(p: Params) -> None:
-    """Refuse, before any work, outputs that clash, have no writer or are not files, naming the paths.
-
-    The output may not be the data file or a frame file; an existing folder
-    cannot become the output, nor an existing file the frames folder.
-    """
+    """Refuse, before any work, outputs that clash, have no writer or are not files, naming the paths: the
+    output may not be the data file or a frame file, nor an existing folder; the frames folder no file."""
     if place(p.out) == place(p.data_file):
         raise ValueError(f"out and data_file are the same file ({p.out!r}): the clip would overwrite its input")
     for name in ("out", "data_file"):
@@ -258,9 +246,7 @@ def in_frames_dir(path: str, frames_dir: str) -> bool:
 class Step:
     """One step of the pipeline: a function of the previous step's value and the run's :class:`Params`.
 
-    Every step holds the run's lease on the data file while it runs (see
-    :class:`~daskgif.storage.Lease`); the lease ends with the run's last step, or
-    with a step that fails.
+    It holds the run's :class:`~daskgif.storage.Lease` while it runs; the lease ends with the last step or a failed one.
     """
 
     name: str
@@ -299,10 +285,7 @@ STEPS = (
 
 
 def make_result(last: Outcome, combined: Outcome, params: Params) -> Result:
-    """The run's :class:`Result`: the states of every step (*last* carries them), the output *combined* wrote.
-
-    It ends the run's lease on the data file and announces the run's end.
-    """
+    """The run's :class:`Result` (*last* carries every step's state, *combined* the output); end the run."""
     value = combined.value
     result = Result(
         ok=True, path=params.out, frames=value["frames"], states=dict(last.states), size=value["size"],
