@@ -49,10 +49,8 @@ class Frame(NamedTuple):
 
 
 class FrameTable(Spans):
-    """The frames of consecutive ``write-frame`` items, compact: 64 bytes a frame, the digest as two integers.
-
-    What a ``write-frame`` batch returns and ``combine`` reads: per item a
-    :class:`Frame`, or ``None`` when it was not written.
+    """What ``write-frame`` batches return and ``combine`` reads: per item a :class:`Frame`, or ``None`` when it
+    was not written, compact: 64 bytes a frame (the digest as two integers).
 
     >>> t = FrameTable.of([Frame(0, 0, 35, 35, "ab" * 16, 4, 2, False), None])
     >>> t[0].digest == "ab" * 16, t[1], t.size, list(t.indices())
@@ -90,10 +88,8 @@ class FrameTable(Spans):
 class FramePaths(Sequence):
     """Frame files of a run, compact: ``frames_dir/frame_NN.gif`` for indices kept as ``(start, stop)`` ranges.
 
-    ``Result.frames`` (the frames a run wrote) and the frames a rerun may keep:
-    a few pairs at any frame count, while frames are mostly consecutive.  As
-    JSON (:meth:`to_json`) it is the list of paths while that list stays under
-    :data:`JSON_LIST_LIMIT` characters, else a count and the name pattern.
+    ``Result.frames`` (the frames a run wrote) and the frames a rerun may keep: a few pairs at any frame count.
+    As JSON it is the list of paths up to :data:`JSON_LIST_LIMIT` characters, else a count and the name pattern.
 
     >>> paths = FramePaths.of("out", 12, [0, 1, 2, 5, 7, 8])
     >>> paths.pairs, paths.holds(2), paths.holds(3), len(paths), paths[3], paths[-1]

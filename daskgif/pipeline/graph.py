@@ -32,7 +32,7 @@ from daskgif.pipeline.parameters import declared
 from daskgif.pipeline.settings import Params
 from daskgif.redact import safe_parameters, scrub
 
-__all__ = ["build_graph", "build_graphs", "Pipeline", "input_name", "paths_of"]
+__all__ = ["build_graph", "build_graphs", "Pipeline", "paths_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +40,9 @@ logger = logging.getLogger(__name__)
 class Pipeline(Delayed):
     """The lazy pipeline :func:`build_graph` returns: a plain :class:`dask.delayed.Delayed`.
 
-    Everything a run needs travels inside its own tasks (the lease, the states
-    as Dask events, the frames launched on the scheduler that runs the graph),
-    so ``g.compute()``, ``dask.compute(g1, g2)``, ``client.compute(g)`` and
-    ``persist`` all run the same pipeline.  While it lives, its ``on_state``
-    hooks receive the run's states wherever it is computed.
+    Everything a run needs travels inside its own tasks, so ``g.compute()``, ``dask.compute(g1, g2)``,
+    ``client.compute(g)`` and ``persist`` all run the same pipeline.  While it lives, its ``on_state`` hooks
+    receive the run's states wherever it is computed.
     """
 
     __slots__ = ("params", "on_state", "listener")
@@ -124,9 +122,8 @@ def build_graph(
     Returns
     -------
     Pipeline
-        A :class:`dask.delayed.Delayed`: computing it runs the pipeline and
-        returns a :class:`~daskgif.pipeline.result.Result`, or raises
-        :class:`~daskgif.errors.RunFailed` naming the failed task.
+        A :class:`dask.delayed.Delayed`: computing it runs the pipeline and returns a
+        :class:`~daskgif.pipeline.result.Result`, or raises :class:`~daskgif.errors.RunFailed`.
 
     Examples
     --------
@@ -135,8 +132,7 @@ def build_graph(
     >>> result.ok, len(result.frames), result.frames[0]
     (True, 32, 'memory://doc/frames/frame_00.gif')
     """
-    # The arguments, by the names of the table of parameters; checked there, with dask.config read.
-    params = Params.from_arguments(**locals())
+    params = Params.from_arguments(**locals())  # checked by the table of parameters, dask.config read
     token = params.run
     announce = {"parameters": scrub(safe_parameters(params.arguments)), "out": scrub(out),
                 "steps": [step.name for step in steps.STEPS]}
@@ -153,34 +149,21 @@ def build_graph(
 DEFAULTS = {"out": "{name}.gif", "data_file": "data/{name}{suffix}", "frames_dir": "frames/{name}"}
 
 
-def input_name(url: str) -> tuple[str, str]:
-    """An input's name and suffix, from the last part of its path (query and fragment left out).
-
-    >>> input_name("s3://bucket/dumps/day-1.img"), input_name("https://h/x/all-images.img?v=2"), input_name("raw")
-    (('day-1', '.img'), ('all-images', '.img'), ('raw', ''))
-    """
-    last = url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rpartition("/")[2]
-    stem, suffix = os.path.splitext(last)
-    return stem or last, suffix
-
-
 def paths_of(urls: Sequence[str], **templates: str | None) -> list[dict[str, str]]:
     """Each input's ``out``, ``data_file`` and ``frames_dir``, from templates in which ``{name}`` is its file name
-    without the suffix, ``{suffix}`` the suffix (left ``None``: :data:`DEFAULTS`); refuse two that write one path.
+    without the suffix (query left out), ``{suffix}`` the suffix (left ``None``: :data:`DEFAULTS`); refuse two
+    inputs that would write one path.
 
-    >>> paths_of(["a/x.img", "b/y.img"], out="gifs/{name}.webp")
+    >>> paths_of(["s3://b/x.img?v=2", "raw"], out="gifs/{name}.webp")
     [{'out': 'gifs/x.webp', 'data_file': 'data/x.img', 'frames_dir': 'frames/x'}, \
-{'out': 'gifs/y.webp', 'data_file': 'data/y.img', 'frames_dir': 'frames/y'}]
-    >>> paths_of(["a/x.img", "b/x.img"])
-    Traceback (most recent call last):
-    ...
-    ValueError: inputs 'a/x.img' and 'b/x.img' would both write out 'x.gif': put {name} in a folder they do not share, \
-or give inputs distinct names
+{'out': 'gifs/raw.webp', 'data_file': 'data/raw', 'frames_dir': 'frames/raw'}]
     """
     found: list[dict[str, str]] = []
     owner: dict[str, tuple[str, str]] = {}
     for url in urls:
-        name, suffix = input_name(url)
+        last = url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rpartition("/")[2]
+        name, suffix = os.path.splitext(last)
+        name = name or last
         paths = {key: (templates.get(key) or default).format(name=name, suffix=suffix)
                  for key, default in DEFAULTS.items()}
         for key, path in paths.items():

@@ -73,12 +73,9 @@ def or_none(kind: Kind, word: str = "None") -> Kind:
                 kind.metavar)
 
 
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _number(value: Any, types: type | tuple[type, ...] = (int, float)) -> bool:
+    """Whether *value* is a finite number of *types*; ``True`` is no number."""
+    return isinstance(value, types) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def integer(low: int = 0, high: int | None = None) -> Kind:
@@ -89,7 +86,7 @@ def integer(low: int = 0, high: int | None = None) -> Kind:
     """
     words = "a positive integer" if low else "a non-negative integer"
     return Kind(words + ("" if high is None else f" up to {high}"),
-                lambda v: _integer(v) and v >= low and (high is None or v <= high), int, metavar="INTEGER")
+                lambda v: _number(v, int) and v >= low and (high is None or v <= high), int, metavar="INTEGER")
 
 
 def choice(*choices: Any) -> Kind:
@@ -124,7 +121,7 @@ DELIMITER = Kind("non-empty bytes (as text: with Python escapes such as '\\n')",
                  text_in_files=True)
 STORAGE_OPTIONS = Kind("a mapping of fsspec options or None (as text: a JSON object)",
                        lambda v: v is None or isinstance(v, Mapping), json.loads)  # other JSON fails the check
-FRAMES_PER_TASK = Kind("'auto' or a positive integer", lambda v: v == "auto" or (_integer(v) and v > 0),
+FRAMES_PER_TASK = Kind("'auto' or a positive integer", lambda v: v == "auto" or (_number(v, int) and v > 0),
                        lambda text: text if text == "auto" else int(text), metavar="N|auto")
 HOOKS = Kind("a sequence of callables", lambda v: isinstance(v, Sequence) and not isinstance(v, (str, bytes))
              and all(map(callable, v)))
@@ -168,8 +165,6 @@ def _seconds_in(text: Any) -> float | None:
 def check_cron(expr: str) -> str:
     """Return *expr* if it is a valid cron expression that fires at some time, else raise ``ValueError``.
 
-    >>> check_cron("0 2 * * *")
-    '0 2 * * *'
     >>> check_cron("0 0 31 2 *")  # 31 February: valid fields, no date
     Traceback (most recent call last):
     ...

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from daskgif.core.runtime import on_worker
+from daskgif.pipeline import kinds
 
 __all__ = ["KINDS", "hold", "check_limits", "TIMED_STEPS", "check_timeouts"]
 
@@ -21,6 +22,8 @@ KINDS = ("fetch", "write")
 
 #: The steps ``daskgif.task-timeout`` may name; ``map-frames`` only waits for its batches, which have their own.
 TIMED_STEPS = ("fetch", "split", "write-frame", "combine")
+
+LEASES, SECONDS = kinds.or_none(kinds.POSITIVE_INTEGER), kinds.or_none(kinds.POSITIVE_SECONDS)
 
 _semaphores: dict[tuple, Any] = {}
 _lock = threading.Lock()
@@ -49,10 +52,6 @@ def hold(kind: str, limits: Mapping[str, int | None] | None) -> Iterator[None]:
         yield
 
 
-def _positive(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
 def check_limits(value: Any) -> dict[str, int | None]:
     """Check ``daskgif.limits``: a mapping of :data:`KINDS` to positive integers or ``null``.
 
@@ -64,8 +63,7 @@ def check_limits(value: Any) -> dict[str, int | None]:
     ValueError: daskgif.limits must map fetch, write to a positive integer or null, got {'fetch': 0}
     """
     value = {} if value is None else value
-    if isinstance(value, Mapping) and set(value) <= set(KINDS) and all(
-            v is None or (_positive(v) and isinstance(v, int)) for v in value.values()):
+    if isinstance(value, Mapping) and set(value) <= set(KINDS) and all(map(LEASES.accepts, value.values())):
         return {kind: value.get(kind) for kind in KINDS}
     raise ValueError(f"daskgif.limits must map {', '.join(KINDS)} to a positive integer or null, got {value!r}")
 
@@ -78,10 +76,9 @@ def check_timeouts(value: Any) -> dict[str, float | None]:
     >>> check_timeouts({"write-frame": 5})
     {'fetch': None, 'split': None, 'write-frame': 5, 'combine': None}
     """
-    if value is None or _positive(value):
+    if SECONDS.accepts(value):
         return {step: value for step in TIMED_STEPS}
-    if isinstance(value, Mapping) and set(value) <= set(TIMED_STEPS) and all(
-            v is None or _positive(v) for v in value.values()):
+    if isinstance(value, Mapping) and set(value) <= set(TIMED_STEPS) and all(map(SECONDS.accepts, value.values())):
         return {step: value.get(step) for step in TIMED_STEPS}
     raise ValueError("daskgif.task-timeout must be null, a positive number of seconds or a mapping of "
                      f"{', '.join(TIMED_STEPS)} to them, got {value!r}")

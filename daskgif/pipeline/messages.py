@@ -1,21 +1,14 @@
 """A run's messages on the ``daskgif`` events channel (:mod:`daskgif.core.events`), and the hook that sends them.
 
-Every message is a small JSON-able dict with ``kind`` and ``run`` (the run's
-token, also in its task keys):
+Every message is a small JSON-able dict with ``kind`` and ``run`` (the run's token, also in its task keys):
 
-``{"kind": "run", "state": "Running", "time", "parameters", "out"}``
-    A run starts (sent by its first task; parameters masked).
-``{"kind": "step", "name", "state", "attempts", "start", "end", "message"}``
-    A step (``fetch``, ``split``, ``map-frames``, ``combine``) changes state:
-    ``Running``, ``Retrying``, then ``Success``, ``Skipped`` or ``Failed``.
-``{"kind": "map", "name": "write-frame", "total"}``
-    The frame count is known.
-``{"kind": "frames", "name": "write-frame", "counts", "busy", "start", "end", "records"}``
-    Frames finished since the last such message from the same batch: counts by
-    state, and the state (dicts) of each frame that was not a plain success; at
-    most every :data:`FLUSH_INTERVAL` seconds per batch, and at its end.
-``{"kind": "run", "state": "Success" | "Failed", "time", "frames", "message"}``
-    A run ends.
+- ``{"kind": "run", "state": "Running", "time", "parameters", "out"}``: a run starts (parameters masked);
+- ``{"kind": "step", "name", "state", "attempts", "start", "end", "message"}``: a step changes state;
+- ``{"kind": "map", "name": "write-frame", "total"}``: the frame count is known;
+- ``{"kind": "frames", "name", "counts", "busy", "start", "end", "records"}``: the frames of a batch finished
+  since its last such message (at most every :data:`FLUSH_INTERVAL` seconds, and at its end), counted by
+  state, with the state of each one that was not a plain success;
+- ``{"kind": "run", "state": "Success" | "Failed", "time", "frames", "message"}``: a run ends.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 
 from daskgif.core.state import FAILED, SKIPPED, SUCCESS, MappedStates, RunReport, State, iter_states
 
-__all__ = ["Result", "iter_states"]
+__all__ = ["Result"]
 
 # Larger GIFs are linked, not embedded, in a notebook.
 INLINE_LIMIT = 8 * 2**20

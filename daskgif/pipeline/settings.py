@@ -23,10 +23,9 @@ from daskgif.pipeline.parameters import DATA, check_arguments
 from daskgif.pipeline.result import Result
 from daskgif.pipeline.sample import sample_path
 
-__all__ = ["Params", "SETTINGS", "read_settings", "read_setting", "default_frames_dir"]
+__all__ = ["Params", "SETTINGS", "read_setting", "default_frames_dir"]
 
 SECONDS = kinds.POSITIVE_SECONDS
-SECONDS_OR_NULL = kinds.or_none(SECONDS, "null")
 POSITIVE_INTEGER_OR_NULL = kinds.or_none(kinds.POSITIVE_INTEGER, "null")
 
 #: Every setting that is only ``dask.config`` (below ``daskgif.``), and its check: a kind of value, or a function
@@ -35,7 +34,7 @@ SETTINGS: dict[str, Kind | Callable[[Any], Any]] = {
     "chunk-size": kinds.POSITIVE_INTEGER,
     "max-pixels": POSITIVE_INTEGER_OR_NULL,
     "fetch-timeout": SECONDS,
-    "fetch-deadline": SECONDS_OR_NULL,
+    "fetch-deadline": kinds.or_none(SECONDS, "null"),
     "fetch-check-remote": kinds.FLAG,
     "max-bytes": POSITIVE_INTEGER_OR_NULL,
     "allowed-protocols": kinds.PROTOCOLS,
@@ -74,12 +73,6 @@ def read_setting(key: str) -> Any:
     return check(value)
 
 
-def read_settings() -> dict[str, Any]:
-    """Every setting of :data:`SETTINGS`, checked, by key: a bad one fails when a graph is built, also one
-    that only a schedule, a webhook or the runs page reads later."""
-    return {key: read_setting(key) for key in SETTINGS}
-
-
 @dataclass(frozen=True)
 class Params:
     """Everything a run's tasks need, read and checked on the client when the graph is built.
@@ -104,11 +97,12 @@ class Params:
         """
         given = check_arguments(arguments)
         data = {name: given[name] for name in DATA}
-        data["url"] = sample_path() if data["url"] is None else data["url"]
-        data["frames_dir"] = default_frames_dir(data["out"]) if data["frames_dir"] is None else data["frames_dir"]
+        data["url"] = data["url"] or sample_path()
+        data["frames_dir"] = data["frames_dir"] or default_frames_dir(data["out"])
         # Writes get unique keys: two builds with equal arguments are two runs.
         token = tokenize(data["url"], data["data_file"], data["out"], data["frames_dir"], uuid.uuid4().hex)
-        return cls(run=token, arguments=data, settings=read_settings())
+        # Every setting is checked here, also one that only a schedule, a webhook or the runs page reads later.
+        return cls(run=token, arguments=data, settings={key: read_setting(key) for key in SETTINGS})
 
     def __getattr__(self, name: str) -> Any:
         # An argument or a setting.  Dunder names (pickle's __setstate__) are never values.
@@ -138,10 +132,8 @@ class Params:
 def default_frames_dir(out: str) -> str:
     """The frames folder next to *out*: ``frames`` in *out*'s folder.
 
-    >>> default_frames_dir("clip.gif"), default_frames_dir("s3://bucket/gifs/clip.gif")
-    ('frames', 's3://bucket/gifs/frames')
-    >>> default_frames_dir("file:///clip.gif")
-    'file:///frames'
+    >>> default_frames_dir("clip.gif"), default_frames_dir("s3://b/gifs/clip.gif"), default_frames_dir("file:///c.gif")
+    ('frames', 's3://b/gifs/frames', 'file:///frames')
     """
     head, sep, _ = out.rpartition("/")
     return head + sep + "frames"

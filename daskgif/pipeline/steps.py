@@ -63,10 +63,8 @@ def _folder_and_name(path: str) -> tuple[str, str]:
 
 
 def split(data_file: str, params: Params) -> Spans:
-    """Return the frame spans of the data file, compact (:class:`~daskgif.gif.split.Spans`), never frame bytes.
-
-    With ``on_error="skip"`` a piece that cannot be walked is handed on, for its ``write-frame`` to skip it.
-    """
+    """Return the frame spans of the data file, compact, never frame bytes (with ``on_error="skip"`` also those
+    that cannot be walked, for their ``write-frame`` to skip)."""
     with storage.open_input(data_file, params.storage_options) as f:
         return Spans.of(split_frames(f, params.delimiter, chunk_size=params.chunk_size, max_pixels=params.max_pixels,
                                      on_error=params.on_error))
@@ -287,11 +285,9 @@ STEPS = (
 def make_result(last: Outcome, combined: Outcome, params: Params) -> Result:
     """The run's :class:`Result` (*last* carries every step's state, *combined* the output); end the run."""
     value = combined.value
-    result = Result(
-        ok=True, path=params.out, frames=value["frames"], states=dict(last.states), size=value["size"],
-        started=min(s.start for s in last.states.values() if s.start is not None), finished=time.time(),
-        storage_options=params.storage_options,
-    )
+    result = Result(ok=True, path=params.out, frames=value["frames"], states=dict(last.states), size=value["size"],
+                    started=min(s.start for s in last.states.values() if s.start is not None), finished=time.time(),
+                    storage_options=params.storage_options)
     params.lease.release()
     events.emit({"kind": "run", "run": params.run, "state": "Success", "time": result.finished,
                  "frames": len(result.frames), "size": result.size})
