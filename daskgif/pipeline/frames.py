@@ -227,10 +227,8 @@ def reusable(manifest: Mapping[str, Any] | None, head: Mapping[str, Any], spans:
 
 def plan(frames_dir: str, data_file: str, spans: Sequence[Span], settings: Mapping[str, Any],
          storage_options: dict | None, resume: bool = True) -> tuple[dict[str, Any], FramePaths]:
-    """This run's manifest head (see :func:`encode`) and the frames it may keep, each still to be proven
-    (:class:`daskgif.pipeline.steps.KeptFrames`).  A fixed number of requests at any frame count: the data
-    file's ``info`` and source record, one listing of ``frames_dir`` (removing an earlier run's surplus
-    frames) and one read of the manifest."""
+    """This run's manifest head (see :func:`encode`) and the frames it may keep, still to be proven: the data
+    file's ``info`` and source record, one listing of ``frames_dir`` (surplus frames removed), one manifest read."""
     listing = storage.list_sizes(frames_dir, storage_options)
     for path in storage.remove_stale_frames(frames_dir, len(spans), storage_options, names=list(listing)):
         listing.pop(path.rstrip("/").rsplit("/", 1)[-1], None)

@@ -119,8 +119,9 @@ FLAG = Kind("true or false", lambda v: isinstance(v, bool),
 DELIMITER = Kind("non-empty bytes (as text: with Python escapes such as '\\n')",
                  lambda v: isinstance(v, bytes) and bool(v), lambda text: codecs.escape_decode(text.encode())[0],
                  text_in_files=True)
-STORAGE_OPTIONS = Kind("a mapping of fsspec options or None (as text: a JSON object)",
-                       lambda v: v is None or isinstance(v, Mapping), json.loads)  # other JSON fails the check
+STORAGE_OPTIONS = Kind("a mapping of fsspec options or None (as text: a JSON object)",  # other JSON stays text
+                       lambda v: v is None or isinstance(v, Mapping),
+                       lambda text: found if isinstance(found := json.loads(text), dict) else text)
 FRAMES_PER_TASK = Kind("'auto' or a positive integer", lambda v: v == "auto" or (_number(v, int) and v > 0),
                        lambda text: text if text == "auto" else int(text), metavar="N|auto")
 HOOKS = Kind("a sequence of callables", lambda v: isinstance(v, Sequence) and not isinstance(v, (str, bytes))

@@ -118,12 +118,9 @@ def map_frames(spans: Spans, params: Params) -> Mapped:
 
 
 class KeptFrames:
-    """The frames of an earlier run that a rerun keeps (``None``: write it), each proven in its own batch.
-
-    A frame file is kept only if its bytes are exactly its span of the data file, so a manifest that lies, a
-    frame file changed by hand or a new data file never puts a wrong frame into the output.  A converted
-    frame (not GIF in the data file) is always written again.
-    """
+    """The frames of an earlier run that a rerun keeps (``None``: write it): only a frame file whose bytes are
+    exactly its span of the data file, so a manifest that lies, a frame file changed by hand or a new data file
+    never puts a wrong frame into the output.  A converted frame (not GIF in the data file) is written again."""
 
     def __init__(self, params: Params, candidates: FramePaths, source: storage.SpanReader):
         self.params, self.candidates, self.source = params, candidates, source
@@ -145,11 +142,10 @@ class KeptFrames:
 
 
 def combine(mapped: Mapped, params: Params) -> dict:
-    """Join the written frames, in order, into ``params.out`` with the writer of its suffix (:data:`WRITERS`).
+    """Join the written frames, one at a time, into ``params.out`` with the writer of its suffix (:data:`WRITERS`).
 
-    Frames come one at a time from the compact table: a million are never all in memory.  A frame written
-    unchanged is exactly its span of the data file, so it is read from there: one open and a forward scan,
-    where 10,000 frame files cost 10,000 opens (requests, on object storage).
+    A frame written unchanged is exactly its span of the data file, so it is read from there: one open and a
+    forward scan, where 10,000 frame files cost 10,000 opens (requests, on object storage).
     """
     table: FrameTable = mapped.values
     paths = FramePaths.of(params.frames_dir, len(table), table.indices())
