@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 from daskgif.version import __version__
 
 _MODULES = {
-    "daskgif.pipeline.graph": ["build_graph"],
-    "daskgif.pipeline.inputs": ["build_graphs"],
+    "daskgif.pipeline.graph": ["build_graph", "build_graphs"],
     "daskgif.pipeline.result": ["Result"],
     "daskgif.pipeline.sample": ["sample_path"],
     "daskgif.core.task": ["Task", "task", "Skip"],
@@ -41,8 +40,7 @@ if TYPE_CHECKING:
     from daskgif.gif.join import join_gifs
     from daskgif.gif.split import split_frames
     from daskgif.ops.schedule import run_schedule
-    from daskgif.pipeline.graph import build_graph
-    from daskgif.pipeline.inputs import build_graphs
+    from daskgif.pipeline.graph import build_graph, build_graphs
     from daskgif.pipeline.result import Result
     from daskgif.pipeline.sample import sample_path
     from daskgif.views.progress import progress

@@ -93,7 +93,7 @@ def from_file(ctx: click.Context, path: str | None) -> dict[str, Any]:
         return {}
     from click.core import ParameterSource
 
-    from daskgif.pipeline.paramfile import load_params
+    from daskgif.pipeline.parameters import load_params
 
     try:
         found = load_params(path)

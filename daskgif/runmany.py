@@ -29,7 +29,7 @@ def run_many(ctx: click.Context, kwargs: dict[str, Any], *, scheduler: str | Non
 
     from daskgif.ops.batch import run_batch
     from daskgif.ops.cluster import connect
-    from daskgif.pipeline.inputs import build_graphs
+    from daskgif.pipeline.graph import build_graphs
     from daskgif.pipeline.steps import check_outputs
 
     given = {name: kwargs.get(name) for name in TEMPLATES

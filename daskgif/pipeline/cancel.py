@@ -1,15 +1,12 @@
 """Cancelling a run: its tasks stop before their next frame and before the output is renamed into place.
 
-A stop request marks the run's token cancelled (:func:`cancel`) in this process
-and, through a file in the temporary folder, in the child processes of the
-``processes`` scheduler; on a worker, a task the scheduler cancelled counts too.
+A run is cancelled in this process, and through a file in the temporary folder in the child processes of
+the ``processes`` scheduler; on a worker, a task the scheduler cancelled counts too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
-import os
 import tempfile
 import threading
 from pathlib import Path
@@ -22,27 +19,26 @@ __all__ = ["cancel", "cancelled", "check_cancelled", "forget"]
 _cancelled: set[str] = set()
 
 
-def _mark(token: str) -> str:
+def _mark(token: str) -> Path:
     """The file that tells the child processes of the ``processes`` scheduler that run *token* was cancelled."""
-    return os.path.join(tempfile.gettempdir(), f"daskgif-cancelled-{token}")
+    return Path(tempfile.gettempdir(), f"daskgif-cancelled-{token}")
 
 
 def cancel(token: str) -> None:
     """Ask the batches of run *token* in this process, and its child processes, to stop before their next item."""
     _cancelled.add(token)
-    Path(_mark(token)).touch()
+    _mark(token).touch()
 
 
 def forget(token: str) -> None:
     """Drop the cancellation mark of run *token*, once it has ended."""
     _cancelled.discard(token)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(_mark(token))
+    _mark(token).unlink(missing_ok=True)
 
 
 def cancelled(token: str) -> bool:
     """Whether run *token* was cancelled here, or (on a worker) the running task was cancelled by the scheduler."""
-    if token in _cancelled or (multiprocessing.parent_process() is not None and os.path.exists(_mark(token))):
+    if token in _cancelled or (multiprocessing.parent_process() is not None and _mark(token).exists()):
         return True
     if not on_worker():
         return False

@@ -1,23 +1,21 @@
-"""The daskgif pipeline as a lazy Dask graph, built from one description of its steps.
+"""The daskgif pipeline as a lazy Dask graph, built from one description of its steps (:data:`STEPS`).
 
-:data:`STEPS` says what the pipeline is: ``fetch -> split -> map-frames -> combine``.
-:func:`build_graph` wires one :class:`~daskgif.core.task.Task` per step, in that order,
-each keyed ``<step>-<token>``, then ``result-<token>``, which turns the last
-outcome into a :class:`~daskgif.pipeline.result.Result`::
+:func:`build_graph` wires one :class:`~daskgif.core.task.Task` per step, in order, each keyed
+``<step>-<token>``, then ``result-<token>``, which turns the last outcome into a
+:class:`~daskgif.pipeline.result.Result`::
 
     fetch-<token> -> split-<token> -> map-frames-<token> -> combine-<token> -> result-<token>
                                            |
                                            +-> write-frame-<i>-<token>  (launched at run time)
 
-The result's states and the pipeline picture (:mod:`daskgif.views.pictures`) come from
-the same description.  Frame bytes never travel through the graph: ``split``
-returns small spans, each ``write-frame`` batch reads its own spans from the data
-file, and ``combine`` streams the frames into the output.
+:func:`build_graphs` makes one per input; computed together, the frames of every input fill the
+cluster, each input keeping its own lease, manifest, states and ``RunFailed``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import dask
 from dask.delayed import Delayed
 
+from daskgif import storage
 from daskgif.core import events
 from daskgif.core.runtime import check_main_guard, find_client
 from daskgif.core.state import State
@@ -33,7 +32,7 @@ from daskgif.pipeline.parameters import declared
 from daskgif.pipeline.settings import Params
 from daskgif.redact import safe_parameters, scrub
 
-__all__ = ["build_graph", "Pipeline"]
+__all__ = ["build_graph", "build_graphs", "Pipeline", "paths_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,24 +40,16 @@ logger = logging.getLogger(__name__)
 class Pipeline(Delayed):
     """The lazy pipeline :func:`build_graph` returns: a plain :class:`dask.delayed.Delayed`.
 
-    Everything a run needs travels inside its own tasks: the lease on the data
-    file, the states (as Dask events), the frames launched on the scheduler that
-    runs the graph.  So ``g.compute()``, ``dask.compute(g1, g2)``,
-    ``client.compute(g)``, ``client.persist(g)`` and ``g.persist()`` all run the
-    same pipeline, with the same files, result, lease and events.
-
-    While it lives, its ``on_state`` hooks receive the run's states wherever it
-    is computed: a local scheduler's tasks publish in this process, a cluster's
-    reach the client that computes the graph (subscribed when Dask asks for the
-    graph).
+    Everything a run needs travels inside its own tasks, so ``g.compute()``, ``dask.compute(g1, g2)``,
+    ``client.compute(g)`` and ``persist`` all run the same pipeline.  While it lives, its ``on_state`` hooks
+    receive the run's states wherever it is computed.
     """
 
     __slots__ = ("params", "on_state", "listener")
 
     def __init__(self, delayed: Delayed, params: Params, on_state: Sequence[Callable[[State], None]] = ()):
         super().__init__(delayed.key, delayed.dask)
-        self.params = params
-        self.on_state = tuple(on_state)
+        self.params, self.on_state = params, tuple(on_state)
         self.listener = StateListener(params.run, self.on_state)
         weakref.finalize(self, events.bus.subscribe(self.listener))
 
@@ -70,7 +61,7 @@ class Pipeline(Delayed):
     def __dask_graph__(self) -> Any:
         check_main_guard()  # every way of computing asks for the graph first: a spawned child's re-import too
         client = find_client()
-        if client is not None:  # every way of computing asks for the graph first, on the client
+        if client is not None:
             events.relay(client)
         return super().__dask_graph__()
 
@@ -87,28 +78,21 @@ class StateListener:
     def __call__(self, msg: dict) -> None:
         if msg.get("run") != self.run:
             return
-        kind = msg.get("kind")
-        if kind == "run" and msg.get("state") != "Running":
-            if msg.get("state") == "Success":
-                logger.info("Run SUCCESS: all reference tasks succeeded (%s)", self.run)
-            else:
-                logger.info("Run FAILED: %s", msg.get("message"))
-        if not self.hooks and not logger.isEnabledFor(logging.INFO):
+        kind, state = msg.get("kind"), msg.get("state")
+        if kind == "run" and state == "Success":
+            logger.info("Run SUCCESS: all reference tasks succeeded (%s)", self.run)
+        elif kind == "run" and state != "Running":
+            logger.info("Run FAILED: %s", msg.get("message"))
+        if not (self.hooks or logger.isEnabledFor(logging.INFO)):
             return
-        if kind == "step":
-            states = [State.from_dict(msg)]
-        elif kind == "frames":
-            states = [State.from_dict(record) for record in msg["records"]]
-        else:
-            return
-        for state in states:
-            logger.info("Task %r%s: %s%s", state.name, "" if state.index is None else f"[{state.index}]",
-                        state.state, f" ({state.message})" if state.message else "")
+        for found in map(State.from_dict, [msg] if kind == "step" else msg["records"] if kind == "frames" else []):
+            logger.info("Task %r%s: %s%s", found.name, "" if found.index is None else f"[{found.index}]",
+                        found.state, f" ({found.message})" if found.message else "")
             for hook in self.hooks:
                 try:
-                    hook(state)
+                    hook(found)
                 except Exception:
-                    logger.exception("State hook %r failed on %s", hook, state)
+                    logger.exception("State hook %r failed on %s", hook, found)
 
 
 @declared
@@ -138,9 +122,8 @@ def build_graph(
     Returns
     -------
     Pipeline
-        A :class:`dask.delayed.Delayed`: computing it runs the pipeline and
-        returns a :class:`~daskgif.pipeline.result.Result`, or raises
-        :class:`~daskgif.errors.RunFailed` naming the failed task.
+        A :class:`dask.delayed.Delayed`: computing it runs the pipeline and returns a
+        :class:`~daskgif.pipeline.result.Result`, or raises :class:`~daskgif.errors.RunFailed`.
 
     Examples
     --------
@@ -149,8 +132,7 @@ def build_graph(
     >>> result.ok, len(result.frames), result.frames[0]
     (True, 32, 'memory://doc/frames/frame_00.gif')
     """
-    # The arguments, by the names of the table of parameters; checked there, with dask.config read.
-    params = Params.from_arguments(**locals())
+    params = Params.from_arguments(**locals())  # checked by the table of parameters, dask.config read
     token = params.run
     announce = {"parameters": scrub(safe_parameters(params.arguments)), "out": scrub(out),
                 "steps": [step.name for step in steps.STEPS]}
@@ -163,3 +145,57 @@ def build_graph(
     return Pipeline(done, params, on_state)
 
 
+#: Where each input's files go when several inputs do not say (``{suffix}``: the input's own).
+DEFAULTS = {"out": "{name}.gif", "data_file": "data/{name}{suffix}", "frames_dir": "frames/{name}"}
+
+
+def paths_of(urls: Sequence[str], **templates: str | None) -> list[dict[str, str]]:
+    """Each input's ``out``, ``data_file`` and ``frames_dir``, from templates in which ``{name}`` is its file name
+    without the suffix (query left out), ``{suffix}`` the suffix (left ``None``: :data:`DEFAULTS`); refuse two
+    inputs that would write one path.
+
+    >>> paths_of(["s3://b/x.img?v=2", "raw"], out="gifs/{name}.webp")
+    [{'out': 'gifs/x.webp', 'data_file': 'data/x.img', 'frames_dir': 'frames/x'}, \
+{'out': 'gifs/raw.webp', 'data_file': 'data/raw', 'frames_dir': 'frames/raw'}]
+    """
+    found: list[dict[str, str]] = []
+    owner: dict[str, tuple[str, str]] = {}
+    for url in urls:
+        last = url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rpartition("/")[2]
+        name, suffix = os.path.splitext(last)
+        name = name or last
+        paths = {key: (templates.get(key) or default).format(name=name, suffix=suffix)
+                 for key, default in DEFAULTS.items()}
+        for key, path in paths.items():
+            where = steps.place(path)
+            if where in owner:
+                other, other_key = owner[where]
+                raise ValueError(f"inputs {other!r} and {url!r} would both write {other_key} {path!r}: put {{name}} "
+                                 "in a folder they do not share, or give inputs distinct names")
+            owner[where] = (url, key)
+        found.append(paths)
+    return found
+
+
+def build_graphs(urls: str | Sequence[str], out: str | None = None, data_file: str | None = None,
+                 frames_dir: str | None = None, **kwargs: Any) -> list[Pipeline]:
+    """Build one pipeline per input; compute them together with ``dask.compute(*graphs)``.
+
+    *urls* is a list of URLs, or one fsspec pattern (its matches sorted).  *out*, *data_file* and *frames_dir*
+    are templates of :func:`paths_of`; any other parameter of :func:`~daskgif.build_graph` applies to every
+    input.  No input, or two inputs that would write one path, is a ``ValueError`` before anything runs.
+
+    >>> import dask, fsspec, daskgif
+    >>> sample = open(daskgif.sample_path(), "rb").read()
+    >>> for day in ("mon", "tue"):
+    ...     fsspec.filesystem("memory").pipe(f"/doc-many/in/{day}.img", sample)
+    >>> graphs = build_graphs("memory://doc-many/in/*.img", out="memory://doc-many/{name}.gif",
+    ...                       data_file="memory://doc-many/data/{name}.img", frames_dir="memory://doc-many/f/{name}")
+    >>> [r.path for r in dask.compute(*graphs, scheduler="sync")]
+    ['memory://doc-many/mon.gif', 'memory://doc-many/tue.gif']
+    """
+    inputs = storage.expand_inputs(urls, kwargs.get("storage_options"))
+    if not inputs:
+        raise ValueError(f"urls matched no input: {urls!r}")
+    layout = paths_of(inputs, out=out, data_file=data_file, frames_dir=frames_dir)
+    return [build_graph(url=url, **paths, **kwargs) for url, paths in zip(inputs, layout)]

@@ -1,15 +1,7 @@
 """Kinds of value a run parameter or setting may take, each checked by one function.
 
-A :class:`Kind` says, in words, what a value must be (``"a non-negative
-integer"``), decides whether a value is one, and reads one from the text of a
-command line (``"8"`` -> ``8``).  The API, the command line, parameter files
-and ``dask.config`` all check through it, so a bad value reads the same
-wherever it came from::
-
-    duration must be a non-negative integer up to 655350, got -1
-
-The pure checks that schedules and webhooks need (:func:`parse_duration`,
-:func:`check_cron`, :func:`check_url`) live here too, below ``daskgif.ops``.
+The API, the command line, parameter files and ``dask.config`` all check through a :class:`Kind`, so a bad
+value reads the same wherever it came from.  The checks that schedules and webhooks need live here too.
 """
 
 from __future__ import annotations
@@ -28,41 +20,20 @@ from daskgif.redact import mask
 __all__ = ["Kind", "check", "parse_duration", "check_cron", "check_url", "normalise_keys"]
 
 
-def _same(text: str) -> Any:
-    return text
-
-
 @dataclass(frozen=True)
 class Kind:
-    """A kind of value: what it must be, in words, whether a value is one, and how text becomes one.
+    """A kind of value: what it must be (completing "``<name>`` must be ..."), whether a value is one, and how
+    command-line text becomes one (*parse*, ``ValueError`` on text that is none; also in parameter files with
+    *text_in_files*); *metavar* names a value in ``--help``.
 
-    Parameters
-    ----------
-    expected : str
-        What a value must be, completing "``<name>`` must be ...".
-    accepts : callable
-        Whether a value is of this kind.
-    parse : callable, optional
-        Turns command-line text into a value (``int``); raises ``ValueError``
-        on text that cannot be one.  Default: the text itself.
-    text_in_files : bool
-        Whether a parameter file may give the value as text, read with *parse*
-        (a delimiter with Python escapes).
-    metavar : str
-        What a command line's ``--help`` calls such a value.
-
-    Examples
-    --------
     >>> even = Kind("an even integer", lambda v: isinstance(v, int) and v % 2 == 0, int)
-    >>> even.reason(3), even.reason(4)
-    ('must be an even integer, got 3', None)
-    >>> even.from_text("8"), even.reason(even.from_text("x"))
-    (8, "must be an even integer, got 'x'")
+    >>> even.reason(3), even.reason(4), even.from_text("8"), even.reason(even.from_text("x"))
+    ('must be an even integer, got 3', None, 8, "must be an even integer, got 'x'")
     """
 
     expected: str
     accepts: Callable[[Any], bool]
-    parse: Callable[[str], Any] = _same
+    parse: Callable[[str], Any] = str
     text_in_files: bool = False
     metavar: str = "TEXT"
 
@@ -81,8 +52,6 @@ class Kind:
 def check(name: str, value: Any, kind: Kind) -> Any:
     """Return *value* if it is of *kind*, else raise ``ValueError`` naming *name*.
 
-    >>> check("retries", 2, INTEGER)
-    2
     >>> check("retries", -1, INTEGER)
     Traceback (most recent call last):
     ...
@@ -104,12 +73,9 @@ def or_none(kind: Kind, word: str = "None") -> Kind:
                 kind.metavar)
 
 
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _number(value: Any, types: type | tuple[type, ...] = (int, float)) -> bool:
+    """Whether *value* is a finite number of *types*; ``True`` is no number."""
+    return isinstance(value, types) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def integer(low: int = 0, high: int | None = None) -> Kind:
@@ -118,9 +84,9 @@ def integer(low: int = 0, high: int | None = None) -> Kind:
     >>> integer(0, 65535).expected, integer(1).expected
     ('a non-negative integer up to 65535', 'a positive integer')
     """
-    words = "a positive integer" if low == 1 else "a non-negative integer" if low == 0 else f"an integer from {low}"
+    words = "a positive integer" if low else "a non-negative integer"
     return Kind(words + ("" if high is None else f" up to {high}"),
-                lambda v: _integer(v) and v >= low and (high is None or v <= high), int, metavar="INTEGER")
+                lambda v: _number(v, int) and v >= low and (high is None or v <= high), int, metavar="INTEGER")
 
 
 def choice(*choices: Any) -> Kind:
@@ -135,48 +101,29 @@ def choice(*choices: Any) -> Kind:
                 metavar=f"[{'|'.join(map(str, choices))}]")
 
 
-def _escapes(text: str) -> bytes:
-    r"""``'\r\n'`` (Python escapes) as bytes; ``ValueError`` on a bad escape."""
-    return codecs.escape_decode(text.encode("utf-8"))[0]
-
-
-def _json_object(text: str) -> Any:
-    found = json.loads(text)
-    if not isinstance(found, dict):
-        raise ValueError("not a JSON object")
-    return found
-
-
 def _number_from(text: str) -> int | float:
     """``"10"`` -> ``10``, ``"0.5"`` -> ``0.5``: a whole number stays an integer."""
     value = float(text)
     return int(value) if value.is_integer() else value
 
 
-def _batch(text: str) -> int | str:
-    return text if text == "auto" else int(text)
-
-
-def _flag(text: str) -> bool:
-    words = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
-    return words[text.lower()]
-
-
 TEXT = Kind("a non-empty string", lambda v: isinstance(v, str) and bool(v))
 INTEGER = integer(0)
 POSITIVE_INTEGER = integer(1)
 SECONDS = Kind("a non-negative number of seconds", lambda v: _number(v) and v >= 0, _number_from, metavar="SECONDS")
+POSITIVE_SECONDS = Kind("a positive number of seconds", lambda v: _number(v) and v > 0, _number_from, metavar="SECONDS")
 POSITIVE = Kind("a positive number", lambda v: _number(v) and v > 0, _number_from)
-POSITIVE_SECONDS = Kind("a positive number of seconds", lambda v: _number(v) and v > 0, _number_from,
-                        metavar="SECONDS")
 FRACTION = Kind("a number from 0 to 1", lambda v: _number(v) and 0 <= v <= 1, _number_from)
-FLAG = Kind("true or false", lambda v: isinstance(v, bool), _flag)
+FLAG = Kind("true or false", lambda v: isinstance(v, bool),
+            lambda text: {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}[text.lower()])
 DELIMITER = Kind("non-empty bytes (as text: with Python escapes such as '\\n')",
-                 lambda v: isinstance(v, bytes) and bool(v), _escapes, text_in_files=True)
-STORAGE_OPTIONS = Kind("a mapping of fsspec options or None (as text: a JSON object)",
-                       lambda v: v is None or isinstance(v, Mapping), _json_object)
-FRAMES_PER_TASK = Kind("'auto' or a positive integer", lambda v: v == "auto" or (_integer(v) and v > 0), _batch,
-                       metavar="N|auto")
+                 lambda v: isinstance(v, bytes) and bool(v), lambda text: codecs.escape_decode(text.encode())[0],
+                 text_in_files=True)
+STORAGE_OPTIONS = Kind("a mapping of fsspec options or None (as text: a JSON object)",  # other JSON stays text
+                       lambda v: v is None or isinstance(v, Mapping),
+                       lambda text: found if isinstance(found := json.loads(text), dict) else text)
+FRAMES_PER_TASK = Kind("'auto' or a positive integer", lambda v: v == "auto" or (_number(v, int) and v > 0),
+                       lambda text: text if text == "auto" else int(text), metavar="N|auto")
 HOOKS = Kind("a sequence of callables", lambda v: isinstance(v, Sequence) and not isinstance(v, (str, bytes))
              and all(map(callable, v)))
 PROTOCOLS = Kind("a list of protocol names", lambda v: isinstance(v, (list, tuple)) and all(
@@ -184,33 +131,22 @@ PROTOCOLS = Kind("a list of protocol names", lambda v: isinstance(v, (list, tupl
 
 # --- schedules and webhooks ---------------------------------------------------------------------
 
-UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([dhms])")
-DURATION_WORDS = "a positive duration such as '24h', '30m', '10s', '1h30m' or a number of seconds"
+#: Days, hours, minutes and seconds, largest first, each at most once.
+DURATION_UNITS = re.compile("".join(rf"(?:(\d+(?:\.\d*)?|\.\d+){unit})?" for unit in "dhms"))
 
 
 def parse_duration(text: str | float, name: str = "duration") -> float:
-    """Return the seconds in a duration such as ``"24h"``, ``"1h30m"`` or ``"90"``.
+    """Return the seconds in a duration (``d``, ``h``, ``m``, ``s``, largest first, or a number), named *name*.
 
-    Units are ``d``, ``h``, ``m`` and ``s``, largest first, each at most once; a
-    plain number is seconds.  *name* is what a message calls the value.
-
-    >>> parse_duration("24h")
-    86400.0
-    >>> parse_duration("1h30m")
-    5400.0
-    >>> parse_duration("10s"), parse_duration("90"), parse_duration("0.5")
-    (10.0, 90.0, 0.5)
+    >>> parse_duration("24h"), parse_duration("1h30m"), parse_duration("0.5")
+    (86400.0, 5400.0, 0.5)
     >>> parse_duration("30 minutes", "every")
     Traceback (most recent call last):
     ...
     ValueError: every must be a positive duration such as '24h', '30m', '10s', '1h30m' or a number of seconds, \
 got '30 minutes'
     """
-    seconds = _seconds_in(text)
-    if seconds is None:
-        raise ValueError(f"{name} must be {DURATION_WORDS}, got {text!r}")
-    return seconds
+    return _seconds_in(check(name, text, DURATION))  # type: ignore[return-value]
 
 
 def _seconds_in(text: Any) -> float | None:
@@ -220,28 +156,16 @@ def _seconds_in(text: Any) -> float | None:
     try:
         seconds = float(spec)
     except ValueError:
-        parts = DURATION_PART.findall(spec)
-        units = [unit for _, unit in parts]
-        ordered = units == sorted(set(units), key="dhms".index)
-        if not parts or not ordered or "".join(n + u for n, u in parts) != spec:
+        found = DURATION_UNITS.fullmatch(spec)
+        if found is None or not any(found.groups()):
             return None
-        seconds = sum(float(n) * UNITS[u] for n, u in parts)
+        seconds = sum(float(n) * unit for n, unit in zip(found.groups(), (86400, 3600, 60, 1)) if n)
     return seconds if 0 < seconds < float("inf") else None
-
-
-CRON_WORDS = "a cron expression that fires, such as '0 2 * * *' (minute hour day month weekday)"
 
 
 def check_cron(expr: str) -> str:
     """Return *expr* if it is a valid cron expression that fires at some time, else raise ``ValueError``.
 
-    >>> check_cron("0 2 * * *"), check_cron("0 0 29 2 *")
-    ('0 2 * * *', '0 0 29 2 *')
-    >>> check_cron("at two")
-    Traceback (most recent call last):
-    ...
-    ValueError: cron must be a cron expression that fires, such as '0 2 * * *' (minute hour day month weekday), \
-got 'at two'
     >>> check_cron("0 0 31 2 *")  # 31 February: valid fields, no date
     Traceback (most recent call last):
     ...
@@ -266,20 +190,15 @@ def _is_cron(expr: Any) -> bool:
 def _is_zone(name: Any) -> bool:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    if not isinstance(name, str) or not name:
-        return False
     try:
-        ZoneInfo(name)
+        return isinstance(name, str) and bool(name) and ZoneInfo(name) is not None
     except (ZoneInfoNotFoundError, ValueError):
         return False
-    return True
 
 
 def check_url(url: str, name: str = "notify") -> str:
     """Return *url* if it is an http(s) URL with a host, else raise ``ValueError`` (masked).
 
-    >>> check_url("https://hooks.example.com/T0/B0")
-    'https://hooks.example.com/T0/B0'
     >>> check_url("file:///etc/passwd")
     Traceback (most recent call last):
     ...
@@ -288,27 +207,20 @@ def check_url(url: str, name: str = "notify") -> str:
     return check(name, url, WEBHOOK)
 
 
-def _is_webhook(url: Any) -> bool:
-    parts = urlsplit(url) if isinstance(url, str) else None
-    return parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
-DURATION = Kind(DURATION_WORDS, lambda v: _seconds_in(v) is not None)
-CRON = Kind(CRON_WORDS, _is_cron)
+DURATION = Kind("a positive duration such as '24h', '30m', '10s', '1h30m' or a number of seconds",
+                lambda v: _seconds_in(v) is not None)
+CRON = Kind("a cron expression that fires, such as '0 2 * * *' (minute hour day month weekday)", _is_cron)
 ZONE = Kind("an IANA time zone such as Europe/Oslo or UTC", _is_zone)
-WEBHOOK = Kind("an http:// or https:// URL with a host", _is_webhook)
+WEBHOOK = Kind("an http:// or https:// URL with a host",
+               lambda v: isinstance(v, str) and urlsplit(v).scheme in ("http", "https") and bool(urlsplit(v).hostname))
 
 
 def normalise_keys(value: Any) -> Any:
-    """*value* with ``_`` as ``-`` in the keys of its mappings, as Dask reads configuration keys.
+    """*value* with ``_`` as ``-`` in the keys of its mappings, as daskgif writes them (``write-frame``), where
+    ``DASK_DASKGIF__TASK_TIMEOUT__WRITE_FRAME=5`` gives ``{"write_frame": 5}``.
 
-    ``DASK_DASKGIF__TASK_TIMEOUT__WRITE_FRAME=5`` reaches ``dask.config`` as
-    ``{"write_frame": 5}``; daskgif's keys are written ``write-frame``.
-
-    >>> normalise_keys({"write_frame": 5, "fetch": None})
-    {'write-frame': 5, 'fetch': None}
-    >>> normalise_keys(30)
-    30
+    >>> normalise_keys({"write_frame": 5, "fetch": None}), normalise_keys(30)
+    ({'write-frame': 5, 'fetch': None}, 30)
     """
     if not isinstance(value, Mapping):
         return value

@@ -1,22 +1,14 @@
 """A run's messages on the ``daskgif`` events channel (:mod:`daskgif.core.events`), and the hook that sends them.
 
-Every message is a small JSON-able dict with ``kind`` and ``run`` (the run's
-token, also in its task keys):
+Every message is a small JSON-able dict with ``kind`` and ``run`` (the run's token, also in its task keys):
 
-``{"kind": "run", "state": "Running", "time", "parameters", "out"}``
-    A run starts (sent by its first task; parameters masked).
-``{"kind": "step", "name", "state", "attempts", "start", "end", "message"}``
-    A step (``fetch``, ``split``, ``map-frames``, ``combine``) changes state:
-    ``Running``, ``Retrying``, then ``Success``, ``Skipped`` or ``Failed``.
-``{"kind": "map", "name": "write-frame", "total"}``
-    The frame count is known.
-``{"kind": "frames", "name": "write-frame", "counts", "busy", "start", "end", "records"}``
-    Frames finished since the last such message from the same batch: counts by
-    state, and the full state (``records``, list of dicts) of each frame that
-    was not a plain success.  Sent at most every :data:`FLUSH_INTERVAL` seconds
-    per batch and at its end, so 10,000 frames cost a few dozen messages.
-``{"kind": "run", "state": "Success" | "Failed", "time", "frames", "message"}``
-    A run ends.
+- ``{"kind": "run", "state": "Running", "time", "parameters", "out"}``: a run starts (parameters masked);
+- ``{"kind": "step", "name", "state", "attempts", "start", "end", "message"}``: a step changes state;
+- ``{"kind": "map", "name": "write-frame", "total"}``: the frame count is known;
+- ``{"kind": "frames", "name", "counts", "busy", "start", "end", "records"}``: the frames of a batch finished
+  since its last such message (at most every :data:`FLUSH_INTERVAL` seconds, and at its end), counted by
+  state, with the state of each one that was not a plain success;
+- ``{"kind": "run", "state": "Success" | "Failed", "time", "frames", "message"}``: a run ends.
 """
 
 from __future__ import annotations
@@ -35,43 +27,31 @@ FLUSH_INTERVAL = 0.25
 
 
 class StateHook:
-    """An ``on_state`` hook that sends a run's task states as messages (see the module docstring).
+    """An ``on_state`` hook that sends the task states of run *run* as messages (see the module docstring).
 
     A :class:`~daskgif.core.fanout.BatchHook`: the final states of mapped items are
     gathered and sent every :data:`FLUSH_INTERVAL` seconds and at each batch's end.
-
-    Parameters
-    ----------
-    run : str
-        The run's token.
-    announce : dict, optional
-        Given to the first step's hook: a ``run`` message with these fields
-        (masked parameters, output) goes out before its first state.
+    The first step's hook is given *announce*: the fields of the ``run`` message
+    (masked parameters, output) sent before its first state.
     """
 
     def __init__(self, run: str, announce: Mapping[str, Any] | None = None):
         self.run = run
         self.announce = dict(announce) if announce is not None else None
-        self._init()
+        self.lock = threading.Lock()
+        self.frames: MappedStates | None = None  # gathered since the last message
+        self.sent = time.monotonic()
 
-    def _init(self) -> None:
-        self._lock = threading.Lock()
-        self._frames: MappedStates | None = None
-        self._sent = time.monotonic()
-
-    def __getstate__(self) -> dict:
-        return {"run": self.run, "announce": self.announce}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._init()
+    def __reduce__(self) -> Any:
+        return (StateHook, (self.run, self.announce))
 
     def __repr__(self) -> str:
         return f"StateHook({self.run!r})"
 
     def __call__(self, state: State) -> None:
         if state.index is not None:
-            self._add_frame(state)
+            if state.state in FINAL:  # a frame's passing states would be one message each: only final ones count
+                self.gather(state.name, state)
             return
         if self.announce is not None:
             emit({"kind": "run", "run": self.run, "state": "Running", "time": state.start or time.time(),
@@ -81,33 +61,31 @@ class StateHook:
         if state.state == FAILED:
             emit({"kind": "run", "run": self.run, "state": FAILED, "time": time.time(), "message": state.message})
 
-    def _add_frame(self, state: State) -> None:
-        if state.state not in FINAL:
-            return  # a frame's passing states would be one message each: only final ones count
-        with self._lock:
-            if self._frames is None:
-                self._frames = MappedStates(state.name)
-            self._frames.add(state)
-            due = time.monotonic() - self._sent >= FLUSH_INTERVAL
+    def gather(self, name: str, state: State | None = None, reused: int = 0) -> None:
+        """Add the final *state* of an item of task *name*, and *reused* items kept from an earlier run;
+        send them when :data:`FLUSH_INTERVAL` has passed."""
+        with self.lock:
+            if self.frames is None:
+                self.frames = MappedStates(name)
+            if state is not None:
+                self.frames.add(state)
+            self.frames.add_reused(reused)
+            due = time.monotonic() - self.sent >= FLUSH_INTERVAL
         if due:
             self.flush()
 
     def end_batch(self, name: str, reused: int) -> None:
         """Count *reused* items of task *name* kept from an earlier run, and send what was gathered."""
         if reused:
-            with self._lock:
-                if self._frames is None:
-                    self._frames = MappedStates(name)
-                self._frames.add_reused(reused)
+            self.gather(name, reused=reused)
         self.flush()
 
     def flush(self) -> None:
         """Send the frame states gathered since the last message, if any."""
-        with self._lock:
-            frames, self._frames = self._frames, None
-            self._sent = time.monotonic()
-        if frames is None:
-            return
-        emit({"kind": "frames", "run": self.run, "name": frames.name, "counts": frames.counts, "busy": frames.busy,
-              "start": frames.start, "end": frames.end, "records": [s.to_dict() for s in frames.records.values()],
-              **({"reused": frames.reused} if frames.reused else {})})
+        with self.lock:
+            frames, self.frames, self.sent = self.frames, None, time.monotonic()
+        if frames is not None:
+            emit({"kind": "frames", "run": self.run, "name": frames.name, "counts": frames.counts,
+                  "busy": frames.busy, "start": frames.start, "end": frames.end,
+                  "records": [s.to_dict() for s in frames.records.values()],
+                  **({"reused": frames.reused} if frames.reused else {})})

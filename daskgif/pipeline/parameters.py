@@ -1,25 +1,18 @@
 """The run parameters, declared once: one table, from which every other place follows.
 
-:data:`PARAMETERS` lists :func:`daskgif.build_graph`'s parameters, in order;
-:data:`SCHEDULE` the options of a run on a schedule (``daskgif run --every``).
-Each :class:`Parameter` has a name, a kind of value (:mod:`daskgif.pipeline.kinds`,
-which checks it), a default, a help text, the ``dask.config`` key that gives its
-default when it is ``None``, and its command-line option.  From the table follow:
-
-- ``build_graph``'s signature (:func:`signature`; :func:`declared` checks it and
-  writes the Parameters section of its docstring) and its checks
-  (:func:`check_arguments`), which ``draw_pipeline`` shares (:func:`bind`);
-- the frozen run settings (:class:`daskgif.pipeline.settings.Params`);
-- the options of ``daskgif run`` and ``daskgif graph`` (``daskgif.cli``);
-- the keys of a ``--params`` file (:mod:`daskgif.pipeline.paramfile`);
-- the parameters page of the documentation (:func:`render`).
-
-Adding a parameter is one entry here, plus its use.
+:data:`PARAMETERS` lists :func:`daskgif.build_graph`'s parameters, in order; :data:`SCHEDULE` the options
+of a run on a schedule.  From the table follow ``build_graph``'s signature (:func:`declared`) and checks
+(:func:`check_arguments`), the run's :class:`~daskgif.pipeline.settings.Params`, the options of ``daskgif
+run`` and ``daskgif graph``, the keys of a parameter file (:func:`load_params`: YAML or JSON, at most
+:data:`LIMIT` bytes, a regular file, no YAML aliases) and the parameters page of the docs (:func:`render`).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
+import json
+import os
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,7 +22,7 @@ from daskgif.pipeline import kinds
 from daskgif.pipeline.kinds import Kind
 
 __all__ = ["Parameter", "PARAMETERS", "SCHEDULE", "DATA", "by_name", "signature", "check_arguments", "bind",
-           "declared", "render"]
+           "declared", "render", "load_params", "check_params", "parse_params", "ALLOWED"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,27 +31,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Parameter:
     """One run parameter, as every place that takes it needs it.
 
-    Parameters
-    ----------
-    name : str
-        Its name in Python, in a parameter file and (with ``-`` for ``_``) on the command line.
-    kind : Kind
-        What its values must be; checks them wherever they come from.
-    default : object
-        Its default in Python. ``None`` with a *config* key: read from ``dask.config``.
-    help : str
-        What it means, in a sentence or two: the help of its option, its
-        docstring entry and its line in the docs.
-    type : str
-        Its type, as a numpydoc docstring writes it (``"int"``, ``"str, optional"``).
-    config : str, optional
-        The key below ``daskgif.`` in ``dask.config`` that gives the default.
-    data : bool
-        Whether it is data, given on the command line and in files (``on_state`` is code).
-    keyword_only : bool
-        Whether Python takes it only by keyword.
-    metavar : str, optional
-        What its option's value is called in ``--help``; default the kind's.
+    Its *name* (on the command line with ``-`` for ``_``), the *kind* that checks its values, its *default*
+    (``None`` with a *config* key: ``daskgif.<config>``), its *help* (option, docstring, docs), its numpydoc
+    *type*, whether it is *data* (``on_state`` is code: Python only) or *keyword_only*, and its *metavar*.
     """
 
     name: str
@@ -102,9 +77,7 @@ class Parameter:
         ValueError: duration must be a non-negative integer up to 655350, got -1
         """
         if value is None and self.config is not None:
-            from daskgif import (
-                config,  # loads Dask: not on import, so the command line's --help stays quick
-            )
+            from daskgif import config  # loads Dask: not on import, so the command line's --help stays quick
 
             return config.check(self.config, config.get(self.config), self.kind.accepts, self.kind.expected)
         return kinds.check(self.name, value, self.kind)
@@ -160,6 +133,7 @@ SCHEDULE: tuple[Parameter, ...] = (
 
 #: The names of ``build_graph``'s data parameters: its options, its file keys, the arguments a run records.
 DATA: tuple[str, ...] = tuple(p.name for p in PARAMETERS if p.data)
+BY_NAME: dict[str, Parameter] = {p.name: p for p in (*PARAMETERS, *SCHEDULE)}
 
 
 def by_name(name: str) -> Parameter:
@@ -168,10 +142,7 @@ def by_name(name: str) -> Parameter:
     >>> by_name("loop").default
     0
     """
-    for parameter in (*PARAMETERS, *SCHEDULE):
-        if parameter.name == name:
-            return parameter
-    raise KeyError(name)
+    return BY_NAME[name]
 
 
 def signature() -> inspect.Signature:
@@ -186,29 +157,11 @@ def signature() -> inspect.Signature:
 
 
 def check_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """Return every parameter of the table checked: *arguments*, the defaults for the others, config read.
+    """Return every parameter of the table checked: *arguments* by name (an unknown one is a ``TypeError``),
+    the defaults for the others, config read.
 
-    Parameters
-    ----------
-    arguments : mapping
-        ``build_graph`` arguments by name.
-
-    Raises
-    ------
-    TypeError
-        A name that is not a parameter of ``build_graph``.
-    ValueError
-        Naming the first bad argument (or configuration key), what it must be and what it got.
-
-    Examples
-    --------
-    >>> found = check_arguments({"duration": 40})
-    >>> found["duration"], found["loop"], found["on_error"]
-    (40, 0, 'raise')
-    >>> check_arguments({"loop": 1.5})
-    Traceback (most recent call last):
-    ...
-    ValueError: loop must be a non-negative integer up to 65535, got 1.5
+    >>> {k: v for k, v in check_arguments({"duration": 40}).items() if k in ("duration", "loop", "on_error")}
+    {'duration': 40, 'loop': 0, 'on_error': 'raise'}
     """
     unknown = set(arguments) - {p.name for p in PARAMETERS}
     if unknown:
@@ -226,36 +179,21 @@ def bind(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def declared(func: F) -> F:
-    """Check that *func* takes the parameters of the table, and write their Parameters section into its docstring.
-
-    The docstring's ``{parameters}`` line becomes one numpydoc entry per parameter.
-    A signature that differs from :func:`signature` is a ``TypeError`` on import.
-    """
-    found = inspect.signature(func)
+    """Check that *func* takes the parameters of the table (a ``TypeError`` if not), and write their numpydoc
+    entries in place of its docstring's ``{parameters}`` line."""
     wanted = signature()
-    listed = inspect.Signature([q.replace(annotation=inspect.Parameter.empty) for q in found.parameters.values()])
-    if str(listed) != str(wanted):
-        raise TypeError(f"{func.__qualname__}{listed} differs from the table of parameters: {wanted}")
-    if func.__doc__ and "{parameters}" in func.__doc__:
-        line = next(line for line in func.__doc__.splitlines() if "{parameters}" in line)
+    found = inspect.Signature([q.replace(annotation=inspect.Parameter.empty)
+                               for q in inspect.signature(func).parameters.values()])
+    if str(found) != str(wanted):
+        raise TypeError(f"{func.__qualname__}{found} differs from the table of parameters: {wanted}")
+    line = next((line for line in (func.__doc__ or "").splitlines() if "{parameters}" in line), None)
+    if line is not None:
         indent = line[: len(line) - len(line.lstrip())]
-        func.__doc__ = func.__doc__.replace(line, docstring(indent))
+        entries = [f"{indent}{p.name} : {p.type}\n" + textwrap.fill(
+            rst(p.help) + (f" Default ``daskgif.{p.config}``." if p.config else ""), 88, break_on_hyphens=False,
+            initial_indent=indent + "    ", subsequent_indent=indent + "    ") for p in PARAMETERS]
+        func.__doc__ = func.__doc__.replace(line, "\n".join(entries))  # type: ignore[union-attr]
     return func
-
-
-def docstring(indent: str = "") -> str:
-    """The numpydoc entries of :data:`PARAMETERS`, each line starting with *indent*.
-
-    >>> print(docstring().splitlines()[0])
-    url : str, optional
-    """
-    lines = []
-    for p in PARAMETERS:
-        default = f" Default ``daskgif.{p.config}``." if p.config else ""
-        lines += [f"{indent}{p.name} : {p.type}",
-                  textwrap.fill(rst(p.help) + default, 88, initial_indent=indent + "    ",
-                                subsequent_indent=indent + "    ", break_on_hyphens=False)]
-    return "\n".join(lines)
 
 
 def render(table: tuple[Parameter, ...] = PARAMETERS) -> str:
@@ -280,3 +218,114 @@ def rst(text: str) -> str:
     e.g. '\\r\\n' or '0 2 \* \* \*'
     """
     return text.replace("\\", "\\\\").replace("*", "\\*")
+
+
+# --- parameter files: daskgif run --params run.yaml ------------------------------------------------------
+
+#: Every key a parameter file may hold: ``build_graph``'s data parameters, then the schedule options.
+KEYS: dict[str, Parameter] = {p.name: p for p in (*PARAMETERS, *SCHEDULE) if p.data}
+ALLOWED: tuple[str, ...] = tuple(KEYS)
+
+#: The largest parameter file read, in bytes: a few hundred bytes is typical.
+LIMIT = 2**20
+
+
+def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return *params* checked, keys with ``_``, text read as the command line reads it where the kind allows
+    text in files (a delimiter); ``null`` leaves the default of a parameter that takes no ``None``.
+
+    >>> check_params({"data-file": "x.img", "delimiter": "\\\\r\\\\n", "every": "24h", "on_error": None})
+    {'data_file': 'x.img', 'delimiter': b'\\r\\n', 'every': '24h'}
+    >>> check_params({"duraton": 40})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown parameter 'duraton'; allowed: url, data_file, out, frames_dir, delimiter, duration, loop, \
+retries, retry_delay, force, storage_options, on_error, frames_per_task, every, cron, cron_tz, max_runs, notify, history
+    """
+    if not isinstance(params, Mapping):
+        raise ValueError(f"parameters must be a mapping of names to values, got {params!r}")
+    checked: dict[str, Any] = {}
+    for key, value in params.items():
+        name = key.replace("-", "_") if isinstance(key, str) else key
+        if name not in KEYS:
+            raise ValueError(f"unknown parameter {key!r}; allowed: {', '.join(ALLOWED)}")
+        if name in checked:
+            raise ValueError(f"parameter {name!r} is given twice")
+        kind = KEYS[name].kind
+        if value is None and not kind.accepts(None):
+            continue  # null: the default, as if the key were absent
+        checked[name] = kinds.check(name, kind.from_text(value) if kind.text_in_files and isinstance(value, str)
+                                    else value, kind)
+    return checked
+
+
+def parse_params(text: str, suffix: str = "") -> Any:
+    """Parse a parameter file's *text*: JSON for a ``.json`` suffix, else YAML (JSON is YAML too), without aliases.
+
+    >>> parse_params('{"duration": 40}', ".json"), parse_params("duration: 40\\ncron: 0 2 * * *\\n")
+    ({'duration': 40}, {'duration': 40, 'cron': '0 2 * * *'})
+    >>> parse_params("a: &a [1, 2]\\nurl: *a\\n")
+    Traceback (most recent call last):
+    ...
+    ValueError: uses the alias *a (line 2): a parameter file may not repeat a value by alias
+    """
+    import yaml
+
+    try:
+        if suffix == ".json":
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"is not valid JSON: {e}") from None
+        try:
+            return yaml.load(text, Loader=loader())  # noqa: S506 - a SafeLoader, see loader()
+        except yaml.YAMLError as e:
+            raise ValueError(f"is not valid YAML or JSON: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise ValueError("nests its values too deeply") from None
+
+
+@functools.cache
+def loader() -> type:
+    """YAML's safe loader without aliases (made on first use: importing ``yaml`` slows ``--help``).
+
+    An alias (``*a``, also in ``<<: *a``) repeats a value by reference: nine levels of nine aliases make
+    387 million strings of a one-kilobyte file (the "billion laughs").  Parameters never need one.
+    """
+    import yaml
+
+    class ParamsLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise ValueError(f"uses the alias *{event.anchor} (line {event.start_mark.line + 1}): a parameter "
+                                 "file may not repeat a value by alias")
+            return super().compose_node(parent, index)
+
+    return ParamsLoader
+
+
+def load_params(path: str, storage_options: dict | None = None) -> dict[str, Any]:
+    """Read and check the parameter file *path*, any fsspec path (YAML, or JSON by its ``.json`` suffix).
+
+    An ``OSError`` names *path* when it cannot be read, is no regular file or is over :data:`LIMIT` bytes;
+    a ``ValueError`` starts with *path*.  *storage_options* are for reading *path*, not the run's.
+
+    >>> from daskgif import storage
+    >>> with storage.atomic_write("memory://daskgif-doctest/run.yaml") as f:
+    ...     _ = f.write(b"duration: 40\\nstorage_options: {anon: true}\\ndelimiter: '\\\\n\\\\n'\\n")
+    >>> load_params("memory://daskgif-doctest/run.yaml")
+    {'duration': 40, 'storage_options': {'anon': True}, 'delimiter': b'\\n\\n'}
+    """
+    from daskgif import storage
+
+    data = storage.read_small(path, storage_options, LIMIT, what="a parameter file", follow=True)
+    try:
+        found = parse_params(data.decode("utf-8-sig"), os.path.splitext(path)[1].lower())
+        if not isinstance(found, Mapping):
+            raise ValueError(f"must hold a mapping of parameter names to values, got {found!r}"[:200])
+        return check_params(found)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None

@@ -8,23 +8,11 @@ __all__ = ["sample_path"]
 
 
 def sample_path() -> str:
-    """Return the absolute path of the embedded sample image-data file.
+    """Return the absolute path of the embedded sample image-data file, made by ``scripts/make_sample.py``: 32
+    GIF89a frames of 160x120 (a ball bouncing over a field), each with its own table, joined by four newlines.
 
-    The sample has the format of the original data file: 32 GIF89a frames of 160x120
-    (a ball bouncing over a field), each with its own 256-colour global table, joined
-    by four newlines, with a trailing delimiter.  ``scripts/make_sample.py``
-    regenerates it byte for byte.
-
-    Returns
-    -------
-    str
-        A path to a regular file inside the installed package.
-
-    Examples
-    --------
     >>> import os
-    >>> path = sample_path()
-    >>> os.path.isabs(path), os.path.basename(path)
+    >>> os.path.isabs(sample_path()), os.path.basename(sample_path())
     (True, 'sample.img')
     """
     return str(files("daskgif") / "data" / "sample.img")

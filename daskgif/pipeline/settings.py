@@ -1,15 +1,11 @@
 """A run's settings: read and checked on the client when the graph is built, frozen, sent to every task.
 
-:class:`Params` holds ``build_graph``'s arguments (the table of
-:mod:`daskgif.pipeline.parameters`, checked) and the settings that are only
-``dask.config`` (:data:`SETTINGS`, read and checked by :func:`read_settings`,
-the one place that reads them).  Tasks read neither the table nor the
-configuration: worker processes do not see the client's ``dask.config.set``.
+Tasks read neither the table of parameters nor ``dask.config``: worker processes do not see the client's
+``dask.config.set``.  :func:`read_setting` is the one place that reads the settings of :data:`SETTINGS`.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,131 +14,72 @@ from typing import Any
 from dask.base import tokenize
 
 from daskgif import config, storage
-from daskgif.core.runtime import LOCAL_SCHEDULERS
 from daskgif.core.task import Task
-from daskgif.pipeline import kinds, limits
+from daskgif.pipeline import kinds
 from daskgif.pipeline.kinds import Kind
-from daskgif.pipeline.limits import check_timeouts
+from daskgif.pipeline.limits import check_limits, check_timeouts
 from daskgif.pipeline.messages import StateHook
 from daskgif.pipeline.parameters import DATA, check_arguments
 from daskgif.pipeline.result import Result
 from daskgif.pipeline.sample import sample_path
 
-__all__ = ["Params", "Setting", "SETTINGS", "read_settings", "read_setting", "check_paths", "default_frames_dir",
-           "LOCAL_SCHEDULERS"]
-
-
-@dataclass(frozen=True)
-class Setting:
-    """A setting that is only ``dask.config``: its key below ``daskgif.``, the :class:`Params` field it fills
-    (``None`` for a setting read where it is used, see :func:`read_setting`), and its check: a
-    :class:`~daskgif.pipeline.kinds.Kind` (then *convert*), or a function that checks and converts, naming
-    the key."""
-
-    key: str
-    field: str | None
-    kind: Kind | Callable[[Any], Any]
-    convert: Callable[[Any], Any] | None = None
-
-    def read(self) -> Any:
-        """The setting's value from ``dask.config``, checked; keys of a mapping value read with ``-`` for ``_``."""
-        value = kinds.normalise_keys(config.get(self.key))
-        if not isinstance(self.kind, Kind):
-            return self.kind(value)
-        value = config.check(self.key, value, self.kind.accepts, self.kind.expected)
-        return value if self.convert is None else self.convert(value)
-
+__all__ = ["Params", "SETTINGS", "read_setting", "default_frames_dir"]
 
 SECONDS = kinds.POSITIVE_SECONDS
-SECONDS_OR_NULL = kinds.or_none(SECONDS, "null")
 POSITIVE_INTEGER_OR_NULL = kinds.or_none(kinds.POSITIVE_INTEGER, "null")
 
-#: Every setting that is only ``dask.config``, with its check: those with a field are read when a graph is
-#: built and travel in :class:`Params`; the others are read where they are used, by :func:`read_setting`.
-#: (The settings that give a parameter its default, ``on-error``, are in the parameter table.)
-SETTINGS: tuple[Setting, ...] = (
-    Setting("chunk-size", "chunk_size", kinds.POSITIVE_INTEGER),
-    Setting("max-pixels", "max_pixels", POSITIVE_INTEGER_OR_NULL),
-    Setting("fetch-timeout", "fetch_timeout", SECONDS),
-    Setting("fetch-deadline", "fetch_deadline", SECONDS_OR_NULL),
-    Setting("fetch-check-remote", "check_remote", kinds.FLAG),
-    Setting("max-bytes", "max_bytes", POSITIVE_INTEGER_OR_NULL),
-    Setting("allowed-protocols", "allowed_protocols", kinds.PROTOCOLS, tuple),
-    Setting("validate", "validate", kinds.choice("decode", "structure")),
-    Setting("lock-timeout", "lock_timeout", SECONDS),
-    Setting("retry-backoff", "retry_backoff", kinds.POSITIVE),
-    Setting("retry-max-delay", "retry_max_delay", SECONDS),
-    Setting("retry-jitter", "retry_jitter", kinds.FRACTION),
-    Setting("task-timeout", "task_timeout", check_timeouts),  # seconds per step name
-    Setting("limits", "limits", limits.check_limits),  # leases per kind
-    Setting("resume", "resume", kinds.FLAG),  # keep the frames an earlier run wrote
-    # Read where they are used: reaching a cluster, stopping a schedule, webhooks, the runs page.
-    Setting("connect-timeout", None, SECONDS),
-    Setting("stop-timeout", None, kinds.SECONDS),
-    Setting("notify-timeout", None, SECONDS),
-    Setting("notify-retries", None, kinds.INTEGER),
-    Setting("notify-retry-delay", None, kinds.SECONDS),
-    Setting("progress-interval", None, kinds.SECONDS),
-    Setting("dashboard.max-runs", None, kinds.POSITIVE_INTEGER),
-    Setting("dashboard.max-frame-records", None, kinds.POSITIVE_INTEGER),
-)
-BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SETTINGS}
-
-
-def read_settings() -> dict[str, Any]:
-    """Check every setting of :data:`SETTINGS`, and return those a run's tasks need, by field name.
-
-    A bad setting fails when a graph is built, before anything runs, also one that
-    only a schedule, a webhook or the runs page reads later.
-
-    Raises
-    ------
-    ValueError
-        Naming the first bad key, what it must be and what it got, and the
-        environment variable when the value came from one.
-
-    Examples
-    --------
-    >>> import dask
-    >>> read_settings()["lock_timeout"]
-    10
-    >>> with dask.config.set({"daskgif.task_timeout": {"write_frame": 5}}):
-    ...     read_settings()["task_timeout"]["write-frame"]
-    5
-    >>> with dask.config.set({"daskgif.lock-timeout": -1}):
-    ...     read_settings()
-    Traceback (most recent call last):
-    ...
-    ValueError: daskgif.lock-timeout must be a positive number of seconds, got -1
-    """
-    read = [(setting.field, setting.read()) for setting in SETTINGS]
-    return {field: value for field, value in read if field is not None}
+#: Every setting that is only ``dask.config`` (below ``daskgif.``), and its check: a kind of value, or a function
+#: that checks (naming the key) and converts.  Settings that give a parameter its default are in its table.
+SETTINGS: dict[str, Kind | Callable[[Any], Any]] = {
+    "chunk-size": kinds.POSITIVE_INTEGER,
+    "max-pixels": POSITIVE_INTEGER_OR_NULL,
+    "fetch-timeout": SECONDS,
+    "fetch-deadline": kinds.or_none(SECONDS, "null"),
+    "fetch-check-remote": kinds.FLAG,
+    "max-bytes": POSITIVE_INTEGER_OR_NULL,
+    "allowed-protocols": kinds.PROTOCOLS,
+    "validate": kinds.choice("decode", "structure"),
+    "lock-timeout": SECONDS,
+    "retry-backoff": kinds.POSITIVE,
+    "retry-max-delay": SECONDS,
+    "retry-jitter": kinds.FRACTION,
+    "task-timeout": check_timeouts,  # seconds per step name
+    "limits": check_limits,  # leases per kind
+    "resume": kinds.FLAG,  # keep the frames an earlier run wrote
+    "connect-timeout": SECONDS,
+    "stop-timeout": kinds.SECONDS,
+    "notify-timeout": SECONDS,
+    "notify-retries": kinds.INTEGER,
+    "notify-retry-delay": kinds.SECONDS,
+    "progress-interval": kinds.SECONDS,
+    "dashboard.max-runs": kinds.POSITIVE_INTEGER,
+    "dashboard.max-frame-records": kinds.POSITIVE_INTEGER,
+}
 
 
 def read_setting(key: str) -> Any:
-    """The setting *key* of :data:`SETTINGS` from ``dask.config``, checked: for what is read outside a graph.
+    """The setting *key* of :data:`SETTINGS` from ``dask.config``, checked; keys of a mapping read with ``-`` for ``_``.
 
     >>> import dask
-    >>> read_setting("notify-retries")
-    2
     >>> with dask.config.set({"daskgif.notify-retries": -1}):
     ...     read_setting("notify-retries")
     Traceback (most recent call last):
     ...
     ValueError: daskgif.notify-retries must be a non-negative integer, got -1
     """
-    return BY_KEY[key].read()
+    value, check = kinds.normalise_keys(config.get(key)), SETTINGS[key]
+    if isinstance(check, Kind):
+        return config.check(key, value, check.accepts, check.expected)
+    return check(value)
 
 
 @dataclass(frozen=True)
 class Params:
     """Everything a run's tasks need, read and checked on the client when the graph is built.
 
-    ``p.out``, ``p.duration``, ... are ``build_graph``'s arguments (by the names
-    of :data:`~daskgif.pipeline.parameters.PARAMETERS`; ``url`` and
-    ``frames_dir`` resolved); ``p.chunk_size``, ``p.lock_timeout``, ... the
-    settings of :data:`SETTINGS`; ``p.run`` the run's token.  Build one with
-    :meth:`from_arguments`.
+    ``p.out``, ``p.duration``, ... are ``build_graph``'s data arguments (``url``
+    and ``frames_dir`` resolved); ``p.chunk_size``, ``p.lock_timeout``, ... the
+    settings of :data:`SETTINGS` (``chunk-size``, ...); ``p.run`` the run's token.
     """
 
     run: str
@@ -151,11 +88,8 @@ class Params:
 
     @classmethod
     def from_arguments(cls, **arguments: Any) -> Params:
-        """The settings of one run: ``build_graph``'s *arguments* checked, ``dask.config`` read and checked.
-
-        ``url=None`` becomes the embedded sample, ``frames_dir=None`` the
-        ``frames`` folder next to *out*; arguments that are code
-        (``on_state``) are checked but not kept.
+        """The settings of one run: ``build_graph``'s *arguments* checked (``url=None``: the embedded sample,
+        ``frames_dir=None``: ``frames`` next to *out*; code, ``on_state``, not kept), ``dask.config`` read.
 
         >>> p = Params.from_arguments(out="s3://bucket/clip.gif", duration=40)
         >>> p.frames_dir, p.duration, p.on_error, p.chunk_size > 0
@@ -163,28 +97,25 @@ class Params:
         """
         given = check_arguments(arguments)
         data = {name: given[name] for name in DATA}
-        data["url"] = sample_path() if data["url"] is None else data["url"]
-        data["frames_dir"] = default_frames_dir(data["out"]) if data["frames_dir"] is None else data["frames_dir"]
+        data["url"] = data["url"] or sample_path()
+        data["frames_dir"] = data["frames_dir"] or default_frames_dir(data["out"])
         # Writes get unique keys: two builds with equal arguments are two runs.
         token = tokenize(data["url"], data["data_file"], data["out"], data["frames_dir"], uuid.uuid4().hex)
-        return cls(run=token, arguments=data, settings=read_settings())
+        # Every setting is checked here, also one that only a schedule, a webhook or the runs page reads later.
+        return cls(run=token, arguments=data, settings={key: read_setting(key) for key in SETTINGS})
 
     def __getattr__(self, name: str) -> Any:
-        # p.out, p.chunk_size: an argument or a setting.  Dunder names (pickle's __setstate__) are never values.
-        if not name.startswith("__"):
-            for part in ("arguments", "settings"):
-                values = self.__dict__.get(part, {})
-                if name in values:
-                    return values[name]
+        # An argument or a setting.  Dunder names (pickle's __setstate__) are never values.
+        arguments, settings = self.__dict__.get("arguments", {}), self.__dict__.get("settings", {})
+        key = name.replace("_", "-")
+        if not name.startswith("__") and (name in arguments or key in settings):
+            return arguments[name] if name in arguments else settings[key]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def lease(self) -> storage.Lease:
-        """This run's lease on what it reads and writes: its data file, its frames folder and its output.
-
-        ``<data_file>.lock``, ``<frames_dir>.lock`` and ``<out>.lock`` (see
-        :class:`~daskgif.storage.Lease`): two runs never share one of them.
-        """
+        """This run's :class:`~daskgif.storage.Lease` on its data file, frames folder and output (``<path>.lock``):
+        two runs never share one of them."""
         guarded = (self.data_file, self.frames_dir.rstrip("/"), self.out)
         return storage.Lease(guarded, self.storage_options, owner=self.run, seconds=self.lock_timeout)
 
@@ -201,48 +132,8 @@ class Params:
 def default_frames_dir(out: str) -> str:
     """The frames folder next to *out*: ``frames`` in *out*'s folder.
 
-    >>> default_frames_dir("clip.gif"), default_frames_dir("s3://bucket/gifs/clip.gif")
-    ('frames', 's3://bucket/gifs/frames')
-    >>> default_frames_dir("file:///clip.gif")
-    'file:///frames'
+    >>> default_frames_dir("clip.gif"), default_frames_dir("s3://b/gifs/clip.gif"), default_frames_dir("file:///c.gif")
+    ('frames', 's3://b/gifs/frames', 'file:///frames')
     """
     head, sep, _ = out.rpartition("/")
     return head + sep + "frames"
-
-
-def in_frames_dir(path: str, frames_dir: str) -> bool:
-    """Whether a run writing frames to *frames_dir* may write, replace or remove *path*.
-
-    >>> in_frames_dir("frames/frame_99.gif", "frames"), in_frames_dir("frames/notes.txt", "frames/")
-    (True, False)
-    >>> in_frames_dir("s3://b/f/.frames-manifest.json", "s3://b/f"), in_frames_dir("frame_01.gif", "frames")
-    (True, False)
-    """
-    def folder(path: str) -> str:
-        local = storage.local_path(path)
-        return os.path.abspath(local) if local is not None else path.rstrip("/")
-
-    head, _, name = path.rstrip("/").rpartition("/")
-    written = name.startswith(("frame_", ".frame")) or name.endswith(".lock")
-    return written and folder(head or ".") == folder(frames_dir)
-
-
-def check_paths(p: Params) -> None:
-    """Refuse outputs that clash, before any work: a usage error names both paths.
-
-    The output may not be the data file or a frame file; an existing folder
-    cannot become the output, nor an existing file the frames folder.
-    """
-    out, data_file = storage.local_path(p.out), storage.local_path(p.data_file)
-    frames_dir = storage.local_path(p.frames_dir)
-    if p.out == p.data_file or (out is not None and data_file is not None
-                                and os.path.abspath(out) == os.path.abspath(data_file)):
-        raise ValueError(f"out and data_file are the same file ({p.out!r}): the clip would overwrite its input")
-    for name in ("out", "data_file"):
-        if in_frames_dir(getattr(p, name), p.frames_dir):
-            raise ValueError(f"{name} {getattr(p, name)!r} is in frames_dir {p.frames_dir!r} under a name the run "
-                             "writes or clears there (frame_*, the manifest, the lock): give it another name or folder")
-    if out is not None and os.path.isdir(out):
-        raise ValueError(f"out {p.out!r} is an existing folder; give the path of the GIF to write")
-    if frames_dir is not None and os.path.exists(frames_dir) and not os.path.isdir(frames_dir):
-        raise ValueError(f"frames_dir {p.frames_dir!r} is an existing file, not a folder")

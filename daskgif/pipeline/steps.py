@@ -1,17 +1,15 @@
-"""The pipeline's steps: what each does, and :data:`STEPS`, the one description of the pipeline.
-
-``fetch -> split -> map-frames (write-frame tasks launched at run time) -> combine``.
-Frame bytes never travel through the graph: ``split`` returns small spans, each
-``write-frame`` batch reads its own spans from the data file, and ``combine``
-streams the frames into the output.
+"""The pipeline's steps, and :data:`STEPS`, the one description of the pipeline: ``fetch -> split -> map-frames
+(write-frame tasks launched at run time) -> combine``.  Frame bytes never travel through the graph: ``split``
+returns small spans, each ``write-frame`` batch reads its own, and ``combine`` streams the frames into the output.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +23,11 @@ from daskgif.errors import DaskgifError, GifFormatError, RunFailed
 from daskgif.gif.join import GifWriter
 from daskgif.gif.parse import parse_gif
 from daskgif.gif.split import Span, Spans, split_frames
-from daskgif.pipeline import limits, resume
+from daskgif.pipeline import frames, limits
 from daskgif.pipeline.cancel import check_cancelled
-from daskgif.pipeline.frames import Frame, FramePaths, FrameTable
+from daskgif.pipeline.frames import Frame, FramePaths, FrameTable, digest
 from daskgif.pipeline.result import Result
-from daskgif.pipeline.settings import Params, check_paths
+from daskgif.pipeline.settings import Params
 from daskgif.redact import mask
 from daskgif.version import __version__
 from daskgif.writers import ApngWriter, Mp4Writer, WebpWriter
@@ -46,7 +44,7 @@ def fetch(_: None, params: Params) -> str:
     storage.remove_stale_parts(*_folder_and_name(params.data_file))
     if not params.force:
         reason = storage.fetch_needed(params.url, params.data_file, params.storage_options,
-                                      check_remote=params.check_remote, timeout=params.fetch_timeout,
+                                      check_remote=params.fetch_check_remote, timeout=params.fetch_timeout,
                                       allowed_protocols=params.allowed_protocols)
         if reason is None:
             raise Skip(f"{params.data_file} is what the URL gave; force=True fetches it again", result=params.data_file)
@@ -64,37 +62,23 @@ def _folder_and_name(path: str) -> tuple[str, str]:
     return (head or ("/" if sep else ".")), name
 
 
-
-
 def split(data_file: str, params: Params) -> Spans:
-    """Return the frame spans of the data file, compact (:class:`~daskgif.gif.split.Spans`), never frame bytes.
-
-    With ``on_error="skip"`` a piece that cannot be walked is cut at the next
-    delimiter and handed on, so that its ``write-frame`` reports it *Skipped*.
-    """
+    """Return the frame spans of the data file, compact, never frame bytes (with ``on_error="skip"`` also those
+    that cannot be walked, for their ``write-frame`` to skip)."""
     with storage.open_input(data_file, params.storage_options) as f:
-        spans = split_frames(f, params.delimiter, chunk_size=params.chunk_size, max_pixels=params.max_pixels,
-                             on_error=params.on_error)
-        return Spans.from_spans(spans)
+        return Spans.of(split_frames(f, params.delimiter, chunk_size=params.chunk_size, max_pixels=params.max_pixels,
+                                     on_error=params.on_error))
 
 
-def write_frame(span: Span, params: Params, count: int, source: storage.SpanReader | None = None) -> Frame:
-    """Read one span of the data file, convert it to GIF if needed, check it decodes, write it atomically.
-
-    *source* reads the data file, opened once per batch; default: open it for this frame.
-    """
+def write_frame(span: Span, params: Params, count: int, source: storage.SpanReader) -> Frame:
+    """Read one span of the data file (with *source*), convert it to GIF if needed, check it, write it atomically."""
     check_cancelled(params.run)
-    if source is None:
-        data = storage.read_span(params.data_file, span.offset, span.length, params.storage_options)
-    else:
-        data = source.read(span.offset, span.length)
+    data = source.read(span.offset, span.length)
     converted = not data.startswith(b"GIF8")
     base = 0 if converted else span.offset
     try:
         if converted:
-            from daskgif.codec import (
-                to_gif,  # Pillow is imported only where a frame needs it
-            )
+            from daskgif.codec import to_gif  # Pillow is imported only where a frame needs it
 
             data = to_gif(data, index=span.index, offset=span.offset)
         try:
@@ -107,114 +91,78 @@ def write_frame(span: Span, params: Params, count: int, source: storage.SpanRead
         if params.on_error == "skip":
             raise Skip(f"unreadable frame dropped: {e}") from e
         raise
-    path = storage.join_path(params.frames_dir, storage.frame_name(span.index, count))
     with limits.hold("write", params.limits):
-        storage.write_bytes(path, data, params.storage_options)
-    return Frame(span.index, path, *info.canvas, None if converted else span, len(data), resume.digest(data))
+        storage.write_bytes(storage.join_path(params.frames_dir, storage.frame_name(span.index, count)), data,
+                            params.storage_options)
+    return Frame(*span, len(data), digest(data), *info.canvas, converted)
 
 
-def map_frames(spans: list[Span], params: Params) -> Mapped:
-    """Launch the ``write-frame`` batches (see :mod:`daskgif.core.fanout`) and wait for all of them.
-
-    A rerun keeps a frame an earlier run wrote only once its batch has proven it
-    (:class:`KeptFrames`); the manifest only says which frames to try.
-    """
+def map_frames(spans: Spans, params: Params) -> Mapped:
+    """Launch the ``write-frame`` batches (see :mod:`daskgif.core.fanout`), wait for all, record the manifest."""
     events.emit({"kind": "map", "run": params.run, "name": "write-frame", "total": len(spans)})
     storage.remove_stale_parts(params.frames_dir, "frame_")
-    rerun = resume.plan(params.frames_dir, params.data_file, spans, _frame_settings(params), params.storage_options,
-                        params.resume)
-    write = params.task(write_frame, "write-frame")
+    settings = {"validate": params.validate, "max_pixels": params.max_pixels, "on_error": params.on_error,
+                "daskgif": __version__}  # what, besides the data file, decides what a frame file holds
+    head, kept = frames.plan(params.frames_dir, params.data_file, spans, settings, params.storage_options,
+                             params.resume)
     source = storage.SpanReader(params.data_file, params.storage_options)
-    kept = KeptFrames(params, rerun.reuse, len(spans), source) if rerun.kept else None
     try:
-        mapped = write.map(spans, batch_size=params.frames_per_task, token=params.run, params=params, count=len(spans),
-                           source=source, reuse=kept,
-                           collect=functools.partial(FrameTable, params.frames_dir, len(spans)))
+        mapped = params.task(write_frame, "write-frame").map(
+            spans, batch_size=params.frames_per_task, token=params.run, params=params, count=len(spans),
+            source=source, reuse=KeptFrames(params, kept, source) if len(kept) else None, collect=FrameTable)
     except RunFailed as e:
-        resume.record(params.frames_dir, rerun, len(spans), map(_entry, e.values), params.storage_options)
+        frames.record(params.frames_dir, head, e.values, params.storage_options)
         raise
-    resume.record(params.frames_dir, rerun, len(spans), map(_entry, mapped.values.written()), params.storage_options)
+    frames.record(params.frames_dir, head, mapped.values.written(), params.storage_options)
     return mapped
 
 
-def _frame_settings(params: Params) -> dict:
-    """What, besides the data file, decides the frame files a run writes: a rerun keeps frames only if it is equal."""
-    return {"validate": params.validate, "max_pixels": params.max_pixels, "on_error": params.on_error,
-            "daskgif": __version__}
-
-
 class KeptFrames:
-    """The frames of an earlier run that a rerun keeps: each one proven, in its own batch, before it is kept.
+    """The frames of an earlier run that a rerun keeps (``None``: write it): only a frame file whose bytes are
+    exactly its span of the data file, so a manifest that lies, a frame file changed by hand or a new data file
+    never puts a wrong frame into the output.  A converted frame (not GIF in the data file) is written again."""
 
-    A frame file is kept only if its bytes are exactly its span of the data file
-    (read for the comparison), so a manifest that lies, a frame file changed by
-    hand or a new data file can never put a wrong frame into the output; the
-    frame's size is read from those bytes, never from the manifest.  A converted
-    frame (not GIF in the data file) is always written again.  ``None``: write it.
-    """
-
-    def __init__(self, params: Params, candidates: resume.Ranges, count: int, source: storage.SpanReader):
-        self.params, self.candidates, self.count, self.source = params, candidates, count, source
+    def __init__(self, params: Params, candidates: FramePaths, source: storage.SpanReader):
+        self.params, self.candidates, self.source = params, candidates, source
 
     def __call__(self, index: int, span: Span) -> Frame | None:
-        if index not in self.candidates:
+        if not self.candidates.holds(index):
             return None
-        path = storage.join_path(self.params.frames_dir, storage.frame_name(index, self.count))
         try:
             data = self.source.read(span.offset, span.length)
             if not data.startswith(b"GIF8"):
                 return None
-            with storage.open_input(path, self.params.storage_options) as f:
+            with storage.open_input(self.candidates.path(index), self.params.storage_options) as f:
                 if f.read(span.length + 1) != data:
                     return None
             info = parse_gif(data, max_pixels=self.params.max_pixels)
         except (OSError, EOFError, GifFormatError):
             return None
-        return Frame(index, path, *info.canvas, span, len(data), resume.digest(data))
-
-
-def _entry(f: Frame) -> resume.Entry:
-    span = f.span or Span(f.index, 0, 0)
-    return resume.Entry(f.index, span.offset, span.length, f.size, f.digest, f.width, f.height, f.span is None)
-
-
-def read_frames(frames: Iterable[Frame], data_file: str, storage_options: dict | None) -> Iterator[bytes]:
-    """Yield the bytes of the written *frames*, in order, with as few opens as possible.
-
-    A frame written unchanged holds exactly its span of the data file, so it is
-    read from there: one open and a forward scan, where reading 10,000 frame
-    files costs 10,000 opens (10,000 requests on object storage).  A converted
-    frame is read from its own file.
-    """
-    with storage.open_input(data_file, storage_options) as source:
-        for frame in frames:
-            if frame.span is None:
-                with storage.open_input(frame.path, storage_options) as f:
-                    yield f.read()
-            else:
-                source.seek(frame.span.offset)
-                yield source.read(frame.span.length)
+        return Frame(*span, len(data), digest(data), *info.canvas, False)
 
 
 def combine(mapped: Mapped, params: Params) -> dict:
-    """Join the written frames, in order, into ``params.out`` with the writer of its suffix (:data:`WRITERS`)."""
-    values = mapped.values
-    if isinstance(values, FrameTable):  # frames come one at a time: a million are never all in memory
-        written: Iterable[Frame] = values.written()
-        size, paths = values.size, values.paths()
-    else:
-        written = [f for f in values if f is not None]
-        size = (max((f.width for f in written), default=0), max((f.height for f in written), default=0))
-        paths = [w.path for w in written]
+    """Join the written frames, one at a time, into ``params.out`` with the writer of its suffix (:data:`WRITERS`).
+
+    A frame written unchanged is exactly its span of the data file, so it is read from there: one open and a
+    forward scan, where 10,000 frame files cost 10,000 opens (requests, on object storage).
+    """
+    table: FrameTable = mapped.values
+    paths = FramePaths.of(params.frames_dir, len(table), table.indices())
     if not len(paths):
         raise DaskgifError(f"no frames left to combine ({mapped.states.counts.get(SKIPPED, 0)} skipped)")
     storage.remove_stale_parts(*_folder_and_name(params.out))
-    with storage.atomic_write(params.out, params.storage_options) as f:
-        writer = writer_for(params.out)
+    size, options, writer = table.size, params.storage_options, writer_for(params.out)
+    with storage.atomic_write(params.out, options) as f, storage.open_input(params.data_file, options) as source:
         with writer(f, size, duration=params.duration, loop=params.loop, max_pixels=params.max_pixels) as gif:
-            for data in read_frames(written, params.data_file, params.storage_options):
+            for frame in table.written():
                 check_cancelled(params.run)
-                gif.add(data)
+                if frame.converted:
+                    with storage.open_input(paths.path(frame.index), options) as one:
+                        gif.add(one.read())
+                else:
+                    source.seek(frame.offset)
+                    gif.add(source.read(frame.length))
         nbytes = f.tell()  # after the writer's trailer: the size of the file as written
         check_cancelled(params.run)
     return {"size": nbytes, "width": size[0], "height": size[1], "frames": paths}
@@ -228,10 +176,8 @@ WRITERS: dict[str, Callable[..., Any]] = {".gif": GifWriter, ".webp": WebpWriter
 
 
 def writer_for(out: str) -> Callable[..., Any]:
-    """The writer for the output path *out*, chosen by its suffix.
+    """The writer for the output path *out*, chosen by its suffix (``.GIF`` is ``.gif``).
 
-    >>> writer_for("s3://bucket/clip.GIF").__name__, writer_for("clip.webp").__name__
-    ('GifWriter', 'WebpWriter')
     >>> writer_for("clip.avi")
     Traceback (most recent call last):
     ...
@@ -243,26 +189,58 @@ def writer_for(out: str) -> Callable[..., Any]:
     return WRITERS[suffix]
 
 
-def check_outputs(params: Params) -> None:
-    """Refuse, before any work, outputs that clash (see :func:`check_paths`), have no writer, or are not files."""
-    check_paths(params)
-    check = getattr(writer_for(params.out), "check", None)  # GifWriter (daskgif.gif, no Pillow) needs none
+def check_outputs(p: Params) -> None:
+    """Refuse, before any work, outputs that clash, have no writer or are not files, naming the paths: the
+    output may not be the data file or a frame file, nor an existing folder; the frames folder no file."""
+    if place(p.out) == place(p.data_file):
+        raise ValueError(f"out and data_file are the same file ({p.out!r}): the clip would overwrite its input")
+    for name in ("out", "data_file"):
+        if in_frames_dir(getattr(p, name), p.frames_dir):
+            raise ValueError(f"{name} {getattr(p, name)!r} is in frames_dir {p.frames_dir!r} under a name the run "
+                             "writes or clears there (frame_*, the manifest, the lock): give it another name or folder")
+    out, frames_dir = storage.local_path(p.out), storage.local_path(p.frames_dir)
+    if out is not None and os.path.isdir(out):
+        raise ValueError(f"out {p.out!r} is an existing folder; give the path of the GIF to write")
+    if frames_dir is not None and os.path.exists(frames_dir) and not os.path.isdir(frames_dir):
+        raise ValueError(f"frames_dir {p.frames_dir!r} is an existing file, not a folder")
+    check = getattr(writer_for(p.out), "check", None)  # GifWriter (daskgif.gif, no Pillow) needs none
     if check is not None:
-        check(duration=params.duration)
-    for name, path in (("out", params.out), ("data_file", params.data_file)):
+        check(duration=p.duration)
+    for name, path in (("out", p.out), ("data_file", p.data_file)):
         try:
             storage.check_target(path)
         except FileExistsError as e:
             raise ValueError(f"{name} {mask(path)!r} {e.strerror}") from None
 
 
+def place(path: str) -> str:
+    """Where *path* points: a local path made absolute, any other as written, without a trailing ``/``.
+
+    >>> place("s3://b/f/"), place("/data/./x.img")
+    ('s3://b/f', '/data/x.img')
+    """
+    local = storage.local_path(path)
+    return os.path.abspath(local) if local is not None else path.rstrip("/")
+
+
+def in_frames_dir(path: str, frames_dir: str) -> bool:
+    """Whether a run writing frames to *frames_dir* may write, replace or remove *path*.
+
+    >>> in_frames_dir("frames/frame_99.gif", "frames"), in_frames_dir("frames/notes.txt", "frames/")
+    (True, False)
+    >>> in_frames_dir("s3://b/f/.frames-manifest.json", "s3://b/f"), in_frames_dir("frame_01.gif", "frames")
+    (True, False)
+    """
+    head, _, name = path.rstrip("/").rpartition("/")
+    written = name.startswith(("frame_", ".frame")) or name.endswith(".lock")
+    return written and place(head or ".") == place(frames_dir)
+
+
 @dataclass(frozen=True)
 class Step:
     """One step of the pipeline: a function of the previous step's value and the run's :class:`Params`.
 
-    Every step holds the run's lease on the data file while it runs (see
-    :class:`~daskgif.storage.Lease`); the lease ends with the run's last step, or
-    with a step that fails.
+    It holds the run's :class:`~daskgif.storage.Lease` while it runs; the lease ends with the last step or a failed one.
     """
 
     name: str
@@ -272,7 +250,6 @@ class Step:
     retried: bool = True
     skip_on_upstream_skip: bool = True
     maps: str | None = None  # the name of the tasks this step launches at run time, one per batch of items
-    timed: bool = True  # daskgif.task-timeout may name it (map-frames only waits: its batches are timed)
 
     def __call__(self, value: Any, params: Params) -> Any:
         with params.lease.kept():
@@ -281,18 +258,14 @@ class Step:
     def task(self, params: Params, announce: dict | None = None) -> Any:
         """The :class:`~daskgif.core.task.Task` of this step in the run of *params*."""
         return params.task(self, self.name, retried=self.retried, announce=announce,
-                      skip_on_upstream_skip=self.skip_on_upstream_skip, hooks=(ReleaseOnFailure(params.lease),))
+                           skip_on_upstream_skip=self.skip_on_upstream_skip,
+                           hooks=(functools.partial(release_on_failure, params.lease),))
 
 
-class ReleaseOnFailure:
+def release_on_failure(lease: storage.Lease, state: State) -> None:
     """A state hook: a step that failed ends the run, and with it the run's lease on the data file."""
-
-    def __init__(self, lease: storage.Lease):
-        self.lease = lease
-
-    def __call__(self, state: State) -> None:
-        if state.state == FAILED and state.index is None:
-            self.lease.release()
+    if state.state == FAILED and state.index is None:
+        lease.release()
 
 
 #: The pipeline, in order.  ``build_graph``, the result's states and the picture all follow it.
@@ -300,37 +273,18 @@ STEPS = (
     Step("fetch", fetch, "copies the URL to the data file", writes="data_file"),
     Step("split", split, "finds the frames in the data file", skip_on_upstream_skip=False),
     Step("map-frames", map_frames, "writes every frame (write-frame tasks)", writes="frames_dir", retried=False,
-         maps="write-frame", timed=False),
+         maps="write-frame"),
     Step("combine", combine, "joins the frames into the output", writes="out"),
 )
 
 
-def timed_names(steps: Sequence[Step] = STEPS) -> tuple[str, ...]:
-    """The task names ``daskgif.task-timeout`` may give a timeout, in pipeline order.
-
-    >>> timed_names()
-    ('fetch', 'split', 'write-frame', 'combine')
-    """
-    return tuple(name for step in steps for name in ((step.name,) if step.timed else ()) + ((step.maps,) if step.maps
-                                                                                              else ()))
-
-
 def make_result(last: Outcome, combined: Outcome, params: Params) -> Result:
-    """The run's :class:`Result`: the states of every step (*last* carries them), the output *combined* wrote.
-
-    It ends the run's lease on the data file and announces the run's end.
-    """
+    """The run's :class:`Result` (*last* carries every step's state, *combined* the output); end the run."""
     value = combined.value
-    result = Result(
-        ok=True, path=params.out, frames=_frame_paths(value["frames"]), states=dict(last.states), size=value["size"],
-        started=min(s.start for s in last.states.values() if s.start is not None), finished=time.time(),
-        storage_options=params.storage_options,
-    )
+    result = Result(ok=True, path=params.out, frames=value["frames"], states=dict(last.states), size=value["size"],
+                    started=min(s.start for s in last.states.values() if s.start is not None), finished=time.time(),
+                    storage_options=params.storage_options)
     params.lease.release()
     events.emit({"kind": "run", "run": params.run, "state": "Success", "time": result.finished,
                  "frames": len(result.frames), "size": result.size})
     return result
-
-
-def _frame_paths(frames: Sequence[str]) -> Sequence[str]:
-    return frames if isinstance(frames, FramePaths) else tuple(frames)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import pickle
 from pathlib import Path
@@ -180,27 +179,6 @@ def test_bad_arguments_are_named(kwargs, match):
         build_graph(**kwargs)
 
 
-def test_compact_spans_frames_and_paths_pickle_and_read_as_sequences():
-    import pickle
-
-    from daskgif.pipeline.frames import Frame, FramePaths, FrameTable
-    from daskgif.gif.split import Span, Spans
-
-    spans = Spans.from_spans(Span(i, 10 * i, 5) for i in range(5))
-    assert pickle.loads(pickle.dumps(spans)) == spans == [Span(i, 10 * i, 5) for i in range(5)]
-    assert spans[2:4].first == 2 and list(spans[2:4]) == [Span(2, 20, 5), Span(3, 30, 5)]
-    table = FrameTable("d", 3)
-    table.append(Frame(0, "d/frame_00.gif", 4, 2, Span(0, 0, 5)))
-    table.append(None)
-    table.append(Frame(2, "d/frame_02.gif", 5, 1))
-    copy = pickle.loads(pickle.dumps(table))
-    assert list(copy) == list(table) and copy[2] == Frame(2, "d/frame_02.gif", 5, 1) and copy.size == (5, 2)
-    paths = pickle.loads(pickle.dumps(table.paths()))
-    assert paths == ("d/frame_00.gif", "d/frame_02.gif") and len(paths) == 2
-    big = FramePaths("d", 1_000_000)
-    assert big[999_999] == "d/frame_999999.gif" and len(json.dumps(big.to_json())) < 200
-
-
 def test_mapped_states_to_dict_keeps_at_most_100_records():
     from daskgif.core.state import FAILED, MappedStates, State
 
@@ -244,7 +222,8 @@ def test_per_step_settings_follow_the_steps():
 
     from daskgif.pipeline import limits, steps
 
-    assert limits.TIMED_STEPS == steps.timed_names()  # daskgif.task-timeout names exactly the timed tasks
+    timed = tuple(step.maps or step.name for step in steps.STEPS)  # a step that maps only waits: its tasks are timed
+    assert limits.TIMED_STEPS == timed  # daskgif.task-timeout names exactly the timed tasks
     defaults = yaml.safe_load(Path(steps.__file__).parent.parent.joinpath("daskgif.yaml").read_text())["daskgif"]
     timeouts = defaults["task-timeout"]
-    assert timeouts is None or tuple(timeouts) == steps.timed_names()
+    assert timeouts is None or tuple(timeouts) == timed

@@ -13,8 +13,7 @@ import pytest
 from PIL import Image
 
 from daskgif import build_graph
-from daskgif.pipeline.paramfile import ALLOWED, check_params, load_params
-from daskgif.pipeline.parameters import SCHEDULE
+from daskgif.pipeline.parameters import ALLOWED, SCHEDULE, check_params, load_params
 
 
 def daskgif(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -309,16 +308,16 @@ def test_every_config_key_of_the_tables_has_a_default_it_accepts():
     import yaml
 
     from daskgif.pipeline.parameters import PARAMETERS
-    from daskgif.pipeline.settings import SETTINGS
+    from daskgif.pipeline.settings import SETTINGS, read_setting
 
     defaults = yaml.safe_load((Path(__file__).parents[2] / "daskgif" / "daskgif.yaml").read_text())["daskgif"]
     for p in PARAMETERS:
         if p.config is not None:
             assert p.kind.accepts(defaults[p.config]), p.config
     for setting in SETTINGS:
-        section, _, key = setting.key.rpartition(".")  # dashboard.max-runs: max-runs in the dashboard section
-        assert key in (defaults[section] if section else defaults), setting.key
-        setting.read()  # the packaged default passes its own check
+        section, _, key = setting.rpartition(".")  # dashboard.max-runs: max-runs in the dashboard section
+        assert key in (defaults[section] if section else defaults), setting
+        read_setting(setting)  # the packaged default passes its own check
 
 
 def test_config_keys_read_with_dashes_or_underscores():

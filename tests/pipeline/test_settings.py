@@ -137,7 +137,7 @@ def test_every_key_of_daskgif_yaml_is_checked_when_read():
     from daskgif.pipeline.parameters import PARAMETERS
     from daskgif.pipeline.settings import SETTINGS
 
-    checked = {s.key for s in SETTINGS} | {p.config for p in PARAMETERS if p.config is not None}
+    checked = set(SETTINGS) | {p.config for p in PARAMETERS if p.config is not None}
     keys = flat_keys(yaml.safe_load(YAML.read_text())["daskgif"])
     assert sorted(keys - checked) == [] and sorted(checked - keys) == []
 

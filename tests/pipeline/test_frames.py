@@ -1,10 +1,12 @@
-"""A rerun writes only the frames that are missing, failed or different, deciding from one manifest read."""
+"""The frames a run writes: compact tables of them, and a rerun that writes only the frames that are missing,
+failed or different, deciding from one manifest read."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from daskgif import build_graph
 from daskgif import storage
 from daskgif.cli import summary
 from daskgif.errors import RunFailed
-from daskgif.pipeline.resume import MANIFEST_NAME, Ranges, decode
+from daskgif.pipeline.frames import MANIFEST_NAME, FramePaths, decode
 from frames import image_data, make_gif
 
 COUNT = 12
@@ -120,7 +122,7 @@ def test_a_failed_run_records_the_frames_it_wrote_and_the_rerun_writes_the_rest(
 
 
 def test_the_manifest_hash_is_the_hash_of_the_span(tmp_path, data):
-    from daskgif.pipeline.resume import digest
+    from daskgif.pipeline.frames import digest
 
     run(tmp_path, data)
     manifest = json.loads((tmp_path / "frames" / MANIFEST_NAME).read_bytes())
@@ -130,10 +132,30 @@ def test_the_manifest_hash_is_the_hash_of_the_span(tmp_path, data):
         assert hashed == digest(frame) == digest(source[offset:offset + length]) and size == len(frame)
 
 
+def test_compact_spans_frames_and_paths_pickle_and_read_as_sequences():
+    from daskgif.gif.split import Span, Spans
+    from daskgif.pipeline.frames import Frame, FrameTable
+
+    spans = Spans.of(Span(i, 10 * i, 5) for i in range(5))
+    assert pickle.loads(pickle.dumps(spans)) == spans == [Span(i, 10 * i, 5) for i in range(5)]
+    assert spans[2:4].first == 2 and list(spans[2:4]) == [Span(2, 20, 5), Span(3, 30, 5)]
+    table = FrameTable.of([Frame(0, 0, 5, 5, "0f" * 16, 4, 2, False), None])
+    table.append(Frame(2, 20, 5, 40, "f0" * 16, 5, 1, True))
+    copy = pickle.loads(pickle.dumps(FrameTable.concat([table[:2], table[2:]])))
+    assert list(copy) == list(table) and copy[2] == Frame(2, 20, 5, 40, "f0" * 16, 5, 1, True) and copy.size == (5, 2)
+    assert list(table.indices()) == [0, 2] and len(pickle.dumps(table)) < 8 * 8 * 3 + 200
+    paths = pickle.loads(pickle.dumps(FramePaths.of("d", 3, table.indices())))
+    assert paths == ("d/frame_00.gif", "d/frame_02.gif") and len(paths) == 2
+    big = FramePaths("d", 1_000_000)
+    assert big[999_999] == "d/frame_999999.gif" and len(json.dumps(big.to_json())) < 200
+    gaps = FramePaths.of("d", 1_000_000, (i for i in range(1_000_000) if i % 500_000 != 7))
+    assert gaps.to_json()["not_written"] == {"count": 2, "first": [7, 500_007]} and len(pickle.dumps(gaps)) < 300
+
+
 def test_batches_get_compact_ranges():
-    kept = Ranges.of(i for i in range(10_000) if i != 4_321)
-    assert kept.pairs == ((0, 4321), (4322, 10_000)) and 4321 not in kept and 9_999 in kept
-    assert len(__import__("pickle").dumps(kept)) < 200
+    kept = FramePaths.of("frames", 10_000, (i for i in range(10_000) if i != 4_321))
+    assert kept.pairs == ((0, 4321), (4322, 10_000)) and not kept.holds(4321) and kept.holds(9_999)
+    assert len(pickle.dumps(kept)) < 200
 
 
 @pytest.fixture
