@@ -107,7 +107,8 @@ class ScheduledRun:
 
     ``result`` is the run's :class:`~daskgif.pipeline.result.Result` (also for a failed
     run, taken from :class:`~daskgif.errors.RunFailed`); ``None`` when the run
-    failed before producing one, or was cancelled.
+    failed before producing one, or was cancelled.  ``batch`` is the id of the batch
+    of inputs the run belongs to (``daskgif run --url 'PATTERN'``, ``--watch``), if any.
     """
 
     number: int
@@ -119,6 +120,7 @@ class ScheduledRun:
     message: str = ""
     cancelled: bool = False
     parameters: dict = field(default_factory=dict)
+    batch: str | None = None
 
     @property
     def duration(self) -> float:
@@ -130,7 +132,11 @@ class ScheduledRun:
         result = {"ok": False, "out": self.parameters.get("out"), "size": None, "frames": [], "states": {}} \
             if self.result is None else self.result.to_dict()
         return scrub({**result, "ok": self.ok, "run": self.number, "cancelled": self.cancelled,
-                      "message": self.message, "duration": round(self.duration, 3)})
+                      "message": self.message, "duration": round(self.duration, 3), **self.grouped(url=True)})
+
+    def grouped(self, url: bool = False) -> dict[str, Any]:
+        """``batch`` (and the input's ``url``) for a run of a batch; nothing for a run of its own."""
+        return {} if self.batch is None else {"batch": self.batch, **({"url": self.parameters.get("url")} if url else {})}
 
     def to_record(self) -> dict[str, Any]:
         """Return the run as one JSON-able history record."""
@@ -147,6 +153,7 @@ class ScheduledRun:
             "states": {} if result is None else result.counts(),
             "message": self.message,
             "parameters": self.parameters,
+            **self.grouped(),
         })
 
 
@@ -292,6 +299,7 @@ def run_schedule(
     cluster: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
     idle_limit: float = IDLE_CLUSTER_LIMIT,
     on_wait: Callable[[int, float], None] | None = None,
+    job: Callable[..., list[ScheduledRun]] | None = None,
 ) -> list[ScheduledRun]:
     """Run the pipeline on a schedule; return every :class:`ScheduledRun`.
 
@@ -342,6 +350,11 @@ def run_schedule(
     on_wait : callable, optional
         Called as ``on_wait(number, due)`` before each wait for run *number*,
         due at *due* (Unix seconds), after the cluster was closed if it was.
+    job : callable, optional
+        Makes each run instead of one pipeline of *params*: called as ``job(number,
+        client=..., scheduler=..., stop=..., scheduled=...)``, it returns the runs it
+        made (a batch of inputs: one each, each reported); when it returns none
+        (nothing new to run) the turn is not counted as a run.
     clock, sleep : callable, optional
         ``time.time`` and a sleep that ends early when *stop* is set; injected
         in tests. *sleep* may return True to mean "stopped".
@@ -372,7 +385,7 @@ def run_schedule(
         check_url(notify)
     plan = Every(parse_duration(every, "every")) if every is not None else Cron(cron, tz) if cron is not None else None
     params_for = params if callable(params) else (lambda number: params)
-    if graph is None:
+    if graph is None and job is None:
         graph = build_graph(**params_for(1))  # bad arguments fail now, not at the first fire time
     if storage_options is None and not callable(params):
         storage_options = params.get("storage_options")
@@ -399,23 +412,26 @@ def run_schedule(
             if cluster is not None and client is None:
                 client = started.enter_context(cluster())
             logger.info("Run %d starting", number)
-            run = run_once(params_for(number), number=number, client=client, scheduler=scheduler, stop=stop,
-                           clock=clock, scheduled=due, graph=graph if number == 1 else None, progress=progress)
-            if run.ok:
-                logger.info("Run %d succeeded in %.2f s", number, run.finished - run.started)
-            else:
-                logger.info("Run %d %s: %s", number,
-                           "cancelled" if run.cancelled else "failed", run.message)
-            report_run(run, notify=notify, history=history, storage_options=storage_options)
-            runs.append(run)
-            if on_result is not None:
-                on_result(run)
+            began = clock()
+            done = [run_once(params_for(number), number=number, client=client, scheduler=scheduler, stop=stop,
+                             clock=clock, scheduled=due, graph=graph if number == 1 else None, progress=progress)] \
+                if job is None else job(number, client=client, scheduler=scheduler, stop=stop, scheduled=due)
+            number -= not done  # nothing new to run: no run
+            for run in done:
+                if run.ok:
+                    logger.info("Run %d succeeded in %.2f s", number, run.finished - run.started)
+                else:
+                    logger.info("Run %d %s: %s", number, "cancelled" if run.cancelled else "failed", run.message)
+                report_run(run, notify=notify, history=history, storage_options=storage_options)
+                runs.append(run)
+                if on_result is not None:
+                    on_result(run)
             if plan is None or max_runs is not None and number >= max_runs or stop.is_set():
                 break
             due, now = plan.after(due), clock()
             if due < now:
                 logger.warning("Run %d took %.1f s, past the next fire time of the schedule (%s); run %d starts "
-                               "now, %.1f s late", number, run.finished - run.started, plan, number + 1, now - due)
+                               "now, %.1f s late", number, now - began, plan, number + 1, now - due)
                 due = now
             if cluster is not None and client is not None and due - now > idle_limit:
                 logger.info("Closing the cluster: the next run is %.0f s away", due - now)

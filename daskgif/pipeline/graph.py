@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dask
@@ -33,7 +34,7 @@ from daskgif.pipeline.parameters import declared
 from daskgif.pipeline.settings import Params
 from daskgif.redact import safe_parameters, scrub
 
-__all__ = ["build_graph", "Pipeline"]
+__all__ = ["build_graph", "make_pipeline", "Pipeline", "InputState"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class Pipeline(Delayed):
         super().__init__(delayed.key, delayed.dask)
         self.params = params
         self.on_state = tuple(on_state)
-        self.listener = StateListener(params.run, self.on_state)
+        extra = {"batch": params.batch, "url": scrub(params.url)} if params.batch else None
+        self.listener = StateListener(params.run, self.on_state, extra)
         weakref.finalize(self, events.bus.subscribe(self.listener))
 
     @property
@@ -78,11 +80,23 @@ class Pipeline(Delayed):
         return (Pipeline, (Delayed(self.key, self.dask), self.params, self.on_state))
 
 
-class StateListener:
-    """Hand the states of run *run* to its ``on_state`` hooks, and log them (INFO) and the run's end."""
+@dataclass(frozen=True)
+class InputState(State):
+    """The :class:`State` that ``on_state`` hooks get from an input of a batch (:func:`daskgif.build_graphs`):
+    with the batch's id and the input's URL (masked), to tell the inputs apart."""
 
-    def __init__(self, run: str, hooks: Sequence[Callable[[State], None]] = ()):
-        self.run, self.hooks = run, tuple(hooks)
+    batch: str | None = None
+    url: str | None = None
+
+
+class StateListener:
+    """Hand the states of run *run* to its ``on_state`` hooks, and log them (INFO) and the run's end.
+
+    With *extra* (a batch's input), hooks get :class:`InputState` with these fields.
+    """
+
+    def __init__(self, run: str, hooks: Sequence[Callable[[State], None]] = (), extra: Mapping | None = None):
+        self.run, self.hooks, self.extra = run, tuple(hooks), extra
 
     def __call__(self, msg: dict) -> None:
         if msg.get("run") != self.run:
@@ -102,6 +116,7 @@ class StateListener:
         else:
             return
         for state in states:
+            state = InputState(**vars(state), **self.extra) if self.extra else state
             logger.info("Task %r%s: %s%s", state.name, "" if state.index is None else f"[{state.index}]",
                         state.state, f" ({state.message})" if state.message else "")
             for hook in self.hooks:
@@ -150,10 +165,14 @@ def build_graph(
     (True, 32, 'memory://doc/frames/frame_00.gif')
     """
     # The arguments, by the names of the table of parameters; checked there, with dask.config read.
-    params = Params.from_arguments(**locals())
+    return make_pipeline(Params.from_arguments(**locals()), on_state)
+
+
+def make_pipeline(params: Params, on_state: Sequence[Callable[[State], None]] = ()) -> Pipeline:
+    """The pipeline of the run settings *params*: :func:`build_graph`'s work once its arguments are checked."""
     token = params.run
-    announce = {"parameters": scrub(safe_parameters(params.arguments)), "out": scrub(out),
-                "steps": [step.name for step in steps.STEPS]}
+    announce = {"parameters": scrub(safe_parameters(params.arguments)), "out": scrub(params.out),
+                "steps": [step.name for step in steps.STEPS], **({"batch": params.batch} if params.batch else {})}
     nodes: dict[str, Any] = {}
     node = None
     for i, step in enumerate(steps.STEPS):

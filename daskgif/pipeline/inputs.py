@@ -9,13 +9,16 @@ input are scheduled together and fill the cluster.  ``{name}`` in ``out``,
 from __future__ import annotations
 
 import os
+import secrets
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from daskgif import storage
-from daskgif.pipeline.graph import Pipeline, build_graph
+from daskgif.pipeline.graph import Pipeline, make_pipeline
+from daskgif.pipeline.settings import Params
 
-__all__ = ["build_graphs", "input_name", "paths_of"]
+__all__ = ["build_graphs", "input_name", "paths_of", "new_batch"]
 
 #: Where each input's files go when several inputs do not say (``{suffix}``: the input's own).
 DEFAULTS = {"out": "{name}.gif", "data_file": "data/{name}{suffix}", "frames_dir": "frames/{name}"}
@@ -64,26 +67,39 @@ or give inputs distinct names
     return found
 
 
+def new_batch(now: float | None = None) -> str:
+    """A fresh batch id: the local time to the second, and a random suffix.
+
+    >>> import re
+    >>> bool(re.fullmatch(r"\\d{8}-\\d{6}-[0-9a-f]{4}", new_batch()))
+    True
+    """
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}-{secrets.token_hex(2)}"
+
+
 def build_graphs(urls: str | Sequence[str], out: str | None = None, data_file: str | None = None,
-                 frames_dir: str | None = None, **kwargs: Any) -> list[Pipeline]:
+                 frames_dir: str | None = None, *, batch: str | None = None, **kwargs: Any) -> list[Pipeline]:
     """Build one pipeline per input; compute them together with ``dask.compute(*graphs)``.
 
     Parameters
     ----------
     urls : str or sequence of str
-        The inputs: a list of URLs, or one fsspec pattern (``"data/*.img"``,
-        ``"s3://bucket/dumps/*.img"``), listed once, here.
+        The inputs: a URL or an fsspec pattern (``"data/*.img"``, ``"s3://bucket/dumps/*.img"``),
+        or a list of them; each pattern is listed once, here, and an input given twice is taken once.
     out, data_file, frames_dir : str, optional
         Templates in which ``{name}`` is the input's file name without its suffix
         (and ``{suffix}`` its suffix). Defaults: ``{name}.gif``,
         ``data/{name}{suffix}``, ``frames/{name}``.
+    batch : str, optional
+        The batch's id, which every input's events, hook states (:class:`~daskgif.pipeline.graph.InputState`)
+        and runs-page record carry. Default: a new one (:func:`new_batch`).
     **kwargs
         Any other parameter of :func:`~daskgif.build_graph`, for every input.
 
     Returns
     -------
     list of Pipeline
-        In the order of the inputs (a pattern's matches sorted).
+        In the order of the inputs (a pattern's matches sorted); ``graph.params.batch`` is the batch's id.
 
     Raises
     ------
@@ -105,4 +121,6 @@ def build_graphs(urls: str | Sequence[str], out: str | None = None, data_file: s
     if not inputs:
         raise ValueError(f"urls matched no input: {urls!r}")
     layout = paths_of(inputs, out=out, data_file=data_file, frames_dir=frames_dir)
-    return [build_graph(url=url, **paths, **kwargs) for url, paths in zip(inputs, layout)]
+    batch = batch or new_batch()
+    return [make_pipeline(Params.from_arguments(url=url, **paths, **kwargs, batch=batch), kwargs.get("on_state", ()))
+            for url, paths in zip(inputs, layout)]

@@ -141,16 +141,18 @@ class Params:
     ``p.out``, ``p.duration``, ... are ``build_graph``'s arguments (by the names
     of :data:`~daskgif.pipeline.parameters.PARAMETERS`; ``url`` and
     ``frames_dir`` resolved); ``p.chunk_size``, ``p.lock_timeout``, ... the
-    settings of :data:`SETTINGS`; ``p.run`` the run's token.  Build one with
+    settings of :data:`SETTINGS`; ``p.run`` the run's token; ``p.batch`` the id of the
+    batch of inputs it belongs to (:func:`daskgif.build_graphs`), if any.  Build one with
     :meth:`from_arguments`.
     """
 
     run: str
     arguments: Mapping[str, Any]
     settings: Mapping[str, Any]
+    batch: str | None = None
 
     @classmethod
-    def from_arguments(cls, **arguments: Any) -> Params:
+    def from_arguments(cls, batch: str | None = None, **arguments: Any) -> Params:
         """The settings of one run: ``build_graph``'s *arguments* checked, ``dask.config`` read and checked.
 
         ``url=None`` becomes the embedded sample, ``frames_dir=None`` the
@@ -167,7 +169,7 @@ class Params:
         data["frames_dir"] = default_frames_dir(data["out"]) if data["frames_dir"] is None else data["frames_dir"]
         # Writes get unique keys: two builds with equal arguments are two runs.
         token = tokenize(data["url"], data["data_file"], data["out"], data["frames_dir"], uuid.uuid4().hex)
-        return cls(run=token, arguments=data, settings=read_settings())
+        return cls(run=token, arguments=data, settings=read_settings(), batch=batch)
 
     def __getattr__(self, name: str) -> Any:
         # p.out, p.chunk_size: an argument or a setting.  Dunder names (pickle's __setstate__) are never values.

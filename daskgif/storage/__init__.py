@@ -47,6 +47,7 @@ from daskgif.storage.paths import (
     frame_name,
     is_glob,
     join_path,
+    list_inputs,
     local_path,
     part_name,
     part_owner,
@@ -63,7 +64,7 @@ __all__ = [
     "APPENDABLE", "FRAME_NAME", "expand_inputs", "is_glob", "LockHeld", "Lease", "SpanReader", "UPLOAD_NAME",
     "abort_writes", "append_bytes",
     "atomic_write", "check_target", "file_kind", "read_small", "exists", "fetch_file", "fetch_needed", "file_identity", "frame_name",
-    "join_path", "list_sizes", "local_path", "open_input", "part_name", "part_owner",
+    "join_path", "list_inputs", "list_sizes", "local_path", "open_input", "part_name", "part_owner",
     "read_source", "read_span", "remove_stale_frames", "remove_stale_parts",
     "source_path", "source_record", "url_digest", "write_bytes", "write_source",
 ]

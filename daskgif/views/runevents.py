@@ -133,7 +133,7 @@ RECORD: dict[str, Callable[[Any], Any]] = {"index": _count, "state": _name, "att
 #: What each kind of message may hold, and how each field is read (a field left out is ``None``).
 FIELDS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "run": {"state": _run_state, "time": _number, "parameters": _parameters, "out": _out, "message": _message,
-            "size": _count, "steps": _steps},
+            "size": _count, "steps": _steps, "batch": _out},
     "step": {"name": _name, "state": _name, "attempts": _count, "start": _number, "end": _number,
              "message": _message},
     "map": {"name": _out, "total": _count},

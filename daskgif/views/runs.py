@@ -64,6 +64,7 @@ class RunRecord:
         self.end: float | None = None
         self.seen = time.time()
         self.parameters: dict = {}
+        self.batch: str | None = None  # the id of its batch of inputs, if any
         self.out: str | None = None
         self.message = ""
         self.size: int | None = None
@@ -95,6 +96,7 @@ class RunRecord:
                 self.start = stamp if self.start is None else self.start
                 self.parameters = msg["parameters"] or self.parameters
                 self.out = msg["out"] if msg["out"] is not None else self.out
+                self.batch = msg["batch"] or self.batch
                 self.order = msg["steps"] or self.order
             elif msg["state"] == CANCELLED:  # said by whoever stopped it: the best reason there is
                 self.stop(msg["message"] or "cancelled", stamp)
@@ -161,7 +163,8 @@ class RunRecord:
         return scrub({
             "run": self.run, "state": self.state, "start": self.start, "end": self.end,
             "duration": None if self.start is None or self.end is None else self.end - self.start,
-            "parameters": self.parameters, "out": self.out, "message": self.message, "size": self.size,
+            "parameters": self.parameters, "batch": self.batch, "out": self.out, "message": self.message,
+            "size": self.size,
             "frames": {"total": self.total, "done": done, "counts": dict(self.counts)},
         })
 
