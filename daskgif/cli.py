@@ -90,20 +90,13 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
     given = {**params, **found}  # each value checked by the table, as typed or as read
     kwargs = graph_kwargs(given)
     options = {p.name: given.get(p.name) for p in SCHEDULE}
-    if watch is not None and kwargs.get("url"):
-        raise click.UsageError("--watch names the inputs: drop --url", ctx)
     if watch is not None and options["every"] is None and options["cron"] is None:
         options["every"] = "30s"
-    if since_start and watch is None:
-        raise click.UsageError("--since-start needs --watch", ctx)
-    job = None
-    if watch is not None or isinstance(kwargs.get("url"), list) or is_glob(kwargs.get("url") or ""):
-        from daskgif.runmany import batch_job
-
-        job = batch_job(ctx, kwargs, found, watch=watch, since_start=since_start, history=options["history"],
-                        fail_fast=fail_fast, as_json=as_json)
+    many = watch is not None or isinstance(kwargs.get("url"), list) or is_glob(kwargs.get("url") or "")
     every, cron, cron_tz = options["every"], options["cron"], options.pop("cron_tz")
     try:
+        if watch is not None and kwargs.get("url") or since_start and watch is None:
+            raise ValueError("--watch names the inputs: drop --url" if watch else "--since-start needs --watch")
         check_scheduler(scheduler)
         if report and scheduler in LOCAL_SCHEDULERS:
             raise ValueError(f"--report needs a cluster (Dask's performance report reads the scheduler); "
@@ -117,11 +110,17 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
         if keep_dashboard and not starts_cluster(scheduler):
             raise ValueError(f"--keep-dashboard keeps the local cluster that daskgif starts; with "
                              f"{f'--scheduler {scheduler}' if scheduler else 'DASK_SCHEDULER_ADDRESS'} there is none")
-        graph = None if job else build_graph(**kwargs)
+        graph = None if many else build_graph(**kwargs)
         if graph is not None:
             check_outputs(graph.params)  # clashing outputs are refused before a cluster starts or anything is fetched
     except (TypeError, ValueError) as e:
         raise click.UsageError(mask(str(e)), ctx) from e
+    job = None
+    if many:
+        from daskgif.runmany import batch_job
+
+        job = batch_job(ctx, kwargs, found, watch=watch, since_start=since_start, history=options["history"],
+                        fail_fast=fail_fast, as_json=as_json)
     options["tz"] = None if cron_tz is None else ZoneInfo(cron_tz)
     tally, received = run_until_stopped(graph, kwargs, options, scheduler=scheduler, workers=workers,
                                        threads_per_worker=threads_per_worker, as_json=as_json, report=report,

@@ -132,11 +132,8 @@ class ScheduledRun:
         result = {"ok": False, "out": self.parameters.get("out"), "size": None, "frames": [], "states": {}} \
             if self.result is None else self.result.to_dict()
         return scrub({**result, "ok": self.ok, "run": self.number, "cancelled": self.cancelled,
-                      "message": self.message, "duration": round(self.duration, 3), **self.grouped(url=True)})
-
-    def grouped(self, url: bool = False) -> dict[str, Any]:
-        """``batch`` (and the input's ``url``) for a run of a batch; nothing for a run of its own."""
-        return {} if self.batch is None else {"batch": self.batch, **({"url": self.parameters.get("url")} if url else {})}
+                      "message": self.message, "duration": round(self.duration, 3),
+                      **({"batch": self.batch, "url": self.parameters.get("url")} if self.batch else {})})
 
     def to_record(self) -> dict[str, Any]:
         """Return the run as one JSON-able history record."""
@@ -153,7 +150,7 @@ class ScheduledRun:
             "states": {} if result is None else result.counts(),
             "message": self.message,
             "parameters": self.parameters,
-            **self.grouped(),
+            **({"batch": self.batch} if self.batch else {}),
         })
 
 
