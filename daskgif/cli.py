@@ -332,6 +332,8 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
             if run_index is not None:
                 raise ValueError("--run-index needs --run")
             kwargs = graph_kwargs(params, from_file(ctx, params_file))
+            if isinstance(kwargs.get("url"), list):
+                raise ValueError("graph draws one pipeline: give one --url")
             from daskgif.pipeline.graph import build_graph
 
             build_graph(**kwargs)  # validates the arguments as ``run`` does; builds, reads and writes nothing else

@@ -75,11 +75,17 @@ def test_failed_run_exits_1_naming_the_task(tmp_path, http_server):
 
 
 @pytest.mark.parametrize("args", [["--duration", "-1"], ["--bogus"], ["--workers", "0"], ["--on-error", "x"],
-                                  ["--keep-dashboard", "--scheduler", "threads"]])
+                                  ["--keep-dashboard", "--scheduler", "threads"], ["--watch", "in", "--url", "a.img"],
+                                  ["--since-start"]])
 def test_bad_usage_exits_2(tmp_path, args):
     done = daskgif("run", *args, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert not (tmp_path / "clip.gif").exists()
+
+
+def test_graph_draws_one_pipeline(tmp_path):
+    done = daskgif("graph", "--url", "a.img", "--url", "b.img", cwd=tmp_path)
+    assert done.returncode == 2 and "graph draws one pipeline: give one --url" in done.stderr
 
 
 def test_storage_options_frames_per_task_and_delimiter_options(tmp_path):
