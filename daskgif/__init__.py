@@ -1,8 +1,7 @@
 """daskgif: the image ETL pipeline as a lazy Dask graph.
 
-Names are imported on first use, so the pure byte modules (``daskgif.gif``
-package) can be used without loading Dask.
-Type checkers see every name through the ``TYPE_CHECKING`` imports below.
+Names are imported on first use, so the pure byte modules (``daskgif.gif``) load without
+Dask; type checkers see them through the ``TYPE_CHECKING`` imports.
 """
 
 from __future__ import annotations
@@ -10,31 +9,26 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from importlib.machinery import PathFinder
 from typing import TYPE_CHECKING, Any
 
 from daskgif.version import __version__
 
-_exports = {
-    "build_graph": "daskgif.pipeline.graph",
-    "build_graphs": "daskgif.pipeline.inputs",
-    "Result": "daskgif.pipeline.result",
-    "Task": "daskgif.core.task",
-    "task": "daskgif.core.task",
-    "Skip": "daskgif.core.task",
-    "State": "daskgif.core.state",
-    "DaskgifError": "daskgif.errors",
-    "GifFormatError": "daskgif.errors",
-    "FetchError": "daskgif.errors",
-    "RunFailed": "daskgif.errors",
-    "split_frames": "daskgif.gif.split",
-    "join_gifs": "daskgif.gif.join",
-    "sample_path": "daskgif.pipeline.sample",
-    "run_schedule": "daskgif.ops.schedule",
-    "progress": "daskgif.views.progress",
-    "draw_run": "daskgif.views.runpicture",
-    "Cancelled": "daskgif.errors",
+_MODULES = {
+    "daskgif.pipeline.graph": ["build_graph"],
+    "daskgif.pipeline.inputs": ["build_graphs"],
+    "daskgif.pipeline.result": ["Result"],
+    "daskgif.pipeline.sample": ["sample_path"],
+    "daskgif.core.task": ["Task", "task", "Skip"],
+    "daskgif.core.state": ["State"],
+    "daskgif.errors": ["DaskgifError", "GifFormatError", "FetchError", "RunFailed", "Cancelled"],
+    "daskgif.gif.split": ["split_frames"],
+    "daskgif.gif.join": ["join_gifs"],
+    "daskgif.ops.schedule": ["run_schedule"],
+    "daskgif.views.progress": ["progress"],
+    "daskgif.views.runpicture": ["draw_run"],
 }
-
+_exports = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = sorted(_exports)
 
 # A library logs; the application decides where it goes (the CLI does, with -v).
@@ -43,13 +37,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 if TYPE_CHECKING:
     from daskgif.core.state import State
     from daskgif.core.task import Skip, Task, task
-    from daskgif.errors import (
-        Cancelled,
-        DaskgifError,
-        FetchError,
-        GifFormatError,
-        RunFailed,
-    )
+    from daskgif.errors import Cancelled, DaskgifError, FetchError, GifFormatError, RunFailed
     from daskgif.gif.join import join_gifs
     from daskgif.gif.split import split_frames
     from daskgif.ops.schedule import run_schedule
@@ -61,40 +49,32 @@ if TYPE_CHECKING:
     from daskgif.views.runpicture import draw_run
 
 
-
 class _DefaultsOnDaskImport:
-    """Register daskgif's defaults in ``dask.config`` as soon as Dask loads it.
+    """An import hook: once ``dask.config`` loads, import ``daskgif.config``, which registers the defaults.
 
-    An installed daskgif also ships ``daskgif.yaml`` in ``{sys.prefix}/etc/dask``;
-    an editable install or a source checkout does not, and importing the pure
-    modules must not load Dask. This import hook covers both: ``import daskgif``
-    then ``import dask`` sees the defaults, without daskgif importing Dask itself.
+    An installed daskgif ships ``daskgif.yaml`` in ``{sys.prefix}/etc/dask``; a source checkout
+    does not, and ``import daskgif`` must not load Dask.  With this hook, ``import daskgif`` then
+    ``import dask`` sees the defaults either way.
     """
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if name != "dask.config":
             return None
         sys.meta_path.remove(self)
-        from importlib.machinery import PathFinder
-
         spec = PathFinder.find_spec(name, path)
         if spec is not None and spec.loader is not None:
             run = spec.loader.exec_module
 
             def exec_module(module: Any) -> None:
                 run(module)
-                _register(module)
+                importlib.import_module("daskgif.config")
 
             spec.loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 
 
-def _register(dask_config: Any) -> None:
-    importlib.import_module("daskgif.config")  # importing it registers daskgif.yaml
-
-
 if "dask.config" in sys.modules:
-    _register(sys.modules["dask.config"])
+    importlib.import_module("daskgif.config")
 else:
     sys.meta_path.insert(0, _DefaultsOnDaskImport())
 
@@ -102,11 +82,9 @@ else:
 if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all
 
     def __getattr__(name: str) -> Any:
-        try:
-            module = _exports[name]
-        except KeyError:
-            raise AttributeError(f"module 'daskgif' has no attribute {name!r}") from None
-        return getattr(importlib.import_module(module), name)
+        if name not in _exports:
+            raise AttributeError(f"module 'daskgif' has no attribute {name!r}")
+        return getattr(importlib.import_module(_exports[name]), name)
 
 
 def __dir__() -> list[str]:

@@ -148,8 +148,7 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
     """
     import signal
 
-    from daskgif.ops.cluster import ConnectError, connect, starts_cluster
-    from daskgif.ops.runner import wait_for
+    from daskgif.ops.cluster import ConnectError, connect, starts_cluster, wait_for
     from daskgif.ops.schedule import describe_due, run_schedule
     from daskgif.views.progress import Progress, fresh_line
     from daskgif.views.text import dashboard_lines
@@ -213,7 +212,7 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
         with contextlib.ExitStack() as stack:
             client = None if per_run else stack.enter_context(cluster())
             if report:
-                from daskgif.ops.report import performance_report
+                from daskgif.ops.cluster import performance_report
 
                 stack.enter_context(performance_report(client, report, code=command_line()))
             show_progress = not as_json  # a bar on a terminal, else a plain line every daskgif.progress-interval s

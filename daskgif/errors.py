@@ -1,16 +1,8 @@
-"""The exceptions daskgif raises.
+"""The exceptions daskgif raises, and :func:`is_transient`, the one rule for what is worth retrying.
 
-Every exception passes all of its arguments to ``super().__init__`` so that it
-pickles from a worker back to the client, and formats its message in
-``__str__``.  Each also subclasses the matching builtin, so ``except ValueError``
-keeps working for callers who do not know daskgif.
-
-The ``transient`` attribute tells the retry layer whether trying again may help;
-:func:`is_transient` decides it for every exception, an allow-list: connection
-errors, timeouts, HTTP 408/425/429/5xx and the ``OSError`` numbers that say "busy
-or unreachable, try later" are transient; everything else (a full disk, a missing
-file, a format error, a bug) fails at once, because trying again gives the same answer.
-Errors of optional libraries (aiohttp, botocore) are known by their class names.
+Every exception passes all of its arguments to ``super().__init__``, so that it pickles
+from a worker back to the client, formats its message in ``__str__``, and subclasses the
+matching builtin (``except ValueError`` keeps working for callers who do not know daskgif).
 """
 
 from __future__ import annotations
@@ -23,42 +15,26 @@ __all__ = ["DaskgifError", "GifFormatError", "FetchError", "RunFailed", "Cancell
 
 
 class DaskgifError(Exception):
-    """Base class of daskgif's own errors."""
+    """Base class of daskgif's own errors; ``transient`` says whether retrying may help."""
 
     transient = False
 
 
 class GifFormatError(DaskgifError, ValueError):
-    """Bytes that are not the image data they claim to be.
+    """Bytes that are not the image data they claim to be, at byte *offset* of *frame* when known.
 
-    Parameters
-    ----------
-    message : str
-        What is wrong: what was expected and what was found.
-    offset : int, optional
-        Byte offset of the problem in the input (the data file when known).
-    frame : int, optional
-        Index of the frame the problem belongs to.
-
-    Examples
-    --------
     >>> str(GifFormatError("expected b'GIF8', got b'\\\\x00\\\\x01'", offset=903114, frame=12))
     "frame 12 at byte 903114: expected b'GIF8', got b'\\\\x00\\\\x01'"
     """
 
     def __init__(self, message: str, offset: int | None = None, frame: int | None = None):
         super().__init__(message, offset, frame)
-        self.message = message
-        self.offset = offset
-        self.frame = frame
+        self.message, self.offset, self.frame = message, offset, frame
 
     def __str__(self) -> str:
-        where = []
-        if self.frame is not None:
-            where.append(f"frame {self.frame}")
-        if self.offset is not None:
-            where.append(f"at byte {self.offset}")
-        return f"{' '.join(where)}: {self.message}" if where else self.message
+        where = " ".join(f"{label} {value}" for label, value in (("frame", self.frame), ("at byte", self.offset))
+                         if value is not None)
+        return f"{where}: {self.message}" if where else self.message
 
     def locate(self, frame: int | None = None, base: int = 0) -> GifFormatError:
         """Return a copy that names *frame* and counts offsets from *base*.
@@ -71,49 +47,25 @@ class GifFormatError(DaskgifError, ValueError):
 
 
 class FetchError(DaskgifError, OSError):
-    """A URL that could not be copied.
+    """A URL (or path) that could not be copied, with the cause, and whether retrying may succeed.
 
-    Parameters
-    ----------
-    url : str
-        The URL (or path) that was read.
-    message : str
-        The cause: an HTTP status, a timeout, a missing file.
-    transient : bool
-        Whether retrying may succeed (connection errors, timeouts, HTTP 5xx/429).
-
-    Examples
-    --------
     >>> str(FetchError("https://example.com/x.img", "HTTP 404 Not Found"))
     'cannot fetch https://example.com/x.img: HTTP 404 Not Found'
     """
 
     def __init__(self, url: str, message: str, transient: bool = False):
         super().__init__(url, message, transient)
-        self.url = url
-        self.message = message
-        self.transient = transient
+        self.url, self.message, self.transient = url, message, transient
 
     def __str__(self) -> str:
         return f"cannot fetch {self.url}: {self.message}"
 
 
 class RunFailed(DaskgifError, RuntimeError):
-    """A run in which a task failed.
+    """A run in which a task failed: the message names the task, the frame, the attempts and the cause.
 
-    Parameters
-    ----------
-    message : str
-        Names the failed task, the frame index when there is one, the attempts
-        and the cause.
-    result : object, optional
-        The run's record, with the state of every task known
-        (:class:`daskgif.core.state.RunReport`, the pipeline's ``Result``).
-    values : sequence, optional
-        The values of the mapped items that succeeded, for the caller to record.
+    *result* is the run's record with every state known; *values* those of the mapped items that succeeded.
 
-    Examples
-    --------
     >>> import pickle
     >>> error = pickle.loads(pickle.dumps(RunFailed("task 'x' failed after 1 attempt: OSError", None, [1])))
     >>> str(error), error.values
@@ -147,33 +99,19 @@ class TaskTimeout(DaskgifError, TimeoutError):
 
 
 class Cancelled(DaskgifError):
-    """A run stopped by request (a signal, ``Ctrl-C``) before it finished.
-
-    >>> str(Cancelled("run 1 cancelled by SIGTERM"))
-    'run 1 cancelled by SIGTERM'
-    """
+    """A run stopped by request (a signal, ``Ctrl-C``) before it finished."""
 
 
 class LockHeld(DaskgifError, RuntimeError):
     """A file leased to another live run (its ``<file>.lock``); permanent: a run never waits for it.
 
-    Parameters
-    ----------
-    path : str
-        The lock file.
-    holder : dict
-        What the lock file says of its holder: ``owner`` (run id), ``host``, ``pid``, ``renewed_at``.
-    seconds : float
-        How long a lease lasts without renewal (``daskgif.lock-timeout``).
+    *holder* is what the lock file says (``owner``, ``host``, ``pid``, ``renewed_at``); *seconds*
+    how long a lease lasts without renewal (``daskgif.lock-timeout``).
 
-    Examples
-    --------
     >>> holder = {"host": "n1", "pid": 7, "owner": "run-1", "renewed_at": "2026-01-01T00:00:00+00:00"}
     >>> print(LockHeld("d.img.lock", holder, 10))
     d.img.lock is held by run run-1 (host n1, pid 7, renewed 2026-01-01T00:00:00+00:00): two runs never share a data file, a frames folder or an output; give this run other paths, or wait for that run to end (a dead run's lease ends 10 s after its last sign of life, daskgif.lock-timeout)
     """
-
-    transient = False
 
     def __init__(self, path: str, holder: dict, seconds: float):
         super().__init__(path, holder, seconds)
@@ -188,32 +126,25 @@ class LockHeld(DaskgifError, RuntimeError):
 
 
 #: ``OSError`` numbers that may go away on their own.
-TRANSIENT_ERRNOS = frozenset({
-    errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.EIO, errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED,
-    errno.ECONNABORTED, errno.EPIPE, errno.ENETDOWN, errno.ENETUNREACH, errno.ENETRESET, errno.EHOSTDOWN,
-    errno.EHOSTUNREACH,
-})
+TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.EIO, errno.ETIMEDOUT, errno.ECONNRESET,
+                              errno.ECONNREFUSED, errno.ECONNABORTED, errno.EPIPE, errno.ENETDOWN, errno.ENETUNREACH,
+                              errno.ENETRESET, errno.EHOSTDOWN, errno.EHOSTUNREACH})
 
 #: HTTP statuses that may go away on their own: request timeout, too early, rate limit (and every 5xx).
 TRANSIENT_STATUS = frozenset({408, 425, 429})
 
-# Connection and timeout errors of libraries daskgif does not import here (matched by class name).
-_TRANSIENT_NAMES = frozenset({
-    "ClientConnectionError", "ClientPayloadError", "ServerDisconnectedError", "ServerTimeoutError",
-    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
-})
+# Connection and timeout errors of aiohttp and botocore, which are not imported here.
+_TRANSIENT_NAMES = frozenset({"ClientConnectionError", "ClientPayloadError", "ServerDisconnectedError",
+                              "ServerTimeoutError", "EndpointConnectionError", "ConnectTimeoutError",
+                              "ReadTimeoutError", "ConnectionClosedError"})
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether trying again may help after *exc*.
+    """Whether trying again may help after *exc*: its ``transient`` attribute if it has one, else an allow-list.
 
-    An exception's own ``transient`` attribute decides when it has one (every
-    daskgif error does).  Otherwise: timeouts and connection errors, HTTP errors
-    with a status of 408, 425, 429 or 5xx, and ``OSError`` numbers in
-    :data:`TRANSIENT_ERRNOS` are transient; everything else is permanent.
+    Timeouts, connection errors, HTTP statuses 408, 425, 429 and 5xx, and :data:`TRANSIENT_ERRNOS`
+    are transient; anything else (a full disk, a missing file, a bug) fails at once.
 
-    Examples
-    --------
     >>> import errno
     >>> is_transient(ConnectionResetError()), is_transient(TimeoutError())
     (True, True)

@@ -1,27 +1,9 @@
 """Writers of the outputs that are not GIF: animated WebP, APNG and MP4, one frame at a time.
 
-Every writer has the interface of ``daskgif.gif.join.GifWriter``:
-``Writer(out, size, duration=, loop=, max_pixels=)``, a context manager whose
-``add(gif_bytes)`` appends one GIF frame and whose exit (or ``close()``) finishes
-the file.  Each frame is decoded once, when it is added, to RGBA at canvas size
-(:func:`daskgif.codec.canvas_images`: as a GIF viewer shows it, transparency and
-frames smaller than the canvas included), written, and dropped.
-
-**Streaming.** Pillow's own animated WebP and APNG savers want every frame at
-once (``save_all``; ``append_images`` is made a list, and the APNG saver keeps every
-frame until the end), and so does imageio's Pillow plugin.  So the WebP and APNG
-containers are written here, chunk by chunk, from frames Pillow encodes one at a
-time; the header fields that need the end (the RIFF size, the APNG frame count) are
-filled in when the file is closed, so *out* must be seekable.  Memory holds the
-previous frame and the current one, whatever the frame count.  Each frame after
-the first stores only the rectangle that changed (no blending, no disposal).  MP4
-frames go to ffmpeg through a pipe (imageio with ``imageio-ffmpeg``), which writes
-a temporary file that imageio copies into *out* at the end: the finished video is
-held in memory once, at its compressed size.
-
-**Duration and loop.** WebP stores milliseconds per frame, APNG a fraction of a
-second; both store the loop count as given (0 forever; ``None`` plays once).  MP4
-has a frame rate, ``1000 / duration``, and no loop.
+Each decodes a frame when it is added (:func:`daskgif.codec.canvas_images`), writes it and drops it.
+Pillow's animated WebP and APNG savers want every frame at once, so those containers are written
+here chunk by chunk (each image after the first stores only the rectangle that changed), and their
+header is completed at close: *out* must be seekable.  MP4 frames go through a pipe to ffmpeg.
 """
 
 from __future__ import annotations
@@ -33,17 +15,17 @@ from fractions import Fraction
 from typing import Any, BinaryIO
 
 from daskgif.codec import canvas_images
-from daskgif.errors import GifFormatError
 from daskgif.gif.join import check_animation
 
-__all__ = ["WebpWriter", "ApngWriter", "Mp4Writer", "apng_delay"]
+__all__ = ["FrameWriter", "WebpWriter", "ApngWriter", "Mp4Writer", "apng_delay"]
 
 
 class FrameWriter:
-    """What the writers share: checked arguments, frame decoding, the context manager.
+    """What the writers share: ``Writer(out, size, duration=, loop=, max_pixels=)``, a context manager.
 
-    A subclass writes each canvas with ``_write(image, box)``, where *box* is the
-    rectangle that changed since the previous image, and finishes with ``_finish()``.
+    ``add(gif_bytes)`` appends a frame; exit (or ``close()``) finishes the file.  A subclass writes
+    each canvas with ``_write(image, box)``, *box* being the rectangle that changed since the
+    previous image, and ends the file in ``_finish()``.
     """
 
     format = "animation"
@@ -51,9 +33,8 @@ class FrameWriter:
 
     def __init__(self, out: BinaryIO, size: tuple[int, int], *, duration: float = 100, loop: int | None = 0,
                  max_pixels: int | None = None):
-        width, height = check_animation(size, duration, loop, max_pixels, self.largest, self.format)
-        self.out, self.size, self.duration, self.loop = out, (width, height), duration, loop
-        self.max_pixels = max_pixels
+        self.size = check_animation(size, duration, loop, max_pixels, self.largest, self.format)
+        self.out, self.duration, self.loop, self.max_pixels = out, duration, loop, max_pixels
         self.frames = self.images = 0
         self._previous: Any = None
         self._closed = False
@@ -70,11 +51,7 @@ class FrameWriter:
             self.close()
 
     def add(self, frame: bytes | bytearray | memoryview) -> None:
-        """Append every image of the GIF *frame*, decoded at canvas size.
-
-        Raises :class:`~daskgif.errors.GifFormatError` naming the frame's index when
-        *frame* is not a GIF that fits the canvas, or does not decode.
-        """
+        """Append every image of the GIF *frame*; a frame that does not fit or decode raises ``GifFormatError``."""
         if self._closed:
             raise ValueError(f"cannot add a frame to a closed {type(self).__name__}")
         for image in canvas_images(frame, self.size, index=self.frames, max_pixels=self.max_pixels):
@@ -106,10 +83,18 @@ class FrameWriter:
     def _finish(self) -> None:
         raise NotImplementedError
 
-    def _seekable_start(self) -> int:
+    def _start_seekable(self, header: bytes) -> None:
+        """Write *header*, remembering where it starts, so that :meth:`_patch` can complete it at the end."""
         if not self.out.seekable():
             raise ValueError(f"{self.format} is finished by seeking back to its header: give a seekable file")
-        return self.out.tell()
+        self._start = self.out.tell()
+        self.out.write(header)
+
+    def _patch(self, at: int, data: bytes) -> None:
+        end = self.out.tell()
+        self.out.seek(self._start + at)
+        self.out.write(data)
+        self.out.seek(end)
 
 
 def _chunks(data: bytes, start: int, *, crc: bool) -> list[tuple[bytes, bytes]]:
@@ -140,23 +125,16 @@ def _u24(value: int) -> bytes:
 class WebpWriter(FrameWriter):
     """Write a lossless animated WebP (``VP8X``, ``ANIM``, one ``ANMF`` per image), frame by frame.
 
-    Frames are encoded by Pillow, lossless with ``exact`` (the colour of transparent
-    pixels is kept).  Arguments as for ``daskgif.gif.join.GifWriter``;
-    *duration* is stored in whole milliseconds, *loop* as the WebP loop count (0
-    forever; None: 1, played once).  *out* must be seekable.
+    Pillow encodes each image lossless with ``exact`` (transparent pixels keep their colour).
+    *duration* is stored in whole milliseconds, *loop* as the WebP loop count (None: 1, played once).
 
-    Examples
-    --------
     >>> from PIL import Image
     >>> from daskgif.gif.encode import encode_gif
     >>> out = io.BytesIO()
     >>> with WebpWriter(out, (2, 2), duration=50, loop=3) as webp:
     ...     webp.add(encode_gif(2, 2, b"\\x00\\x00\\x00\\xff\\xff\\xff", bytes([0, 1, 1, 0])))
-    ...     webp.add(encode_gif(1, 1, b"\\xff\\x00\\x00", bytes([0])))
     >>> im = Image.open(out); _ = im.load(); im.n_frames, im.info["loop"], im.info["duration"]
-    (2, 3, 50)
-    >>> im.seek(1); im.convert("RGBA").getpixel((0, 0)), im.convert("RGBA").getpixel((1, 1))
-    ((255, 0, 0, 255), (0, 0, 0, 0))
+    (1, 3, 50)
     """
 
     format = "WebP"
@@ -164,12 +142,11 @@ class WebpWriter(FrameWriter):
 
     def __init__(self, out: BinaryIO, size: tuple[int, int], **kwargs: Any):
         super().__init__(out, size, **kwargs)
-        self._start = self._seekable_start()
         self._alpha = False
         width, height = self.size
-        loop = 1 if self.loop is None else self.loop
-        self.out.write(b"RIFF\x00\x00\x00\x00WEBP" + _riff_chunk(b"VP8X", bytes(4) + _u24(width - 1) + _u24(height - 1))
-                       + _riff_chunk(b"ANIM", bytes(4) + struct.pack("<H", loop)))
+        vp8x = _riff_chunk(b"VP8X", bytes(4) + _u24(width - 1) + _u24(height - 1))
+        anim = _riff_chunk(b"ANIM", bytes(4) + struct.pack("<H", 1 if self.loop is None else self.loop))
+        self._start_seekable(b"RIFF\x00\x00\x00\x00WEBP" + vp8x + anim)
 
     def _write(self, image: Any, box: tuple[int, int, int, int]) -> None:
         left, top = box[0] - box[0] % 2, box[1] - box[1] % 2  # WebP stores offsets halved
@@ -184,12 +161,8 @@ class WebpWriter(FrameWriter):
         self.out.write(_riff_chunk(b"ANMF", head + frame))
 
     def _finish(self) -> None:
-        end = self.out.tell()
-        self.out.seek(self._start + 4)
-        self.out.write(struct.pack("<I", end - self._start - 8))
-        self.out.seek(self._start + 20)  # the VP8X flags: animation, and alpha if any image has it
-        self.out.write(bytes([0x02 | (0x10 if self._alpha else 0)]))
-        self.out.seek(end)
+        self._patch(4, struct.pack("<I", self.out.tell() - self._start - 8))
+        self._patch(20, bytes([0x02 | (0x10 if self._alpha else 0)]))  # VP8X flags: animation, alpha if any
 
 
 def apng_delay(duration_ms: float) -> tuple[int, int]:
@@ -210,25 +183,10 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
 
 
 class ApngWriter(FrameWriter):
-    """Write an animated PNG (APNG, RGBA, 8 bits), frame by frame.
+    """Write an animated PNG (APNG, RGBA, 8 bits), frame by frame, each image compressed by Pillow.
 
-    Frames are compressed by Pillow's PNG encoder.  Arguments as for
-    ``daskgif.gif.join.GifWriter``; *duration* is stored as a fraction of a
-    second (:func:`apng_delay`), *loop* as the APNG play count (0 forever; None: 1,
-    played once).  *out* must be seekable: the frame count is written at the end.
-
-    Examples
-    --------
-    >>> from PIL import Image
-    >>> from daskgif.gif.encode import encode_gif
-    >>> out = io.BytesIO()
-    >>> with ApngWriter(out, (2, 2), duration=50, loop=3) as png:
-    ...     png.add(encode_gif(2, 2, b"\\x00\\x00\\x00\\xff\\xff\\xff", bytes([0, 1, 1, 0])))
-    ...     png.add(encode_gif(1, 1, b"\\xff\\x00\\x00", bytes([0])))
-    >>> im = Image.open(out); im.n_frames, im.info["loop"], im.info["duration"]
-    (2, 3, 50.0)
-    >>> im.seek(1); im.convert("RGBA").getpixel((0, 0)), im.convert("RGBA").getpixel((1, 1))
-    ((255, 0, 0, 255), (0, 0, 0, 0))
+    *duration* is stored as a fraction of a second (:func:`apng_delay`), *loop* as the APNG play
+    count (None: 1, played once); the frame count is written at the end.
     """
 
     format = "APNG"
@@ -236,11 +194,9 @@ class ApngWriter(FrameWriter):
 
     def __init__(self, out: BinaryIO, size: tuple[int, int], **kwargs: Any):
         super().__init__(out, size, **kwargs)
-        self._start = self._seekable_start()
         self._sequence = 0
-        width, height = self.size
-        self.out.write(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
-                       + self._actl(0))
+        ihdr = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", *self.size, 8, 6, 0, 0, 0))  # RGBA, 8 bits
+        self._start_seekable(b"\x89PNG\r\n\x1a\n" + ihdr + self._actl(0))
 
     def _actl(self, frames: int) -> bytes:
         return _png_chunk(b"acTL", struct.pack(">II", frames, 1 if self.loop is None else self.loop))
@@ -249,40 +205,29 @@ class ApngWriter(FrameWriter):
         piece = image.crop(box)
         encoded = io.BytesIO()
         piece.save(encoded, "PNG")
-        found = _chunks(encoded.getvalue(), 8, crc=True)
-        if found[0] != (b"IHDR", struct.pack(">IIBBBBB", piece.width, piece.height, 8, 6, 0, 0, 0)):
-            raise GifFormatError(f"Pillow wrote an unexpected PNG header for frame {self.frames}: {found[0]!r}")
         num, den = apng_delay(self.duration)
         control = struct.pack(">IIIIIHHBB", self._sequence, piece.width, piece.height, box[0], box[1], num, den, 0, 0)
         parts = [_png_chunk(b"fcTL", control)]
         self._sequence += 1
-        for kind, payload in found:
-            if kind != b"IDAT":
-                continue
-            if self.images == 0:  # the first image is the default image, shown by viewers without APNG
+        for kind, payload in _chunks(encoded.getvalue(), 8, crc=True):
+            if kind == b"IDAT" and self.images == 0:  # the first image is the default one, for viewers without APNG
                 parts.append(_png_chunk(b"IDAT", payload))
-            else:
+            elif kind == b"IDAT":
                 parts.append(_png_chunk(b"fdAT", struct.pack(">I", self._sequence) + payload))
                 self._sequence += 1
         self.out.write(b"".join(parts))
 
     def _finish(self) -> None:
         self.out.write(_png_chunk(b"IEND", b""))
-        end = self.out.tell()
-        self.out.seek(self._start + 33)  # after the signature (8) and IHDR (25)
-        self.out.write(self._actl(self.images))
-        self.out.seek(end)
+        self._patch(33, self._actl(self.images))  # after the signature (8) and IHDR (25)
 
 
 class Mp4Writer(FrameWriter):
-    """Write an H.264 MP4 (yuv420p) through imageio and ``imageio-ffmpeg``, frame by frame.
+    """Write an H.264 MP4 (yuv420p) through imageio and ``imageio-ffmpeg`` (``daskgif[video]``), frame by frame.
 
-    Needs the extra ``daskgif[video]``.  The frame rate is ``1000 / duration``;
-    *loop* is ignored (MP4 has none).  H.264 in yuv420p needs an even width and
-    height: an odd one gets one black column or row more.  Transparent pixels are
-    black.  Quality: x264's ``crf`` 16, preset ``medium``, with accurate colour
-    conversion (about 37 dB PSNR on the sample, where ``crf`` 18 loses detail in
-    sharp coloured edges that ``yuv420p`` already halves).
+    The frame rate is ``1000 / duration``; *loop* is ignored.  An odd width or height gets one black
+    column or row more; transparent pixels are black.  x264's ``crf`` 16 gives about 37 dB PSNR on
+    the sample (18 loses detail in sharp coloured edges that yuv420p already halves).
     """
 
     format = "MP4"
@@ -317,8 +262,7 @@ class Mp4Writer(FrameWriter):
 
     def __exit__(self, kind, value, traceback) -> None:
         try:
-            if kind is None:
-                self.close()
+            super().__exit__(kind, value, traceback)
         finally:  # ffmpeg stops whatever happened; after an error, what it wrote goes with the unfinished output
             self._video.close()
 

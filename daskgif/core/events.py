@@ -1,12 +1,9 @@
-"""The ``daskgif`` events channel: small JSON-able messages from tasks, as Dask's structured events.
-
-On a worker a message goes out with :meth:`distributed.Worker.log_event` on :data:`TOPIC`: the scheduler
-keeps it (``Scheduler.get_events("daskgif")``) and pushes it to subscribed clients, which :func:`relay`
-hands to this process's :data:`bus`; on a local scheduler it goes straight to the :data:`bus`.
-"""
+"""The ``daskgif`` events channel: JSON-able messages from tasks, as Dask's structured events on :data:`TOPIC`;
+:func:`relay` hands those a client gets to this process's :data:`bus`, where local tasks send theirs."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import weakref
 from collections.abc import Callable
@@ -30,12 +27,7 @@ class Bus:
     def subscribe(self, listener: Callable[[dict], None]) -> Callable[[], None]:
         """Call *listener* with every message; return the function that unsubscribes it."""
         self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return unsubscribe
+        return functools.partial(self._listeners.remove, listener)
 
     def publish(self, msg: dict) -> None:
         """Hand *msg* to every listener; a listener that raises is logged, not propagated."""

@@ -1,10 +1,4 @@
-"""Launch tasks from a running task, on the scheduler that runs it: Dask's tasks-launching-tasks.
-
-Batches are Dask tasks keyed ``<name>-<first index>-<last index>-<token>`` (:func:`batch_key`), launched
-where the caller runs (:func:`~daskgif.core.runtime.current_scheduler`): over the cluster from a worker
-(in the dashboard), in the pool of the ``threads`` scheduler, else one after another in the calling
-thread (pdb works).
-"""
+"""Launch tasks from a running task, in batches, on the scheduler that runs it: Dask's tasks-launching-tasks."""
 
 from __future__ import annotations
 
@@ -51,23 +45,14 @@ class Mapped:
 
 
 def map_task(task: Any, items: Sequence, *, batch_size: int | str = "auto", token: str | None = None,
-             reuse: Callable[[int, Any], Any] | None = None, collect: Callable[[int], Any] | None = None, **kwargs: Any) -> Mapped:
+             reuse: Callable[[int, Any], Any] | None = None, collect: Callable[[int], Any] | None = None,
+             **kwargs: Any) -> Mapped:
     """Run *task* (a :class:`~daskgif.core.task.Task`) on every item, with *kwargs*, in batches (:func:`fan_out`).
 
-    Parameters
-    ----------
-    items : sequence
-        One run per item, its ``index`` the item's position.
-    batch_size, token : int or "auto", str, optional
-        Items per batch (``"auto"``: about four per thread), and key suffix (default unique).
-    reuse : callable, optional
-        ``reuse(index, item)`` returns the value an earlier run left for the item
-        (it is then not run, and counts as a reused success), or ``None`` to run it.
-    collect : callable, optional
-        ``collect(first_index)`` makes what a batch appends values to (``None`` if
-        failed or skipped); its type's ``concat`` joins the batches'.  Default: lists.
-
     If an item fails, every batch still runs; then ``RunFailed`` names the first failed item.
+    ``reuse(index, item)`` returns what an earlier run left for an item (it is then not run), or ``None``;
+    ``collect(first_index)`` makes what a batch appends values to (``None`` if failed or skipped), joined
+    by its type's ``concat`` (default: lists).
     """
     items = items if isinstance(items, Sequence) else list(items)  # a compact sequence is cut, not copied
     return fan_out(functools.partial(run_batch, task, kwargs, reuse, collect), items, name=task.name,
@@ -75,7 +60,7 @@ def map_task(task: Any, items: Sequence, *, batch_size: int | str = "auto", toke
 
 
 def _joined(task: Any, parts: Sequence[Mapped | RunFailed]) -> Mapped:
-    """The batches' values and states joined; if one failed, the ``RunFailed`` of the whole map."""
+    # The batches' values and states joined; if one failed, the RunFailed of the whole map.
     states = MappedStates(task.name)
     for part in parts:
         states.update(part.result.states[task.name] if isinstance(part, RunFailed) else part.states)
@@ -109,19 +94,17 @@ def run_batch(task: Any, kwargs: dict, reuse: Callable[[int, Any], Any] | None, 
                 values.append(outcome.value)
     finally:
         states.add_reused(reused)
-        for hook in task.on_state:
-            if isinstance(hook, BatchHook):
-                hook.end_batch(task.name, reused)
-        for value in kwargs.values():
-            if isinstance(value, Releasable):
-                value.release()
+        for hook in (h for h in task.on_state if isinstance(h, BatchHook)):
+            hook.end_batch(task.name, reused)
+        for value in (v for v in kwargs.values() if isinstance(v, Releasable)):
+            value.release()
     if states.counts.get(FAILED):
         raise task.failure({task.name: states}, [v for v in values if v is not None])
     return Mapped(values, states)
 
 
 def batches(items: Sequence, batch_size: int | str, threads: int) -> list[tuple[int, Sequence]]:
-    """Cut *items* into ``(first index, batch)`` pairs; ``"auto"`` gives about four per thread.
+    """Cut *items* into ``(first index, batch)`` pairs; ``"auto"`` gives about four batches per thread.
 
     >>> batches([1, 2, 3, 4, 5], "auto", threads=1)
     [(0, [1, 2]), (2, [3, 4]), (4, [5])]
@@ -135,25 +118,18 @@ def batches(items: Sequence, batch_size: int | str, threads: int) -> list[tuple[
 
 
 def batch_key(name: str, first: int, batch: Sequence, token: str) -> str:
-    """The key of the batch of *name* that starts at item *first*: it names the items it holds.
-
-    ``dask.utils.key_split`` gives *name* back, so the dashboard groups every batch under it.
+    """The key of the batch of *name* that starts at item *first*: ``key_split`` gives *name* back.
 
     >>> batch_key("write-frame", 375, range(375, 750), "5b3c")
     'write-frame-375-749-5b3c'
-    >>> from dask.utils import key_split
-    >>> key_split(batch_key("write-frame", 0, [1, 2], "d41d8cd98f00b204e9800998ecf8427e"))
-    'write-frame'
     """
     return f"{name}-{first}-{first + len(batch) - 1}-{token}"
 
 
 def fan_out(func: Callable[[int, Sequence], Any], items: Sequence, *, name: str, batch_size: int | str = "auto",
             token: str | None = None, gather: Callable[[list], Any] = list) -> Any:
-    """Run ``func(first_index, batch)`` on every batch of *items* as Dask tasks; return ``gather(results)``.
-
-    The results are in order; a batch that raises :class:`~daskgif.errors.RunFailed`
-    has that error as its result, and every other batch still runs; any other error is raised.
+    """Run ``func(first_index, batch)`` on every batch of *items* as Dask tasks; return ``gather(results)``,
+    where a batch's :class:`~daskgif.errors.RunFailed` is its result (every batch runs; other errors raise).
 
     >>> fan_out(lambda first, batch: sum(batch), range(10), name="add", batch_size=4)
     [6, 22, 17]
@@ -162,8 +138,7 @@ def fan_out(func: Callable[[int, Sequence], Any], items: Sequence, *, name: str,
     scheduler, threads = current_scheduler()
     if scheduler == "distributed":
         return _on_cluster(func, items, name, batch_size, token, gather)
-    tasks = [dask.delayed(_failure_as_value, pure=False)(func, i, batch,
-                                                         dask_key_name=batch_key(name, i, batch, token))
+    tasks = [dask.delayed(_failure_as_value, pure=False)(func, i, batch, dask_key_name=batch_key(name, i, batch, token))
              for i, batch in batches(items, batch_size, threads)]
     threads_kwarg = {} if scheduler == "sync" else {"num_workers": threads}  # get_sync takes none
     return gather(list(dask.compute(*tasks, scheduler=scheduler, **threads_kwarg)))
@@ -183,13 +158,11 @@ FAILED_BATCHES: collections.deque = collections.deque(maxlen=256)
 
 def _on_cluster(func: Callable, items: Sequence, name: str, batch_size: int | str, token: str,
                 gather: Callable[[list], Any]) -> Any:
-    """Submit the batches from this worker, wait for all, and gather them while their futures are held."""
     from distributed import wait, worker_client
 
     with worker_client() as client:
-        threads = sum(client.nthreads().values())
         futures = [client.submit(func, i, batch, key=batch_key(name, i, batch, token), pure=False)
-                   for i, batch in batches(items, batch_size, threads)]
+                   for i, batch in batches(items, batch_size, sum(client.nthreads().values()))]
         wait(futures)
         if any(f.status == "cancelled" for f in futures):
             raise Cancelled(f"run {token} was cancelled")
@@ -198,10 +171,9 @@ def _on_cluster(func: Callable, items: Sequence, name: str, batch_size: int | st
         for error in found:
             if isinstance(error, BaseException) and not isinstance(error, RunFailed):
                 raise error
-        if any(isinstance(error, RunFailed) for error in found):  # the run fails: free what finished now,
-            for future in futures:                                   # and keep the erred batches in view
+        if any(isinstance(error, RunFailed) for error in found):  # the run fails: keep the erred batches in view,
+            FAILED_BATCHES.extend(f for f in futures if f.status == "error")
+            for future in futures:  # and free what finished now, not when the error that holds this frame goes
                 if future.status == "finished":
                     future.release()
-                elif future.status == "error":
-                    FAILED_BATCHES.append(future)
         return gather(found)

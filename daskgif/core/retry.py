@@ -1,7 +1,4 @@
-"""How long to wait before trying again, and the one retry loop of daskgif (tasks, the webhook).
-
-What may be retried is :func:`daskgif.errors.is_transient`'s to say: permanent errors fail at once.
-"""
+"""How long to wait before trying again, and the one retry loop of daskgif (tasks, the webhook)."""
 
 from __future__ import annotations
 
@@ -23,11 +20,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How many times to try again, and how long to wait before each retry.
-
-    The delay grows by *backoff* per retry, is capped at *max_delay* seconds, then
-    is shortened by a random fraction of at most *jitter*, so that runs which
-    failed together do not retry together.
+    """How many times to try again, and the delay before each retry: growing by *backoff*, capped at
+    *max_delay* seconds, shortened by a random fraction of at most *jitter* (runs do not retry together).
 
     >>> policy = RetryPolicy(retries=4, retry_delay=10, backoff=2, max_delay=30, jitter=0)
     >>> [policy.delay(attempt) for attempt in (1, 2, 3, 4)]
@@ -74,11 +68,9 @@ def error_line(exc: BaseException) -> str:
 def retry(func: Callable[[], Any], policy: RetryPolicy, *, retry_if: Callable[[BaseException], bool] = is_transient,
           operation: str = "operation", on_retry: Callable[[BaseException], None] | None = None,
           sleep: Callable[[float], None] = time.sleep) -> Any:
-    """Return ``func()``, trying again after the errors *retry_if* accepts, as *policy* says.
+    """Return ``func()``, trying again as *policy* says after the errors *retry_if* accepts (default: transient).
 
-    Each retry is logged (``Retrying <operation> after <error> (attempt i/n)``) and
-    given to *on_retry*; the wait holds no worker thread slot (:func:`~daskgif.core.runtime.released`).
-    The last attempt is made outside the loop, so its exception propagates untouched.
+    Each retry is logged and given to *on_retry*; the wait holds no worker thread slot.
 
     >>> retry(lambda: 42, RetryPolicy(retries=2), operation="answer")
     42

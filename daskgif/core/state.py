@@ -1,7 +1,4 @@
-"""What happened: a task's :class:`State`, a mapped task's :class:`MappedStates`, a run's :class:`RunReport`.
-
-Standard library only: states travel from workers to clients, results, history, webhooks and the runs page.
-"""
+"""What happened: a task's :class:`State`, a mapped task's :class:`MappedStates`, a run's :class:`RunReport`."""
 
 from __future__ import annotations
 
@@ -128,9 +125,7 @@ class MappedStates(Mapping[int, State]):
 
 @dataclass(frozen=True)
 class RunReport:
-    """What a run did: whether it succeeded, every task's state, its start and end.
-
-    What :class:`~daskgif.errors.RunFailed` carries as ``result``; a richer result extends it.
+    """What a run did: whether it succeeded, every task's state, its start and end (``RunFailed.result``).
 
     >>> run = RunReport.failed({"fetch": State("fetch", FAILED, 3, 10.0, 12.0, "OSError: x")}, now=13.0)
     >>> run.ok, run.duration, run.counts(), run.to_dict()["states"]["fetch"]["attempts"]
@@ -151,7 +146,7 @@ class RunReport:
 
     @property
     def duration(self) -> float:
-        """Seconds from the first task's start to the end of the run."""
+        """Seconds from the first task's start to the run's end."""
         return self.finished - self.started
 
     def counts(self) -> dict[str, dict[str, int]]:

@@ -1,9 +1,5 @@
-"""Retries with a delay, a ``Skip`` signal and a state record per task, on plain Dask.
-
-Calling a :class:`Task` builds a lazy ``dask.delayed`` node whose value is an :class:`Outcome`.  A skip
-is a value; a failure, once the retries are spent, raises :class:`~daskgif.errors.RunFailed`: the task
-is ``erred`` in Dask and what depends on it does not run.
-"""
+"""Retries with a delay, a ``Skip`` signal and a state record per task, on plain Dask: a skip is a value,
+a failure (once the retries are spent) a :class:`~daskgif.errors.RunFailed`, the task ``erred`` in Dask."""
 
 from __future__ import annotations
 
@@ -23,19 +19,8 @@ from dask.utils import funcname, key_split
 from daskgif.core import runtime
 from daskgif.core.fanout import BatchHook, Mapped, map_task
 from daskgif.core.retry import RetryPolicy, error_line, retry
-from daskgif.core.state import (
-    FAILED,
-    RETRYING,
-    RUNNING,
-    SKIPPED,
-    SUCCESS,
-    MappedStates,
-    RunReport,
-    State,
-    describe,
-    first_failure,
-    iter_states,
-)
+from daskgif.core.state import (FAILED, RETRYING, RUNNING, SKIPPED, SUCCESS, MappedStates, RunReport, State,
+                                describe, first_failure, iter_states)
 from daskgif.errors import Cancelled, RunFailed, TaskTimeout, is_transient
 from daskgif.redact import mask
 
@@ -65,12 +50,8 @@ class Outcome:
 
 
 def portable(exc: BaseException) -> BaseException:
-    """The cause a ``RunFailed`` chains: *exc* itself, short, masked and able to travel to the client.
-
-    It keeps its type and message but not its traceback nor its own chain (library
-    internals the user cannot act on; a nested ``RunFailed`` keeps its cause).  If it
-    does not pickle, or its text holds a secret, a ``RuntimeError`` says the same, masked.
-    """
+    """The cause a ``RunFailed`` chains: *exc* without its traceback and chain (a nested ``RunFailed`` keeps
+    its cause), or a ``RuntimeError`` saying the same, masked, if *exc* does not pickle or holds a secret."""
     try:
         pickle.loads(pickle.dumps(exc))
         clean = mask(str(exc)) == str(exc)
@@ -85,26 +66,21 @@ def portable(exc: BaseException) -> BaseException:
 
 
 class Task:
-    """A function with retries, a delay between them, skip handling and state hooks.
+    """A function (raising :class:`Skip` to skip) with retries, a delay between them and state hooks.
 
     Parameters
     ----------
-    func : callable
-        What the task does; it raises :class:`Skip` to skip.
     name : str, optional
         Key prefix and name in states and logs: hyphenated words (``"write-frame"``).
-    retries, retry_delay, backoff, max_delay, jitter : int, float
-        The :class:`~daskgif.core.retry.RetryPolicy`.
-    retry_if : callable
-        Whether an exception may be retried; default :func:`~daskgif.errors.is_transient`.
+    retries, retry_delay, backoff, max_delay, jitter, retry_if
+        The :class:`~daskgif.core.retry.RetryPolicy`, and what may be retried.
     skip_on_upstream_skip : bool
         Skip when an upstream :class:`Outcome` was skipped; else run on the skip's result.
     on_state : sequence of callables
         Called where the task runs with each :class:`State` (``Running``, ``Retrying``, the final one).
-    timeout, timeout_setting : float, str, optional
-        Seconds an attempt may run (then :class:`~daskgif.errors.TaskTimeout`), and the setting named.
-    record : type
-        The :class:`~daskgif.core.state.RunReport` class a ``RunFailed`` carries.
+    timeout, timeout_setting, record
+        Seconds an attempt may run (then :class:`~daskgif.errors.TaskTimeout` names the setting), and the
+        :class:`~daskgif.core.state.RunReport` class a ``RunFailed`` carries.
 
     >>> double = Task(lambda x: 2 * x, name="double")
     >>> outcome = double.run(21)
@@ -151,35 +127,33 @@ class Task:
         return dask.delayed(self.run, pure=False)(*args, dask_key_name=key, **kwargs)
 
     def run(self, *args: Any, index: int | None = None, **kwargs: Any) -> Outcome:
-        """Run now, with retries; return an :class:`Outcome` or raise :class:`~daskgif.errors.RunFailed`.
+        """Run now, with retries, on the values of :class:`Outcome` arguments; return an :class:`Outcome`."""
+        start, states, attempts, error = time.time(), {}, 0, None
+        hooks = self.on_state if index is None else self._item_hooks
 
-        :class:`Outcome` arguments are replaced by their values, their states carried on.
-        """
-        start, states = time.time(), {}
+        def state(kind: str, message: str = "", end: float | None = None) -> State:
+            return State(self.name, kind, attempts, start, end, message, index)
+
         upstream = [a for a in (*args, *kwargs.values()) if isinstance(a, Outcome)]
         for outcome in upstream:
             states.update(outcome.states)
         skipped = next((o.state for o in upstream if o.state.state == SKIPPED), None)
         if skipped is not None and self.skip_on_upstream_skip:
-            return self._end(None, State(self.name, SKIPPED, 0, start, time.time(),
-                                         f"upstream task {skipped.name!r} skipped", index), states)
+            return self._end(None, state(SKIPPED, f"upstream task {skipped.name!r} skipped", time.time()), states)
         args = tuple(a.value if isinstance(a, Outcome) else a for a in args)
         kwargs = {k: v.value if isinstance(v, Outcome) else v for k, v in kwargs.items()}
-        hooks, attempts, error = self.on_state if index is None else self._item_hooks, 0, None
 
         def attempt() -> Any:
             nonlocal attempts
             attempts += 1
             if hooks:
-                self._report(State(self.name, RUNNING, attempts, start, None, "", index), hooks)
+                self._report(state(RUNNING), hooks)
             return self._call(args, kwargs)
 
-        def retrying(e: BaseException) -> None:
-            self._report(State(self.name, RETRYING, attempts, start, None, error_line(e), index), hooks)
-
-        label = self.name if index is None else f"{self.name}[{index}]"
         try:
-            value = retry(attempt, self.policy, retry_if=self._retryable, operation=label, on_retry=retrying)
+            value = retry(attempt, self.policy, retry_if=self._retryable,
+                          on_retry=lambda e: self._report(state(RETRYING, error_line(e)), hooks),
+                          operation=self.name if index is None else f"{self.name}[{index}]")
             kind, message = SUCCESS, ""
         except Skip as e:
             value, kind, message = e.result, SKIPPED, e.message
@@ -187,7 +161,7 @@ class Task:
             raise
         except Exception as e:  # raised by _end, outside this handler: RunFailed carries no unpicklable context
             value, kind, message, error = None, FAILED, error_line(e), e
-        return self._end(value, State(self.name, kind, attempts, start, time.time(), message, index), states, error)
+        return self._end(value, state(kind, message, time.time()), states, error)
 
     def _retryable(self, error: BaseException) -> bool:
         return not isinstance(error, (Skip, RunFailed, Cancelled)) and self.retry_if(error)
@@ -195,8 +169,9 @@ class Task:
     def _call(self, args: tuple, kwargs: dict) -> Any:
         if self.timeout is None:
             return self.func(*args, **kwargs)
-        future = runtime.in_thread(functools.partial(self.func, *args, **kwargs), f"daskgif-{self.name}-attempt")
-        if not runtime.wait_done(future, self.timeout):
+        future = runtime.in_thread(functools.partial(self.func, *args, **kwargs), f"daskgif-{self.name}-attempt",
+                                   timeout=self.timeout)
+        if not future.done():
             raise TaskTimeout(self.name, self.timeout, self.timeout_setting)
         return future.result()
 
@@ -231,11 +206,7 @@ class Task:
         return RunFailed(describe(first_failure(iter_states(states))), self.record.failed(states), values)
 
     def map(self, items: Sequence, **options: Any) -> Mapped:
-        """Run the task on every item, in batches launched where it runs: :func:`~daskgif.core.fanout.map_task`.
-
-        >>> Task(abs, name="abs").map([-1, 2, -3], batch_size=2).values
-        [1, 2, 3]
-        """
+        """Run the task on every item, in batches launched where it runs (:func:`~daskgif.core.fanout.map_task`)."""
         return map_task(self, items, **options)
 
 

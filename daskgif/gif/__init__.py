@@ -1,10 +1,6 @@
-"""GIF bytes, standard library only: parse a GIF's structure, split a data file into frames,
-join GIFs losslessly, encode small GIFs.
-
-``parse`` walks a GIF to its trailer; ``split`` finds the frames of an image-data file
-(``spans`` holds where they lie); ``join`` writes an animated GIF from single GIFs
-without decoding them; ``encode`` makes GIFs from pixels (the sample file and the
-tests).  Nothing here imports Dask, fsspec or Pillow.  The names most used are here too:
+"""GIF bytes, standard library only (no Dask, fsspec or Pillow): ``parse`` walks a GIF to its trailer, ``split``
+finds the frames of an image-data file (``spans`` holds where they lie), ``join`` writes an animated GIF without
+decoding, ``encode`` makes GIFs from pixels (the sample and the tests).  The names most used are here too:
 
 >>> from daskgif.gif import parse_gif, split_bytes, join_gifs
 """

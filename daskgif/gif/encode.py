@@ -1,9 +1,8 @@
 """A small GIF encoder (LZW), standard library only, deterministic forever.
 
-It makes the embedded sample (``scripts/make_sample.py``) and test frames with
-exact bytes: a palette holding four newline bytes, LZW data of any pixel pattern,
-GIF87a, interlaced or transparent images.  daskgif's pipeline never encodes:
-frames are joined as they are.
+It makes the embedded sample (``scripts/make_sample.py``) and test frames with exact
+bytes (a palette holding four newlines, GIF87a, interlaced or transparent images);
+the pipeline never encodes.
 """
 
 from __future__ import annotations
@@ -57,13 +56,12 @@ def _lzw(pixels: bytes, min_code_size: int) -> bytes:
     emit(eoi)
     if nbits:
         out.append(acc & 0xFF)
-    blocks = bytearray([min_code_size])
-    for i in range(0, len(out), 255):
-        chunk = out[i:i + 255]
-        blocks.append(len(chunk))
-        blocks += chunk
-    blocks.append(0)
-    return bytes(blocks)
+    return bytes([min_code_size]) + _sub_blocks(bytes(out))
+
+
+def _sub_blocks(data: bytes) -> bytes:
+    """*data* as GIF data sub-blocks of at most 255 bytes, and the terminator."""
+    return b"".join(bytes([len(data[i:i + 255])]) + data[i:i + 255] for i in range(0, len(data), 255)) + b"\x00"
 
 
 def _interlace(pixels: bytes, width: int, height: int) -> bytes:
@@ -91,38 +89,13 @@ def encode_gif(width: int, height: int, palette: bytes, pixels: bytes, *, versio
                loop: int | None = None, comment: bytes | None = None) -> bytes:
     """Encode one image as a GIF, byte for byte the same on every machine and version.
 
-    Parameters
-    ----------
-    width, height : int
-        The image size.
-    palette : bytes
-        RGB triplets, 1 to 256 colours; padded with black to a power of two.
-    pixels : bytes
-        ``width * height`` colour indices, row by row.
-    version : bytes, optional
-        ``b"89a"`` (default) or ``b"87a"``; a GIF87a can carry no extension.
-    interlace : bool, optional
-        Store rows in the four-pass interlaced order.
-    transparent : int, optional
-        Transparent colour index (written in a Graphic Control Extension).
-    local_table : bool, optional
-        Write the palette as the image's local table instead of a global one.
-    delay : int, optional
-        Delay in hundredths of a second (written in a Graphic Control Extension).
-    disposal : int, optional
-        Disposal method for the Graphic Control Extension.
-    left, top : int, optional
-        The image position on the logical screen.
-    screen : tuple of int, optional
-        Logical screen size; default the image's extent.
-    background : int, optional
-        Background colour index.
-    sort : bool, optional
-        Set the colour table's sort flag.
-    loop : int, optional
-        Write a NETSCAPE2.0 loop block with this count.
-    comment : bytes, optional
-        Write a comment extension.
+    *palette* holds 1 to 256 RGB colours (padded with black to a power of two), *pixels*
+    ``width * height`` colour indices, row by row.  The options write what their names
+    say: a ``b"87a"`` *version* (which can carry no extension), rows in interlaced order,
+    a Graphic Control Extension (*transparent* index, *delay* in hundredths of a second,
+    *disposal*), the palette as a *local_table* instead of a global one, the image's
+    position (*left*, *top*) on a logical *screen* (default: the image's extent), the
+    *background* index, the table's *sort* flag, a NETSCAPE2.0 *loop* block, a *comment*.
 
     Examples
     --------
@@ -142,8 +115,7 @@ def encode_gif(width: int, height: int, palette: bytes, pixels: bytes, *, versio
     if loop is not None:
         extensions += b"\x21\xff\x0bNETSCAPE2.0\x03\x01" + loop.to_bytes(2, "little") + b"\x00"
     if comment is not None:
-        extensions += b"\x21\xfe" + b"".join(bytes([len(comment[i:i + 255])]) + comment[i:i + 255]
-                                             for i in range(0, len(comment), 255)) + b"\x00"
+        extensions += b"\x21\xfe" + _sub_blocks(comment)
     if transparent is not None or delay is not None or disposal:
         extensions += bytes([0x21, 0xF9, 4, disposal << 2 | (transparent is not None)])
         extensions += (delay or 0).to_bytes(2, "little") + bytes([transparent or 0, 0])

@@ -1,30 +1,19 @@
 """Join GIF frames into one animated GIF, losslessly and streaming, with the standard library only.
 
-No frame is decoded: each input image's LZW data is copied byte for byte, so the output
-shows exactly the input pixels.  Per image the writer emits
+No frame is decoded: each image's LZW data is copied byte for byte, so the output shows
+exactly the input pixels.  Per image the writer emits a fresh Graphic Control Extension
+(the requested delay, the input's transparency, a disposal chosen with a one-image
+look-ahead), the image descriptor as it was (position, size, interlace bit) with the
+image's colour table (local, or its file's global one) as a local table, and the LZW data.
+The output is ``GIF89a`` with a screen of the canvas size, no global table and one
+``NETSCAPE2.0`` loop block; every other extension of the inputs is dropped.
 
-- a fresh Graphic Control Extension: the requested delay, the input's transparency flag
-  and index, and a disposal method chosen with a one-image look-ahead (below);
-- the image descriptor with the input's position, size and interlace bit, and the
-  image's colour table (local, or its file's global one) as a local table, with its
-  size bits and sort flag;
-- the LZW minimum code size and data sub-blocks, unchanged.
-
-The output is always ``GIF89a`` with a logical screen of the canvas size, no global
-colour table, and one ``NETSCAPE2.0`` loop block.  Every other extension of the inputs
-(their loop blocks, XMP/ICC application data, comments, plain text) is dropped.
-
-Disposal.  For each frame to look like its stand-alone image, what the previous frame
-drew must be cleared when the next image would let it show through: the last image of
-a frame gets disposal 2 ("restore to background") when the next image has a
-transparent colour or does not cover the canvas, and 1 ("leave in place") otherwise.
-The last image of the animation is judged against the first, for when it loops.
-Images inside a multi-image input keep their own disposal, so an optimised animation
-still composes as it did.  Decoders differ on what "background" shows: browsers and
-gifsicle show transparent pixels, Pillow the colour the transparent index names in the
-frame being drawn.
-
-Memory: one input frame is held, for the look-ahead.
+Disposal: for each frame to look like its stand-alone image, the last image of a frame
+gets 2 ("restore to background") when the next image has a transparent colour or does
+not cover the canvas, else 1; the last of the animation is judged against the first (it
+loops).  Images inside a multi-image input keep theirs, so an optimised animation still
+composes.  Decoders differ on what "background" shows: browsers and gifsicle show
+transparent pixels, Pillow the colour the transparent index names.  Memory: one input frame.
 """
 
 from __future__ import annotations
@@ -47,24 +36,10 @@ __all__ = ["GifWriter", "join_gifs", "gif_delay"]
 
 
 def gif_delay(duration_ms: float) -> int:
-    """Return *duration_ms* milliseconds as a GIF delay in hundredths of a second, rounded up.
+    """Return *duration_ms* milliseconds as a GIF delay in hundredths of a second, 0 to 65535.
 
-    A GIF stores delays in hundredths of a second.  Any positive duration is
-    rounded *up* to the next 10 ms, so a short one never becomes 0 ("no delay");
-    0 stays 0.  The result is capped at 65535, the largest delay a GIF holds.
+    A positive duration is rounded *up*, so a short one never becomes 0 ("no delay").
 
-    Parameters
-    ----------
-    duration_ms : float
-        Milliseconds, 0 or more.
-
-    Returns
-    -------
-    int
-        Hundredths of a second, 0 to 65535.
-
-    Examples
-    --------
     >>> gif_delay(100), gif_delay(105), gif_delay(33.3), gif_delay(15)
     (10, 11, 4, 2)
     >>> gif_delay(1), gif_delay(9), gif_delay(10), gif_delay(0.001), gif_delay(0)
@@ -106,39 +81,16 @@ def check_animation(size: tuple[int, int], duration: float, loop: int | None, ma
 
 
 class GifWriter:
-    """Write an animated GIF frame by frame, copying each frame's image data unchanged.
+    """Write an animated GIF frame by frame to the binary stream *out* (not closed), copying image data unchanged.
 
-    Parameters
-    ----------
-    out : file-like
-        Binary stream to write to; it is not closed.
-    size : tuple of int
-        ``(width, height)`` of the canvas; frames keep their own position on it.
-    duration : float, optional
-        Milliseconds per image, stored in hundredths of a second: any positive
-        duration is rounded up to the next 10 ms (1-9 ms become 10 ms, 15 ms
-        becomes 20 ms), 0 stays 0 ("no delay"); see :func:`gif_delay`.  Browsers
-        show delays of 0 and 10 ms as about 100 ms.
-    loop : int or None, optional
-        The ``NETSCAPE2.0`` loop count, as Pillow reads and writes it: 0 loops forever,
-        N asks for N more plays after the first (browsers play it N + 1 times), None
-        writes no loop block (played once).
-    max_pixels : int, optional
-        Refuse a canvas, and frames, of more pixels than this: each frame is
-        parsed with the same limit as :func:`~daskgif.gif.parse.parse_gif` applies
-        (equal is accepted).
+    *size* is the canvas ``(width, height)``; frames keep their own position on it, and
+    one that runs past it is refused (decoders would grow it in mid-animation).
+    *duration* is in milliseconds per image, rounded up to the next 10 ms (see
+    :func:`gif_delay`; browsers show 0 and 10 ms as about 100 ms).  *loop* is the
+    ``NETSCAPE2.0`` count as Pillow reads it: 0 loops forever, N asks for N more plays,
+    ``None`` writes no loop block.  A canvas or a frame of more than *max_pixels* is
+    refused (see :func:`~daskgif.gif.parse.parse_gif`).
 
-    Raises
-    ------
-    ValueError
-        A bad argument.
-    GifFormatError
-        A canvas larger than *max_pixels*; from :meth:`add`: a frame that cannot be
-        joined or is larger than *max_pixels*, or an image that runs past the canvas
-        (decoders would grow the canvas in mid-animation).
-
-    Examples
-    --------
     >>> import io
     >>> from daskgif.gif.encode import encode_gif
     >>> from daskgif.gif.parse import parse_gif
@@ -169,11 +121,7 @@ class GifWriter:
             self.close()
 
     def add(self, frame: bytes | bytearray | memoryview) -> None:
-        """Append every image of the GIF *frame* to the animation.
-
-        Raises :class:`~daskgif.errors.GifFormatError` naming the frame's index when
-        *frame* is not a GIF that can be joined.
-        """
+        """Append every image of the GIF *frame* to the animation (a ``GifFormatError`` names the frame's index)."""
         if self._closed:
             raise ValueError("cannot add a frame to a closed GifWriter")
         data = memoryview(frame)
@@ -224,16 +172,11 @@ class GifWriter:
 
     def _write(self, item: _Pending, next_needs_clear: bool) -> None:
         data, info, image, last = item
-        if last:
-            disposal = 2 if next_needs_clear else 1
-        else:
-            disposal = image.disposal
+        disposal = (2 if next_needs_clear else 1) if last else image.disposal
         table, sort = info.table(image)
-        transparent = image.transparent
         block = bytearray(b"\x21\xf9\x04")
-        block.append(disposal << 2 | (transparent is not None))
-        block += self.delay.to_bytes(2, "little")
-        block += bytes([transparent or 0, 0, 0x2C])
+        block.append(disposal << 2 | (image.transparent is not None))
+        block += self.delay.to_bytes(2, "little") + bytes([image.transparent or 0, 0, 0x2C])
         for value in (image.left, image.top, image.width, image.height):
             block += value.to_bytes(2, "little")
         block.append(0x80 | image.interlace << 6 | sort << 5 | table_size_bits(table))
@@ -244,62 +187,20 @@ class GifWriter:
         self.images += 1
 
 
-def gif_size(frame: bytes | bytearray | memoryview, *, max_pixels: int | None = None) -> tuple[int, int]:
-    """Return the canvas ``(width, height)`` of the GIF *frame*: its screen grown to hold every image.
-
-    *max_pixels* is applied as :func:`~daskgif.gif.parse.parse_gif` applies it.
-
-    >>> from daskgif.gif.encode import encode_gif
-    >>> gif_size(encode_gif(3, 2, bytes(3), bytes(6)))
-    (3, 2)
-    >>> gif_size(encode_gif(2, 2, bytes(3), bytes(4), left=2, screen=(3, 1)))
-    (4, 2)
-    >>> gif_size(b"GIF89a\\x01")
-    Traceback (most recent call last):
-    ...
-    daskgif.errors.GifFormatError: at byte 7: truncated in header: 7 bytes, a GIF header has 13
-    """
-    check_signature(frame[:6])
-    if len(frame) < 13:
-        raise GifFormatError(f"truncated in header: {len(frame)} bytes, a GIF header has 13", len(frame))
-    return parse_gif(frame, max_pixels=max_pixels).canvas
-
-
 def join_gifs(frames: Iterable[bytes], out: BinaryIO, *, duration: float = 100, loop: int | None = 0,
               size: tuple[int, int] | None = None, max_pixels: int | None = None) -> int:
-    """Join GIF *frames*, in order, into one animated GIF written to *out*.
+    """Join GIF *frames*, in order, into one animated GIF written to *out*; return the number of frames joined.
 
-    Parameters
-    ----------
-    frames : iterable of bytes
-        The GIF files; any iterable when *size* is given, else a sequence.
-    out : file-like
-        Binary stream to write to.
-    duration, loop, max_pixels
-        As for :class:`GifWriter` (a positive duration is rounded up to the next 10 ms).
-    size : tuple of int, optional
-        Canvas ``(width, height)``; default the largest width and height of the
-        frames' canvases (screens grown to hold their images).
+    *duration*, *loop* and *max_pixels* are those of :class:`GifWriter`.  Without *size*
+    (then *frames* must be a sequence) the canvas is the largest width and height of the
+    frames' canvases.  A ``GifFormatError`` names the frame: one that cannot be joined, or
+    (without *size*) the first that grows the canvas past *max_pixels*.
 
-    Raises
-    ------
-    GifFormatError
-        Naming the frame: one that cannot be joined, or is larger than *max_pixels*,
-        or (without *size*) the first that grows the canvas past *max_pixels*.
-
-    Returns
-    -------
-    int
-        The number of frames joined.
-
-    Examples
-    --------
     >>> import io
     >>> from daskgif.gif.encode import encode_gif
     >>> from daskgif.gif.parse import parse_gif
     >>> frames = [encode_gif(4, 2, bytes(6), bytes(8)), encode_gif(2, 3, bytes(6), bytes(6))]
-    >>> out = io.BytesIO()
-    >>> join_gifs(frames, out)
+    >>> join_gifs(frames, out := io.BytesIO())
     2
     >>> info = parse_gif(out.getvalue()); (info.width, info.height, len(info.images))
     (4, 3, 2)
@@ -312,7 +213,10 @@ def join_gifs(frames: Iterable[bytes], out: BinaryIO, *, duration: float = 100, 
         size = (0, 0)
         for i, frame in enumerate(frames):
             try:
-                width, height = gif_size(frame, max_pixels=max_pixels)
+                check_signature(frame[:6])
+                if len(frame) < 13:
+                    raise GifFormatError(f"truncated in header: {len(frame)} bytes, a GIF header has 13", len(frame))
+                width, height = parse_gif(frame, max_pixels=max_pixels).canvas
                 size = (max(size[0], width), max(size[1], height))
                 check_pixels("canvas", *size, max_pixels)
             except GifFormatError as e:

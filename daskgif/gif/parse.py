@@ -1,16 +1,10 @@
 """Parse, validate and measure GIF files (87a and 89a), with the standard library only.
 
-Two entry points:
-
-- :func:`parse_gif` reads a whole GIF and returns a :class:`GifInfo` describing every
-  image: its Graphic Control fields, its descriptor, its colour table and the span of
-  its LZW data, so :mod:`daskgif.gif.join` can copy that data unchanged.
-- :func:`gif_length` walks a GIF inside a larger buffer to just past its trailer, as
-  fast as Python allows; it raises :class:`Incomplete` when the buffer ends first, so
-  the splitter can read more and try again.
-
-The LZW code stream itself is walked, never decoded: a structure walk catches
-truncation and bad block introducers, not a corrupt code stream.
+:func:`gif_length` walks a GIF block by block to just past its trailer, inside a larger
+buffer (:class:`Incomplete` when the buffer ends first, so the splitter reads more);
+:func:`parse_gif` walks a whole GIF the same way and describes every image, down to the
+span of its LZW data, which :mod:`daskgif.gif.join` copies unchanged.  The code stream
+is walked, never decoded: truncation and bad blocks are caught, not a corrupt stream.
 """
 
 from __future__ import annotations
@@ -28,37 +22,14 @@ SIGNATURES = (b"GIF87a", b"GIF89a")
 
 
 class Incomplete(GifFormatError):
-    """The buffer ended before the GIF did: read more bytes and walk again.
-
-    It is a :class:`~daskgif.errors.GifFormatError` so that, at the end of the data,
-    it is simply the error ("truncated in image data").
-    """
+    """The buffer ended before the GIF did: read more and walk again (at the end of the data, the error itself)."""
 
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """One image of a GIF: its control fields, descriptor, colour table and data span.
-
-    Attributes
-    ----------
-    left, top, width, height : int
-        The image's position and size on the logical screen.
-    interlace : bool
-        Rows stored in the four-pass interlaced order.
-    local_table : bytes or None
-        The image's own colour table, or None when it uses the global one.
-    sort : bool
-        The local table's sort flag.
-    disposal : int
-        The Graphic Control disposal method (0 when there is no GCE).
-    transparent : int or None
-        The transparent colour index, or None.
-    delay : int
-        The delay in hundredths of a second (0 when there is no GCE).
-    data : tuple of int
-        ``(start, end)`` of the LZW minimum code size byte and the data sub-blocks,
-        including the block terminator.
-    """
+    """One image of a GIF: its position and size, interlace bit, local colour table (or ``None``) and its sort flag,
+    its Graphic Control fields (0, ``None`` and 0 without one; ``delay`` in hundredths of a second), and ``data``:
+    ``(start, end)`` of its LZW minimum code size byte and data sub-blocks, terminator included."""
 
     left: int
     top: int
@@ -75,25 +46,8 @@ class ImageInfo:
 
 @dataclass(frozen=True)
 class GifInfo:
-    """What :func:`parse_gif` found in a GIF.
-
-    Attributes
-    ----------
-    version : bytes
-        ``b"87a"`` or ``b"89a"``.
-    width, height : int
-        The logical screen size.
-    global_table : bytes or None
-        The global colour table, or None.
-    global_sort : bool
-        The global table's sort flag.
-    background : int
-        The background colour index.
-    images : tuple of ImageInfo
-        Every image, in order.
-    end : int
-        The offset just past the trailer.
-    """
+    """What :func:`parse_gif` found: the version (``b"89a"``), the logical screen, the global colour table (or
+    ``None``) and its sort flag, the background index, every image in order, and the offset just past the trailer."""
 
     version: bytes
     width: int
@@ -166,9 +120,7 @@ def _sub_blocks(buf, pos: int, what: str) -> int:
 def check_signature(head: bytes, start: int = 0) -> None:
     """Raise a :class:`~daskgif.errors.GifFormatError` unless *head* is, or may become, ``GIF87a`` or ``GIF89a``.
 
-    A short *head* that is a prefix of a signature passes (more bytes may follow).
-    The message shows all six signature bytes, so it never quotes bytes that match
-    what it says it expected.
+    The message quotes all six signature bytes: never bytes that match what it says it expected.
 
     >>> check_signature(b"GIF89a"), check_signature(b"GIF")
     (None, None)
@@ -190,11 +142,9 @@ def check_signature(head: bytes, start: int = 0) -> None:
 
 
 def check_pixels(what: str, width: int, height: int, max_pixels: int | None, offset: int | None = None) -> None:
-    """Refuse *what* of *width* x *height* pixels when it holds more than *max_pixels*.
+    """Refuse *what* of *width* x *height* pixels when it holds more than *max_pixels* (``None``: no limit).
 
-    The one check of the pixel limit, for the parse, the split's walk and the join:
-    equal is accepted (as Pillow accepts ``Image.MAX_IMAGE_PIXELS`` pixels without a
-    warning), ``None`` is no limit.
+    The one check of the pixel limit; equal is accepted, as Pillow accepts ``Image.MAX_IMAGE_PIXELS``.
 
     >>> check_pixels("screen", 1000, 1000, 10**6), check_pixels("screen", 60000, 60000, None)
     (None, None)
@@ -207,145 +157,61 @@ def check_pixels(what: str, width: int, height: int, max_pixels: int | None, off
         raise GifFormatError(f"{what} of {width}x{height} pixels is larger than max_pixels={max_pixels}", offset)
 
 
-def _header(buf, start: int) -> int:
-    """Check the signature and return the logical screen descriptor's flags offset."""
-    check_signature(buf[start:start + 6], start)
-    _need(buf, start, 13, "header")
-    return start + 10
+def gif_length(buf: bytes | bytearray | memoryview, start: int = 0, *, max_pixels: int | None = None,
+               images: list[ImageInfo] | None = None) -> int:
+    """Walk the GIF that begins at *start* in *buf* block by block; return the offset just past its trailer.
 
+    Only the structure is walked (blocks, colour tables, sub-blocks) and a logical screen
+    of more than *max_pixels* refused, unless *images* is a list: then the GIF is checked
+    as :func:`parse_gif` says and each image appended to it.  :class:`Incomplete` when
+    *buf* ends first; a ``GifFormatError``'s ``offset`` is one in *buf*.
 
-def gif_length(buf: bytes | bytearray | memoryview, start: int = 0, *, max_pixels: int | None = None) -> int:
-    """Walk the GIF that begins at *start* in *buf*; return the offset just past its trailer.
-
-    Only the structure is walked: blocks, colour tables and sub-blocks.
-
-    Parameters
-    ----------
-    buf : bytes-like
-        Bytes holding the GIF, possibly followed by anything.
-    start : int, optional
-        Offset of the GIF's first byte.
-    max_pixels : int, optional
-        Refuse a logical screen larger than this many pixels (equal is accepted).
-
-    Raises
-    ------
-    Incomplete
-        *buf* ends before the trailer: more bytes are needed.
-    GifFormatError
-        The bytes are not a GIF; ``offset`` is an offset in *buf*.
-
-    Examples
-    --------
     >>> from daskgif.gif.encode import encode_gif
     >>> gif = encode_gif(2, 2, bytes(6), bytes(4))
     >>> gif_length(gif + b"\\n\\n\\n\\n") == len(gif)
     True
     """
-    pos = _header(buf, start)
-    check_pixels("screen", _u16(buf, start + 6), _u16(buf, start + 8), max_pixels, start + 6)
-    pos += 3 + _table(buf, pos + 3, buf[pos], "global colour table")
-    n = len(buf)
-    while pos < n:
-        kind = buf[pos]
-        if kind == IMAGE:
-            _need(buf, pos, 10, "image descriptor")
-            pos += 10
-            pos += _table(buf, pos, buf[pos - 1], "local colour table")
-            _need(buf, pos, 1, "image data")
-            pos = _sub_blocks(buf, pos + 1, "image data")
-        elif kind == EXTENSION:
-            _need(buf, pos, 2, "extension")
-            pos = _sub_blocks(buf, pos + 2, f"extension 0x{buf[pos + 1]:02x}")
-        elif kind == TRAILER:
-            return pos + 1
-        else:
-            raise GifFormatError(f"unknown block introducer 0x{kind:02x}", pos)
-    raise Incomplete("truncated before the trailer", pos)
-
-
-def parse_gif(data: bytes | bytearray | memoryview, *, max_pixels: int | None = None) -> GifInfo:
-    """Parse and validate a whole GIF.
-
-    Parameters
-    ----------
-    data : bytes-like
-        The GIF, from its signature on; bytes after the trailer are ignored (see ``end``).
-    max_pixels : int, optional
-        Refuse a logical screen, an image, or the canvas grown to hold the images
-        (:attr:`GifInfo.canvas`) larger than this many pixels; equal is accepted,
-        as Pillow accepts ``Image.MAX_IMAGE_PIXELS`` pixels without a warning.
-
-    Returns
-    -------
-    GifInfo
-
-    Raises
-    ------
-    GifFormatError
-        Naming what is wrong and its byte offset: a bad signature, a zero-size screen,
-        no images, an image without a colour table, a truncated block, ...
-
-    Examples
-    --------
-    >>> from daskgif.gif.encode import encode_gif
-    >>> info = parse_gif(encode_gif(3, 2, bytes(range(12)), bytes([0, 1, 2, 3, 0, 1]), transparent=3))
-    >>> info.version, info.width, info.height, len(info.images), info.images[0].transparent
-    (b'89a', 3, 2, 1, 3)
-    >>> parse_gif(b"GIF89a\\x00\\x00\\x01\\x00\\x00\\x00\\x00;")
-    Traceback (most recent call last):
-    ...
-    daskgif.errors.GifFormatError: at byte 6: zero-size logical screen 0x1
-    """
-    try:
-        return _parse(data, max_pixels)
-    except Incomplete as e:
-        raise GifFormatError(e.message, e.offset) from None
-
-
-def _parse(buf, max_pixels: int | None) -> GifInfo:
-    pos = _header(buf, 0)
-    version = bytes(buf[3:6])
-    width, height, flags, background = _u16(buf, 6), _u16(buf, 8), buf[10], buf[11]
-    if not width or not height:
-        raise GifFormatError(f"zero-size logical screen {width}x{height}", 6)
-    check_pixels("screen", width, height, max_pixels, 6)
-    pos = 13
-    n = _table(buf, pos, flags, "global colour table")
-    global_table = bytes(buf[pos:pos + n]) if n else None
-    pos += n
-    images: list[ImageInfo] = []
+    check_signature(buf[start:start + 6], start)
+    _need(buf, start, 13, "header")
+    width, height, flags = _u16(buf, start + 6), _u16(buf, start + 8), buf[start + 10]
+    parse = images is not None
+    if parse and not (width and height):
+        raise GifFormatError(f"zero-size logical screen {width}x{height}", start + 6)
+    check_pixels("screen", width, height, max_pixels, start + 6)
+    pos = start + 13 + _table(buf, start + 13, flags, "global colour table")
     gce: tuple[int, int | None, int] = (0, None, 0)
     canvas = width, height
-    while True:
-        _need(buf, pos, 1, "block introducer")
+    while pos < len(buf):
         kind = buf[pos]
         if kind == IMAGE:
             _need(buf, pos, 10, "image descriptor")
-            left, top, w, h, iflags = _u16(buf, pos + 1), _u16(buf, pos + 3), _u16(buf, pos + 5), _u16(buf, pos + 7), buf[pos + 9]
-            if not w or not h:
-                raise GifFormatError(f"image {len(images)} has zero size {w}x{h}", pos + 5)
-            check_pixels(f"image {len(images)}", w, h, max_pixels, pos + 5)
-            # Decoders (Pillow) grow the canvas to hold an image that runs past the screen.
-            canvas = max(canvas[0], left + w), max(canvas[1], top + h)
-            check_pixels(f"canvas (grown to hold image {len(images)} at ({left}, {top}))", *canvas, max_pixels, pos + 1)
-            pos += 10
-            n = _table(buf, pos, iflags, "local colour table")
-            local = bytes(buf[pos:pos + n]) if n else None
-            if local is None and global_table is None:
-                raise GifFormatError(f"image {len(images)} has neither a local nor a global colour table", pos - 10)
-            pos += n
-            _need(buf, pos, 1, "image data")
-            if not 1 <= buf[pos] <= 11:
-                raise GifFormatError(f"LZW minimum code size must be 1 to 11, got {buf[pos]}", pos)
-            end = _sub_blocks(buf, pos + 1, "image data")
-            images.append(ImageInfo(left, top, w, h, bool(iflags & 0x40), local, bool(iflags & 0x20), *gce, (pos, end)))
-            gce = (0, None, 0)
+            left, top, w, h = (_u16(buf, pos + i) for i in (1, 3, 5, 7))
+            iflags = buf[pos + 9]
+            if parse:
+                if not w or not h:
+                    raise GifFormatError(f"image {len(images)} has zero size {w}x{h}", pos + 5)
+                check_pixels(f"image {len(images)}", w, h, max_pixels, pos + 5)
+                # Decoders (Pillow) grow the canvas to hold an image that runs past the screen.
+                canvas = max(canvas[0], left + w), max(canvas[1], top + h)
+                check_pixels(f"canvas (grown to hold image {len(images)} at ({left}, {top}))", *canvas, max_pixels,
+                             pos + 1)
+            data = pos + 10 + _table(buf, pos + 10, iflags, "local colour table")
+            if parse and not (iflags | flags) & 0x80:
+                raise GifFormatError(f"image {len(images)} has neither a local nor a global colour table", pos)
+            _need(buf, data, 1, "image data")
+            if parse and not 1 <= buf[data] <= 11:
+                raise GifFormatError(f"LZW minimum code size must be 1 to 11, got {buf[data]}", data)
+            end = _sub_blocks(buf, data + 1, "image data")
+            if parse:
+                local = bytes(buf[pos + 10:data]) if iflags & 0x80 else None
+                images.append(ImageInfo(left, top, w, h, bool(iflags & 0x40), local, bool(iflags & 0x20), *gce,
+                                        (data, end)))
+                gce = (0, None, 0)
             pos = end
         elif kind == EXTENSION:
             _need(buf, pos, 2, "extension")
             label = buf[pos + 1]
-            if label == GRAPHIC_CONTROL:
+            if parse and label == GRAPHIC_CONTROL:
                 _need(buf, pos, 8, "graphic control extension")
                 if buf[pos + 2] != 4:
                     raise GifFormatError(f"graphic control extension of {buf[pos + 2]} bytes, expected 4", pos + 2)
@@ -355,9 +221,37 @@ def _parse(buf, max_pixels: int | None) -> GifInfo:
                 gce = (0, None, 0)  # a GCE governs the next graphic block, which this is
             pos = _sub_blocks(buf, pos + 2, f"extension 0x{label:02x}")
         elif kind == TRAILER:
-            break
+            if parse and not images:
+                raise GifFormatError("no images before the trailer", pos)
+            return pos + 1
         else:
             raise GifFormatError(f"unknown block introducer 0x{kind:02x}", pos)
-    if not images:
-        raise GifFormatError("no images before the trailer", pos)
-    return GifInfo(version, width, height, global_table, bool(flags & 0x08), background, tuple(images), pos + 1)
+    raise Incomplete("truncated before the trailer", pos)
+
+
+def parse_gif(data: bytes | bytearray | memoryview, *, max_pixels: int | None = None) -> GifInfo:
+    """Parse and validate a whole GIF, from its signature on (bytes after the trailer are ignored, see ``end``).
+
+    Refused, naming what is wrong and its byte offset: a bad signature, a zero-size
+    screen, no images, an image without a colour table, a truncated block, ..., and a
+    screen, image or canvas (:attr:`GifInfo.canvas`) of more than *max_pixels* pixels
+    (equal is accepted, as Pillow accepts ``Image.MAX_IMAGE_PIXELS``).
+
+    >>> from daskgif.gif.encode import encode_gif
+    >>> info = parse_gif(encode_gif(3, 2, bytes(range(12)), bytes([0, 1, 2, 3, 0, 1]), transparent=3))
+    >>> info.version, info.width, info.height, len(info.images), info.images[0].transparent
+    (b'89a', 3, 2, 1, 3)
+    >>> parse_gif(b"GIF89a\\x00\\x00\\x01\\x00\\x00\\x00\\x00;")
+    Traceback (most recent call last):
+    ...
+    daskgif.errors.GifFormatError: at byte 6: zero-size logical screen 0x1
+    """
+    images: list[ImageInfo] = []
+    try:
+        end = gif_length(data, max_pixels=max_pixels, images=images)
+    except Incomplete as e:
+        raise GifFormatError(e.message, e.offset) from None
+    flags = data[10]
+    table = bytes(data[13:13 + _table(data, 13, flags, "global colour table")]) or None
+    return GifInfo(bytes(data[3:6]), _u16(data, 6), _u16(data, 8), table, bool(flags & 0x08), data[11],
+                   tuple(images), end)

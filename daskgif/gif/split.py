@@ -1,43 +1,26 @@
 """Split an image-data stream into frame spans, with the standard library only.
 
-An image-data file is frames joined by a delimiter (four newlines by default), often
-with a trailing delimiter.  The split is *structure aware*: a piece that begins with
-``GIF8`` is walked block by block to its trailer, and a PNG chunk by chunk to its
-``IEND``, so delimiter bytes inside a palette, LZW data or a compressed stream never cut
-a frame.  Other images (JPEG, BMP, TIFF, WebP, ICO) cannot be walked cheaply and end at
-the next delimiter.
+An image-data file is frames joined by a delimiter (four newlines by default).  The
+split is *structure aware*: a GIF is walked block by block to its trailer and a PNG
+chunk by chunk to its ``IEND``, so delimiter bytes inside a palette, LZW data or a
+compressed stream never cut a frame.  Other images (JPEG, BMP, TIFF, WebP, ICO) end at
+the next delimiter.  Rules:
 
-Rules, in order:
+- Delimiters and ASCII whitespace between frames are skipped.  A delimiter of LF bytes
+  is also recognised with every LF written as CR LF (a text-mode copy).
+- After a walked frame come separators with a delimiter among them, or whitespace to
+  the end of the data; anything else is an error (a frame longer than its structure says).
+- A walk that runs over a delimiter followed by a *whole* image (walked to the next
+  delimiter) is an error: the frame is corrupt or truncated before it, and damaged
+  blocks must not swallow the frames after it.
+- A piece without a known image signature is an error, naming (as every error) the
+  frame and the byte offset: a file that cannot be delimited reliably is refused.
+- With ``on_error="skip"`` a piece that cannot be walked ends at the next delimiter
+  followed, past separators, by an image signature or the end of the data, and is
+  yielded as it is, for the frame's own task to refuse; the intact frames after it
+  are kept.  Only a stream with no frame at all still raises.
 
-- Delimiters and ASCII whitespace between frames are skipped, so empty pieces, a
-  trailing delimiter, no trailing delimiter and a stray newline all work.
-- After a walked frame comes the delimiter, or whitespace and the end of the data;
-  anything else is an error (a frame that is longer than its structure says).
-- A walk that runs over a delimiter followed by a *whole* image (a GIF or PNG walked to
-  the next delimiter) is an error: the frame is corrupt or truncated before that
-  delimiter.  Damaged blocks can send a walk on over the next frames, even in step
-  with their blocks to a later frame's trailer; this keeps them from being swallowed.
-- A piece that does not begin with a known image signature is an error: the splitter
-  refuses a data file it cannot delimit reliably instead of handing garbage on.
-- Errors are :class:`~daskgif.errors.GifFormatError` naming the frame index and the
-  absolute byte offset in the stream.
-- Windows line endings: a delimiter made of LF bytes is also recognised with every LF
-  written as CR LF (``b"\r\n\r\n\r\n\r\n"`` for the default), so a data file whose
-  delimiters went through a text-mode copy still splits.  CR and LF bytes *inside* a
-  walked frame never cut it.
-- With ``on_error="skip"`` a piece that cannot be walked (not an image, truncated,
-  corrupt, too large, followed by junk) is not an error: the split resynchronises at
-  the next delimiter that is followed (past separators) by an image signature, or by
-  nothing but separators to the end of the data, or at the end of the data.  The
-  damaged piece ends there and its span is yielded as it is, for the frame's own task
-  to refuse and report; every intact frame after it is kept.  A delimiter inside the
-  damaged bytes (in a colour table, say) does not end the piece, nor does one after
-  it that is followed by something other than an image: damage cannot tell a garbage
-  piece from more of the damaged frame.  Only a stream with no frame at all still raises.
-
-The stream is read in chunks: memory holds about one frame plus one chunk, whatever
-the size of the file (two frames while a damaged frame is walked; one chunk while
-resynchronising after it).
+Memory holds about one frame plus one chunk (two frames while a damaged frame is walked).
 """
 
 from __future__ import annotations
@@ -61,7 +44,7 @@ MAGIC = (
 
 
 def image_kind(head: bytes) -> str | None:
-    """Return the image format whose signature *head* begins with, or None.
+    """Return the image format whose signature *head* begins with, or ``None``.
 
     >>> image_kind(b"GIF89a..."), image_kind(b"\\x89PNG\\r\\n\\x1a\\n"), image_kind(b"hello")
     ('GIF', 'PNG', None)
@@ -75,9 +58,7 @@ def image_kind(head: bytes) -> str | None:
 
 
 def unknown_signature(head: bytes) -> str:
-    """Say what a piece with no known image signature begins with, and what was expected.
-
-    Enough bytes are quoted that what was found never reads as what was expected.
+    """Say what a piece with no known image signature begins with (never quoting too little), and what was expected.
 
     >>> unknown_signature(b"GIF88a\\x01\\x00")
     "unknown GIF version b'GIF88a': expected b'GIF87a' or b'GIF89a'"
@@ -99,9 +80,7 @@ def unknown_signature(head: bytes) -> str:
 
 
 def png_length(buf: bytes | bytearray | memoryview, start: int = 0) -> int:
-    """Walk the PNG at *start* chunk by chunk; return the offset just past its ``IEND`` chunk.
-
-    Raises :class:`~daskgif.gif.parse.Incomplete` when *buf* ends first.
+    """Walk the PNG at *start* chunk by chunk; return the offset just past its ``IEND`` (``Incomplete`` if *buf* ends first).
 
     >>> png = PNG_SIGNATURE + b"\\x00\\x00\\x00\\x00IEND\\xaeB`\\x82"
     >>> png_length(png + b"\\n\\n\\n\\n") == len(png)
@@ -123,32 +102,21 @@ def png_length(buf: bytes | bytearray | memoryview, start: int = 0) -> int:
 
 
 class _Buffer:
-    """A window on a stream: ``buf`` holds the bytes from absolute offset ``base`` on.
-
-    ``hold`` is the lowest offset still needed (the start of the piece being read):
-    reading more never drops it, so a failed walk can be rescanned from there.
-    """
+    """A window on a stream: ``buf`` holds the bytes from absolute offset ``base`` on, and never drops
+    those from ``hold`` on (the piece being read, so a failed walk can be rescanned)."""
 
     def __init__(self, f: BinaryIO, chunk_size: int):
         self.f, self.chunk_size = f, chunk_size
-        self.buf = bytearray()
-        self.base = 0
-        self.hold = 0
-        self.eof = False
+        self.buf, self.base, self.hold, self.eof = bytearray(), 0, 0, False
 
     def more(self, keep: int, at_least: int = 0) -> None:
-        """Drop the bytes before absolute offset *keep* (never those from ``hold`` on) and read at least one more chunk.
-
-        Compacting only here, once per read, keeps the cost linear in the stream size.
-        """
+        """Drop the bytes before *keep* (not ``hold``) and read a chunk, or *at_least*: once per read, linear cost."""
         keep = max(self.base, min(keep, self.hold))
         del self.buf[:keep - self.base]
         self.base = keep
         data = self.f.read(max(self.chunk_size, at_least))
-        if data:
-            self.buf += data
-        else:
-            self.eof = True
+        self.buf += data
+        self.eof = not data
 
     def ensure(self, pos: int, n: int) -> int:
         """Read until *n* bytes from absolute *pos* are held or the stream ends; return *pos* in ``buf``."""
@@ -159,34 +127,11 @@ class _Buffer:
 
 def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int = 4 * 2**20,
                  max_pixels: int | None = None, on_error: str = "raise") -> Iterator[Span]:
-    """Yield the span of every frame in the image-data stream *f*, in order.
+    """Yield the span of every frame in the image-data stream *f*, in order (see the module's rules).
 
-    Parameters
-    ----------
-    f : file-like
-        A binary stream, read in chunks from its current position; offsets count from there.
-    delimiter : bytes, optional
-        The bytes between frames.
-    chunk_size : int, optional
-        Bytes read at a time.
-    max_pixels : int, optional
-        Refuse a GIF whose logical screen is larger than this many pixels.
-    on_error : {"raise", "skip"}, optional
-        What a piece that cannot be walked does: raise, or end at the next
-        delimiter followed by an image signature and be yielded all the same
-        (its reader refuses it later).
-
-    Yields
-    ------
-    Span
-        ``(index, offset, length)`` of each frame.
-
-    Raises
-    ------
-    GifFormatError
-        A frame that is not an image, is truncated, runs on over a delimiter and a whole
-        image, or is followed by something other than the delimiter (with
-        ``on_error="raise"``); or a stream with no frames at all.
+    *f* is read in chunks of *chunk_size* bytes from its current position, where offsets
+    start; a GIF whose screen is larger than *max_pixels* is refused.  ``on_error="skip"``
+    yields a piece that cannot be walked as it is (its reader refuses it later).
 
     Examples
     --------
@@ -203,7 +148,9 @@ def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    delimiters = delimiter_forms(delimiter)
+    delimiters = (delimiter,)
+    if b"\n" in delimiter and b"\r" not in delimiter:  # also its Windows form, CR LF for each LF
+        delimiters += (delimiter.replace(b"\n", b"\r\n"),)
     stream = _Buffer(f, chunk_size)
     index = pos = 0  # pos, start and end are absolute offsets in the stream
     while True:
@@ -243,11 +190,7 @@ def _read_frame(stream: _Buffer, start: int, delimiters: tuple[bytes, ...], inde
 
 def _resync(stream: _Buffer, start: int, delimiters: tuple[bytes, ...]) -> int:
     """Return where the damaged piece at *start* ends: at the first delimiter followed, past separators,
-    by an image signature or the end of the data (else at the end of the data).
-
-    A delimiter in the damaged frame's colour table is followed by more of it, not by
-    a signature.  About a chunk is held while scanning, however long the damage.
-    """
+    by an image signature or the end of the data, else at the end of the data (holding about a chunk)."""
     search = start
     while True:
         stream.hold = search
@@ -262,27 +205,11 @@ def _resync(stream: _Buffer, start: int, delimiters: tuple[bytes, ...]) -> int:
         search = after
 
 
-def _refuse_frame_inside(stream: _Buffer, start: int, end: int, delimiters: tuple[bytes, ...], index: int,
-                         max_pixels: int | None, open_end: bool = False) -> None:
-    """Refuse the frame at *start*, walked up to *end* (and on past it, with *open_end*), if a delimiter
-    and a whole image lie inside it: a corrupt frame's walk would swallow the frames after it."""
-    found = frame_inside(stream.buf, start - stream.base, end - stream.base, delimiters, max_pixels,
-                         open_end=open_end)
-    if found is not None:
-        cut, image = (stream.base + i for i in found)
-        raise GifFormatError(f"expected the frame to end at the delimiter at byte {cut}, which a whole image "
-                             f"follows at byte {image}; got blocks that run on past it: corrupt or truncated "
-                             f"before it?", start, index)
-
-
 def frame_inside(buf: bytes | bytearray, start: int, end: int, delimiters: tuple[bytes, ...],
                  max_pixels: int | None = None, *, open_end: bool = False) -> tuple[int, int] | None:
-    """Find a delimiter inside the frame ``buf[start:end]`` followed by a whole GIF or PNG; return both offsets.
-
-    "Whole" means walked, within *end*, to a delimiter, or to *end* itself unless
-    *open_end* (the frame goes on past *end*).  Four newline bytes inside a frame
-    are common; four newlines and then a complete image are not.  Returns None
-    when there is no such delimiter.
+    """Find a delimiter inside the frame ``buf[start:end]`` followed by a whole GIF or PNG (walked to a delimiter,
+    or to *end* unless *open_end*); return both offsets.  Four newlines inside a frame are common; not so
+    four newlines and a whole image.
 
     >>> from daskgif.gif.encode import encode_gif
     >>> gif = encode_gif(1, 1, b"\\n" * 6, bytes(1))  # a colour table of six newlines
@@ -342,17 +269,6 @@ def _explain(e: GifFormatError, stream: _Buffer, start: int, delimiters: tuple[b
                           f"delimiter at byte {cut}: truncated or corrupt before it?)", e.offset, e.frame)
 
 
-def delimiter_forms(delimiter: bytes) -> tuple[bytes, ...]:
-    """Return *delimiter* and, when it has LF bytes but no CR, its Windows form (CR LF for each LF).
-
-    >>> delimiter_forms(b"\\n\\n"), delimiter_forms(b"--")
-    ((b'\\n\\n', b'\\r\\n\\r\\n'), (b'--',))
-    """
-    if b"\n" in delimiter and b"\r" not in delimiter:
-        return delimiter, delimiter.replace(b"\n", b"\r\n")
-    return (delimiter,)
-
-
 def _find_delimiter(stream: _Buffer, start: int, delimiters: tuple[bytes, ...]) -> int:
     """Return the offset of the first of *delimiters* after *start*, or the end of the data."""
     search = start
@@ -383,18 +299,26 @@ def _walk(stream: _Buffer, start: int, kind: str, index: int, max_pixels: int | 
           delimiters: tuple[bytes, ...]) -> int:
     """Walk the GIF or PNG at *start* to its end, reading more as needed; return its end.
 
-    Whether the walk ends, fails or needs more bytes, a delimiter followed by a whole
-    image inside what it has walked makes it fail (see :func:`frame_inside`): that
-    is where a corrupt frame should have ended, and it is caught as soon as the
-    bytes held show it, so a corrupt frame reads little further than the next one.
+    However the walk ends, a delimiter followed by a whole image inside what it walked
+    makes it fail (see :func:`frame_inside`), as soon as the bytes held show it: a
+    corrupt frame reads little further than the next one.
     """
+    def refuse_inside(end: int, open_end: bool = False) -> None:
+        found = frame_inside(stream.buf, start - stream.base, end - stream.base, delimiters, max_pixels,
+                             open_end=open_end)
+        if found is not None:
+            cut, image = (stream.base + i for i in found)
+            raise GifFormatError(f"expected the frame to end at the delimiter at byte {cut}, which a whole image "
+                                 f"follows at byte {image}; got blocks that run on past it: corrupt or truncated "
+                                 f"before it?", start, index)
+
     while True:
         rel, held = start - stream.base, stream.base + len(stream.buf)
         try:
             end = stream.base + (gif_length(stream.buf, rel, max_pixels=max_pixels) if kind == "GIF"
                                  else png_length(stream.buf, rel))
         except Incomplete as e:
-            _refuse_frame_inside(stream, start, held, delimiters, index, max_pixels, open_end=not stream.eof)
+            refuse_inside(held, open_end=not stream.eof)
             if stream.eof:
                 raise GifFormatError(e.message, e.offset).locate(index, stream.base) from None
             # Read at least as much again as is held, so a big frame is walked O(log n) times.
@@ -402,37 +326,22 @@ def _walk(stream: _Buffer, start: int, kind: str, index: int, max_pixels: int | 
             continue
         except GifFormatError as e:
             located = e.locate(index, stream.base)
-            _refuse_frame_inside(stream, start, min(located.offset, held), delimiters, index, max_pixels,
-                                 open_end=True)
+            refuse_inside(min(located.offset, held), open_end=True)
             raise located from None
-        _refuse_frame_inside(stream, start, end, delimiters, index, max_pixels)
+        refuse_inside(end)
         return end
 
 
 def _after_frame(stream: _Buffer, end: int, delimiters: tuple[bytes, ...], index: int) -> int:
-    """Check that a delimiter, or whitespace to the end of the data, follows a frame ending at *end*."""
-    rel = stream.ensure(end, max(len(d) for d in delimiters))
-    for delimiter in delimiters:
-        if stream.buf.startswith(delimiter, rel):
-            return end + len(delimiter)
-    pos, run = end, bytearray()
-    while True:
-        rel = stream.ensure(pos, 1)
-        if rel >= len(stream.buf):
-            return pos
-        byte = stream.buf[rel]
-        if byte not in WHITESPACE:
-            break
-        run.append(byte)
-        pos += 1
-        if any(run.endswith(d) for d in delimiters):
-            return pos
+    """Check that separators with a delimiter among them, or to the end of the data, follow a frame ending at *end*."""
+    after = _skip_separators(stream, end, delimiters)
+    if after is None or any(d in stream.buf[end - stream.base:after - stream.base] for d in delimiters):
+        return end if after is None else after
     # Quote past the delimiter's length, so a near-miss never reads as the delimiter itself.
     want = max(8, len(delimiters[0]) + 4)
     rel = stream.ensure(end, want)
-    got = bytes(stream.buf[rel:rel + want])
     raise GifFormatError(f"expected the delimiter {delimiters[0]!r} or the end of the data after the frame, "
-                         f"got {got!r}", end, index)
+                         f"got {bytes(stream.buf[rel:rel + want])!r}", end, index)
 
 
 def split_bytes(data: bytes | bytearray | memoryview, delimiter: bytes = b"\n\n\n\n", **kwargs) -> list[Span]:

@@ -1,12 +1,9 @@
 """Run many pipelines at once, each on its own: one input's failure never stops the others.
 
-``dask.compute(*graphs)`` raises the first failure it meets, as for any collection.
-A batch of inputs wants more: every input that can be written is written, and
-each one's outcome is told.  On a ``distributed.Client`` the graphs go out together
-(one future each, so their frames fill the cluster); on a local scheduler they run
-one after another.  With *fail_fast* the first failure cancels what is left, and a *stop* (the CLI
-sets it on SIGINT/SIGTERM) all that has not ended.  Every run's lease is released when the batch
-ends, so nothing waits for ``daskgif.lock-timeout`` after it.
+Where ``dask.compute(*graphs)`` raises the first failure, here every input that can be written is written,
+and each one's outcome told: on a ``distributed.Client`` the graphs go out together, on a local scheduler
+one after another.  *fail_fast* cancels what is left at the first failure, a *stop* (SIGINT/SIGTERM) all that
+has not ended.  Every run's lease is released when the batch ends.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daskgif.errors import Cancelled, RunFailed
-from daskgif.ops.runner import cancel_run, compute, wait_for
+from daskgif.ops.cluster import cancel_run, compute, wait_for
 from daskgif.pipeline.graph import Pipeline
 from daskgif.redact import mask
 
@@ -40,18 +37,10 @@ class InputRun:
 
 def run_batch(graphs: Sequence[Pipeline], *, client: Any = None, scheduler: str | None = None,
               fail_fast: bool = False, stop: threading.Event | None = None) -> list[InputRun]:
-    """Compute every graph; return one :class:`InputRun` per graph, in order.
+    """Compute every graph (of :func:`daskgif.build_graphs`); return one :class:`InputRun` per graph, in order.
 
-    Parameters
-    ----------
-    graphs : sequence of Pipeline
-        From :func:`daskgif.build_graphs`.
-    client : distributed.Client, optional
-        Computes all graphs together; else they run one by one on *scheduler*.
-    fail_fast : bool
-        Stop at the first failure: what has not ended is cancelled (and told so).
-    stop : threading.Event, optional
-        Set to cancel every input that has not ended (see :mod:`daskgif.ops.runner`).
+    On *client* all graphs run together, else one by one on *scheduler*.  With *fail_fast* the first failure
+    cancels what has not ended (and tells so); so does setting *stop*.
     """
     start, stop = time.time(), stop or threading.Event()
     try:

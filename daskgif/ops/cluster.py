@@ -1,9 +1,8 @@
-"""Where a run goes: a local scheduler by name, a running cluster by address, or a new ``LocalCluster``.
+"""Where a run goes (a local scheduler by name, a running cluster by address, or a new ``LocalCluster``),
+and how it runs there so that a stop request (the CLI's SIGINT/SIGTERM) cancels it.
 
-Addresses follow Dask's conventions: ``--scheduler ADDRESS``, else
-``dask.config`` ``scheduler-address`` (``DASK_SCHEDULER_ADDRESS``).  Connecting
-is bounded by ``daskgif.connect-timeout`` seconds: an address that refuses,
-hangs or is not a Dask scheduler fails with one line naming it.
+An address that refuses, hangs or is no Dask scheduler fails within ``daskgif.connect-timeout`` seconds.
+A stopped run's tasks write no frame and no output after the stop (:mod:`daskgif.pipeline.cancel`).
 """
 
 from __future__ import annotations
@@ -12,15 +11,21 @@ import contextlib
 import functools
 import logging
 import re
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import dask
 
-from daskgif.core.runtime import LOCAL_SCHEDULERS, in_thread, wait_done
-from daskgif.errors import DaskgifError
+from daskgif.core import events
+from daskgif.core.runtime import LOCAL_SCHEDULERS, in_thread
+from daskgif.errors import Cancelled, DaskgifError
+from daskgif.pipeline import cancel
+from daskgif.pipeline.graph import Pipeline
 
-__all__ = ["LOCAL_SCHEDULERS", "check_scheduler", "starts_cluster", "connect", "ConnectError"]
+__all__ = ["LOCAL_SCHEDULERS", "check_scheduler", "starts_cluster", "connect", "ConnectError", "performance_report",
+           "wait_for", "compute", "cancel_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +40,7 @@ class ConnectError(DaskgifError, OSError):
 
     def __init__(self, address: str, message: str):
         super().__init__(address, message)
-        self.address = address
-        self.message = message
+        self.address, self.message = address, message
 
     def __str__(self) -> str:
         return f"cannot connect to the Dask scheduler at {self.address}: {self.message}"
@@ -74,14 +78,14 @@ def starts_cluster(scheduler: str | None) -> bool:
 def open_client(address: str, timeout: float) -> Iterator[Any]:
     """A ``distributed.Client`` of the scheduler at *address*, or :class:`ConnectError` within *timeout* seconds.
 
-    The client is made in a helper thread that is given up on after *timeout*:
-    a listener that accepts the connection but never answers Dask's handshake
-    holds ``Client()`` past its own ``timeout``.
+    The client is made in a thread given up on after *timeout*: a listener that accepts the connection but
+    never answers Dask's handshake holds ``Client()`` past its own ``timeout``.
     """
     from distributed import Client
 
-    made = in_thread(functools.partial(Client, address, timeout=timeout, set_as_default=False), "daskgif-connect")
-    error = made.exception() if wait_done(made, timeout + 1) else None
+    made = in_thread(functools.partial(Client, address, timeout=timeout, set_as_default=False), "daskgif-connect",
+                     timeout=timeout + 1)
+    error = made.exception() if made.done() else None
     if not made.done() or error is not None:
         cause = "no answer" if error is None else f"{type(error).__name__}: {str(error).splitlines()[0]}" \
             if str(error) else type(error).__name__
@@ -94,22 +98,11 @@ def open_client(address: str, timeout: float) -> Iterator[Any]:
 def connect(scheduler: str | None = None, *, workers: int | None = None, threads_per_worker: int = 1,
             timeout: float | None = None, silence_logs: int = logging.CRITICAL,
             preload: tuple[str, ...] = ()) -> Iterator[Any]:
-    """Yield a ``distributed.Client``, or ``None`` for a local scheduler.
+    """Yield a ``distributed.Client`` of *scheduler*, or ``None`` for a local scheduler's name.
 
-    Parameters
-    ----------
-    scheduler : str, optional
-        ``sync``, ``threads`` or ``processes`` (yields ``None``), or a scheduler
-        address.  Default: ``dask.config`` ``scheduler-address`` if set, else a
-        new ``LocalCluster`` of worker processes.
-    workers, threads_per_worker : int
-        Size of a new ``LocalCluster``; *workers* defaults to Dask's CPU count.
-    timeout : float, optional
-        Seconds to reach an address; default ``daskgif.connect-timeout``.
-    silence_logs : int
-        Level below which a new cluster's own log lines are dropped.
-    preload : tuple of str
-        Modules the new cluster's scheduler preloads (e.g. ``daskgif.dashboard``).
+    Without *scheduler*: ``dask.config`` ``scheduler-address`` if set, else a new ``LocalCluster`` of *workers*
+    processes (default: Dask's CPU count), whose scheduler preloads *preload* (e.g. ``daskgif.dashboard``).
+    *timeout* bounds reaching an address (default ``daskgif.connect-timeout``).
     """
     check_scheduler(scheduler)
     if scheduler in LOCAL_SCHEDULERS:
@@ -121,15 +114,99 @@ def connect(scheduler: str | None = None, *, workers: int | None = None, threads
     if address:
         from daskgif.pipeline.settings import read_setting
 
-        timeout = read_setting("connect-timeout") if timeout is None else timeout
-        with open_client(address, timeout) as client:
+        with open_client(address, read_setting("connect-timeout") if timeout is None else timeout) as client:
             yield client
         return
     from dask.system import CPU_COUNT
 
     kwargs: dict[str, Any] = {"scheduler_kwargs": {"preload": list(preload)}} if preload else {}
     # The scheduler keeps each computation's graph for its dashboard: a long schedule would hold 100 of them.
-    with dask.config.set({"distributed.diagnostics.computations.max-history": HISTORY}), LocalCluster(n_workers=workers or CPU_COUNT, threads_per_worker=threads_per_worker, processes=True,
-                      dashboard_address=":0", silence_logs=silence_logs, **kwargs) as cluster, \
+    with dask.config.set({"distributed.diagnostics.computations.max-history": HISTORY}), \
+            LocalCluster(n_workers=workers or CPU_COUNT, threads_per_worker=threads_per_worker, processes=True,
+                         dashboard_address=":0", silence_logs=silence_logs, **kwargs) as cluster, \
             Client(cluster, set_as_default=False) as client:
         yield client
+
+
+@contextlib.contextmanager
+def performance_report(client: Any, filename: str, code: str) -> Iterator[None]:
+    """Dask's performance report of what runs inside (``daskgif run --report``), scripts inlined, *code* as caller."""
+    from distributed import performance_report as report
+
+    collect = report(filename=filename, mode="inline")
+    with client.as_current():
+        client.sync(collect.__aenter__)
+        try:
+            yield
+        finally:
+            client.sync(collect.__aexit__, None, None, None, code=code)
+
+
+def wait_for(stop: threading.Event, seconds: float) -> bool:
+    """Sleep *seconds*, or less if *stop* is set; return whether it is set.
+
+    Polls rather than ``stop.wait()``: a signal handler that sets *stop* while the main thread holds the
+    event's lock inside ``wait()`` would deadlock.
+    """
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.05))
+    return stop.is_set()
+
+
+def compute(graph: Pipeline, *, client: Any = None, scheduler: str | None = None,
+            stop: threading.Event | None = None, stop_timeout: float = 60, number: int = 1) -> Any:
+    """Compute *graph* on *client* (or the local *scheduler*); cancel it when *stop* is set.
+
+    Returns the run's :class:`~daskgif.pipeline.result.Result`; raises :class:`~daskgif.errors.RunFailed`
+    for a failed run and :class:`~daskgif.errors.Cancelled` for a stopped one.
+    """
+    stop = stop or threading.Event()
+    try:
+        if client is not None:
+            events.relay(client)
+            future = client.compute(graph)
+        else:  # in a daemon thread, so a second signal (KeyboardInterrupt in this thread) can end the process
+            future = in_thread(functools.partial(graph.compute, scheduler=scheduler), f"daskgif-run-{number}",
+                               timeout=0)
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        while not done.wait(0.05):  # not stop.wait(): the signal handler that sets *stop* would need its lock
+            if stop.is_set():
+                if client is not None:
+                    cancel_run(client, future, graph.run, stop_timeout, number)
+                else:
+                    cancel.cancel(graph.run)
+                    done.wait()
+                raise Cancelled(f"run {number} cancelled by a stop request")
+        return future.result()
+    finally:
+        cancel.forget(graph.run)
+        if stop.is_set():  # its tasks have ended: the lease need not wait for daskgif.lock-timeout
+            graph.params.lease.release()
+
+
+def cancel_run(client: Any, future: Any, token: str, timeout: float, number: int) -> None:
+    """Cancel every task of run *token* (launched ones included) and wait for those executing to end."""
+    logger.info("Stop requested: cancelling run %d", number)
+
+    def cancel_launched(dask_scheduler: Any, token: str, client_id: str) -> None:
+        # The write-frame futures belong to the worker client inside map-frames: only force cancels them.
+        keys = [key for key in dask_scheduler.tasks if token in str(key)]
+        dask_scheduler.stimulus_cancel(keys, client_id, force=True, reason="daskgif stop", msg=None)
+
+    def executing(dask_worker: Any, token: str) -> int:
+        cancel.cancel(token)  # tasks still running on this worker stop before their next frame
+        return sum(token in str(key) for key, ts in dask_worker.state.tasks.items()
+                   if ts.state in ("executing", "long-running", "cancelled"))
+
+    client.run(cancel.cancel, token)  # first of all: no new frame is started
+    client.cancel([future], force=True)
+    client.run_on_scheduler(cancel_launched, token=token, client_id=client.id)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not sum(client.run(executing, token=token).values()):
+            logger.info("Run %d cancelled; none of its tasks is still executing", number)
+            return
+        time.sleep(0.05)
+    logger.warning("Run %d cancelled, but some of its tasks still ran after %g s", number, timeout)

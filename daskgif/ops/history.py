@@ -1,12 +1,8 @@
-"""Run history: one JSON line per run, in any fsspec file, and a table of the last runs.
+"""Run history: one JSON line per run (:meth:`~daskgif.ops.schedule.ScheduledRun.to_record`), in any fsspec
+file, and a table of the last runs.
 
-A record holds the run's ``start`` and ``end`` (local ISO times), ``duration``,
-``ok``, ``out``, ``frames``, ``states`` (counts per task and state), ``message``
-(the cause of a failure) and ``parameters`` (never the storage options).
-
-Local files are appended to. Object stores cannot append, so there the file is
-read and written again whole, atomically; two schedules writing to the same
-object-store history at the same moment may lose a line.
+Object stores cannot append: there the file is written again whole, atomically, and two schedules writing
+to the same history at the same moment may lose a line.
 """
 
 from __future__ import annotations
@@ -29,10 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def append_run(path: str, record: Mapping[str, Any], storage_options: dict | None = None) -> None:
-    """Append *record* as one JSON line to the history file *path*, creating it if needed.
-
-    URL credentials anywhere in *record* are masked (:func:`daskgif.redact.scrub`).
-    """
+    """Append *record* as one JSON line, secrets masked, to the history file *path*, creating it if needed."""
     line = (json.dumps(scrub(record), default=json_default, separators=(", ", ": ")) + "\n").encode()
     storage.append_bytes(path, line, storage_options)
 
@@ -46,15 +39,9 @@ MAX_LINE = 2**20
 def read_history(path: str, last: int | None = None, storage_options: dict | None = None) -> list[dict[str, Any]]:
     """Return the records of the history file *path*, oldest first; only the *last* ones if given.
 
-    Lines that are no run record (cut short by a crash, not JSON, not UTF-8) are skipped; one
-    warning says how many.
-
-    Raises
-    ------
-    ValueError
-        *path* holds lines, but not one run record: it is not a history file.
-    OSError
-        *path* cannot be read, or is no regular file (a fifo would block, a device never end).
+    Lines that are no run record (cut short by a crash, not JSON, not UTF-8) are skipped; one warning says
+    how many.  A file of lines none of which is a record raises ``ValueError``; one that cannot be read, or
+    is no regular file (a fifo would block), ``OSError``.
 
     Examples
     --------

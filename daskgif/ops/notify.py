@@ -1,13 +1,7 @@
-"""Run-level notifications: POST a run's result as JSON to a webhook.
+"""Run-level notifications: POST a run's result as JSON to a webhook, with the standard library's HTTP.
 
-A notification is a report, not part of the run: a webhook that is down, slow
-or answering errors is retried a few times (:func:`daskgif.core.retry.retry`) with
-a short timeout, then logged, and never fails the run. HTTP is the standard library's.
-
-A redirect is followed only when it keeps the POST whole: a 307 or 308 to an
-``http://`` or ``https://`` URL.  urllib would turn a 301, 302 or 303 into a GET
-without the body (and call that delivered), and follow one to ``ftp://``; here
-such a redirect is a failure, logged like any other (:class:`PostRedirects`).
+A notification is a report, not part of the run: a webhook that is down, slow or answering errors is
+retried a few times (:func:`daskgif.core.retry.retry`) with a short timeout, then logged; it never fails the run.
 """
 
 from __future__ import annotations
@@ -41,8 +35,8 @@ def where(url: str) -> str:
 class PostRedirects(urllib.request.HTTPRedirectHandler):
     """Follow a redirect of a POST only when the POST goes on whole: 307 or 308, to http(s).
 
-    Any other redirect raises ``urllib.error.HTTPError`` (a permanent error: not
-    retried) naming the status and where it pointed (without its path).
+    urllib would turn a 301, 302 or 303 into a GET without the body (and call that delivered), and follow
+    one to ``ftp://``: such a redirect raises ``urllib.error.HTTPError`` (permanent: not retried) here.
     """
 
     #: The redirects that keep the method and the body (RFC 9110, 15.4).
@@ -66,10 +60,7 @@ class PostRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def post_json(url: str, payload: Any, timeout: float) -> int:
-    """POST *payload* as JSON to *url* once; return the HTTP status, raise on errors.
-
-    The body is masked with :func:`daskgif.redact.scrub`: a webhook is an output channel.
-    """
+    """POST *payload* as JSON to *url* once, secrets masked (:func:`daskgif.redact.scrub`); return the status."""
     body = json.dumps(scrub(payload), default=json_default).encode()
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "daskgif"})
@@ -79,25 +70,11 @@ def post_json(url: str, payload: Any, timeout: float) -> int:
 
 
 def post_result(url: str, payload: Any, *, timeout: float = 5, retries: int = 2, retry_delay: float = 1.0) -> bool:
-    """POST *payload* as JSON to the webhook *url*; return whether it was delivered.
+    """POST *payload* as JSON (masked; anything else as its ``str``) to the http(s) webhook *url*; return
+    whether it was delivered.  Never raises: a failure is logged after the retries.
 
-    Never raises: a failure is logged (``daskgif.ops.notify`` logger) after the
-    retries, so a failing webhook never fails the run it reports.
-
-    Parameters
-    ----------
-    url : str
-        An ``http://`` or ``https://`` URL.
-    payload : object
-        JSON-able data (anything else is sent as its ``str``); URL credentials
-        in it are masked (:func:`daskgif.redact.mask`).
-    timeout : float
-        Seconds each attempt may take to connect and answer.
-    retries : int
-        Attempts after the first, on connection errors, timeouts, HTTP 5xx and
-        429; a 4xx answer is not retried.
-    retry_delay : float
-        Seconds between attempts.
+    Each attempt may take *timeout* seconds; *retries* more are made after connection errors, timeouts,
+    HTTP 5xx and 429 (not after a 4xx answer), *retry_delay* seconds apart.
     """
     try:
         check_url(url)

@@ -1,18 +1,7 @@
-"""Run the pipeline repeatedly: every fixed interval, or on a cron schedule.
+"""Run the pipeline repeatedly, every fixed interval or on a cron schedule, each run on a fresh graph.
 
-``run_schedule`` builds a fresh graph for every run (so each run has its own
-keys and may use ``force`` to fetch anew), runs it on a client, and reports every
-run to a history file and a webhook. Runs never overlap: a run that outlasts its
-interval delays the next one, and says so. A failed run is reported and the
-schedule goes on.
-
-A cluster that the schedule starts itself (``cluster=``) stays up between runs
-only while the wait for the next run is short: over :data:`IDLE_CLUSTER_LIMIT`
-seconds it is closed, and a new one started for the next run, so a nightly job
-holds no idle worker processes for hours.
-
-Stopping: when *stop* is set (the CLI sets it on SIGINT/SIGTERM) between runs,
-the schedule ends at once; during a run, :mod:`daskgif.ops.runner` cancels the run.
+Runs never overlap: one that outlasts its interval delays the next, and says so.  Each run is reported
+to a history file and a webhook; a failed run does not end the schedule.
 """
 
 from __future__ import annotations
@@ -21,19 +10,22 @@ import collections
 import contextlib
 import logging
 import math
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timezone, tzinfo
 from typing import Any
 
 from daskgif.core.runtime import find_client
 from daskgif.errors import DaskgifError, RunFailed
-from daskgif.ops.runner import Cancelled, compute, wait_for
+from daskgif.ops.cluster import Cancelled, compute, wait_for
+from daskgif.ops.history import append_run
+from daskgif.ops.notify import post_result
+from daskgif.pipeline.graph import build_graph
 from daskgif.pipeline.kinds import check_cron, check_url, parse_duration
 from daskgif.pipeline.parameters import by_name
+from daskgif.pipeline.settings import read_setting
 from daskgif.redact import safe_parameters, scrub
 
 __all__ = ["parse_duration", "next_fire", "Every", "Cron", "ScheduledRun", "run_schedule", "run_once", "report_run",
@@ -41,16 +33,13 @@ __all__ = ["parse_duration", "next_fire", "Every", "Cron", "ScheduledRun", "run_
 
 logger = logging.getLogger(__name__)
 
-#: Seconds of waiting for the next run above which a cluster the schedule started is closed until then.
-#: An idle 2-worker ``LocalCluster`` holds ~175 MiB (RSS), ~70 MiB more per worker (docs: "Schedules"); starting
-#: one takes 1.5-2 s, nothing beside a wait of hours.
+#: Seconds of waiting for the next run above which a cluster the schedule started is closed until then:
+#: an idle 2-worker ``LocalCluster`` holds ~175 MiB, and starting one takes 1.5-2 s (docs: "Schedules").
 IDLE_CLUSTER_LIMIT = 300.0
 
 
 def next_fire(expr: str, after: datetime) -> datetime:
-    """Return the first time strictly after *after* at which the cron expression *expr* fires.
-
-    The answer is in *after*'s time zone, daylight saving time included.
+    """Return the first time strictly after *after* at which the cron expression *expr* fires, in *after*'s zone.
 
     >>> from datetime import timezone
     >>> next_fire("0 2 * * *", datetime(2024, 1, 1, 3, 0, tzinfo=timezone.utc))
@@ -103,13 +92,9 @@ class Cron:
 
 @dataclass
 class ScheduledRun:
-    """One run of a schedule: when it ran, whether it succeeded, and its result.
-
-    ``result`` is the run's :class:`~daskgif.pipeline.result.Result` (also for a failed
-    run, taken from :class:`~daskgif.errors.RunFailed`); ``None`` when the run
-    failed before producing one, or was cancelled.  ``batch`` is the id of the batch
-    of inputs the run belongs to (``daskgif run --url 'PATTERN'``, ``--watch``), if any.
-    """
+    """One run of a schedule: when it ran, whether it succeeded, and its :class:`~daskgif.pipeline.result.Result`
+    (also of a failed run; ``None`` when the run failed before producing one, or was cancelled); ``batch``: the id
+    of its batch of inputs (``daskgif run --url 'PATTERN'``, ``--watch``), if any."""
 
     number: int
     scheduled: float
@@ -138,26 +123,17 @@ class ScheduledRun:
     def to_record(self) -> dict[str, Any]:
         """Return the run as one JSON-able history record."""
         result = self.result
-        return scrub({
-            "run": self.number,
-            "start": iso(self.started),
-            "end": iso(self.finished),
-            "duration": round(self.finished - self.started, 3),
-            "ok": self.ok,
-            "cancelled": self.cancelled,
-            "out": None if result is None else result.path,
-            "frames": None if result is None else len(result.frames),
-            "states": {} if result is None else result.counts(),
-            "message": self.message,
-            "parameters": self.parameters,
-            **({"batch": self.batch} if self.batch else {}),
-        })
+        return scrub({"run": self.number, "start": iso(self.started), "end": iso(self.finished),
+                      "duration": round(self.duration, 3), "ok": self.ok, "cancelled": self.cancelled,
+                      "out": None if result is None else result.path,
+                      "frames": None if result is None else len(result.frames),
+                      "states": {} if result is None else result.counts(),
+                      "message": self.message, "parameters": self.parameters,
+                      **({"batch": self.batch} if self.batch else {})})
 
 
 def describe_due(due: float, now: float, tz: tzinfo | None = None) -> str:
     """Say when *due* is (Unix seconds): in time zone *tz* (default: the local one) and in UTC, and how far off.
-
-    UTC's date is given when it is not the local one.
 
     >>> from datetime import timezone
     >>> from zoneinfo import ZoneInfo
@@ -167,8 +143,6 @@ def describe_due(due: float, now: float, tz: tzinfo | None = None) -> str:
     >>> describe_due(due, due - 42, ZoneInfo("America/New_York"))
     'at 2024-01-01 21:00:00 EST (2024-01-02 02:00:00 UTC), in 42 s'
     """
-    from datetime import timezone
-
     local = datetime.fromtimestamp(due, tz) if tz is not None else datetime.fromtimestamp(due).astimezone()
     utc = datetime.fromtimestamp(due, timezone.utc)
     day = "" if utc.date() == local.date() else f"{utc:%Y-%m-%d} "
@@ -199,31 +173,10 @@ def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, 
              progress: Callable[[], Any] | None = None) -> ScheduledRun:
     """Run the pipeline once (a fresh graph from *params*, or *graph*); never raises for a failed run.
 
-    Parameters
-    ----------
-    params : mapping
-        ``build_graph`` arguments.
-    graph : Pipeline, optional
-        The graph of *params*, when already built.
-    progress : callable, optional
-        Makes the context manager that shows the run's progress
-        (:class:`daskgif.views.progress.Progress`).
-    number : int
-        The run's number in its schedule, for messages.
-    client : distributed.Client, optional
-        Where to run; without it the local *scheduler* runs the graph.
-    scheduler : str, optional
-        ``"sync"``, ``"threads"`` or ``"processes"`` when there is no *client*.
-    stop : threading.Event, optional
-        Set to stop: the run is cancelled (see :mod:`daskgif.ops.runner`).
-    stop_timeout : float, optional
-        Seconds to wait, once cancelled, for tasks already executing. Default
-        ``daskgif.stop-timeout``.
+    The run goes to *client*, else to the local *scheduler*; *progress* makes the context manager that shows
+    its progress; setting *stop* cancels it (:func:`daskgif.ops.cluster.compute`), then waits *stop_timeout*
+    seconds (default ``daskgif.stop-timeout``) for tasks already executing.
     """
-    from daskgif.pipeline.graph import build_graph
-    from daskgif.pipeline.settings import read_setting
-
-    stop = stop or threading.Event()
     stop_timeout = read_setting("stop-timeout") if stop_timeout is None else stop_timeout
     started = clock()
     run = ScheduledRun(number, started if scheduled is None else scheduled, started, started, ok=False,
@@ -237,10 +190,9 @@ def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, 
         run.cancelled, run.message = True, str(e)
     except RunFailed as e:
         run.result, run.message = e.result, str(e)
-    except (DaskgifError, OSError, ValueError, TypeError, RuntimeError) as e:
-        run.message = f"{type(e).__name__}: {e}"
     except Exception as e:  # noqa: BLE001 - a scheduled run must not end the schedule (KilledWorker, ...)
-        logger.exception("Run %d failed unexpectedly", number)
+        if not isinstance(e, (DaskgifError, OSError, ValueError, TypeError, RuntimeError)):
+            logger.exception("Run %d failed unexpectedly", number)
         run.message = f"{type(e).__name__}: {e}"
     else:
         run.ok = bool(getattr(run.result, "ok", False))
@@ -251,120 +203,61 @@ def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, 
 
 
 def report_run(run: ScheduledRun, *, notify: str | None = None, history: str | None = None,
-               storage_options: dict | None = None, notify_timeout: float | None = None,
-               notify_retries: int | None = None, notify_retry_delay: float | None = None) -> None:
+               storage_options: dict | None = None) -> None:
     """Append *run* to the *history* file and POST it to the *notify* webhook; log failures, never raise."""
-    from daskgif.pipeline.settings import read_setting
-
     record = run.to_record()
     if history:
-        from daskgif.ops.history import append_run
-
         try:
             append_run(history, record, storage_options=storage_options)
         except Exception as e:  # noqa: BLE001 - the history is a report; it never fails the run
             logger.error("Cannot append run %d to the history %s: %s: %s", run.number, history, type(e).__name__, e)
     if notify:
-        from daskgif.ops.notify import post_result
-
         payload = {**record, "result": None if run.result is None else scrub(run.result.to_dict())}
-        post_result(notify, payload,
-                    timeout=read_setting("notify-timeout") if notify_timeout is None else notify_timeout,
-                    retries=read_setting("notify-retries") if notify_retries is None else notify_retries,
-                    retry_delay=read_setting("notify-retry-delay") if notify_retry_delay is None else notify_retry_delay)
+        post_result(notify, payload, timeout=read_setting("notify-timeout"), retries=read_setting("notify-retries"),
+                    retry_delay=read_setting("notify-retry-delay"))
 
 
-def run_schedule(
-    params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]],
-    *,
-    every: str | float | None = None,
-    cron: str | None = None,
-    max_runs: int | None = None,
-    client: Any = None,
-    scheduler: str | None = None,
-    notify: str | None = None,
-    history: str | None = None,
-    storage_options: dict | None = None,
-    on_result: Callable[[ScheduledRun], None] | None = None,
-    stop: threading.Event | None = None,
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], Any] | None = None,
-    tz: tzinfo | None = None,
-    graph: Any = None,
-    progress: Callable[[], Any] | None = None,
-    keep: int | None = None,
-    cluster: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
-    idle_limit: float = IDLE_CLUSTER_LIMIT,
-    on_wait: Callable[[int, float], None] | None = None,
-    job: Callable[..., list[ScheduledRun]] | None = None,
-) -> list[ScheduledRun]:
-    """Run the pipeline on a schedule; return every :class:`ScheduledRun`.
+def run_schedule(params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]], *, every: str | float | None = None,
+                 cron: str | None = None, max_runs: int | None = None, client: Any = None, scheduler: str | None = None,
+                 notify: str | None = None, history: str | None = None, storage_options: dict | None = None,
+                 on_result: Callable[[ScheduledRun], None] | None = None, stop: threading.Event | None = None,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], Any] | None = None,
+                 tz: tzinfo | None = None, graph: Any = None, progress: Callable[[], Any] | None = None,
+                 keep: int | None = None, cluster: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+                 idle_limit: float = IDLE_CLUSTER_LIMIT,
+                 on_wait: Callable[[int, float], None] | None = None,
+                 job: Callable[..., list[ScheduledRun]] | None = None) -> list[ScheduledRun]:
+    """Run the pipeline on a schedule; return every :class:`ScheduledRun` (only the last *keep* ones, if given).
 
     Parameters
     ----------
     params : dict or callable
-        ``build_graph`` arguments, or a function of the run number (1, 2, ...)
-        returning them. A fresh graph is built for every run.
-    every : str or float, optional
-        Interval between run starts: ``"24h"``, ``"30m"``, ``"1h30m"``, or
-        seconds. The first run starts at once.
-    cron : str, optional
-        A cron expression, e.g. ``"0 2 * * *"``, in time zone *tz* (default: the
-        local one). The first run starts at its next fire time. Without *every*
-        and *cron* there is one run, at once.
-    max_runs : int, optional
-        Stop after this many runs. Default: run until *stop* is set.
-    client : distributed.Client, optional
-        Where every run goes; it stays up between runs. Without it, the local
-        *scheduler* (``"sync"``, ``"threads"``, ``"processes"``) runs the graph.
-    notify : str, optional
-        An http(s) URL that receives every run as a JSON POST (see
-        :func:`daskgif.ops.notify.post_result`); a failing webhook is only logged.
-    history : str, optional
-        An fsspec path that gets one JSON line per run (see
-        :func:`daskgif.ops.history.append_run`).
-    storage_options : dict, optional
-        fsspec options for *history*; default those in *params*.
-    on_result : callable, optional
-        Called with each :class:`ScheduledRun` once it is reported.
-    stop : threading.Event, optional
-        Set it (e.g. from a signal handler) to end the schedule: between runs at
-        once; during a run, the run is cancelled on a *client* and finished on a
-        local scheduler.
-    graph : Pipeline, optional
-        The graph of the first run, when already built from *params*.
-    progress : callable, optional
-        Makes the context manager that shows each run's progress.
-    keep : int, optional
-        Return only the last *keep* runs: a schedule that runs for months holds
-        no more than that (report each run with *on_result*).  Default: all.
-    cluster : callable, optional
-        Makes a context manager that starts a cluster and yields its client
-        (e.g. ``lambda: daskgif.ops.cluster.connect(workers=2)``), used instead
-        of *client*: it is started before a run when none is up, and closed
-        before a wait longer than *idle_limit* seconds (default
-        :data:`IDLE_CLUSTER_LIMIT`), so no idle cluster waits for hours.
-    on_wait : callable, optional
-        Called as ``on_wait(number, due)`` before each wait for run *number*,
-        due at *due* (Unix seconds), after the cluster was closed if it was.
+        ``build_graph`` arguments, or a function of the run number returning them (*graph*: the first run's).
+    every, cron : str or float, optional
+        The interval between run starts (``"24h"``, ``"1h30m"``, seconds), the first run at once; or a cron
+        expression (``"0 2 * * *"``) in time zone *tz* (default: the local one), until *max_runs* runs or
+        *stop*.  Neither: one run, at once.
+    client, scheduler, cluster : optional
+        Where the runs go: a ``distributed.Client``; else the local *scheduler*; or *cluster*, a function making
+        a context manager that yields a client, started before a run when none is up and closed before a wait
+        over *idle_limit* seconds (:data:`IDLE_CLUSTER_LIMIT`).
+    notify, history, storage_options : optional
+        A webhook URL (:func:`~daskgif.ops.notify.post_result`), an fsspec file that gets one JSON line per run
+        (:func:`~daskgif.ops.history.append_run`), and its fsspec options (default those in *params*).
+    on_result, on_wait, progress : callable, optional
+        Called with each run once reported; called as ``on_wait(number, due)`` before each wait (after the
+        cluster was closed, if it was); makes the context manager that shows a run's progress.
+    stop, clock, sleep : optional
+        Set *stop* (e.g. from a signal handler) to end the schedule, at once between runs; a run under way
+        is cancelled.  *sleep* ends early (returning True) when *stop* is set.
     job : callable, optional
-        Makes each run instead of one pipeline of *params*: called as ``job(number,
-        client=..., scheduler=..., stop=..., scheduled=...)``, it returns the runs it
-        made (a batch of inputs: one each, each reported); when it returns none
-        (nothing new to run) the turn is not counted as a run.
-    clock, sleep : callable, optional
-        ``time.time`` and a sleep that ends early when *stop* is set; injected
-        in tests. *sleep* may return True to mean "stopped".
-
-    Returns
-    -------
-    list of ScheduledRun
-        Each with ``ok``, ``result`` (the :class:`~daskgif.pipeline.result.Result`) and
-        ``message``; a failed run does not raise.
+        Makes each run instead of one pipeline of *params*: called as ``job(number, client=..., scheduler=...,
+        stop=..., scheduled=...)``, it returns the runs it made (a batch of inputs: one each, each reported);
+        when it returns none (nothing new to run) the turn is not counted as a run.
 
     Examples
     --------
-    Two runs, 0.1 s apart, kept in memory (a nightly job would say ``every="24h"``):
+    Two runs, 0.1 s apart, kept in memory:
 
     >>> params = {"data_file": "memory://nightly/data.img", "out": "memory://nightly/clip.gif",
     ...           "frames_dir": "memory://nightly/frames"}
@@ -372,8 +265,6 @@ def run_schedule(
     >>> [(run.number, run.ok, len(run.result.frames)) for run in runs]
     [(1, True, 32), (2, True, 32)]
     """
-    from daskgif.pipeline.graph import build_graph
-
     if every is not None and cron is not None:
         raise ValueError("every and cron are mutually exclusive; give one of them")
     if max_runs is not None:
@@ -386,12 +277,10 @@ def run_schedule(
         graph = build_graph(**params_for(1))  # bad arguments fail now, not at the first fire time
     if storage_options is None and not callable(params):
         storage_options = params.get("storage_options")
-    if client is None and cluster is None and scheduler is None and "distributed" in sys.modules:
+    if client is None and cluster is None and scheduler is None:
         client = find_client()
     stop = stop or threading.Event()
     sleep = sleep or (lambda seconds: wait_for(stop, seconds))
-    if plan is None:
-        max_runs = 1
     runs: collections.deque[ScheduledRun] = collections.deque(maxlen=keep)
     number = 0
     due = clock() if plan is None else plan.first(clock())
@@ -416,7 +305,7 @@ def run_schedule(
             number -= not done  # nothing new to run: no run
             for run in done:
                 if run.ok:
-                    logger.info("Run %d succeeded in %.2f s", number, run.finished - run.started)
+                    logger.info("Run %d succeeded in %.2f s", number, run.duration)
                 else:
                     logger.info("Run %d %s: %s", number, "cancelled" if run.cancelled else "failed", run.message)
                 report_run(run, notify=notify, history=history, storage_options=storage_options)

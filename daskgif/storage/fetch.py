@@ -1,10 +1,16 @@
-"""Fetching a URL to the data file (allowed protocols on every hop, limits, deadlines), and whether to fetch it again."""
+"""Fetching a URL to the data file (allowed protocols on every hop, limits, deadlines), and whether to fetch it again.
+
+Next to the data file, :func:`fetch_file` writes the record of its source (the URL masked
+and as its digest: it may hold a token), which :func:`fetch_needed` reads.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
 import functools
+import hashlib
+import json
 import logging
 import os
 import time
@@ -15,17 +21,10 @@ from fsspec.core import url_to_fs
 
 from daskgif.errors import FetchError, is_transient
 from daskgif.redact import mask
-from daskgif.storage.files import atomic_write, remove_file
+from daskgif.storage.files import atomic_write, open_input, remove_file, write_bytes
 from daskgif.storage.paths import fs_options, local_path, url_protocols
-from daskgif.storage.source import (
-    read_source,
-    source_path,
-    source_record,
-    url_digest,
-    write_source,
-)
 
-__all__ = ["fetch_file", "fetch_needed"]
+__all__ = ["fetch_file", "fetch_needed", "read_source", "source_path", "url_digest"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,54 +41,27 @@ def fetch_file(
     deadline: float | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> int:
-    """Copy *url* to *data_file*, chunk by chunk, atomically, and record where it came from.
+    """Copy *url* (data, never given to a shell) to *data_file* chunk by chunk, atomically, and record its source.
 
-    The bytes go to a temporary file that takes the final name only once the
-    copy is complete (see :func:`atomic_write`), so no partial *data_file*
-    ever appears, whatever the failure (``KeyboardInterrupt`` included).
-    Then a record of the source is written next to it (see :func:`source_path`),
-    which :func:`fetch_needed` reads to tell whether *data_file* is what *url* gives.
+    Returns the bytes copied.  No partial *data_file* ever appears, whatever the failure.
 
     Parameters
     ----------
-    url : str
-        Any fsspec URL or local path.  It is data, never given to a shell.
-    data_file : str
-        Where the bytes go (any writable fsspec path).
-    storage_options : dict, optional
-        fsspec options; see the module docstring for per-protocol options.
-    chunk_size : int, optional
-        Bytes read and written at a time; the whole file is never in memory.
     timeout : float, optional
         Seconds an HTTP(S) download may stall (no connection, no bytes) before it fails.
     max_bytes : int, optional
-        The largest accepted download; a larger one fails and leaves nothing.  A
-        larger declared size (HTTP ``Content-Length``) is refused before the body is read.
+        The largest download; a larger ``Content-Length`` is refused before the body is read.
     allowed_protocols : collection of str, optional
-        Protocols accepted for *url* (a plain path is ``file``); another one
-        is refused before any I/O, and so is an HTTP redirect to another one.
-        ``None`` accepts all.
+        Protocols accepted for *url* (a plain path is ``file``), checked before any I/O,
+        and for every HTTP redirect; ``None`` accepts all.
     deadline : float, optional
-        Seconds the whole download may take, however steadily the bytes come
-        (``daskgif.fetch-deadline``).  ``None``: no bound but *timeout*.
-    clock : callable, optional
-        Monotonic seconds, for the deadline; injectable for tests.
-
-    Returns
-    -------
-    int
-        Number of bytes copied.
+        Seconds the whole download may take (``daskgif.fetch-deadline``), measured by *clock*.
 
     Raises
     ------
     FetchError
-        Naming *url*.  ``transient`` is :func:`daskgif.errors.is_transient` of the
-        cause: true for connection errors, timeouts (the deadline included), a body
-        shorter than its ``Content-Length`` and HTTP 5xx/408/425/429; false for other
-        HTTP statuses, missing files, bad or refused URLs and redirects, and
-        downloads larger than *max_bytes*.
-    OSError
-        Writing *data_file* failed (disk full, read-only, permission denied, ...).
+        Naming *url*; ``transient`` for connection errors, timeouts, a body cut short,
+        HTTP 5xx/408/425/429.  An ``OSError`` of writing *data_file* is not one.
     """
     if not isinstance(url, str) or not url:
         raise FetchError(repr(url), f"url must be a non-empty string, got {url!r}")
@@ -98,25 +70,33 @@ def fetch_file(
     if deadline is not None and not deadline > 0:
         raise ValueError(f"deadline must be a positive number of seconds or None, got {deadline!r}")
     start = clock()
-    allowed = None if allowed_protocols is None else tuple(sorted({p.lower() for p in allowed_protocols}))
-    protocols = url_protocols(url)
-    if allowed is not None:
-        for p in (p for p in protocols if p.lower() not in allowed):
+    allowed = _allowed(allowed_protocols)
+    for p in url_protocols(url):
+        if allowed is not None and p.lower() not in allowed:
             raise FetchError(url, f"protocol {p!r} is not allowed (daskgif.allowed-protocols: {', '.join(allowed)})")
+    request: dict[str, Any] = {"url": url, "allowed": allowed}  # filled in by the HTTP trace (see _trace)
 
     def error(e: BaseException, copied: int | None = None) -> FetchError:
         return _fetch_error(url, e, timeout=timeout, deadline=deadline, elapsed=clock() - start, copied=copied)
 
     try:
-        fs, path, http = _source_fs(url, storage_options, timeout=timeout, deadline=deadline, allowed=allowed)
+        fs, path = _source_fs(url, storage_options, timeout=timeout, deadline=deadline)
         # block_size=0 streams; the size hint skips fsspec's HEAD/GET probe, which
         # costs requests and turns every failed status into FileNotFoundError.
-        source = fs.open(path, "rb", **({"block_size": 0, "size": -1} if http else {}))
+        http = {"block_size": 0, "size": -1, "trace_request_ctx": request} if _is_http(url) else {}
+        source = fs.open(path, "rb", **http)
     except Exception as e:
         raise error(e) from e
+    response = request.get("response")
+    if response is None:
+        size = getattr(source, "size", None)
+        declared, exact = (size if isinstance(size, int) and size >= 0 else None), None
+    else:  # aiohttp decodes gzip: an encoded body gives more bytes than it declares
+        declared = response.content_length
+        identity = response.headers.get("Content-Encoding", "identity").lower() in ("", "identity")
+        exact = declared if identity else None
     copied = 0
     with source as src:
-        declared, exact = _declared_size(src)
         if max_bytes is not None and declared is not None and declared > max_bytes:
             raise FetchError(url, f"larger than max_bytes={max_bytes} (daskgif.max-bytes): "
                                   f"it declares {declared} bytes")
@@ -132,144 +112,105 @@ def fetch_file(
                 except Exception as e:
                     raise error(e, copied) from e
                 if not chunk:
-                    lost = _connection_error(src)
-                    if lost is not None:
-                        raise FetchError(url, f"connection lost after {copied} bytes, before the end of the body "
-                                              f"(no Content-Length): {lost}", transient=True)
-                    if exact and declared is not None and copied < declared:
-                        raise FetchError(url, f"the body ended after {copied} of its {declared} bytes "
-                                              "(Content-Length)", transient=True)
                     break
                 copied += len(chunk)
                 if max_bytes is not None and copied > max_bytes:
                     raise FetchError(url, f"larger than max_bytes={max_bytes} (daskgif.max-bytes)")
                 dst.write(chunk)
-        record = source_record(url, copied, _validators(src), now=datetime.datetime.now(datetime.timezone.utc))
-    write_source(data_file, record, storage_options)
+            _check_end(url, request.get("closed"), copied, exact)
+    headers = {} if response is None else response.headers
+    record = {"url_sha256": url_digest(url), "url": mask(url), "size": copied, "etag": headers.get("ETag"),
+              "last_modified": headers.get("Last-Modified"),
+              "fetched_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    write_bytes(source_path(data_file), json.dumps(record, indent=1).encode(), storage_options)
     logger.debug("Fetched %d bytes from %s to %s", copied, mask(url), data_file)
     return copied
 
 
-def _source_fs(url: str, storage_options: dict | None, *, timeout: float, deadline: float | None = None,
-               allowed: tuple[str, ...] | None = None) -> tuple[Any, str, bool]:
-    """The fsspec filesystem and path of *url*, and whether it is HTTP(S), with daskgif's HTTP settings."""
+def _allowed(protocols: Collection[str] | None) -> tuple[str, ...] | None:
+    return None if protocols is None else tuple(sorted({p.lower() for p in protocols}))
+
+
+def _is_http(url: str) -> bool:
+    return url_protocols(url)[-1] in ("http", "https")
+
+
+def _check_end(url: str, closed: asyncio.Future | None, copied: int, exact: int | None) -> None:
+    """Refuse an HTTP body shorter than its ``Content-Length`` (*exact*) or cut by a lost connection: without a
+    length aiohttp reads a reset as the end, which the future of the connection's closing (*closed*) tells apart."""
+    lost = closed.exception() if closed is not None and closed.done() and not closed.cancelled() else None
+    if lost is not None:
+        raise FetchError(url, f"connection lost after {copied} bytes, before the end of the body "
+                              f"(no Content-Length): {lost.__cause__ or lost}", transient=True)
+    if exact is not None and copied < exact:
+        raise FetchError(url, f"the body ended after {copied} of its {exact} bytes (Content-Length)", transient=True)
+
+
+def _source_fs(url: str, storage_options: dict | None, *, timeout: float,
+               deadline: float | None = None) -> tuple[Any, str]:
+    """The fsspec filesystem and path of *url*, with daskgif's HTTP settings."""
     options = fs_options(url, storage_options)
-    http = url_protocols(url)[-1] in ("http", "https")
-    if http:
+    if _is_http(url):
         import aiohttp
 
         # sock_read bounds a stall; total (aiohttp counts the body in it) bounds the whole download.
         limits = aiohttp.ClientTimeout(total=deadline, sock_read=timeout, sock_connect=timeout)
-        client_kwargs = {"timeout": limits, "response_class": _response_class(), **(options.get("client_kwargs") or {})}
-        if allowed is not None:
-            client_kwargs["trace_configs"] = [*client_kwargs.get("trace_configs", ()), _redirect_guard(allowed)]
+        client_kwargs = {"timeout": limits, **(options.get("client_kwargs") or {})}
+        client_kwargs["trace_configs"] = [*client_kwargs.get("trace_configs", ()), _trace()]
         options["client_kwargs"] = client_kwargs
-    fs, path = url_to_fs(url, **options)
-    return fs, path, http
-
-
-class _RedirectRefused(Exception):
-    """An HTTP redirect to a protocol that is not allowed (raised inside aiohttp, turned into a FetchError)."""
-
-    def __init__(self, source: str, target: str, protocol: str, allowed: tuple[str, ...]):
-        super().__init__(source, target, protocol, allowed)
-        self.source, self.target, self.protocol, self.allowed = source, target, protocol, allowed
-
-    def __str__(self) -> str:
-        return (f"redirected from {self.source} to {self.target}: protocol {self.protocol!r} is not allowed "
-                f"(daskgif.allowed-protocols: {', '.join(self.allowed)})")
+    return url_to_fs(url, **options)
 
 
 @functools.lru_cache(maxsize=None)
-def _redirect_guard(allowed: tuple[str, ...]) -> Any:
-    """An aiohttp trace config that refuses, before it is followed, a redirect to a protocol not in *allowed*.
+def _trace() -> Any:
+    """The aiohttp trace config of daskgif's HTTP sessions, one object: fsspec caches a session per options text.
 
-    Cached, so that fsspec's filesystem cache (keyed by the options' text) keeps one session per setting.
+    Each request's ``trace_request_ctx`` is a dict: a redirect to a protocol not in its
+    ``allowed`` is refused before it is followed; it keeps the ``response`` and, for a body
+    without a length, the ``closed`` future of its connection.
     """
     from urllib.parse import urljoin, urlsplit
 
     import aiohttp
 
     async def on_request_redirect(session, context, params) -> None:  # type: ignore[no-untyped-def]
-        response = params.response
+        request, response = context.trace_request_ctx, params.response
+        if not isinstance(request, dict) or request["allowed"] is None:
+            return
         try:
             target = urljoin(str(response.url), response.headers.get("Location", ""))
             scheme = urlsplit(target).scheme.lower()
         except ValueError:
             return  # aiohttp refuses a malformed Location itself
-        if scheme not in allowed:
+        if scheme not in request["allowed"]:
             response.close()
-            raise _RedirectRefused(str(response.url), target, scheme, allowed)
+            raise FetchError(request["url"], f"redirected from {response.url} to {target}: protocol {scheme!r} is "
+                                             f"not allowed (daskgif.allowed-protocols: {', '.join(request['allowed'])})")
 
-    guard = aiohttp.TraceConfig()
-    guard.on_request_redirect.append(on_request_redirect)
-    guard.freeze()
-    return guard
+    async def on_request_end(session, context, params) -> None:  # type: ignore[no-untyped-def]
+        request, response = context.trace_request_ctx, params.response
+        if not isinstance(request, dict):
+            return
+        request["response"] = response
+        # Sent before the body is read on: its connection is open until its end. (aiohttp checks a chunked end.)
+        protocol = None if response.connection is None else response.connection.protocol
+        chunked = "chunked" in response.headers.get("Transfer-Encoding", "").lower()
+        if protocol is not None and response.content_length is None and not chunked:
+            closed = protocol.closed
+            if closed is not None:
+                closed.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: asyncio logs none
+                request["closed"] = closed
 
-
-def _declared_size(source: object) -> tuple[int | None, bool]:
-    """The size *source* declares before its body is read, and whether the body must have exactly that size.
-
-    An HTTP ``Content-Length`` is exact unless the body is encoded (aiohttp decodes
-    gzip, so more bytes come than were declared); a declared size is a lower bound then.
-    """
-    response = getattr(source, "r", None)
-    if response is not None and hasattr(response, "content_length"):
-        length = response.content_length
-        encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
-        return length, length is not None and not encoded
-    size = getattr(source, "size", None)
-    return (size if isinstance(size, int) and size >= 0 else None), False
-
-
-def _validators(source: object) -> dict[str, str | None]:
-    """The HTTP validators (``ETag``, ``Last-Modified``) of the response behind *source*, if any."""
-    headers = getattr(getattr(source, "r", None), "headers", None) or {}
-    return {"etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified")}
+    trace = aiohttp.TraceConfig()
+    trace.on_request_redirect.append(on_request_redirect)
+    trace.on_request_end.append(on_request_end)
+    trace.freeze()
+    return trace
 
 
 def _deadline_error(url: str, deadline: float, copied: int | None = None) -> FetchError:
     got = "" if copied is None else f" ({copied} bytes copied)"
-    return FetchError(url, f"not finished within the deadline of {deadline} s{got} (daskgif.fetch-deadline)",
-                      transient=is_transient(TimeoutError()))
-
-
-@functools.lru_cache(maxsize=None)
-def _response_class() -> type:
-    """An ``aiohttp.ClientResponse`` that keeps the future of its connection's closing.
-
-    A body without ``Content-Length`` (or chunked encoding) ends when the connection
-    closes, and aiohttp reads a reset connection as a clean end: a truncated download
-    would pass as complete.  The connection's ``closed`` future tells the two apart.
-    """
-    import aiohttp
-
-    class Response(aiohttp.ClientResponse):
-        daskgif_closed: asyncio.Future | None = None
-
-        async def start(self, connection):  # type: ignore[no-untyped-def]
-            closed = getattr(connection.protocol, "closed", None)
-            if isinstance(closed, asyncio.Future):
-                # Retrieve the exception whatever happens, so asyncio never logs it as unhandled.
-                closed.add_done_callback(lambda f: f.cancelled() or f.exception())
-                self.daskgif_closed = closed
-            return await super().start(connection)
-
-    return Response
-
-
-def _connection_error(source: object) -> BaseException | None:
-    """The error that closed the connection of an HTTP body read to its end without a length, if any."""
-    response = getattr(source, "r", None)
-    closed = getattr(response, "daskgif_closed", None)
-    if response is None or closed is None or response.content_length is not None:
-        return None
-    if "chunked" in response.headers.get("Transfer-Encoding", "").lower():
-        return None  # aiohttp checks the end of a chunked body itself
-    if not closed.done() or closed.cancelled():
-        return None
-    error = closed.exception()
-    return None if error is None else (error.__cause__ or error)
+    return FetchError(url, f"not finished within the deadline of {deadline} s{got} (daskgif.fetch-deadline)", True)
 
 
 def _fetch_error(url: str, e: BaseException, *, timeout: float, deadline: float | None = None,
@@ -279,23 +220,18 @@ def _fetch_error(url: str, e: BaseException, *, timeout: float, deadline: float 
 
     if isinstance(e, FetchError):
         return e
-    if isinstance(e, _RedirectRefused):
-        return FetchError(url, str(e))
     transient = is_transient(e)
     timed_out = isinstance(e, (TimeoutError, asyncio.TimeoutError))
     if timed_out and deadline is not None and elapsed >= deadline:
         return _deadline_error(url, deadline, copied)
     if isinstance(e, aiohttp.ClientResponseError):
         return FetchError(url, f"HTTP {e.status} {e.message}".strip(), transient)
-    if isinstance(e, aiohttp.InvalidURL):
-        return FetchError(url, f"bad URL: {e}", transient)
     if timed_out:
         return FetchError(url, f"timed out: no data for {timeout} s (daskgif.fetch-timeout)", transient)
-    if isinstance(e, FileNotFoundError):
-        # fsspec's HTTP filesystem raises it for a 404, without the status.
-        http = url_protocols(url)[-1] in ("http", "https")
-        return FetchError(url, "HTTP 404 Not Found" if http else "no such file", transient)
-    if isinstance(e, (ValueError, ImportError)) and not isinstance(e, aiohttp.ClientError):
+    if isinstance(e, FileNotFoundError):  # fsspec's HTTP filesystem raises it for a 404, without the status
+        return FetchError(url, "HTTP 404 Not Found" if _is_http(url) else "no such file", transient)
+    if isinstance(e, aiohttp.InvalidURL) or (isinstance(e, (ValueError, ImportError))
+                                              and not isinstance(e, aiohttp.ClientError)):
         return FetchError(url, f"bad URL: {e}", transient)
     return FetchError(url, f"{type(e).__name__}: {e}", transient)
 
@@ -311,38 +247,12 @@ def fetch_needed(
 ) -> str | None:
     """Why *data_file* must be fetched from *url*, or ``None`` when the existing file is what *url* gave.
 
-    The existing *data_file* is kept when its record (see :func:`source_path`,
-    written by :func:`fetch_file`) names the same URL and its size, and, with
-    *check_remote* for an HTTP(S) URL, a ``HEAD`` shows the recorded ``ETag``
-    (or, without one, ``Last-Modified``).  A server that cannot be asked, or
-    that sends neither validator, keeps the file (a warning is logged for a
-    failed ``HEAD``): a run works offline on what it fetched before.
+    The file is kept when its record names the same URL and size and, with *check_remote*
+    for HTTP(S), a ``HEAD`` (*timeout* and *allowed_protocols* as for :func:`fetch_file`)
+    shows the recorded ``ETag``, else ``Last-Modified``.  A server that cannot be asked
+    (a warning is logged), or sends neither, keeps it: a run works offline.  A file
+    without a record is fetched again, unless *url* is that file.
 
-    A *data_file* without a record (written by an older daskgif or put there by
-    hand) is fetched again, unless *url* is a local path to *data_file* itself.
-
-    Parameters
-    ----------
-    url : str
-        The URL of the run.
-    data_file : str
-        Where the data is kept.
-    storage_options : dict, optional
-        fsspec options, as for :func:`fetch_file`.
-    check_remote : bool
-        Ask an HTTP(S) server whether the data changed (one ``HEAD`` request).
-    timeout : float, optional
-        Seconds the ``HEAD`` may stall (``daskgif.fetch-timeout``).
-    allowed_protocols : collection of str, optional
-        As for :func:`fetch_file`: a redirect elsewhere counts as a failed ``HEAD``.
-
-    Returns
-    -------
-    str or None
-        A one-line reason naming *data_file*, or ``None``.
-
-    Examples
-    --------
     >>> with atomic_write("memory://doc/a.img") as f:
     ...     _ = f.write(b"data")
     >>> fetch_needed("memory://doc/a.img", "memory://doc/data.img", check_remote=False)
@@ -367,37 +277,57 @@ def fetch_needed(
         return f"{data_file} came from another URL ({record.get('url')}); fetching {shown}"
     if record.get("size") != size:
         return f"{data_file} has {size} bytes, not the {record.get('size')} fetched from {shown}; fetching it again"
-    if check_remote and url_protocols(url)[-1] in ("http", "https"):
-        return _remote_change(url, record, storage_options, timeout=timeout, allowed_protocols=allowed_protocols)
-    return None
-
-
-def _remote_change(url: str, record: dict[str, Any], storage_options: dict | None, *, timeout: float,
-                   allowed_protocols: Collection[str] | None) -> str | None:
-    """Why the server's validators for *url* differ from *record*'s, or ``None``."""
-    allowed = None if allowed_protocols is None else tuple(sorted({p.lower() for p in allowed_protocols}))
+    if not (check_remote and _is_http(url)):
+        return None
     try:
-        fs, path, _ = _source_fs(url, storage_options, timeout=timeout, deadline=None, allowed=allowed)
-        info = fs.info(path)
+        fs, path = _source_fs(url, storage_options, timeout=timeout)
+        info = fs.info(path, trace_request_ctx={"url": url, "allowed": _allowed(allowed_protocols)})
     except Exception as e:
         logger.warning("Keeping the data fetched from %s: cannot ask the server whether it changed: %s",
-                       mask(url), _fetch_error(url, e, timeout=timeout).message)
+                       shown, _fetch_error(url, e, timeout=timeout).message)
         return None
     for field, header in (("etag", "ETag"), ("last_modified", "Last-Modified")):
         old, new = record.get(field), info.get(header)
         if old and new:
-            if old == new:
-                return None
-            return f"the server reports a change ({header} {old} -> {new}); fetching {mask(url)}"
+            return None if old == new else f"the server reports a change ({header} {old} -> {new}); fetching {shown}"
     return None
 
 
 def _same_local_file(url: str, data_file: str) -> bool:
-    """Whether *url* and *data_file* are the same local file."""
     a, b = local_path(url), local_path(data_file)
-    if a is None or b is None:
-        return False
     try:
-        return os.path.samefile(a, b)
+        return a is not None and b is not None and os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def source_path(data_file: str) -> str:
+    """Where the record of *data_file*'s source is kept.
+
+    >>> source_path("s3://bucket/image-data.img")
+    's3://bucket/image-data.img.source.json'
+    """
+    return data_file + ".source.json"
+
+
+def url_digest(url: str) -> str:
+    """The SHA-256 of *url*, in hex: how a record names its URL without keeping secrets in it.
+
+    >>> url_digest("https://h/a.img")[:16]
+    '04eda8b868a5e6d5'
+    """
+    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def read_source(data_file: str, storage_options: dict | None = None) -> dict[str, Any] | None:
+    """The record of where *data_file* came from, or ``None`` when it has none (or an unreadable one)."""
+    path = source_path(data_file)
+    try:
+        with open_input(path, storage_options) as f:
+            record = json.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except ValueError as e:  # not JSON: treated as no record, so the data is fetched again
+        logger.warning("Ignoring %s, which is not a source record: %s", path, e)
+        return None
+    return record if isinstance(record, dict) else None

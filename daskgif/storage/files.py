@@ -1,30 +1,38 @@
-"""Reading and writing files through fsspec: atomic writes, spans, appends, and clearing killed writers' files."""
+"""Reading and writing files through fsspec: atomic writes, spans, appends, small files, and what an abort removes.
+
+An abort of the process (a second Ctrl-C or SIGTERM) exits without waiting for threads
+in the middle of a write, so every temporary file and lease is registered while it
+exists (:func:`hold`) and :func:`abort_writes` removes them all.  Local files are made
+under :func:`guard`, which holds the same lock and refuses once the abort ran: a file
+is made and registered before it, or never made.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import functools
+import io
 import logging
 import os
 import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any, BinaryIO, ContextManager
 
 import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
 
 from daskgif.redact import mask
-from daskgif.storage import held
-from daskgif.storage.guard import check_target
 from daskgif.storage.paths import (
     FRAME_NAME,
     UPLOAD_NAME,
+    check_target,
+    file_kind,
     frame_name,
     fs_options,
     host_name,
@@ -37,67 +45,93 @@ from daskgif.storage.paths import (
 )
 
 __all__ = [
-    "APPENDABLE", "SpanReader", "append_bytes", "atomic_write", "exists", "file_identity",
-    "list_sizes", "open_input", "read_span", "remove_file", "remove_stale_frames",
+    "SpanReader", "abort_writes", "append_bytes", "atomic_write", "file_identity", "guard", "hold", "let_go",
+    "list_sizes", "named", "open_input", "read_small", "read_span", "remove_file", "remove_stale_frames",
     "remove_stale_parts", "write_bytes",
 ]
 
 logger = logging.getLogger(__name__)
 
+_lock = threading.RLock()  # re-entrant: an undo (a lease's release) runs under it
+_undo: dict[str, Callable[[], None]] = {}
+_aborted = False
 
-def exists(path: str, storage_options: dict | None = None) -> bool:
-    """Whether *path* exists.
 
-    >>> exists("memory://daskgif-doctest/missing.img")
-    False
+@contextmanager
+def guard(path: str) -> Iterator[None]:
+    """Make *path* in the block, under the lock of :func:`abort_writes` (not on an object store: it would hold
+    every thread during a request); ``ECANCELED`` once an abort ran."""
+    with _lock:
+        if _aborted:
+            raise OSError(errno.ECANCELED, "not written: this process is aborting", path)
+        if local_path(path) is not None:
+            yield
+            return
+    yield
+
+
+def hold(key: str, undo: Callable[[], None]) -> None:
+    """Register what this process made under *key*, and how an abort undoes it (removes a file, ends a lease)."""
+    with _lock:
+        _undo[key] = undo
+
+
+def let_go(key: str) -> None:
+    """*key* is done with (renamed into place, removed, released): an abort leaves it alone."""
+    with _lock:
+        _undo.pop(key, None)
+
+
+def abort_writes() -> list[str]:
+    """Undo everything registered, in order, and make nothing more; return the keys undone.
+
+    >>> with guard("example.part"):
+    ...     hold("example.part", lambda: None)  # made, then registered as one step
+    >>> let_go("example.part")
     """
-    fs, p = url_to_fs(path, **fs_options(path, storage_options))
-    return fs.exists(p)
+    global _aborted
+    with _lock:
+        _aborted = True
+        undone = list(_undo)
+        for key, undo in list(_undo.items()):  # an undo lets its key go
+            try:
+                undo()
+            except Exception as e:  # noqa: BLE001 - the others must still go
+                logger.warning("Could not remove %s while aborting: %s", key, e)
+        _undo.clear()
+    return undone
+
+
+def named(e: OSError, path: str, where: str = "") -> OSError:
+    """*e* again, naming *path* (not a temporary file, or none), *where* added to its message."""
+    return type(e)(e.errno, e.strerror + where if where else e.strerror, path)
 
 
 def remove_file(path: str, storage_options: dict | None) -> None:
     """Remove *path* if it exists."""
     local = local_path(path)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         if local is not None:
             os.unlink(local)
         else:
             fs, p = url_to_fs(path, **fs_options(path, storage_options))
             fs.rm_file(p)
-    except FileNotFoundError:
-        pass
 
 
 def remove_stale_parts(directory: str, prefix: str | None = None, *, max_age: float | None = 86400) -> list[str]:
-    """Remove the temporary files that killed writers left in local *directory*; return their paths.
+    """Remove the temporary files that killed writers left in local *directory* for names starting with *prefix*.
 
-    A temporary file of :func:`atomic_write` (``.<name>.<host>-<pid>-<hex>.part``)
-    is stale when it was written on this host by a process that is gone, or, from any
-    host or an older daskgif (``.<name>.<hex>.part``), when it was not modified for
-    *max_age* seconds.  A live writer's file is never removed.
+    One of :func:`atomic_write` is stale when its writer on this host is gone or, from
+    any host, when it was not written for *max_age* seconds (``None``: only dead
+    writers'); a live writer's never is.  Other URLs hold no temporary files (uploads
+    are written in the local temporary folder first, under :data:`UPLOAD_NAME`).
 
-    Parameters
-    ----------
-    directory : str
-        A local folder (a plain path or ``file://``).  Other URLs hold no temporary
-        files: their data is written in the local temporary folder first, under
-        :data:`UPLOAD_NAME` (``remove_stale_parts(tempfile.gettempdir(), UPLOAD_NAME)``).
-    prefix : str, optional
-        Only temporary files for destinations whose names start with *prefix*
-        (``"image-data.img"`` for a data file and its record, ``"frame_"`` for frames).
-    max_age : float, optional
-        Seconds without a write after which any temporary file is stale; ``None``: only dead writers'.
-
-    Examples
-    --------
     >>> remove_stale_parts("s3://bucket/frames")
     []
     """
     local = local_path(directory)
-    if local is None:
-        return []
     try:
-        names = os.listdir(local or ".")
+        names = [] if local is None else os.listdir(local or ".")
     except FileNotFoundError:
         return []
     now, host, removed = time.time(), host_name(), []
@@ -106,17 +140,15 @@ def remove_stale_parts(directory: str, prefix: str | None = None, *, max_age: fl
             continue
         path = os.path.join(local, part)
         owner = part_owner(part, host)
-        if owner is not None and owner[1] != os.getpid() and not pid_alive(owner[1]):
-            why = f"its writer, pid {owner[1]} on {host}, is gone"
-        else:
-            try:
-                age = now - os.stat(path).st_mtime
-            except FileNotFoundError:
-                continue
-            if max_age is None or age < max_age or (owner is not None and owner[1] == os.getpid()):
-                continue
-            why = f"not written for {age:.0f} s (max_age={max_age})"
+        mine = owner is not None and owner[1] == os.getpid()
         try:
+            if owner is not None and not mine and not pid_alive(owner[1]):
+                why = f"its writer, pid {owner[1]} on {host}, is gone"
+            else:
+                age = now - os.stat(path).st_mtime
+                if max_age is None or age < max_age or mine:
+                    continue
+                why = f"not written for {age:.0f} s (max_age={max_age})"
             os.unlink(path)
         except FileNotFoundError:
             continue
@@ -129,40 +161,17 @@ def remove_stale_parts(directory: str, prefix: str | None = None, *, max_age: fl
 FULL = frozenset(n for n in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if n is not None)
 
 
-def _private(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)
-
-
 @contextmanager
 def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[BinaryIO]:
     """Yield a binary file whose data appears at *path* only if the block succeeds.
 
-    Locally the data goes to ``.<name>.<host>-<pid>-<hex>.part`` (see :func:`part_name`)
-    in the same directory, renamed over *path* with :func:`os.replace` once complete.
-    Elsewhere (object stores, ``memory://``) it goes to a local temporary file
-    (named the same way after :data:`UPLOAD_NAME`) uploaded with ``put_file`` once
-    complete, so no partial object is ever visible.  Missing local parent directories
-    are created.  On error (``KeyboardInterrupt`` included) the temporary file is
-    removed and an existing *path* is untouched; an aborting process removes it first
-    (:func:`daskgif.storage.held.abort_writes`); a killed one leaves it, for
-    :func:`remove_stale_parts`.
+    Locally the data goes to a temporary file in the same folder (see :func:`part_name`),
+    renamed over *path* once complete; missing folders are made.  Elsewhere it goes to a
+    local temporary file uploaded once complete.  On error (``KeyboardInterrupt``
+    included) the temporary file is removed and *path* untouched; an aborting process
+    removes it too, a killed one leaves it for :func:`remove_stale_parts`.  An
+    ``OSError`` keeps its ``errno`` (``EROFS``, ``ENOSPC``, ...) and names *path*.
 
-    Parameters
-    ----------
-    path : str
-        Destination, any writable fsspec path.
-    storage_options : dict, optional
-        fsspec options.
-
-    Raises
-    ------
-    OSError
-        With its ``errno`` (``EROFS``, ``EACCES``, ``ENOSPC``, ...), naming *path*
-        when the temporary file cannot be created, or when writing or closing it
-        finds no room (:data:`FULL`).
-
-    Examples
-    --------
     >>> with atomic_write("memory://daskgif-doctest/a.bin") as f:
     ...     _ = f.write(b"data")
     >>> read_span("memory://daskgif-doctest/a.bin", 1, 2)
@@ -170,33 +179,31 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
     """
     check_target(path)
     p = local_path(path)
-    if p is None:
+    local = p is not None
+    if not local:
         fs, p = url_to_fs(path, **fs_options(path, storage_options))
         local = isinstance(fs, LocalFileSystem)
-    else:
-        local = True
     if local:
         directory, name = os.path.split(p)
         tmp = os.path.join(directory, part_name(name))
     else:
         directory, tmp = "", os.path.join(tempfile.gettempdir(), part_name(UPLOAD_NAME))
     # The local copy of an upload is for this user's eyes only, as mkstemp's would be.
-    opener = None if local else _private
+    opener = None if local else lambda name, flags: os.open(name, flags, 0o600)
     try:
-        with held.guard(tmp):  # made and registered at once: an abort of the process removes it, or none is made
+        with guard(tmp):  # made and registered at once: an abort of the process removes it, or none is made
             try:
                 f = open(tmp, "xb", opener=opener)
             except OSError as e:
                 # Missing parents are made when the open fails: a makedirs per frame costs a syscall each.
-                # (A bare file name lives in the working directory, which exists; another thread may
-                # have made the folder since this open failed.)
+                # (Another thread may have made the folder since this open failed.)
                 if not directory or (not isinstance(e, FileNotFoundError) and os.path.isdir(directory)):
                     raise
                 os.makedirs(directory, exist_ok=True)
                 f = open(tmp, "xb", opener=opener)
-            held.hold(tmp, functools.partial(remove_file, tmp, None))
-    except OSError as e:  # the errno decides whether to retry (EROFS and EACCES: no); the message names *path*
-        raise type(e)(e.errno, e.strerror, path) from e
+            hold(tmp, lambda: remove_file(tmp, None))
+    except OSError as e:  # the errno decides whether to retry (EROFS and EACCES: no)
+        raise named(e, path) from e
     done = False
     try:
         try:
@@ -205,16 +212,15 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
         except OSError as e:
             if e.filename is not None or e.errno not in FULL:
                 raise
-            # A full disk or quota, raised by a write with no file name: say which file (and where, for an upload).
             where = "" if local else f" (in the local temporary folder {os.path.dirname(tmp)})"
-            raise type(e)(e.errno, e.strerror + where, path) from e
+            raise named(e, path, where) from e
         # No fsync: the rename is atomic against a crash or kill of the process, which is the
         # promise; an fsync per frame made writing 1,000 small frames four times slower.
         if local:
             try:
                 os.replace(tmp, p)
-            except OSError as e:  # name the destination, not the temporary file (a folder in its way, ...)
-                raise type(e)(e.errno, e.strerror, path) from None
+            except OSError as e:  # a folder in its way, ...
+                raise named(e, path) from None
             done = True
         else:
             fs.put_file(tmp, p)
@@ -222,135 +228,13 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
         if not done:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        held.let_go(tmp)
-
-
-def open_input(path: str, storage_options: dict | None = None, mode="rb") -> ContextManager[IO]:
-    """Open *path* for reading; use as a context manager.
-
-    >>> with atomic_write("memory://daskgif-doctest/b.bin") as f:
-    ...     _ = f.write(b"hello")
-    >>> with open_input("memory://daskgif-doctest/b.bin") as f:
-    ...     f.read()
-    b'hello'
-    """
-    if "r" not in mode or any(c in mode for c in "wax+"):
-        raise ValueError(f"mode must be a read mode such as 'rb', got {mode!r}")
-    return fsspec.open(path, mode, **fs_options(path, storage_options))
-
-
-#: Filesystems whose files can be appended to in place; elsewhere an append rewrites the object.
-APPENDABLE = ("file", "local", "memory")
-
-
-def append_bytes(path: str, data: bytes, storage_options: dict | None = None) -> None:
-    """Append *data* to *path*, creating it (and its local folders) if needed.
-
-    On local disk (and ``memory://``) one write in append mode, so concurrent
-    writers' lines stay whole; on object stores the object is rewritten
-    atomically with *data* added (a store has no append).
-
-    >>> append_bytes("memory://daskgif-doctest/h.jsonl", b"1\\n")
-    >>> append_bytes("memory://daskgif-doctest/h.jsonl", b"2\\n")
-    >>> read_span("memory://daskgif-doctest/h.jsonl", 0, 4)
-    b'1\\n2\\n'
-    """
-    fs, fspath = url_to_fs(path, **fs_options(path, storage_options))
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
-    if any(p in APPENDABLE for p in protocols):
-        parent = fs._parent(fspath)
-        if parent:
-            fs.makedirs(parent, exist_ok=True)
-        with fs.open(fspath, "ab") as f:
-            f.write(data)
-        return
-    old = fs.cat_file(fspath) if fs.exists(fspath) else b""
-    if old and not old.endswith(b"\n"):
-        old += b"\n"
-    with atomic_write(path, storage_options) as f:
-        f.write(old + data)
-
-
-def read_span(path: str, offset: int, length: int, storage_options: dict | None = None) -> bytes:
-    """Read *length* bytes of *path* from *offset*; ``EOFError`` if the file ends first.
-
-    >>> with atomic_write("memory://daskgif-doctest/c.bin") as f:
-    ...     _ = f.write(b"0123456789")
-    >>> read_span("memory://daskgif-doctest/c.bin", 3, 4)
-    b'3456'
-    """
-    local = local_path(path)
-    if local is None:
-        with open_input(path, storage_options) as f:
-            return _read_at(f, path, offset, length)
-    fd = os.open(local, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        return _pread(fd, path, offset, length)
-    finally:
-        os.close(fd)
-
-
-def _pread(fd: int, path: str, offset: int, length: int) -> bytes:
-    """Read a span of open file *fd* without moving its position: threads may share *fd*."""
-    if offset < 0 or length < 0:
-        raise ValueError(f"span must have offset >= 0 and length >= 0, got {(offset, length)!r}")
-    data = os.pread(fd, length, offset)
-    while len(data) < length:  # a short read is allowed (signals, network file systems): read on
-        more = os.pread(fd, length - len(data), offset + len(data))
-        if not more:
-            raise EOFError(f"{path}: expected {length} bytes at offset {offset}, got {len(data)}")
-        data += more
-    return data
-
-
-class SpanReader:
-    """Read spans of one file, opening it once per thread: what a batch of frames reads from the data file.
-
-    Locally each thread opens the file on its first read and reads it with
-    ``os.pread``; :meth:`release` closes the calling thread's file (a batch
-    calls it when it ends, see :func:`daskgif.core.fanout.run_batch`).  Elsewhere
-    each read opens the file (fsspec), as :func:`read_span` does.  A reader
-    pickles as its path and options.
-
-    >>> with atomic_write("memory://daskgif-doctest/g.bin") as f:
-    ...     _ = f.write(b"0123456789")
-    >>> SpanReader("memory://daskgif-doctest/g.bin").read(2, 3)
-    b'234'
-    """
-
-    def __init__(self, path: str, storage_options: dict | None = None):
-        self.path, self.storage_options = path, storage_options
-        self.local = local_path(path) if hasattr(os, "pread") else None
-        self._mine = threading.local()
-
-    def __reduce__(self) -> Any:
-        return (SpanReader, (self.path, self.storage_options))
-
-    def __repr__(self) -> str:
-        return f"SpanReader({mask(self.path)!r})"
-
-    def read(self, offset: int, length: int) -> bytes:
-        """Return *length* bytes from *offset*; ``EOFError`` if the file ends first."""
-        if self.local is None:
-            return read_span(self.path, offset, length, self.storage_options)
-        f = getattr(self._mine, "file", None)
-        if f is None:
-            f = self._mine.file = open(self.local, "rb", buffering=0)
-        return _pread(f.fileno(), self.path, offset, length)
-
-    def release(self) -> None:
-        """Close the calling thread's file, if open; a later read opens it again."""
-        f = self._mine.__dict__.pop("file", None)
-        if f is not None:
-            f.close()
+        let_go(tmp)
 
 
 def write_bytes(path: str, data: bytes, storage_options: dict | None = None) -> bool:
-    """Write *data* to *path* atomically, unless *path* already holds exactly *data*.
+    """Write *data* to *path* atomically, unless *path* already holds exactly *data*; return whether it wrote.
 
-    Returns whether the file was written.  An identical local file is left as it
-    is (its time stamps too): re-running a pipeline over the same frames rewrites
-    nothing, and renaming over an existing file costs a flush on many file systems.
+    An identical local file keeps its time stamps: re-running over the same frames rewrites nothing.
 
     >>> write_bytes("memory://daskgif-doctest/e.bin", b"abc")
     True
@@ -370,14 +254,104 @@ def write_bytes(path: str, data: bytes, storage_options: dict | None = None) -> 
     return True
 
 
+def open_input(path: str, storage_options: dict | None = None) -> ContextManager[IO]:
+    """Open *path* for reading in binary; use as a context manager.
+
+    >>> _ = write_bytes("memory://daskgif-doctest/b.bin", b"hello")
+    >>> with open_input("memory://daskgif-doctest/b.bin") as f:
+    ...     f.read()
+    b'hello'
+    """
+    return fsspec.open(path, "rb", **fs_options(path, storage_options))
+
+
+def append_bytes(path: str, data: bytes, storage_options: dict | None = None) -> None:
+    """Append *data* to *path*, creating it (and its local folders) if needed.
+
+    Locally (and in ``memory://``) one write in append mode, so concurrent writers'
+    lines stay whole; an object store has no append: the object is rewritten atomically.
+
+    >>> append_bytes("memory://daskgif-doctest/h.jsonl", b"1\\n")
+    >>> append_bytes("memory://daskgif-doctest/h.jsonl", b"2\\n")
+    >>> read_span("memory://daskgif-doctest/h.jsonl", 0, 4)
+    b'1\\n2\\n'
+    """
+    fs, fspath = url_to_fs(path, **fs_options(path, storage_options))
+    if isinstance(fs, (LocalFileSystem, MemoryFileSystem)):
+        if parent := fs._parent(fspath):
+            fs.makedirs(parent, exist_ok=True)
+        with fs.open(fspath, "ab") as f:
+            f.write(data)
+        return
+    old = fs.cat_file(fspath) if fs.exists(fspath) else b""
+    with atomic_write(path, storage_options) as f:
+        f.write(old + (b"\n" if old and not old.endswith(b"\n") else b"") + data)
+
+
 def _read_at(f: IO, path: str, offset: int, length: int) -> bytes:
+    """Read *length* bytes of *f* from *offset*; ``EOFError`` if the file ends first.  A local file is read
+    with ``os.pread``, which leaves its position alone: threads may share it."""
     if offset < 0 or length < 0:
         raise ValueError(f"span must have offset >= 0 and length >= 0, got {(offset, length)!r}")
-    f.seek(offset)
-    data = f.read(length)
+    if isinstance(f, io.FileIO) and hasattr(os, "pread"):
+        data = b""
+        # A short read is allowed (signals, network file systems): read on.
+        while len(data) < length and (more := os.pread(f.fileno(), length - len(data), offset + len(data))):
+            data += more
+    else:
+        f.seek(offset)
+        data = f.read(length)
     if len(data) != length:
         raise EOFError(f"{path}: expected {length} bytes at offset {offset}, got {len(data)}")
     return data
+
+
+def read_span(path: str, offset: int, length: int, storage_options: dict | None = None) -> bytes:
+    """Read *length* bytes of *path* from *offset*; ``EOFError`` if the file ends first.
+
+    >>> _ = write_bytes("memory://daskgif-doctest/c.bin", b"0123456789")
+    >>> read_span("memory://daskgif-doctest/c.bin", 3, 4)
+    b'3456'
+    """
+    local = local_path(path)
+    with open(local, "rb", buffering=0) if local is not None else open_input(path, storage_options) as f:
+        return _read_at(f, path, offset, length)
+
+
+class SpanReader:
+    """Read spans of one file, opened once per thread (locally; :meth:`release` closes it), as a batch of frames
+    reads the data file.  Elsewhere each read opens the file.  A reader pickles as its path and options.
+
+    >>> _ = write_bytes("memory://daskgif-doctest/g.bin", b"0123456789")
+    >>> SpanReader("memory://daskgif-doctest/g.bin").read(2, 3)
+    b'234'
+    """
+
+    def __init__(self, path: str, storage_options: dict | None = None):
+        self.path, self.storage_options = path, storage_options
+        self.local = local_path(path)
+        self._mine = threading.local()
+
+    def __reduce__(self) -> Any:
+        return (SpanReader, (self.path, self.storage_options))
+
+    def __repr__(self) -> str:
+        return f"SpanReader({mask(self.path)!r})"
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Return *length* bytes from *offset*; ``EOFError`` if the file ends first."""
+        if self.local is None:
+            return read_span(self.path, offset, length, self.storage_options)
+        f = getattr(self._mine, "file", None)
+        if f is None:
+            f = self._mine.file = open(self.local, "rb", buffering=0)
+        return _read_at(f, self.path, offset, length)
+
+    def release(self) -> None:
+        """Close the calling thread's file, if open; a later read opens it again."""
+        f = self._mine.__dict__.pop("file", None)
+        if f is not None:
+            f.close()
 
 
 def list_sizes(directory: str, storage_options: dict | None = None) -> dict[str, int]:
@@ -399,43 +373,64 @@ def list_sizes(directory: str, storage_options: dict | None = None) -> dict[str,
 
 
 def file_identity(path: str, storage_options: dict | None = None) -> dict[str, Any]:
-    """What says *path* is still the same file: its size and its version marker (ETag, else mtime).
-
-    One request (``info``); two files with equal identities are taken to hold the same bytes.
-    """
+    """What says *path* is still the same file: its size and its version marker (ETag, else mtime); one request."""
     fs, p = url_to_fs(path, **fs_options(path, storage_options))
     info = fs.info(p)
     return {"size": info.get("size"), "version": version_of(info)}
 
 
-def remove_stale_frames(frames_dir: str, count: int, storage_options: dict | None = None,
-                        names: Iterable[str] | None = None) -> list[str]:
-    """Remove the frame files of an earlier run that are not among this run's *count* frames.
+def remove_stale_frames(frames_dir: str, count: int, storage_options: dict | None = None, *,
+                        names: Iterable[str]) -> list[str]:
+    """Remove the frame files (``frame_<digits>.gif``) of an earlier run that are not among this run's *count*.
 
-    A run with fewer frames, or with a different number of digits in its names,
-    would otherwise leave a mixed set in *frames_dir*.  Only names daskgif writes
-    (``frame_<digits>.gif``) are touched; listing the folder costs one request on
-    object storage.
+    *names*: the files of *frames_dir*, as :func:`list_sizes` lists them.
 
-    >>> with atomic_write("memory://daskgif-doctest/fr/frame_07.gif") as f:
-    ...     _ = f.write(b"GIF89a")
-    >>> remove_stale_frames("memory://daskgif-doctest/fr", 3)
+    >>> write_bytes("memory://daskgif-doctest/fr/frame_07.gif", b"GIF89a")
+    True
+    >>> remove_stale_frames("memory://daskgif-doctest/fr", 3, names=list_sizes("memory://daskgif-doctest/fr"))
     ['memory://daskgif-doctest/fr/frame_07.gif']
     """
     width = len(frame_name(0, count)) if count else 0
-    fs, path = url_to_fs(frames_dir, **fs_options(frames_dir, storage_options))
-    if names is None:  # *names*: a listing the caller already made (see list_sizes)
-        try:
-            names = fs.ls(path, detail=False)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
+    fs, _ = url_to_fs(frames_dir, **fs_options(frames_dir, storage_options))
     stale = []
-    for name in names:
-        base = name.rstrip("/").rsplit("/", 1)[-1]
+    for base in (name.rstrip("/").rsplit("/", 1)[-1] for name in names):
         match = FRAME_NAME.fullmatch(base)
         if match and (len(base) != width or int(match.group(1)) >= count):
             stale.append(join_path(frames_dir, base))
-            fs.rm_file(fs._strip_protocol(join_path(frames_dir, base)))
+            fs.rm_file(fs._strip_protocol(stale[-1]))
     if stale:
         logger.info("Removed %d frame file(s) of an earlier run from %s", len(stale), frames_dir)
     return stale
+
+
+def read_small(path: str, storage_options: dict | None = None, limit: int = 2**20, *,
+               what: str = "a file daskgif wrote", follow: bool = False) -> bytes:
+    """Read a small file (a lock, a manifest, a parameters file) of at most *limit* bytes, if a regular file.
+
+    Locally opened with ``O_NONBLOCK`` (a fifo never blocks) and, unless *follow*,
+    ``O_NOFOLLOW`` (a symbolic link is refused, as a device is); *what* the file should be names it in messages.
+
+    >>> read_small("/dev/zero", what="a parameters file", follow=True)
+    Traceback (most recent call last):
+    ...
+    OSError: [Errno 22] is a character device, not a parameters file: '/dev/zero'
+    """
+    local = local_path(path)
+    if local is None:
+        with fsspec.open(path, "rb", **fs_options(path, storage_options)) as f:
+            data = f.read(limit + 1)
+    else:
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+        try:
+            fd = os.open(local, flags | (0 if follow else getattr(os, "O_NOFOLLOW", 0)))
+        except OSError as e:
+            if e.errno == errno.ELOOP and not follow:  # O_NOFOLLOW met a symbolic link
+                raise OSError(errno.ELOOP, f"is a symbolic link, not {what}", path) from None
+            raise
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(mode := os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, f"is {file_kind(mode)}, not {what}", path)
+            data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"is larger than {limit} bytes, not {what}", path)
+    return data

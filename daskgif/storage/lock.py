@@ -1,16 +1,9 @@
 """The lease on the files a run uses: ``<data_file>.lock``, ``<out>.lock``, ``<frames_dir>.lock``.
 
-A run's tasks run wherever Dask puts them (this process, a thread pool, worker
-processes on other hosts), so the lock is not held by a process but *leased* to a
-run: the lock file names the run and says until when the lease holds.  Each step
-takes or renews it as it starts (:meth:`Lease.kept`) and renews it while it works;
-the last step releases it, and so does a step that fails.  A run that dies holds
-it at most *seconds* more (``daskgif.lock-timeout``), and at once no longer when
-its process on this host is gone.
-
-A second run never waits for the lease: it fails at once with
-:class:`~daskgif.errors.LockHeld` naming the run that holds it, so two pipelines in
-one ``dask.compute`` call, even on the ``sync`` scheduler, never block each other.
+A run's tasks run wherever Dask puts them, so the lock is *leased* to a run, until a
+time its file says: each step takes or renews it (:meth:`Lease.kept`), the last or a
+failing one releases it, a dead run holds it at most *seconds* more (``daskgif.lock-timeout``).
+A second run never waits (two pipelines on ``sync`` would block): it fails with ``LockHeld``.
 """
 
 from __future__ import annotations
@@ -30,10 +23,8 @@ from typing import Any
 from fsspec.core import url_to_fs
 
 from daskgif.errors import LockHeld
-from daskgif.storage import held
-from daskgif.storage.files import remove_file
-from daskgif.storage.guard import check_target, read_small
-from daskgif.storage.paths import fs_options, host_name, local_path, pid_alive
+from daskgif.storage.files import atomic_write, guard, hold, let_go, named, read_small, remove_file
+from daskgif.storage.paths import check_target, fs_options, host_name, local_path, pid_alive
 
 __all__ = ["Lease"]
 
@@ -41,25 +32,25 @@ logger = logging.getLogger(__name__)
 
 
 class Lease:
-    """The lease of run *owner* on the files it uses: ``<file>.lock`` for each of *guarded*, *seconds* at a time.
+    """The lease of run *owner* on ``<file>.lock`` for each of *guarded*, *seconds* at a time.
 
-    The leases are taken in order, all or none: if another live run holds one,
-    the ones this call took are given back and :class:`LockHeld` names the holder.
-    It pickles (only its settings travel), so every task of a run can take it.
+    Taken in order, all or none: :class:`LockHeld` names another live run holding one.
+    It pickles, so every task of a run can take it.
 
     Examples
     --------
-    >>> from daskgif.storage import exists
+    >>> import fsspec
+    >>> exists = fsspec.filesystem("memory").exists
     >>> lease = Lease("memory://daskgif-doctest/l.img", owner="run-1", seconds=5)
-    >>> lease.acquire()["owner"], exists("memory://daskgif-doctest/l.img.lock")
+    >>> lease.acquire()["owner"], exists("/daskgif-doctest/l.img.lock")
     ('run-1', True)
     >>> Lease(["memory://daskgif-doctest/c.gif", "memory://daskgif-doctest/l.img"], owner="run-2", seconds=5).acquire()
     Traceback (most recent call last):
     ...
     daskgif.errors.LockHeld: memory://daskgif-doctest/l.img.lock is held by run run-1 (host ...)
-    >>> exists("memory://daskgif-doctest/c.gif.lock")  # all or none
+    >>> exists("/daskgif-doctest/c.gif.lock")  # all or none
     False
-    >>> lease.release(); exists("memory://daskgif-doctest/l.img.lock")
+    >>> lease.release(); exists("/daskgif-doctest/l.img.lock")
     False
     """
 
@@ -68,9 +59,6 @@ class Lease:
         self.guarded = (guarded,) if isinstance(guarded, str) else tuple(guarded)
         self.paths = tuple(f"{path}.lock" for path in self.guarded)
         self.storage_options, self.owner, self.seconds = storage_options, owner, seconds
-
-    def __reduce__(self) -> Any:
-        return (_lease, (self.guarded, self.storage_options, self.owner, self.seconds))
 
     def __repr__(self) -> str:
         return f"Lease({', '.join(map(repr, self.paths))}, owner={self.owner!r})"
@@ -98,10 +86,10 @@ class Lease:
     def _take(self, path: str) -> tuple[bool, dict[str, Any]]:
         for _ in range(3):  # a stale lock broken, then a race lost to a third run: give up naming it
             mine = self._record()
-            with self._guard(path):
+            with guard(path):
                 created = _create_exclusive(path, json.dumps(mine).encode(), self.storage_options)
                 if created:
-                    held.hold(self._key(path), functools.partial(self._release, path))
+                    hold(self._key(path), functools.partial(self._release, path))
             if created:
                 return True, mine
             holder = _read_lock(path, self.storage_options)
@@ -122,8 +110,7 @@ class Lease:
         raise LockHeld(path, _read_lock(path, self.storage_options) or {}, self.seconds)
 
     def renew(self) -> dict[str, Any]:
-        """Extend every lease by *seconds* from now; raise :class:`LockHeld` if another run took one meanwhile,
-        ``LeaseEnded`` if one is gone (the run ended)."""
+        """Extend every lease by *seconds*; ``LockHeld`` if another run took one, ``LeaseEnded`` if one is gone."""
         for path in self.paths:
             mine = self._renew(path)
         return mine
@@ -135,9 +122,10 @@ class Lease:
         if holder.get("owner") != self.owner:
             raise LockHeld(path, holder, self.seconds)
         mine = self._record()
-        with self._guard(path):
-            _replace(path, json.dumps(mine).encode(), self.storage_options)
-            held.hold(self._key(path), functools.partial(self._release, path))
+        with guard(path):
+            with atomic_write(path, self.storage_options) as f:
+                f.write(json.dumps(mine).encode())
+            hold(self._key(path), functools.partial(self._release, path))
         return mine
 
     def release(self) -> None:
@@ -149,15 +137,10 @@ class Lease:
         holder = _read_lock(path, self.storage_options)
         if holder is not None and holder.get("owner") == self.owner:
             remove_file(path, self.storage_options)
-        held.let_go(self._key(path))
+        let_go(self._key(path))
 
     def _key(self, path: str) -> str:
         return f"{path} (run {self.owner})"
-
-    @staticmethod
-    def _guard(path: str) -> contextlib.AbstractContextManager:
-        """Write the lock file and register the lease as one step for an abort of this process (see ``held``)."""
-        return held.guard(path, local=local_path(path) is not None)
 
     @contextlib.contextmanager
     def kept(self) -> Iterator[dict[str, Any]]:
@@ -188,17 +171,12 @@ class LeaseEnded(Exception):
     """A lease to renew is gone: its run ended, or a failed step ended it."""
 
 
-def _lease(guarded: tuple[str, ...], storage_options: dict | None, owner: str, seconds: float) -> Lease:
-    return Lease(guarded, storage_options, owner=owner, seconds=seconds)
-
-
 def _create_exclusive(path: str, content: bytes, storage_options: dict | None) -> bool:
     """Create *path* holding *content* unless it exists; whether it was created."""
     local = local_path(path)
     if local is not None:
         check_target(local)  # a fifo, a device or a folder where the lock goes is named, never waited on
-        directory = os.path.dirname(local)
-        if directory:
+        if directory := os.path.dirname(local):
             os.makedirs(directory, exist_ok=True)
         # Written whole under another name, then linked into place: link() fails if the name exists,
         # and a reader never sees a lock file without its holder (an empty one would look stale).
@@ -209,8 +187,10 @@ def _create_exclusive(path: str, content: bytes, storage_options: dict | None) -
             os.link(temporary, local)
         except FileExistsError:
             return False
-        except BaseException as e:  # nothing half-written left behind (a full disk), and the lock file named
-            raise _naming(e, path)
+        except OSError as e:
+            if e.filename is not None:
+                raise
+            raise named(e, path) from e  # a write that found the disk full: name the lock file
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
@@ -230,41 +210,12 @@ def _create_exclusive(path: str, content: bytes, storage_options: dict | None) -
     return True
 
 
-def _replace(path: str, content: bytes, storage_options: dict | None) -> None:
-    """Overwrite *path* with *content* in one step (a rename locally; object stores replace whole objects)."""
-    local = local_path(path)
-    if local is None:
-        fs, p = url_to_fs(path, **fs_options(path, storage_options))
-        fs.pipe_file(p, content)
-        return
-    temporary = f"{local}.{uuid.uuid4().hex}.renew"
-    try:
-        with open(temporary, "wb") as f:
-            f.write(content)
-        os.replace(temporary, local)
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise _naming(e, path)
-
-
-def _naming(e: BaseException, path: str) -> BaseException:
-    """*e*, or for an ``OSError`` that names no file (a write that found the disk full), one naming *path*."""
-    if not isinstance(e, OSError) or e.filename is not None:
-        return e
-    named = type(e)(e.errno, e.strerror, path)
-    named.__cause__ = e
-    return named
-
-
 def _read_lock(path: str, storage_options: dict | None) -> dict | None:
     """The holder written in lock file *path*, ``None`` when there is none, ``{}`` when it cannot be parsed."""
     try:
-        data = read_small(path, storage_options)
+        holder = json.loads(read_small(path, storage_options))
     except FileNotFoundError:
         return None
-    try:
-        holder = json.loads(data)
     except ValueError:
         holder = None
     return holder if isinstance(holder, dict) else {}

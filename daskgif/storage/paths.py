@@ -1,25 +1,30 @@
-"""Where daskgif's files go: fsspec protocols and options, local paths, frame names, temporary names."""
+"""Where daskgif's files go: fsspec protocols and options, local paths, frame names, temporary names.
+
+Only regular files are replaced (:func:`check_target`): a fifo would block, a device
+(``/dev/null``) is the system's, a symbolic link leads anywhere.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import socket
+import stat
 import uuid
 
 import fsspec
 from fsspec.core import split_protocol
 
 __all__ = [
-    "FRAME_NAME", "UPLOAD_NAME", "frame_name", "fs_options", "host_name", "join_path", "local_path", "part_name",
-    "part_owner", "pid_alive", "url_protocols", "is_glob", "expand_inputs", "version_of", "list_inputs",
+    "FRAME_NAME", "UPLOAD_NAME", "check_target", "expand_inputs", "file_kind", "frame_name", "fs_options",
+    "host_name", "is_glob", "join_path", "list_inputs", "local_path", "part_name", "part_owner", "pid_alive",
+    "url_protocols", "version_of",
 ]
 
 
 def url_protocols(url: str) -> list[str]:
-    """Protocols of a (possibly chained) URL; a plain path is ``file``.
-
-    In a chain every part but the last may be a bare protocol name (fsspec's ``simplecache::``).
+    """Protocols of a (possibly chained) URL; a plain path is ``file``, a bare name in a chain its protocol.
 
     >>> url_protocols("simplecache::zip://a.img::s3://bucket/b.zip"), url_protocols("/tmp/a.img")
     (['simplecache', 'zip', 's3'], ['file'])
@@ -42,9 +47,7 @@ def fs_options(url: str, storage_options: dict | None) -> dict:
 
 
 def local_path(path: str) -> str | None:
-    """The plain file-system path of *path* when it is local, else ``None``.
-
-    Local paths skip fsspec's URL parsing, which costs more than the I/O of a small frame.
+    """The plain file-system path of *path* when it is local (to skip fsspec's parsing, slower than a frame's I/O).
 
     >>> local_path("a/b.gif"), local_path("file:///tmp/b.gif"), local_path("s3://bucket/b.gif")
     ('a/b.gif', '/tmp/b.gif', None)
@@ -67,10 +70,8 @@ def host_name() -> str:
 
 
 def part_name(name: str) -> str:
-    """A fresh temporary name for a file being written as *name*: ``.<name>.<host>-<pid>-<hex>.part``.
-
-    Host and process are in the name so that :func:`~daskgif.storage.remove_stale_parts` can tell a
-    dead writer's leftovers from a live writer's file.
+    """A fresh temporary name for a file being written as *name*: ``.<name>.<host>-<pid>-<hex>.part``
+    (so that ``remove_stale_parts`` tells a dead writer's leftovers from a live writer's file).
 
     >>> n = part_name("clip.gif")
     >>> n.startswith(".clip.gif.") and n.endswith(f"-{os.getpid()}-" + n[-37:-5] + ".part")
@@ -86,10 +87,8 @@ _PART = re.compile(r"\.(?P<rest>.+)-(?P<pid>\d+)-(?P<hex>[0-9a-f]{32})\.part")
 UPLOAD_NAME = "daskgif-upload"
 
 
-def part_owner(part: str, host: str | None = None) -> tuple[str, int] | None:
-    """The destination name and writer pid of temporary file *part*, when written on *host* (default: this one).
-
-    ``None`` for another host's or an older daskgif's temporary file, or another file.
+def part_owner(part: str, host: str) -> tuple[str, int] | None:
+    """The destination name and writer pid of temporary file *part* written on *host*, else ``None``.
 
     >>> part_owner(".frame_00.gif.node-1.lan-4242-" + "ab" * 16 + ".part", host="node-1.lan")
     ('frame_00.gif', 4242)
@@ -97,7 +96,6 @@ def part_owner(part: str, host: str | None = None) -> tuple[str, int] | None:
     True
     """
     m = _PART.fullmatch(part)
-    host = host_name() if host is None else host
     if m is None or not m["rest"].endswith("." + host):
         return None
     return m["rest"][: -len(host) - 1], int(m["pid"])
@@ -105,16 +103,12 @@ def part_owner(part: str, host: str | None = None) -> tuple[str, int] | None:
 
 def pid_alive(pid: int) -> bool:
     """Whether process *pid* of this machine is running (a process of another user counts)."""
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    except OSError:  # pragma: no cover - no such signal support: assume alive, the safe side
-        return True
+    except OSError:  # another user's (EPERM), or no signals here: alive, the safe side
+        pass
     return True
 
 
@@ -184,6 +178,43 @@ def expand_inputs(urls: str | list[str], storage_options: dict | None = None) ->
             local = local_path(one)
             found.setdefault(one if local is None else os.path.abspath(local), one)
     return list(found.values())
+
+
+#: What a path can be besides a regular file, as messages name it.
+KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+         (stat.S_ISFIFO, "a fifo"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def file_kind(mode: int) -> str:
+    """What a file of this ``st_mode`` is, in words.
+
+    >>> file_kind(stat.S_IFIFO | 0o644), file_kind(stat.S_IFREG | 0o644)
+    ('a fifo', 'a regular file')
+    """
+    return next((name for test, name in KINDS if test(mode)), "a regular file")
+
+
+def check_target(path: str) -> None:
+    """Refuse to replace a local *path* that is a device, a fifo or a socket (a folder, ``os.replace`` refuses).
+
+    A symbolic link is replaced, never followed.
+
+    >>> check_target("/dev/null")
+    Traceback (most recent call last):
+    ...
+    FileExistsError: [Errno 17] is a character device, not a regular file: daskgif replaces only regular files: '/dev/null'
+    """
+    local = local_path(path)
+    if local is None:
+        return
+    try:
+        mode = os.lstat(local).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
+        raise FileExistsError(errno.EEXIST, f"is {file_kind(mode)}, not a regular file: daskgif replaces only "
+                                            "regular files", path)
+
 
 def version_of(info: dict) -> str | None:
     """A file's version marker in its fsspec details: its ETag (or version id), else its modification time.

@@ -163,13 +163,13 @@ def test_sigterm_on_a_single_run_cancels_it_cleanly(tmp_path, where):
 def test_the_next_run_removes_a_killed_runs_temporary_files(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    from daskgif import storage
+    from daskgif.storage.paths import part_name
 
-    leftover = [tmp_path / storage.part_name(name).replace(f"-{os.getpid()}-", f"-{dead.pid}-")
+    leftover = [tmp_path / part_name(name).replace(f"-{os.getpid()}-", f"-{dead.pid}-")
                 for name in ("clip.gif", "image-data.img")]
     (tmp_path / "frames").mkdir()
-    leftover.append(tmp_path / "frames" / storage.part_name("frame_03.gif").replace(f"-{os.getpid()}-", f"-{dead.pid}-"))
-    alive = tmp_path / storage.part_name("clip.gif")  # this process's: a live writer's file is never removed
+    leftover.append(tmp_path / "frames" / part_name("frame_03.gif").replace(f"-{os.getpid()}-", f"-{dead.pid}-"))
+    alive = tmp_path / part_name("clip.gif")  # this process's: a live writer's file is never removed
     for path in (*leftover, alive):
         path.write_bytes(b"half a GIF")
     done = daskgif("run", "--scheduler", "sync", cwd=tmp_path)

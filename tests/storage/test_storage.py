@@ -8,19 +8,30 @@ import time
 
 import pytest
 
-from daskgif.errors import FetchError
+from fsspec.core import url_to_fs
+
+from daskgif.errors import FetchError, LockHeld
 from daskgif.storage import (
+    Lease,
     atomic_write,
-    exists,
     fetch_file,
+    fetch_needed,
     frame_name,
     join_path,
     open_input,
+    read_source,
     read_span,
+    remove_stale_parts,
     write_bytes,
 )
+from daskgif.storage.fetch import url_digest
 
 BODY = bytes(range(256)) * 64 + b"\n\n\n\n" * 10  # 16 KiB + a little
+
+
+def exists(path: str, storage_options: dict | None = None) -> bool:
+    fs, p = url_to_fs(path, **(storage_options or {}))
+    return fs.exists(p)
 
 
 def leftovers(directory) -> list[str]:
@@ -81,13 +92,17 @@ def test_fetch_http_404_message(http_server, tmp_path):
     assert pickle.loads(pickle.dumps(info.value)).transient is False
 
 
-def test_fetch_connection_reset_is_transient(http_server, tmp_path):
-    http_server.serve("/data.img", BODY)
-    url = http_server.reset("/data.img", after_bytes=5000)
+@pytest.mark.parametrize("content_length", [True, False], ids=["sized", "streamed"])
+@pytest.mark.parametrize("after_bytes", [0, 100, 5000])
+def test_fetch_connection_reset_is_transient(http_server, tmp_path, content_length, after_bytes):
+    http_server.serve("/data.img", BODY, content_length=content_length)
+    url = http_server.reset("/data.img", after_bytes=after_bytes)
     target = tmp_path / "data.img"
     with pytest.raises(FetchError) as info:
         fetch_file(url, str(target), chunk_size=1000)
     assert info.value.transient is True
+    if not content_length:  # aiohttp reads the reset as the end of a body without a length: the trace tells
+        assert f"connection lost after {after_bytes} bytes, before the end of the body" in str(info.value)
     assert leftovers(tmp_path) == []
     assert fetch_file(url, str(target)) == len(BODY)  # reset only once
 
@@ -426,8 +441,6 @@ def test_deadline_with_an_injected_clock(tmp_path):
 def test_fetch_records_its_source_without_the_url_in_clear(http_server, tmp_path):
     import json
 
-    from daskgif.storage import read_source, url_digest
-
     http_server.serve("/data.img", BODY)
     http_server.validators("/data.img", etag='"v1"', last_modified="Mon, 30 Nov 2026 10:00:00 GMT")
     url = http_server.url("/data.img").replace("http://", "http://me:hunter2@")
@@ -443,8 +456,6 @@ def test_fetch_records_its_source_without_the_url_in_clear(http_server, tmp_path
 
 
 def test_fetch_needed_reasons(http_server, tmp_path):
-    from daskgif.storage import fetch_needed
-
     a, b = http_server.serve("/a.img", BODY), http_server.serve("/b.img", BODY)
     data_file = str(tmp_path / "image-data.img")
     assert fetch_needed(a, data_file, check_remote=False) == f"{data_file} does not exist; fetching {a}"
@@ -464,8 +475,6 @@ def test_fetch_needed_reasons(http_server, tmp_path):
 
 
 def test_fetch_needed_asks_the_server(http_server, tmp_path, caplog):
-    from daskgif.storage import fetch_needed
-
     http_server.serve("/a.img", BODY)
     url = http_server.validators("/a.img", etag='"v1"', last_modified="Mon, 30 Nov 2026 10:00:00 GMT")
     data_file = str(tmp_path / "image-data.img")
@@ -489,8 +498,6 @@ def test_fetch_needed_asks_the_server(http_server, tmp_path, caplog):
 
 
 def test_a_failed_fetch_forgets_the_old_source(http_server, tmp_path):
-    from daskgif.storage import fetch_needed
-
     a = http_server.serve("/a.img", BODY)
     data_file = str(tmp_path / "image-data.img")
     fetch_file(a, data_file)
@@ -530,8 +537,6 @@ def child(code: str, *args: str):
 def test_a_lease_held_by_another_process_fails_at_once_naming_it(tmp_path):
     import pickle
 
-    from daskgif.storage import Lease, LockHeld
-
     data_file = str(tmp_path / "image-data.img")
     proc = child(HOLD, data_file)
     try:
@@ -554,8 +559,6 @@ def test_a_lease_held_by_another_process_fails_at_once_naming_it(tmp_path):
 
 
 def test_the_lease_of_a_killed_process_is_broken(tmp_path, caplog):
-    from daskgif.storage import Lease
-
     data_file = f"file://{tmp_path}/image-data.img"
     proc = child(HOLD, data_file)
     proc.kill()
@@ -570,8 +573,6 @@ def test_the_lease_of_a_killed_process_is_broken(tmp_path, caplog):
 def test_a_lease_not_renewed_ends_after_its_seconds(tmp_path, caplog):
     import json
 
-    from daskgif.storage import Lease, LockHeld
-
     data_file = str(tmp_path / "d.img")
     held = {"host": "elsewhere", "pid": 1, "owner": "run-X", "expires": time.time() + 1000, "renewed_at": "then"}
     (tmp_path / "d.img.lock").write_text(json.dumps(held))
@@ -585,8 +586,6 @@ def test_a_lease_not_renewed_ends_after_its_seconds(tmp_path, caplog):
 
 @pytest.mark.parametrize("kind", ["garbage", "empty"])
 def test_a_lock_file_that_says_nothing_is_broken(tmp_path, kind, caplog):
-    from daskgif.storage import Lease
-
     lock = tmp_path / "d.img.lock"
     lock.write_bytes(b"\x00\xff not json" if kind == "garbage" else b"")
     with caplog.at_level("WARNING", logger="daskgif.storage"):
@@ -595,8 +594,6 @@ def test_a_lock_file_that_says_nothing_is_broken(tmp_path, kind, caplog):
 
 
 def test_a_lease_is_reentrant_for_its_run_and_exclusive_between_runs():
-    from daskgif.storage import Lease, LockHeld
-
     data_file = "memory://test-io-lock/image-data.img"
     mine = Lease(data_file, owner="run-A", seconds=30)
     first = mine.acquire()
@@ -627,8 +624,6 @@ with atomic_write(sys.argv[1]) as f:
 
 
 def test_remove_stale_parts_of_a_killed_writer(tmp_path):
-    from daskgif.storage import remove_stale_parts
-
     frames = tmp_path / "frames"
     dead = child(WRITE, str(frames / "frame_00.gif"))
     live = child(WRITE, str(frames / "frame_01.gif"))
@@ -662,8 +657,6 @@ def test_remove_stale_parts_of_a_killed_writer(tmp_path):
 
 
 def test_file_urls_everywhere(tmp_path):
-    from daskgif.storage import fetch_needed
-
     src = tmp_path / "src.img"
     src.write_bytes(BODY)
     base = f"file://{tmp_path}"
@@ -741,8 +734,6 @@ def test_write_errors_are_permanent_and_name_the_path(tmp_path, monkeypatch, num
 
 
 def test_s3_source_record_and_lock(s3_server, s3_bucket):
-    from daskgif.storage import Lease, LockHeld, fetch_needed, read_source
-
     so = s3_server.storage_options
     with atomic_write(f"{s3_bucket}/src.img", so) as f:
         f.write(BODY)
@@ -766,8 +757,6 @@ def test_s3_source_record_and_lock(s3_server, s3_bucket):
 # --- Only regular files: no fifo, device, folder or link is replaced, waited on or followed ------------
 
 def test_a_fifo_or_a_link_where_the_lock_goes_is_named_never_waited_on(tmp_path):
-    from daskgif.storage import Lease
-
     os.mkfifo(tmp_path / "d.img.lock")
     with pytest.raises(FileExistsError, match=r"is a fifo, not a regular file"):
         Lease(str(tmp_path / "d.img"), owner="run-A", seconds=10).acquire()
