@@ -45,12 +45,16 @@ def main(verbose: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print only the result, as one JSON object per run.")
 @click.option("--report", default=None, type=click.Path(dir_okay=False), help="Save Dask's performance report (self-contained HTML) of the run(s); needs a cluster.")
 @click.option("--keep-dashboard", is_flag=True, help="Keep the local cluster and its dashboard up after the run(s) until Ctrl-C or SIGTERM, then exit with the runs' status.")
-@click.option("--fail-fast", is_flag=True, help="With a --url pattern of several inputs: stop at the first input that fails.")
+@click.option("--fail-fast", is_flag=True, help="With many inputs: stop a batch at its first input that fails.")
+@click.option("--watch", default=None, metavar="LOCATION", help="Watch a folder, prefix or pattern (any fsspec URL): "
+              "list it every --every (default 30s) and run each input that is new or changed.")
+@click.option("--since-start", is_flag=True, help="With --watch: run only inputs that appear or change from now on.")
 @schedule_options
 @params_option
 @click.pass_context
 def run(ctx: click.Context, workers: int | None, threads_per_worker: int, scheduler: str | None, as_json: bool,
-        report: str | None, keep_dashboard: bool, fail_fast: bool, params_file: str | None, **params: Any) -> None:
+        report: str | None, keep_dashboard: bool, fail_fast: bool, watch: str | None, since_start: bool,
+        params_file: str | None, **params: Any) -> None:
     """Run the pipeline and print a one-line summary (or the result as JSON).
 
     The local cluster it starts, and the dashboard link it prints, last while
@@ -63,9 +67,12 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
     0 all runs succeeded, 1 a run failed, 2 bad usage, 130/143 stopped by
     SIGINT/SIGTERM.
 
-    A --url pattern ('data/*.img', 's3://bucket/dumps/*.img') runs one pipeline per
-    input in one computation, {name} in --out, --data-file and --frames-dir being
-    each input's name: a line per input, a total, exit status 1 if any failed.
+    Several --url, or a pattern ('data/*.img', 's3://bucket/dumps/*.img'), run one
+    pipeline per input in one computation (a batch, with an id), {name} in --out,
+    --data-file and --frames-dir being each input's name: a line per input, a
+    total, exit status 1 if any failed.  --watch LOCATION runs such a batch of the
+    inputs that are new or changed at each listing, and remembers them in a file
+    next to --history (else in the current folder).
 
     --params FILE reads any of these options (and build_graph's) from a YAML or
     JSON file, e.g. ``every: 24h``; an option given here overrides the file.
@@ -79,18 +86,17 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
     from daskgif.pipeline.parameters import SCHEDULE
     from daskgif.pipeline.steps import check_outputs
 
-    given = {**params, **from_file(ctx, params_file)}  # each value checked by the table, as typed or as read
+    found = from_file(ctx, params_file)
+    given = {**params, **found}  # each value checked by the table, as typed or as read
     kwargs = graph_kwargs(given)
     options = {p.name: given.get(p.name) for p in SCHEDULE}
-    if is_glob(kwargs.get("url") or ""):
-        if any(options[name] is not None for name in ("every", "cron")) or report or keep_dashboard:
-            raise click.UsageError("a --url pattern runs once: drop --every/--cron/--report/--keep-dashboard", ctx)
-        from daskgif.runmany import run_many
-
-        sys.exit(run_many(ctx, kwargs, scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker,
-                          as_json=as_json, fail_fast=fail_fast, verbose=ctx.find_root().params.get("verbose", 0)))
+    if watch is not None and options["every"] is None and options["cron"] is None:
+        options["every"] = "30s"
+    many = watch is not None or isinstance(kwargs.get("url"), list) or is_glob(kwargs.get("url") or "")
     every, cron, cron_tz = options["every"], options["cron"], options.pop("cron_tz")
     try:
+        if watch is not None and kwargs.get("url") or since_start and watch is None:
+            raise ValueError("--watch names the inputs: drop --url" if watch else "--since-start needs --watch")
         check_scheduler(scheduler)
         if report and scheduler in LOCAL_SCHEDULERS:
             raise ValueError(f"--report needs a cluster (Dask's performance report reads the scheduler); "
@@ -104,15 +110,22 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
         if keep_dashboard and not starts_cluster(scheduler):
             raise ValueError(f"--keep-dashboard keeps the local cluster that daskgif starts; with "
                              f"{f'--scheduler {scheduler}' if scheduler else 'DASK_SCHEDULER_ADDRESS'} there is none")
-        graph = build_graph(**kwargs)
-        check_outputs(graph.params)  # clashing outputs are refused before a cluster starts or anything is fetched
+        graph = None if many else build_graph(**kwargs)
+        if graph is not None:
+            check_outputs(graph.params)  # clashing outputs are refused before a cluster starts or anything is fetched
     except (TypeError, ValueError) as e:
         raise click.UsageError(mask(str(e)), ctx) from e
+    job = None
+    if many:
+        from daskgif.runmany import batch_job
+
+        job = batch_job(ctx, kwargs, found, watch=watch, since_start=since_start, history=options["history"],
+                        fail_fast=fail_fast, as_json=as_json)
     options["tz"] = None if cron_tz is None else ZoneInfo(cron_tz)
     tally, received = run_until_stopped(graph, kwargs, options, scheduler=scheduler, workers=workers,
                                        threads_per_worker=threads_per_worker, as_json=as_json, report=report,
                                        verbose=ctx.find_root().params.get("verbose", 0),
-                                       keep_dashboard=keep_dashboard)
+                                       keep_dashboard=keep_dashboard, job=job)
     if received:
         sys.exit(128 + received)
     if not tally["runs"] or tally["failed"]:
@@ -121,8 +134,11 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
 
 def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any], *, scheduler: str | None,
                       workers: int | None, threads_per_worker: int, as_json: bool, report: str | None,
-                      verbose: int, keep_dashboard: bool = False) -> tuple[dict[str, Any], int]:
+                      verbose: int, keep_dashboard: bool = False,
+                      job: Any = None) -> tuple[dict[str, Any], int]:
     """Connect, run (once or on a schedule), print each run; return a tally of the runs and the stopping signal.
+
+    A *job* (many inputs: :func:`daskgif.runmany.batch_job`) makes and prints each run's batch.
 
     The tally holds counts and the last run only: a schedule that runs for months keeps nothing more.
 
@@ -149,11 +165,13 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
         stop.set()
         os.write(2, f"{fresh_line()}daskgif: {name} received: stopping (a second signal aborts at once)\n".encode())
 
-    tally: dict[str, Any] = {"runs": 0, "failed": 0, "last": None}
+    tally: dict[str, Any] = {"runs": 0, "failed": 0, "last": None, "cancelled": None}
 
     def on_result(run: Any) -> None:
-        tally.update(runs=tally["runs"] + 1, failed=tally["failed"] + (not run.ok), last=run)
-        show(run, as_json)
+        tally.update(runs=tally["runs"] + 1, failed=tally["failed"] + (not run.ok), last=run,
+                     cancelled=run.number if run.cancelled else tally["cancelled"])
+        if job is None:
+            show(run, as_json)
 
     # A link is printed only while it serves: a cluster of our own lives for one run, a schedule's until its
     # next long wait, or (--keep-dashboard) until a signal; a running scheduler's lives on its own.
@@ -202,7 +220,7 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
                 kwargs, graph=graph, client=client, cluster=cluster if per_run else None,
                 scheduler=scheduler if client is None else None, stop=stop,
                 progress=(lambda: Progress(client=current["client"])) if show_progress else None,
-                on_result=on_result, on_wait=on_wait, keep=1, **options)
+                on_result=on_result, on_wait=on_wait if job is None else None, keep=1, job=job, **options)
             if keep_dashboard and not stop.is_set():
                 click.echo("daskgif: the dashboard stays up until Ctrl-C or SIGTERM", err=True)
                 while not wait_for(stop, 3600):
@@ -219,7 +237,8 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
     if received:
         name = signal.Signals(received["signum"]).name
         last = tally["last"]
-        what = f"run {last.number} was cancelled" if last is not None and last.cancelled else "no run was in progress"
+        what = f"run {last.number} was cancelled" if last is not None and tally["cancelled"] == last.number \
+            else "no run was in progress"
         click.echo(f"daskgif: stopped by {name} after {tally['runs']} run(s): {what}", err=True)
     return tally, received.get("signum", 0)
 
@@ -311,6 +330,8 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
             if run_index is not None:
                 raise ValueError("--run-index needs --run")
             kwargs = graph_kwargs(params, from_file(ctx, params_file))
+            if isinstance(kwargs.get("url"), list):
+                raise ValueError("graph draws one pipeline: give one --url")
             from daskgif.pipeline.graph import build_graph
 
             build_graph(**kwargs)  # validates the arguments as ``run`` does; builds, reads and writes nothing else

@@ -45,9 +45,13 @@ def table_option(parameter: Parameter, flag: str | None = None) -> Any:
     """The click option of a parameter of the table (:mod:`daskgif.pipeline.parameters`); *flag* renames it.
 
     A default in bytes is written as text (Python escapes), read as typed text is; a default
-    that comes from ``dask.config`` is named in the help.
+    that comes from ``dask.config`` is named in the help.  ``--url`` may be repeated.
     """
     flag = flag or parameter.flag
+    if parameter.name == "url":
+        return click.option(flag, parameter.name, type=KindType(parameter), multiple=True,
+                            help=f"{parameter.help} Repeat it, or give a pattern (data/*.img), to run one pipeline "
+                                 "per input.")
     if isinstance(parameter.default, bool):
         return click.option(flag, parameter.name, is_flag=True, default=False, help=parameter.help)
     shown = parameter.shown_default
@@ -111,11 +115,14 @@ def from_file(ctx: click.Context, path: str | None) -> dict[str, Any]:
 def graph_kwargs(params: dict[str, Any], found: dict[str, Any] | None = None) -> dict[str, Any]:
     """``build_graph`` arguments from parsed options, and from a file where no option was given.
 
-    Options left out (``None``) are left out, so ``build_graph`` applies its defaults.
+    Options left out (``None``) are left out, so ``build_graph`` applies its defaults; ``url`` is
+    one URL, or a list of several (from a repeated ``--url``).
     """
     from daskgif.pipeline.parameters import DATA
 
     given = {**params, **(found or {})}
+    if isinstance(given.get("url"), (tuple, list)):
+        given["url"] = given["url"][0] if len(given["url"]) == 1 else list(given["url"]) or None
     return {name: given[name] for name in DATA if given.get(name) is not None}
 
 

@@ -1,14 +1,15 @@
-"""``daskgif run --url 'data/*.img'``: one clip per input, in one computation, on one cluster.
+"""``daskgif run`` with many inputs: several ``--url`` (each a URL or a pattern), or ``--watch LOCATION``.
 
-Each input is its own pipeline (:func:`daskgif.build_graphs`), run by
-:func:`daskgif.ops.batch.run_batch`: a line per input (its summary, or its error), then
-a total; exit status 1 if any input failed, though the others are written.
+Each batch of inputs is one computation (:func:`daskgif.ops.watch.run_inputs`), a run of the schedule
+loop, which reports every input to the history and the webhook.  Here a batch is printed: a line per
+input (its summary, or its error), then a total with the batch's id; or one JSON object with ``batch``
+and ``runs``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
@@ -16,49 +17,57 @@ import click
 from daskgif.redact import mask
 from daskgif.views.text import summary
 
-__all__ = ["run_many"]
+__all__ = ["batch_job", "show_batch"]
 
 #: The parameters whose value is a template with ``{name}`` when there are several inputs.
 TEMPLATES = ("out", "data_file", "frames_dir")
 
 
-def run_many(ctx: click.Context, kwargs: dict[str, Any], *, scheduler: str | None, workers: int | None,
-             threads_per_worker: int, as_json: bool, fail_fast: bool, verbose: int) -> int:
-    """Run one pipeline per input of the pattern in ``kwargs["url"]``; print each and a total; return the status."""
+def batch_job(ctx: click.Context, kwargs: dict[str, Any], found: Mapping[str, Any], *, watch: str | None,
+              since_start: bool, history: str | None, fail_fast: bool, as_json: bool) -> Callable[..., list]:
+    """The job of the schedule loop for many inputs; what can be checked before anything runs is (exit 2).
+
+    *found* holds the parameters read from ``--params``: like options given, they make templates.
+    """
     from click.core import ParameterSource
 
-    from daskgif.ops.batch import run_batch
-    from daskgif.ops.cluster import connect
+    from daskgif.ops.watch import Watch, run_inputs, state_path
     from daskgif.pipeline.graph import build_graphs
     from daskgif.pipeline.steps import check_outputs
 
     given = {name: kwargs.get(name) for name in TEMPLATES
-             if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)}
-    rest = {name: value for name, value in kwargs.items() if name not in ("url", *TEMPLATES)}
+             if name in found or ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)}
+    rest = {**given, **{name: value for name, value in kwargs.items() if name not in ("url", *TEMPLATES)}}
     try:
-        graphs = build_graphs(kwargs["url"], **given, **rest)
+        if watch is not None:
+            job = Watch(watch, rest, state_path(watch, history), since_start=since_start, fail_fast=fail_fast)
+            click.echo(f"daskgif: watching {mask(watch)}; what it has seen is kept in {mask(job.state)}", err=True)
+            return lambda number, **run: show_batch(job(number, **run), as_json)
+        graphs = build_graphs(kwargs["url"], **rest)
         for graph in graphs:
-            check_outputs(graph.params)
+            check_outputs(graph.params)  # clashing outputs are refused before a cluster starts
     except (TypeError, ValueError) as e:
         raise click.UsageError(mask(str(e)), ctx) from e
-    with connect(scheduler, workers=workers, threads_per_worker=threads_per_worker, preload=("daskgif.dashboard",),
-                 silence_logs=logging.INFO if verbose >= 2 else logging.CRITICAL) as client:
-        runs = run_batch(graphs, client=client, scheduler=scheduler if client is None else None, fail_fast=fail_fast)
+    return lambda number, **run: show_batch(run_inputs(kwargs["url"], number, kwargs=rest, fail_fast=fail_fast,
+                                                       graphs=graphs if number == 1 else None, **run), as_json)
+
+
+def show_batch(runs: Sequence[Any], as_json: bool) -> Sequence[Any]:
+    """Print a batch's runs: a line each and a total, or one JSON object; return them."""
+    if not runs:
+        return runs
     cancelled = sum(run.cancelled for run in runs)
     failed = sum(not run.ok for run in runs) - cancelled
     if as_json:
-        click.echo(json.dumps({"ok": not (failed or cancelled), "inputs": len(runs), "failed": failed,
-                               "cancelled": cancelled,
-                               "runs": [run.to_json() for run in runs]}))
-    else:
-        for run in runs:
-            if run.ok:
-                click.echo(f"{mask(run.url)}: {summary(run)}")
-            elif run.cancelled:
-                click.echo(f"{mask(run.url)}: {run.message}", err=True)
-            else:
-                click.echo(f"{mask(run.url)}: Error: {run.message}", err=True)
-        written = len(runs) - failed - cancelled
-        click.echo(f"{len(runs)} input{'s' * (len(runs) != 1)}: {written} written, {failed} failed"
-                   f"{f', {cancelled} cancelled' if cancelled else ''}")
-    return 1 if failed or cancelled else 0
+        click.echo(json.dumps({"ok": not (failed or cancelled), "batch": runs[0].batch, "inputs": len(runs),
+                               "failed": failed, "cancelled": cancelled, "runs": [run.to_json() for run in runs]}))
+        return runs
+    for run in runs:
+        url = mask(run.parameters.get("url", ""))
+        if run.ok:
+            click.echo(f"{url}: {summary(run)}")
+        else:
+            click.echo(f"{url}: {'' if run.cancelled else 'Error: '}{run.message}", err=True)
+    click.echo(f"{len(runs)} input{'s' * (len(runs) != 1)}: {len(runs) - failed - cancelled} written, {failed} "
+               f"failed{f', {cancelled} cancelled' if cancelled else ''} (batch {runs[0].batch})")
+    return runs

@@ -93,7 +93,8 @@ class Cron:
 @dataclass
 class ScheduledRun:
     """One run of a schedule: when it ran, whether it succeeded, and its :class:`~daskgif.pipeline.result.Result`
-    (also of a failed run; ``None`` when the run failed before producing one, or was cancelled)."""
+    (also of a failed run; ``None`` when the run failed before producing one, or was cancelled); ``batch``: the id
+    of its batch of inputs (``daskgif run --url 'PATTERN'``, ``--watch``), if any."""
 
     number: int
     scheduled: float
@@ -104,6 +105,7 @@ class ScheduledRun:
     message: str = ""
     cancelled: bool = False
     parameters: dict = field(default_factory=dict)
+    batch: str | None = None
 
     @property
     def duration(self) -> float:
@@ -115,7 +117,8 @@ class ScheduledRun:
         result = {"ok": False, "out": self.parameters.get("out"), "size": None, "frames": [], "states": {}} \
             if self.result is None else self.result.to_dict()
         return scrub({**result, "ok": self.ok, "run": self.number, "cancelled": self.cancelled,
-                      "message": self.message, "duration": round(self.duration, 3)})
+                      "message": self.message, "duration": round(self.duration, 3),
+                      **({"batch": self.batch, "url": self.parameters.get("url")} if self.batch else {})})
 
     def to_record(self) -> dict[str, Any]:
         """Return the run as one JSON-able history record."""
@@ -125,7 +128,8 @@ class ScheduledRun:
                       "out": None if result is None else result.path,
                       "frames": None if result is None else len(result.frames),
                       "states": {} if result is None else result.counts(),
-                      "message": self.message, "parameters": self.parameters})
+                      "message": self.message, "parameters": self.parameters,
+                      **({"batch": self.batch} if self.batch else {})})
 
 
 def describe_due(due: float, now: float, tz: tzinfo | None = None) -> str:
@@ -221,7 +225,8 @@ def run_schedule(params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]],
                  tz: tzinfo | None = None, graph: Any = None, progress: Callable[[], Any] | None = None,
                  keep: int | None = None, cluster: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
                  idle_limit: float = IDLE_CLUSTER_LIMIT,
-                 on_wait: Callable[[int, float], None] | None = None) -> list[ScheduledRun]:
+                 on_wait: Callable[[int, float], None] | None = None,
+                 job: Callable[..., list[ScheduledRun]] | None = None) -> list[ScheduledRun]:
     """Run the pipeline on a schedule; return every :class:`ScheduledRun` (only the last *keep* ones, if given).
 
     Parameters
@@ -245,6 +250,10 @@ def run_schedule(params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]],
     stop, clock, sleep : optional
         Set *stop* (e.g. from a signal handler) to end the schedule, at once between runs; a run under way
         is cancelled.  *sleep* ends early (returning True) when *stop* is set.
+    job : callable, optional
+        Makes each run instead of one pipeline of *params*: called as ``job(number, client=..., scheduler=...,
+        stop=..., scheduled=...)``, it returns the runs it made (a batch of inputs: one each, each reported);
+        when it returns none (nothing new to run) the turn is not counted as a run.
 
     Examples
     --------
@@ -264,7 +273,7 @@ def run_schedule(params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]],
         check_url(notify)
     plan = Every(parse_duration(every, "every")) if every is not None else Cron(cron, tz) if cron is not None else None
     params_for = params if callable(params) else (lambda number: params)
-    if graph is None:
+    if graph is None and job is None:
         graph = build_graph(**params_for(1))  # bad arguments fail now, not at the first fire time
     if storage_options is None and not callable(params):
         storage_options = params.get("storage_options")
@@ -289,22 +298,26 @@ def run_schedule(params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]],
             if cluster is not None and client is None:
                 client = started.enter_context(cluster())
             logger.info("Run %d starting", number)
-            run = run_once(params_for(number), number=number, client=client, scheduler=scheduler, stop=stop,
-                           clock=clock, scheduled=due, graph=graph if number == 1 else None, progress=progress)
-            if run.ok:
-                logger.info("Run %d succeeded in %.2f s", number, run.duration)
-            else:
-                logger.info("Run %d %s: %s", number, "cancelled" if run.cancelled else "failed", run.message)
-            report_run(run, notify=notify, history=history, storage_options=storage_options)
-            runs.append(run)
-            if on_result is not None:
-                on_result(run)
+            began = clock()
+            done = [run_once(params_for(number), number=number, client=client, scheduler=scheduler, stop=stop,
+                             clock=clock, scheduled=due, graph=graph if number == 1 else None, progress=progress)] \
+                if job is None else job(number, client=client, scheduler=scheduler, stop=stop, scheduled=due)
+            number -= not done  # nothing new to run: no run
+            for run in done:
+                if run.ok:
+                    logger.info("Run %d succeeded in %.2f s", number, run.duration)
+                else:
+                    logger.info("Run %d %s: %s", number, "cancelled" if run.cancelled else "failed", run.message)
+                report_run(run, notify=notify, history=history, storage_options=storage_options)
+                runs.append(run)
+                if on_result is not None:
+                    on_result(run)
             if plan is None or max_runs is not None and number >= max_runs or stop.is_set():
                 break
             due, now = plan.after(due), clock()
             if due < now:
                 logger.warning("Run %d took %.1f s, past the next fire time of the schedule (%s); run %d starts "
-                               "now, %.1f s late", number, run.duration, plan, number + 1, now - due)
+                               "now, %.1f s late", number, now - began, plan, number + 1, now - due)
                 due = now
             if cluster is not None and client is not None and due - now > idle_limit:
                 logger.info("Closing the cluster: the next run is %.0f s away", due - now)

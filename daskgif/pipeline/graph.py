@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dask
@@ -32,7 +35,7 @@ from daskgif.pipeline.parameters import declared
 from daskgif.pipeline.settings import Params
 from daskgif.redact import safe_parameters, scrub
 
-__all__ = ["build_graph", "build_graphs", "Pipeline", "paths_of"]
+__all__ = ["build_graph", "build_graphs", "make_pipeline", "new_batch", "InputState", "Pipeline", "paths_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +53,8 @@ class Pipeline(Delayed):
     def __init__(self, delayed: Delayed, params: Params, on_state: Sequence[Callable[[State], None]] = ()):
         super().__init__(delayed.key, delayed.dask)
         self.params, self.on_state = params, tuple(on_state)
-        self.listener = StateListener(params.run, self.on_state)
+        extra = {"batch": params.batch, "url": scrub(params.url)} if params.batch else None
+        self.listener = StateListener(params.run, self.on_state, extra)
         weakref.finalize(self, events.bus.subscribe(self.listener))
 
     @property
@@ -69,11 +73,23 @@ class Pipeline(Delayed):
         return (Pipeline, (Delayed(self.key, self.dask), self.params, self.on_state))
 
 
-class StateListener:
-    """Hand the states of run *run* to its ``on_state`` hooks, and log them (INFO) and the run's end."""
+@dataclass(frozen=True)
+class InputState(State):
+    """The :class:`State` that ``on_state`` hooks get from an input of a batch (:func:`build_graphs`):
+    with the batch's id and the input's URL (masked), to tell the inputs apart."""
 
-    def __init__(self, run: str, hooks: Sequence[Callable[[State], None]] = ()):
-        self.run, self.hooks = run, tuple(hooks)
+    batch: str | None = None
+    url: str | None = None
+
+
+class StateListener:
+    """Hand the states of run *run* to its ``on_state`` hooks, and log them (INFO) and the run's end.
+
+    With *extra* (a batch's input), hooks get :class:`InputState` with these fields.
+    """
+
+    def __init__(self, run: str, hooks: Sequence[Callable[[State], None]] = (), extra: Mapping | None = None):
+        self.run, self.hooks, self.extra = run, tuple(hooks), extra
 
     def __call__(self, msg: dict) -> None:
         if msg.get("run") != self.run:
@@ -86,6 +102,7 @@ class StateListener:
         if not (self.hooks or logger.isEnabledFor(logging.INFO)):
             return
         for found in map(State.from_dict, [msg] if kind == "step" else msg["records"] if kind == "frames" else []):
+            found = InputState(**vars(found), **self.extra) if self.extra else found
             logger.info("Task %r%s: %s%s", found.name, "" if found.index is None else f"[{found.index}]",
                         found.state, f" ({found.message})" if found.message else "")
             for hook in self.hooks:
@@ -132,10 +149,14 @@ def build_graph(
     >>> result.ok, len(result.frames), result.frames[0]
     (True, 32, 'memory://doc/frames/frame_00.gif')
     """
-    params = Params.from_arguments(**locals())  # checked by the table of parameters, dask.config read
+    return make_pipeline(Params.from_arguments(**locals()), on_state)  # checked by the table, dask.config read
+
+
+def make_pipeline(params: Params, on_state: Sequence[Callable[[State], None]] = ()) -> Pipeline:
+    """The pipeline of the run settings *params*: :func:`build_graph`'s work once its arguments are checked."""
     token = params.run
-    announce = {"parameters": scrub(safe_parameters(params.arguments)), "out": scrub(out),
-                "steps": [step.name for step in steps.STEPS]}
+    announce = {"parameters": scrub(safe_parameters(params.arguments)), "out": scrub(params.out),
+                "steps": [step.name for step in steps.STEPS], **({"batch": params.batch} if params.batch else {})}
     nodes: dict[str, Any] = {}
     node = None
     for i, step in enumerate(steps.STEPS):
@@ -177,13 +198,26 @@ def paths_of(urls: Sequence[str], **templates: str | None) -> list[dict[str, str
     return found
 
 
+def new_batch(now: float | None = None) -> str:
+    """A fresh batch id: the local time to the second, and a random suffix.
+
+    >>> import re
+    >>> bool(re.fullmatch(r"\\d{8}-\\d{6}-[0-9a-f]{4}", new_batch()))
+    True
+    """
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}-{secrets.token_hex(2)}"
+
+
 def build_graphs(urls: str | Sequence[str], out: str | None = None, data_file: str | None = None,
-                 frames_dir: str | None = None, **kwargs: Any) -> list[Pipeline]:
+                 frames_dir: str | None = None, *, batch: str | None = None, **kwargs: Any) -> list[Pipeline]:
     """Build one pipeline per input; compute them together with ``dask.compute(*graphs)``.
 
-    *urls* is a list of URLs, or one fsspec pattern (its matches sorted).  *out*, *data_file* and *frames_dir*
-    are templates of :func:`paths_of`; any other parameter of :func:`~daskgif.build_graph` applies to every
-    input.  No input, or two inputs that would write one path, is a ``ValueError`` before anything runs.
+    *urls* is a URL or an fsspec pattern (its matches sorted), or a list of them; an input given twice is taken
+    once.  *out*, *data_file* and *frames_dir* are templates of :func:`paths_of`; any other parameter of
+    :func:`~daskgif.build_graph` applies to every input.  Every input's events, hook states
+    (:class:`InputState`) and runs-page record carry *batch*, the batch's id (default: :func:`new_batch`), also
+    ``graph.params.batch``.  No input, or two inputs that would write one path, is a ``ValueError`` before
+    anything runs.
 
     >>> import dask, fsspec, daskgif
     >>> sample = open(daskgif.sample_path(), "rb").read()
@@ -198,4 +232,6 @@ def build_graphs(urls: str | Sequence[str], out: str | None = None, data_file: s
     if not inputs:
         raise ValueError(f"urls matched no input: {urls!r}")
     layout = paths_of(inputs, out=out, data_file=data_file, frames_dir=frames_dir)
-    return [build_graph(url=url, **paths, **kwargs) for url, paths in zip(inputs, layout)]
+    batch = batch or new_batch()
+    return [make_pipeline(Params.from_arguments(url=url, **paths, **kwargs, batch=batch), kwargs.get("on_state", ()))
+            for url, paths in zip(inputs, layout)]

@@ -79,15 +79,17 @@ class Params:
 
     ``p.out``, ``p.duration``, ... are ``build_graph``'s data arguments (``url``
     and ``frames_dir`` resolved); ``p.chunk_size``, ``p.lock_timeout``, ... the
-    settings of :data:`SETTINGS` (``chunk-size``, ...); ``p.run`` the run's token.
+    settings of :data:`SETTINGS` (``chunk-size``, ...); ``p.run`` the run's token;
+    ``p.batch`` the id of the batch of inputs it belongs to (:func:`daskgif.build_graphs`), if any.
     """
 
     run: str
     arguments: Mapping[str, Any]
     settings: Mapping[str, Any]
+    batch: str | None = None
 
     @classmethod
-    def from_arguments(cls, **arguments: Any) -> Params:
+    def from_arguments(cls, batch: str | None = None, **arguments: Any) -> Params:
         """The settings of one run: ``build_graph``'s *arguments* checked (``url=None``: the embedded sample,
         ``frames_dir=None``: ``frames`` next to *out*; code, ``on_state``, not kept), ``dask.config`` read.
 
@@ -102,7 +104,8 @@ class Params:
         # Writes get unique keys: two builds with equal arguments are two runs.
         token = tokenize(data["url"], data["data_file"], data["out"], data["frames_dir"], uuid.uuid4().hex)
         # Every setting is checked here, also one that only a schedule, a webhook or the runs page reads later.
-        return cls(run=token, arguments=data, settings={key: read_setting(key) for key in SETTINGS})
+        return cls(run=token, arguments=data, settings={key: read_setting(key) for key in SETTINGS},
+                   batch=batch)
 
     def __getattr__(self, name: str) -> Any:
         # An argument or a setting.  Dunder names (pickle's __setstate__) are never values.

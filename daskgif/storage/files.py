@@ -41,6 +41,7 @@ from daskgif.storage.paths import (
     part_name,
     part_owner,
     pid_alive,
+    version_of,
 )
 
 __all__ = [
@@ -375,9 +376,7 @@ def file_identity(path: str, storage_options: dict | None = None) -> dict[str, A
     """What says *path* is still the same file: its size and its version marker (ETag, else mtime); one request."""
     fs, p = url_to_fs(path, **fs_options(path, storage_options))
     info = fs.info(p)
-    marker = next((info[k] for k in ("ETag", "etag", "VersionId", "mtime", "LastModified", "last_modified",
-                                     "created") if info.get(k) is not None), None)
-    return {"size": info.get("size"), "version": None if marker is None else str(marker)}
+    return {"size": info.get("size"), "version": version_of(info)}
 
 
 def remove_stale_frames(frames_dir: str, count: int, storage_options: dict | None = None, *,

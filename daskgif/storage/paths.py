@@ -18,7 +18,8 @@ from fsspec.core import split_protocol
 
 __all__ = [
     "FRAME_NAME", "UPLOAD_NAME", "check_target", "expand_inputs", "file_kind", "frame_name", "fs_options",
-    "host_name", "is_glob", "join_path", "local_path", "part_name", "part_owner", "pid_alive", "url_protocols",
+    "host_name", "is_glob", "join_path", "list_inputs", "local_path", "part_name", "part_owner", "pid_alive",
+    "url_protocols", "version_of",
 ]
 
 
@@ -154,7 +155,7 @@ def is_glob(url: str) -> bool:
 
 
 def expand_inputs(urls: str | list[str], storage_options: dict | None = None) -> list[str]:
-    """The input URLs: a list as it is, or one pattern expanded by its filesystem (one listing), sorted.
+    """The input URLs: each pattern expanded by its filesystem (one listing, matches sorted), each URL once.
 
     The expanded paths keep the pattern's protocol, so they open the same way.
 
@@ -163,14 +164,20 @@ def expand_inputs(urls: str | list[str], storage_options: dict | None = None) ->
     ...     fsspec.filesystem("memory").pipe(f"/doc-inputs/{name}", b"x")
     >>> expand_inputs("memory://doc-inputs/*.img")
     ['memory:///doc-inputs/a.img', 'memory:///doc-inputs/b.img']
+    >>> expand_inputs(["x.img", "memory://doc-inputs/[ab].img", "memory://doc-inputs/a*", f"{os.getcwd()}/x.img"])
+    ['x.img', 'memory:///doc-inputs/a.img', 'memory:///doc-inputs/b.img']
     """
-    if not isinstance(urls, str):
-        return list(urls)
-    if not is_glob(urls):
-        return [urls]
-    fs, _, found = fsspec.core.get_fs_token_paths(urls, storage_options=fs_options(urls, storage_options))
-    protocol, _ = split_protocol(urls)
-    return sorted(fs.unstrip_protocol(path) if protocol else path for path in found)
+    found: dict[str, str] = {}  # by the file it names (a local path made absolute): the first way it was written
+    for url in [urls] if isinstance(urls, str) else urls:
+        if is_glob(url):
+            fs, pattern = fsspec.core.url_to_fs(url, **fs_options(url, storage_options))
+            fs.invalidate_cache()  # what is there now, not what this process listed before
+            protocol, _ = split_protocol(url)
+            matches = sorted(fs.unstrip_protocol(path) if protocol else path for path in fs.glob(pattern))
+        for one in matches if is_glob(url) else [url]:
+            local = local_path(one)
+            found.setdefault(one if local is None else os.path.abspath(local), one)
+    return list(found.values())
 
 
 #: What a path can be besides a regular file, as messages name it.
@@ -207,3 +214,33 @@ def check_target(path: str) -> None:
     if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
         raise FileExistsError(errno.EEXIST, f"is {file_kind(mode)}, not a regular file: daskgif replaces only "
                                             "regular files", path)
+
+
+def version_of(info: dict) -> str | None:
+    """A file's version marker in its fsspec details: its ETag (or version id), else its modification time.
+
+    >>> version_of({"size": 3, "ETag": '"ab"', "mtime": 1.5}), version_of({"size": 3, "mtime": 1.5}), version_of({})
+    ('"ab"', '1.5', None)
+    """
+    marker = next((info[k] for k in ("ETag", "etag", "VersionId", "mtime", "LastModified", "last_modified",
+                                     "created") if info.get(k) is not None), None)
+    return None if marker is None else str(marker)
+
+
+def list_inputs(location: str, storage_options: dict | None = None) -> dict[str, tuple[int | None, str | None]]:
+    """Every file under the folder or prefix *location* (or matching the pattern), with its size and version.
+
+    One listing (a few requests on object storage), never one request per file; a
+    location that does not exist lists nothing.
+
+    >>> import fsspec
+    >>> fsspec.filesystem("memory").pipe("/doc-watch/in/a.img", b"abc")
+    >>> [(url, size) for url, (size, version) in list_inputs("memory://doc-watch/in").items()]
+    [('memory:///doc-watch/in/a.img', 3)]
+    """
+    fs, path = fsspec.core.url_to_fs(location, **fs_options(location, storage_options))
+    fs.invalidate_cache()  # what is there now, not what this process listed before
+    found = fs.glob(path, detail=True) if is_glob(location) else fs.find(path, detail=True)
+    protocol, _ = split_protocol(location)
+    return {fs.unstrip_protocol(name) if protocol else name: (info.get("size"), version_of(info))
+            for name, info in sorted(found.items()) if info.get("type") != "directory"}

@@ -62,7 +62,8 @@
 
   function renderRuns(data) {
     const rows = data.runs.map((run) => el("tr", {
-      class: "run" + (run.run === selected ? " selected" : ""), title: "show run " + run.run,
+      class: "run" + (run.run === selected ? " selected" : ""),
+      title: "show run " + run.run + (run.batch ? " (batch " + run.batch + ")" : ""),
       onclick: () => { selected = run.run; location.hash = encodeURIComponent(run.run); poll(true); },
     },
       el("td", null, badge(run.state, run.message)),
@@ -131,6 +132,7 @@
         run.message) : null,
       el("dl", null,
         el("dt", null, "input"), el("dd", {class: "path"}, text(run.parameters.url)),
+        run.batch ? [el("dt", null, "batch"), el("dd", null, run.batch)] : null,
         el("dt", null, "output"), el("dd", {class: "path"}, text(run.out)),
         el("dt", null, "started"), el("dd", null, clock(run.start)),
         el("dt", null, "duration"), el("dd", null, seconds(elapsed(run, run.now)))),

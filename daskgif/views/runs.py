@@ -131,7 +131,7 @@ RECORD: dict[str, Callable[[Any], Any]] = {"index": _count, "state": _name, "att
 #: What each kind of message may hold, and how each field is read (a field left out is ``None``).
 FIELDS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "run": {"state": _run_state, "time": _number, "parameters": _parameters, "out": _text_or_none, "message": _message,
-            "size": _count, "steps": _steps},
+            "size": _count, "steps": _steps, "batch": _text_or_none},
     "step": {"name": _name, "state": _name, "attempts": _count, "start": _number, "end": _number,
              "message": _message},
     "map": {"name": _text_or_none, "total": _count},
@@ -203,6 +203,7 @@ class RunRecord:
         self.start: float | None = None
         self.end: float | None = None
         self.parameters: dict = {}
+        self.batch: str | None = None  # the id of its batch of inputs, if any
         self.out: str | None = None
         self.message = ""
         self.size: int | None = None
@@ -234,6 +235,7 @@ class RunRecord:
                 self.start = stamp if self.start is None else self.start
                 self.parameters = msg["parameters"] or self.parameters
                 self.out = msg["out"] if msg["out"] is not None else self.out
+                self.batch = msg["batch"] or self.batch
                 self.order = msg["steps"] or self.order
             elif msg["state"] == CANCELLED:  # said by whoever stopped it: the best reason there is
                 self.stop(msg["message"] or "cancelled", stamp)
@@ -299,7 +301,8 @@ class RunRecord:
         return scrub({
             "run": self.run, "state": self.state, "start": self.start, "end": self.end,
             "duration": elapsed(self.start, self.end),
-            "parameters": self.parameters, "out": self.out, "message": self.message, "size": self.size,
+            "parameters": self.parameters, "batch": self.batch, "out": self.out, "message": self.message,
+            "size": self.size,
             "frames": {"total": self.total, "done": done, "counts": dict(self.counts)},
         })
 

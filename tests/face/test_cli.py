@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import signal
@@ -74,11 +75,17 @@ def test_failed_run_exits_1_naming_the_task(tmp_path, http_server):
 
 
 @pytest.mark.parametrize("args", [["--duration", "-1"], ["--bogus"], ["--workers", "0"], ["--on-error", "x"],
-                                  ["--keep-dashboard", "--scheduler", "threads"]])
+                                  ["--keep-dashboard", "--scheduler", "threads"], ["--watch", "in", "--url", "a.img"],
+                                  ["--since-start"]])
 def test_bad_usage_exits_2(tmp_path, args):
     done = daskgif("run", *args, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert not (tmp_path / "clip.gif").exists()
+
+
+def test_graph_draws_one_pipeline(tmp_path):
+    done = daskgif("graph", "--url", "a.img", "--url", "b.img", cwd=tmp_path)
+    assert done.returncode == 2 and "graph draws one pipeline: give one --url" in done.stderr
 
 
 def test_storage_options_frames_per_task_and_delimiter_options(tmp_path):
@@ -246,7 +253,8 @@ def test_a_url_pattern_writes_one_clip_per_input_and_says_each(tmp_path):
     assert done.returncode == 1, done.stderr  # one input failed; the others are written
     lines = done.stdout.splitlines()
     assert lines[0].endswith("in/a.img: Wrote a.gif (164,866 bytes): all 32 frames written in " + lines[0].split(" in ")[-1])
-    assert "in/b.img: Wrote b.gif" in lines[1] and lines[-1] == "3 inputs: 2 written, 1 failed"
+    assert "in/b.img: Wrote b.gif" in lines[1]
+    assert re.fullmatch(r"3 inputs: 2 written, 1 failed \(batch \d{8}-\d{6}-[0-9a-f]{4}\)", lines[-1]), lines[-1]
     assert "in/c.img: Error: task 'split' failed" in done.stderr
     assert (tmp_path / "a.gif").exists() and (tmp_path / "b.gif").exists() and not (tmp_path / "c.gif").exists()
     assert sorted(p.name for p in (tmp_path / "frames").iterdir() if p.is_dir()) == ["a", "b"]  # a folder each
@@ -269,7 +277,119 @@ def test_inputs_that_would_share_an_output_are_a_usage_error(tmp_path):
     many_inputs(tmp_path)
     done = daskgif("run", "--url", "in/*.img", "--out", "clip.gif", "--scheduler", "sync", cwd=tmp_path)
     assert done.returncode == 2 and "would both write out 'clip.gif'" in done.stderr
-    assert not (tmp_path / "clip.gif").exists() and not (tmp_path / "data").exists()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a.img").write_bytes((tmp_path / "in" / "a.img").read_bytes())
+    done = daskgif("run", "--url", "in/a.img", "--url", "other/a.img", "--scheduler", "sync", cwd=tmp_path)
+    assert done.returncode == 2 and "would both write out 'a.gif'" in done.stderr
+    assert not list(tmp_path.glob("*.gif")) and not (tmp_path / "data").exists()
+
+
+def test_repeated_urls_are_one_batch_that_history_and_webhook_tell_apart(tmp_path, http_server):
+    many_inputs(tmp_path)
+    done = daskgif("run", "--url", "in/a.img", "--url", "in/[ab].img", "--url", str(tmp_path / "in" / "b.img"),
+                   "--scheduler", "sync", "--json", "--history", "h.jsonl", "--notify", http_server.url("/hook"),
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    batch = found["batch"]
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", batch) and found["inputs"] == 2  # an input named twice runs once
+    assert [(Path(r["url"]).name, r["batch"], r["ok"]) for r in found["runs"]] == [("a.img", batch, True),
+                                                                                   ("b.img", batch, True)]
+    history = [json.loads(line) for line in (tmp_path / "h.jsonl").read_text().splitlines()]
+    assert [(Path(r["parameters"]["url"]).name, r["batch"]) for r in history] == [("a.img", batch), ("b.img", batch)]
+    posted = sorted((Path(body["parameters"]["url"]).name, body["batch"], body["result"]["ok"])
+                    for path, body in http_server.posts if path == "/hook")
+    assert posted == [("a.img", batch, True), ("b.img", batch, True)]
+    # One --url that is no pattern is a run of its own, as ever: no batch.
+    done = daskgif("run", "--url", "in/a.img", "--scheduler", "sync", "--json", "--history", "one.jsonl", cwd=tmp_path)
+    assert done.returncode == 0 and {"batch", "runs"}.isdisjoint(json.loads(done.stdout))
+    assert "batch" not in json.loads((tmp_path / "one.jsonl").read_text())
+
+
+def test_ctrl_c_cancels_the_inputs_of_a_batch_that_have_not_ended(tmp_path, http_server):
+    sample = Path(sample_path()).read_bytes()
+    urls = [http_server.serve(f"/{name}.img", sample) for name in ("mon", "tue")]
+    for name in ("mon", "tue"):
+        http_server.stall(f"/{name}.img", seconds=5, after_bytes=100)
+    proc = start("run", "--url", urls[0], "--url", urls[1], "--workers", "1", "--threads-per-worker", "2",
+                 cwd=tmp_path)
+    try:
+        lines = Lines(proc)
+        deadline = time.monotonic() + 120
+        while not (http_server.hits("/mon.img") and http_server.hits("/tue.img")):  # both in their stall
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        lines.until(lambda line: line.startswith("daskgif: stopped by SIGINT after 2 run(s): run 1 was cancelled"))
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, lines.seen
+    assert [line.rsplit("/", 1)[1] for line in lines.seen if "cancelled by a stop request" in line] == \
+        ["mon.img: cancelled by a stop request", "tue.img: cancelled by a stop request"]
+    assert any(line.startswith("2 inputs: 0 written, 0 failed, 2 cancelled (batch ") for line in lines.seen)
+    assert not list(tmp_path.glob("*.gif")) and not list(tmp_path.rglob("*.lock"))
+
+
+def put(path: Path, data: bytes) -> None:
+    """Write *path* whole at once (a rename), so that no listing sees half of it."""
+    staged = path.parent.parent / f".{path.name}.part"
+    staged.write_bytes(data)
+    os.replace(staged, path)
+
+
+def test_watch_runs_new_and_changed_inputs_as_they_come_until_ctrl_c(tmp_path):
+    sample = Path(sample_path()).read_bytes()
+    (tmp_path / "in").mkdir()
+    put(tmp_path / "in" / "a.img", sample)
+    proc = start("run", "--watch", "in", "--every", "0.2", "--scheduler", "sync", "--history", "logs/h.jsonl",
+                 cwd=tmp_path)
+    try:
+        lines = Lines(proc)
+        lines.until(lambda line: line.startswith("1 input: 1 written"))
+        put(tmp_path / "in" / "b.img", sample)
+        put(tmp_path / "in" / "c.img", b"junk\n\n\n\n")
+        lines.until(lambda line: "c.img: Error: task 'split' failed" in line)
+        lines.until(lambda line: "c.img: Error: task 'split' failed" in line)  # a failed input is tried again
+        put(tmp_path / "in" / "c.img", sample)  # ... and, once it changed, fetched anew
+        lines.until(lambda line: "c.img: Wrote c.gif" in line)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, lines.seen
+    assert lines.seen[0].startswith("daskgif: watching in; what it has seen is kept in logs/.daskgif-watch-")
+    assert sum("b.img: Wrote b.gif" in line for line in lines.seen) == 1
+    history = [json.loads(line) for line in (tmp_path / "logs" / "h.jsonl").read_text().splitlines()]
+    assert [Path(r["parameters"]["url"]).name for r in history if r["ok"]] == ["a.img", "b.img", "c.img"]
+    assert all(r["batch"] for r in history) and len({r["batch"] for r in history}) == len({r["run"] for r in history})
+    seen = json.loads(next((tmp_path / "logs").glob(".daskgif-watch-*.json")).read_text())
+    assert sorted(Path(url).name for url in seen) == ["a.img", "b.img", "c.img"]
+
+
+def test_a_restarted_watch_runs_only_what_it_has_not_seen(tmp_path):
+    sample = Path(sample_path()).read_bytes()
+    (tmp_path / "in").mkdir()
+    put(tmp_path / "in" / "a.img", sample)
+    watch = ("run", "--watch", "in/*.img", "--every", "0.2", "--scheduler", "sync", "--max-runs", "1")
+    assert "a.img: Wrote a.gif" in daskgif(*watch, cwd=tmp_path).stdout
+    put(tmp_path / "in" / "b.img", sample)
+    done = daskgif(*watch, cwd=tmp_path)
+    assert done.returncode == 0 and [line.split(": ")[0].rsplit("/")[-1] for line in done.stdout.splitlines()
+                                     if ": Wrote" in line] == ["b.img"]
+    put(tmp_path / "in" / "c.img", sample)  # there at the start: with --since-start, seen already
+    proc = start(*watch, "--since-start", cwd=tmp_path)
+    try:
+        state = next(tmp_path.glob(".daskgif-watch-*.json"))
+        deadline = time.monotonic() + 120
+        while "c.img" not in state.read_text():  # the first listing is remembered
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        put(tmp_path / "in" / "d.img", sample)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "d.img: Wrote d.gif" in out and "c.img" not in out
 
 
 def test_fail_fast_on_a_cluster_cancels_the_rest_and_leaves_no_lock(tmp_path):

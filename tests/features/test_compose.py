@@ -237,3 +237,29 @@ def test_one_bad_input_fails_alone(tmp_path, cluster):
         assert isinstance(futures[1].exception(), RunFailed) and "broken" not in str(futures[0].result().path)
     assert (tmp_path / "day-0.gif").exists() and (tmp_path / "day-1.gif").exists()
     assert not (tmp_path / "broken.gif").exists()
+
+
+def test_a_batchs_hooks_and_events_carry_its_id_and_each_input(tmp_path):
+    from daskgif import build_graphs
+    from daskgif.core import events
+    from daskgif.pipeline.graph import InputState
+    from daskgif.views.runs import Runs
+
+    good = inputs(tmp_path / "in", 2)
+    seen, page = [], Runs()
+    unsubscribe = events.bus.subscribe(page.add)
+    try:
+        graphs = build_graphs([str(p) for p in good], out=str(tmp_path / "{name}.gif"), retry_delay=0,
+                              data_file=str(tmp_path / "data" / "{name}.img"), frames_dir=str(tmp_path / "f" / "{name}"),
+                              on_state=[seen.append])
+        dask.compute(*graphs, scheduler="sync")
+        single = pipeline(tmp_path / "single", seen=[])
+        single.compute(scheduler="sync")
+    finally:
+        unsubscribe()
+    batch = graphs[0].params.batch
+    assert batch and {g.params.batch for g in graphs} == {batch} and single.params.batch is None
+    assert all(isinstance(s, InputState) and s.batch == batch for s in seen)
+    assert {s.url for s in seen} == {str(p) for p in good}  # each state says which input it is of
+    records = {run: record.summary() for run, record in page.runs.items()}
+    assert [records[g.run]["batch"] for g in graphs] == [batch, batch] and records[single.run]["batch"] is None

@@ -82,7 +82,8 @@ def test_parameters_page_lists_the_parameters_of_build_graph_and_the_schedule(ht
              for table in tables]
     assert names[0] == list(inspect.signature(daskgif.build_graph).parameters)
     assert set(names[1]) == {p.name for p in run.params} - set(names[0]) - {
-        "workers", "threads_per_worker", "scheduler", "as_json", "report", "keep_dashboard", "fail_fast", "params_file"}
+        "workers", "threads_per_worker", "scheduler", "as_json", "report", "keep_dashboard", "fail_fast", "params_file",
+        "watch", "since_start"}
 
 
 def text_of_cell(cell: str) -> str:

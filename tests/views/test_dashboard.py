@@ -178,6 +178,20 @@ def test_concurrent_runs_are_told_apart(cluster, tmp_path):
         assert [g["state"] for g in run["grid"]] == ["Success"]
 
 
+def test_a_batch_of_inputs_shows_its_id_on_each_run(cluster, tmp_path):
+    client, link, runs = cluster
+    for name in ("mon", "tue"):
+        (tmp_path / f"{name}.img").write_bytes(image_data(GOOD[:2]))
+    graphs = daskgif.build_graphs(str(tmp_path / "*.img"), out=str(tmp_path / "{name}.gif"),
+                                  data_file=str(tmp_path / "data" / "{name}.img"), frames_dir=str(tmp_path / "f" / "{name}"))
+    assert all(result.ok for result in client.gather(client.compute(graphs)))
+    wait_for(lambda: all(get_json(f"{link}/api/runs/{g.run}.json")["state"] == "Success" for g in graphs))
+    listed = {run["run"]: run["batch"] for run in get_json(link + "/api/runs.json")["runs"]}
+    assert [listed[g.run] for g in graphs] == [graphs[0].params.batch] * 2 and listed[runs["skipped"]] is None
+    if shutil.which("chromium"):
+        assert f">{graphs[0].params.batch}<" in dump_dom(f"{link}#{graphs[0].run}")
+
+
 @pytest.fixture
 def local_scheduler():
     """A scheduler in this process with the runs page, fed by hand through ``Client.log_event``."""
