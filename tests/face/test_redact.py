@@ -163,10 +163,10 @@ def test_filter_keeps_every_record_and_pickles():
     pickle.loads(pickle.dumps(MaskingFilter()))
 
 
-def test_mask_is_fast_on_long_text():
-    import time
-
-    text = ("http://" + "a" * 10_000 + " ") * 100 + "x=y&" * 10_000
-    start = time.perf_counter()
-    mask(text)
-    assert time.perf_counter() - start < 1
+def test_mask_stays_linear_on_long_adversarial_text():
+    # Near-misses of every pattern, a megabyte of them: a backtracking pattern would not end
+    # within the suite's timeout (pyproject's ``timeout``); a linear one ends in milliseconds.
+    text = ("http://" + "a" * 10_000 + " ") * 100 + "x=y&" * 10_000 + " https://user:secret@host/x?token=abc"
+    masked = mask(text)
+    assert masked.endswith("https://user:***@host/x?token=***")
+    assert "secret" not in masked and masked[:1_000] == text[:1_000]
