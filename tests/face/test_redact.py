@@ -108,9 +108,11 @@ def test_a_token_as_user_name_never_shows(token, template):
 @given(value=values, name=st.sampled_from(SECRET_PARAMETERS), template=st.sampled_from(EMBEDDINGS),
        first=st.booleans())
 def test_a_query_credential_never_shows(value, name, template, first):
-    query = f"{name}={value}&X-Amz-Date=20260101" if first else f"X-Amz-Date=20260101&{name}={value}"
-    assume(value not in embed(template, "https://bucket.s3.amazonaws.com/k.img?" + query.replace(value, "")))
-    masked = mask(embed(template, "https://bucket.s3.amazonaws.com/k.img?" + query))
+    def query(given: str) -> str:
+        return f"{name}={given}&X-Amz-Date=20260101" if first else f"X-Amz-Date=20260101&{name}={given}"
+
+    assume(value not in embed(template, "https://bucket.s3.amazonaws.com/k.img?" + query("")))  # e.g. secret=secret
+    masked = mask(embed(template, "https://bucket.s3.amazonaws.com/k.img?" + query(value)))
     assert value not in masked and f"{name}=***" in masked
 
 
