@@ -138,13 +138,8 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
                       job: Any = None) -> tuple[dict[str, Any], int]:
     """Connect, run (once or on a schedule), print each run; return a tally of the runs and the stopping signal.
 
-    A *job* (many inputs: :func:`daskgif.runmany.batch_job`) makes and prints each run's batch.
-
-    The tally holds counts and the last run only: a schedule that runs for months keeps nothing more.
-
-    The first SIGINT/SIGTERM stops: the run in progress is cancelled and the
-    cluster closed.  A second one aborts at once.  With *keep_dashboard*, the
-    cluster stays up after the runs until a signal, which then only closes it.
+    A *job* (:func:`daskgif.runmany.batch_job`) makes and prints each run's batch.  The first SIGINT/SIGTERM
+    cancels the run in progress, a second one aborts at once; with *keep_dashboard* one only closes the cluster.
     """
     import signal
 
@@ -244,11 +239,7 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
 
 
 def abort(message: str, status: int) -> None:
-    """Exit at once with *status*: remove the temporary files and leases of this process, never wait for its threads.
-
-    Threads still writing (a download, a frame) would hold the exit until they end; their
-    files are removed here, and they are not waited for.
-    """
+    """Exit at once with *status*: remove the temporary files and leases of this process, never wait for its threads."""
     from daskgif import storage
 
     storage.abort_writes()

@@ -1,10 +1,7 @@
 """Pictures of the pipeline as it will run (:func:`draw_pipeline`) and as it ran (:func:`draw_run`).
 
-``build_graph(...).visualize()`` draws the Dask graph as submitted, without the
-``write-frame`` tasks launched at run time; both pictures here draw the steps of
-``daskgif.pipeline.steps.STEPS`` with that fan-out and the files between them
-(:func:`draw_steps`).  Rendering SVG, PNG or PDF needs Graphviz's ``dot`` program
-(Debian/Ubuntu: ``apt-get install graphviz``; elsewhere https://graphviz.org/download/).
+Unlike ``build_graph(...).visualize()``, both draw the ``write-frame`` tasks launched at run time, and
+the files between the steps.  SVG, PNG and PDF need Graphviz's ``dot`` program.
 """
 
 from __future__ import annotations
@@ -84,10 +81,9 @@ def draw_steps(files: Mapping[str, str], draw_step: Callable[[Any], tuple[str, d
                edge: Callable[[Any], dict] = lambda step: {}, **graph_attr: str) -> graphviz.Digraph:
     """Draw the pipeline's steps in order, each after what the one before it wrote: the layout of both pictures.
 
-    *files* are the paths drawn, by ``build_graph`` parameter (``url``, ``data_file``, ``out``);
-    ``draw_step(step)`` returns a plain step's label and look; ``draw_map(cluster, step)`` draws a
-    mapping step's run-time tasks and returns the nodes its input goes to and its output comes from;
-    ``edge(step)`` returns the attributes of the edges into *step* and into the file it writes.
+    *files* are the paths drawn by parameter name; ``draw_step(step)`` gives a plain step's label and look,
+    ``draw_map(cluster, step)`` draws a mapping step and gives its first and last nodes, ``edge(step)`` the
+    attributes of the edges into *step* and into the file it writes.
     """
     graphviz = import_graphviz()
     from daskgif.pipeline.steps import STEPS
@@ -121,9 +117,8 @@ def draw_steps(files: Mapping[str, str], draw_step: Callable[[Any], tuple[str, d
 def draw_pipeline(*args: Any, max_frames: int = 3, **kwargs: Any) -> graphviz.Digraph:
     """Draw the pipeline that ``build_graph`` with the same arguments (checked as it checks them) runs.
 
-    Nothing is fetched or written.  At most *max_frames* ``write-frame`` nodes are
-    drawn: beyond it the first ``max_frames - 1``, a node for the rest, and the last.
-    The picture (a ``graphviz.Digraph``) shows itself in Jupyter; save it with :func:`save_picture`.
+    Nothing is fetched or written.  At most *max_frames* ``write-frame`` nodes are drawn (the rest
+    as one).  The ``graphviz.Digraph`` shows itself in Jupyter; save it with :func:`save_picture`.
 
     >>> picture = draw_pipeline(url="https://example.com/all-images.img",
     ...                         data_file="/nonexistent/x.img")
@@ -210,8 +205,7 @@ class Summary:
 
 
 def summarize(found: Any) -> Summary:
-    """Return the :class:`Summary` of one task of a run record's ``states``: a state's dict (``--json``),
-    a mapped task's (``counts``, ``records``) or counts only (history lines: ``{"Success": 1}``).
+    """The :class:`Summary` of a task in a run record's ``states``: a state, a mapped task's, or counts only.
 
     >>> summarize({"Success": 30, "Failed": 1}).line()
     '30 Success, 1 Failed'
@@ -285,13 +279,11 @@ def draw_run(run: Any, filename: str | None = None, format: str | None = None, *
              max_named: int = 3) -> graphviz.Digraph:
     """Draw a finished run: the pipeline's steps coloured by state, with attempts and counts.
 
-    *run* is a :class:`~daskgif.pipeline.result.Result` (``RunFailed(...).result`` too),
-    ``Result.to_dict()``, a ``daskgif run --json`` line, a history record (counts only,
-    so no item is named) or a webhook body.  Success is green, Skipped amber, Failed
-    red; a step that did not run is grey and dashed.  A mapped step (``write-frame``)
-    names its failed, then skipped, items, up to *max_named*.  As dask's ``visualize``,
-    it also saves the picture to *filename* (any fsspec path) in *format* (``"svg"``,
-    ``"png"``, ``"pdf"`` or ``"dot"``; default: the suffix says, else PNG).
+    *run* is a :class:`~daskgif.pipeline.result.Result` (``RunFailed(...).result`` too), its ``to_dict()``,
+    a ``daskgif run --json`` line, a history record (counts only) or a webhook body.  Success is green,
+    Skipped amber, Failed red, not run grey and dashed; ``write-frame`` names up to *max_named* failed,
+    then skipped, frames.  As dask's ``visualize``, it saves to *filename* (any fsspec path) in *format*
+    (``"svg"``, ``"png"``, ``"pdf"`` or ``"dot"``; default: the suffix says, else PNG).
 
     >>> record = {"ok": False, "message": "task 'split' failed after 1 attempt: GifFormatError: bad",
     ...           "states": {"fetch": {"Skipped": 1}, "split": {"Failed": 1}}}
@@ -341,10 +333,8 @@ def draw_run(run: Any, filename: str | None = None, format: str | None = None, *
 def load_run(source: str, index: int = -1, storage_options: dict | None = None) -> dict[str, Any]:
     """Return one run record from *source*: a JSON object itself, or a file of them (any fsspec path).
 
-    The file is a history file (``daskgif run --history``) or ``daskgif run --json``
-    output, one JSON line per run, or one (pretty-printed) JSON object, such as a
-    saved webhook body.  *index* picks the record: ``0`` the first, ``-1`` the last.
-    Raises ``OSError`` if the file cannot be read, ``ValueError`` if no record is at *index*.
+    The file holds JSON lines (a history file, ``daskgif run --json`` output) or one JSON object (a
+    saved webhook body); *index* picks the record.  ``ValueError`` if there is none at *index*.
 
     >>> load_run('{"ok": true, "states": {"fetch": {"Success": 1}}}')["ok"]
     True
@@ -400,8 +390,7 @@ def picture_file(filename: str, format: str | None = None) -> str:  # noqa: A002
 def save_picture(picture: graphviz.Digraph, filename: str, storage_options: dict | None = None) -> str:
     """Write *picture* to *filename* (any fsspec path), atomically, in the format its suffix names; return *filename*.
 
-    ``.svg``, ``.png`` and ``.pdf`` are rendered by Graphviz's ``dot`` (``FileNotFoundError`` without it);
-    ``.dot`` and ``.gv`` are the Graphviz source, written without it.
+    ``.dot`` and ``.gv`` are the source; the others need Graphviz's ``dot`` (``FileNotFoundError`` without it).
     """
     from daskgif import storage
 
