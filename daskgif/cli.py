@@ -57,22 +57,18 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
         params_file: str | None, **params: Any) -> None:
     """Run the pipeline and print a one-line summary (or the result as JSON).
 
-    The local cluster it starts, and the dashboard link it prints, last while
-    the run runs; --keep-dashboard keeps them up after it until Ctrl-C/SIGTERM.
+    The local cluster it starts, and the dashboard link it prints, last while the
+    run runs (--keep-dashboard: until Ctrl-C/SIGTERM).  With --every or --cron it
+    runs again and again until --max-runs or Ctrl-C/SIGTERM; the local cluster is
+    closed for waits over 5 minutes.  A stop cancels the run in progress: no frame
+    is written and no output replaced after it.  Exit status: 0 all runs
+    succeeded, 1 a run failed, 2 bad usage, 130/143 stopped by SIGINT/SIGTERM.
 
-    With --every or --cron it runs again and again (one summary or JSON line per
-    run, and when the next one is) until --max-runs or Ctrl-C/SIGTERM; the local
-    cluster is closed for waits over 5 minutes. A stop cancels the run
-    in progress: no frame is written and no output replaced after it. Exit status:
-    0 all runs succeeded, 1 a run failed, 2 bad usage, 130/143 stopped by
-    SIGINT/SIGTERM.
-
-    Several --url, or a pattern ('data/*.img', 's3://bucket/dumps/*.img'), run one
-    pipeline per input in one computation (a batch, with an id), {name} in --out,
-    --data-file and --frames-dir being each input's name: a line per input, a
-    total, exit status 1 if any failed.  --watch LOCATION runs such a batch of the
-    inputs that are new or changed at each listing, and remembers them in a file
-    next to --history (else in the current folder).
+    Several --url, or a pattern ('s3://bucket/dumps/*.img'), run one pipeline per
+    input in one computation (a batch, with an id), {name} in --out, --data-file
+    and --frames-dir being each input's name.  --watch LOCATION runs such a batch
+    of the inputs new or changed at each listing, remembered in a file next to
+    --history (else in the current folder).
 
     --params FILE reads any of these options (and build_graph's) from a YAML or
     JSON file, e.g. ``every: 24h``; an option given here overrides the file.
@@ -222,8 +218,7 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
                     pass
                 received.clear()  # the runs had ended: the status is theirs
     except ConnectError as e:
-        click.echo(f"Error: {e}", err=True)
-        sys.exit(1)
+        raise click.ClickException(str(e)) from e
     except KeyboardInterrupt:
         abort(f"daskgif: aborted after {tally['runs']} run(s)", 128 + received.get("signum", signal.SIGINT))
     finally:
@@ -314,8 +309,7 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
             try:
                 record = load_run(run_record, -1 if run_index is None else run_index)
             except OSError as e:
-                click.echo(f"Error: cannot read the run record {mask(run_record)}: {mask(str(e))}", err=True)
-                sys.exit(1)
+                raise click.ClickException(f"cannot read the run record {mask(run_record)}: {mask(str(e))}") from e
             drawn = draw_run(record)
         else:
             if run_index is not None:
@@ -331,8 +325,7 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
     except (TypeError, ValueError) as e:
         raise click.UsageError(mask(str(e)), ctx) from e
     except OSError as e:
-        click.echo(f"Error: cannot write {picture}: {e}", err=True)
-        sys.exit(1)
+        raise click.ClickException(f"cannot write {picture}: {e}") from e
     click.echo(f"Wrote {picture}")
 
 
@@ -347,12 +340,10 @@ def history(file: str, last: int, as_json: bool) -> None:
     try:
         records = read_history(file, last=last)
     except FileNotFoundError:
-        click.echo(f"Error: no history at {mask(file)}", err=True)
-        sys.exit(1)
+        raise click.ClickException(f"no history at {mask(file)}") from None
     except OSError as e:
         why = e.strerror if e.filename is not None and e.strerror else e
-        click.echo(f"Error: cannot read the history {mask(file)}: {why}", err=True)
-        sys.exit(1)
+        raise click.ClickException(f"cannot read the history {mask(file)}: {why}") from None
     except ValueError as e:  # lines, but no run record: not a history file
         click.echo(f"Error: {e}", err=True)
         sys.exit(2)
