@@ -1,9 +1,5 @@
-"""``daskgif run`` with many inputs: several ``--url`` (each a URL or a pattern), or ``--watch LOCATION``.
-
-Each batch of inputs is one computation (:func:`daskgif.ops.watch.run_inputs`), a run of the schedule
-loop, which reports every input to the history and the webhook.  Here a batch is printed: a line per
-input (its summary, or its error), then a total with the batch's id; or one JSON object with ``batch``
-and ``runs``.
+"""``daskgif run`` with many inputs (several ``--url``, a pattern, ``--watch``): each batch, a run of the schedule
+loop (:func:`daskgif.ops.watch.run_inputs`), printed as a line per input and a total, or one JSON object.
 """
 
 from __future__ import annotations
