@@ -48,10 +48,7 @@ if TYPE_CHECKING:
 
 
 class _DefaultsOnDaskImport:
-    """An import hook: once ``dask.config`` loads, import ``daskgif.config``, which registers the defaults.
-
-    ``import daskgif`` must not load Dask, and a source checkout has no ``daskgif.yaml`` in ``etc/dask``.
-    """
+    """Once ``dask.config`` loads, import ``daskgif.config`` (the defaults): ``import daskgif`` must not load Dask."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if name != "dask.config":

@@ -39,8 +39,7 @@ class KindType(click.ParamType):
 def table_option(parameter: Parameter) -> Any:
     """The click option of a parameter of the table (:mod:`daskgif.pipeline.parameters`).
 
-    A default in bytes is written as text (Python escapes), read as typed text is; a default
-    that comes from ``dask.config`` is named in the help.  ``--url`` may be repeated.
+    A default in bytes is shown as typed text (Python escapes); one from ``dask.config`` is named in the help.
     """
     flag = parameter.flag
     if parameter.name == "url":
@@ -108,10 +107,7 @@ def graph_kwargs(params: dict[str, Any], found: dict[str, Any] | None = None) ->
 
 
 def setup_logging(verbose: int) -> None:
-    """Send daskgif's log (masked) to stderr: warnings, task states with ``-v``, everything with ``-vv``.
-
-    The root logger is left alone, and distributed keeps its own configuration.
-    """
+    """Send daskgif's log (masked) to stderr: warnings, task states with ``-v``, everything with ``-vv``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("daskgif: %(message)s" if verbose < 2 else
                                            "%(asctime)s %(name)s %(levelname)s %(message)s"))

@@ -134,9 +134,8 @@ _TRANSIENT_NAMES = frozenset({"ClientConnectionError", "ClientPayloadError", "Se
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether trying again may help after *exc*: its ``transient`` attribute if it has one, else an allow-list.
-
-    Timeouts, connection errors, HTTP 408, 425, 429 and 5xx, and :data:`TRANSIENT_ERRNOS` are transient.
+    """Whether trying again may help after *exc*: its ``transient`` attribute, else timeouts, connection errors,
+    HTTP 408, 425, 429 and 5xx, and :data:`TRANSIENT_ERRNOS`.
 
     >>> import errno
     >>> is_transient(ConnectionResetError()), is_transient(TimeoutError())

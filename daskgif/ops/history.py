@@ -103,9 +103,7 @@ def parse_record(line: bytes | None) -> dict[str, Any] | None:
 
 
 def format_history(records: Iterable[Mapping[str, Any]]) -> str:
-    """Return the runs as an aligned table: start, duration, ok, frames, out, message.
-
-    URL credentials are masked, also in lines written before daskgif masked them.
+    """Return the runs as an aligned table, URL credentials masked (lines written before masking have them).
 
     >>> print(format_history([
     ...     {"start": "2024-01-02T02:00:00.000+00:00", "duration": 3.21, "ok": True, "frames": 27,

@@ -36,7 +36,7 @@ def run_inputs(urls: str | Sequence[str], number: int = 1, *, kwargs: Mapping[st
     """Run one pipeline per input as one batch: one :class:`ScheduledRun` per input, each with the batch's id.
 
     *urls* and *kwargs* are :func:`daskgif.build_graphs`'s arguments, *graphs* the batch when already
-    built, *run* (``client``, ``scheduler``, ``stop``) goes to :func:`daskgif.ops.batch.run_batch`.
+    built, *run* (``client``, ``scheduler``, ``stop``) goes to :func:`run_batch`.
     A batch that cannot be built (two inputs would write one path, a pattern matches nothing)
     is a failed run per input, not an exception: a watch goes on.
     """
@@ -148,8 +148,6 @@ def _cancel(client: Any, futures: list, graphs: Sequence[Pipeline], ended: dict)
 def state_path(location: str, history: str | None = None) -> str:
     """Where a watch of *location* keeps what it has seen: next to the *history* file, else in the current folder.
 
-    One file per location, so watches of several locations may share a history.
-
     >>> state_path("s3://bucket/dumps/*.img", "s3://bucket/logs/history.jsonl")
     's3://bucket/logs/.daskgif-watch-ef5a7f1aaa5e.json'
     >>> state_path("in/")
@@ -171,8 +169,7 @@ def changed(listing: Listing, seen: Listing) -> list[str]:
 def remember(seen: Listing, listing: Listing, done: Sequence[str]) -> dict[str, list]:
     """What a watch has seen after a turn: the inputs still listed that it had seen, and those *done* now.
 
-    An input whose run failed keeps what was seen before (it differs: it is tried again);
-    one no longer listed is forgotten.
+    An input whose run failed keeps what was seen before, so it is tried again; one no longer listed is forgotten.
 
     >>> remember({"a": [3, "e1"], "gone": [1, "x"]}, {"a": (3, "e1"), "b": (4, "e2"), "c": (5, "e3")}, ["b"])
     {'a': [3, 'e1'], 'b': [4, 'e2']}

@@ -87,15 +87,12 @@ class RunsPlugin(SchedulerPlugin):
 
 
 def dashboard_prefix(scheduler: Any) -> str | None:
-    """The dashboard's path prefix (``"/"`` by default), or ``None`` when the scheduler shows no dashboard.
-
-    ``--dashboard-prefix`` is not kept on the scheduler: it is read off the route of ``/health``.
-    """
+    """The dashboard's path prefix (``"/"`` by default), or ``None`` when the scheduler shows no dashboard."""
     app = scheduler.http_application  # distributed's RoutingApplication, with the routes of its modules
     routes = {getattr(rule.target, "__name__", ""): rule.matcher for rule in app.wildcard_router.rules}
     if not app.applications and "MissingBokeh" not in routes:
         return None
-    health = getattr(routes.get("HealthHandler"), "regex", None)
+    health = getattr(routes.get("HealthHandler"), "regex", None)  # --dashboard-prefix is kept only in routes
     return health.pattern[: -len("health$")] or "/" if health is not None else "/"
 
 
@@ -161,10 +158,7 @@ def page_path(dask_scheduler: Any) -> str | None:
 
 
 def page_link(client: Any) -> str | None:
-    """The runs page's URL on *client*'s scheduler, or ``None`` when the scheduler does not serve it.
-
-    Built from ``client.dashboard_link``, so ``distributed.dashboard.link`` templates and proxies apply.
-    """
+    """The runs page's URL on *client*'s scheduler (from ``client.dashboard_link``), or ``None`` if it has none."""
     try:
         path = client.run_on_scheduler(page_path)
         link = client.dashboard_link

@@ -20,10 +20,6 @@ if TYPE_CHECKING:
 __all__ = ["draw_pipeline", "draw_run", "load_run", "save_picture", "picture_file", "count_frames", "FORMATS",
            "LOOKS"]
 
-#: What to install for pictures, in one line (``daskgif graph`` prints it).
-INSTALL = ("pip install graphviz (the Python package), and Graphviz's dot program for .svg/.png/.pdf "
-           "(Debian/Ubuntu: apt-get install graphviz)")
-
 #: Picture formats :func:`save_picture` writes, by file suffix.
 FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
 
@@ -64,7 +60,8 @@ def import_graphviz():
     try:
         import graphviz
     except ImportError as e:
-        raise ImportError(f"drawing the pipeline needs the graphviz Python package: {INSTALL}") from e
+        raise ImportError("drawing the pipeline needs the graphviz Python package: pip install graphviz (and for "
+                          ".svg/.png/.pdf Graphviz's dot program, Debian/Ubuntu: apt-get install graphviz)") from e
     return graphviz
 
 
@@ -365,9 +362,7 @@ def load_run(source: str, index: int = -1, storage_options: dict | None = None) 
 
 
 def picture_file(filename: str, format: str | None = None) -> str:  # noqa: A002 - dask's name
-    """Return the file name a picture in *format* is saved as, as dask's ``visualize`` does.
-
-    No suffix: *format*'s is added (PNG by default); a suffix must agree with *format*.
+    """Return the file name a picture in *format* is saved as, as dask's ``visualize`` does (PNG by default).
 
     >>> picture_file("run"), picture_file("run", "svg"), picture_file("run.svg"), picture_file("run.dot", "dot")
     ('run.png', 'run.svg', 'run.svg', 'run.dot')
@@ -388,10 +383,7 @@ def picture_file(filename: str, format: str | None = None) -> str:  # noqa: A002
 
 
 def save_picture(picture: graphviz.Digraph, filename: str, storage_options: dict | None = None) -> str:
-    """Write *picture* to *filename* (any fsspec path), atomically, in the format its suffix names; return *filename*.
-
-    ``.dot`` and ``.gv`` are the source; the others need Graphviz's ``dot`` (``FileNotFoundError`` without it).
-    """
+    """Write *picture* to *filename* (any fsspec path), atomically, in the format its suffix names; return it."""
     from daskgif import storage
 
     suffix = os.path.splitext(filename)[1].lower()

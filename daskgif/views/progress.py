@@ -71,9 +71,7 @@ _OPEN: list[_Line] = []  # the lines of the bars being drawn now
 
 
 def fresh_line(stream: IO[str] | None = None) -> str:
-    """``"\\n"`` when a progress bar's line is open on *stream* (default ``sys.stderr``), else ``""``.
-
-    Write it before a message, to start it on a line of its own, above the bar; it takes no lock.
+    """``"\\n"`` when a progress bar's line is open on *stream* (default ``sys.stderr``), else ``""``; takes no lock.
 
     >>> fresh_line()
     ''
@@ -83,10 +81,7 @@ def fresh_line(stream: IO[str] | None = None) -> str:
 
 
 class Progress:
-    """Count the frames of the runs started while it is active, and draw them (see :func:`progress`).
-
-    *interval* defaults to 0.1 s for a bar or in Jupyter, ``daskgif.progress-interval`` for plain lines.
-    """
+    """Count the frames of the runs started while it is active, and draw them (see :func:`progress`)."""
 
     def __init__(self, stream: IO[str] | None = None, interval: float | None = None, client: Any = None,
                  clock: Callable[[], float] = time.monotonic):

@@ -362,8 +362,6 @@ class RunRecord:
 class Runs:
     """The runs a scheduler has seen, newest last, at most *max_runs*: the oldest finished one (else the oldest) goes.
 
-    A message for a run that was dropped does not bring it back.
-
     >>> runs = Runs(max_runs=2)
     >>> for run in ("a", "b", "c"):
     ...     runs.add({"kind": "run", "run": run, "state": "Running", "time": 0.0, "parameters": {}})
