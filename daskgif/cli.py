@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import sys
 import threading
 import time
@@ -205,7 +206,9 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
             if report:
                 from daskgif.ops.cluster import performance_report
 
-                stack.enter_context(performance_report(client, report, code=command_line()))
+                # The report's "calling code": the command as typed, secrets masked.
+                command = mask(shlex.join(["daskgif", *sys.argv[1:]]))
+                stack.enter_context(performance_report(client, report, code=command))
             show_progress = not as_json  # a bar on a terminal, else a plain line every daskgif.progress-interval s
             run_schedule(
                 kwargs, graph=graph, client=client, cluster=cluster if per_run else None,
@@ -255,13 +258,6 @@ def show(run: Any, as_json: bool) -> None:
     sys.stdout.flush()
 
 
-def command_line() -> str:
-    """The command as typed, secrets masked: the "calling code" of a performance report."""
-    import shlex
-
-    return mask(" ".join(shlex.quote(a) for a in ["daskgif", *sys.argv[1:]]))
-
-
 @main.command()
 @click.option("--picture", default="graph.svg", show_default=True, type=click.Path(dir_okay=False),
               help="The picture to write: .svg, .png, .pdf, or .dot (Graphviz source). --out is the GIF, as in run.")
@@ -279,13 +275,10 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
           params_file: str | None, **params: Any) -> None:
     """Draw the pipeline: fetch, split, one write-frame task per frame, combine. Nothing is fetched or written.
 
-    The frame count is read from the data file (or a local --url) when it is on
-    local disk; otherwise the per-frame map is drawn as one node.
-
-    With --run, draw a run that happened instead: every step coloured by its
-    state (Success green, Skipped amber, Failed red, not run grey and dashed),
-    with attempts, counts per state and the failed frames (frames are named
-    only from --json output; a history line keeps counts).
+    The frame count is read from a data file (or --url) on local disk; otherwise
+    the per-frame map is drawn as one node.  With --run, draw a run that happened
+    instead: every step coloured by its state, with attempts, counts per state and
+    the failed frames (named from --json output; a history line keeps counts).
     """
     from click.core import ParameterSource
 

@@ -32,10 +32,9 @@ def where(url: str) -> str:
 
 
 class PostRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow a redirect of a POST only when the POST goes on whole: 307 or 308, to http(s).
+    """Follow a redirect of a POST only when the POST goes on whole: 307 or 308, to http(s); else ``HTTPError``.
 
-    urllib would turn a 301, 302 or 303 into a GET without the body (and call that delivered), and follow
-    one to ``ftp://``: such a redirect raises ``urllib.error.HTTPError`` (permanent: not retried) here.
+    urllib would turn a 301, 302 or 303 into a GET without the body, and follow one to ``ftp://``.
     """
 
     #: The redirects that keep the method and the body (RFC 9110, 15.4).

@@ -180,11 +180,9 @@ def remember(seen: Listing, listing: Listing, done: Sequence[str]) -> dict[str, 
 class Watch:
     """The job of ``daskgif run --watch``: each call lists *location* once and runs what is new or changed.
 
-    *location* is a folder, prefix or pattern on any fsspec file system; *kwargs* are
-    :func:`daskgif.build_graphs`'s other arguments (``storage_options`` also for the listing and *state*);
-    *state* is the state file (:func:`state_path`), written after each batch.  With *since_start*, what
-    the first listing finds counts as seen.  Each listing is one request with details (size and ETag or
-    modification time), and a new or changed input is fetched anew (``force``).
+    *location* is a folder, prefix or pattern on any fsspec file system, *kwargs* the other arguments of
+    :func:`daskgif.build_graphs`, *state* the state file (:func:`state_path`).  With *since_start*, what the
+    first listing finds counts as seen.  A new or changed input is fetched anew (``force``).
 
     >>> import fsspec, daskgif
     >>> fsspec.filesystem("memory").pipe("/doc-watch/new/a.img", open(daskgif.sample_path(), "rb").read())

@@ -285,14 +285,10 @@ class RunRecord:
 
     def summary(self) -> dict:
         """The run in one JSON-able line, for the runs table (``duration`` once it has ended)."""
-        done = sum(self.counts.values())
-        return scrub({
-            "run": self.run, "state": self.state, "start": self.start, "end": self.end,
-            "duration": elapsed(self.start, self.end),
-            "parameters": self.parameters, "batch": self.batch, "out": self.out, "message": self.message,
-            "size": self.size,
-            "frames": {"total": self.total, "done": done, "counts": dict(self.counts)},
-        })
+        return scrub({"run": self.run, "state": self.state, "start": self.start, "end": self.end,
+                      "duration": elapsed(self.start, self.end), "parameters": self.parameters, "batch": self.batch,
+                      "out": self.out, "message": self.message, "size": self.size,
+                      "frames": {"total": self.total, "done": sum(self.counts.values()), "counts": dict(self.counts)}})
 
     def detail(self, shown: int = RECORDS_SHOWN) -> dict:
         """The run with its steps, its frame grid (as ranges) and its first *shown* frame records."""
