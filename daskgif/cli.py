@@ -82,6 +82,7 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
     from daskgif.pipeline.graph import build_graph
     from daskgif.pipeline.parameters import SCHEDULE
     from daskgif.pipeline.steps import check_outputs
+    from daskgif.runmany import batch_job
 
     found = from_file(ctx, params_file)
     given = {**params, **found}  # each value checked by the table, as typed or as read
@@ -112,12 +113,8 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
             check_outputs(graph.params)  # clashing outputs are refused before a cluster starts or anything is fetched
     except (TypeError, ValueError) as e:
         raise click.UsageError(mask(str(e)), ctx) from e
-    job = None
-    if many:
-        from daskgif.runmany import batch_job
-
-        job = batch_job(ctx, kwargs, found, watch=watch, since_start=since_start, history=options["history"],
-                        fail_fast=fail_fast, as_json=as_json)
+    job = batch_job(ctx, kwargs, found, watch=watch, since_start=since_start, history=options["history"],
+                    fail_fast=fail_fast, as_json=as_json) if many else None
     options["tz"] = None if cron_tz is None else ZoneInfo(cron_tz)
     tally, received = run_until_stopped(graph, kwargs, options, scheduler=scheduler, workers=workers,
                                        threads_per_worker=threads_per_worker, as_json=as_json, report=report,
@@ -140,7 +137,7 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
     """
     import signal
 
-    from daskgif.ops.cluster import ConnectError, connect, starts_cluster, wait_for
+    from daskgif.ops.cluster import ConnectError, connect, performance_report, starts_cluster, wait_for
     from daskgif.ops.schedule import describe_due, run_schedule
     from daskgif.views.progress import Progress, fresh_line
     from daskgif.views.text import dashboard_lines
@@ -190,10 +187,8 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
             for line in dashboard_lines(client, serves) if client is not None and (not as_json or keep_dashboard) else ():
                 click.echo(line, err=True)
             current["client"] = client
-            try:
-                yield client
-            finally:
-                current["client"] = None
+            stack.callback(current.update, client=None)
+            yield client
 
     def on_wait(number: int, due: float) -> None:
         closed = "; the cluster stops until then" if per_run and current["client"] is None else ""
@@ -203,17 +198,13 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
     try:
         with contextlib.ExitStack() as stack:
             client = None if per_run else stack.enter_context(cluster())
-            if report:
-                from daskgif.ops.cluster import performance_report
-
-                # The report's "calling code": the command as typed, secrets masked.
+            if report:  # its "calling code" is the command as typed, secrets masked
                 command = mask(shlex.join(["daskgif", *sys.argv[1:]]))
                 stack.enter_context(performance_report(client, report, code=command))
-            show_progress = not as_json  # a bar on a terminal, else a plain line every daskgif.progress-interval s
             run_schedule(
                 kwargs, graph=graph, client=client, cluster=cluster if per_run else None,
                 scheduler=scheduler if client is None else None, stop=stop,
-                progress=(lambda: Progress(client=current["client"])) if show_progress else None,
+                progress=None if as_json else lambda: Progress(client=current["client"]),
                 on_result=on_result, on_wait=on_wait if job is None else None, keep=1, job=job, **options)
             if keep_dashboard and not stop.is_set():
                 click.echo("daskgif: the dashboard stays up until Ctrl-C or SIGTERM", err=True)
