@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 import sys
 import threading
 import time
@@ -135,8 +136,6 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
     A *job* (:func:`daskgif.runmany.batch_job`) makes and prints each run's batch.  The first SIGINT/SIGTERM
     cancels the run in progress, a second one aborts at once; with *keep_dashboard* one only closes the cluster.
     """
-    import signal
-
     from daskgif.ops.cluster import ConnectError, connect, performance_report, starts_cluster, wait_for
     from daskgif.ops.schedule import describe_due, run_schedule
     from daskgif.views.progress import Progress, fresh_line

@@ -35,10 +35,8 @@ def run_inputs(urls: str | Sequence[str], number: int = 1, *, kwargs: Mapping[st
                **run: Any) -> list[ScheduledRun]:
     """Run one pipeline per input as one batch: one :class:`ScheduledRun` per input, each with the batch's id.
 
-    *urls* and *kwargs* are :func:`daskgif.build_graphs`'s arguments, *graphs* the batch when already
-    built, *run* (``client``, ``scheduler``, ``stop``) goes to :func:`run_batch`.
-    A batch that cannot be built (two inputs would write one path, a pattern matches nothing)
-    is a failed run per input, not an exception: a watch goes on.
+    *urls* and *kwargs* go to :func:`daskgif.build_graphs` (unless *graphs* are built), *run* to :func:`run_batch`.
+    A batch that cannot be built (two inputs would write one path, say) is a failed run per input: a watch goes on.
     """
     began = time.time()
     batch = graphs[0].params.batch if graphs else new_batch()
@@ -56,9 +54,8 @@ def run_batch(graphs: Sequence[Pipeline], *, client: Any = None, scheduler: str 
               fail_fast: bool = False, stop: threading.Event | None = None) -> list[dict[str, Any]]:
     """Compute every graph on its own; return how each ended, as :class:`ScheduledRun` fields, in order.
 
-    Where ``dask.compute(*graphs)`` raises the first failure, here every input that can be written is: on
-    *client* the graphs run together, else one by one on *scheduler*.  *fail_fast* cancels what has not
-    ended at the first failure, setting *stop* all of it.  Every run's lease is released at the end.
+    On *client* the graphs run together, else one by one on *scheduler*.  *fail_fast* cancels what has not ended
+    at the first failure, setting *stop* all of it.  Every run's lease is released at the end.
     """
     stop = stop or threading.Event()
     try:

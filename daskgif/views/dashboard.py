@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from string import Template
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado import web
@@ -52,8 +53,7 @@ def bound(name: str) -> int:
 class RunsPlugin(SchedulerPlugin):
     """A scheduler plugin that reads the ``"daskgif"`` events into a :class:`~daskgif.views.runs.Runs` model.
 
-    A run whose task (keyed ``<name>-<run token>``) is let go of before it ended, because a client
-    cancelled it, released it or went away, is marked ``Cancelled``, saying which.
+    A run whose task (``<name>-<run token>``) a client let go of before it ended is marked ``Cancelled``.
     """
 
     name = PLUGIN_NAME
@@ -167,8 +167,6 @@ def page_link(client: Any) -> str | None:
         return None
     if not path or not link:
         return None
-    from urllib.parse import urljoin, urlsplit
-
     if not urlsplit(link).path.rstrip("/").endswith("/status"):
         return urljoin(link, path)
     # distributed's link names the status page but leaves out --dashboard-prefix: put it back

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from daskgif import storage
+from daskgif.core.state import State, describe, first_failure
 from daskgif.errors import DaskgifError
+from daskgif.gif.split import split_frames
+from daskgif.pipeline.parameters import bind
+from daskgif.pipeline.sample import sample_path
+from daskgif.pipeline.settings import default_frames_dir, read_setting
+from daskgif.pipeline import steps
+from daskgif.redact import mask
 
 if TYPE_CHECKING:
     import graphviz
@@ -40,10 +49,6 @@ ORDER = ("Failed", "Skipped", "Success")
 
 def count_frames(path: str, delimiter: bytes = b"\n\n\n\n") -> int | None:
     """Return how many frames the local image-data file *path* holds; ``None`` if it is not one or does not split."""
-    from daskgif import storage
-    from daskgif.gif.split import split_frames
-    from daskgif.pipeline.settings import read_setting
-
     name = storage.local_path(path)
     if name is None or not os.path.isfile(name):
         return None
@@ -78,13 +83,10 @@ def draw_steps(files: Mapping[str, str], draw_step: Callable[[Any], tuple[str, d
                edge: Callable[[Any], dict] = lambda step: {}, **graph_attr: str) -> graphviz.Digraph:
     """Draw the pipeline's steps in order, each after what the one before it wrote: the layout of both pictures.
 
-    *files* are the paths drawn by parameter name; ``draw_step(step)`` gives a plain step's label and look,
-    ``draw_map(cluster, step)`` draws a mapping step and gives its first and last nodes, ``edge(step)`` the
-    attributes of the edges into *step* and into the file it writes.
+    ``draw_step(step)`` gives a step's label and look, ``draw_map(cluster, step)`` draws a mapping step and gives
+    its first and last nodes, ``edge(step)`` the attributes of the edges into *step* and the file it writes.
     """
     graphviz = import_graphviz()
-    from daskgif.pipeline.steps import STEPS
-
     dot = graphviz.Digraph("daskgif", graph_attr={"rankdir": "TB", "nodesep": "0.3", "ranksep": "0.35",
                                                    "fontname": "Helvetica", "ordering": "out", **graph_attr})
     dot.attr("edge", color="#555555", arrowsize="0.7")
@@ -92,7 +94,7 @@ def draw_steps(files: Mapping[str, str], draw_step: Callable[[Any], tuple[str, d
     if "url" in files:
         dot.node("url", graphviz.escape(files["url"]), **FILE)
         tails = ["url"]
-    for step in STEPS:
+    for step in steps.STEPS:  # read when drawn: the pipeline may have grown a step
         if step.maps:
             with dot.subgraph(name=f"cluster_{step.name}") as fan:
                 heads, ends = draw_map(fan, step)
@@ -123,11 +125,6 @@ def draw_pipeline(*args: Any, max_frames: int = 3, **kwargs: Any) -> graphviz.Di
     >>> [name for name in steps if name in picture.source]
     ['fetch', 'split', 'write-frame [i]', 'combine']
     """
-    from daskgif import storage
-    from daskgif.pipeline.parameters import bind
-    from daskgif.pipeline.sample import sample_path
-    from daskgif.pipeline.settings import default_frames_dir
-
     if max_frames < 2:
         raise ValueError(f"max_frames must be at least 2, got {max_frames!r}")
     arguments = bind(*args, **kwargs)
@@ -209,8 +206,6 @@ def summarize(found: Any) -> Summary:
     >>> summarize({"name": "fetch", "state": "Failed", "attempts": 3, "message": "FetchError: 503"}).line()
     'Failed after 3 attempts'
     """
-    from daskgif.core.state import State
-
     if not isinstance(found, Mapping):
         raise ValueError(f"a task's states must be a mapping, got {found!r}"[:300])
     if "state" in found:
@@ -230,18 +225,12 @@ def wrap(text: str, width: int = 40, lines: int = 3) -> str:
     >>> wrap("GifFormatError: frame 3 at byte 2975: image data does not decode", 30)
     'GifFormatError: frame 3 at\\nbyte 2975: image data does not\\ndecode'
     """
-    import textwrap
-
-    from daskgif.redact import mask
-
     kept = textwrap.wrap(mask(" ".join(text.split())), width, max_lines=lines, placeholder=" …")
     return "\n".join(import_graphviz().escape(line) for line in kept)
 
 
 def run_view(run: Any) -> tuple[str, dict[str, Summary], dict[str, str]]:
     """Return the title of *run* (as :func:`draw_run` takes it), its tasks' summaries and its files by parameter."""
-    from daskgif.core.state import State, describe, first_failure
-
     if hasattr(run, "to_dict"):  # a Result
         run = run.to_dict()
     if isinstance(run, Mapping) and isinstance(run.get("result"), Mapping):  # a webhook body
@@ -330,8 +319,7 @@ def draw_run(run: Any, filename: str | None = None, format: str | None = None, *
 def load_run(source: str, index: int = -1, storage_options: dict | None = None) -> dict[str, Any]:
     """Return one run record from *source*: a JSON object itself, or a file of them (any fsspec path).
 
-    The file holds JSON lines (a history file, ``daskgif run --json`` output) or one JSON object (a
-    saved webhook body); *index* picks the record.  ``ValueError`` if there is none at *index*.
+    JSON lines (a history file, ``daskgif run --json`` output) or one JSON object (a webhook body).
 
     >>> load_run('{"ok": true, "states": {"fetch": {"Success": 1}}}')["ok"]
     True
@@ -339,8 +327,6 @@ def load_run(source: str, index: int = -1, storage_options: dict | None = None) 
     if source.lstrip().startswith("{"):
         text, where = source, "the JSON given"
     else:
-        from daskgif import storage
-
         with storage.open_input(source, storage_options) as f:
             text, where = f.read().decode("utf-8", errors="replace"), source
 
@@ -384,8 +370,6 @@ def picture_file(filename: str, format: str | None = None) -> str:  # noqa: A002
 
 def save_picture(picture: graphviz.Digraph, filename: str, storage_options: dict | None = None) -> str:
     """Write *picture* to *filename* (any fsspec path), atomically, in the format its suffix names; return it."""
-    from daskgif import storage
-
     suffix = os.path.splitext(filename)[1].lower()
     if suffix not in FORMATS:
         raise ValueError(f"picture file must end in one of {', '.join(FORMATS)}, got {filename!r}")

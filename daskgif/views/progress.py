@@ -102,9 +102,7 @@ class Progress:
     @property
     def mode(self) -> str:
         """How it draws: ``"notebook"``, ``"bar"`` (a terminal) or ``"lines"``."""
-        if self._notebook is not None:
-            return "notebook"
-        return "bar" if self._line is not None else "lines"
+        return "notebook" if self._notebook is not None else "bar" if self._line is not None else "lines"
 
     def __enter__(self) -> Progress:
         client = self.client if self.client is not None else find_client()
@@ -173,8 +171,7 @@ class Progress:
         if self._line is not None:  # a terminal: tqdm redraws the bar at most every interval
             if self._bar is None:
                 self._bar = _Bar(total=self.total, initial=self.done, file=self._line, mininterval=self.interval,
-                                 bar_format=BAR_FORMAT, unit=" frames", leave=True,
-                                 dynamic_ncols=_sized(self.stream))
+                                 bar_format=BAR_FORMAT, unit=" frames", leave=True, dynamic_ncols=_sized(self.stream))
             if final:
                 self._bar.close()
             return
@@ -203,8 +200,8 @@ def _sized(stream: Any) -> bool:
 class _CellOutput:
     """An HTML output of the Jupyter cell that made it, updated in place from any thread.
 
-    From a thread started in another cell, ipykernel would send output to *that* cell: so each update
-    carries the header of the cell that made the display, as ipywidgets' Output does.
+    Each update carries the header of that cell, as ipywidgets' Output does: else ipykernel sends the output
+    of a thread started in another cell to *that* cell.
     """
 
     def __init__(self, shell: Any):

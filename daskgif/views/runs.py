@@ -338,14 +338,13 @@ class RunRecord:
         gap = (self.gap_state(), False, "")
         total = self.total if self.total is not None else (max(self.records) + 1 if self.records else 0)
         pieces, previous = [], -1  # (first, last, look): the records and the gaps between them, in order
-        for index in sorted(i for i in self.records if i < total):
+        for index in [*sorted(i for i in self.records if i < total), total]:
             if index > previous + 1:
                 pieces.append((previous + 1, index - 1, gap))
-            state, attempts, _, _, message = self.records[index]
-            pieces.append((index, index, (state, attempts > 1, message)))
+            if index < total:
+                state, attempts, _, _, message = self.records[index]
+                pieces.append((index, index, (state, attempts > 1, message)))
             previous = index
-        if previous + 1 < total:
-            pieces.append((previous + 1, total - 1, gap))
         grid = []
         for (state, retried, message), same in islice(groupby(pieces, key=lambda piece: piece[2]), limit):
             same = list(same)
