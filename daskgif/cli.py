@@ -77,13 +77,12 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
     """
     from zoneinfo import ZoneInfo
 
-    from daskgif.storage import is_glob
-
     from daskgif.ops.cluster import LOCAL_SCHEDULERS, check_scheduler, starts_cluster
     from daskgif.pipeline.graph import build_graph
     from daskgif.pipeline.parameters import SCHEDULE
     from daskgif.pipeline.steps import check_outputs
     from daskgif.runmany import batch_job
+    from daskgif.storage import is_glob
 
     found = from_file(ctx, params_file)
     given = {**params, **found}  # each value checked by the table, as typed or as read
@@ -272,6 +271,7 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
     """
     from click.core import ParameterSource
 
+    from daskgif.pipeline.graph import build_graph
     from daskgif.views.pictures import FORMATS, draw_pipeline, draw_run, load_run, save_picture
 
     out = params.get("out")
@@ -300,8 +300,6 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
             kwargs = graph_kwargs(params, from_file(ctx, params_file))
             if isinstance(kwargs.get("url"), list):
                 raise ValueError("graph draws one pipeline: give one --url")
-            from daskgif.pipeline.graph import build_graph
-
             build_graph(**kwargs)  # validates the arguments as ``run`` does; builds, reads and writes nothing else
             drawn = draw_pipeline(**kwargs, max_frames=max_frames)
         save_picture(drawn, picture)

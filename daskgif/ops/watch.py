@@ -193,8 +193,7 @@ class Watch:
     def __init__(self, location: str, kwargs: Mapping[str, Any], state: str, *, since_start: bool = False,
                  fail_fast: bool = False):
         self.location, self.kwargs, self.state, self.fail_fast = location, kwargs, state, fail_fast
-        self.options = kwargs.get("storage_options")
-        self.since_start = since_start
+        self.options, self.since_start = kwargs.get("storage_options"), since_start
         try:
             self.seen = json.loads(storage.read_small(state, self.options, 2**27, what="a watch's state file"))
         except FileNotFoundError:

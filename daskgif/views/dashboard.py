@@ -131,8 +131,7 @@ def add_routes(scheduler: Any, plugin: RunsPlugin) -> str | None:
     answers = {
         rf"{at}/?": lambda: (200, "text/html; charset=utf-8", page),
         rf"{at}/runs\.js": lambda: (200, "text/javascript; charset=utf-8", (HERE / "dashboard.js").read_bytes()),
-        rf"{at}/api/runs\.json": lambda: (200, JSON, json.dumps(plugin.runs.to_dict(), allow_nan=False,
-                                                                default=str)),
+        rf"{at}/api/runs\.json": lambda: (200, JSON, json.dumps(plugin.runs.to_dict(), allow_nan=False, default=str)),
         rf"{at}/api/runs/([0-9A-Za-z_-]{{1,100}})\.json": run,
     }
     scheduler.http_application.add_handlers(r".*", [(path, RunsPageHandler, {"answer": a})

@@ -32,8 +32,7 @@ __all__ = ["draw_pipeline", "draw_run", "load_run", "save_picture", "picture_fil
 #: Picture formats :func:`save_picture` writes, by file suffix.
 FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
 
-TASK = {"shape": "box", "style": "rounded,filled", "fillcolor": "#dbe8f6", "color": "#3b6fa8",
-        "fontname": "Helvetica"}
+TASK = {"shape": "box", "style": "rounded,filled", "fillcolor": "#dbe8f6", "color": "#3b6fa8", "fontname": "Helvetica"}
 FILE = {"shape": "note", "style": "filled", "fillcolor": "#f5f5f0", "color": "#888888",
         "fontname": "Helvetica", "fontsize": "11"}
 #: How a state looks in the picture of a run: fill, border, line style.

@@ -216,9 +216,7 @@ class _CellOutput:
         """One in the cell running now, when running in a Jupyter kernel; else ``None``."""
         ipython = sys.modules.get("IPython")
         shell = ipython.get_ipython() if ipython is not None else None
-        if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
-            return None
-        return cls(shell)
+        return cls(shell) if type(shell).__name__ == "ZMQInteractiveShell" else None
 
     def update(self, html: str) -> None:
         """Show *html* in place of what the display shows, in the cell that made it."""

@@ -189,8 +189,7 @@ class RunRecord:
     """
 
     def __init__(self, run: str, max_records: int = 10000):
-        self.run = run
-        self.max_records = max_records
+        self.run, self.max_records = run, max_records
         self.state = RUNNING
         self.start: float | None = None
         self.end: float | None = None
@@ -368,8 +367,7 @@ class Runs:
     """
 
     def __init__(self, max_runs: int = 20, max_records: int = 10000):
-        self.max_runs = max_runs
-        self.max_records = max_records
+        self.max_runs, self.max_records = max_runs, max_records
         self.runs: OrderedDict[str, RunRecord] = OrderedDict()
         self._dropped: deque[str] = deque(maxlen=10 * max_runs)
         self._stopped: OrderedDict[str, str] = OrderedDict()  # runs stopped before their first message came
