@@ -48,12 +48,7 @@ if TYPE_CHECKING:
 
 
 class _DefaultsOnDaskImport:
-    """An import hook: once ``dask.config`` loads, import ``daskgif.config``, which registers the defaults.
-
-    An installed daskgif ships ``daskgif.yaml`` in ``{sys.prefix}/etc/dask``; a source checkout
-    does not, and ``import daskgif`` must not load Dask.  With this hook, ``import daskgif`` then
-    ``import dask`` sees the defaults either way.
-    """
+    """Once ``dask.config`` loads, import ``daskgif.config`` (the defaults): ``import daskgif`` must not load Dask."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if name != "dask.config":

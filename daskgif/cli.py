@@ -6,6 +6,8 @@ import contextlib
 import json
 import logging
 import os
+import shlex
+import signal
 import sys
 import threading
 import time
@@ -57,34 +59,30 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
         params_file: str | None, **params: Any) -> None:
     """Run the pipeline and print a one-line summary (or the result as JSON).
 
-    The local cluster it starts, and the dashboard link it prints, last while
-    the run runs; --keep-dashboard keeps them up after it until Ctrl-C/SIGTERM.
+    The local cluster it starts, and the dashboard link it prints, last while the
+    run runs (--keep-dashboard: until Ctrl-C/SIGTERM).  With --every or --cron it
+    runs again and again until --max-runs or Ctrl-C/SIGTERM; the local cluster is
+    closed for waits over 5 minutes.  A stop cancels the run in progress: no frame
+    is written and no output replaced after it.  Exit status: 0 all runs
+    succeeded, 1 a run failed, 2 bad usage, 130/143 stopped by SIGINT/SIGTERM.
 
-    With --every or --cron it runs again and again (one summary or JSON line per
-    run, and when the next one is) until --max-runs or Ctrl-C/SIGTERM; the local
-    cluster is closed for waits over 5 minutes. A stop cancels the run
-    in progress: no frame is written and no output replaced after it. Exit status:
-    0 all runs succeeded, 1 a run failed, 2 bad usage, 130/143 stopped by
-    SIGINT/SIGTERM.
-
-    Several --url, or a pattern ('data/*.img', 's3://bucket/dumps/*.img'), run one
-    pipeline per input in one computation (a batch, with an id), {name} in --out,
-    --data-file and --frames-dir being each input's name: a line per input, a
-    total, exit status 1 if any failed.  --watch LOCATION runs such a batch of the
-    inputs that are new or changed at each listing, and remembers them in a file
-    next to --history (else in the current folder).
+    Several --url, or a pattern ('s3://bucket/dumps/*.img'), run one pipeline per
+    input in one computation (a batch, with an id), {name} in --out, --data-file
+    and --frames-dir being each input's name.  --watch LOCATION runs such a batch
+    of the inputs new or changed at each listing, remembered in a file next to
+    --history (else in the current folder).
 
     --params FILE reads any of these options (and build_graph's) from a YAML or
     JSON file, e.g. ``every: 24h``; an option given here overrides the file.
     """
     from zoneinfo import ZoneInfo
 
-    from daskgif.storage import is_glob
-
     from daskgif.ops.cluster import LOCAL_SCHEDULERS, check_scheduler, starts_cluster
     from daskgif.pipeline.graph import build_graph
     from daskgif.pipeline.parameters import SCHEDULE
     from daskgif.pipeline.steps import check_outputs
+    from daskgif.runmany import batch_job
+    from daskgif.storage import is_glob
 
     found = from_file(ctx, params_file)
     given = {**params, **found}  # each value checked by the table, as typed or as read
@@ -115,12 +113,8 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
             check_outputs(graph.params)  # clashing outputs are refused before a cluster starts or anything is fetched
     except (TypeError, ValueError) as e:
         raise click.UsageError(mask(str(e)), ctx) from e
-    job = None
-    if many:
-        from daskgif.runmany import batch_job
-
-        job = batch_job(ctx, kwargs, found, watch=watch, since_start=since_start, history=options["history"],
-                        fail_fast=fail_fast, as_json=as_json)
+    job = batch_job(ctx, kwargs, found, watch=watch, since_start=since_start, history=options["history"],
+                    fail_fast=fail_fast, as_json=as_json) if many else None
     options["tz"] = None if cron_tz is None else ZoneInfo(cron_tz)
     tally, received = run_until_stopped(graph, kwargs, options, scheduler=scheduler, workers=workers,
                                        threads_per_worker=threads_per_worker, as_json=as_json, report=report,
@@ -138,17 +132,10 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
                       job: Any = None) -> tuple[dict[str, Any], int]:
     """Connect, run (once or on a schedule), print each run; return a tally of the runs and the stopping signal.
 
-    A *job* (many inputs: :func:`daskgif.runmany.batch_job`) makes and prints each run's batch.
-
-    The tally holds counts and the last run only: a schedule that runs for months keeps nothing more.
-
-    The first SIGINT/SIGTERM stops: the run in progress is cancelled and the
-    cluster closed.  A second one aborts at once.  With *keep_dashboard*, the
-    cluster stays up after the runs until a signal, which then only closes it.
+    A *job* (:func:`daskgif.runmany.batch_job`) makes and prints each run's batch.  The first SIGINT/SIGTERM
+    cancels the run in progress, a second one aborts at once; with *keep_dashboard* one only closes the cluster.
     """
-    import signal
-
-    from daskgif.ops.cluster import ConnectError, connect, starts_cluster, wait_for
+    from daskgif.ops.cluster import ConnectError, connect, performance_report, starts_cluster, wait_for
     from daskgif.ops.schedule import describe_due, run_schedule
     from daskgif.views.progress import Progress, fresh_line
     from daskgif.views.text import dashboard_lines
@@ -198,10 +185,8 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
             for line in dashboard_lines(client, serves) if client is not None and (not as_json or keep_dashboard) else ():
                 click.echo(line, err=True)
             current["client"] = client
-            try:
-                yield client
-            finally:
-                current["client"] = None
+            stack.callback(current.update, client=None)
+            yield client
 
     def on_wait(number: int, due: float) -> None:
         closed = "; the cluster stops until then" if per_run and current["client"] is None else ""
@@ -211,15 +196,13 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
     try:
         with contextlib.ExitStack() as stack:
             client = None if per_run else stack.enter_context(cluster())
-            if report:
-                from daskgif.ops.cluster import performance_report
-
-                stack.enter_context(performance_report(client, report, code=command_line()))
-            show_progress = not as_json  # a bar on a terminal, else a plain line every daskgif.progress-interval s
+            if report:  # its "calling code" is the command as typed, secrets masked
+                command = mask(shlex.join(["daskgif", *sys.argv[1:]]))
+                stack.enter_context(performance_report(client, report, code=command))
             run_schedule(
                 kwargs, graph=graph, client=client, cluster=cluster if per_run else None,
                 scheduler=scheduler if client is None else None, stop=stop,
-                progress=(lambda: Progress(client=current["client"])) if show_progress else None,
+                progress=None if as_json else lambda: Progress(client=current["client"]),
                 on_result=on_result, on_wait=on_wait if job is None else None, keep=1, job=job, **options)
             if keep_dashboard and not stop.is_set():
                 click.echo("daskgif: the dashboard stays up until Ctrl-C or SIGTERM", err=True)
@@ -227,8 +210,7 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
                     pass
                 received.clear()  # the runs had ended: the status is theirs
     except ConnectError as e:
-        click.echo(f"Error: {e}", err=True)
-        sys.exit(1)
+        raise click.ClickException(str(e)) from e
     except KeyboardInterrupt:
         abort(f"daskgif: aborted after {tally['runs']} run(s)", 128 + received.get("signum", signal.SIGINT))
     finally:
@@ -244,11 +226,7 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
 
 
 def abort(message: str, status: int) -> None:
-    """Exit at once with *status*: remove the temporary files and leases of this process, never wait for its threads.
-
-    Threads still writing (a download, a frame) would hold the exit until they end; their
-    files are removed here, and they are not waited for.
-    """
+    """Exit at once with *status*: remove the temporary files and leases of this process, never wait for its threads."""
     from daskgif import storage
 
     storage.abort_writes()
@@ -269,13 +247,6 @@ def show(run: Any, as_json: bool) -> None:
     sys.stdout.flush()
 
 
-def command_line() -> str:
-    """The command as typed, secrets masked: the "calling code" of a performance report."""
-    import shlex
-
-    return mask(" ".join(shlex.quote(a) for a in ["daskgif", *sys.argv[1:]]))
-
-
 @main.command()
 @click.option("--picture", default="graph.svg", show_default=True, type=click.Path(dir_okay=False),
               help="The picture to write: .svg, .png, .pdf, or .dot (Graphviz source). --out is the GIF, as in run.")
@@ -293,16 +264,14 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
           params_file: str | None, **params: Any) -> None:
     """Draw the pipeline: fetch, split, one write-frame task per frame, combine. Nothing is fetched or written.
 
-    The frame count is read from the data file (or a local --url) when it is on
-    local disk; otherwise the per-frame map is drawn as one node.
-
-    With --run, draw a run that happened instead: every step coloured by its
-    state (Success green, Skipped amber, Failed red, not run grey and dashed),
-    with attempts, counts per state and the failed frames (frames are named
-    only from --json output; a history line keeps counts).
+    The frame count is read from a data file (or --url) on local disk; otherwise
+    the per-frame map is drawn as one node.  With --run, draw a run that happened
+    instead: every step coloured by its state, with attempts, counts per state and
+    the failed frames (named from --json output; a history line keeps counts).
     """
     from click.core import ParameterSource
 
+    from daskgif.pipeline.graph import build_graph
     from daskgif.views.pictures import FORMATS, draw_pipeline, draw_run, load_run, save_picture
 
     out = params.get("out")
@@ -323,8 +292,7 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
             try:
                 record = load_run(run_record, -1 if run_index is None else run_index)
             except OSError as e:
-                click.echo(f"Error: cannot read the run record {mask(run_record)}: {mask(str(e))}", err=True)
-                sys.exit(1)
+                raise click.ClickException(f"cannot read the run record {mask(run_record)}: {mask(str(e))}") from e
             drawn = draw_run(record)
         else:
             if run_index is not None:
@@ -332,16 +300,13 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
             kwargs = graph_kwargs(params, from_file(ctx, params_file))
             if isinstance(kwargs.get("url"), list):
                 raise ValueError("graph draws one pipeline: give one --url")
-            from daskgif.pipeline.graph import build_graph
-
             build_graph(**kwargs)  # validates the arguments as ``run`` does; builds, reads and writes nothing else
             drawn = draw_pipeline(**kwargs, max_frames=max_frames)
         save_picture(drawn, picture)
     except (TypeError, ValueError) as e:
         raise click.UsageError(mask(str(e)), ctx) from e
     except OSError as e:
-        click.echo(f"Error: cannot write {picture}: {e}", err=True)
-        sys.exit(1)
+        raise click.ClickException(f"cannot write {picture}: {e}") from e
     click.echo(f"Wrote {picture}")
 
 
@@ -356,12 +321,10 @@ def history(file: str, last: int, as_json: bool) -> None:
     try:
         records = read_history(file, last=last)
     except FileNotFoundError:
-        click.echo(f"Error: no history at {mask(file)}", err=True)
-        sys.exit(1)
+        raise click.ClickException(f"no history at {mask(file)}") from None
     except OSError as e:
         why = e.strerror if e.filename is not None and e.strerror else e
-        click.echo(f"Error: cannot read the history {mask(file)}: {why}", err=True)
-        sys.exit(1)
+        raise click.ClickException(f"cannot read the history {mask(file)}: {why}") from None
     except ValueError as e:  # lines, but no run record: not a history file
         click.echo(f"Error: {e}", err=True)
         sys.exit(2)

@@ -1,25 +1,20 @@
-"""The command line's options and the parsing around them, built from the table of parameters.
-
-``daskgif run`` and ``daskgif graph`` take every parameter of the table
-(:data:`daskgif.pipeline.parameters.PARAMETERS`) as an option, checked by the same
-checks as the API; ``--params FILE`` reads the same names from a file.
-"""
+"""The command line's options, built from the table of parameters and checked by its checks, as the API's are."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
+from daskgif.pipeline.parameters import DATA, PARAMETERS, SCHEDULE, Parameter, load_params
 from daskgif.redact import MaskingFilter, mask
 
-if TYPE_CHECKING:
-    from daskgif.pipeline.parameters import Parameter
-
-__all__ = ["KindType", "table_option", "graph_options", "schedule_options", "params_option", "from_file",
-           "graph_kwargs", "setup_logging", "PlainCommand", "PlainGroup"]
+__all__ = ["KindType", "table_option", "table_options", "graph_options", "schedule_options", "params_option",
+           "from_file", "graph_kwargs", "setup_logging", "PlainCommand", "PlainGroup"]
 
 
 class KindType(click.ParamType):
@@ -41,13 +36,12 @@ class KindType(click.ParamType):
         return found
 
 
-def table_option(parameter: Parameter, flag: str | None = None) -> Any:
-    """The click option of a parameter of the table (:mod:`daskgif.pipeline.parameters`); *flag* renames it.
+def table_option(parameter: Parameter) -> Any:
+    """The click option of a parameter of the table (:mod:`daskgif.pipeline.parameters`).
 
-    A default in bytes is written as text (Python escapes), read as typed text is; a default
-    that comes from ``dask.config`` is named in the help.  ``--url`` may be repeated.
+    A default in bytes is shown as typed text (Python escapes); one from ``dask.config`` is named in the help.
     """
-    flag = flag or parameter.flag
+    flag = parameter.flag
     if parameter.name == "url":
         return click.option(flag, parameter.name, type=KindType(parameter), multiple=True,
                             help=f"{parameter.help} Repeat it, or give a pattern (data/*.img), to run one pipeline "
@@ -63,42 +57,34 @@ def table_option(parameter: Parameter, flag: str | None = None) -> Any:
                         show_default=shown is not None)
 
 
-def graph_options(func: Any) -> Any:
-    """The options shared by every command that builds a graph (``run``, ``graph``), one per data parameter.
+def table_options(parameters: Iterable[Parameter]) -> Any:
+    """A decorator that adds the options of *parameters*, in their order."""
+    parameters = list(parameters)
 
-    ``--out`` is the GIF in both; ``graph`` writes its picture to ``--picture``.
-    """
-    from daskgif.pipeline.parameters import PARAMETERS
+    def add(func: Any) -> Any:
+        for parameter in reversed(parameters):
+            func = table_option(parameter)(func)
+        return func
 
-    for parameter in reversed([p for p in PARAMETERS if p.data]):
-        func = table_option(parameter)(func)
-    return func
-
-
-def schedule_options(func: Any) -> Any:
-    """The options of a run on a schedule (``--every``, ``--cron``, ...), from the table's :data:`SCHEDULE`."""
-    from daskgif.pipeline.parameters import SCHEDULE
-
-    for parameter in reversed(SCHEDULE):
-        func = table_option(parameter)(func)
-    return func
+    return add
 
 
-def params_option(func: Any) -> Any:
-    """``--params FILE``: parameters from a YAML or JSON file; options given on the command line win."""
-    return click.option("--params", "params_file", default=None, metavar="FILE",
-                        help="Read parameters from a YAML or JSON file (any fsspec path); options given on the "
-                             "command line override it.")(func)
+#: The options of every command that builds a graph (``run``, ``graph``): one per data parameter.
+graph_options = table_options(p for p in PARAMETERS if p.data)
+#: The options of a run on a schedule (``--every``, ``--cron``, ...).
+schedule_options = table_options(SCHEDULE)
+
+
+#: ``--params FILE``: parameters from a YAML or JSON file; options given on the command line win.
+params_option = click.option("--params", "params_file", default=None, metavar="FILE",
+                             help="Read parameters from a YAML or JSON file (any fsspec path); options given on the "
+                                  "command line override it.")
 
 
 def from_file(ctx: click.Context, path: str | None) -> dict[str, Any]:
     """The parameters in the file *path* that no option given explicitly on the command line overrides."""
     if path is None:
         return {}
-    from click.core import ParameterSource
-
-    from daskgif.pipeline.parameters import load_params
-
     try:
         found = load_params(path)
     except FileNotFoundError:
@@ -113,13 +99,7 @@ def from_file(ctx: click.Context, path: str | None) -> dict[str, Any]:
 
 
 def graph_kwargs(params: dict[str, Any], found: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``build_graph`` arguments from parsed options, and from a file where no option was given.
-
-    Options left out (``None``) are left out, so ``build_graph`` applies its defaults; ``url`` is
-    one URL, or a list of several (from a repeated ``--url``).
-    """
-    from daskgif.pipeline.parameters import DATA
-
+    """``build_graph`` arguments from the options given, and from a file; ``url`` is a list when repeated."""
     given = {**params, **(found or {})}
     if isinstance(given.get("url"), (tuple, list)):
         given["url"] = given["url"][0] if len(given["url"]) == 1 else list(given["url"]) or None
@@ -127,11 +107,7 @@ def graph_kwargs(params: dict[str, Any], found: dict[str, Any] | None = None) ->
 
 
 def setup_logging(verbose: int) -> None:
-    """Send daskgif's log (masked) to stderr: warnings, task states with ``-v``, everything with ``-vv``.
-
-    Only daskgif's logger is configured; the root logger is left alone, and
-    distributed keeps its own configuration (its INFO lines show with ``-vv``).
-    """
+    """Send daskgif's log (masked) to stderr: warnings, task states with ``-v``, everything with ``-vv``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("daskgif: %(message)s" if verbose < 2 else
                                            "%(asctime)s %(name)s %(levelname)s %(message)s"))
@@ -145,7 +121,7 @@ def setup_logging(verbose: int) -> None:
 
 
 class PlainCommand(click.Command):
-    """A command whose help is plain text: the docstrings' reST literals (``x``) lose their backticks (the docs keep them)."""
+    """A command whose help is plain text: reST literals (``x``) lose their backticks (the docs keep them)."""
 
     def get_help(self, ctx: click.Context) -> str:
         return super().get_help(ctx).replace("``", "")

@@ -1,8 +1,7 @@
 """The exceptions daskgif raises, and :func:`is_transient`, the one rule for what is worth retrying.
 
-Every exception passes all of its arguments to ``super().__init__``, so that it pickles
-from a worker back to the client, formats its message in ``__str__``, and subclasses the
-matching builtin (``except ValueError`` keeps working for callers who do not know daskgif).
+Each passes all its arguments to ``super().__init__`` (it pickles from a worker to the client) and
+subclasses the matching builtin.
 """
 
 from __future__ import annotations
@@ -62,9 +61,7 @@ class FetchError(DaskgifError, OSError):
 
 
 class RunFailed(DaskgifError, RuntimeError):
-    """A run in which a task failed: the message names the task, the frame, the attempts and the cause.
-
-    *result* is the run's record with every state known; *values* those of the mapped items that succeeded.
+    """A run in which a task failed; *result* is the run's record, *values* those of the mapped items that succeeded.
 
     >>> import pickle
     >>> error = pickle.loads(pickle.dumps(RunFailed("task 'x' failed after 1 attempt: OSError", None, [1])))
@@ -103,10 +100,7 @@ class Cancelled(DaskgifError):
 
 
 class LockHeld(DaskgifError, RuntimeError):
-    """A file leased to another live run (its ``<file>.lock``); permanent: a run never waits for it.
-
-    *holder* is what the lock file says (``owner``, ``host``, ``pid``, ``renewed_at``); *seconds*
-    how long a lease lasts without renewal (``daskgif.lock-timeout``).
+    """A file leased to another live run (its ``<file>.lock``, which says *holder*); a run never waits for it.
 
     >>> holder = {"host": "n1", "pid": 7, "owner": "run-1", "renewed_at": "2026-01-01T00:00:00+00:00"}
     >>> print(LockHeld("d.img.lock", holder, 10))
@@ -140,10 +134,8 @@ _TRANSIENT_NAMES = frozenset({"ClientConnectionError", "ClientPayloadError", "Se
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether trying again may help after *exc*: its ``transient`` attribute if it has one, else an allow-list.
-
-    Timeouts, connection errors, HTTP statuses 408, 425, 429 and 5xx, and :data:`TRANSIENT_ERRNOS`
-    are transient; anything else (a full disk, a missing file, a bug) fails at once.
+    """Whether trying again may help after *exc*: its ``transient`` attribute, else timeouts, connection errors,
+    HTTP 408, 425, 429 and 5xx, and :data:`TRANSIENT_ERRNOS`.
 
     >>> import errno
     >>> is_transient(ConnectionResetError()), is_transient(TimeoutError())

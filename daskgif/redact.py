@@ -1,8 +1,6 @@
 """Keep secrets out of everything daskgif writes, logs and sends: :func:`mask` is the one rule.
 
-Every output channel goes through it: :func:`scrub` masks JSON-like data (history lines,
-webhook bodies, states), :func:`safe_parameters` makes run parameters such data, and
-:class:`MaskingFilter` masks log records on a handler.
+:func:`scrub` applies it to JSON-like data, :class:`MaskingFilter` to log records on a handler.
 """
 
 from __future__ import annotations
@@ -41,10 +39,8 @@ def _mask_authority(match: re.Match) -> str:
 def mask(text: str) -> str:
     """Return *text* (a URL, a log line, a repr) with the credentials of every URL in it masked.
 
-    A password is masked and its user kept; a user name alone is a token.  The authority ends at
-    the first ``/``, ``?``, ``#``, whitespace or quote, and the host starts after its *last* ``@``,
-    so a password holding ``@`` or ``:`` is masked whole.  The values of :data:`SECRET_PARAMETERS`
-    in a query are masked in any case.  Masking twice changes nothing more.
+    A password is masked and its user kept; a user name alone is a token.  The host starts after the
+    *last* ``@``; the values of :data:`SECRET_PARAMETERS` in a query are masked too.
 
     >>> mask("https://alice:pw@host/x.img"), mask("http://s3cr3tTOKEN@host/x")
     ('https://alice:***@host/x.img', 'http://***@host/x')
@@ -98,11 +94,7 @@ def json_default(value: Any) -> str:
 
 
 class MaskingFilter(logging.Filter):
-    """A logging filter that masks a record's message, arguments, traceback and stack; it drops none.
-
-    Put it on a *handler*: a filter on a logger sees only the records logged to that very
-    logger, not its children's.
-    """
+    """A logging filter that masks a record's message, arguments, traceback and stack; put it on a *handler*."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = mask(record.getMessage()), None

@@ -1,9 +1,5 @@
-"""``daskgif run`` with many inputs: several ``--url`` (each a URL or a pattern), or ``--watch LOCATION``.
-
-Each batch of inputs is one computation (:func:`daskgif.ops.watch.run_inputs`), a run of the schedule
-loop, which reports every input to the history and the webhook.  Here a batch is printed: a line per
-input (its summary, or its error), then a total with the batch's id; or one JSON object with ``batch``
-and ``runs``.
+"""``daskgif run`` with many inputs (several ``--url``, a pattern, ``--watch``): each batch, a run of the schedule
+loop (:func:`daskgif.ops.watch.run_inputs`), printed as a line per input and a total, or one JSON object.
 """
 
 from __future__ import annotations
@@ -13,7 +9,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
+from daskgif.ops.watch import Watch, run_inputs, state_path
+from daskgif.pipeline.graph import build_graphs
+from daskgif.pipeline.steps import check_outputs
 from daskgif.redact import mask
 from daskgif.views.text import summary
 
@@ -27,14 +27,8 @@ def batch_job(ctx: click.Context, kwargs: dict[str, Any], found: Mapping[str, An
               since_start: bool, history: str | None, fail_fast: bool, as_json: bool) -> Callable[..., list]:
     """The job of the schedule loop for many inputs; what can be checked before anything runs is (exit 2).
 
-    *found* holds the parameters read from ``--params``: like options given, they make templates.
+    *found* holds the parameters read from ``--params``, which make templates as options given do.
     """
-    from click.core import ParameterSource
-
-    from daskgif.ops.watch import Watch, run_inputs, state_path
-    from daskgif.pipeline.graph import build_graphs
-    from daskgif.pipeline.steps import check_outputs
-
     given = {name: kwargs.get(name) for name in TEMPLATES
              if name in found or ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)}
     rest = {**given, **{name: value for name, value in kwargs.items() if name not in ("url", *TEMPLATES)}}

@@ -1,8 +1,7 @@
-"""Run history: one JSON line per run (:meth:`~daskgif.ops.schedule.ScheduledRun.to_record`), in any fsspec
-file, and a table of the last runs.
+"""Run history: one JSON line per run in any fsspec file, and a table of the last runs.
 
-Object stores cannot append: there the file is written again whole, atomically, and two schedules writing
-to the same history at the same moment may lose a line.
+Object stores cannot append: there the file is written again whole, so two schedules writing
+to one history at the same moment may lose a line.
 """
 
 from __future__ import annotations
@@ -39,12 +38,9 @@ MAX_LINE = 2**20
 def read_history(path: str, last: int | None = None, storage_options: dict | None = None) -> list[dict[str, Any]]:
     """Return the records of the history file *path*, oldest first; only the *last* ones if given.
 
-    Lines that are no run record (cut short by a crash, not JSON, not UTF-8) are skipped; one warning says
-    how many.  A file of lines none of which is a record raises ``ValueError``; one that cannot be read, or
-    is no regular file (a fifo would block), ``OSError``.
+    Lines that are no run record (cut short by a crash, not JSON) are skipped with one warning; a file
+    without any raises ``ValueError``, one that cannot be read or is no regular file ``OSError``.
 
-    Examples
-    --------
     >>> append_run("memory://daskgif-doctest/history.jsonl", {"start": "2024-01-02T02:00:00", "ok": True})
     >>> read_history("memory://daskgif-doctest/history.jsonl")
     [{'start': '2024-01-02T02:00:00', 'ok': True}]
@@ -56,33 +52,19 @@ def read_history(path: str, last: int | None = None, storage_options: dict | Non
     """
     if last is not None and (not isinstance(last, int) or last < 0):
         raise ValueError(f"last must be a non-negative integer, got {last!r}")
-    check_regular(path)
-    records, skipped, first_skipped = [], 0, 0
-    with storage.open_input(path, storage_options) as f:
-        for number, line in enumerate(lines_of(f), 1):
-            if line is not None and not line.strip():
-                continue
-            record = parse_record(line)
-            if record is None:
-                skipped, first_skipped = skipped + 1, first_skipped or number
-            else:
-                records.append(record)
-    if skipped and not records:
-        raise ValueError(f"{mask(path)} is not a history file: none of its {skipped} line{'s' * (skipped > 1)} "
-                         "is a run record")
-    if skipped:
-        logger.warning("Skipped %d line(s) of %s that are no run record (the first: line %d)", skipped, mask(path),
-                       first_skipped)
-    return records if last is None else records[len(records) - last:] if last else []
-
-
-def check_regular(path: str) -> None:
-    """Refuse a local *path* that is no regular file (a fifo, a device, a folder), naming what it is."""
     local = storage.local_path(path)
-    if local is not None:
-        mode = os.stat(local).st_mode
-        if not stat.S_ISREG(mode):
-            raise OSError(errno.EINVAL, f"is {storage.file_kind(mode)}, not a history file", path)
+    if local is not None and not stat.S_ISREG(mode := os.stat(local).st_mode):  # a fifo would block
+        raise OSError(errno.EINVAL, f"is {storage.file_kind(mode)}, not a history file", path)
+    with storage.open_input(path, storage_options) as f:
+        found = [(n, parse_record(line)) for n, line in enumerate(lines_of(f), 1) if line is None or line.strip()]
+    records, skipped = [r for _, r in found if r is not None], [n for n, r in found if r is None]
+    if skipped and not records:
+        raise ValueError(f"{mask(path)} is not a history file: none of its {len(skipped)} "
+                         f"line{'s' * (len(skipped) > 1)} is a run record")
+    if skipped:
+        logger.warning("Skipped %d line(s) of %s that are no run record (the first: line %d)", len(skipped),
+                       mask(path), skipped[0])
+    return records if last is None else records[len(records) - last:] if last else []
 
 
 def lines_of(f: IO[bytes], limit: int = MAX_LINE) -> Iterator[bytes | None]:
@@ -121,9 +103,7 @@ def parse_record(line: bytes | None) -> dict[str, Any] | None:
 
 
 def format_history(records: Iterable[Mapping[str, Any]]) -> str:
-    """Return the runs as an aligned table: start, duration, ok, frames, out, message.
-
-    URL credentials are masked, also in lines written before daskgif masked them.
+    """Return the runs as an aligned table, URL credentials masked (lines written before masking have them).
 
     >>> print(format_history([
     ...     {"start": "2024-01-02T02:00:00.000+00:00", "duration": 3.21, "ok": True, "frames": 27,
@@ -134,13 +114,10 @@ def format_history(records: Iterable[Mapping[str, Any]]) -> str:
     2024-01-02 02:00:00     3.2 s  yes         27  clip.gif
     2024-01-03 02:00:00     0.5 s  FAILED       -  clip.gif  Run FAILED: task 'fetch' failed
     """
-    header = ("start", "duration", "ok", "frames", "out", "message")
-    rows = [header] + [row(r) for r in records]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    right = {1, 3}
-    lines = ["  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths)))
-             for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
+    rows = [("start", "duration", "ok", "frames", "out", "message"), *map(row, records)]
+    widths = [max(map(len, column)) for column in zip(*rows)]
+    return "\n".join("  ".join(cell.rjust(w) if i in (1, 3) else cell.ljust(w)  # duration and frames to the right
+                               for i, (cell, w) in enumerate(zip(r, widths))).rstrip() for r in rows)
 
 
 def row(record: Mapping[str, Any]) -> tuple[str, ...]:
@@ -150,9 +127,7 @@ def row(record: Mapping[str, Any]) -> tuple[str, ...]:
         start = datetime.fromisoformat(start).strftime("%Y-%m-%d %H:%M:%S")
     except (TypeError, ValueError):
         start = str(start or "-")
-    duration = record.get("duration")
+    duration, frames = record.get("duration"), record.get("frames")
     ok = "cancelled" if record.get("cancelled") else "yes" if record.get("ok") else "FAILED"
-    frames = record.get("frames")
-    message = mask(" ".join(str(record.get("message") or "").split()))
     return (start, "-" if duration is None else f"{duration:.1f} s", ok, "-" if frames is None else str(frames),
-            mask(str(record.get("out") or "-")), message)
+            mask(str(record.get("out") or "-")), mask(" ".join(str(record.get("message") or "").split())))

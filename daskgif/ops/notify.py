@@ -1,7 +1,6 @@
 """Run-level notifications: POST a run's result as JSON to a webhook, with the standard library's HTTP.
 
-A notification is a report, not part of the run: a webhook that is down, slow or answering errors is
-retried a few times (:func:`daskgif.core.retry.retry`) with a short timeout, then logged; it never fails the run.
+A notification is a report, not part of the run: a failed one is retried a few times, then logged.
 """
 
 from __future__ import annotations
@@ -33,10 +32,9 @@ def where(url: str) -> str:
 
 
 class PostRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow a redirect of a POST only when the POST goes on whole: 307 or 308, to http(s).
+    """Follow a redirect of a POST only when the POST goes on whole: 307 or 308, to http(s); else ``HTTPError``.
 
-    urllib would turn a 301, 302 or 303 into a GET without the body (and call that delivered), and follow
-    one to ``ftp://``: such a redirect raises ``urllib.error.HTTPError`` (permanent: not retried) here.
+    urllib would turn a 301, 302 or 303 into a GET without the body, and follow one to ``ftp://``.
     """
 
     #: The redirects that keep the method and the body (RFC 9110, 15.4).
@@ -59,19 +57,8 @@ class PostRedirects(urllib.request.HTTPRedirectHandler):
                                       origin_req_host=req.origin_req_host, unverifiable=True)
 
 
-def post_json(url: str, payload: Any, timeout: float) -> int:
-    """POST *payload* as JSON to *url* once, secrets masked (:func:`daskgif.redact.scrub`); return the status."""
-    body = json.dumps(scrub(payload), default=json_default).encode()
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "daskgif"})
-    with urllib.request.build_opener(PostRedirects).open(request, timeout=timeout) as response:
-        response.read()
-        return response.status
-
-
 def post_result(url: str, payload: Any, *, timeout: float = 5, retries: int = 2, retry_delay: float = 1.0) -> bool:
-    """POST *payload* as JSON (masked; anything else as its ``str``) to the http(s) webhook *url*; return
-    whether it was delivered.  Never raises: a failure is logged after the retries.
+    """POST *payload* as JSON (masked) to the http(s) webhook *url*; return whether it was delivered, never raise.
 
     Each attempt may take *timeout* seconds; *retries* more are made after connection errors, timeouts,
     HTTP 5xx and 429 (not after a 4xx answer), *retry_delay* seconds apart.
@@ -86,7 +73,12 @@ def post_result(url: str, payload: Any, *, timeout: float = 5, retries: int = 2,
     def post() -> int:
         nonlocal attempts
         attempts += 1
-        return post_json(url, payload, timeout)
+        body = json.dumps(scrub(payload), default=json_default).encode()
+        request = urllib.request.Request(url, data=body, method="POST",
+                                         headers={"Content-Type": "application/json", "User-Agent": "daskgif"})
+        with urllib.request.build_opener(PostRedirects).open(request, timeout=timeout) as response:
+            response.read()
+            return response.status
 
     try:
         status = retry(post, RetryPolicy(retries, retry_delay, jitter=0), operation=f"POST to {where(url)}")

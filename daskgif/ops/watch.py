@@ -1,16 +1,8 @@
 """Many inputs as runs of the schedule loop: a batch of inputs in one computation, and a watched location.
 
-:func:`run_inputs` runs one pipeline per input (:func:`daskgif.build_graphs`) as one batch
-(:func:`daskgif.ops.batch.run_batch`) and returns one :class:`~daskgif.ops.schedule.ScheduledRun` per
-input, each with the batch's id, for :func:`~daskgif.ops.schedule.run_schedule` to report (history,
-webhook) as a ``job``.
-
-:class:`Watch` is the job of ``daskgif run --watch LOCATION``: each turn lists the location once, with
-details (:func:`daskgif.storage.list_inputs`: size and ETag or modification time, no request per file),
-and runs the inputs that are new or changed since the listing its state file remembers (fetched anew,
-``force``).  The state file
-keeps only inputs whose run succeeded, so a failed input is tried again at the next listing, and a
-restart does not redo the others.
+A batch runs each pipeline on its own (:func:`run_batch`): one input's failure never stops the others.
+:class:`Watch` runs, at each listing, the inputs that are new or changed since what its state file
+remembers; that file keeps only inputs whose run succeeded, so a failed one is tried again.
 """
 
 from __future__ import annotations
@@ -18,17 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from daskgif import storage
-from daskgif.ops.batch import run_batch
+from daskgif.errors import Cancelled, RunFailed
+from daskgif.ops.cluster import cancel_run, compute, wait_for
 from daskgif.ops.schedule import ScheduledRun
-from daskgif.pipeline.graph import build_graphs, new_batch
+from daskgif.pipeline.graph import Pipeline, build_graphs, new_batch
 from daskgif.redact import mask, safe_parameters
 
-__all__ = ["run_inputs", "Watch", "state_path", "changed", "remember"]
+__all__ = ["run_inputs", "run_batch", "Watch", "state_path", "changed", "remember"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +35,8 @@ def run_inputs(urls: str | Sequence[str], number: int = 1, *, kwargs: Mapping[st
                **run: Any) -> list[ScheduledRun]:
     """Run one pipeline per input as one batch: one :class:`ScheduledRun` per input, each with the batch's id.
 
-    Parameters
-    ----------
-    urls : str or sequence of str
-        The inputs, as :func:`daskgif.build_graphs` takes them, with its other arguments *kwargs*.
-    number : int
-        The run's number in its schedule.
-    graphs : sequence of Pipeline, optional
-        The batch, when already built from *urls*.
-    **run
-        ``client``, ``scheduler``, ``stop``: as ``daskgif.ops.batch.run_batch`` takes them.
-
-    A batch that cannot be built (two inputs would write one path, a pattern matches nothing)
-    is a failed run per input, not an exception: a watch goes on.
+    *urls* and *kwargs* go to :func:`daskgif.build_graphs` (unless *graphs* are built), *run* to :func:`run_batch`.
+    A batch that cannot be built (two inputs would write one path, say) is a failed run per input: a watch goes on.
     """
     began = time.time()
     batch = graphs[0].params.batch if graphs else new_batch()
@@ -63,15 +46,104 @@ def run_inputs(urls: str | Sequence[str], number: int = 1, *, kwargs: Mapping[st
         return [ScheduledRun(number, scheduled or began, began, time.time(), False, message=mask(str(e)),
                              parameters=safe_parameters({**(kwargs or {}), "url": url}), batch=batch)
                 for url in ([urls] if isinstance(urls, str) else urls)]
-    return [ScheduledRun(number, scheduled or began, r.started or began, (r.started or began) + r.duration, r.ok,
-                         r.result, r.message, r.cancelled, safe_parameters(g.params.arguments), batch)
+    return [ScheduledRun(number, scheduled or began, parameters=safe_parameters(g.params.arguments), batch=batch, **r)
             for r, g in zip(run_batch(graphs, fail_fast=fail_fast, **run), graphs)]
+
+
+def run_batch(graphs: Sequence[Pipeline], *, client: Any = None, scheduler: str | None = None,
+              fail_fast: bool = False, stop: threading.Event | None = None) -> list[dict[str, Any]]:
+    """Compute every graph on its own; return how each ended, as :class:`ScheduledRun` fields, in order.
+
+    On *client* the graphs run together, else one by one on *scheduler*.  *fail_fast* cancels what has not ended
+    at the first failure, setting *stop* all of it.  Every run's lease is released at the end.
+    """
+    stop = stop or threading.Event()
+    try:
+        if client is not None:
+            return _on_client(graphs, client, fail_fast, stop)
+        return _locally(graphs, scheduler, fail_fast, stop)
+    finally:
+        for graph in graphs:  # every run has ended or was given up: no lease waits for daskgif.lock-timeout
+            graph.params.lease.release()
+
+
+def _ended(started: float | None, ok: bool, result: Any = None, message: str = "", cancelled: bool = False) -> dict:
+    now = time.time()  # a run never started ends as it starts
+    return dict(started=now if started is None else started, finished=now, ok=ok, result=result, message=message,
+                cancelled=cancelled)
+
+
+def _stopped(url: str | None) -> dict:
+    message = "cancelled by a stop request" if url is None else f"cancelled: {mask(url)} failed first (fail_fast)"
+    return _ended(None, False, message=message, cancelled=True)
+
+
+def _locally(graphs: Sequence[Pipeline], scheduler: str | None, fail_fast: bool,
+             stop: threading.Event) -> list[dict[str, Any]]:
+    runs, failed = [], None
+    for number, graph in enumerate(graphs, 1):
+        if fail_fast and failed is not None or stop.is_set():
+            runs.append(_stopped(failed))
+            continue
+        began = time.time()
+        try:
+            runs.append(_ended(began, True, compute(graph, scheduler=scheduler, stop=stop, number=number)))
+        except Cancelled:
+            runs.append({**_stopped(None), "started": began})
+        except RunFailed as e:
+            runs.append(_ended(began, False, e.result, mask(str(e))))
+            failed = graph.params.url
+    return runs
+
+
+def _completed(futures: list, client: Any, stop: threading.Event) -> Iterator[Any]:
+    """The *futures* as they end; ``None`` once *stop* is set."""
+    from distributed import as_completed
+
+    pending = as_completed(futures, loop=client.loop)
+    while not pending.is_empty():
+        if pending.has_ready():
+            yield from pending.next_batch(block=False)
+        elif stop.is_set():
+            yield None
+        else:
+            wait_for(stop, 0.05)
+
+
+def _on_client(graphs: Sequence[Pipeline], client: Any, fail_fast: bool,
+               stop: threading.Event) -> list[dict[str, Any]]:
+    start, futures = time.time(), client.compute(list(graphs))
+    ended: dict[Any, dict] = {}
+    failed = None
+    try:
+        for future in _completed(futures, client, stop):
+            if future is None:  # a stop: what has not ended is cancelled
+                _cancel(client, futures, graphs, ended)
+                break
+            if future.status == "finished":
+                ended[future.key] = _ended(start, True, future.result())
+                continue
+            error = future.exception() if future.status == "error" else None
+            ended[future.key] = _ended(start, False, getattr(error, "result", None),
+                                       "cancelled" if error is None else mask(str(error)))
+            if fail_fast:
+                failed = graphs[futures.index(future)].params.url
+                _cancel(client, futures, graphs, ended)
+                break
+    finally:
+        for future in futures:  # released here, while the client's loop runs, not when garbage collected
+            future.release()
+    return [ended.get(future.key) or _stopped(failed) for future in futures]
+
+
+def _cancel(client: Any, futures: list, graphs: Sequence[Pipeline], ended: dict) -> None:
+    for number, (future, graph) in enumerate(zip(futures, graphs), 1):
+        if future.key not in ended:  # its frames stop, and its tasks end, before its lease is released
+            cancel_run(client, future, graph.run, timeout=60, number=number)
 
 
 def state_path(location: str, history: str | None = None) -> str:
     """Where a watch of *location* keeps what it has seen: next to the *history* file, else in the current folder.
-
-    One file per location, so watches of several locations may share a history.
 
     >>> state_path("s3://bucket/dumps/*.img", "s3://bucket/logs/history.jsonl")
     's3://bucket/logs/.daskgif-watch-ef5a7f1aaa5e.json'
@@ -94,8 +166,7 @@ def changed(listing: Listing, seen: Listing) -> list[str]:
 def remember(seen: Listing, listing: Listing, done: Sequence[str]) -> dict[str, list]:
     """What a watch has seen after a turn: the inputs still listed that it had seen, and those *done* now.
 
-    An input whose run failed keeps what was seen before (it differs: it is tried again);
-    one no longer listed is forgotten.
+    An input whose run failed keeps what was seen before, so it is tried again; one no longer listed is forgotten.
 
     >>> remember({"a": [3, "e1"], "gone": [1, "x"]}, {"a": (3, "e1"), "b": (4, "e2"), "c": (5, "e3")}, ["b"])
     {'a': [3, 'e1'], 'b': [4, 'e2']}
@@ -106,21 +177,10 @@ def remember(seen: Listing, listing: Listing, done: Sequence[str]) -> dict[str, 
 class Watch:
     """The job of ``daskgif run --watch``: each call lists *location* once and runs what is new or changed.
 
-    Parameters
-    ----------
-    location : str
-        A folder or prefix (every file under it) or a pattern, on any fsspec file system.
-    kwargs : dict
-        :func:`daskgif.build_graphs`'s other arguments (``storage_options`` also for the listing and *state*).
-    state : str
-        The state file (:func:`state_path`), written atomically after each batch.
-    since_start : bool
-        Take what the first listing finds as seen: only inputs that appear or change later are run.
-    fail_fast : bool
-        Stop each batch at its first failure.
+    *location* is a folder, prefix or pattern on any fsspec file system, *kwargs* the other arguments of
+    :func:`daskgif.build_graphs`, *state* the state file (:func:`state_path`).  With *since_start*, what the
+    first listing finds counts as seen.  A new or changed input is fetched anew (``force``).
 
-    Examples
-    --------
     >>> import fsspec, daskgif
     >>> fsspec.filesystem("memory").pipe("/doc-watch/new/a.img", open(daskgif.sample_path(), "rb").read())
     >>> watch = Watch("memory://doc-watch/new/*.img", {"out": "memory://doc-watch/{name}.gif",
@@ -133,8 +193,7 @@ class Watch:
     def __init__(self, location: str, kwargs: Mapping[str, Any], state: str, *, since_start: bool = False,
                  fail_fast: bool = False):
         self.location, self.kwargs, self.state, self.fail_fast = location, kwargs, state, fail_fast
-        self.options = kwargs.get("storage_options")
-        self.since_start = since_start
+        self.options, self.since_start = kwargs.get("storage_options"), since_start
         try:
             self.seen = json.loads(storage.read_small(state, self.options, 2**27, what="a watch's state file"))
         except FileNotFoundError:

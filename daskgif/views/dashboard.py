@@ -1,12 +1,9 @@
 """A live runs page inside the Dask dashboard, ``http://<dashboard>/daskgif``, served by a scheduler preload::
 
     dask scheduler --preload daskgif.dashboard
-    LocalCluster(scheduler_kwargs={"preload": ["daskgif.dashboard"]})
 
-:func:`dask_setup` adds a :class:`RunsPlugin`, which reads the runs' ``"daskgif"`` events into a bounded
-:class:`~daskgif.views.runs.Runs`, and read-only routes: the page, its script and its JSON
-(``api/runs.json``, ``api/runs/<run>.json``, asked about once a second while the page is open).  What it
-shows is masked; its script builds the DOM with ``textContent`` only.  The scheduler loads no pipeline for it.
+:func:`dask_setup` adds a :class:`RunsPlugin`, which reads the runs' ``"daskgif"`` events, and read-only
+routes: the page, its script and its JSON.  What it shows is masked; the script sets ``textContent`` only.
 """
 
 from __future__ import annotations
@@ -20,8 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from string import Template
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from distributed.diagnostics.plugin import SchedulerPlugin
+from tornado import web
 
 from daskgif import config  # also registers daskgif.yaml's defaults in this (the scheduler's) process
 from daskgif.views.runs import Runs
@@ -54,10 +53,7 @@ def bound(name: str) -> int:
 class RunsPlugin(SchedulerPlugin):
     """A scheduler plugin that reads the ``"daskgif"`` events into a :class:`~daskgif.views.runs.Runs` model.
 
-    A run's tasks are keyed ``<name>-<run token>``: when the scheduler lets go
-    of one still to run, or running, because a client cancelled it, released it
-    or went away, the run is marked ``Cancelled``, saying which.  Every other
-    transition costs one string comparison.
+    A run whose task (``<name>-<run token>``) a client let go of before it ended is marked ``Cancelled``.
     """
 
     name = PLUGIN_NAME
@@ -91,40 +87,30 @@ class RunsPlugin(SchedulerPlugin):
 
 
 def dashboard_prefix(scheduler: Any) -> str | None:
-    """The dashboard's path prefix (``"/"`` by default), or ``None`` when the scheduler shows no dashboard.
-
-    The dashboard is on when its Bokeh application (or the page asking to install
-    Bokeh) is there.  ``--dashboard-prefix`` is not kept on the scheduler: it is
-    read off the route of ``/health``, which carries it.
-    """
+    """The dashboard's path prefix (``"/"`` by default), or ``None`` when the scheduler shows no dashboard."""
     app = scheduler.http_application  # distributed's RoutingApplication, with the routes of its modules
     routes = {getattr(rule.target, "__name__", ""): rule.matcher for rule in app.wildcard_router.rules}
     if not app.applications and "MissingBokeh" not in routes:
         return None
-    health = getattr(routes.get("HealthHandler"), "regex", None)
+    health = getattr(routes.get("HealthHandler"), "regex", None)  # --dashboard-prefix is kept only in routes
     return health.pattern[: -len("health$")] or "/" if health is not None else "/"
 
 
-def _handler() -> type:
-    from tornado import web
+class RunsPageHandler(web.RequestHandler):
+    """One route of the runs page: its *answer* gives the status, content type and body."""
 
-    class RunsPageHandler(web.RequestHandler):
-        """One route of the runs page: its *answer* gives the status, content type and body."""
+    def initialize(self, answer: Callable[..., tuple[int, str, str | bytes]]) -> None:
+        self.answer = answer
 
-        def initialize(self, answer: Callable[..., tuple[int, str, str | bytes]]) -> None:
-            self.answer = answer
+    def set_default_headers(self) -> None:
+        for name, value in HEADERS.items():
+            self.set_header(name, value)
 
-        def set_default_headers(self) -> None:
-            for name, value in HEADERS.items():
-                self.set_header(name, value)
-
-        def get(self, *args: str) -> None:
-            status, kind, body = self.answer(*args)
-            self.set_status(status)
-            self.set_header("Content-Type", kind)
-            self.finish(body)
-
-    return RunsPageHandler
+    def get(self, *args: str) -> None:
+        status, kind, body = self.answer(*args)
+        self.set_status(status)
+        self.set_header("Content-Type", kind)
+        self.finish(body)
 
 
 def add_routes(scheduler: Any, plugin: RunsPlugin) -> str | None:
@@ -145,12 +131,11 @@ def add_routes(scheduler: Any, plugin: RunsPlugin) -> str | None:
     answers = {
         rf"{at}/?": lambda: (200, "text/html; charset=utf-8", page),
         rf"{at}/runs\.js": lambda: (200, "text/javascript; charset=utf-8", (HERE / "dashboard.js").read_bytes()),
-        rf"{at}/api/runs\.json": lambda: (200, JSON, json.dumps(plugin.runs.to_dict(), allow_nan=False,
-                                                                default=str)),
+        rf"{at}/api/runs\.json": lambda: (200, JSON, json.dumps(plugin.runs.to_dict(), allow_nan=False, default=str)),
         rf"{at}/api/runs/([0-9A-Za-z_-]{{1,100}})\.json": run,
     }
-    handler = _handler()
-    scheduler.http_application.add_handlers(r".*", [(path, handler, {"answer": a}) for path, a in answers.items()])
+    scheduler.http_application.add_handlers(r".*", [(path, RunsPageHandler, {"answer": a})
+                                                    for path, a in answers.items()])
     return base
 
 
@@ -172,12 +157,7 @@ def page_path(dask_scheduler: Any) -> str | None:
 
 
 def page_link(client: Any) -> str | None:
-    """The runs page's URL on *client*'s scheduler, or ``None`` when the scheduler does not serve it.
-
-    Built from ``client.dashboard_link`` (so ``distributed.dashboard.link``
-    templates and proxies apply): its ``status`` page becomes ``daskgif``,
-    below the dashboard's prefix.
-    """
+    """The runs page's URL on *client*'s scheduler (from ``client.dashboard_link``), or ``None`` if it has none."""
     try:
         path = client.run_on_scheduler(page_path)
         link = client.dashboard_link
@@ -186,8 +166,6 @@ def page_link(client: Any) -> str | None:
         return None
     if not path or not link:
         return None
-    from urllib.parse import urljoin, urlsplit
-
     if not urlsplit(link).path.rstrip("/").endswith("/status"):
         return urljoin(link, path)
     # distributed's link names the status page but leaves out --dashboard-prefix: put it back

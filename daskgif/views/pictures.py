@@ -1,21 +1,27 @@
 """Pictures of the pipeline as it will run (:func:`draw_pipeline`) and as it ran (:func:`draw_run`).
 
-``build_graph(...).visualize()`` draws the Dask graph as submitted, without the
-``write-frame`` tasks launched at run time; both pictures here draw the steps of
-``daskgif.pipeline.steps.STEPS`` with that fan-out and the files between them
-(:func:`draw_steps`).  Rendering SVG, PNG or PDF needs Graphviz's ``dot`` program
-(Debian/Ubuntu: ``apt-get install graphviz``; elsewhere https://graphviz.org/download/).
+Unlike ``build_graph(...).visualize()``, both draw the ``write-frame`` tasks launched at run time, and
+the files between the steps.  SVG, PNG and PDF need Graphviz's ``dot`` program.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from daskgif import storage
+from daskgif.core.state import State, describe, first_failure
 from daskgif.errors import DaskgifError
+from daskgif.gif.split import split_frames
+from daskgif.pipeline.parameters import bind
+from daskgif.pipeline.sample import sample_path
+from daskgif.pipeline.settings import default_frames_dir, read_setting
+from daskgif.pipeline import steps
+from daskgif.redact import mask
 
 if TYPE_CHECKING:
     import graphviz
@@ -23,15 +29,10 @@ if TYPE_CHECKING:
 __all__ = ["draw_pipeline", "draw_run", "load_run", "save_picture", "picture_file", "count_frames", "FORMATS",
            "LOOKS"]
 
-#: What to install for pictures, in one line (``daskgif graph`` prints it).
-INSTALL = ("pip install graphviz (the Python package), and Graphviz's dot program for .svg/.png/.pdf "
-           "(Debian/Ubuntu: apt-get install graphviz)")
-
 #: Picture formats :func:`save_picture` writes, by file suffix.
 FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
 
-TASK = {"shape": "box", "style": "rounded,filled", "fillcolor": "#dbe8f6", "color": "#3b6fa8",
-        "fontname": "Helvetica"}
+TASK = {"shape": "box", "style": "rounded,filled", "fillcolor": "#dbe8f6", "color": "#3b6fa8", "fontname": "Helvetica"}
 FILE = {"shape": "note", "style": "filled", "fillcolor": "#f5f5f0", "color": "#888888",
         "fontname": "Helvetica", "fontsize": "11"}
 #: How a state looks in the picture of a run: fill, border, line style.
@@ -47,10 +48,6 @@ ORDER = ("Failed", "Skipped", "Success")
 
 def count_frames(path: str, delimiter: bytes = b"\n\n\n\n") -> int | None:
     """Return how many frames the local image-data file *path* holds; ``None`` if it is not one or does not split."""
-    from daskgif import storage
-    from daskgif.gif.split import split_frames
-    from daskgif.pipeline.settings import read_setting
-
     name = storage.local_path(path)
     if name is None or not os.path.isfile(name):
         return None
@@ -67,7 +64,8 @@ def import_graphviz():
     try:
         import graphviz
     except ImportError as e:
-        raise ImportError(f"drawing the pipeline needs the graphviz Python package: {INSTALL}") from e
+        raise ImportError("drawing the pipeline needs the graphviz Python package: pip install graphviz (and for "
+                          ".svg/.png/.pdf Graphviz's dot program, Debian/Ubuntu: apt-get install graphviz)") from e
     return graphviz
 
 
@@ -84,14 +82,10 @@ def draw_steps(files: Mapping[str, str], draw_step: Callable[[Any], tuple[str, d
                edge: Callable[[Any], dict] = lambda step: {}, **graph_attr: str) -> graphviz.Digraph:
     """Draw the pipeline's steps in order, each after what the one before it wrote: the layout of both pictures.
 
-    *files* are the paths drawn, by ``build_graph`` parameter (``url``, ``data_file``, ``out``);
-    ``draw_step(step)`` returns a plain step's label and look; ``draw_map(cluster, step)`` draws a
-    mapping step's run-time tasks and returns the nodes its input goes to and its output comes from;
-    ``edge(step)`` returns the attributes of the edges into *step* and into the file it writes.
+    ``draw_step(step)`` gives a step's label and look, ``draw_map(cluster, step)`` draws a mapping step and gives
+    its first and last nodes, ``edge(step)`` the attributes of the edges into *step* and the file it writes.
     """
     graphviz = import_graphviz()
-    from daskgif.pipeline.steps import STEPS
-
     dot = graphviz.Digraph("daskgif", graph_attr={"rankdir": "TB", "nodesep": "0.3", "ranksep": "0.35",
                                                    "fontname": "Helvetica", "ordering": "out", **graph_attr})
     dot.attr("edge", color="#555555", arrowsize="0.7")
@@ -99,7 +93,7 @@ def draw_steps(files: Mapping[str, str], draw_step: Callable[[Any], tuple[str, d
     if "url" in files:
         dot.node("url", graphviz.escape(files["url"]), **FILE)
         tails = ["url"]
-    for step in STEPS:
+    for step in steps.STEPS:  # read when drawn: the pipeline may have grown a step
         if step.maps:
             with dot.subgraph(name=f"cluster_{step.name}") as fan:
                 heads, ends = draw_map(fan, step)
@@ -121,9 +115,8 @@ def draw_steps(files: Mapping[str, str], draw_step: Callable[[Any], tuple[str, d
 def draw_pipeline(*args: Any, max_frames: int = 3, **kwargs: Any) -> graphviz.Digraph:
     """Draw the pipeline that ``build_graph`` with the same arguments (checked as it checks them) runs.
 
-    Nothing is fetched or written.  At most *max_frames* ``write-frame`` nodes are
-    drawn: beyond it the first ``max_frames - 1``, a node for the rest, and the last.
-    The picture (a ``graphviz.Digraph``) shows itself in Jupyter; save it with :func:`save_picture`.
+    Nothing is fetched or written.  At most *max_frames* ``write-frame`` nodes are drawn (the rest
+    as one).  The ``graphviz.Digraph`` shows itself in Jupyter; save it with :func:`save_picture`.
 
     >>> picture = draw_pipeline(url="https://example.com/all-images.img",
     ...                         data_file="/nonexistent/x.img")
@@ -131,11 +124,6 @@ def draw_pipeline(*args: Any, max_frames: int = 3, **kwargs: Any) -> graphviz.Di
     >>> [name for name in steps if name in picture.source]
     ['fetch', 'split', 'write-frame [i]', 'combine']
     """
-    from daskgif import storage
-    from daskgif.pipeline.parameters import bind
-    from daskgif.pipeline.sample import sample_path
-    from daskgif.pipeline.settings import default_frames_dir
-
     if max_frames < 2:
         raise ValueError(f"max_frames must be at least 2, got {max_frames!r}")
     arguments = bind(*args, **kwargs)
@@ -210,16 +198,13 @@ class Summary:
 
 
 def summarize(found: Any) -> Summary:
-    """Return the :class:`Summary` of one task of a run record's ``states``: a state's dict (``--json``),
-    a mapped task's (``counts``, ``records``) or counts only (history lines: ``{"Success": 1}``).
+    """The :class:`Summary` of a task in a run record's ``states``: a state, a mapped task's, or counts only.
 
     >>> summarize({"Success": 30, "Failed": 1}).line()
     '30 Success, 1 Failed'
     >>> summarize({"name": "fetch", "state": "Failed", "attempts": 3, "message": "FetchError: 503"}).line()
     'Failed after 3 attempts'
     """
-    from daskgif.core.state import State
-
     if not isinstance(found, Mapping):
         raise ValueError(f"a task's states must be a mapping, got {found!r}"[:300])
     if "state" in found:
@@ -239,18 +224,12 @@ def wrap(text: str, width: int = 40, lines: int = 3) -> str:
     >>> wrap("GifFormatError: frame 3 at byte 2975: image data does not decode", 30)
     'GifFormatError: frame 3 at\\nbyte 2975: image data does not\\ndecode'
     """
-    import textwrap
-
-    from daskgif.redact import mask
-
     kept = textwrap.wrap(mask(" ".join(text.split())), width, max_lines=lines, placeholder=" …")
     return "\n".join(import_graphviz().escape(line) for line in kept)
 
 
 def run_view(run: Any) -> tuple[str, dict[str, Summary], dict[str, str]]:
     """Return the title of *run* (as :func:`draw_run` takes it), its tasks' summaries and its files by parameter."""
-    from daskgif.core.state import State, describe, first_failure
-
     if hasattr(run, "to_dict"):  # a Result
         run = run.to_dict()
     if isinstance(run, Mapping) and isinstance(run.get("result"), Mapping):  # a webhook body
@@ -285,13 +264,11 @@ def draw_run(run: Any, filename: str | None = None, format: str | None = None, *
              max_named: int = 3) -> graphviz.Digraph:
     """Draw a finished run: the pipeline's steps coloured by state, with attempts and counts.
 
-    *run* is a :class:`~daskgif.pipeline.result.Result` (``RunFailed(...).result`` too),
-    ``Result.to_dict()``, a ``daskgif run --json`` line, a history record (counts only,
-    so no item is named) or a webhook body.  Success is green, Skipped amber, Failed
-    red; a step that did not run is grey and dashed.  A mapped step (``write-frame``)
-    names its failed, then skipped, items, up to *max_named*.  As dask's ``visualize``,
-    it also saves the picture to *filename* (any fsspec path) in *format* (``"svg"``,
-    ``"png"``, ``"pdf"`` or ``"dot"``; default: the suffix says, else PNG).
+    *run* is a :class:`~daskgif.pipeline.result.Result` (``RunFailed(...).result`` too), its ``to_dict()``,
+    a ``daskgif run --json`` line, a history record (counts only) or a webhook body.  Success is green,
+    Skipped amber, Failed red, not run grey and dashed; ``write-frame`` names up to *max_named* failed,
+    then skipped, frames.  As dask's ``visualize``, it saves to *filename* (any fsspec path) in *format*
+    (``"svg"``, ``"png"``, ``"pdf"`` or ``"dot"``; default: the suffix says, else PNG).
 
     >>> record = {"ok": False, "message": "task 'split' failed after 1 attempt: GifFormatError: bad",
     ...           "states": {"fetch": {"Skipped": 1}, "split": {"Failed": 1}}}
@@ -341,10 +318,7 @@ def draw_run(run: Any, filename: str | None = None, format: str | None = None, *
 def load_run(source: str, index: int = -1, storage_options: dict | None = None) -> dict[str, Any]:
     """Return one run record from *source*: a JSON object itself, or a file of them (any fsspec path).
 
-    The file is a history file (``daskgif run --history``) or ``daskgif run --json``
-    output, one JSON line per run, or one (pretty-printed) JSON object, such as a
-    saved webhook body.  *index* picks the record: ``0`` the first, ``-1`` the last.
-    Raises ``OSError`` if the file cannot be read, ``ValueError`` if no record is at *index*.
+    JSON lines (a history file, ``daskgif run --json`` output) or one JSON object (a webhook body).
 
     >>> load_run('{"ok": true, "states": {"fetch": {"Success": 1}}}')["ok"]
     True
@@ -352,8 +326,6 @@ def load_run(source: str, index: int = -1, storage_options: dict | None = None) 
     if source.lstrip().startswith("{"):
         text, where = source, "the JSON given"
     else:
-        from daskgif import storage
-
         with storage.open_input(source, storage_options) as f:
             text, where = f.read().decode("utf-8", errors="replace"), source
 
@@ -375,9 +347,7 @@ def load_run(source: str, index: int = -1, storage_options: dict | None = None) 
 
 
 def picture_file(filename: str, format: str | None = None) -> str:  # noqa: A002 - dask's name
-    """Return the file name a picture in *format* is saved as, as dask's ``visualize`` does.
-
-    No suffix: *format*'s is added (PNG by default); a suffix must agree with *format*.
+    """Return the file name a picture in *format* is saved as, as dask's ``visualize`` does (PNG by default).
 
     >>> picture_file("run"), picture_file("run", "svg"), picture_file("run.svg"), picture_file("run.dot", "dot")
     ('run.png', 'run.svg', 'run.svg', 'run.dot')
@@ -398,13 +368,7 @@ def picture_file(filename: str, format: str | None = None) -> str:  # noqa: A002
 
 
 def save_picture(picture: graphviz.Digraph, filename: str, storage_options: dict | None = None) -> str:
-    """Write *picture* to *filename* (any fsspec path), atomically, in the format its suffix names; return *filename*.
-
-    ``.svg``, ``.png`` and ``.pdf`` are rendered by Graphviz's ``dot`` (``FileNotFoundError`` without it);
-    ``.dot`` and ``.gv`` are the Graphviz source, written without it.
-    """
-    from daskgif import storage
-
+    """Write *picture* to *filename* (any fsspec path), atomically, in the format its suffix names; return it."""
     suffix = os.path.splitext(filename)[1].lower()
     if suffix not in FORMATS:
         raise ValueError(f"picture file must end in one of {', '.join(FORMATS)}, got {filename!r}")

@@ -1,9 +1,4 @@
-"""Frame progress, from the runs' own messages (:mod:`daskgif.core.events`), drawn where the user looks.
-
-In Jupyter, one HTML line in the cell that computes; on a terminal, a `tqdm
-<https://tqdm.github.io>`_ bar (log lines and :func:`fresh_line` messages go above
-it); anywhere else, plain lines.  See :func:`progress`.
-"""
+"""Frame progress, from the runs' own messages (:mod:`daskgif.core.events`), drawn where the user looks."""
 
 from __future__ import annotations
 
@@ -76,10 +71,7 @@ _OPEN: list[_Line] = []  # the lines of the bars being drawn now
 
 
 def fresh_line(stream: IO[str] | None = None) -> str:
-    """``"\\n"`` when a progress bar's line is open on *stream* (default ``sys.stderr``), else ``""``.
-
-    Write it before a message, to start it on a line of its own, above the bar.  Safe in
-    a signal handler (it takes no lock): ``os.write(2, f"{fresh_line()}daskgif: SIGINT".encode())``.
+    """``"\\n"`` when a progress bar's line is open on *stream* (default ``sys.stderr``), else ``""``; takes no lock.
 
     >>> fresh_line()
     ''
@@ -89,13 +81,7 @@ def fresh_line(stream: IO[str] | None = None) -> str:
 
 
 class Progress:
-    """Count the frames of the runs started while it is active, and draw them (see :func:`progress`).
-
-    It draws on *stream* (default ``sys.stderr``, or in Jupyter the cell's output)
-    at most every *interval* seconds (default 0.1 for a bar or in Jupyter,
-    ``daskgif.progress-interval`` for plain lines), following the messages of
-    *client* (default the current client, if any); *clock* gives the seconds.
-    """
+    """Count the frames of the runs started while it is active, and draw them (see :func:`progress`)."""
 
     def __init__(self, stream: IO[str] | None = None, interval: float | None = None, client: Any = None,
                  clock: Callable[[], float] = time.monotonic):
@@ -116,9 +102,7 @@ class Progress:
     @property
     def mode(self) -> str:
         """How it draws: ``"notebook"``, ``"bar"`` (a terminal) or ``"lines"``."""
-        if self._notebook is not None:
-            return "notebook"
-        return "bar" if self._line is not None else "lines"
+        return "notebook" if self._notebook is not None else "bar" if self._line is not None else "lines"
 
     def __enter__(self) -> Progress:
         client = self.client if self.client is not None else find_client()
@@ -187,8 +171,7 @@ class Progress:
         if self._line is not None:  # a terminal: tqdm redraws the bar at most every interval
             if self._bar is None:
                 self._bar = _Bar(total=self.total, initial=self.done, file=self._line, mininterval=self.interval,
-                                 bar_format=BAR_FORMAT, unit=" frames", leave=True,
-                                 dynamic_ncols=_width(self.stream) > 0)  # a terminal of unknown width: tqdm's default
+                                 bar_format=BAR_FORMAT, unit=" frames", leave=True, dynamic_ncols=_sized(self.stream))
             if final:
                 self._bar.close()
             return
@@ -206,21 +189,19 @@ class Progress:
             self.stream.flush()
 
 
-def _width(stream: Any) -> int:
-    """The terminal's columns; 0 if unknown (a pseudo-terminal nobody sized says 0)."""
+def _sized(stream: Any) -> bool:
+    """Whether the terminal says its width (a pseudo-terminal nobody sized says 0: tqdm's default width then)."""
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        return os.get_terminal_size(stream.fileno()).columns > 0
     except (AttributeError, OSError, ValueError):
-        return 0
+        return False
 
 
 class _CellOutput:
     """An HTML output of the Jupyter cell that made it, updated in place from any thread.
 
-    ipykernel sends output with the parent header of the thread's context: from a
-    thread started in another cell (the client's event loop, the ``threads`` pool) it
-    would land in *that* cell.  So each update carries the header of the cell that
-    made the display, as ipywidgets' Output does.
+    Each update carries the header of that cell, as ipywidgets' Output does: else ipykernel sends the output
+    of a thread started in another cell to *that* cell.
     """
 
     def __init__(self, shell: Any):
@@ -235,9 +216,7 @@ class _CellOutput:
         """One in the cell running now, when running in a Jupyter kernel; else ``None``."""
         ipython = sys.modules.get("IPython")
         shell = ipython.get_ipython() if ipython is not None else None
-        if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
-            return None
-        return cls(shell)
+        return cls(shell) if type(shell).__name__ == "ZMQInteractiveShell" else None
 
     def update(self, html: str) -> None:
         """Show *html* in place of what the display shows, in the cell that made it."""
@@ -255,13 +234,9 @@ class _CellOutput:
 def progress(stream: IO[str] | None = None, interval: float | None = None, client: Any = None) -> Progress:
     """Show the frame progress of the runs computed inside a ``with`` block (a :class:`Progress`).
 
-    In Jupyter it is one HTML ``<progress>`` line, updated in place in the cell that
-    computes; on a terminal, a bar (``42%|####      | 16800/40000 frames [00:40<00:55,
-    420.00 frames/s]``); written to anything else (a log file, cron, CI), a plain line
-    at most every ``daskgif.progress-interval`` seconds (default 10) and one at the end
-    (``16800/40000 frames (42%), 420.0 frames/s, elapsed 00:42, ETA 00:55``).  It counts
-    the runs' own messages, on any scheduler; Dask's own progress bars stop short of the
-    end, as the ``write-frame`` tasks are launched at run time.
+    In Jupyter, one HTML ``<progress>`` line in the cell that computes; on a terminal, a tqdm bar;
+    anything else (a log file, cron, CI) gets a plain line every ``daskgif.progress-interval`` seconds
+    and one at the end.  Unlike Dask's bars, it counts the ``write-frame`` tasks launched at run time.
 
     >>> import io, daskgif
     >>> graph = daskgif.build_graph(data_file="memory://p/d.img", out="memory://p/c.gif")

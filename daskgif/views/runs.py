@@ -1,11 +1,7 @@
 """The runs page's model: what a scheduler has seen of each run, bounded, from messages none of which is trusted.
 
-:class:`Runs` keeps at most ``max_runs`` :class:`RunRecord`, newest last; a record
-counts its frames by state and keeps at most ``max_records`` notable frames (plain
-successes are counted, never kept one by one).  Any client may log a message on the
-topic, so each is checked first (:func:`check_message`: types, finite numbers, bounded
-sizes, text masked and cut); one the page cannot use is dropped whole, with one log
-line.  The page knows no pipeline: a run names its steps in its first message.
+Any client may log a message on the topic, so each is checked first (:func:`check_message`); one the
+page cannot use is dropped whole, with one log line.  A run names its steps in its first message.
 """
 
 from __future__ import annotations
@@ -63,8 +59,6 @@ def _what(value: Any) -> str:  # for a log line: its type, or the masked start o
 
 
 def _field(accepts: Callable[[Any], Any], expected: str, convert: Callable[[Any], Any] = lambda v: v) -> Callable:
-    """A reader of one field: *convert* of a value *accepts* takes, else :class:`Malformed`."""
-
     def read(value: Any) -> Any:
         if accepts(value):
             return convert(value)
@@ -155,9 +149,7 @@ def _fields(msg: Any, fields: Mapping[str, Callable[[Any], Any]], required: tupl
 
 
 def check_message(msg: Any) -> dict:
-    """*msg* with each field the page uses checked, its text masked and cut; raise :class:`Malformed` if unusable.
-
-    Fields the page does not use are left out.
+    """*msg* with the fields the page uses checked, text masked and cut, the others left out; else :class:`Malformed`.
 
     >>> check_message({"kind": "map", "run": "r1", "total": 3, "other": "left out"})
     {'kind': 'map', 'run': 'r1', 'name': None, 'total': 3}
@@ -182,10 +174,10 @@ def elapsed(start: float | None, end: float | None) -> float | None:
 
 
 class RunRecord:
-    """What the scheduler has seen of one run: its steps, its frame counts and its notable frames.
+    """What the scheduler has seen of one run: its steps, its frame counts and at most *max_records* notable frames.
 
-    Frame records are kept as tuples ``(state, attempts, start, end, message)`` by
-    map index, at most *max_records* of them; repeated messages are stored once.
+    Frame records are tuples ``(state, attempts, start, end, message)`` by map index; plain successes
+    are only counted, and repeated messages stored once.
 
     >>> run = RunRecord("abc", max_records=1)
     >>> run.add({"kind": "map", "name": "write-frame", "total": 3})
@@ -197,8 +189,7 @@ class RunRecord:
     """
 
     def __init__(self, run: str, max_records: int = 10000):
-        self.run = run
-        self.max_records = max_records
+        self.run, self.max_records = run, max_records
         self.state = RUNNING
         self.start: float | None = None
         self.end: float | None = None
@@ -270,11 +261,7 @@ class RunRecord:
             self.start = min((s["start"] for s in self.steps.values() if s.get("start") is not None), default=stamp)
 
     def stop(self, reason: str, stamp: float | None) -> None:
-        """Mark the run ``Cancelled`` by *reason*: a task of it still to run, or running, was let go of.
-
-        A run that succeeded stays so; a failed one failed by the stop (a cancelled
-        future's error, say).  Later messages leave it so.
-        """
+        """Mark the run ``Cancelled`` by *reason*, unless it succeeded (a failed one failed by the stop)."""
         if self.state in (SUCCESS, CANCELLED):
             return
         self.version += 1
@@ -297,14 +284,10 @@ class RunRecord:
 
     def summary(self) -> dict:
         """The run in one JSON-able line, for the runs table (``duration`` once it has ended)."""
-        done = sum(self.counts.values())
-        return scrub({
-            "run": self.run, "state": self.state, "start": self.start, "end": self.end,
-            "duration": elapsed(self.start, self.end),
-            "parameters": self.parameters, "batch": self.batch, "out": self.out, "message": self.message,
-            "size": self.size,
-            "frames": {"total": self.total, "done": done, "counts": dict(self.counts)},
-        })
+        return scrub({"run": self.run, "state": self.state, "start": self.start, "end": self.end,
+                      "duration": elapsed(self.start, self.end), "parameters": self.parameters, "batch": self.batch,
+                      "out": self.out, "message": self.message, "size": self.size,
+                      "frames": {"total": self.total, "done": sum(self.counts.values()), "counts": dict(self.counts)}})
 
     def detail(self, shown: int = RECORDS_SHOWN) -> dict:
         """The run with its steps, its frame grid (as ranges) and its first *shown* frame records."""
@@ -342,9 +325,7 @@ class RunRecord:
         return "Not run" if self.finished else "Pending"
 
     def grid(self, limit: int = GRID_LIMIT) -> list[dict]:
-        """Consecutive frames of the same look as at most *limit* ranges: ``first``, ``last``, ``count``, ``state``, ...
-
-        Frames without a record take :meth:`gap_state`.
+        """Consecutive frames of the same look as at most *limit* ranges; those without a record: :meth:`gap_state`.
 
         >>> run = RunRecord("abc")
         >>> for msg in [{"kind": "map", "total": 5}, {"kind": "frames", "counts": {"Success": 4, "Skipped": 1},
@@ -356,14 +337,13 @@ class RunRecord:
         gap = (self.gap_state(), False, "")
         total = self.total if self.total is not None else (max(self.records) + 1 if self.records else 0)
         pieces, previous = [], -1  # (first, last, look): the records and the gaps between them, in order
-        for index in sorted(i for i in self.records if i < total):
+        for index in [*sorted(i for i in self.records if i < total), total]:
             if index > previous + 1:
                 pieces.append((previous + 1, index - 1, gap))
-            state, attempts, _, _, message = self.records[index]
-            pieces.append((index, index, (state, attempts > 1, message)))
+            if index < total:
+                state, attempts, _, _, message = self.records[index]
+                pieces.append((index, index, (state, attempts > 1, message)))
             previous = index
-        if previous + 1 < total:
-            pieces.append((previous + 1, total - 1, gap))
         grid = []
         for (state, retried, message), same in islice(groupby(pieces, key=lambda piece: piece[2]), limit):
             same = list(same)
@@ -374,11 +354,7 @@ class RunRecord:
 
 
 class Runs:
-    """The runs a scheduler has seen, newest last, at most *max_runs* of them.
-
-    When a new run would exceed the bound, the oldest finished run goes (or the
-    oldest run, when none has finished).  A message for a run that was dropped
-    does not bring it back.
+    """The runs a scheduler has seen, newest last, at most *max_runs*: the oldest finished one (else the oldest) goes.
 
     >>> runs = Runs(max_runs=2)
     >>> for run in ("a", "b", "c"):
@@ -391,8 +367,7 @@ class Runs:
     """
 
     def __init__(self, max_runs: int = 20, max_records: int = 10000):
-        self.max_runs = max_runs
-        self.max_records = max_records
+        self.max_runs, self.max_records = max_runs, max_records
         self.runs: OrderedDict[str, RunRecord] = OrderedDict()
         self._dropped: deque[str] = deque(maxlen=10 * max_runs)
         self._stopped: OrderedDict[str, str] = OrderedDict()  # runs stopped before their first message came
@@ -416,9 +391,7 @@ class Runs:
             run.stop(self._stopped.pop(token), msg["time"])
 
     def stop(self, token: str, reason: str) -> None:
-        """A task of run *token* still to run, or running, was let go of (by *reason*): see :meth:`RunRecord.stop`.
-
-        A run stopped before its first message arrives is marked when it comes.
+        """A task of run *token* still to run, or running, was let go of (by *reason*); marked now or when it comes.
 
         >>> runs = Runs()
         >>> runs.stop("r1", "cancelled by client c1")

@@ -31,11 +31,7 @@ def state_counts(per: Mapping[str, int]) -> str:
 
 
 def frames_written(result: Any) -> str:
-    """Say how many frames the input held, how many went into the clip, and how many of those were kept.
-
-    ``all 32 frames written``, ``all 32 frames, all kept from an earlier run``,
-    ``31 of 32 frames written, 1 skipped (<why>)``.
-    """
+    """Say how many frames the input held, went into the clip and were kept: ``31 of 32 frames written, 1 skipped``."""
     written, held, kept = result.frames_written, result.frames_in, getattr(result, "reused", 0)
     done = (" written" if not kept else ", all kept from an earlier run" if kept == written
             else f" ({written - kept} written, {kept} kept from an earlier run)")
