@@ -158,17 +158,14 @@ def canvas_images(data: bytes | bytearray | memoryview, size: tuple[int, int], *
 
     try:
         info = parse_gif(data, max_pixels=max_pixels)
+        info.check_fits(size)
     except GifFormatError as e:
         raise e.locate(frame=index) from None
     _check_pillow_limit(info, None, index)
-    width, height = size
     canvas = Image.new("RGBA", size, (0, 0, 0, 0))
     with Image.open(io.BytesIO(data), formats=("GIF",)) as im:
         for i, image in enumerate(info.images):
             box = (image.left, image.top, image.left + image.width, image.top + image.height)
-            if box[2] > width or box[3] > height:
-                raise GifFormatError(f"image {i} at ({image.left}, {image.top}) of {image.width}x{image.height} "
-                                     f"pixels runs past the canvas of {width}x{height}", image.data[0], index)
             try:
                 im.seek(i)
                 # Pillow fills a first image's surroundings with colour 0: only the image's own box is taken.

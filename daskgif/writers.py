@@ -15,59 +15,30 @@ from fractions import Fraction
 from typing import Any, BinaryIO
 
 from daskgif.codec import canvas_images
-from daskgif.gif.join import check_animation
+from daskgif.gif.join import Animation
 
 __all__ = ["FrameWriter", "WebpWriter", "ApngWriter", "Mp4Writer", "apng_delay"]
 
 
-class FrameWriter:
-    """What the writers share: ``Writer(out, size, duration=, loop=, max_pixels=)``, a context manager.
+class FrameWriter(Animation):
+    """What the writers share (:class:`~daskgif.gif.join.Animation`): each frame is decoded to canvases.
 
-    ``add(gif_bytes)`` appends a frame; exit (or ``close()``) finishes the file.  A subclass writes
-    each canvas with ``_write(image, box)``, *box* being the rectangle that changed since the
-    previous image, and ends the file in ``_finish()``.
+    A subclass writes each canvas with ``_write(image, box)``, *box* being the rectangle that changed
+    since the previous image, and ends the file in ``_finish()``.
     """
 
     format = "animation"
-    largest = 0xFFFF  # the largest width or height the format holds
-
-    def __init__(self, out: BinaryIO, size: tuple[int, int], *, duration: float = 100, loop: int | None = 0,
-                 max_pixels: int | None = None):
-        self.size = check_animation(size, duration, loop, max_pixels, self.largest, self.format)
-        self.out, self.duration, self.loop, self.max_pixels = out, duration, loop, max_pixels
-        self.frames = self.images = 0
-        self._previous: Any = None
-        self._closed = False
+    _previous: Any = None
 
     @classmethod
     def check(cls, *, duration: float) -> None:
         """Refuse, before any work, what this writer cannot write (a missing extra, a duration)."""
 
-    def __enter__(self) -> FrameWriter:
-        return self
-
-    def __exit__(self, kind, value, traceback) -> None:
-        if kind is None:
-            self.close()
-
-    def add(self, frame: bytes | bytearray | memoryview) -> None:
-        """Append every image of the GIF *frame*; a frame that does not fit or decode raises ``GifFormatError``."""
-        if self._closed:
-            raise ValueError(f"cannot add a frame to a closed {type(self).__name__}")
+    def _add(self, frame: bytes | bytearray | memoryview) -> None:
         for image in canvas_images(frame, self.size, index=self.frames, max_pixels=self.max_pixels):
             self._write(image, self._changed(image))
             self._previous = image
             self.images += 1
-        self.frames += 1
-
-    def close(self) -> None:
-        """Finish the file. Adding no frame at all is an error."""
-        if self._closed:
-            return
-        if not self.images:
-            raise ValueError(f"no frames were added: {self.format} needs at least one image")
-        self._finish()
-        self._closed = True
 
     def _changed(self, image: Any) -> tuple[int, int, int, int]:
         """The box of *image* that differs from the previous image (all of the first; one pixel if none)."""
@@ -78,9 +49,6 @@ class FrameWriter:
         return ImageChops.difference(image, self._previous).getbbox(alpha_only=False) or (0, 0, 1, 1)
 
     def _write(self, image: Any, box: tuple[int, int, int, int]) -> None:
-        raise NotImplementedError
-
-    def _finish(self) -> None:
         raise NotImplementedError
 
     def _start_seekable(self, header: bytes) -> None:

@@ -1,10 +1,8 @@
 """Parse, validate and measure GIF files (87a and 89a), with the standard library only.
 
-:func:`gif_length` walks a GIF block by block to just past its trailer, inside a larger
-buffer (:class:`Incomplete` when the buffer ends first, so the splitter reads more);
-:func:`parse_gif` walks a whole GIF the same way and describes every image, down to the
-span of its LZW data, which :mod:`daskgif.gif.join` copies unchanged.  The code stream
-is walked, never decoded: truncation and bad blocks are caught, not a corrupt stream.
+:func:`gif_length` walks a GIF block by block to just past its trailer; :func:`parse_gif` also describes
+every image, down to the span of its LZW data, which :mod:`daskgif.gif.join` copies unchanged.  The code
+stream is walked, never decoded: truncation and bad blocks are caught, not a corrupt stream.
 """
 
 from __future__ import annotations
@@ -75,6 +73,16 @@ class GifInfo:
             return image.local_table, image.sort
         assert self.global_table is not None  # parse_gif refuses images without a table
         return self.global_table, self.global_sort
+
+    def check_fits(self, size: tuple[int, int]) -> None:
+        """Refuse an image that runs past a canvas of *size* (decoders would grow the canvas to hold it)."""
+        width, height = size
+        for i, image in enumerate(self.images):
+            if image.left + image.width > width or image.top + image.height > height:
+                raise GifFormatError(
+                    f"image {i} at ({image.left}, {image.top}) of {image.width}x{image.height} pixels runs past the "
+                    f"canvas of {width}x{height}: give a size that holds it (this frame needs "
+                    f"{self.canvas[0]}x{self.canvas[1]})", image.data[0])
 
 
 def table_size_bits(table: bytes) -> int:
@@ -161,10 +169,9 @@ def gif_length(buf: bytes | bytearray | memoryview, start: int = 0, *, max_pixel
                images: list[ImageInfo] | None = None) -> int:
     """Walk the GIF that begins at *start* in *buf* block by block; return the offset just past its trailer.
 
-    Only the structure is walked (blocks, colour tables, sub-blocks) and a logical screen
-    of more than *max_pixels* refused, unless *images* is a list: then the GIF is checked
-    as :func:`parse_gif` says and each image appended to it.  :class:`Incomplete` when
-    *buf* ends first; a ``GifFormatError``'s ``offset`` is one in *buf*.
+    Only the structure is walked and a screen of more than *max_pixels* refused, unless *images* is a list:
+    then the GIF is checked as :func:`parse_gif` says and each image appended to it.  :class:`Incomplete`
+    when *buf* ends first (the splitter reads more); a ``GifFormatError``'s ``offset`` is one in *buf*.
 
     >>> from daskgif.gif.encode import encode_gif
     >>> gif = encode_gif(2, 2, bytes(6), bytes(4))
@@ -172,7 +179,8 @@ def gif_length(buf: bytes | bytearray | memoryview, start: int = 0, *, max_pixel
     True
     """
     check_signature(buf[start:start + 6], start)
-    _need(buf, start, 13, "header")
+    if start + 13 > len(buf):
+        raise Incomplete(f"truncated in header: {len(buf) - start} bytes, a GIF header has 13", start)
     width, height, flags = _u16(buf, start + 6), _u16(buf, start + 8), buf[start + 10]
     parse = images is not None
     if parse and not (width and height):
@@ -232,10 +240,9 @@ def gif_length(buf: bytes | bytearray | memoryview, start: int = 0, *, max_pixel
 def parse_gif(data: bytes | bytearray | memoryview, *, max_pixels: int | None = None) -> GifInfo:
     """Parse and validate a whole GIF, from its signature on (bytes after the trailer are ignored, see ``end``).
 
-    Refused, naming what is wrong and its byte offset: a bad signature, a zero-size
-    screen, no images, an image without a colour table, a truncated block, ..., and a
-    screen, image or canvas (:attr:`GifInfo.canvas`) of more than *max_pixels* pixels
-    (equal is accepted, as Pillow accepts ``Image.MAX_IMAGE_PIXELS``).
+    Refused, naming what is wrong and its byte offset: a bad signature, a zero-size screen, no images, an
+    image without a colour table, a truncated block, ..., and a screen, image or canvas
+    (:attr:`GifInfo.canvas`) of more than *max_pixels* pixels (see :func:`check_pixels`).
 
     >>> from daskgif.gif.encode import encode_gif
     >>> info = parse_gif(encode_gif(3, 2, bytes(range(12)), bytes([0, 1, 2, 3, 0, 1]), transparent=3))
