@@ -1,8 +1,7 @@
 """Frames through Pillow (via imageio, imported on first use): decode validation, conversion to GIF, pixels.
 
-The byte modules (``daskgif.gif``) never decode; this module does, in a frame's own task.  Pillow's
-decompression-bomb check is never allowed to warn: a larger canvas is refused before Pillow opens
-it (filtering the warning would change process-wide state, unsafe in a threaded worker).
+A canvas Pillow would open only with a decompression-bomb warning is refused before it opens it: filtering
+the warning would change process-wide state, unsafe in a threaded worker.
 """
 
 from __future__ import annotations
@@ -21,12 +20,9 @@ DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
 
 
 def to_gif(data: bytes | bytearray | memoryview, *, index: int | None = None, offset: int | None = None) -> bytes:
-    """Return the first image of *data* as a one-image GIF89a of at most 256 colours.
-
-    An image of at most 256 colours (255 with transparency) converts exactly; a richer one is
-    quantised (fast octree, no dithering, deterministic).  Alpha below 128 becomes transparent.
-    Raises :class:`~daskgif.errors.GifFormatError` naming frame *index* at byte *offset* when
-    *data* cannot be read or decoded.
+    """Return the first image of *data* as a one-image GIF89a, or a ``GifFormatError`` naming frame *index* at
+    byte *offset*.  Up to 256 colours (255 with alpha) convert exactly, more are quantised (fast octree, no
+    dithering); alpha below 128 becomes transparent.
 
     >>> from PIL import Image
     >>> png = io.BytesIO(); Image.new("RGB", (3, 2), (10, 20, 30)).save(png, "PNG")
@@ -104,11 +100,10 @@ def _check_pillow_limit(info: GifInfo, offset: int | None, index: int | None) ->
 
 def check_decodes(data: bytes | bytearray | memoryview, *, index: int, offset: int,
                   info: GifInfo | None = None) -> None:
-    """Decode every image of the GIF frame *data* with Pillow; raise if one does not decode.
+    """Decode every image of the GIF frame *data* (*info*: its :func:`~daskgif.gif.parse.parse_gif`) with Pillow.
 
-    Raises :class:`~daskgif.errors.GifFormatError` naming frame *index* at *offset* plus that of the
-    image data that failed, or for a frame that is no GIF or too large for Pillow.  *info* is the
-    frame's :func:`~daskgif.gif.parse.parse_gif` result when the caller has it.
+    A frame that is no GIF, is too large for Pillow or does not decode raises a ``GifFormatError`` naming
+    frame *index* at *offset* plus that of the image data that failed.
 
     >>> from daskgif.gif.encode import encode_gif
     >>> gif = encode_gif(2, 2, bytes(6), bytes(4))
@@ -142,11 +137,9 @@ def check_decodes(data: bytes | bytearray | memoryview, *, index: int, offset: i
 
 def canvas_images(data: bytes | bytearray | memoryview, size: tuple[int, int], *, index: int | None = None,
                   max_pixels: int | None = None) -> Iterator[Any]:
-    """Yield every image of the GIF frame *data* as an RGBA ``PIL.Image`` of *size*, as a viewer shows it.
-
-    Each image is drawn at its own position on a transparent canvas, and disposed of as it says.
-    Raises :class:`~daskgif.errors.GifFormatError` naming frame *index* for data that is no GIF, is
-    larger than *max_pixels* or than Pillow opens without warning, runs past the canvas, or does not decode.
+    """Yield every image of the GIF frame *data* as an RGBA ``PIL.Image`` of *size*, as a viewer shows it:
+    drawn at its position on a transparent canvas, disposed of as it says.  A ``GifFormatError`` names frame
+    *index* for data that is no GIF, too large, runs past the canvas, or does not decode.
 
     >>> from daskgif.gif.encode import encode_gif
     >>> red_green = b"\\xff\\x00\\x00\\x00\\xff\\x00"

@@ -1,8 +1,5 @@
-"""A small GIF encoder (LZW), standard library only, deterministic forever.
-
-It makes the embedded sample (``scripts/make_sample.py``) and test frames with exact
-bytes (a palette holding four newlines, GIF87a, interlaced or transparent images);
-the pipeline never encodes.
+"""A small GIF encoder (LZW), standard library only, deterministic forever: it makes the embedded sample
+(``scripts/make_sample.py``) and test frames with exact bytes; the pipeline never encodes.
 """
 
 from __future__ import annotations
@@ -89,16 +86,11 @@ def encode_gif(width: int, height: int, palette: bytes, pixels: bytes, *, versio
                loop: int | None = None, comment: bytes | None = None) -> bytes:
     """Encode one image as a GIF, byte for byte the same on every machine and version.
 
-    *palette* holds 1 to 256 RGB colours (padded with black to a power of two), *pixels*
-    ``width * height`` colour indices, row by row.  The options write what their names
-    say: a ``b"87a"`` *version* (which can carry no extension), rows in interlaced order,
-    a Graphic Control Extension (*transparent* index, *delay* in hundredths of a second,
-    *disposal*), the palette as a *local_table* instead of a global one, the image's
-    position (*left*, *top*) on a logical *screen* (default: the image's extent), the
-    *background* index, the table's *sort* flag, a NETSCAPE2.0 *loop* block, a *comment*.
+    *palette* holds 1 to 256 RGB colours (padded with black to a power of two), *pixels* ``width * height``
+    colour indices, row by row.  The options write what their names say; *transparent*, *delay* (in
+    hundredths of a second) and *disposal* make a Graphic Control Extension, which ``b"87a"`` cannot carry;
+    the logical *screen* defaults to the image's extent.
 
-    Examples
-    --------
     >>> gif = encode_gif(2, 1, b"\\x00\\x00\\x00\\xff\\xff\\xff", b"\\x00\\x01")
     >>> gif[:6], len(gif), gif[-1:]
     (b'GIF89a', 35, b';')

@@ -1,8 +1,4 @@
-"""Where daskgif's files go: fsspec protocols and options, local paths, frame names, temporary names.
-
-Only regular files are replaced (:func:`check_target`): a fifo would block, a device
-(``/dev/null``) is the system's, a symbolic link leads anywhere.
-"""
+"""Where daskgif's files go: fsspec protocols and options, local paths, frame names, temporary names."""
 
 from __future__ import annotations
 
@@ -70,8 +66,7 @@ def host_name() -> str:
 
 
 def part_name(name: str) -> str:
-    """A fresh temporary name for a file being written as *name*: ``.<name>.<host>-<pid>-<hex>.part``
-    (so that ``remove_stale_parts`` tells a dead writer's leftovers from a live writer's file).
+    """A fresh temporary name for a file being written as *name*, whose writer :func:`part_owner` tells.
 
     >>> n = part_name("clip.gif")
     >>> n.startswith(".clip.gif.") and n.endswith(f"-{os.getpid()}-" + n[-37:-5] + ".part")
@@ -155,9 +150,8 @@ def is_glob(url: str) -> bool:
 
 
 def expand_inputs(urls: str | list[str], storage_options: dict | None = None) -> list[str]:
-    """The input URLs: each pattern expanded by its filesystem (one listing, matches sorted), each URL once.
-
-    The expanded paths keep the pattern's protocol, so they open the same way.
+    """The input URLs: each pattern expanded by its filesystem (one listing, matches sorted, the pattern's
+    protocol kept), each URL once.
 
     >>> import fsspec
     >>> for name in ("b.img", "a.img", "c.txt"):
@@ -195,9 +189,8 @@ def file_kind(mode: int) -> str:
 
 
 def check_target(path: str) -> None:
-    """Refuse to replace a local *path* that is a device, a fifo or a socket (a folder, ``os.replace`` refuses).
-
-    A symbolic link is replaced, never followed.
+    """Refuse to replace a local *path* that is a device, a fifo or a socket: a fifo would block, a device is
+    the system's.  A symbolic link is replaced, never followed; a folder, ``os.replace`` refuses.
 
     >>> check_target("/dev/null")
     Traceback (most recent call last):
@@ -228,10 +221,8 @@ def version_of(info: dict) -> str | None:
 
 
 def list_inputs(location: str, storage_options: dict | None = None) -> dict[str, tuple[int | None, str | None]]:
-    """Every file under the folder or prefix *location* (or matching the pattern), with its size and version.
-
-    One listing (a few requests on object storage), never one request per file; a
-    location that does not exist lists nothing.
+    """Every file under the folder or prefix *location* (or matching the pattern), with its size and version,
+    from one listing (not one request per file); a location that does not exist lists nothing.
 
     >>> import fsspec
     >>> fsspec.filesystem("memory").pipe("/doc-watch/in/a.img", b"abc")
