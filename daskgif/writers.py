@@ -1,9 +1,7 @@
-"""Writers of the outputs that are not GIF: animated WebP, APNG and MP4, one frame at a time.
-
-Each decodes a frame when it is added (:func:`daskgif.codec.canvas_images`), writes it and drops it.
-Pillow's animated WebP and APNG savers want every frame at once, so those containers are written
-here chunk by chunk (each image after the first stores only the rectangle that changed), and their
-header is completed at close: *out* must be seekable.  MP4 frames go through a pipe to ffmpeg.
+"""Writers of the outputs that are not GIF: animated WebP, APNG and MP4, one frame at a time, each decoded
+when added (:func:`daskgif.codec.canvas_images`).  Pillow's WebP and APNG savers want every frame at once, so
+those are written here chunk by chunk (after the first image only the rectangle that changed), their header
+completed at close: *out* must be seekable.  MP4 frames go through a pipe to ffmpeg.
 """
 
 from __future__ import annotations
@@ -91,10 +89,8 @@ def _u24(value: int) -> bytes:
 
 
 class WebpWriter(FrameWriter):
-    """Write a lossless animated WebP (``VP8X``, ``ANIM``, one ``ANMF`` per image), frame by frame.
-
-    Pillow encodes each image lossless with ``exact`` (transparent pixels keep their colour).
-    *duration* is stored in whole milliseconds, *loop* as the WebP loop count (None: 1, played once).
+    """Write a lossless animated WebP (``VP8X``, ``ANIM``, one ``ANMF`` per image, Pillow's ``exact``), frame by
+    frame: *duration* in whole milliseconds, *loop* as the WebP loop count (None: 1, played once).
 
     >>> from PIL import Image
     >>> from daskgif.gif.encode import encode_gif
@@ -151,10 +147,8 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
 
 
 class ApngWriter(FrameWriter):
-    """Write an animated PNG (APNG, RGBA, 8 bits), frame by frame, each image compressed by Pillow.
-
-    *duration* is stored as a fraction of a second (:func:`apng_delay`), *loop* as the APNG play
-    count (None: 1, played once); the frame count is written at the end.
+    """Write an animated PNG (APNG, RGBA, 8 bits), frame by frame, each image compressed by Pillow: *duration*
+    as a fraction of a second (:func:`apng_delay`), *loop* as the play count (None: 1, played once).
     """
 
     format = "APNG"
@@ -191,11 +185,10 @@ class ApngWriter(FrameWriter):
 
 
 class Mp4Writer(FrameWriter):
-    """Write an H.264 MP4 (yuv420p) through imageio and ``imageio-ffmpeg`` (``daskgif[video]``), frame by frame.
-
-    The frame rate is ``1000 / duration``; *loop* is ignored.  An odd width or height gets one black
-    column or row more; transparent pixels are black.  x264's ``crf`` 16 gives about 37 dB PSNR on
-    the sample (18 loses detail in sharp coloured edges that yuv420p already halves).
+    """Write an H.264 MP4 (yuv420p) through imageio and ``imageio-ffmpeg`` (``daskgif[video]``), frame by frame,
+    at ``1000 / duration`` frames a second; *loop* is ignored, an odd width or height gets one black column or
+    row more, transparent pixels are black.  x264's ``crf`` 16 gives about 37 dB PSNR on the sample (18 loses
+    detail in sharp coloured edges that yuv420p already halves).
     """
 
     format = "MP4"

@@ -25,9 +25,8 @@ class Incomplete(GifFormatError):
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """One image of a GIF: its position and size, interlace bit, local colour table (or ``None``) and its sort flag,
-    its Graphic Control fields (0, ``None`` and 0 without one; ``delay`` in hundredths of a second), and ``data``:
-    ``(start, end)`` of its LZW minimum code size byte and data sub-blocks, terminator included."""
+    """One image of a GIF: position, size, interlace bit, local colour table (or ``None``) and sort flag, Graphic
+    Control fields (``delay`` in hundredths of a second), ``data``: ``(start, end)`` of its LZW code size and blocks."""
 
     left: int
     top: int
@@ -126,9 +125,8 @@ def _sub_blocks(buf, pos: int, what: str) -> int:
 
 
 def check_signature(head: bytes, start: int = 0) -> None:
-    """Raise a :class:`~daskgif.errors.GifFormatError` unless *head* is, or may become, ``GIF87a`` or ``GIF89a``.
-
-    The message quotes all six signature bytes: never bytes that match what it says it expected.
+    """Raise a :class:`~daskgif.errors.GifFormatError` unless *head* is, or may become, ``GIF87a`` or ``GIF89a``,
+    quoting all six bytes (never bytes that match what it says it expected).
 
     >>> check_signature(b"GIF89a"), check_signature(b"GIF")
     (None, None)
@@ -136,10 +134,6 @@ def check_signature(head: bytes, start: int = 0) -> None:
     Traceback (most recent call last):
     ...
     daskgif.errors.GifFormatError: at byte 0: unknown GIF version b'GIF88a': expected b'GIF87a' or b'GIF89a'
-    >>> check_signature(b"\\x89PNG\\r\\n", 7)
-    Traceback (most recent call last):
-    ...
-    daskgif.errors.GifFormatError: at byte 7: not a GIF: expected b'GIF87a' or b'GIF89a', got b'\\x89PNG\\r\\n'
     """
     head = bytes(head[:6])
     if any(sig.startswith(head) for sig in SIGNATURES):
@@ -150,9 +144,8 @@ def check_signature(head: bytes, start: int = 0) -> None:
 
 
 def check_pixels(what: str, width: int, height: int, max_pixels: int | None, offset: int | None = None) -> None:
-    """Refuse *what* of *width* x *height* pixels when it holds more than *max_pixels* (``None``: no limit).
-
-    The one check of the pixel limit; equal is accepted, as Pillow accepts ``Image.MAX_IMAGE_PIXELS``.
+    """Refuse *what* of *width* x *height* pixels when it holds more than *max_pixels* (``None``: no limit); equal
+    is accepted, as Pillow accepts ``Image.MAX_IMAGE_PIXELS``.
 
     >>> check_pixels("screen", 1000, 1000, 10**6), check_pixels("screen", 60000, 60000, None)
     (None, None)
@@ -248,10 +241,6 @@ def parse_gif(data: bytes | bytearray | memoryview, *, max_pixels: int | None = 
     >>> info = parse_gif(encode_gif(3, 2, bytes(range(12)), bytes([0, 1, 2, 3, 0, 1]), transparent=3))
     >>> info.version, info.width, info.height, len(info.images), info.images[0].transparent
     (b'89a', 3, 2, 1, 3)
-    >>> parse_gif(b"GIF89a\\x00\\x00\\x01\\x00\\x00\\x00\\x00;")
-    Traceback (most recent call last):
-    ...
-    daskgif.errors.GifFormatError: at byte 6: zero-size logical screen 0x1
     """
     images: list[ImageInfo] = []
     try:

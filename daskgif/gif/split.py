@@ -69,7 +69,7 @@ def unknown_signature(head: bytes) -> str:
 
 
 def png_length(buf: bytes | bytearray | memoryview, start: int = 0) -> int:
-    """Walk the PNG at *start* chunk by chunk; return the offset just past its ``IEND`` (``Incomplete`` if *buf* ends first).
+    """Walk the PNG at *start* chunk by chunk; return the offset past its ``IEND`` (``Incomplete``: *buf* ends first).
 
     >>> png = PNG_SIGNATURE + b"\\x00\\x00\\x00\\x00IEND\\xaeB`\\x82"
     >>> png_length(png + b"\\n\\n\\n\\n") == len(png)

@@ -23,7 +23,7 @@ from typing import Any
 from fsspec.core import url_to_fs
 
 from daskgif.errors import LockHeld
-from daskgif.storage.files import atomic_write, guard, hold, let_go, named, read_small, remove_file
+from daskgif.storage.files import guard, hold, let_go, named, read_small, remove_file, write_bytes
 from daskgif.storage.paths import check_target, fs_options, host_name, local_path, pid_alive
 
 __all__ = ["Lease"]
@@ -37,8 +37,6 @@ class Lease:
     Taken in order, all or none: :class:`LockHeld` names another live run holding one.
     It pickles, so every task of a run can take it.
 
-    Examples
-    --------
     >>> import fsspec
     >>> exists = fsspec.filesystem("memory").exists
     >>> lease = Lease("memory://daskgif-doctest/l.img", owner="run-1", seconds=5)
@@ -56,8 +54,7 @@ class Lease:
 
     def __init__(self, guarded: str | Sequence[str], storage_options: dict | None = None, *, owner: str,
                  seconds: float):
-        self.guarded = (guarded,) if isinstance(guarded, str) else tuple(guarded)
-        self.paths = tuple(f"{path}.lock" for path in self.guarded)
+        self.paths = tuple(f"{path}.lock" for path in ([guarded] if isinstance(guarded, str) else guarded))
         self.storage_options, self.owner, self.seconds = storage_options, owner, seconds
 
     def __repr__(self) -> str:
@@ -123,8 +120,7 @@ class Lease:
             raise LockHeld(path, holder, self.seconds)
         mine = self._record()
         with guard(path):
-            with atomic_write(path, self.storage_options) as f:
-                f.write(json.dumps(mine).encode())
+            write_bytes(path, json.dumps(mine).encode(), self.storage_options)
             hold(self._key(path), functools.partial(self._release, path))
         return mine
 

@@ -150,8 +150,7 @@ def is_glob(url: str) -> bool:
 
 
 def expand_inputs(urls: str | list[str], storage_options: dict | None = None) -> list[str]:
-    """The input URLs: each pattern expanded by its filesystem (one listing, matches sorted, the pattern's
-    protocol kept), each URL once.
+    """The input URLs: each pattern expanded to the files it matches (:func:`list_inputs`), each URL once.
 
     >>> import fsspec
     >>> for name in ("b.img", "a.img", "c.txt"):
@@ -163,12 +162,7 @@ def expand_inputs(urls: str | list[str], storage_options: dict | None = None) ->
     """
     found: dict[str, str] = {}  # by the file it names (a local path made absolute): the first way it was written
     for url in [urls] if isinstance(urls, str) else urls:
-        if is_glob(url):
-            fs, pattern = fsspec.core.url_to_fs(url, **fs_options(url, storage_options))
-            fs.invalidate_cache()  # what is there now, not what this process listed before
-            protocol, _ = split_protocol(url)
-            matches = sorted(fs.unstrip_protocol(path) if protocol else path for path in fs.glob(pattern))
-        for one in matches if is_glob(url) else [url]:
+        for one in list_inputs(url, storage_options) if is_glob(url) else [url]:
             local = local_path(one)
             found.setdefault(one if local is None else os.path.abspath(local), one)
     return list(found.values())
@@ -221,8 +215,8 @@ def version_of(info: dict) -> str | None:
 
 
 def list_inputs(location: str, storage_options: dict | None = None) -> dict[str, tuple[int | None, str | None]]:
-    """Every file under the folder or prefix *location* (or matching the pattern), with its size and version,
-    from one listing (not one request per file); a location that does not exist lists nothing.
+    """Every file under the folder or prefix *location* (or matching the pattern), sorted, with its size and
+    version, from one listing (not one request per file); a location that does not exist lists nothing.
 
     >>> import fsspec
     >>> fsspec.filesystem("memory").pipe("/doc-watch/in/a.img", b"abc")
