@@ -87,15 +87,24 @@ def _reason(error: BaseException) -> str:
     return str(error).replace(" when reading image file", "").strip() or type(error).__name__
 
 
-def _check_pillow_limit(info: GifInfo, offset: int | None, index: int | None) -> None:
-    """Refuse a canvas Pillow would open only with a decompression-bomb warning."""
+def _frame_info(data: bytes | bytearray | memoryview, index: int | None, offset: int | None = None, *,
+                info: GifInfo | None = None, max_pixels: int | None = None,
+                size: tuple[int, int] | None = None) -> GifInfo:
+    """The :func:`parse_gif` of frame *index* at *offset* (*info* when given), refused if it runs past *size* or
+    Pillow would open it only with a decompression-bomb warning."""
     from PIL import Image
 
-    limit = Image.MAX_IMAGE_PIXELS
-    width, height = info.canvas
+    try:
+        info = parse_gif(data, max_pixels=max_pixels) if info is None else info
+        if size is not None:
+            info.check_fits(size)
+    except GifFormatError as e:
+        raise e.locate(frame=index, base=offset or 0) from None
+    limit, (width, height) = Image.MAX_IMAGE_PIXELS, info.canvas
     if limit is not None and width * height > limit:
         raise GifFormatError(f"canvas of {width}x{height} pixels is larger than Pillow opens without a "
                              f"decompression-bomb warning (PIL.Image.MAX_IMAGE_PIXELS={limit})", offset, index)
+    return info
 
 
 def check_decodes(data: bytes | bytearray | memoryview, *, index: int, offset: int,
@@ -116,12 +125,7 @@ def check_decodes(data: bytes | bytearray | memoryview, *, index: int, offset: i
     """
     from PIL import Image
 
-    if info is None:
-        try:
-            info = parse_gif(data)
-        except GifFormatError as e:
-            raise e.locate(frame=index, base=offset) from None
-    _check_pillow_limit(info, offset, index)
+    info = _frame_info(data, index, offset, info=info)
     image = 0
     try:
         with Image.open(io.BytesIO(data), formats=("GIF",)) as im:
@@ -149,12 +153,7 @@ def canvas_images(data: bytes | bytearray | memoryview, size: tuple[int, int], *
     """
     from PIL import Image
 
-    try:
-        info = parse_gif(data, max_pixels=max_pixels)
-        info.check_fits(size)
-    except GifFormatError as e:
-        raise e.locate(frame=index) from None
-    _check_pillow_limit(info, None, index)
+    info = _frame_info(data, index, max_pixels=max_pixels, size=size)
     canvas = Image.new("RGBA", size, (0, 0, 0, 0))
     with Image.open(io.BytesIO(data), formats=("GIF",)) as im:
         for i, image in enumerate(info.images):

@@ -109,23 +109,11 @@ class StateListener:
 
 
 @declared
-def build_graph(
-    url: str | None = None,
-    data_file: str = "image-data.img",
-    out: str = "clip.gif",
-    frames_dir: str | None = None,
-    delimiter: bytes = b"\n\n\n\n",
-    duration: int = 100,
-    loop: int = 0,
-    retries: int = 2,
-    retry_delay: float = 10,
-    force: bool = False,
-    storage_options: dict | None = None,
-    *,
-    on_error: str | None = None,
-    frames_per_task: int | str | None = None,
-    on_state: Sequence[Callable[[State], None]] = (),
-) -> Pipeline:
+def build_graph(url: str | None = None, data_file: str = "image-data.img", out: str = "clip.gif",
+                frames_dir: str | None = None, delimiter: bytes = b"\n\n\n\n", duration: int = 100, loop: int = 0,
+                retries: int = 2, retry_delay: float = 10, force: bool = False, storage_options: dict | None = None,
+                *, on_error: str | None = None, frames_per_task: int | str | None = None,
+                on_state: Sequence[Callable[[State], None]] = ()) -> Pipeline:
     """Build the image ETL pipeline as a lazy Dask graph; nothing is read or written.
 
     Parameters
