@@ -30,10 +30,8 @@ def gif_delay(duration_ms: float) -> int:
 
     A positive duration is rounded *up*, so a short one never becomes 0 ("no delay").
 
-    >>> gif_delay(100), gif_delay(105), gif_delay(33.3), gif_delay(15)
-    (10, 11, 4, 2)
-    >>> gif_delay(1), gif_delay(9), gif_delay(10), gif_delay(0.001), gif_delay(0)
-    (1, 1, 1, 1, 0)
+    >>> gif_delay(100), gif_delay(105), gif_delay(33.3), gif_delay(15), gif_delay(0.001), gif_delay(0)
+    (10, 11, 4, 2, 1, 0)
     >>> gif_delay(10**9)
     65535
     """

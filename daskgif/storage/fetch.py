@@ -7,6 +7,7 @@ and as its digest: it may hold a token), which :func:`fetch_needed` reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import functools
 import hashlib
@@ -239,8 +240,10 @@ def fetch_needed(url: str, data_file: str, storage_options: dict | None = None, 
         return f"{data_file} does not exist; fetching {shown}"
     record = read_source(data_file, storage_options)
     if record is None:
-        if _same_local_file(url, data_file):
-            return None
+        here, there = local_path(url), local_path(data_file)
+        with contextlib.suppress(OSError):
+            if here is not None and there is not None and os.path.samefile(here, there):
+                return None
         return f"{data_file} has no record of its source ({source_path(data_file)}); fetching {shown}"
     if record.get("url_sha256") != url_digest(url):
         return f"{data_file} came from another URL ({record.get('url')}); fetching {shown}"
@@ -260,14 +263,6 @@ def fetch_needed(url: str, data_file: str, storage_options: dict | None = None, 
         if old and new:
             return None if old == new else f"the server reports a change ({header} {old} -> {new}); fetching {shown}"
     return None
-
-
-def _same_local_file(url: str, data_file: str) -> bool:
-    a, b = local_path(url), local_path(data_file)
-    try:
-        return a is not None and b is not None and os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def source_path(data_file: str) -> str:
