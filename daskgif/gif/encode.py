@@ -61,12 +61,6 @@ def _sub_blocks(data: bytes) -> bytes:
     return b"".join(bytes([len(data[i:i + 255])]) + data[i:i + 255] for i in range(0, len(data), 255)) + b"\x00"
 
 
-def _interlace(pixels: bytes, width: int, height: int) -> bytes:
-    rows = [pixels[y * width:(y + 1) * width] for y in range(height)]
-    order = [*range(0, height, 8), *range(4, height, 8), *range(2, height, 4), *range(1, height, 2)]
-    return b"".join(rows[y] for y in order)
-
-
 def _pad_table(palette: bytes) -> bytes:
     """Pad *palette* with black to ``3 * 2**n`` bytes, 2 to 256 colours.
 
@@ -124,6 +118,8 @@ def encode_gif(width: int, height: int, palette: bytes, pixels: bytes, *, versio
     out.append((0x80 | sort << 5 | bits if local_table else 0) | interlace << 6)
     if local_table:
         out += table
-    out += _lzw(_interlace(pixels, width, height) if interlace else pixels, max(2, (colours - 1).bit_length()))
-    out += b"\x3b"
-    return bytes(out)
+    if interlace:  # rows in the order of GIF's four passes
+        rows = [pixels[y * width:(y + 1) * width] for y in range(height)]
+        order = [*range(0, height, 8), *range(4, height, 8), *range(2, height, 4), *range(1, height, 2)]
+        pixels = b"".join(rows[y] for y in order)
+    return bytes(out) + _lzw(pixels, max(2, (colours - 1).bit_length())) + b"\x3b"

@@ -1,16 +1,13 @@
-"""Join GIF frames into one animated GIF, losslessly and streaming, with the standard library only.
+"""Join GIF frames into one animated GIF, losslessly and streaming (memory: one frame), standard library only.
 
-No frame is decoded: each image's LZW data is copied byte for byte after a fresh Graphic Control
-Extension (the requested delay, the input's transparency), its descriptor as it was (position, size,
-interlace bit) and its colour table (local, or its file's global one) as a local table.  The output is
-``GIF89a`` with a screen of the canvas size and one ``NETSCAPE2.0`` loop block; every other extension
-of the inputs is dropped.
+No frame is decoded: each image's LZW data is copied byte for byte after a fresh Graphic Control Extension
+(the requested delay, the input's transparency), its descriptor as it was and its colour table as a local
+one, in a ``GIF89a`` with one ``NETSCAPE2.0`` loop block; every other extension of the inputs is dropped.
 
-Disposal, for each frame to look like its stand-alone image: the last image of a frame gets 2 ("restore
-to background") when the next image has a transparent colour or does not cover the canvas, else 1 (the
-last of the animation is judged against the first: it loops); images inside a multi-image input keep
-theirs.  For "background", browsers and gifsicle show transparent pixels, Pillow the colour the
-transparent index names.  Memory: one input frame.
+Disposal, for each frame to look like its stand-alone image: the last image of a frame gets 2 ("restore to
+background") when the next image has a transparent colour or does not cover the canvas, else 1 (the last
+is judged against the first: it loops); images inside a multi-image input keep theirs.  For "background",
+browsers show transparent pixels, Pillow the colour the transparent index names.
 """
 
 from __future__ import annotations
@@ -46,12 +43,9 @@ class _Pending(NamedTuple):
 
 
 class Animation:
-    """What every animation writer shares: ``Writer(out, size, duration=, loop=, max_pixels=)``, a context manager.
-
-    ``add(gif_bytes)`` appends every image of a GIF frame (a subclass's ``_add``); exit (or ``close()``)
-    finishes the file (``_finish``).  *size* is the canvas ``(width, height)``, each at most :attr:`largest`
-    for :attr:`format`; *duration* is in milliseconds per image; a canvas or a frame of more than
-    *max_pixels* is refused (see :func:`~daskgif.gif.parse.parse_gif`).
+    """What every animation writer shares: ``Writer(out, size, duration=, loop=, max_pixels=)``, a context manager
+    whose ``add(gif_bytes)`` appends a frame's images (``_add``) and whose exit or ``close()`` ends the file
+    (``_finish``).  *size* is the canvas; *duration* in milliseconds per image; more than *max_pixels* is refused.
 
     >>> Animation(None, (2, 3), loop=-1)
     Traceback (most recent call last):
@@ -112,10 +106,8 @@ class Animation:
 class GifWriter(Animation):
     """Write an animated GIF frame by frame to the binary stream *out* (not closed), copying image data unchanged.
 
-    A frame that runs past the canvas *size* is refused (decoders would grow it in mid-animation).
-    *duration* is rounded up to the next 10 ms (:func:`gif_delay`; browsers show 0 and 10 ms as about
-    100 ms).  *loop* is the ``NETSCAPE2.0`` count as Pillow reads it: 0 loops forever, N asks for N more
-    plays, ``None`` writes no loop block.
+    *duration* is rounded up to the next 10 ms (:func:`gif_delay`); *loop* is the ``NETSCAPE2.0`` count as
+    Pillow reads it: 0 loops forever, N asks for N more plays, ``None`` writes no loop block.
 
     >>> import io
     >>> from daskgif.gif.encode import encode_gif

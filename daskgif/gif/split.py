@@ -192,8 +192,7 @@ def _resync(stream: _Buffer, start: int, delimiters: tuple[bytes, ...]) -> int:
 def frame_inside(buf: bytes | bytearray, start: int, end: int, delimiters: tuple[bytes, ...],
                  max_pixels: int | None = None, *, open_end: bool = False) -> tuple[int, int] | None:
     """Find a delimiter inside the frame ``buf[start:end]`` followed by a whole GIF or PNG (walked to a delimiter,
-    or to *end* unless *open_end*); return both offsets.  Four newlines inside a frame are common; not so
-    four newlines and a whole image.
+    or to *end* unless *open_end*); return both offsets.  Four newlines in a frame are common, not so an image.
 
     >>> from daskgif.gif.encode import encode_gif
     >>> gif = encode_gif(1, 1, b"\\n" * 6, bytes(1))  # a colour table of six newlines

@@ -5,9 +5,9 @@ Every message is a small JSON-able dict with ``kind`` and ``run`` (the run's tok
 - ``{"kind": "run", "state": "Running", "time", "parameters", "out"}``: a run starts (parameters masked);
 - ``{"kind": "step", "name", "state", "attempts", "start", "end", "message"}``: a step changes state;
 - ``{"kind": "map", "name": "write-frame", "total"}``: the frame count is known;
-- ``{"kind": "frames", "name", "counts", "busy", "start", "end", "records"}``: the frames of a batch finished
-  since its last such message (at most every :data:`FLUSH_INTERVAL` seconds, and at its end), counted by
-  state, with the state of each one that was not a plain success;
+- ``{"kind": "frames", "name", "counts", "busy", "start", "end", "records"}``: a batch's frames finished
+  since its last such message (every :data:`FLUSH_INTERVAL` s and at its end), by state, with the state of
+  each one that was not a plain success;
 - ``{"kind": "run", "state": "Success" | "Failed", "time", "frames", "message"}``: a run ends.
 """
 

@@ -1,9 +1,8 @@
 """The lease on the files a run uses: ``<data_file>.lock``, ``<out>.lock``, ``<frames_dir>.lock``.
 
-A run's tasks run wherever Dask puts them, so the lock is *leased* to a run, until a
-time its file says: each step takes or renews it (:meth:`Lease.kept`), the last or a
-failing one releases it, a dead run holds it at most *seconds* more (``daskgif.lock-timeout``).
-A second run never waits (two pipelines on ``sync`` would block): it fails with ``LockHeld``.
+A run's tasks run wherever Dask puts them, so the lock is *leased* to a run until a time its file says:
+each step takes or renews it (:meth:`Lease.kept`), the last or a failing one releases it, a dead run holds
+it at most *seconds* more.  A second run never waits (two on ``sync`` would block): it fails with ``LockHeld``.
 """
 
 from __future__ import annotations

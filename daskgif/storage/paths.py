@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import re
 import socket
 import stat
@@ -115,11 +116,7 @@ def join_path(directory: str, name: str) -> str:
     >>> join_path(".", "frame_00.gif") == os.path.join(".", "frame_00.gif")
     True
     """
-    if "://" not in directory:
-        return os.path.join(directory, name)
-    if directory.endswith("://"):
-        return directory + name
-    return directory.rstrip("/") + "/" + name
+    return posixpath.join(directory, name) if "://" in directory else os.path.join(directory, name)
 
 
 FRAME_NAME = re.compile(r"frame_(\d+)\.gif")
