@@ -37,11 +37,9 @@ logger = logging.getLogger(__name__)
 
 
 class Pipeline(Delayed):
-    """The lazy pipeline :func:`build_graph` returns: a plain :class:`dask.delayed.Delayed`.
-
-    Everything a run needs travels inside its own tasks, so ``g.compute()``, ``dask.compute(g1, g2)``,
-    ``client.compute(g)`` and ``persist`` all run the same pipeline.  While it lives, its ``on_state`` hooks
-    receive the run's states wherever it is computed.
+    """The lazy pipeline :func:`build_graph` returns: a plain :class:`dask.delayed.Delayed` whose tasks carry all a run
+    needs, so ``g.compute()``, ``dask.compute(g1, g2)``, ``client.compute(g)`` and ``persist`` all run the same
+    pipeline.  While it lives, its ``on_state`` hooks receive the run's states wherever it is computed.
     """
 
     __slots__ = ("params", "on_state", "listener")
@@ -79,10 +77,8 @@ class InputState(State):
 
 
 class StateListener:
-    """Hand the states of run *run* to its ``on_state`` hooks, and log them (INFO) and the run's end.
-
-    With *extra* (a batch's input), hooks get :class:`InputState` with these fields.
-    """
+    """Hand the states of run *run* to its ``on_state`` hooks (as :class:`InputState` with the fields of *extra*,
+    a batch's input), and log them (INFO) and the run's end."""
 
     def __init__(self, run: str, hooks: Sequence[Callable[[State], None]] = (), extra: Mapping | None = None):
         self.run, self.hooks, self.extra = run, tuple(hooks), extra

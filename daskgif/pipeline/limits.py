@@ -55,10 +55,6 @@ def check_limits(value: Any) -> dict[str, int | None]:
 
     >>> check_limits({"fetch": 2})
     {'fetch': 2, 'write': None}
-    >>> check_limits({"fetch": 0})
-    Traceback (most recent call last):
-    ...
-    ValueError: daskgif.limits must map fetch, write to a positive integer or null, got {'fetch': 0}
     """
     value = {} if value is None else value
     if isinstance(value, Mapping) and set(value) <= set(KINDS) and all(map(LEASES.accepts, value.values())):

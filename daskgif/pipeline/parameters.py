@@ -225,11 +225,6 @@ def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
     >>> check_params({"data-file": "x.img", "delimiter": "\\\\r\\\\n", "every": "24h", "on_error": None})
     {'data_file': 'x.img', 'delimiter': b'\\r\\n', 'every': '24h'}
-    >>> check_params({"duraton": 40})
-    Traceback (most recent call last):
-    ...
-    ValueError: unknown parameter 'duraton'; allowed: url, data_file, out, frames_dir, delimiter, duration, loop, \
-retries, retry_delay, force, storage_options, on_error, frames_per_task, every, cron, cron_tz, max_runs, notify, history
     """
     if not isinstance(params, Mapping):
         raise ValueError(f"parameters must be a mapping of names to values, got {params!r}")

@@ -36,11 +36,10 @@ def fetch_file(url: str, data_file: str, *, storage_options: dict | None = None,
     """Copy *url* (data, never given to a shell) to *data_file* chunk by chunk, atomically, and record its source;
     return the bytes copied.  No partial *data_file* ever appears, whatever the failure.
 
-    In seconds, *timeout* bounds an HTTP(S) stall (no connection, no bytes) and *deadline* the whole download
-    (measured by *clock*).  A download over *max_bytes* is refused, by its ``Content-Length`` before the body
-    is read.  *allowed_protocols* (a plain path is ``file``; ``None``: all) are checked before any I/O and on
-    every HTTP redirect.  A :class:`~daskgif.errors.FetchError` names *url*; it is ``transient`` for connection
-    errors, timeouts, a body cut short, HTTP 5xx/408/425/429.  An ``OSError`` of writing *data_file* is not one.
+    *timeout* bounds an HTTP(S) stall and *deadline* the whole download, in seconds of *clock*; a download
+    over *max_bytes* is refused (by its ``Content-Length`` before the body is read); *allowed_protocols*
+    (``None``: all) are checked before any I/O and on every redirect.  A :class:`~daskgif.errors.FetchError`
+    names *url*, ``transient`` for connection errors, timeouts, a body cut short, HTTP 5xx/408/425/429.
     """
     if not isinstance(url, str) or not url:
         raise FetchError(repr(url), f"url must be a non-empty string, got {url!r}")
