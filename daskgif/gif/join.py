@@ -119,11 +119,8 @@ class GifWriter(Animation):
     [(2, 5, 2), (1, 5, 1)]
     """
 
-    def __init__(self, out: BinaryIO, size: tuple[int, int], **kwargs: Any):
-        super().__init__(out, size, **kwargs)
-        self.delay = gif_delay(self.duration)
-        self._pending: _Pending | None = None
-        self._first_needs_clear = False
+    _pending: _Pending | None = None  # the last image, written once the next one shows its disposal
+    _first_needs_clear = False
 
     def _add(self, frame: bytes | bytearray | memoryview) -> None:
         data = memoryview(frame)
@@ -165,7 +162,7 @@ class GifWriter(Animation):
         table, sort = info.table(image)
         block = bytearray(b"\x21\xf9\x04")
         block.append(disposal << 2 | (image.transparent is not None))
-        block += self.delay.to_bytes(2, "little") + bytes([image.transparent or 0, 0, 0x2C])
+        block += gif_delay(self.duration).to_bytes(2, "little") + bytes([image.transparent or 0, 0, 0x2C])
         for value in (image.left, image.top, image.width, image.height):
             block += value.to_bytes(2, "little")
         block.append(0x80 | image.interlace << 6 | sort << 5 | table_size_bits(table))

@@ -112,8 +112,7 @@ class Params:
 
     @property
     def lease(self) -> storage.Lease:
-        """This run's :class:`~daskgif.storage.Lease` on its data file, frames folder and output (``<path>.lock``):
-        two runs never share one of them."""
+        """This run's :class:`~daskgif.storage.Lease` on its data file, frames folder and output: never shared."""
         guarded = (self.data_file, self.frames_dir.rstrip("/"), self.out)
         return storage.Lease(guarded, self.storage_options, owner=self.run, seconds=self.lock_timeout)
 
