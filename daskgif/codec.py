@@ -1,8 +1,7 @@
 """Frames through Pillow (via imageio, imported on first use): decode validation, conversion to GIF, pixels.
 
-The byte modules (``daskgif.gif``) never decode; this module does, in a frame's own task.  Pillow's
-decompression-bomb check is never allowed to warn: a larger canvas is refused before Pillow opens
-it (filtering the warning would change process-wide state, unsafe in a threaded worker).
+A canvas Pillow would open only with a decompression-bomb warning is refused before it opens it: filtering
+the warning would change process-wide state, unsafe in a threaded worker.
 """
 
 from __future__ import annotations
@@ -21,12 +20,9 @@ DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
 
 
 def to_gif(data: bytes | bytearray | memoryview, *, index: int | None = None, offset: int | None = None) -> bytes:
-    """Return the first image of *data* as a one-image GIF89a of at most 256 colours.
-
-    An image of at most 256 colours (255 with transparency) converts exactly; a richer one is
-    quantised (fast octree, no dithering, deterministic).  Alpha below 128 becomes transparent.
-    Raises :class:`~daskgif.errors.GifFormatError` naming frame *index* at byte *offset* when
-    *data* cannot be read or decoded.
+    """Return the first image of *data* as a one-image GIF89a, or a ``GifFormatError`` naming frame *index* at
+    byte *offset*.  Up to 256 colours (255 with alpha) convert exactly, more are quantised (fast octree, no
+    dithering); alpha below 128 becomes transparent.
 
     >>> from PIL import Image
     >>> png = io.BytesIO(); Image.new("RGB", (3, 2), (10, 20, 30)).save(png, "PNG")
@@ -91,24 +87,32 @@ def _reason(error: BaseException) -> str:
     return str(error).replace(" when reading image file", "").strip() or type(error).__name__
 
 
-def _check_pillow_limit(info: GifInfo, offset: int | None, index: int | None) -> None:
-    """Refuse a canvas Pillow would open only with a decompression-bomb warning."""
+def _frame_info(data: bytes | bytearray | memoryview, index: int | None, offset: int | None = None, *,
+                info: GifInfo | None = None, max_pixels: int | None = None,
+                size: tuple[int, int] | None = None) -> GifInfo:
+    """The :func:`parse_gif` of frame *index* at *offset* (*info* when given), refused if it runs past *size* or
+    Pillow would open it only with a decompression-bomb warning."""
     from PIL import Image
 
-    limit = Image.MAX_IMAGE_PIXELS
-    width, height = info.canvas
+    try:
+        info = parse_gif(data, max_pixels=max_pixels) if info is None else info
+        if size is not None:
+            info.check_fits(size)
+    except GifFormatError as e:
+        raise e.locate(frame=index, base=offset or 0) from None
+    limit, (width, height) = Image.MAX_IMAGE_PIXELS, info.canvas
     if limit is not None and width * height > limit:
         raise GifFormatError(f"canvas of {width}x{height} pixels is larger than Pillow opens without a "
                              f"decompression-bomb warning (PIL.Image.MAX_IMAGE_PIXELS={limit})", offset, index)
+    return info
 
 
 def check_decodes(data: bytes | bytearray | memoryview, *, index: int, offset: int,
                   info: GifInfo | None = None) -> None:
-    """Decode every image of the GIF frame *data* with Pillow; raise if one does not decode.
+    """Decode every image of the GIF frame *data* (*info*: its :func:`~daskgif.gif.parse.parse_gif`) with Pillow.
 
-    Raises :class:`~daskgif.errors.GifFormatError` naming frame *index* at *offset* plus that of the
-    image data that failed, or for a frame that is no GIF or too large for Pillow.  *info* is the
-    frame's :func:`~daskgif.gif.parse.parse_gif` result when the caller has it.
+    A frame that is no GIF, is too large for Pillow or does not decode raises a ``GifFormatError`` naming
+    frame *index* at *offset* plus that of the image data that failed.
 
     >>> from daskgif.gif.encode import encode_gif
     >>> gif = encode_gif(2, 2, bytes(6), bytes(4))
@@ -121,12 +125,7 @@ def check_decodes(data: bytes | bytearray | memoryview, *, index: int, offset: i
     """
     from PIL import Image
 
-    if info is None:
-        try:
-            info = parse_gif(data)
-        except GifFormatError as e:
-            raise e.locate(frame=index, base=offset) from None
-    _check_pillow_limit(info, offset, index)
+    info = _frame_info(data, index, offset, info=info)
     image = 0
     try:
         with Image.open(io.BytesIO(data), formats=("GIF",)) as im:
@@ -142,11 +141,9 @@ def check_decodes(data: bytes | bytearray | memoryview, *, index: int, offset: i
 
 def canvas_images(data: bytes | bytearray | memoryview, size: tuple[int, int], *, index: int | None = None,
                   max_pixels: int | None = None) -> Iterator[Any]:
-    """Yield every image of the GIF frame *data* as an RGBA ``PIL.Image`` of *size*, as a viewer shows it.
-
-    Each image is drawn at its own position on a transparent canvas, and disposed of as it says.
-    Raises :class:`~daskgif.errors.GifFormatError` naming frame *index* for data that is no GIF, is
-    larger than *max_pixels* or than Pillow opens without warning, runs past the canvas, or does not decode.
+    """Yield every image of the GIF frame *data* as an RGBA ``PIL.Image`` of *size*, as a viewer shows it:
+    drawn at its position on a transparent canvas, disposed of as it says.  A ``GifFormatError`` names frame
+    *index* for data that is no GIF, too large, runs past the canvas, or does not decode.
 
     >>> from daskgif.gif.encode import encode_gif
     >>> red_green = b"\\xff\\x00\\x00\\x00\\xff\\x00"
@@ -156,19 +153,11 @@ def canvas_images(data: bytes | bytearray | memoryview, size: tuple[int, int], *
     """
     from PIL import Image
 
-    try:
-        info = parse_gif(data, max_pixels=max_pixels)
-    except GifFormatError as e:
-        raise e.locate(frame=index) from None
-    _check_pillow_limit(info, None, index)
-    width, height = size
+    info = _frame_info(data, index, max_pixels=max_pixels, size=size)
     canvas = Image.new("RGBA", size, (0, 0, 0, 0))
     with Image.open(io.BytesIO(data), formats=("GIF",)) as im:
         for i, image in enumerate(info.images):
             box = (image.left, image.top, image.left + image.width, image.top + image.height)
-            if box[2] > width or box[3] > height:
-                raise GifFormatError(f"image {i} at ({image.left}, {image.top}) of {image.width}x{image.height} "
-                                     f"pixels runs past the canvas of {width}x{height}", image.data[0], index)
             try:
                 im.seek(i)
                 # Pillow fills a first image's surroundings with colour 0: only the image's own box is taken.

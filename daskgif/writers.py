@@ -1,9 +1,7 @@
-"""Writers of the outputs that are not GIF: animated WebP, APNG and MP4, one frame at a time.
-
-Each decodes a frame when it is added (:func:`daskgif.codec.canvas_images`), writes it and drops it.
-Pillow's animated WebP and APNG savers want every frame at once, so those containers are written
-here chunk by chunk (each image after the first stores only the rectangle that changed), and their
-header is completed at close: *out* must be seekable.  MP4 frames go through a pipe to ffmpeg.
+"""Writers of the outputs that are not GIF: animated WebP, APNG and MP4, one frame at a time, each decoded
+when added (:func:`daskgif.codec.canvas_images`).  Pillow's WebP and APNG savers want every frame at once, so
+those are written here chunk by chunk (after the first image only the rectangle that changed), their header
+completed at close: *out* must be seekable.  MP4 frames go through a pipe to ffmpeg.
 """
 
 from __future__ import annotations
@@ -15,59 +13,30 @@ from fractions import Fraction
 from typing import Any, BinaryIO
 
 from daskgif.codec import canvas_images
-from daskgif.gif.join import check_animation
+from daskgif.gif.join import Animation
 
 __all__ = ["FrameWriter", "WebpWriter", "ApngWriter", "Mp4Writer", "apng_delay"]
 
 
-class FrameWriter:
-    """What the writers share: ``Writer(out, size, duration=, loop=, max_pixels=)``, a context manager.
+class FrameWriter(Animation):
+    """What the writers share (:class:`~daskgif.gif.join.Animation`): each frame is decoded to canvases.
 
-    ``add(gif_bytes)`` appends a frame; exit (or ``close()``) finishes the file.  A subclass writes
-    each canvas with ``_write(image, box)``, *box* being the rectangle that changed since the
-    previous image, and ends the file in ``_finish()``.
+    A subclass writes each canvas with ``_write(image, box)``, *box* being the rectangle that changed
+    since the previous image, and ends the file in ``_finish()``.
     """
 
     format = "animation"
-    largest = 0xFFFF  # the largest width or height the format holds
-
-    def __init__(self, out: BinaryIO, size: tuple[int, int], *, duration: float = 100, loop: int | None = 0,
-                 max_pixels: int | None = None):
-        self.size = check_animation(size, duration, loop, max_pixels, self.largest, self.format)
-        self.out, self.duration, self.loop, self.max_pixels = out, duration, loop, max_pixels
-        self.frames = self.images = 0
-        self._previous: Any = None
-        self._closed = False
+    _previous: Any = None
 
     @classmethod
     def check(cls, *, duration: float) -> None:
         """Refuse, before any work, what this writer cannot write (a missing extra, a duration)."""
 
-    def __enter__(self) -> FrameWriter:
-        return self
-
-    def __exit__(self, kind, value, traceback) -> None:
-        if kind is None:
-            self.close()
-
-    def add(self, frame: bytes | bytearray | memoryview) -> None:
-        """Append every image of the GIF *frame*; a frame that does not fit or decode raises ``GifFormatError``."""
-        if self._closed:
-            raise ValueError(f"cannot add a frame to a closed {type(self).__name__}")
+    def _add(self, frame: bytes | bytearray | memoryview) -> None:
         for image in canvas_images(frame, self.size, index=self.frames, max_pixels=self.max_pixels):
             self._write(image, self._changed(image))
             self._previous = image
             self.images += 1
-        self.frames += 1
-
-    def close(self) -> None:
-        """Finish the file. Adding no frame at all is an error."""
-        if self._closed:
-            return
-        if not self.images:
-            raise ValueError(f"no frames were added: {self.format} needs at least one image")
-        self._finish()
-        self._closed = True
 
     def _changed(self, image: Any) -> tuple[int, int, int, int]:
         """The box of *image* that differs from the previous image (all of the first; one pixel if none)."""
@@ -78,9 +47,6 @@ class FrameWriter:
         return ImageChops.difference(image, self._previous).getbbox(alpha_only=False) or (0, 0, 1, 1)
 
     def _write(self, image: Any, box: tuple[int, int, int, int]) -> None:
-        raise NotImplementedError
-
-    def _finish(self) -> None:
         raise NotImplementedError
 
     def _start_seekable(self, header: bytes) -> None:
@@ -123,10 +89,8 @@ def _u24(value: int) -> bytes:
 
 
 class WebpWriter(FrameWriter):
-    """Write a lossless animated WebP (``VP8X``, ``ANIM``, one ``ANMF`` per image), frame by frame.
-
-    Pillow encodes each image lossless with ``exact`` (transparent pixels keep their colour).
-    *duration* is stored in whole milliseconds, *loop* as the WebP loop count (None: 1, played once).
+    """Write a lossless animated WebP (``VP8X``, ``ANIM``, one ``ANMF`` per image, Pillow's ``exact``), frame by
+    frame: *duration* in whole milliseconds, *loop* as the WebP loop count (None: 1, played once).
 
     >>> from PIL import Image
     >>> from daskgif.gif.encode import encode_gif
@@ -183,10 +147,8 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
 
 
 class ApngWriter(FrameWriter):
-    """Write an animated PNG (APNG, RGBA, 8 bits), frame by frame, each image compressed by Pillow.
-
-    *duration* is stored as a fraction of a second (:func:`apng_delay`), *loop* as the APNG play
-    count (None: 1, played once); the frame count is written at the end.
+    """Write an animated PNG (APNG, RGBA, 8 bits), frame by frame, each image compressed by Pillow: *duration*
+    as a fraction of a second (:func:`apng_delay`), *loop* as the play count (None: 1, played once).
     """
 
     format = "APNG"
@@ -223,11 +185,10 @@ class ApngWriter(FrameWriter):
 
 
 class Mp4Writer(FrameWriter):
-    """Write an H.264 MP4 (yuv420p) through imageio and ``imageio-ffmpeg`` (``daskgif[video]``), frame by frame.
-
-    The frame rate is ``1000 / duration``; *loop* is ignored.  An odd width or height gets one black
-    column or row more; transparent pixels are black.  x264's ``crf`` 16 gives about 37 dB PSNR on
-    the sample (18 loses detail in sharp coloured edges that yuv420p already halves).
+    """Write an H.264 MP4 (yuv420p) through imageio and ``imageio-ffmpeg`` (``daskgif[video]``), frame by frame,
+    at ``1000 / duration`` frames a second; *loop* is ignored, an odd width or height gets one black column or
+    row more, transparent pixels are black.  x264's ``crf`` 16 gives about 37 dB PSNR on the sample (18 loses
+    detail in sharp coloured edges that yuv420p already halves).
     """
 
     format = "MP4"

@@ -1,9 +1,6 @@
 """GIF bytes, standard library only (no Dask, fsspec or Pillow): ``parse`` walks a GIF to its trailer, ``split``
 finds the frames of an image-data file (``spans`` holds where they lie), ``join`` writes an animated GIF without
-decoding, ``encode`` makes GIFs from pixels (the sample and the tests).  The names most used are here too:
-
->>> from daskgif.gif import parse_gif, split_bytes, join_gifs
-"""
+decoding, ``encode`` makes GIFs from pixels (the sample and the tests)."""
 
 from daskgif.gif.join import GifWriter, join_gifs
 from daskgif.gif.parse import GifInfo, ImageInfo, parse_gif

@@ -1,8 +1,5 @@
-"""A small GIF encoder (LZW), standard library only, deterministic forever.
-
-It makes the embedded sample (``scripts/make_sample.py``) and test frames with exact
-bytes (a palette holding four newlines, GIF87a, interlaced or transparent images);
-the pipeline never encodes.
+"""A small GIF encoder (LZW), standard library only, deterministic forever: it makes the embedded sample
+(``scripts/make_sample.py``) and test frames with exact bytes; the pipeline never encodes.
 """
 
 from __future__ import annotations
@@ -64,12 +61,6 @@ def _sub_blocks(data: bytes) -> bytes:
     return b"".join(bytes([len(data[i:i + 255])]) + data[i:i + 255] for i in range(0, len(data), 255)) + b"\x00"
 
 
-def _interlace(pixels: bytes, width: int, height: int) -> bytes:
-    rows = [pixels[y * width:(y + 1) * width] for y in range(height)]
-    order = [*range(0, height, 8), *range(4, height, 8), *range(2, height, 4), *range(1, height, 2)]
-    return b"".join(rows[y] for y in order)
-
-
 def _pad_table(palette: bytes) -> bytes:
     """Pad *palette* with black to ``3 * 2**n`` bytes, 2 to 256 colours.
 
@@ -89,16 +80,11 @@ def encode_gif(width: int, height: int, palette: bytes, pixels: bytes, *, versio
                loop: int | None = None, comment: bytes | None = None) -> bytes:
     """Encode one image as a GIF, byte for byte the same on every machine and version.
 
-    *palette* holds 1 to 256 RGB colours (padded with black to a power of two), *pixels*
-    ``width * height`` colour indices, row by row.  The options write what their names
-    say: a ``b"87a"`` *version* (which can carry no extension), rows in interlaced order,
-    a Graphic Control Extension (*transparent* index, *delay* in hundredths of a second,
-    *disposal*), the palette as a *local_table* instead of a global one, the image's
-    position (*left*, *top*) on a logical *screen* (default: the image's extent), the
-    *background* index, the table's *sort* flag, a NETSCAPE2.0 *loop* block, a *comment*.
+    *palette* holds 1 to 256 RGB colours (padded with black to a power of two), *pixels* ``width * height``
+    colour indices, row by row.  The options write what their names say; *transparent*, *delay* (in
+    hundredths of a second) and *disposal* make a Graphic Control Extension, which ``b"87a"`` cannot carry;
+    the logical *screen* defaults to the image's extent.
 
-    Examples
-    --------
     >>> gif = encode_gif(2, 1, b"\\x00\\x00\\x00\\xff\\xff\\xff", b"\\x00\\x01")
     >>> gif[:6], len(gif), gif[-1:]
     (b'GIF89a', 35, b';')
@@ -132,6 +118,8 @@ def encode_gif(width: int, height: int, palette: bytes, pixels: bytes, *, versio
     out.append((0x80 | sort << 5 | bits if local_table else 0) | interlace << 6)
     if local_table:
         out += table
-    out += _lzw(_interlace(pixels, width, height) if interlace else pixels, max(2, (colours - 1).bit_length()))
-    out += b"\x3b"
-    return bytes(out)
+    if interlace:  # rows in the order of GIF's four passes
+        rows = [pixels[y * width:(y + 1) * width] for y in range(height)]
+        order = [*range(0, height, 8), *range(4, height, 8), *range(2, height, 4), *range(1, height, 2)]
+        pixels = b"".join(rows[y] for y in order)
+    return bytes(out) + _lzw(pixels, max(2, (colours - 1).bit_length())) + b"\x3b"

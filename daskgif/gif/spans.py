@@ -18,14 +18,9 @@ class Span(NamedTuple):
 
 
 class Spans(Sequence):
-    """Facts about consecutive frames, compact: one array of 64-bit integers, not a tuple per frame.
-
-    Item *i* is the :class:`Span` of frame ``first + i``.  A million spans take
-    16 MB here and pickle as one byte string, where a list of a million tuples
-    takes over 100 MB.  A slice is a table of its own, so a batch of frames
-    travels as its own small piece, and :meth:`concat` joins batches again.  A
-    subclass keeps other facts per frame: :data:`STRIDE` integers, made by
-    :meth:`pack` and read back by :meth:`unpack`.
+    """Facts about consecutive frames in one array of 64-bit integers (a million spans: 16 MB, pickled as one byte
+    string): item *i* is the :class:`Span` of frame ``first + i``; a slice is a table of its own (a batch),
+    :meth:`concat` joins them.  A subclass keeps :data:`STRIDE` integers per frame (:meth:`pack`, :meth:`unpack`).
 
     >>> spans = Spans.of([Span(0, 0, 35), Span(1, 39, 35), Span(2, 78, 40)])
     >>> spans[1], len(spans), spans[1:] == [Span(1, 39, 35), Span(2, 78, 40)], spans[2:].first

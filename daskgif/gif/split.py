@@ -1,26 +1,15 @@
 """Split an image-data stream into frame spans, with the standard library only.
 
-An image-data file is frames joined by a delimiter (four newlines by default).  The
-split is *structure aware*: a GIF is walked block by block to its trailer and a PNG
-chunk by chunk to its ``IEND``, so delimiter bytes inside a palette, LZW data or a
-compressed stream never cut a frame.  Other images (JPEG, BMP, TIFF, WebP, ICO) end at
-the next delimiter.  Rules:
+Frames are joined by a delimiter (four newlines by default; one of LF bytes is also recognised with each LF
+as CR LF).  The split is *structure aware*: a GIF is walked to its trailer and a PNG to its ``IEND``, so
+delimiter bytes inside a palette or compressed data never cut a frame; other images (JPEG, BMP, TIFF,
+WebP, ICO) end at the next delimiter.  Delimiters and ASCII whitespace between frames are skipped.
 
-- Delimiters and ASCII whitespace between frames are skipped.  A delimiter of LF bytes
-  is also recognised with every LF written as CR LF (a text-mode copy).
-- After a walked frame come separators with a delimiter among them, or whitespace to
-  the end of the data; anything else is an error (a frame longer than its structure says).
-- A walk that runs over a delimiter followed by a *whole* image (walked to the next
-  delimiter) is an error: the frame is corrupt or truncated before it, and damaged
-  blocks must not swallow the frames after it.
-- A piece without a known image signature is an error, naming (as every error) the
-  frame and the byte offset: a file that cannot be delimited reliably is refused.
-- With ``on_error="skip"`` a piece that cannot be walked ends at the next delimiter
-  followed, past separators, by an image signature or the end of the data, and is
-  yielded as it is, for the frame's own task to refuse; the intact frames after it
-  are kept.  Only a stream with no frame at all still raises.
-
-Memory holds about one frame plus one chunk (two frames while a damaged frame is walked).
+Refused, naming the frame and the byte offset: a piece without a known image signature, anything but
+separators after a walked frame, and a walk that runs over a delimiter followed by a *whole* image (the
+frame is corrupt or truncated before it: damaged blocks must not swallow the frames after it).  With
+``on_error="skip"`` such a piece ends at the next delimiter followed by an image signature or the end of
+the data, and is yielded as it is, for the frame's own task to refuse.  Memory: about one frame plus one chunk.
 """
 
 from __future__ import annotations
@@ -46,10 +35,8 @@ MAGIC = (
 def image_kind(head: bytes) -> str | None:
     """Return the image format whose signature *head* begins with, or ``None``.
 
-    >>> image_kind(b"GIF89a..."), image_kind(b"\\x89PNG\\r\\n\\x1a\\n"), image_kind(b"hello")
-    ('GIF', 'PNG', None)
-    >>> image_kind(b"RIFF\\x00\\x00\\x00\\x00WEBPVP8 ")
-    'WebP'
+    >>> image_kind(b"GIF89a..."), image_kind(b"RIFF\\x00\\x00\\x00\\x00WEBPVP8 "), image_kind(b"hello")
+    ('GIF', 'WebP', None)
     """
     head = bytes(head[:12])
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -62,8 +49,6 @@ def unknown_signature(head: bytes) -> str:
 
     >>> unknown_signature(b"GIF88a\\x01\\x00")
     "unknown GIF version b'GIF88a': expected b'GIF87a' or b'GIF89a'"
-    >>> unknown_signature(b"\\x89PNG\\r\\n\\x00\\n")
-    "bad PNG signature b'\\\\x89PNG\\\\r\\\\n\\\\x00\\\\n': expected b'\\\\x89PNG\\\\r\\\\n\\\\x1a\\\\n'"
     >>> unknown_signature(b"RIFF\\x00\\x00\\x00\\x00WAVEfmt ")
     "a RIFF file that is not WebP: expected b'WEBP' at byte 8, got b'WAVE'"
     >>> unknown_signature(b"\\x00\\x01garbage and more")
@@ -80,7 +65,7 @@ def unknown_signature(head: bytes) -> str:
 
 
 def png_length(buf: bytes | bytearray | memoryview, start: int = 0) -> int:
-    """Walk the PNG at *start* chunk by chunk; return the offset just past its ``IEND`` (``Incomplete`` if *buf* ends first).
+    """Walk the PNG at *start* chunk by chunk; return the offset past its ``IEND`` (``Incomplete``: *buf* ends first).
 
     >>> png = PNG_SIGNATURE + b"\\x00\\x00\\x00\\x00IEND\\xaeB`\\x82"
     >>> png_length(png + b"\\n\\n\\n\\n") == len(png)
@@ -129,12 +114,9 @@ def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int
                  max_pixels: int | None = None, on_error: str = "raise") -> Iterator[Span]:
     """Yield the span of every frame in the image-data stream *f*, in order (see the module's rules).
 
-    *f* is read in chunks of *chunk_size* bytes from its current position, where offsets
-    start; a GIF whose screen is larger than *max_pixels* is refused.  ``on_error="skip"``
-    yields a piece that cannot be walked as it is (its reader refuses it later).
+    *f* is read in chunks from its current position, where offsets start; a GIF whose screen is larger
+    than *max_pixels* is refused.
 
-    Examples
-    --------
     >>> from daskgif.gif.encode import encode_gif
     >>> gif = encode_gif(2, 2, b"\\n" * 6, bytes(4))  # its palette is six newlines
     >>> list(split_frames(io.BytesIO(gif + b"\\n\\n\\n\\n" + gif)))
@@ -208,8 +190,7 @@ def _resync(stream: _Buffer, start: int, delimiters: tuple[bytes, ...]) -> int:
 def frame_inside(buf: bytes | bytearray, start: int, end: int, delimiters: tuple[bytes, ...],
                  max_pixels: int | None = None, *, open_end: bool = False) -> tuple[int, int] | None:
     """Find a delimiter inside the frame ``buf[start:end]`` followed by a whole GIF or PNG (walked to a delimiter,
-    or to *end* unless *open_end*); return both offsets.  Four newlines inside a frame are common; not so
-    four newlines and a whole image.
+    or to *end* unless *open_end*); return both offsets.  Four newlines in a frame are common, not so an image.
 
     >>> from daskgif.gif.encode import encode_gif
     >>> gif = encode_gif(1, 1, b"\\n" * 6, bytes(1))  # a colour table of six newlines
@@ -299,9 +280,8 @@ def _walk(stream: _Buffer, start: int, kind: str, index: int, max_pixels: int | 
           delimiters: tuple[bytes, ...]) -> int:
     """Walk the GIF or PNG at *start* to its end, reading more as needed; return its end.
 
-    However the walk ends, a delimiter followed by a whole image inside what it walked
-    makes it fail (see :func:`frame_inside`), as soon as the bytes held show it: a
-    corrupt frame reads little further than the next one.
+    A delimiter followed by a whole image inside what it walked makes it fail (:func:`frame_inside`) as
+    soon as the bytes held show it: a corrupt frame reads little further than the next one.
     """
     def refuse_inside(end: int, open_end: bool = False) -> None:
         found = frame_inside(stream.buf, start - stream.base, end - stream.base, delimiters, max_pixels,

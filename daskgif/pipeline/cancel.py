@@ -1,6 +1,5 @@
 """Cancelling a run: its tasks stop before their next frame and before the output is renamed into place.
-
-A run is cancelled in this process, and through a file in the temporary folder in the child processes of
+A run is cancelled in this process and, through a file in the temporary folder, in the child processes of
 the ``processes`` scheduler; on a worker, a task the scheduler cancelled counts too.
 """
 

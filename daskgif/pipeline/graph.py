@@ -1,15 +1,11 @@
-"""The daskgif pipeline as a lazy Dask graph, built from one description of its steps (:data:`STEPS`).
-
-:func:`build_graph` wires one :class:`~daskgif.core.task.Task` per step, in order, each keyed
-``<step>-<token>``, then ``result-<token>``, which turns the last outcome into a
-:class:`~daskgif.pipeline.result.Result`::
+"""The daskgif pipeline as a lazy Dask graph: one :class:`~daskgif.core.task.Task` per step of :data:`STEPS`,
+each keyed ``<step>-<token>``, then ``result-<token>``, which makes the :class:`~daskgif.pipeline.result.Result`::
 
     fetch-<token> -> split-<token> -> map-frames-<token> -> combine-<token> -> result-<token>
                                            |
                                            +-> write-frame-<i>-<token>  (launched at run time)
 
-:func:`build_graphs` makes one per input; computed together, the frames of every input fill the
-cluster, each input keeping its own lease, manifest, states and ``RunFailed``.
+:func:`build_graphs` makes one per input; computed together, each keeps its own lease, states and ``RunFailed``.
 """
 
 from __future__ import annotations
@@ -41,11 +37,9 @@ logger = logging.getLogger(__name__)
 
 
 class Pipeline(Delayed):
-    """The lazy pipeline :func:`build_graph` returns: a plain :class:`dask.delayed.Delayed`.
-
-    Everything a run needs travels inside its own tasks, so ``g.compute()``, ``dask.compute(g1, g2)``,
-    ``client.compute(g)`` and ``persist`` all run the same pipeline.  While it lives, its ``on_state`` hooks
-    receive the run's states wherever it is computed.
+    """The lazy pipeline :func:`build_graph` returns: a plain :class:`dask.delayed.Delayed` whose tasks carry all a run
+    needs, so ``g.compute()``, ``dask.compute(g1, g2)``, ``client.compute(g)`` and ``persist`` all run the same
+    pipeline.  While it lives, its ``on_state`` hooks receive the run's states wherever it is computed.
     """
 
     __slots__ = ("params", "on_state", "listener")
@@ -83,10 +77,8 @@ class InputState(State):
 
 
 class StateListener:
-    """Hand the states of run *run* to its ``on_state`` hooks, and log them (INFO) and the run's end.
-
-    With *extra* (a batch's input), hooks get :class:`InputState` with these fields.
-    """
+    """Hand the states of run *run* to its ``on_state`` hooks (as :class:`InputState` with the fields of *extra*,
+    a batch's input), and log them (INFO) and the run's end."""
 
     def __init__(self, run: str, hooks: Sequence[Callable[[State], None]] = (), extra: Mapping | None = None):
         self.run, self.hooks, self.extra = run, tuple(hooks), extra
@@ -113,23 +105,11 @@ class StateListener:
 
 
 @declared
-def build_graph(
-    url: str | None = None,
-    data_file: str = "image-data.img",
-    out: str = "clip.gif",
-    frames_dir: str | None = None,
-    delimiter: bytes = b"\n\n\n\n",
-    duration: int = 100,
-    loop: int = 0,
-    retries: int = 2,
-    retry_delay: float = 10,
-    force: bool = False,
-    storage_options: dict | None = None,
-    *,
-    on_error: str | None = None,
-    frames_per_task: int | str | None = None,
-    on_state: Sequence[Callable[[State], None]] = (),
-) -> Pipeline:
+def build_graph(url: str | None = None, data_file: str = "image-data.img", out: str = "clip.gif",
+                frames_dir: str | None = None, delimiter: bytes = b"\n\n\n\n", duration: int = 100, loop: int = 0,
+                retries: int = 2, retry_delay: float = 10, force: bool = False, storage_options: dict | None = None,
+                *, on_error: str | None = None, frames_per_task: int | str | None = None,
+                on_state: Sequence[Callable[[State], None]] = ()) -> Pipeline:
     """Build the image ETL pipeline as a lazy Dask graph; nothing is read or written.
 
     Parameters
@@ -171,9 +151,8 @@ DEFAULTS = {"out": "{name}.gif", "data_file": "data/{name}{suffix}", "frames_dir
 
 
 def paths_of(urls: Sequence[str], **templates: str | None) -> list[dict[str, str]]:
-    """Each input's ``out``, ``data_file`` and ``frames_dir``, from templates in which ``{name}`` is its file name
-    without the suffix (query left out), ``{suffix}`` the suffix (left ``None``: :data:`DEFAULTS`); refuse two
-    inputs that would write one path.
+    """Each input's ``out``, ``data_file`` and ``frames_dir`` from templates (``None``: :data:`DEFAULTS`), where
+    ``{name}`` is its file name without the suffix or query, ``{suffix}`` the suffix; two inputs never share a path.
 
     >>> paths_of(["s3://b/x.img?v=2", "raw"], out="gifs/{name}.webp")
     [{'out': 'gifs/x.webp', 'data_file': 'data/x.img', 'frames_dir': 'frames/x'}, \
@@ -184,7 +163,6 @@ def paths_of(urls: Sequence[str], **templates: str | None) -> list[dict[str, str
     for url in urls:
         last = url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rpartition("/")[2]
         name, suffix = os.path.splitext(last)
-        name = name or last
         paths = {key: (templates.get(key) or default).format(name=name, suffix=suffix)
                  for key, default in DEFAULTS.items()}
         for key, path in paths.items():
@@ -212,12 +190,10 @@ def build_graphs(urls: str | Sequence[str], out: str | None = None, data_file: s
                  frames_dir: str | None = None, *, batch: str | None = None, **kwargs: Any) -> list[Pipeline]:
     """Build one pipeline per input; compute them together with ``dask.compute(*graphs)``.
 
-    *urls* is a URL or an fsspec pattern (its matches sorted), or a list of them; an input given twice is taken
-    once.  *out*, *data_file* and *frames_dir* are templates of :func:`paths_of`; any other parameter of
-    :func:`~daskgif.build_graph` applies to every input.  Every input's events, hook states
-    (:class:`InputState`) and runs-page record carry *batch*, the batch's id (default: :func:`new_batch`), also
-    ``graph.params.batch``.  No input, or two inputs that would write one path, is a ``ValueError`` before
-    anything runs.
+    *urls* is a URL or an fsspec pattern, or a list of them (each input once); *out*, *data_file* and
+    *frames_dir* are templates of :func:`paths_of`; other parameters of :func:`~daskgif.build_graph` apply to
+    every input.  Each input's events, hook states (:class:`InputState`) and runs-page record carry the
+    *batch* id (default: :func:`new_batch`).  No input, or two that would write one path, is a ``ValueError``.
 
     >>> import dask, fsspec, daskgif
     >>> sample = open(daskgif.sample_path(), "rb").read()

@@ -1,7 +1,5 @@
-"""Kinds of value a run parameter or setting may take, each checked by one function.
-
-The API, the command line, parameter files and ``dask.config`` all check through a :class:`Kind`, so a bad
-value reads the same wherever it came from.  The checks that schedules and webhooks need live here too.
+"""Kinds of value a run parameter or setting may take: the API, the command line, parameter files and
+``dask.config`` all check through a :class:`Kind`, so a bad value reads the same wherever it came from.
 """
 
 from __future__ import annotations
@@ -22,9 +20,8 @@ __all__ = ["Kind", "check", "parse_duration", "check_cron", "check_url", "normal
 
 @dataclass(frozen=True)
 class Kind:
-    """A kind of value: what it must be (completing "``<name>`` must be ..."), whether a value is one, and how
-    command-line text becomes one (*parse*, ``ValueError`` on text that is none; also in parameter files with
-    *text_in_files*); *metavar* names a value in ``--help``.
+    """A kind of value: what it must be (completing "``<name>`` must be ..."), whether a value is one, how
+    command-line text becomes one (*parse*; also in parameter files with *text_in_files*), its ``--help`` *metavar*.
 
     >>> even = Kind("an even integer", lambda v: isinstance(v, int) and v % 2 == 0, int)
     >>> even.reason(3), even.reason(4), even.from_text("8"), even.reason(even.from_text("x"))
@@ -129,8 +126,6 @@ HOOKS = Kind("a sequence of callables", lambda v: isinstance(v, Sequence) and no
 PROTOCOLS = Kind("a list of protocol names", lambda v: isinstance(v, (list, tuple)) and all(
     isinstance(p, str) and p for p in v))
 
-# --- schedules and webhooks ---------------------------------------------------------------------
-
 #: Days, hours, minutes and seconds, largest first, each at most once.
 DURATION_UNITS = re.compile("".join(rf"(?:(\d+(?:\.\d*)?|\.\d+){unit})?" for unit in "dhms"))
 
@@ -216,8 +211,8 @@ WEBHOOK = Kind("an http:// or https:// URL with a host",
 
 
 def normalise_keys(value: Any) -> Any:
-    """*value* with ``_`` as ``-`` in the keys of its mappings, as daskgif writes them (``write-frame``), where
-    ``DASK_DASKGIF__TASK_TIMEOUT__WRITE_FRAME=5`` gives ``{"write_frame": 5}``.
+    """*value* with ``_`` as ``-`` in the keys of its mappings (``DASK_DASKGIF__TASK_TIMEOUT__WRITE_FRAME=5`` gives
+    ``write_frame``).
 
     >>> normalise_keys({"write_frame": 5, "fetch": None}), normalise_keys(30)
     ({'write-frame': 5, 'fetch': None}, 30)

@@ -5,9 +5,9 @@ Every message is a small JSON-able dict with ``kind`` and ``run`` (the run's tok
 - ``{"kind": "run", "state": "Running", "time", "parameters", "out"}``: a run starts (parameters masked);
 - ``{"kind": "step", "name", "state", "attempts", "start", "end", "message"}``: a step changes state;
 - ``{"kind": "map", "name": "write-frame", "total"}``: the frame count is known;
-- ``{"kind": "frames", "name", "counts", "busy", "start", "end", "records"}``: the frames of a batch finished
-  since its last such message (at most every :data:`FLUSH_INTERVAL` seconds, and at its end), counted by
-  state, with the state of each one that was not a plain success;
+- ``{"kind": "frames", "name", "counts", "busy", "start", "end", "records"}``: a batch's frames finished
+  since its last such message (every :data:`FLUSH_INTERVAL` s and at its end), by state, with the state of
+  each one that was not a plain success;
 - ``{"kind": "run", "state": "Success" | "Failed", "time", "frames", "message"}``: a run ends.
 """
 
@@ -29,10 +29,9 @@ FLUSH_INTERVAL = 0.25
 class StateHook:
     """An ``on_state`` hook that sends the task states of run *run* as messages (see the module docstring).
 
-    A :class:`~daskgif.core.fanout.BatchHook`: the final states of mapped items are
-    gathered and sent every :data:`FLUSH_INTERVAL` seconds and at each batch's end.
-    The first step's hook is given *announce*: the fields of the ``run`` message
-    (masked parameters, output) sent before its first state.
+    A :class:`~daskgif.core.fanout.BatchHook`: the final states of mapped items are gathered and sent every
+    :data:`FLUSH_INTERVAL` seconds and at each batch's end.  The first step's hook is given *announce*: the
+    fields of the ``run`` message sent before its first state.
     """
 
     def __init__(self, run: str, announce: Mapping[str, Any] | None = None):
@@ -62,8 +61,7 @@ class StateHook:
             emit({"kind": "run", "run": self.run, "state": FAILED, "time": time.time(), "message": state.message})
 
     def gather(self, name: str, state: State | None = None, reused: int = 0) -> None:
-        """Add the final *state* of an item of task *name*, and *reused* items kept from an earlier run;
-        send them when :data:`FLUSH_INTERVAL` has passed."""
+        """Add the final *state* of an item of task *name* and *reused* items; send every :data:`FLUSH_INTERVAL`."""
         with self.lock:
             if self.frames is None:
                 self.frames = MappedStates(name)

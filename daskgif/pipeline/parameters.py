@@ -1,10 +1,6 @@
-"""The run parameters, declared once: one table, from which every other place follows.
-
-:data:`PARAMETERS` lists :func:`daskgif.build_graph`'s parameters, in order; :data:`SCHEDULE` the options
-of a run on a schedule.  From the table follow ``build_graph``'s signature (:func:`declared`) and checks
-(:func:`check_arguments`), the run's :class:`~daskgif.pipeline.settings.Params`, the options of ``daskgif
-run`` and ``daskgif graph``, the keys of a parameter file (:func:`load_params`: YAML or JSON, at most
-:data:`LIMIT` bytes, a regular file, no YAML aliases) and the parameters page of the docs (:func:`render`).
+"""The run parameters, declared once: :data:`PARAMETERS` (:func:`daskgif.build_graph`'s, in order) and
+:data:`SCHEDULE` (a run on a schedule).  From this table follow ``build_graph``'s signature (:func:`declared`)
+and checks, the command-line options, the keys of a parameter file (:func:`load_params`) and the docs page.
 """
 
 from __future__ import annotations
@@ -29,12 +25,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass(frozen=True)
 class Parameter:
-    """One run parameter, as every place that takes it needs it.
-
-    Its *name* (on the command line with ``-`` for ``_``), the *kind* that checks its values, its *default*
-    (``None`` with a *config* key: ``daskgif.<config>``), its *help* (option, docstring, docs), its numpydoc
-    *type*, whether it is *data* (``on_state`` is code: Python only) or *keyword_only*, and its *metavar*.
-    """
+    """One run parameter: its *name*, the *kind* that checks it, its *default* (``None`` with a *config* key:
+    ``daskgif.<config>``), *help* and numpydoc *type*, whether it is *data* (``on_state`` is code: Python only)
+    or *keyword_only*, and its *metavar*."""
 
     name: str
     kind: Kind
@@ -157,8 +150,7 @@ def signature() -> inspect.Signature:
 
 
 def check_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """Return every parameter of the table checked: *arguments* by name (an unknown one is a ``TypeError``),
-    the defaults for the others, config read.
+    """Return every parameter checked: *arguments* by name (unknown: ``TypeError``), defaults, config read.
 
     >>> {k: v for k, v in check_arguments({"duration": 40}).items() if k in ("duration", "loop", "on_error")}
     {'duration': 40, 'loop': 0, 'on_error': 'raise'}
@@ -179,8 +171,7 @@ def bind(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def declared(func: F) -> F:
-    """Check that *func* takes the parameters of the table (a ``TypeError`` if not), and write their numpydoc
-    entries in place of its docstring's ``{parameters}`` line."""
+    """Check that *func* takes the table's parameters, and write their numpydoc entries for ``{parameters}``."""
     wanted = signature()
     found = inspect.Signature([q.replace(annotation=inspect.Parameter.empty)
                                for q in inspect.signature(func).parameters.values()])
@@ -220,27 +211,20 @@ def rst(text: str) -> str:
     return text.replace("\\", "\\\\").replace("*", "\\*")
 
 
-# --- parameter files: daskgif run --params run.yaml ------------------------------------------------------
-
-#: Every key a parameter file may hold: ``build_graph``'s data parameters, then the schedule options.
+#: Every key a parameter file (``daskgif run --params run.yaml``) may hold: data parameters, schedule options.
 KEYS: dict[str, Parameter] = {p.name: p for p in (*PARAMETERS, *SCHEDULE) if p.data}
 ALLOWED: tuple[str, ...] = tuple(KEYS)
 
-#: The largest parameter file read, in bytes: a few hundred bytes is typical.
+#: The largest parameter file read, in bytes (a few hundred is typical).
 LIMIT = 2**20
 
 
 def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Return *params* checked, keys with ``_``, text read as the command line reads it where the kind allows
-    text in files (a delimiter); ``null`` leaves the default of a parameter that takes no ``None``.
+    """Return *params* checked, keys with ``_``, text read as on the command line where the kind allows it
+    (a delimiter); ``null`` leaves the default of a parameter that takes no ``None``.
 
     >>> check_params({"data-file": "x.img", "delimiter": "\\\\r\\\\n", "every": "24h", "on_error": None})
     {'data_file': 'x.img', 'delimiter': b'\\r\\n', 'every': '24h'}
-    >>> check_params({"duraton": 40})
-    Traceback (most recent call last):
-    ...
-    ValueError: unknown parameter 'duraton'; allowed: url, data_file, out, frames_dir, delimiter, duration, loop, \
-retries, retry_delay, force, storage_options, on_error, frames_per_task, every, cron, cron_tz, max_runs, notify, history
     """
     if not isinstance(params, Mapping):
         raise ValueError(f"parameters must be a mapping of names to values, got {params!r}")
@@ -273,25 +257,21 @@ def parse_params(text: str, suffix: str = "") -> Any:
 
     try:
         if suffix == ".json":
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"is not valid JSON: {e}") from None
-        try:
-            return yaml.load(text, Loader=loader())  # noqa: S506 - a SafeLoader, see loader()
-        except yaml.YAMLError as e:
-            raise ValueError(f"is not valid YAML or JSON: {' '.join(str(e).split())}") from None
+            return json.loads(text)
+        return yaml.load(text, Loader=loader())  # noqa: S506 - a SafeLoader, see loader()
+    except json.JSONDecodeError as e:
+        raise ValueError(f"is not valid JSON: {e}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"is not valid YAML or JSON: {' '.join(str(e).split())}") from None
     except RecursionError:
         raise ValueError("nests its values too deeply") from None
 
 
 @functools.cache
 def loader() -> type:
-    """YAML's safe loader without aliases (made on first use: importing ``yaml`` slows ``--help``).
+    """YAML's safe loader without aliases, made on first use (importing ``yaml`` slows ``--help``).
 
-    An alias (``*a``, also in ``<<: *a``) repeats a value by reference: nine levels of nine aliases make
-    387 million strings of a one-kilobyte file (the "billion laughs").  Parameters never need one.
-    """
+    An alias (``*a``, ``<<: *a``) repeats a value: nine levels of nine make 387 million strings of 1 kB."""
     import yaml
 
     class ParamsLoader(yaml.SafeLoader):
@@ -308,8 +288,8 @@ def loader() -> type:
 def load_params(path: str, storage_options: dict | None = None) -> dict[str, Any]:
     """Read and check the parameter file *path*, any fsspec path (YAML, or JSON by its ``.json`` suffix).
 
-    An ``OSError`` names *path* when it cannot be read, is no regular file or is over :data:`LIMIT` bytes;
-    a ``ValueError`` starts with *path*.  *storage_options* are for reading *path*, not the run's.
+    An ``OSError`` names *path* that cannot be read, is no regular file or is over :data:`LIMIT` bytes;
+    a ``ValueError`` starts with *path*.
 
     >>> from daskgif import storage
     >>> with storage.atomic_write("memory://daskgif-doctest/run.yaml") as f:

@@ -18,11 +18,9 @@ INLINE_LIMIT = 8 * 2**20
 
 @dataclass(frozen=True, kw_only=True)
 class Result(RunReport):
-    """The outcome of ``build_graph(...).compute()`` (and the ``result`` of a failed run's ``RunFailed``).
-
-    A :class:`~daskgif.core.state.RunReport` and what it wrote: the output's *path* (``None`` when a run failed
-    before writing it) and *size*, and its *frames*, the frame files in order (a compact
-    :class:`~daskgif.pipeline.frames.FramePaths`).
+    """The outcome of ``build_graph(...).compute()`` (and the ``result`` of a failed run's ``RunFailed``): a
+    :class:`~daskgif.core.state.RunReport` and the output's *path* (``None`` if not written) and *size*, and
+    its *frames*, the frame files in order (a compact :class:`~daskgif.pipeline.frames.FramePaths`).
     """
 
     path: str | None = None

@@ -1,7 +1,5 @@
-"""A run's settings: read and checked on the client when the graph is built, frozen, sent to every task.
-
-Tasks read neither the table of parameters nor ``dask.config``: worker processes do not see the client's
-``dask.config.set``.  :func:`read_setting` is the one place that reads the settings of :data:`SETTINGS`.
+"""A run's settings: read and checked on the client when the graph is built, frozen, sent to every task
+(worker processes do not see the client's ``dask.config.set``).
 """
 
 from __future__ import annotations
@@ -75,12 +73,9 @@ def read_setting(key: str) -> Any:
 
 @dataclass(frozen=True)
 class Params:
-    """Everything a run's tasks need, read and checked on the client when the graph is built.
-
-    ``p.out``, ``p.duration``, ... are ``build_graph``'s data arguments (``url``
-    and ``frames_dir`` resolved); ``p.chunk_size``, ``p.lock_timeout``, ... the
-    settings of :data:`SETTINGS` (``chunk-size``, ...); ``p.run`` the run's token;
-    ``p.batch`` the id of the batch of inputs it belongs to (:func:`daskgif.build_graphs`), if any.
+    """Everything a run's tasks need: ``p.out``, ``p.duration``, ... are ``build_graph``'s data arguments
+    (``url`` and ``frames_dir`` resolved), ``p.chunk_size``, ... the settings of :data:`SETTINGS`, ``p.run``
+    the run's token, ``p.batch`` the id of its batch of inputs (:func:`daskgif.build_graphs`), if any.
     """
 
     run: str
@@ -90,8 +85,8 @@ class Params:
 
     @classmethod
     def from_arguments(cls, batch: str | None = None, **arguments: Any) -> Params:
-        """The settings of one run: ``build_graph``'s *arguments* checked (``url=None``: the embedded sample,
-        ``frames_dir=None``: ``frames`` next to *out*; code, ``on_state``, not kept), ``dask.config`` read.
+        """The settings of one run: ``build_graph``'s *arguments* checked (``url=None``: the sample,
+        ``frames_dir=None``: ``frames`` next to *out*; ``on_state`` not kept), ``dask.config`` read.
 
         >>> p = Params.from_arguments(out="s3://bucket/clip.gif", duration=40)
         >>> p.frames_dir, p.duration, p.on_error, p.chunk_size > 0
@@ -117,8 +112,7 @@ class Params:
 
     @property
     def lease(self) -> storage.Lease:
-        """This run's :class:`~daskgif.storage.Lease` on its data file, frames folder and output (``<path>.lock``):
-        two runs never share one of them."""
+        """This run's :class:`~daskgif.storage.Lease` on its data file, frames folder and output: never shared."""
         guarded = (self.data_file, self.frames_dir.rstrip("/"), self.out)
         return storage.Lease(guarded, self.storage_options, owner=self.run, seconds=self.lock_timeout)
 

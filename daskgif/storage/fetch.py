@@ -7,6 +7,7 @@ and as its digest: it may hold a token), which :func:`fetch_needed` reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import functools
 import hashlib
@@ -29,39 +30,16 @@ __all__ = ["fetch_file", "fetch_needed", "read_source", "source_path", "url_dige
 logger = logging.getLogger(__name__)
 
 
-def fetch_file(
-    url: str,
-    data_file: str,
-    *,
-    storage_options: dict | None = None,
-    chunk_size: int = 4 * 2**20,
-    timeout: float = 60,
-    max_bytes: int | None = None,
-    allowed_protocols: Collection[str] | None = None,
-    deadline: float | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> int:
-    """Copy *url* (data, never given to a shell) to *data_file* chunk by chunk, atomically, and record its source.
+def fetch_file(url: str, data_file: str, *, storage_options: dict | None = None, chunk_size: int = 4 * 2**20,
+               timeout: float = 60, max_bytes: int | None = None, allowed_protocols: Collection[str] | None = None,
+               deadline: float | None = None, clock: Callable[[], float] = time.monotonic) -> int:
+    """Copy *url* (data, never given to a shell) to *data_file* chunk by chunk, atomically, and record its source;
+    return the bytes copied.  No partial *data_file* ever appears, whatever the failure.
 
-    Returns the bytes copied.  No partial *data_file* ever appears, whatever the failure.
-
-    Parameters
-    ----------
-    timeout : float, optional
-        Seconds an HTTP(S) download may stall (no connection, no bytes) before it fails.
-    max_bytes : int, optional
-        The largest download; a larger ``Content-Length`` is refused before the body is read.
-    allowed_protocols : collection of str, optional
-        Protocols accepted for *url* (a plain path is ``file``), checked before any I/O,
-        and for every HTTP redirect; ``None`` accepts all.
-    deadline : float, optional
-        Seconds the whole download may take (``daskgif.fetch-deadline``), measured by *clock*.
-
-    Raises
-    ------
-    FetchError
-        Naming *url*; ``transient`` for connection errors, timeouts, a body cut short,
-        HTTP 5xx/408/425/429.  An ``OSError`` of writing *data_file* is not one.
+    *timeout* bounds an HTTP(S) stall and *deadline* the whole download, in seconds of *clock*; a download
+    over *max_bytes* is refused (by its ``Content-Length`` before the body is read); *allowed_protocols*
+    (``None``: all) are checked before any I/O and on every redirect.  A :class:`~daskgif.errors.FetchError`
+    names *url*, ``transient`` for connection errors, timeouts, a body cut short, HTTP 5xx/408/425/429.
     """
     if not isinstance(url, str) or not url:
         raise FetchError(repr(url), f"url must be a non-empty string, got {url!r}")
@@ -165,10 +143,9 @@ def _source_fs(url: str, storage_options: dict | None, *, timeout: float,
 def _trace() -> Any:
     """The aiohttp trace config of daskgif's HTTP sessions, one object: fsspec caches a session per options text.
 
-    Each request's ``trace_request_ctx`` is a dict: a redirect to a protocol not in its
-    ``allowed`` is refused before it is followed; it keeps the ``response`` and, for a body
-    without a length, the ``closed`` future of its connection.
-    """
+    Each request's ``trace_request_ctx`` is a dict: a redirect to a protocol not in its ``allowed`` is refused
+    before it is followed; it keeps the ``response`` and, for a body without a length, its connection's
+    ``closed`` future."""
     from urllib.parse import urljoin, urlsplit
 
     import aiohttp
@@ -236,22 +213,14 @@ def _fetch_error(url: str, e: BaseException, *, timeout: float, deadline: float 
     return FetchError(url, f"{type(e).__name__}: {e}", transient)
 
 
-def fetch_needed(
-    url: str,
-    data_file: str,
-    storage_options: dict | None = None,
-    *,
-    check_remote: bool,
-    timeout: float = 60,
-    allowed_protocols: Collection[str] | None = None,
-) -> str | None:
+def fetch_needed(url: str, data_file: str, storage_options: dict | None = None, *, check_remote: bool,
+                 timeout: float = 60, allowed_protocols: Collection[str] | None = None) -> str | None:
     """Why *data_file* must be fetched from *url*, or ``None`` when the existing file is what *url* gave.
 
-    The file is kept when its record names the same URL and size and, with *check_remote*
-    for HTTP(S), a ``HEAD`` (*timeout* and *allowed_protocols* as for :func:`fetch_file`)
-    shows the recorded ``ETag``, else ``Last-Modified``.  A server that cannot be asked
-    (a warning is logged), or sends neither, keeps it: a run works offline.  A file
-    without a record is fetched again, unless *url* is that file.
+    The file is kept when its record names the same URL and size and, with *check_remote* for HTTP(S), a
+    ``HEAD`` shows the recorded ``ETag``, else ``Last-Modified``.  A server that cannot be asked (a warning
+    is logged), or sends neither, keeps it: a run works offline.  A file without a record is fetched again,
+    unless *url* is that file.
 
     >>> with atomic_write("memory://doc/a.img") as f:
     ...     _ = f.write(b"data")
@@ -270,8 +239,10 @@ def fetch_needed(
         return f"{data_file} does not exist; fetching {shown}"
     record = read_source(data_file, storage_options)
     if record is None:
-        if _same_local_file(url, data_file):
-            return None
+        here, there = local_path(url), local_path(data_file)
+        with contextlib.suppress(OSError):
+            if here is not None and there is not None and os.path.samefile(here, there):
+                return None
         return f"{data_file} has no record of its source ({source_path(data_file)}); fetching {shown}"
     if record.get("url_sha256") != url_digest(url):
         return f"{data_file} came from another URL ({record.get('url')}); fetching {shown}"
@@ -291,14 +262,6 @@ def fetch_needed(
         if old and new:
             return None if old == new else f"the server reports a change ({header} {old} -> {new}); fetching {shown}"
     return None
-
-
-def _same_local_file(url: str, data_file: str) -> bool:
-    a, b = local_path(url), local_path(data_file)
-    try:
-        return a is not None and b is not None and os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def source_path(data_file: str) -> str:

@@ -1,13 +1,10 @@
-"""Where daskgif's files go: fsspec protocols and options, local paths, frame names, temporary names.
-
-Only regular files are replaced (:func:`check_target`): a fifo would block, a device
-(``/dev/null``) is the system's, a symbolic link leads anywhere.
-"""
+"""Where daskgif's files go: fsspec protocols and options, local paths, frame names, temporary names."""
 
 from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import re
 import socket
 import stat
@@ -70,8 +67,7 @@ def host_name() -> str:
 
 
 def part_name(name: str) -> str:
-    """A fresh temporary name for a file being written as *name*: ``.<name>.<host>-<pid>-<hex>.part``
-    (so that ``remove_stale_parts`` tells a dead writer's leftovers from a live writer's file).
+    """A fresh temporary name for a file being written as *name*, whose writer :func:`part_owner` tells.
 
     >>> n = part_name("clip.gif")
     >>> n.startswith(".clip.gif.") and n.endswith(f"-{os.getpid()}-" + n[-37:-5] + ".part")
@@ -92,8 +88,6 @@ def part_owner(part: str, host: str) -> tuple[str, int] | None:
 
     >>> part_owner(".frame_00.gif.node-1.lan-4242-" + "ab" * 16 + ".part", host="node-1.lan")
     ('frame_00.gif', 4242)
-    >>> part_owner(".frame_00.gif.other-4242-" + "ab" * 16 + ".part", host="node-1.lan") is None
-    True
     """
     m = _PART.fullmatch(part)
     if m is None or not m["rest"].endswith("." + host):
@@ -120,11 +114,7 @@ def join_path(directory: str, name: str) -> str:
     >>> join_path(".", "frame_00.gif") == os.path.join(".", "frame_00.gif")
     True
     """
-    if "://" not in directory:
-        return os.path.join(directory, name)
-    if directory.endswith("://"):
-        return directory + name
-    return directory.rstrip("/") + "/" + name
+    return posixpath.join(directory, name) if "://" in directory else os.path.join(directory, name)
 
 
 FRAME_NAME = re.compile(r"frame_(\d+)\.gif")
@@ -155,9 +145,7 @@ def is_glob(url: str) -> bool:
 
 
 def expand_inputs(urls: str | list[str], storage_options: dict | None = None) -> list[str]:
-    """The input URLs: each pattern expanded by its filesystem (one listing, matches sorted), each URL once.
-
-    The expanded paths keep the pattern's protocol, so they open the same way.
+    """The input URLs: each pattern expanded to the files it matches (:func:`list_inputs`), each URL once.
 
     >>> import fsspec
     >>> for name in ("b.img", "a.img", "c.txt"):
@@ -169,12 +157,7 @@ def expand_inputs(urls: str | list[str], storage_options: dict | None = None) ->
     """
     found: dict[str, str] = {}  # by the file it names (a local path made absolute): the first way it was written
     for url in [urls] if isinstance(urls, str) else urls:
-        if is_glob(url):
-            fs, pattern = fsspec.core.url_to_fs(url, **fs_options(url, storage_options))
-            fs.invalidate_cache()  # what is there now, not what this process listed before
-            protocol, _ = split_protocol(url)
-            matches = sorted(fs.unstrip_protocol(path) if protocol else path for path in fs.glob(pattern))
-        for one in matches if is_glob(url) else [url]:
+        for one in list_inputs(url, storage_options) if is_glob(url) else [url]:
             local = local_path(one)
             found.setdefault(one if local is None else os.path.abspath(local), one)
     return list(found.values())
@@ -195,9 +178,8 @@ def file_kind(mode: int) -> str:
 
 
 def check_target(path: str) -> None:
-    """Refuse to replace a local *path* that is a device, a fifo or a socket (a folder, ``os.replace`` refuses).
-
-    A symbolic link is replaced, never followed.
+    """Refuse to replace a local *path* that is a device, a fifo or a socket: a fifo would block, a device is
+    the system's.  A symbolic link is replaced, never followed; a folder, ``os.replace`` refuses.
 
     >>> check_target("/dev/null")
     Traceback (most recent call last):
@@ -228,10 +210,8 @@ def version_of(info: dict) -> str | None:
 
 
 def list_inputs(location: str, storage_options: dict | None = None) -> dict[str, tuple[int | None, str | None]]:
-    """Every file under the folder or prefix *location* (or matching the pattern), with its size and version.
-
-    One listing (a few requests on object storage), never one request per file; a
-    location that does not exist lists nothing.
+    """Every file under the folder or prefix *location* (or matching the pattern), sorted, with its size and
+    version, from one listing (not one request per file); a location that does not exist lists nothing.
 
     >>> import fsspec
     >>> fsspec.filesystem("memory").pipe("/doc-watch/in/a.img", b"abc")

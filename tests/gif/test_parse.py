@@ -117,7 +117,7 @@ def test_four_newlines_inside_palette_screen_gce_and_lzw_data():
         (b"\x00\x01\x02\x03" + bytes(20), r"not a GIF: expected b'GIF87a' or b'GIF89a', got b'\x00\x01\x02\x03\x00\x00'", 0),
         (b"GIF88a" + bytes(20), "unknown GIF version b'GIF88a': expected b'GIF87a' or b'GIF89a'", 0),
         (b"GIF89b" + bytes(20), "unknown GIF version b'GIF89b': expected b'GIF87a' or b'GIF89a'", 0),
-        (b"GIF8", "truncated in header", 0),
+        (b"GIF8", "truncated in header: 4 bytes, a GIF header has 13", 0),
         (b"GIF88", "unknown GIF version b'GIF88': expected b'GIF87a' or b'GIF89a'", 0),
         (b"GIF8\n\n\n\n", r"unknown GIF version b'GIF8\n\n': expected b'GIF87a' or b'GIF89a'", 0),
         (b"GIF89a\x01\x00\x01\x00\xf7\x00\x00" + bytes(100), "global colour table of 768 bytes runs past the end (only 100 left)", 13),
@@ -126,7 +126,7 @@ def test_four_newlines_inside_palette_screen_gce_and_lzw_data():
         (b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + bytes(6) + b";", "no images before the trailer", 19),
         (b"GIF89a\x01\x00\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x4c\x01\x00;",
          "image 0 has neither a local nor a global colour table", 13),
-        (b"GIF89a", "truncated in header", 0),
+        (b"GIF89a", "truncated in header: 6 bytes, a GIF header has 13", 0),
     ],
 )
 def test_parse_errors_name_what_and_where(data, message, offset):
