@@ -398,13 +398,19 @@ def month(root: Path, runs: int, contenders: list[str], recycle: int | None, typ
         table[name] = seen = {}
         counts: dict[int, tuple] = {}
         current: dict[str, Any] = {}
+        starts: list[float] = []
+        closes: list[float] = []
         start = time.perf_counter()
 
         @contextlib.contextmanager
         def cluster() -> Any:
+            began = time.perf_counter()
             with connect(preload=("daskgif.dashboard",)) as client:
                 current["client"] = client
+                starts.append(time.perf_counter() - began)
                 yield client
+                began = time.perf_counter()
+            closes.append(time.perf_counter() - began)
 
         def sample(number: int, client: Client) -> None:
             if number in marks:
@@ -432,7 +438,8 @@ def month(root: Path, runs: int, contenders: list[str], recycle: int | None, typ
                 run_schedule(params, every=0.001, max_runs=runs, client=client, on_result=on_result, keep=1,
                              cluster=cluster if client is None else None, history=str(work / "history.jsonl"))
         took = time.perf_counter() - start
-        print(f"{name}: {runs:,} runs in {took:.0f} s, {took / runs * 1e3:.0f} ms per run")
+        print(f"{name}: {runs:,} runs in {took:.0f} s, {took / runs * 1e3:.0f} ms per run; {len(starts)} cluster(s), "
+              f"a start {statistics.median(starts):.2f} s, a close {statistics.median(closes):.2f} s (medians)")
         if len(counts) == 2:
             (before, before_workers), (after, after_workers) = counts[100], counts[marks[-1]]
             for where, grown in [("client+scheduler", after - before)] + [
