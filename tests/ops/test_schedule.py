@@ -545,7 +545,8 @@ def test_the_cli_recycles_its_own_cluster_and_not_one_given_by_address(tmp_path)
             Client(cluster) as client:
         before = client.run(os.getpid)
         done = subprocess.run(daskgif_cmd("run", "--every", "0.01", "--max-runs", "2", "--scheduler",
-                                          cluster.scheduler_address, "--out", "given.gif"),
+                                          cluster.scheduler_address, "--out", str(tmp_path / "given.gif"),
+                                          "--data-file", str(tmp_path / "given.img")),
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert client.run(os.getpid) == before and (tmp_path / "given.gif").exists()
