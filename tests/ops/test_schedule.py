@@ -550,3 +550,18 @@ def test_the_cli_recycles_its_own_cluster_and_not_one_given_by_address(tmp_path)
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert client.run(os.getpid) == before and (tmp_path / "given.gif").exists()
+
+
+def test_a_renewed_cluster_lets_go_of_the_schedulers_before_it():
+    import gc
+    import weakref
+
+    from daskgif.ops.cluster import connect
+
+    schedulers = []
+    for _ in range(3):
+        with connect(workers=1, preload=("daskgif.dashboard",)) as client:
+            assert client.submit(sum, [1, 2]).result() == 3
+            schedulers.append(weakref.ref(client.cluster.scheduler))
+    gc.collect()
+    assert [ref() is None for ref in schedulers[:2]] == [True, True]  # with their task groups, spans, logs
