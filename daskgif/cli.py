@@ -62,7 +62,8 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
     The local cluster it starts, and the dashboard link it prints, last while the
     run runs (--keep-dashboard: until Ctrl-C/SIGTERM).  With --every or --cron it
     runs again and again until --max-runs or Ctrl-C/SIGTERM; the local cluster is
-    closed for waits over 5 minutes.  A stop cancels the run in progress: no frame
+    closed for waits over 5 minutes and renewed every
+    daskgif.schedule.recycle-every runs.  A stop cancels the run in progress: no frame
     is written and no output replaced after it.  Exit status: 0 all runs
     succeeded, 1 a run failed, 2 bad usage, 130/143 stopped by SIGINT/SIGTERM.
 

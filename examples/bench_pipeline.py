@@ -8,6 +8,7 @@ Run::
     python examples/bench_pipeline.py --only million   # 100,000 and 1,000,000 frames of 1x1: memory
     python examples/bench_pipeline.py --workers 8      # worker processes of the cluster (default 4)
     python examples/bench_pipeline.py --dir /dev/shm   # outputs in memory: no disk noise
+    python examples/bench_pipeline.py --only month --runs 10000   # a month of schedules: memory per process
 
 The data is generated: 27 frames of 500x375 (about 2 MB, the shape of the original
 ``all-images.img``), and 1,000 and 10,000 frames of 64x64 (27 distinct images,
@@ -41,11 +42,21 @@ the graph, scheduling, the fan-out's round trip, events).
 ``--only million``: 100,000 and then 1,000,000 frames of 1x1 through daskgif on
 a 2-worker cluster, frames on local disk: the time per frame, each process's
 peak memory, and the client's growth from 100,000 to 1,000,000 frames.
+
+``--only month``: ``--runs`` scheduled runs of the embedded sample (32 tiny frames), back to back, each
+contender on its own cluster as ``daskgif run`` starts it (a worker per core, the scheduler in this process):
+``daskgif`` (``run_schedule`` on one cluster), ``plain`` (plain Dask of the same shape: fetch, split, 4 frame
+writes, combine, as ``dask.delayed``) and ``cli`` (``daskgif run``'s own cluster, recycled every
+``--recycle`` runs).  Every process's RSS at runs 10, 100, 300, 1,000, 3,000, 10,000, ... and its growth
+after run 100; ``--types N`` also lists the N object types grown most in each process.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
+import gc
 import io
 import json
 import os
@@ -56,6 +67,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import dask
 import imageio.v2 as imageio
@@ -317,19 +329,156 @@ def million(root: Path, counts: list[int]) -> None:
         sampler.stop.set()
 
 
+# ---- a month of schedules: every process's memory over many scheduled runs --------------------
+
+MB = 2**20
+
+
+def rss_of(client: Client) -> dict[str, int]:
+    """Resident memory of this process (client and scheduler) and of each of *client*'s workers."""
+    workers = client.run(lambda: psutil.Process().memory_info().rss)
+    return {"client+scheduler": psutil.Process().memory_info().rss,
+            **{f"worker {i}": rss for i, (_, rss) in enumerate(sorted(workers.items()))}}
+
+
+def object_counts() -> collections.Counter:
+    """Live objects of this process by type, after a full collection."""
+    gc.collect()
+    return collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+
+
+def plain_fetch(url: str, data_file: str) -> str:
+    if not os.path.exists(data_file):
+        shutil.copyfile(url, data_file)
+    return data_file
+
+
+def plain_split(data_file: str, parts: int) -> list[list[tuple[int, bytes]]]:
+    data = Path(data_file).read_bytes()
+    frames = [(i, data[s.offset:s.offset + s.length]) for i, s in enumerate(split_bytes(data))]
+    return [frames[i::parts] for i in range(parts)]
+
+
+def plain_write(frames: list[tuple[int, bytes]], folder: str) -> list[str]:
+    os.makedirs(folder, exist_ok=True)
+    for i, frame in frames:
+        write_one(i, frame, folder)
+    return [os.path.join(folder, f"frame_{i:02d}.gif") for i, _ in frames]
+
+
+def plain_combine(paths: list[list[str]], out: str) -> str:
+    with open(out, "wb") as f:
+        for path in sorted(p for group in paths for p in group):
+            f.write(Path(path).read_bytes())
+    return out
+
+
+def plain_graph(url: str, work: Path, parts: int = 4) -> Any:
+    """Plain Dask of a daskgif run's shape: fetch, split, *parts* frame writes, combine, as ``dask.delayed``."""
+    data_file = dask.delayed(plain_fetch, pure=False)(url, str(work / "image-data.img"))
+    groups = dask.delayed(plain_split, nout=parts, pure=False)(data_file, parts)
+    writes = [dask.delayed(plain_write, pure=False)(groups[i], str(work / "frames")) for i in range(parts)]
+    return dask.delayed(plain_combine, pure=False)(writes, str(work / "clip.gif"))
+
+
+def month(root: Path, runs: int, contenders: list[str], recycle: int | None, types: int) -> None:
+    """Scheduled runs of the embedded sample, back to back: every process's RSS at checkpoints, growth after 100.
+
+    ``daskgif`` and ``plain`` share nothing: each its own cluster, the one ``daskgif run`` starts
+    (scheduler in this process, runs page preloaded); ``cli`` is the schedule of ``daskgif run``'s own
+    cluster, recycled every *recycle* runs (``daskgif.schedule.recycle-every``).
+    """
+    from daskgif.ops.cluster import connect
+    from daskgif.ops.schedule import run_schedule
+    from daskgif.pipeline.sample import sample_path
+
+    marks = sorted({n for n in (10, 100, 300, 1000, 3000, 10_000, 30_000, 100_000) if n <= runs} | {runs})
+    table: dict[str, dict[int, dict[str, int]]] = {}
+    for name in contenders:
+        table[name] = seen = {}
+        counts: dict[int, tuple] = {}
+        current: dict[str, Any] = {}
+        starts: list[float] = []
+        closes: list[float] = []
+        start = time.perf_counter()
+
+        @contextlib.contextmanager
+        def cluster() -> Any:
+            began = time.perf_counter()
+            with connect(preload=("daskgif.dashboard",)) as client:
+                current["client"] = client
+                starts.append(time.perf_counter() - began)
+                yield client
+                began = time.perf_counter()
+            closes.append(time.perf_counter() - began)
+
+        def sample(number: int, client: Client) -> None:
+            if number in marks:
+                gc.collect()
+                seen[number] = rss_of(client)
+                if types and number in (100, marks[-1]):
+                    counts[number] = (object_counts(), client.run(object_counts))
+                print(f"  {name}: run {number:,} at {time.perf_counter() - start:.0f} s", flush=True)
+
+        work = root / name
+        work.mkdir()
+        params = {"data_file": str(work / "image-data.img"), "out": str(work / "clip.gif")}
+        with dask.config.set({"daskgif.schedule.recycle-every": recycle} if name == "cli" and recycle else {}), \
+                contextlib.ExitStack() as stack:
+            client = None if name == "cli" else stack.enter_context(cluster())
+            if name == "plain":
+                for number in range(1, runs + 1):
+                    client.compute(plain_graph(sample_path(), work)).result()
+                    sample(number, client)
+            else:
+                def on_result(run: Any) -> None:
+                    assert run.ok, run.message
+                    sample(run.number, current["client"])
+
+                run_schedule(params, every=0.001, max_runs=runs, client=client, on_result=on_result, keep=1,
+                             cluster=cluster if client is None else None, history=str(work / "history.jsonl"))
+        took = time.perf_counter() - start
+        print(f"{name}: {runs:,} runs in {took:.0f} s, {took / runs * 1e3:.0f} ms per run; {len(starts)} cluster(s), "
+              f"a start {statistics.median(starts):.2f} s, a close {statistics.median(closes):.2f} s (medians)")
+        if len(counts) == 2:
+            (before, before_workers), (after, after_workers) = counts[100], counts[marks[-1]]
+            for where, grown in [("client+scheduler", after - before)] + [
+                    (f"worker {addr}", after_workers[addr] - before_workers.get(addr, collections.Counter()))
+                    for addr in sorted(after_workers)]:
+                print(f"  objects grown in {where}, run 100 -> {marks[-1]:,}: "
+                      + ", ".join(f"{t} +{n}" for t, n in grown.most_common(types)))
+    first = min(marks, key=lambda n: (n < 100, n))  # run 100, or the first mark when there are fewer runs
+    print(f"\nresident memory (MB) after run N; growth after run {first:,}")
+    print(f"  {'contender':<10}{'process':<18}" + "".join(f"{f'run {n:,}':>12}" for n in marks) + f"{'growth':>10}")
+    for name, seen in table.items():
+        for process in seen[marks[-1]]:
+            row = [seen[n].get(process, 0) / MB for n in marks]
+            growth = (seen[marks[-1]][process] - seen[first][process]) / MB
+            print(f"  {name:<10}{process:<18}" + "".join(f"{v:>12.1f}" for v in row) + f"{growth:>+10.1f}"
+                  + ("" if growth <= 20 else "  over the 20 MB goal"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 round; the 27- and 1,000-frame sets only")
     parser.add_argument("--rounds", type=int, default=None, help="rounds per contender (default 3)")
-    parser.add_argument("--only", choices=[*SETS, "speed", "million"], default="speed")
+    parser.add_argument("--only", choices=[*SETS, "speed", "million", "month"], default="speed")
     parser.add_argument("--workers", type=int, default=4, help="worker processes of 1 thread")
     parser.add_argument("--contenders", default=None,
                         help="comma-separated names among: floor, original, plain, daskgif, there")
     parser.add_argument("--million", default="100000,1000000", help="frame counts of --only million")
+    parser.add_argument("--runs", type=int, default=1000, help="scheduled runs of --only month")
+    parser.add_argument("--recycle", type=int, default=None,
+                        help="--only month: cli recycles its cluster every N runs (default daskgif.schedule.recycle-every)")
+    parser.add_argument("--types", type=int, default=0, help="--only month: the N object types grown most")
     parser.add_argument("--dir", default=None, help="where the data and the outputs go (default: the temporary "
                         "folder); /dev/shm takes the disk's noise out of the figures")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
+    if args.only == "month":
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            return month(Path(tmp), args.runs, (args.contenders or "daskgif,plain,cli").split(","), args.recycle,
+                         args.types)
     names = {"floor": "I/O floor", "original": "original", "plain": "plain dask.delayed", "daskgif": "daskgif",
              "there": "daskgif, data file already there"}
     contenders = [names[n] for n in (args.contenders or ",".join(names)).split(",")]

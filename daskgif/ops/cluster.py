@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 #: Computations a new cluster's scheduler remembers (distributed's default, 100, holds ~5 MB of graphs).
 HISTORY = 10
+#: Entries of a new cluster's low-level logs (distributed's default, 1,000): the messages each comm keeps, with
+#: the tasks' specs and daskgif's events in them, held ~25 MB per process after 300 runs of the sample.
+LOG_LENGTH = 100
 
 ADDRESS = re.compile(r"^([a-z][a-z0-9+.-]*://)?[\w.\-\[\]:]*:\d+/?$", re.IGNORECASE)
 
@@ -120,12 +123,39 @@ def connect(scheduler: str | None = None, *, workers: int | None = None, threads
     from dask.system import CPU_COUNT
 
     kwargs: dict[str, Any] = {"scheduler_kwargs": {"preload": list(preload)}} if preload else {}
-    # The scheduler keeps each computation's graph for its dashboard: a long schedule would hold 100 of them.
-    with dask.config.set({"distributed.diagnostics.computations.max-history": HISTORY}), \
-            LocalCluster(n_workers=workers or CPU_COUNT, threads_per_worker=threads_per_worker, processes=True,
-                         dashboard_address=":0", silence_logs=silence_logs, **kwargs) as cluster, \
-            Client(cluster, set_as_default=False) as client:
-        yield client
+    # The scheduler keeps each computation's graph for its dashboard, every comm its last messages: a long
+    # schedule would hold 100 graphs and 1,000 messages per comm (the nannies pass this on to the workers).
+    cluster = None
+    try:
+        with dask.config.set({"distributed.diagnostics.computations.max-history": HISTORY,
+                              "distributed.admin.low-level-log-length": LOG_LENGTH}), \
+                LocalCluster(n_workers=workers or CPU_COUNT, threads_per_worker=threads_per_worker, processes=True,
+                             dashboard_address=":0", silence_logs=silence_logs, **kwargs) as cluster, \
+                Client(cluster, set_as_default=False) as client:
+            yield client
+    finally:
+        if cluster is not None:
+            forget_scheduler(cluster.scheduler)
+
+
+def forget_scheduler(scheduler: Any) -> None:
+    """Let go of a closed *scheduler*, with every task group it kept, that two caches of distributed would keep.
+
+    ``distributed.dashboard.scheduler.template_variables`` is memoized by scheduler, and
+    ``distributed.core._expects_comm`` by each server's handlers, both without bound: a schedule that
+    renews its cluster every N runs would keep every old scheduler alive.
+    """
+    from distributed import core
+
+    getattr(getattr(core, "_expects_comm", None), "cache_clear", lambda: None)()
+    try:
+        from distributed.dashboard.scheduler import template_variables
+    except ImportError:  # no bokeh: no dashboard, no cache
+        return
+    for cell in getattr(template_variables, "__closure__", None) or ():
+        if isinstance(cache := cell.cell_contents, dict):
+            for key in [k for k in cache if k is scheduler or isinstance(k, tuple) and scheduler in k]:
+                del cache[key]
 
 
 @contextlib.contextmanager

@@ -240,7 +240,7 @@ def run_schedule(params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]],
     client, scheduler, cluster : optional
         Where the runs go: a ``distributed.Client``; else the local *scheduler*; or *cluster*, a function making
         a context manager that yields a client, started before a run when none is up and closed before a wait
-        over *idle_limit* seconds (:data:`IDLE_CLUSTER_LIMIT`).
+        over *idle_limit* seconds (:data:`IDLE_CLUSTER_LIMIT`) and every ``daskgif.schedule.recycle-every`` runs.
     notify, history, storage_options : optional
         A webhook URL (:func:`~daskgif.ops.notify.post_result`), an fsspec file that gets one JSON line per run
         (:func:`~daskgif.ops.history.append_run`), and its fsspec options (default those in *params*).
@@ -286,6 +286,7 @@ def run_schedule(params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]],
     due = clock() if plan is None else plan.first(clock())
     if plan is not None:
         logger.info("Schedule %s; first run at %s", plan, iso(due))
+    recycle = read_setting("schedule.recycle-every") if cluster is not None else None
     started = contextlib.ExitStack()  # the cluster of *cluster*, while it is up
     with started:
         while not stop.is_set():
@@ -319,8 +320,10 @@ def run_schedule(params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]],
                 logger.warning("Run %d took %.1f s, past the next fire time of the schedule (%s); run %d starts "
                                "now, %.1f s late", number, now - began, plan, number + 1, now - due)
                 due = now
-            if cluster is not None and client is not None and due - now > idle_limit:
-                logger.info("Closing the cluster: the next run is %.0f s away", due - now)
+            if cluster is not None and client is not None and (due - now > idle_limit or recycle and
+                                                               number % recycle == 0):
+                logger.info("Closing the cluster: %s", f"the next run is {due - now:.0f} s away" if due - now >
+                            idle_limit else f"a new one every {recycle} runs (daskgif.schedule.recycle-every)")
                 started.close()
                 client = None
     if stop.is_set():

@@ -52,6 +52,7 @@ SETTINGS: dict[str, Kind | Callable[[Any], Any]] = {
     "progress-interval": kinds.SECONDS,
     "dashboard.max-runs": kinds.POSITIVE_INTEGER,
     "dashboard.max-frame-records": kinds.POSITIVE_INTEGER,
+    "schedule.recycle-every": POSITIVE_INTEGER_OR_NULL,
 }
 
 

@@ -19,6 +19,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import dask
 import pytest
 
 import daskgif
@@ -179,6 +180,26 @@ def test_a_cluster_of_its_own_is_started_for_each_run_when_the_wait_is_long(fake
                  cluster=cluster, on_wait=on_wait)
     assert events == ["start", "wait for 2", "wait for 3", "close"]  # short waits: one cluster for all runs
     assert [c["client"] for c in calls][-3:] == ["client-1"] * 3
+
+
+def test_a_cluster_of_its_own_is_recycled_every_n_runs_and_a_given_client_never(fake_runs):
+    events = []
+
+    @contextlib.contextmanager
+    def cluster():
+        events.append("start")
+        yield f"client-{events.count('start')}"
+        events.append("close")
+
+    clock = FakeClock(0.0)
+    calls = fake_runs(clock)
+    with dask.config.set({"daskgif.schedule.recycle-every": 2}):
+        run_schedule({}, every=1, max_runs=5, clock=clock, sleep=clock.sleep, cluster=cluster)
+        assert events == ["start", "close"] * 3
+        assert [c["client"] for c in calls] == ["client-1", "client-1", "client-2", "client-2", "client-3"]
+        calls.clear()
+        run_schedule({}, every=1, max_runs=5, clock=clock, sleep=clock.sleep, client="given")
+    assert [c["client"] for c in calls] == ["given"] * 5 and len(events) == 6
 
 
 def test_a_failed_run_is_reported_and_the_schedule_goes_on(fake_runs, tmp_path):
@@ -504,3 +525,43 @@ def test_run_schedule_uses_the_active_client(tmp_path):
         runs = run_schedule({"out": str(tmp_path / "c.gif"), "data_file": str(tmp_path / "d.img"),
                              "frames_dir": str(tmp_path)}, every=0.01, max_runs=2)
     assert [r.ok for r in runs] == [True, True] and (tmp_path / "c.gif").exists()
+
+
+def test_the_cli_recycles_its_own_cluster_and_not_one_given_by_address(tmp_path):
+    from distributed import Client, LocalCluster
+
+    env = {**os.environ, "DASK_DASKGIF__SCHEDULE__RECYCLE_EVERY": "2"}
+    done = subprocess.run(daskgif_cmd("run", "--every", "0.01", "--max-runs", "3", "--workers", "1", "--history",
+                                      "h.jsonl"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    links = re.findall(r"Dashboard \(while the cluster is up\): (\S+)", done.stderr)
+    assert len(links) == 2 and links[0] != links[1], done.stderr  # a new cluster, and its link, for run 3
+    runs = [json.loads(line) for line in (tmp_path / "h.jsonl").read_text().splitlines()]
+    assert [(r["run"], r["ok"]) for r in runs] == [(1, True), (2, True), (3, True)]
+    assert not list(tmp_path.glob("*.lock"))
+
+    env["DASK_DASKGIF__SCHEDULE__RECYCLE_EVERY"] = "1"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        before = client.run(os.getpid)
+        done = subprocess.run(daskgif_cmd("run", "--every", "0.01", "--max-runs", "2", "--scheduler",
+                                          cluster.scheduler_address, "--out", str(tmp_path / "given.gif"),
+                                          "--data-file", str(tmp_path / "given.img")),
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert client.run(os.getpid) == before and (tmp_path / "given.gif").exists()
+
+
+def test_a_renewed_cluster_lets_go_of_the_schedulers_before_it():
+    import gc
+    import weakref
+
+    from daskgif.ops.cluster import connect
+
+    schedulers = []
+    for _ in range(3):
+        with connect(workers=1, preload=("daskgif.dashboard",)) as client:
+            assert client.submit(sum, [1, 2]).result() == 3
+            schedulers.append(weakref.ref(client.cluster.scheduler))
+    gc.collect()
+    assert [ref() is None for ref in schedulers[:2]] == [True, True]  # with their task groups, spans, logs
