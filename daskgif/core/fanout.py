@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -103,22 +102,16 @@ def run_batch(task: Any, kwargs: dict, reuse: Callable[[int, Any], Any] | None, 
     return Mapped(values, states)
 
 
-#: The fewest items of an ``"auto"`` batch, unless that leaves a thread without one.
-MIN_BATCH = 8
-
-
 def batches(items: Sequence, batch_size: int | str, threads: int) -> list[tuple[int, Sequence]]:
-    """Cut *items* into ``(first index, batch)`` pairs; ``"auto"`` gives about four batches per thread, but
-    no more than one per thread until a batch holds :data:`MIN_BATCH` items: a batch costs a round trip.
+    """Cut *items* into ``(first index, batch)`` pairs; ``"auto"`` gives about four batches per thread, but one
+    per thread until a batch holds 8 items (a batch costs a round trip).
 
-    >>> batches(range(40), "auto", threads=2)
-    [(0, range(0, 8)), (8, range(8, 16)), (16, range(16, 24)), (24, range(24, 32)), (32, range(32, 40))]
-    >>> batches([1, 2, 3, 4, 5], "auto", threads=8), batches(range(5), 4, threads=8)
-    ([(0, [1]), (1, [2]), (2, [3]), (3, [4]), (4, [5])], [(0, range(0, 4)), (4, range(4, 5))])
+    >>> batches(range(40), "auto", threads=2), batches(range(5), 4, threads=8)
+    ([(0, range(0, 8)), (8, range(8, 16)), (16, range(16, 24)), (24, range(24, 32)), (32, range(32, 40))], \
+[(0, range(0, 4)), (4, range(4, 5))])
     """
-    threads = max(threads, 1)
-    size = max(math.ceil(len(items) / (4 * threads)), min(MIN_BATCH, math.ceil(len(items) / threads)), 1) \
-        if batch_size == "auto" else batch_size
+    n, threads = len(items), max(threads, 1)
+    size = max(-(-n // (4 * threads)), min(8, -(-n // threads)), 1) if batch_size == "auto" else batch_size
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"batch_size must be 'auto' or a positive integer, got {batch_size!r}")
     return [(i, items[i:i + size]) for i in range(0, len(items), size)]
