@@ -6,6 +6,8 @@ Run::
     python examples/bench_pipeline.py --quick          # 1 round; 27 and 1,000 frames only
     python examples/bench_pipeline.py --only 27        # one set: 27, 1000 or 10000
     python examples/bench_pipeline.py --only million   # 100,000 and 1,000,000 frames of 1x1: memory
+    python examples/bench_pipeline.py --only fixed     # the fixed cost: 27 frames, 9 runs, per-step medians
+    python examples/bench_pipeline.py --only perframe  # the per-frame cost: slope 2,000 -> 10,000 frames of 64x64
     python examples/bench_pipeline.py --workers 8      # worker processes of the cluster (default 4)
     python examples/bench_pipeline.py --dir /dev/shm   # outputs in memory: no disk noise
     python examples/bench_pipeline.py --only month --runs 10000   # a month of schedules: memory per process
@@ -38,6 +40,12 @@ growth during the run (resident memory is seldom given back, so the absolute
 peak also shows what an earlier contender left behind).  For daskgif the run's
 own states say where its time went (per step, and what is left: submitting
 the graph, scheduling, the fan-out's round trip, events).
+
+``--only fixed``: the 27-frame run on the warm cluster, data file already there, 9 runs
+(``--rounds``, at least 7), each in a fresh folder, interleaved with the I/O floor: the median run and
+the median of each part of its breakdown.  ``--only perframe``: 2,000 and 10,000 frames of 64x64
+(decode validation on, as by default), daskgif and the I/O floor interleaved, 3 rounds: the cost per
+frame is the slope between the two counts (the fixed cost cancels), and daskgif's over the floor's.
 
 ``--only million``: 100,000 and then 1,000,000 frames of 1x1 through daskgif on
 a 2-worker cluster, frames on local disk: the time per frame, each process's
@@ -224,6 +232,81 @@ def breakdown(result: daskgif.Result, called: float, wall: float) -> str:
     parts.append(f"hops between the steps {(inside - sum(steps.values())) * 1e3:.0f}")
     parts.append(f"last task to compute() returning {(called + wall - result.finished) * 1e3:.0f} ms")
     return ", ".join(parts)
+
+
+def parts(result: daskgif.Result, called: float, wall: float) -> dict[str, float]:
+    """The breakdown of :func:`breakdown` as numbers, in seconds."""
+    states = result.states
+    steps = {name: states[name].duration or 0.0 for name in ("fetch", "split", "map-frames", "combine")}
+    frames = states["write-frame"]
+    return {"wall": wall, "compute() to the first task": result.started - called, **steps,
+            "write-frame batches (wall)": frames.end - frames.start,
+            "fan-out round trip": steps["map-frames"] - (frames.end - frames.start),
+            "hops between the steps": result.finished - result.started - sum(steps.values()),
+            "last task to compute() returning": called + wall - result.finished}
+
+
+def fixed(root: Path, rounds: int) -> None:
+    """The fixed cost: the 27-frame run, data file already there, fresh folders; median run and parts."""
+    data_file = root / "fixed.img"
+    write_data(data_file, make_frames(*SETS["27"]))
+    spans = split_bytes(data_file.read_bytes())
+    warm = root / "fixed-warm"
+    warm.mkdir()
+    daskgif_run(data_file, warm)
+    clip = (warm / "clip.gif").read_bytes()
+    found: dict[str, list[float]] = {}
+    floors = []
+    for _ in range(rounds):
+        work = Path(tempfile.mkdtemp(dir=root, prefix="f-"))
+        start = time.perf_counter()
+        floor(data_file, work, spans, clip)
+        floors.append(time.perf_counter() - start)
+        work = Path(tempfile.mkdtemp(dir=root, prefix="w-"))
+        shutil.copyfile(data_file, work / "image-data.img")  # untimed: fetch is skipped
+        called, start = time.time(), time.perf_counter()
+        result = daskgif_run(data_file, work)
+        for name, t in parts(result, called, time.perf_counter() - start).items():
+            found.setdefault(name, []).append(t)
+    print(f"\nfixed cost: 27 frames of 500x375, data file already there, {rounds} runs, fresh folders")
+    print(f"  I/O floor {describe(floors)}")
+    print(f"  daskgif   {describe(found.pop('wall'))}")
+    print("  medians of the parts: " + ", ".join(f"{name} {statistics.median(ts) * 1e3:.0f} ms"
+                                                for name, ts in found.items()))
+
+
+def perframe(root: Path, rounds: int, counts: tuple[int, int] = (2000, 10_000)) -> None:
+    """The per-frame cost: the slope between two frame counts, daskgif and the floor interleaved."""
+    sets = {}
+    for count in counts:
+        data_file = root / f"perframe-{count}.img"
+        write_data(data_file, make_frames(count, 64, 64))
+        warm = root / f"perframe-{count}-warm"
+        warm.mkdir()
+        daskgif_run(data_file, warm)
+        sets[count] = (data_file, split_bytes(data_file.read_bytes()), (warm / "clip.gif").read_bytes())
+    times: dict[tuple[str, int], list[float]] = {}
+    for _ in range(rounds):
+        for count, (data_file, spans, clip) in sets.items():
+            for name in ("floor", "daskgif"):
+                work = Path(tempfile.mkdtemp(dir=root, prefix="p-"))
+                start = time.perf_counter()
+                if name == "floor":
+                    floor(data_file, work, spans, clip)
+                else:
+                    daskgif_run(data_file, work)
+                times.setdefault((name, count), []).append(time.perf_counter() - start)
+                shutil.rmtree(work, ignore_errors=True)
+    a, b = counts
+    print(f"\nper-frame cost: {a:,} and {b:,} frames of 64x64, decode validation on, {rounds} rounds, interleaved")
+    slopes = {}
+    for name in ("floor", "daskgif"):
+        ta, tb = statistics.median(times[name, a]), statistics.median(times[name, b])
+        slopes[name] = (tb - ta) / (b - a)
+        print(f"  {name:<8} {a:,}: {describe(times[name, a])}   {b:,}: {describe(times[name, b])}   "
+              f"slope {slopes[name] * 1e3:.4f} ms/frame")
+    print(f"  daskgif/floor per frame (slope) {slopes['daskgif'] / slopes['floor']:.1f}, at {b:,} frames "
+          f"{statistics.median(times['daskgif', b]) / statistics.median(times['floor', b]):.1f}")
 
 
 def run_set(label: str, count: int, width: int, height: int, rounds: int, root: Path, client: Client,
@@ -462,7 +545,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 round; the 27- and 1,000-frame sets only")
     parser.add_argument("--rounds", type=int, default=None, help="rounds per contender (default 3)")
-    parser.add_argument("--only", choices=[*SETS, "speed", "million", "month"], default="speed")
+    parser.add_argument("--only", choices=[*SETS, "speed", "million", "month", "fixed", "perframe"], default="speed")
     parser.add_argument("--workers", type=int, default=4, help="worker processes of 1 thread")
     parser.add_argument("--contenders", default=None,
                         help="comma-separated names among: floor, original, plain, daskgif, there")
@@ -490,7 +573,7 @@ def main() -> None:
         if args.only == "million":
             million(root, [int(n) for n in args.million.split(",")])
             return
-        sets = list(SETS) if args.only == "speed" else [args.only]
+        sets = list(SETS) if args.only == "speed" else [args.only] if args.only in SETS else []
         if args.quick and args.only == "speed":
             sets = ["27", "1000"]
         start = time.perf_counter()
@@ -500,6 +583,12 @@ def main() -> None:
                   f"{time.perf_counter() - start:.2f} s (in no figure)")
             sampler = Sampler(list(client.run(os.getpid).values()))
             sampler.start()
+            if args.only == "fixed":
+                fixed(root, max(args.rounds or 9, 7))
+                sets = []
+            elif args.only == "perframe":
+                perframe(root, rounds)
+                sets = []
             for label in sets:
                 run_set(label, *SETS[label], rounds, root, client, sampler, contenders)
             sampler.stop.set()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -104,14 +103,15 @@ def run_batch(task: Any, kwargs: dict, reuse: Callable[[int, Any], Any] | None, 
 
 
 def batches(items: Sequence, batch_size: int | str, threads: int) -> list[tuple[int, Sequence]]:
-    """Cut *items* into ``(first index, batch)`` pairs; ``"auto"`` gives about four batches per thread.
+    """Cut *items* into ``(first index, batch)`` pairs; ``"auto"`` gives about four batches per thread, but one
+    per thread until a batch holds 8 items (a batch costs a round trip).
 
-    >>> batches([1, 2, 3, 4, 5], "auto", threads=1)
-    [(0, [1, 2]), (2, [3, 4]), (4, [5])]
-    >>> batches(range(5), 4, threads=8)
-    [(0, range(0, 4)), (4, range(4, 5))]
+    >>> batches(range(40), "auto", threads=2), batches(range(5), 4, threads=8)
+    ([(0, range(0, 8)), (8, range(8, 16)), (16, range(16, 24)), (24, range(24, 32)), (32, range(32, 40))], \
+[(0, range(0, 4)), (4, range(4, 5))])
     """
-    size = max(1, math.ceil(len(items) / (4 * max(threads, 1)))) if batch_size == "auto" else batch_size
+    n, threads = len(items), max(threads, 1)
+    size = max(-(-n // (4 * threads)), min(8, -(-n // threads)), 1) if batch_size == "auto" else batch_size
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"batch_size must be 'auto' or a positive integer, got {batch_size!r}")
     return [(i, items[i:i + size]) for i in range(0, len(items), size)]

@@ -37,10 +37,10 @@ def forget(token: str) -> None:
 
 def cancelled(token: str) -> bool:
     """Whether run *token* was cancelled here, or (on a worker) the running task was cancelled by the scheduler."""
-    if token in _cancelled or (multiprocessing.parent_process() is not None and _mark(token).exists()):
+    if token in _cancelled:
         return True
-    if not on_worker():
-        return False
+    if not on_worker():  # a worker is told by cancel() itself, never by the file: no stat per frame there
+        return multiprocessing.parent_process() is not None and _mark(token).exists()
     from distributed import get_worker
 
     worker = get_worker()

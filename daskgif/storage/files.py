@@ -162,7 +162,7 @@ FULL = frozenset(n for n in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno
 
 
 @contextmanager
-def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[BinaryIO]:
+def atomic_write(path: str, storage_options: dict | None = None, *, checked: bool = False) -> Iterator[BinaryIO]:
     """Yield a binary file whose data appears at *path* only if the block succeeds.
 
     Locally the data goes to a temporary file in the same folder (see :func:`part_name`),
@@ -170,14 +170,16 @@ def atomic_write(path: str, storage_options: dict | None = None) -> Iterator[Bin
     local temporary file uploaded once complete.  On error (``KeyboardInterrupt``
     included) the temporary file is removed and *path* untouched; an aborting process
     removes it too, a killed one leaves it for :func:`remove_stale_parts`.  An
-    ``OSError`` keeps its ``errno`` (``EROFS``, ``ENOSPC``, ...) and names *path*.
+    ``OSError`` keeps its ``errno`` (``EROFS``, ``ENOSPC``, ...) and names *path*.  *checked*: the caller
+    found nothing at *path* (:func:`~daskgif.storage.paths.check_target` is skipped).
 
     >>> with atomic_write("memory://daskgif-doctest/a.bin") as f:
     ...     _ = f.write(b"data")
     >>> read_span("memory://daskgif-doctest/a.bin", 1, 2)
     b'at'
     """
-    check_target(path)
+    if not checked:
+        check_target(path)
     p = local_path(path)
     local = p is not None
     if not local:
@@ -240,16 +242,15 @@ def write_bytes(path: str, data: bytes, storage_options: dict | None = None) -> 
     True
     """
     local = local_path(path)
-    if local is not None:
-        try:
-            st = os.stat(local)  # one stat: the common case is a fresh folder, where it fails at once
-        except OSError:
-            st = None
-        if st is not None and stat.S_ISREG(st.st_mode) and st.st_size == len(data):
-            with open(local, "rb") as f:
-                if f.read() == data:
-                    return False
-    with atomic_write(path, storage_options) as f:
+    try:  # one lstat, also atomic_write's check: the common case is a fresh folder, where it fails at once
+        st = None if local is None else os.lstat(local)
+    except (FileNotFoundError, NotADirectoryError):
+        st = False
+    if st and stat.S_ISREG(st.st_mode) and st.st_size == len(data):
+        with open(local, "rb") as f:  # type: ignore[arg-type]
+            if f.read() == data:
+                return False
+    with atomic_write(path, storage_options, checked=st is False) as f:
         f.write(data)
     return True
 

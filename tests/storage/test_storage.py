@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import time
 
+import fsspec
 import pytest
-
 from fsspec.core import url_to_fs
 
 from daskgif.errors import FetchError, LockHeld
@@ -597,8 +598,11 @@ def test_a_lease_is_reentrant_for_its_run_and_exclusive_between_runs():
     data_file = "memory://test-io-lock/image-data.img"
     mine = Lease(data_file, owner="run-A", seconds=30)
     first = mine.acquire()
-    again = Lease(data_file, owner="run-A", seconds=30).acquire()  # another task of the same run
-    assert again["expires"] >= first["expires"] and again["token"] != first["token"]
+    again = Lease(data_file, owner="run-A", seconds=30).acquire()  # another task of the same run, moments later:
+    assert again == first  # the lease is read, not written again
+    fsspec.filesystem("memory").pipe(data_file + ".lock", json.dumps({**first, "expires": time.time() + 5}).encode())
+    renewed = Lease(data_file, owner="run-A", seconds=30).acquire()  # two thirds of it gone: renewed
+    assert renewed["expires"] > time.time() + 25 and renewed["token"] != first["token"]
     with pytest.raises(LockHeld, match=rf"held by run run-A \(host .*, pid {os.getpid()},"):
         Lease(data_file, owner="run-B", seconds=30).acquire()
     with mine.kept():  # kept: renewed while the block runs, still held after it
