@@ -201,7 +201,9 @@ def main() -> None:
         rows.append(("daskgif run, one per input (own cluster each)", len(few), total, mb(peak)))
         shutil.rmtree(work)
 
-        if args.prefect:
+        if args.prefect:  # its ephemeral API server may take over its default 20 s to start on a busy machine
+            os.environ.update(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300",
+                              PREFECT_SERVER_ANALYTICS_ENABLED="false")
             work = fresh()
             flow = root / "prefect_flow.py"
             flow.write_text(PREFECT_FLOW)
