@@ -380,13 +380,17 @@ def run_set(label: str, count: int, width: int, height: int, rounds: int, root: 
 
 
 def million(root: Path, counts: list[int]) -> None:
-    """1x1 frames through daskgif on a 2-worker cluster: time per frame and every process's peak memory."""
+    """1x1 frames through daskgif on a 2-worker cluster: time per frame, every process's peak memory, and the
+    size of the run's ``--json`` object and history line."""
+    from daskgif.ops.schedule import ScheduledRun
+
     frame = encode_gif(1, 1, bytes(6), bytes(1))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         sampler = Sampler(list(client.run(os.getpid).values()))
         sampler.start()
-        print(f"\n{'frames':>9} {'time s':>8} {'ms/frame':>9} {'client MB':>10} {'worker MB':>10} {'json kB':>8}")
+        print(f"\n{'frames':>9} {'time s':>8} {'ms/frame':>9} {'client MB':>10} {'worker MB':>10} {'json kB':>8} "
+              f"{'history kB':>10}")
         base = last = None
         for count in counts:
             data_file = root / f"million-{count}.img"
@@ -400,12 +404,13 @@ def million(root: Path, counts: list[int]) -> None:
             result = daskgif_run(data_file, work)
             elapsed = time.perf_counter() - start
             client_peak, worker_peak = sampler.client, sampler.worker
-            size = len(json.dumps(result.to_dict()))
+            size = len(json.dumps(ScheduledRun(1, start, start, start, True, result).to_json()))  # --json
+            line = len(json.dumps(ScheduledRun(1, start, start, start, True, result).to_record()))  # history
             assert result.ok and len(result.frames) == count
             base = client_peak if base is None else base
             last = client_peak
             print(f"{count:>9,} {elapsed:8.1f} {elapsed / count * 1e3:9.3f} {client_peak / 2**20:10.0f} "
-                  f"{worker_peak / 2**20:10.0f} {size / 1e3:8.1f}", flush=True)
+                  f"{worker_peak / 2**20:10.0f} {size / 1e3:8.1f} {line / 1e3:10.1f}", flush=True)
             shutil.rmtree(work, ignore_errors=True)
             data_file.unlink()
         print(f"client peak growth {counts[0]:,} -> {counts[-1]:,} frames: {(last - base) / 2**20:.0f} MB")
