@@ -169,15 +169,22 @@ def digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def encode(head: Mapping[str, Any], frames: Iterable[Frame]) -> bytes:
-    """The manifest's bytes: *head* (``data``, ``settings``, ``count``) and the *frames*, in order.
+def encode(head: Mapping[str, Any], frames: Iterable[Frame], per: int = 4096) -> Iterator[bytes]:
+    """The manifest's bytes, *per* frames at a time: *head* (``data``, ``settings``, ``count``) and the *frames*,
+    in order (a million frames' JSON is 100 MB, and as Python lists several times that: never held whole).
 
-    >>> data = encode({"data": {"size": 9}, "settings": {}, "count": 2}, [Frame(1, 5, 4, 4, "ab", 1, 1, False)])
-    >>> decode(data)["frames"]
+    >>> head, frame = {"data": {"size": 9}, "settings": {}, "count": 2}, Frame(1, 5, 4, 4, "ab", 1, 1, False)
+    >>> decode(b"".join(encode(head, [frame])))["frames"]
     {1: Frame(index=1, offset=5, length=4, size=4, digest='ab', width=1, height=1, converted=False)}
     """
-    record = {"version": VERSION, **head, "frames": [list(f) for f in frames]}
-    return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+    record = json.dumps({"version": VERSION, **head, "frames": []}, separators=(",", ":"), sort_keys=True)
+    before, after = record.split('"frames":[]', 1)  # a key of the top level: inside a string its quotes are escaped
+    frames, sep = iter(frames), ""
+    yield f'{before}"frames":['.encode()
+    while chunk := [list(frame) for frame in itertools.islice(frames, per)]:
+        yield (sep + json.dumps(chunk, separators=(",", ":"))[1:-1]).encode()
+        sep = ","
+    yield f"]{after}".encode()
 
 
 def decode(data: bytes) -> dict[str, Any] | None:
@@ -210,7 +217,7 @@ def reusable(manifest: Mapping[str, Any] | None, head: Mapping[str, Any], spans:
     name) with the recorded size.
 
     >>> head, f = {"data": {"size": 10}, "settings": {}, "count": 2}, Frame(0, 6, 4, 4, "h", 1, 1, False)
-    >>> m, spans = decode(encode(head, [f, f._replace(index=1, offset=14)])), [Span(0, 6, 4), Span(1, 14, 4)]
+    >>> m, spans = decode(b"".join(encode(head, [f, f._replace(index=1, offset=14)]))), [Span(0, 6, 4), Span(1, 14, 4)]
     >>> reusable(m, head, spans, {"frame_01.gif": 4}), reusable(m, {**head, "count": 3}, spans, {"frame_01.gif": 4})
     ([1], [])
     """
@@ -257,6 +264,8 @@ def record(frames_dir: str, head: Mapping[str, Any], frames: Iterable[Frame], st
     """Write the manifest of the frames now in ``frames_dir``, atomically; a failure to write it is only logged."""
     path = storage.join_path(frames_dir, MANIFEST_NAME)
     try:
-        storage.write_bytes(path, encode(head, frames), storage_options)
+        with storage.atomic_write(path, storage_options) as f:
+            for piece in encode(head, frames):
+                f.write(piece)
     except Exception as e:  # the frames are written: a rerun without a manifest merely writes them again
         logger.warning("Could not write the frames manifest %s: %s: %s", path, type(e).__name__, e)

@@ -18,7 +18,7 @@ from daskgif import build_graph
 from daskgif import storage
 from daskgif.cli import summary
 from daskgif.errors import RunFailed
-from daskgif.pipeline.frames import MANIFEST_NAME, FramePaths, decode
+from daskgif.pipeline.frames import MANIFEST_NAME, Frame, FramePaths, decode, encode
 from frames import image_data, make_gif
 
 COUNT = 12
@@ -119,6 +119,22 @@ def test_a_failed_run_records_the_frames_it_wrote_and_the_rerun_writes_the_rest(
     writes.clear()
     again = run(tmp_path, data, frames_per_task=4)
     assert again.ok and again.reused == COUNT - 1 and writes == ["frame_07.gif"]
+
+
+def test_the_manifest_is_written_a_piece_at_a_time_never_held_whole():
+    made = []
+
+    def frames(count):  # the frames of a huge run, made as the manifest asks for them
+        for i in range(count):
+            made.append(i)
+            yield Frame(i, 6 * i, 6, 6, "ab" * 16, 1, 1, False)
+
+    pieces = encode({"data": {}, "settings": {}, "count": 10_000}, frames(10_000), per=100)
+    next(pieces), next(pieces)
+    assert len(made) == 100  # one chunk made, not 10,000 frames
+    whole = b"".join(encode({"data": {}, "settings": {}, "count": 10_000}, frames(10_000), per=100))
+    assert sorted(decode(whole)["frames"]) == list(range(10_000))
+    assert json.loads(whole)["frames"][9_999][0] == 9_999
 
 
 def test_the_manifest_hash_is_the_hash_of_the_span(tmp_path, data):
