@@ -480,7 +480,7 @@ def month(root: Path, runs: int, contenders: list[str], recycle: int | None, typ
     from daskgif.ops.schedule import run_schedule
     from daskgif.pipeline.sample import sample_path
 
-    marks = sorted({n for n in (10, 100, 300, 1000, 3000, 10_000, 30_000, 100_000) if n <= runs} | {runs})
+    marks = sorted({n for n in (10, 100, 300, 1000, 2000, 3000, 5000, 10_000, 30_000, 100_000) if n <= runs} | {runs})
     table: dict[str, dict[int, dict[str, int]]] = {}
     for name in contenders:
         table[name] = seen = {}
@@ -506,7 +506,8 @@ def month(root: Path, runs: int, contenders: list[str], recycle: int | None, typ
                 seen[number] = rss_of(client)
                 if types and number in (100, marks[-1]):
                     counts[number] = (object_counts(), client.run(object_counts))
-                print(f"  {name}: run {number:,} at {time.perf_counter() - start:.0f} s", flush=True)
+                print(f"  {name}: run {number:,} at {time.perf_counter() - start:.0f} s; MB "  # as it goes: a long
+                      + ", ".join(f"{p} {v / MB:.1f}" for p, v in seen[number].items()), flush=True)  # run may not end
 
         work = root / name
         work.mkdir()
