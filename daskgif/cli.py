@@ -41,12 +41,19 @@ def main(verbose: int) -> None:
 
 @main.command()
 @graph_options
-@click.option("--workers", type=click.IntRange(1), default=None, help="Worker processes of the local cluster. Default: CPU cores.")
-@click.option("--threads-per-worker", type=click.IntRange(1), default=1, show_default=True, help="Threads per worker.")
-@click.option("--scheduler", default=None, help="sync, threads, processes, or the address of a running cluster (also DASK_SCHEDULER_ADDRESS). Default: a new local cluster.")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Worker processes of the local cluster. Default: CPU cores.")
+@click.option("--threads-per-worker", type=click.IntRange(1), default=1, show_default=True,
+              help="Threads per worker.")
+@click.option("--scheduler", default=None,
+              help="sync, threads, processes, or the address of a running cluster (also DASK_SCHEDULER_ADDRESS). "
+                   "Default: a new local cluster.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the result, as one JSON object per run.")
-@click.option("--report", default=None, type=click.Path(dir_okay=False), help="Save Dask's performance report (self-contained HTML) of the run(s); needs a cluster.")
-@click.option("--keep-dashboard", is_flag=True, help="Keep the local cluster and its dashboard up after the run(s) until Ctrl-C or SIGTERM, then exit with the runs' status.")
+@click.option("--report", default=None, type=click.Path(dir_okay=False),
+              help="Save Dask's performance report (self-contained HTML) of the run(s); needs a cluster.")
+@click.option("--keep-dashboard", is_flag=True,
+              help="Keep the local cluster and its dashboard up after the run(s) until Ctrl-C or SIGTERM, then exit "
+                   "with the runs' status.")
 @click.option("--fail-fast", is_flag=True, help="With many inputs: stop a batch at its first input that fails.")
 @click.option("--watch", default=None, metavar="LOCATION", help="Watch a folder, prefix or pattern (any fsspec URL): "
               "list it every --every (default 30s) and run each input that is new or changed.")
@@ -183,7 +190,8 @@ def run_until_stopped(graph: Any, kwargs: dict[str, Any], options: dict[str, Any
                     silence_logs=logging.INFO if verbose >= 2 else logging.CRITICAL, preload=("daskgif.dashboard",)))
             finally:
                 signal.signal(signal.SIGINT, on_signal)
-            for line in dashboard_lines(client, serves) if client is not None and (not as_json or keep_dashboard) else ():
+            shown = client is not None and (not as_json or keep_dashboard)
+            for line in dashboard_lines(client, serves) if shown else ():
                 click.echo(line, err=True)
             current["client"] = client
             stack.callback(current.update, client=None)
@@ -313,7 +321,8 @@ def graph(ctx: click.Context, picture: str, max_frames: int, run_record: str | N
 
 @main.command()
 @click.argument("file")
-@click.option("--last", type=click.IntRange(0), default=20, show_default=True, help="How many of the latest runs to show.")
+@click.option("--last", type=click.IntRange(0), default=20, show_default=True,
+              help="How many of the latest runs to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON lines instead of a table.")
 def history(file: str, last: int, as_json: bool) -> None:
     """Show the last runs recorded in FILE by ``daskgif run --history FILE``."""
