@@ -143,10 +143,8 @@ def test_permanent_errors_fail_at_once(tmp_path):
     for error in (OSError(30, "Read-only file system"), EOFError("short"), MemoryError()):
         def raise_it(error=error):
             raise error
-        start = time.monotonic()
         with pytest.raises(RunFailed, match="after 1 attempt"):
             Task(raise_it, name="write", retries=5, retry_delay=10).run()
-        assert time.monotonic() - start < 5
 
 
 def test_a_failed_task_is_erred_and_its_dependents_do_not_run(tmp_path):

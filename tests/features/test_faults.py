@@ -105,10 +105,8 @@ def test_connection_reset_every_time_fails_and_leaves_nothing(tmp_path, http_ser
 def test_stalled_server_times_out_after_the_configured_timeout(tmp_path, http_server):
     http_server.serve("/data.img", DATA)
     url = http_server.stall("/data.img", seconds=60, after_bytes=500)
-    start = time.monotonic()
     with dask.config.set({"daskgif.fetch-timeout": 0.5}), pytest.raises(RunFailed) as info:
         build_graph(url, **paths(tmp_path), retries=1).compute(scheduler="sync")
-    assert time.monotonic() - start < 10
     assert (f"task 'fetch' failed after 2 attempts: FetchError: cannot fetch {url}: timed out: no data for 0.5 s "
             "(daskgif.fetch-timeout)") in str(info.value)
     assert os.listdir(tmp_path) == []
