@@ -8,7 +8,9 @@ A stopped run's tasks write no frame and no output after the stop (:mod:`daskgif
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
+import gc
 import logging
 import re
 import threading
@@ -139,23 +141,30 @@ def connect(scheduler: str | None = None, *, workers: int | None = None, threads
 
 
 def forget_scheduler(scheduler: Any) -> None:
-    """Let go of a closed *scheduler*, with every task group it kept, that two caches of distributed would keep.
+    """Let go of a closed *scheduler*: what three caches of Dask keep of it, then the heap it freed.
 
     ``distributed.dashboard.scheduler.template_variables`` is memoized by scheduler, and
     ``distributed.core._expects_comm`` by each server's handlers, both without bound: a schedule that
-    renews its cluster every N runs would keep every old scheduler alive.
+    renews its cluster every N runs would keep every old scheduler alive.  ``dask.utils.key_split`` keeps
+    the 100,000 last task keys it split (13 per run, ~300 bytes each): ~4 MB more per 1,000 runs, up to
+    30 MB.  Last, glibc is asked to return the freed pages (2 MB less after 1,000 runs).
     """
+    from dask.utils import key_split
     from distributed import core
 
     getattr(getattr(core, "_expects_comm", None), "cache_clear", lambda: None)()
+    key_split.cache_clear()
     try:
         from distributed.dashboard.scheduler import template_variables
     except ImportError:  # no bokeh: no dashboard, no cache
-        return
+        template_variables = None
     for cell in getattr(template_variables, "__closure__", None) or ():
         if isinstance(cache := cell.cell_contents, dict):
             for key in [k for k in cache if k is scheduler or isinstance(k, tuple) and scheduler in k]:
                 del cache[key]
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to ask
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @contextlib.contextmanager
