@@ -1,7 +1,7 @@
 """The daskgif pipeline as a lazy Dask graph: one :class:`~daskgif.core.task.Task` per step of :data:`STEPS`,
-each keyed ``<step>-<token>``, then ``result-<token>``, which makes the :class:`~daskgif.pipeline.result.Result`::
+each keyed ``<step>-<token>``; the last one's task also makes the :class:`~daskgif.pipeline.result.Result`::
 
-    fetch-<token> -> split-<token> -> map-frames-<token> -> combine-<token> -> result-<token>
+    fetch-<token> -> split-<token> -> map-frames-<token> -> combine-<token>
                                            |
                                            +-> write-frame-<i>-<token>  (launched at run time)
 
@@ -138,15 +138,14 @@ def make_pipeline(params: Params, on_state: Sequence[Callable[[State], None]] = 
     token = params.run
     announce = {"parameters": scrub(safe_parameters(params.arguments)), "out": scrub(params.out),
                 "steps": [step.name for step in steps.STEPS], **({"batch": params.batch} if params.batch else {})}
-    nodes: dict[str, Any] = {}
     node = None
     for i, step in enumerate(steps.STEPS):
         # params bound, not passed: Dask walks every argument, every field of a dataclass (ms per build)
         run = functools.partial(step.task(params, announce if i == 0 else None).run, params=params)
-        node = nodes[step.name] = dask.delayed(run, pure=False)(node, dask_key_name=f"{step.name}-{token}")
-    done = dask.delayed(functools.partial(steps.make_result, params=params), pure=False)(
-        node, nodes["combine"], dask_key_name=f"result-{token}")
-    return Pipeline(done, params, on_state)
+        if step is steps.STEPS[-1]:  # the last step ends the run in its own task: no hop to one more
+            run = functools.partial(steps.finish, run, params=params)
+        node = dask.delayed(run, pure=False)(node, dask_key_name=f"{step.name}-{token}")
+    return Pipeline(node, params, on_state)
 
 
 #: Where each input's files go when several inputs do not say (``{suffix}``: the input's own).

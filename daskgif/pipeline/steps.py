@@ -33,7 +33,7 @@ from daskgif.version import __version__
 from daskgif.writers import ApngWriter, Mp4Writer, WebpWriter
 
 __all__ = ["Step", "STEPS", "WRITERS", "writer_for", "check_outputs", "fetch", "split", "map_frames", "write_frame",
-           "combine", "make_result"]
+           "combine", "finish"]
 
 logger = logging.getLogger(__name__)
 
@@ -278,9 +278,10 @@ STEPS = (
 )
 
 
-def make_result(last: Outcome, combined: Outcome, params: Params) -> Result:
-    """The run's :class:`Result` (*last* carries every step's state, *combined* the output); end the run."""
-    value = combined.value
+def finish(run: Callable[[Any], Outcome], previous: Any, params: Params) -> Result:
+    """Run the last step (*run* of the *previous* step's outcome), then end the run: its :class:`Result`."""
+    last = run(previous)
+    value = last.value
     result = Result(ok=True, path=params.out, frames=value["frames"], states=dict(last.states), size=value["size"],
                     started=min(s.start for s in last.states.values() if s.start is not None), finished=time.time(),
                     storage_options=params.storage_options)

@@ -62,10 +62,10 @@ def test_a_failed_frame_is_an_erred_task_and_nothing_downstream_runs(tmp_path, c
     # A batch's key names the frames it holds: write-frame-<first>-<last>-<run>.
     assert states[f"write-frame-2-2-{pipeline.run}"] == "erred"
     assert states.get(f"write-frame-1-1-{pipeline.run}", "forgotten") in ("released", "forgotten")  # freed
-    for step in ("map-frames", "combine", "result"):
+    for step in ("map-frames", "combine"):
         assert states[f"{step}-{pipeline.run}"] == "erred"
     ran = {key_split(t["key"]) for t in stream.data}
-    assert "combine" not in ran and "result" not in ran
+    assert "combine" not in ran
     errored = {str(t["key"]) for t in stream.data if t.get("status") == "error"}
     assert f"write-frame-2-2-{pipeline.run}" in errored
     # Every state known when it failed: the steps upstream and the frames.

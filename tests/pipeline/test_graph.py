@@ -52,7 +52,7 @@ def test_building_reads_and_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     graph = build_graph(url="http://127.0.0.1:9/never-fetched.img")
     assert list(tmp_path.iterdir()) == []
-    assert sorted({key_split(k) for k in graph.dask}) == ["combine", "fetch", "map-frames", "result", "split"]
+    assert sorted({key_split(k) for k in graph.dask}) == ["combine", "fetch", "map-frames", "split"]
 
 
 def test_sample_on_sync_scheduler(tmp_path):

@@ -427,7 +427,7 @@ def test_plugin_names_who_stopped_a_run():
     plugin.transition("fetch-gone", "processing", "released", stimulus_id="remove-client-2.0")
     plugin.log_event("daskgif", {"kind": "run", "run": "failed", "state": "Failed", "time": 2.0, "message": "E"})
     for token in ("done", "failed"):  # finished: their results are let go of, nothing is stopped
-        plugin.transition(f"result-{token}", "memory", "released", stimulus_id="remove-client-3.0")
+        plugin.transition(f"combine-{token}", "memory", "released", stimulus_id="remove-client-3.0")
         plugin.transition(f"map-frames-{token}", "erred", "released", stimulus_id="cancel-key-3.0")
     plugin.transition("fetch-other", "processing", "memory", stimulus_id="task-finished-4.0")
     assert {token: (run.state, run.message) for token, run in plugin.runs.runs.items()} == {

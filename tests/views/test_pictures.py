@@ -122,7 +122,7 @@ def test_dask_visualize_labels_the_steps(tmp_path):
     path = tmp_path / "dask-graph.svg"
     build_graph(data_file=str(tmp_path / "x.img"), out=str(tmp_path / "clip.gif")).visualize(filename=str(path))
     svg = html.unescape(path.read_text())
-    assert all(step in svg for step in ("fetch", "split", "map-frames", "combine", "result"))
+    assert all(step in svg for step in ("fetch", "split", "map-frames", "combine"))
 
 
 def test_missing_dot_program_is_a_clear_error(tmp_path, monkeypatch):
