@@ -52,7 +52,8 @@ a 2-worker cluster, frames on local disk: the time per frame, each process's
 peak memory, and the client's growth from 100,000 to 1,000,000 frames.
 
 ``--only month``: ``--runs`` scheduled runs of the embedded sample (32 tiny frames), back to back, each
-contender on its own cluster as ``daskgif run`` starts it (a worker per core, the scheduler in this process):
+contender in a process of its own, on its own cluster as ``daskgif run`` starts it (a worker per core, the
+scheduler in that process):
 ``daskgif`` (``run_schedule`` on one cluster), ``plain`` (plain Dask of the same shape: fetch, split, 4 frame
 writes, combine, as ``dask.delayed``) and ``cli`` (``daskgif run``'s own cluster, recycled every
 ``--recycle`` runs).  Every process's RSS at runs 10, 100, 300, 1,000, 3,000, 10,000, ... and its growth
@@ -70,6 +71,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -469,12 +471,13 @@ def plain_graph(url: str, work: Path, parts: int = 4) -> Any:
     return dask.delayed(plain_combine, pure=False)(writes, str(work / "clip.gif"))
 
 
-def month(root: Path, runs: int, contenders: list[str], recycle: int | None, types: int) -> None:
+def month(root: Path, runs: int, contenders: list[str], recycle: int | None, types: int,
+          table_to: str | None = None) -> None:
     """Scheduled runs of the embedded sample, back to back: every process's RSS at checkpoints, growth after 100.
 
-    ``daskgif`` and ``plain`` share nothing: each its own cluster, the one ``daskgif run`` starts
-    (scheduler in this process, runs page preloaded); ``cli`` is the schedule of ``daskgif run``'s own
-    cluster, recycled every *recycle* runs (``daskgif.schedule.recycle-every``).
+    Each contender runs in a process of its own (none reuses memory another freed), on its own cluster, the
+    one ``daskgif run`` starts (scheduler in that process, runs page preloaded); ``cli`` is the schedule of
+    ``daskgif run``'s own cluster, recycled every *recycle* runs (``daskgif.schedule.recycle-every``).
     """
     from daskgif.ops.cluster import connect
     from daskgif.ops.schedule import run_schedule
@@ -482,6 +485,14 @@ def month(root: Path, runs: int, contenders: list[str], recycle: int | None, typ
 
     marks = sorted({n for n in (10, 100, 300, 1000, 2000, 3000, 5000, 10_000, 30_000, 100_000) if n <= runs} | {runs})
     table: dict[str, dict[int, dict[str, int]]] = {}
+    if len(contenders) > 1:
+        for name in contenders:
+            saved = root / f"{name}.json"
+            subprocess.run([sys.executable, __file__, "--only", "month", "--runs", str(runs), "--contenders", name,
+                            "--types", str(types), "--dir", str(root), "--table-to", str(saved),
+                            *(["--recycle", str(recycle)] if recycle else [])], check=True)
+            table[name] = {int(n): seen for n, seen in json.loads(saved.read_text()).items()}
+        contenders = []
     for name in contenders:
         table[name] = seen = {}
         counts: dict[int, tuple] = {}
@@ -536,6 +547,9 @@ def month(root: Path, runs: int, contenders: list[str], recycle: int | None, typ
                     for addr in sorted(after_workers)]:
                 print(f"  objects grown in {where}, run 100 -> {marks[-1]:,}: "
                       + ", ".join(f"{t} +{n}" for t, n in grown.most_common(types)))
+    if table_to:
+        Path(table_to).write_text(json.dumps(table[contenders[0]]))
+        return
     first = min(marks, key=lambda n: (n < 100, n))  # run 100, or the first mark when there are fewer runs
     print(f"\nresident memory (MB) after run N; growth after run {first:,}")
     print(f"  {'contender':<10}{'process':<18}" + "".join(f"{f'run {n:,}':>12}" for n in marks) + f"{'growth':>10}")
@@ -560,6 +574,7 @@ def main() -> None:
     parser.add_argument("--recycle", type=int, default=None,
                         help="--only month: cli recycles its cluster every N runs (default daskgif.schedule.recycle-every)")
     parser.add_argument("--types", type=int, default=0, help="--only month: the N object types grown most")
+    parser.add_argument("--table-to", default=None, help=argparse.SUPPRESS)  # --only month: one contender's table
     parser.add_argument("--dir", default=None, help="where the data and the outputs go (default: the temporary "
                         "folder); /dev/shm takes the disk's noise out of the figures")
     args = parser.parse_args()
@@ -567,7 +582,7 @@ def main() -> None:
     if args.only == "month":
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
             return month(Path(tmp), args.runs, (args.contenders or "daskgif,plain,cli").split(","), args.recycle,
-                         args.types)
+                         args.types, args.table_to)
     names = {"floor": "I/O floor", "original": "original", "plain": "plain dask.delayed", "daskgif": "daskgif",
              "there": "daskgif, data file already there"}
     contenders = [names[n] for n in (args.contenders or ",".join(names)).split(",")]
