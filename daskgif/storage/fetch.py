@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Collection
 from typing import Any
@@ -23,7 +24,7 @@ from fsspec.core import url_to_fs
 from daskgif.errors import FetchError, is_transient
 from daskgif.redact import mask
 from daskgif.storage.files import atomic_write, open_input, remove_file, write_bytes
-from daskgif.storage.paths import fs_options, local_path, url_protocols
+from daskgif.storage.paths import file_kind, fs_options, local_path, url_protocols
 
 __all__ = ["fetch_file", "fetch_needed", "read_source", "source_path", "url_digest"]
 
@@ -57,7 +58,10 @@ def fetch_file(url: str, data_file: str, *, storage_options: dict | None = None,
     def error(e: BaseException, copied: int | None = None) -> FetchError:
         return _fetch_error(url, e, timeout=timeout, deadline=deadline, elapsed=clock() - start, copied=copied)
 
+    local = local_path(url)
     try:
+        if local is not None and not stat.S_ISREG(mode := os.stat(local).st_mode):  # a fifo would block for good
+            raise FetchError(url, f"is {file_kind(mode)}, not a regular file")
         fs, path = _source_fs(url, storage_options, timeout=timeout, deadline=deadline)
         # block_size=0 streams; the size hint skips fsspec's HEAD/GET probe, which
         # costs requests and turns every failed status into FileNotFoundError.

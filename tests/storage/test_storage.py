@@ -108,6 +108,20 @@ def test_fetch_connection_reset_is_transient(http_server, tmp_path, content_leng
     assert fetch_file(url, str(target)) == len(BODY)  # reset only once
 
 
+@pytest.mark.parametrize("kind", ["fifo", "character device"])
+def test_a_source_that_is_no_regular_file_is_refused_before_it_is_opened(tmp_path, kind):
+    source = tmp_path / "in.img"
+    if kind == "fifo":
+        os.mkfifo(source)  # opening it would wait for a writer for good
+    else:
+        source.symlink_to("/dev/zero")  # endless bytes
+    target = tmp_path / "d.img"
+    with pytest.raises(FetchError) as info:
+        fetch_file(str(source), str(target))
+    assert str(info.value) == f"cannot fetch {source}: is a {kind}, not a regular file"
+    assert info.value.transient is False and not target.exists() and leftovers(tmp_path) == ["in.img"]
+
+
 def test_fetch_connection_refused_is_transient(tmp_path):
     import socket
 
