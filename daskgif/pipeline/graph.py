@@ -135,6 +135,7 @@ def build_graph(url: str | None = None, data_file: str = "image-data.img", out: 
 
 def make_pipeline(params: Params, on_state: Sequence[Callable[[State], None]] = ()) -> Pipeline:
     """The pipeline of the run settings *params*: :func:`build_graph`'s work once its arguments are checked."""
+    steps.writer_for(params.out)  # no writer for its suffix: refused at build, as a bad loop is
     token = params.run
     announce = {"parameters": scrub(safe_parameters(params.arguments)), "out": scrub(params.out),
                 "steps": [step.name for step in steps.STEPS], **({"batch": params.batch} if params.batch else {})}
