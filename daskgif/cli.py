@@ -80,8 +80,10 @@ def run(ctx: click.Context, workers: int | None, threads_per_worker: int, schedu
     of the inputs new or changed at each listing, remembered in a file next to
     --history (else in the current folder).
 
-    --params FILE reads any of these options (and build_graph's) from a YAML or
-    JSON file, e.g. ``every: 24h``; an option given here overrides the file.
+    --params FILE reads the run's parameters from a YAML or JSON file: build_graph's
+    (url, out, ...) and the schedule's (every, cron, cron-tz, max-runs, notify,
+    history), e.g. ``every: 24h``; not where it runs nor how it reports (--scheduler,
+    --workers, --json, ...).  An option given here overrides the file.
     """
     from zoneinfo import ZoneInfo
 

@@ -80,8 +80,9 @@ class Parameter:
 PARAMETERS: tuple[Parameter, ...] = (
     Parameter("url", kinds.or_none(kinds.TEXT), None, "Where the image-data file comes from: any fsspec URL or "
               "path. Default: the sample shipped inside the package.", "str, optional", metavar="URL"),
-    Parameter("data_file", kinds.TEXT, "image-data.img", "Where the fetched file is kept. If it exists, fetch is "
-              "Skipped and the file is used as it is (unless force).", "str", metavar="PATH"),
+    Parameter("data_file", kinds.TEXT, "image-data.img", "Where the fetched file is kept, with a record of its "
+              "source: fetch is Skipped while the record says it is what the URL gave (unless force); a file "
+              "without one is replaced.", "str", metavar="PATH"),
     Parameter("out", kinds.TEXT, "clip.gif", "The animation to write; its suffix chooses the format: .gif, "
               ".webp (lossless), .png (APNG) or .mp4 (extra daskgif[video]).", "str", metavar="PATH"),
     Parameter("frames_dir", kinds.or_none(kinds.TEXT), None, "Folder for frame_00.gif, frame_01.gif, ... "
