@@ -68,7 +68,10 @@ class Lease:
         taken: list[str] = []
         try:
             for path in self.paths:
-                created, mine = self._take(path)
+                try:
+                    created, mine = self._take(path)
+                except OSError as e:  # a folder not writable: say it is the lock that cannot be written
+                    raise named(e, path, f" (writing the lock {path}, which guards {path[:-5]})") from None
                 if created:
                     taken.append(path)
         except BaseException:

@@ -705,6 +705,19 @@ def read_only_dir(tmp_path):
         subprocess.run(["umount", str(path)], check=True)
 
 
+def test_a_lock_that_cannot_be_written_is_named_as_the_lock(read_only_dir, tmp_path):
+    import errno
+
+    free = tmp_path / "d.img"
+    lease = Lease([str(free), str(read_only_dir / "clip.gif")], owner="run-1", seconds=30)
+    with pytest.raises(OSError) as info:
+        lease.acquire()
+    lock = read_only_dir / "clip.gif.lock"
+    assert info.value.errno == errno.EROFS and info.value.filename == str(lock)
+    assert f"(writing the lock {lock}, which guards {read_only_dir / 'clip.gif'})" in str(info.value)
+    assert not (tmp_path / "d.img.lock").exists()  # the lock it had taken is given back
+
+
 def test_atomic_write_to_a_read_only_file_system(read_only_dir, http_server):
     import errno
 
