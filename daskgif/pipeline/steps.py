@@ -73,6 +73,7 @@ def split(data_file: str, params: Params) -> Spans:
 def write_frame(span: Span, params: Params, count: int, source: storage.SpanReader) -> Frame:
     """Read one span of the data file (with *source*), convert it to GIF if needed, check it, write it atomically."""
     check_cancelled(params.run)
+    path = storage.join_path(params.frames_dir, storage.frame_name(span.index, count))
     data = source.read(span.offset, span.length)
     converted = not data.startswith(b"GIF8")
     base = 0 if converted else span.offset
@@ -89,11 +90,11 @@ def write_frame(span: Span, params: Params, count: int, source: storage.SpanRead
             check_decodes(data, index=span.index, offset=base, info=info)
     except GifFormatError as e:
         if params.on_error == "skip":
+            storage.remove_file(path, params.storage_options)  # an earlier run's frame there is not this one
             raise Skip(f"unreadable frame dropped: {e}") from e
         raise
     with limits.hold("write", params.limits):
-        storage.write_bytes(storage.join_path(params.frames_dir, storage.frame_name(span.index, count)), data,
-                            params.storage_options)
+        storage.write_bytes(path, data, params.storage_options)
     return Frame(*span, len(data), digest(data), *info.canvas, converted)
 
 

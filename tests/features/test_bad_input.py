@@ -129,10 +129,13 @@ def test_skip_drops_unreadable_frames_and_writes_the_rest(tmp_path, cli):
     frames = [GOOD[0], *broken[:-1], GOOD[2], broken[-1]]
     data = image_data(frames)
     (tmp_path / "image-data.img").write_bytes(data)
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "frame_03.gif").write_bytes(GOOD[1])  # an earlier run's frame 3: not this run's
     result = build_graph(**paths(tmp_path), on_error="skip").compute(scheduler="sync")
     assert result.ok
     states = result.states["write-frame"]
     assert states.counts == {"Success": 2, "Skipped": 5} and list(states) == [1, 2, 3, 4, 6]
+    assert sorted(p.name for p in (tmp_path / "frames").glob("frame_*")) == ["frame_00.gif", "frame_05.gif"]
     offsets = [data.index(f) for f in frames]
     for i, words in [(1, "cannot read the image"), (2, "truncated in image data"), (3, "zero-size logical screen"),
                      (4, "larger than max_pixels"), (6, "colour table of 768 bytes runs past the end")]:
