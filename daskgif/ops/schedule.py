@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Any
@@ -203,8 +205,9 @@ def run_once(params: Mapping[str, Any], *, number: int = 1, client: Any = None, 
 
 
 def report_run(run: ScheduledRun, *, notify: str | None = None, history: str | None = None,
-               storage_options: dict | None = None) -> None:
-    """Append *run* to the *history* file and POST it to the *notify* webhook; log failures, never raise."""
+               storage_options: dict | None = None, sender: Executor | None = None) -> None:
+    """Append *run* to the *history* file and POST it to the *notify* webhook (in *sender*, if given, so that a
+    webhook retried or slow never delays the next run); log failures, never raise."""
     record = run.to_record()
     if history:
         try:
@@ -213,8 +216,12 @@ def report_run(run: ScheduledRun, *, notify: str | None = None, history: str | N
             logger.error("Cannot append run %d to the history %s: %s: %s", run.number, history, type(e).__name__, e)
     if notify:
         payload = {**record, "result": None if run.result is None else scrub(run.result.to_dict())}
-        post_result(notify, payload, timeout=read_setting("notify-timeout"), retries=read_setting("notify-retries"),
-                    retry_delay=read_setting("notify-retry-delay"))
+        post = functools.partial(post_result, notify, payload, timeout=read_setting("notify-timeout"),
+                                 retries=read_setting("notify-retries"), retry_delay=read_setting("notify-retry-delay"))
+        if sender is None:
+            post()
+        else:
+            sender.submit(post)
 
 
 def run_schedule(params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]], *, every: str | float | None = None,
@@ -288,7 +295,8 @@ def run_schedule(params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]],
         logger.info("Schedule %s; first run at %s", plan, iso(due))
     recycle = read_setting("schedule.recycle-every") if cluster is not None else None
     started = contextlib.ExitStack()  # the cluster of *cluster*, while it is up
-    with started:
+    # one webhook post at a time, in run order, beside the runs; every one sent before the schedule returns
+    with ThreadPoolExecutor(1, thread_name_prefix="daskgif-notify") as sender, started:
         while not stop.is_set():
             wait = due - clock()
             if wait > 0 and on_wait is not None:
@@ -309,7 +317,7 @@ def run_schedule(params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]],
                     logger.info("Run %d succeeded in %.2f s", number, run.duration)
                 else:
                     logger.info("Run %d %s: %s", number, "cancelled" if run.cancelled else "failed", run.message)
-                report_run(run, notify=notify, history=history, storage_options=storage_options)
+                report_run(run, notify=notify, history=history, storage_options=storage_options, sender=sender)
                 runs.append(run)
                 if on_result is not None:
                     on_result(run)

@@ -572,3 +572,44 @@ def test_a_renewed_cluster_lets_go_of_the_schedulers_before_it():
     from dask.utils import key_split
 
     assert key_split.cache_info().currsize == 0
+
+
+def test_a_webhook_that_keeps_a_run_waiting_never_delays_the_next_run(caplog):
+    """The hook answers run 1's POST only once run 2 has ended: posted beside the runs, both are delivered."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    run_two_ended = threading.Event()
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["run"])
+            run_two_ended.wait(60)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    params = {"data_file": "memory://hook-waits/d.img", "out": "memory://hook-waits/clip.gif"}
+    ended = []
+
+    def on_result(run):
+        ended.append(run.number)
+        if run.number == 2:
+            run_two_ended.set()
+
+    try:
+        with caplog.at_level(logging.INFO, logger="daskgif.ops.notify"), \
+                dask.config.set({"daskgif.notify-timeout": 30, "daskgif.notify-retries": 0}):
+            runs = run_schedule(params, every=0.01, max_runs=2, scheduler="sync", on_result=on_result,
+                                notify=f"http://127.0.0.1:{server.server_address[1]}/hook")
+    finally:
+        run_two_ended.set()
+        server.shutdown()
+    assert [run.ok for run in runs] == [True, True] and ended == [1, 2]
+    assert received == [1, 2]  # in run order, every one sent before run_schedule returned
+    assert [r.getMessage().split(" (")[0] for r in caplog.records if r.name == "daskgif.ops.notify"] == [
+        f"Notification to http://127.0.0.1:{server.server_address[1]}/... delivered"] * 2  # the path may be a secret
