@@ -162,7 +162,7 @@ def paths_of(urls: Sequence[str], **templates: str | None) -> list[dict[str, str
 {'out': 'gifs/raw.webp', 'data_file': 'data/raw', 'frames_dir': 'frames/raw'}]
     """
     found: list[dict[str, str]] = []
-    owner: dict[str, tuple[str, str]] = {}
+    owner: dict[str, tuple[str, str, str]] = {}
     for url in urls:
         last = url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rpartition("/")[2]
         name, suffix = os.path.splitext(last)
@@ -171,10 +171,11 @@ def paths_of(urls: Sequence[str], **templates: str | None) -> list[dict[str, str
         for key, path in paths.items():
             where = steps.place(path)
             if where in owner:
-                other, other_key = owner[where]
-                raise ValueError(f"inputs {other!r} and {url!r} would both write {other_key} {path!r}: put {{name}} "
-                                 "in a folder they do not share, or give inputs distinct names")
-            owner[where] = (url, key)
+                other, other_key, other_name = owner[where]
+                fix = (f"both are named {name!r}: give the inputs distinct file names" if name == other_name else
+                       f"put {{name}} in {key}")
+                raise ValueError(f"inputs {other!r} and {url!r} would both write {other_key} {path!r}: {fix}")
+            owner[where] = (url, key, name)
         found.append(paths)
     return found
 
