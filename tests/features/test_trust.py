@@ -81,19 +81,19 @@ def test_the_report_hides_secrets_and_works_offline(tmp_path, http_server):
 
 
 @pytest.mark.parametrize("clash, message", [
-    (["--out", "image-data.img"], "out and data_file are the same file"),
-    (["--out", "folder"], "is an existing folder"),
+    (["--data-file", "clip.gif"], "out and data_file are the same file"),
+    (["--out", "folder.gif"], "is an existing folder"),
     (["--frames-dir", "a-file"], "is an existing file, not a folder"),
     (["--frames-dir", "frames", "--out", "frames/frame_00.gif"], "under a name the run writes or clears there"),
 ])
 def test_clashing_paths_are_usage_errors_before_any_work(tmp_path, http_server, clash, message):
-    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder.gif").mkdir()
     (tmp_path / "a-file").write_text("mine")
     url = http_server.serve("/d.img", SAMPLE)
     done = cli("run", "--scheduler", "sync", "--url", url, *clash, cwd=tmp_path)
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert http_server.hits("/d.img") == 0 and (tmp_path / "a-file").read_text() == "mine"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "folder"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "folder.gif"]
 
 
 def test_every_path_parameter_takes_a_file_url(tmp_path):
