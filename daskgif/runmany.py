@@ -5,6 +5,7 @@ loop (:func:`daskgif.ops.watch.run_inputs`), printed as a line per input and a t
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from daskgif.ops.watch import Watch, run_inputs, state_path
 from daskgif.pipeline.graph import build_graphs
 from daskgif.pipeline.steps import check_outputs
 from daskgif.redact import mask
+from daskgif.storage import local_path
 from daskgif.views.text import summary
 
 __all__ = ["batch_job", "show_batch"]
@@ -57,7 +59,7 @@ def show_batch(runs: Sequence[Any], as_json: bool) -> Sequence[Any]:
                                "failed": failed, "cancelled": cancelled, "runs": [run.to_json() for run in runs]}))
         return runs
     for run in runs:
-        url = mask(run.parameters.get("url", ""))
+        url = shown(run.parameters.get("url", ""))
         if run.ok:
             click.echo(f"{url}: {summary(run)}")
         else:
@@ -65,3 +67,17 @@ def show_batch(runs: Sequence[Any], as_json: bool) -> Sequence[Any]:
     click.echo(f"{len(runs)} input{'s' * (len(runs) != 1)}: {len(runs) - failed - cancelled} written, {failed} "
                f"failed{f', {cancelled} cancelled' if cancelled else ''} (batch {runs[0].batch})")
     return runs
+
+
+def shown(url: str, cwd: str | None = None) -> str:
+    """*url* as a batch's line names it: a local path under the current folder relative to it, else masked.
+
+    >>> shown("/data/in/a.img", cwd="/data"), shown("/srv/a.img", cwd="/data"), shown("s3://b/a.img", cwd="/data")
+    ('in/a.img', '/srv/a.img', 's3://b/a.img')
+    """
+    local = local_path(url)
+    if local is not None and os.path.isabs(local):
+        relative = os.path.relpath(local, cwd or os.getcwd())
+        if not relative.startswith(os.pardir):
+            return relative
+    return mask(url)
