@@ -77,7 +77,10 @@ def shown(url: str, cwd: str | None = None) -> str:
     """
     local = local_path(url)
     if local is not None and os.path.isabs(local):
-        relative = os.path.relpath(local, cwd or os.getcwd())
-        if not relative.startswith(os.pardir):
+        try:
+            relative = os.path.relpath(local, cwd or os.getcwd())
+        except ValueError:  # another drive
+            return mask(url)
+        if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
             return relative
     return mask(url)

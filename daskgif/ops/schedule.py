@@ -13,12 +13,13 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Any
 
+from daskgif.core.retry import error_line
 from daskgif.core.runtime import find_client
 from daskgif.errors import DaskgifError, RunFailed
 from daskgif.ops.cluster import Cancelled, compute, wait_for
@@ -221,7 +222,26 @@ def report_run(run: ScheduledRun, *, notify: str | None = None, history: str | N
         if sender is None:
             post()
         else:
-            sender.submit(post)
+            sender.submit(post).add_done_callback(log_failed_post)
+
+
+@contextlib.contextmanager
+def posts_beside(stop: threading.Event) -> Iterator[Executor]:
+    """A thread for webhook posts, one at a time in run order.  At the end every post is sent, unless *stop* is
+    set or an error (a second Ctrl-C) ends the schedule: then the ones queued are dropped."""
+    sender = ThreadPoolExecutor(1, thread_name_prefix="daskgif-notify")
+    try:
+        yield sender
+    except BaseException:
+        sender.shutdown(wait=False, cancel_futures=True)
+        raise
+    sender.shutdown(wait=not stop.is_set(), cancel_futures=stop.is_set())
+
+
+def log_failed_post(future: Future) -> None:
+    """Log what a webhook post in the background raised (``post_result`` logs the failures it expects)."""
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("Notification not sent: %s", error_line(future.exception()))
 
 
 def run_schedule(params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]], *, every: str | float | None = None,
@@ -295,8 +315,7 @@ def run_schedule(params: Mapping[str, Any] | Callable[[int], Mapping[str, Any]],
         logger.info("Schedule %s; first run at %s", plan, iso(due))
     recycle = read_setting("schedule.recycle-every") if cluster is not None else None
     started = contextlib.ExitStack()  # the cluster of *cluster*, while it is up
-    # one webhook post at a time, in run order, beside the runs; every one sent before the schedule returns
-    with ThreadPoolExecutor(1, thread_name_prefix="daskgif-notify") as sender, started:
+    with started, posts_beside(stop) as sender:
         while not stop.is_set():
             wait = due - clock()
             if wait > 0 and on_wait is not None:

@@ -139,13 +139,16 @@ def make_pipeline(params: Params, on_state: Sequence[Callable[[State], None]] = 
     token = params.run
     announce = {"parameters": scrub(safe_parameters(params.arguments)), "out": scrub(params.out),
                 "steps": [step.name for step in steps.STEPS], **({"batch": params.batch} if params.batch else {})}
-    node = None
+    node = combined = None
     for i, step in enumerate(steps.STEPS):
         # params bound, not passed: Dask walks every argument, every field of a dataclass (ms per build)
         run = functools.partial(step.task(params, announce if i == 0 else None).run, params=params)
-        if step is steps.STEPS[-1]:  # the last step ends the run in its own task: no hop to one more
-            run = functools.partial(steps.finish, run, params=params)
-        node = dask.delayed(run, pure=False)(node, dask_key_name=f"{step.name}-{token}")
+        if step is not steps.STEPS[-1]:
+            node = dask.delayed(run, pure=False)(node, dask_key_name=f"{step.name}-{token}")
+        else:  # the last step ends the run in its own task (no hop to one more), from combine's output
+            done = functools.partial(steps.finish, run, params=params)
+            node = dask.delayed(done, pure=False)(node, combined, dask_key_name=f"{step.name}-{token}")
+        combined = node if step.name == "combine" else combined
     return Pipeline(node, params, on_state)
 
 
@@ -172,8 +175,9 @@ def paths_of(urls: Sequence[str], **templates: str | None) -> list[dict[str, str
             where = steps.place(path)
             if where in owner:
                 other, other_key, other_name = owner[where]
-                fix = (f"both are named {name!r}: give the inputs distinct file names" if name == other_name else
-                       f"put {{name}} in {key}")
+                named = "{name}" in (templates.get(key) or DEFAULTS[key])
+                fix = (f"both are named {name!r}: give the inputs distinct file names" if named and name == other_name
+                       else f"put {{name}} in {key}")
                 raise ValueError(f"inputs {other!r} and {url!r} would both write {other_key} {path!r}: {fix}")
             owner[where] = (url, key, name)
         found.append(paths)

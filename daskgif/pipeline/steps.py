@@ -90,7 +90,10 @@ def write_frame(span: Span, params: Params, count: int, source: storage.SpanRead
             check_decodes(data, index=span.index, offset=base, info=info)
     except GifFormatError as e:
         if params.on_error == "skip":
-            storage.remove_file(path, params.storage_options)  # an earlier run's frame there is not this one
+            try:
+                storage.remove_file(path, params.storage_options)  # an earlier run's frame there is not this one
+            except OSError as gone:
+                logger.warning("Cannot remove the earlier frame file %s: %s", path, gone)
             raise Skip(f"unreadable frame dropped: {e}") from e
         raise
     with limits.hold("write", params.limits):
@@ -279,14 +282,17 @@ STEPS = (
 )
 
 
-def finish(run: Callable[[Any], Outcome], previous: Any, params: Params) -> Result:
-    """Run the last step (*run* of the *previous* step's outcome), then end the run: its :class:`Result`."""
+def finish(run: Callable[[Any], Outcome], previous: Any, combined: Outcome | None, params: Params) -> Result:
+    """Run the last step (*run* of the *previous* step's outcome), then end the run: its :class:`Result`, made from
+    *combined*, ``combine``'s outcome (``None`` when ``combine`` is the last step)."""
     last = run(previous)
-    value = last.value
-    result = Result(ok=True, path=params.out, frames=value["frames"], states=dict(last.states), size=value["size"],
-                    started=min(s.start for s in last.states.values() if s.start is not None), finished=time.time(),
-                    storage_options=params.storage_options)
-    params.lease.release()
+    try:
+        value = (combined or last).value
+        result = Result(ok=True, path=params.out, frames=value["frames"], states=dict(last.states),
+                        size=value["size"], started=min(s.start for s in last.states.values() if s.start is not None),
+                        finished=time.time(), storage_options=params.storage_options)
+    finally:
+        params.lease.release()
     events.emit({"kind": "run", "run": params.run, "state": "Success", "time": result.finished,
                  "frames": len(result.frames), "size": result.size})
     return result

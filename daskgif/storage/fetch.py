@@ -60,7 +60,8 @@ def fetch_file(url: str, data_file: str, *, storage_options: dict | None = None,
 
     local = local_path(url)
     try:
-        if local is not None and not stat.S_ISREG(mode := os.stat(local).st_mode):  # a fifo would block for good
+        mode = os.stat(os.path.expanduser(local)).st_mode if local is not None else stat.S_IFREG
+        if not stat.S_ISREG(mode):  # a fifo would block for good, a device never end
             raise FetchError(url, f"is {file_kind(mode)}, not a regular file")
         fs, path = _source_fs(url, storage_options, timeout=timeout, deadline=deadline)
         # block_size=0 streams; the size hint skips fsspec's HEAD/GET probe, which

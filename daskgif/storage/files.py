@@ -104,7 +104,8 @@ def abort_writes() -> list[str]:
 
 def named(e: OSError, path: str, where: str = "") -> OSError:
     """*e* again, naming *path* (not a temporary file, or none), *where* added to its message."""
-    return type(e)(e.errno, e.strerror + where if where else e.strerror, path)
+    reason = e.strerror or str(e)  # a remote file system's error may carry only a message
+    return type(e)(e.errno, reason + where, path)
 
 
 def remove_file(path: str, storage_options: dict | None) -> None:

@@ -71,7 +71,7 @@ class Lease:
                 try:
                     created, mine = self._take(path)
                 except OSError as e:  # a folder not writable: say it is the lock that cannot be written
-                    raise named(e, path, f" (writing the lock {path}, which guards {path[:-5]})") from None
+                    raise named(e, path, f" (taking the lock {path}, which guards {path[:-5]})") from e
                 if created:
                     taken.append(path)
         except BaseException:

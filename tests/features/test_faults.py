@@ -266,7 +266,7 @@ def test_a_read_only_folder_for_the_data_file_fails_the_run_naming_it(tmp_path, 
     graph = build_graph(**paths(tmp_path, url=str(tmp_path / "source.img"), data_file=str(read_only / "image.img")))
     data_file = read_only / "image.img"
     with pytest.raises(RunFailed, match=re.escape(f"task 'fetch' failed after 1 attempt: OSError: [Errno 30] Read-only "
-                                                  f"file system (writing the lock {data_file}.lock, which guards "
+                                                  f"file system (taking the lock {data_file}.lock, which guards "
                                                   f"{data_file}): '{data_file}.lock'")):
         graph.compute(scheduler="sync")
 

@@ -204,7 +204,7 @@ def archive(value, p):
 
     with storage.open_input(p.out) as f, storage.atomic_write(p.out + ".archived") as g:
         g.write(f.read())
-    return value
+    return p.out + ".archived"  # a value of its own: the result is still made from combine's
 
 
 def test_a_step_added_after_combine_keeps_the_result(tmp_path, monkeypatch):
@@ -215,6 +215,7 @@ def test_a_step_added_after_combine_keeps_the_result(tmp_path, monkeypatch):
     assert result.ok and result.path == str(tmp_path / "c.gif") and len(result.frames) == 32
     assert list(result.states)[-1] == "archive" and result.states["archive"].state == "Success"
     assert (tmp_path / "c.gif.archived").read_bytes() == (tmp_path / "c.gif").read_bytes()
+    assert not list(tmp_path.rglob("*.lock"))  # the run ended: its leases with it
 
 
 def test_per_step_settings_follow_the_steps():

@@ -714,7 +714,7 @@ def test_a_lock_that_cannot_be_written_is_named_as_the_lock(read_only_dir, tmp_p
         lease.acquire()
     lock = read_only_dir / "clip.gif.lock"
     assert info.value.errno == errno.EROFS and info.value.filename == str(lock)
-    assert f"(writing the lock {lock}, which guards {read_only_dir / 'clip.gif'})" in str(info.value)
+    assert f"(taking the lock {lock}, which guards {read_only_dir / 'clip.gif'})" in str(info.value)
     assert not (tmp_path / "d.img.lock").exists()  # the lock it had taken is given back
 
 
