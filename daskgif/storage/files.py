@@ -104,8 +104,9 @@ def abort_writes() -> list[str]:
 
 def named(e: OSError, path: str, where: str = "") -> OSError:
     """*e* again, naming *path* (not a temporary file, or none), *where* added to its message."""
-    reason = e.strerror or str(e)  # a remote file system's error may carry only a message
-    return type(e)(e.errno, reason + where, path)
+    if e.errno is None:  # a remote file system's error may carry only a message (a filename would hide it)
+        return type(e)(f"{e}{where}: {path!r}")
+    return type(e)(e.errno, e.strerror + where, path)
 
 
 def remove_file(path: str, storage_options: dict | None) -> None:

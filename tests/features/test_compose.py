@@ -216,6 +216,8 @@ def test_inputs_that_would_write_one_path_are_refused_before_anything_runs(tmp_p
     with pytest.raises(ValueError, match=r"inputs '.*a/day-0.img' and '.*b/day-0.img' would both write out "
                                          r"'.*day-0.gif': both are named 'day-0': give the inputs distinct file names$"):
         build_graphs([str(a), str(b)], out=str(tmp_path / "{name}.gif"))
+    with pytest.raises(ValueError, match=r"would both write out '.*one.gif': put \{name\} in out$"):  # renaming: no help
+        build_graphs([str(a), str(b)], out=str(tmp_path / "one.gif"))
     with pytest.raises(ValueError, match=r"would both write out '.*clip.gif': put \{name\} in out$"):
         build_graphs([str(p) for p in inputs(tmp_path / "c", 2)], out=str(tmp_path / "clip.gif"))
     with pytest.raises(ValueError, match="urls matched no input"):

@@ -613,3 +613,40 @@ def test_a_webhook_that_keeps_a_run_waiting_never_delays_the_next_run(caplog):
     assert received == [1, 2]  # in run order, every one sent before run_schedule returned
     assert [r.getMessage().split(" (")[0] for r in caplog.records if r.name == "daskgif.ops.notify"] == [
         f"Notification to http://127.0.0.1:{server.server_address[1]}/... delivered"] * 2  # the path may be a secret
+
+
+def test_a_stopped_schedule_returns_without_waiting_for_its_webhook_and_drops_the_queued_posts(caplog):
+    """Run 1's POST hangs at the hook; the schedule is stopped after run 2: it returns at once, run 2's post dropped."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    release, received, answered = threading.Event(), [], []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["run"])
+            release.wait(120)
+            self.send_response(204)
+            self.end_headers()
+            answered.append(received[-1])
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    stop = threading.Event()
+    params = {"data_file": "memory://hook-stop/d.img", "out": "memory://hook-stop/clip.gif"}
+    try:
+        with caplog.at_level(logging.INFO, logger="daskgif.ops.notify"), \
+                dask.config.set({"daskgif.notify-timeout": 60, "daskgif.notify-retries": 0}):
+            runs = run_schedule(params, every=0.01, max_runs=3, scheduler="sync", stop=stop,
+                                on_result=lambda run: run.number == 2 and stop.set(),
+                                notify=f"http://127.0.0.1:{server.server_address[1]}/hook")
+            # the post under way is not waited for: unanswered, not yet failed
+            returned_while_held = answered == [] and not [r for r in caplog.records
+                                                          if r.name == "daskgif.ops.notify"]
+    finally:
+        release.set()
+        server.shutdown()
+    assert [run.number for run in runs] == [1, 2] and returned_while_held
+    assert received == [1]  # run 2's post was queued behind it, and dropped

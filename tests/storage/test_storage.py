@@ -705,6 +705,14 @@ def read_only_dir(tmp_path):
         subprocess.run(["umount", str(path)], check=True)
 
 
+def test_an_error_with_only_a_message_keeps_it_when_named():
+    from daskgif.storage.files import named
+
+    error = named(PermissionError("Access Denied"), "s3://b/clip.gif.lock", " (taking the lock)")
+    assert isinstance(error, PermissionError)
+    assert str(error) == "Access Denied (taking the lock): 's3://b/clip.gif.lock'"
+
+
 def test_a_lock_that_cannot_be_written_is_named_as_the_lock(read_only_dir, tmp_path):
     import errno
 
