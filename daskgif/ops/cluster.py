@@ -146,8 +146,8 @@ def forget_scheduler(scheduler: Any) -> None:
     ``distributed.dashboard.scheduler.template_variables`` is memoized by scheduler, and
     ``distributed.core._expects_comm`` by each server's handlers, both without bound: a schedule that
     renews its cluster every N runs would keep every old scheduler alive.  ``dask.utils.key_split`` keeps
-    the 100,000 last task keys it split (13 per run, ~300 bytes each): ~4 MB more per 1,000 runs, up to
-    30 MB.  Last, glibc is asked to return the freed pages (2 MB less after 1,000 runs).
+    the 100,000 last task keys it split (about a dozen per run, ~300 bytes each): ~4 MB more per 1,000
+    runs, up to 30 MB.  Last, glibc is asked to return the freed pages (2 MB less after 1,000 runs).
     """
     from dask.utils import key_split
     from distributed import core

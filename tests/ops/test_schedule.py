@@ -568,7 +568,7 @@ def test_a_renewed_cluster_lets_go_of_the_schedulers_before_it():
             schedulers.append(weakref.ref(client.cluster.scheduler))
     gc.collect()
     assert [ref() is None for ref in schedulers[:2]] == [True, True]  # with their task groups, spans, logs
-    # and the keys the scheduler split, kept by dask's key_split cache (13 per run: 4 MB per 1,000 runs)
+    # and the keys the scheduler split, kept by dask's key_split cache (a dozen per run: 4 MB per 1,000 runs)
     from dask.utils import key_split
 
     assert key_split.cache_info().currsize == 0
