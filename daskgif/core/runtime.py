@@ -15,7 +15,7 @@ from typing import Any
 import dask
 
 __all__ = ["LOCAL_SCHEDULERS", "on_worker", "find_client", "current_scheduler", "check_main_guard", "released",
-           "in_thread"]
+           "in_thread", "given_up"]
 
 #: The names of Dask's local schedulers (``dask.base.named_schedulers``); the first three are one thread.
 LOCAL_SCHEDULERS = ("sync", "synchronous", "single-threaded", "threads", "threading", "processes", "multiprocessing")
@@ -111,9 +111,11 @@ def released() -> Iterator[None]:
             distributed.rejoin()
 
 
-def in_thread(func: Callable[[], Any], name: str, timeout: float | None = None) -> concurrent.futures.Future:
+def in_thread(func: Callable[[], Any], name: str, timeout: float | None = None, *,
+              give_up: bool = False) -> concurrent.futures.Future:
     """Start ``func()`` in a daemon thread that sees this thread's context (its worker, if any), wait for it at
     most *timeout* seconds holding no worker thread slot, and return its future (a late result is dropped).
+    With *give_up*, a thread still running then is marked :func:`given_up`: its work stops at its next check.
 
     >>> in_thread(lambda: 6 * 7, "answer", timeout=5).result()
     42
@@ -127,7 +129,20 @@ def in_thread(func: Callable[[], Any], name: str, timeout: float | None = None) 
         except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
             future.set_exception(e)
 
-    threading.Thread(target=contextvars.copy_context().run, args=(target,), name=name, daemon=True).start()
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,), name=name, daemon=True)
+    thread.start()
     with released():
         concurrent.futures.wait([future], timeout)
+    if give_up and not future.done():
+        thread.given_up = True  # type: ignore[attr-defined]
     return future
+
+
+def given_up() -> bool:
+    """Whether this thread runs the ``func`` of an :func:`in_thread` whose caller stopped waiting for it: what
+    it does is no one's any more (a timed-out attempt, already being retried).
+
+    >>> given_up()
+    False
+    """
+    return getattr(threading.current_thread(), "given_up", False)

@@ -170,7 +170,7 @@ class Task:
         if self.timeout is None:
             return self.func(*args, **kwargs)
         future = runtime.in_thread(functools.partial(self.func, *args, **kwargs), f"daskgif-{self.name}-attempt",
-                                   timeout=self.timeout)
+                                   timeout=self.timeout, give_up=True)
         if not future.done():
             raise TaskTimeout(self.name, self.timeout, self.timeout_setting)
         return future.result()

@@ -1,6 +1,8 @@
 """Cancelling a run: its tasks stop before their next frame and before the output is renamed into place.
 A run is cancelled in this process and, through a file in the temporary folder, in the child processes of
-the ``processes`` scheduler; on a worker, a task the scheduler cancelled counts too.
+the ``processes`` scheduler; on a worker, a task the scheduler cancelled counts too, and everywhere an attempt
+given up on after its timeout (``runtime.given_up``): a late ``combine`` never renames an
+output into place for a run that has already failed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from daskgif.core.runtime import on_worker
+from daskgif.core.runtime import given_up, on_worker
 from daskgif.errors import Cancelled
 
 __all__ = ["cancel", "cancelled", "check_cancelled", "forget"]
@@ -50,6 +52,8 @@ def cancelled(token: str) -> bool:
 
 
 def check_cancelled(token: str) -> None:
-    """Raise :class:`~daskgif.errors.Cancelled` if run *token* was cancelled."""
+    """Raise :class:`~daskgif.errors.Cancelled` if run *token* was cancelled, or this attempt timed out."""
+    if given_up():
+        raise Cancelled(f"run {token}: an attempt given up on after its timeout stops here")
     if cancelled(token):
         raise Cancelled(f"run {token} was cancelled")

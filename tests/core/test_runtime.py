@@ -17,7 +17,12 @@ from fsspec.implementations.memory import MemoryFileSystem
 import daskgif  # noqa: F401 - before distributed, which snapshots dask.config
 from daskgif import build_graph
 from daskgif.errors import RunFailed, TaskTimeout
+from daskgif.core.runtime import given_up, in_thread
 from daskgif.core.task import Task
+from daskgif.errors import Cancelled
+from daskgif.gif.join import GifWriter
+from daskgif.pipeline import steps
+from daskgif.pipeline.cancel import check_cancelled
 from daskgif.errors import is_transient
 from daskgif.pipeline.limits import check_timeouts
 from frames import image_data, make_gif
@@ -127,6 +132,54 @@ def test_on_a_worker_the_wait_holds_no_thread_slot():
                 slow.result(timeout=10)
     finally:
         stuck.set()
+
+
+class StallingGifWriter(GifWriter):
+    """A GIF writer whose frames wait for ``release``: a ``combine`` that runs past its timeout."""
+
+    entered, release = threading.Event(), threading.Event()
+
+    def add(self, data):
+        type(self).entered.set()
+        assert type(self).release.wait(60)
+        return super().add(data)
+
+
+def test_an_attempt_given_up_on_stops_at_its_next_check():
+    go = threading.Event()
+
+    def attempt():
+        assert go.wait(60)
+        check_cancelled("r-late")
+        return "renamed into place"
+
+    future = in_thread(attempt, "daskgif-late", timeout=0.01, give_up=True)  # late, whatever the machine
+    assert not future.done()
+    go.set()
+    with pytest.raises(Cancelled, match="given up on after its timeout"):
+        future.result(timeout=60)
+    assert not given_up()  # the caller's own thread is never given up on
+
+
+def test_a_combine_that_timed_out_never_renames_its_output_afterwards(tmp_path, monkeypatch):
+    monkeypatch.setitem(steps.WRITERS, ".slowgif", StallingGifWriter)
+    StallingGifWriter.entered.clear()
+    StallingGifWriter.release.clear()
+    (tmp_path / "in.img").write_bytes(image_data([make_gif(8, 8), make_gif(8, 8)]))
+    out = tmp_path / "clip.slowgif"
+    with dask.config.set({"daskgif.task-timeout.combine": TIMEOUT}):
+        graph = build_graph(url=str(tmp_path / "in.img"), data_file=str(tmp_path / "d.img"), out=str(out),
+                            frames_dir=str(tmp_path / "frames"), retries=0)
+    try:
+        with pytest.raises(RunFailed, match="timeout of 0.3 s"):
+            graph.compute(scheduler="sync")
+        assert StallingGifWriter.entered.is_set()
+    finally:
+        StallingGifWriter.release.set()  # the late attempt goes on writing: it must stop before the rename
+    for thread in [t for t in threading.enumerate() if t.name == "daskgif-combine-attempt"]:
+        thread.join(60)
+    assert not out.exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
 # --- A script that computes with the processes scheduler, as a user writes it ---------------------------
