@@ -20,7 +20,8 @@ _MODULES = {
     "daskgif.pipeline.sample": ["sample_path"],
     "daskgif.core.task": ["Task", "task", "Skip"],
     "daskgif.core.state": ["State"],
-    "daskgif.errors": ["DaskgifError", "GifFormatError", "FetchError", "RunFailed", "Cancelled"],
+    "daskgif.errors": ["DaskgifError", "GifFormatError", "FetchError", "RunFailed", "Cancelled", "LockHeld",
+                       "TaskTimeout"],
     "daskgif.gif.split": ["split_frames"],
     "daskgif.gif.join": ["join_gifs"],
     "daskgif.ops.schedule": ["run_schedule"],
@@ -36,7 +37,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 if TYPE_CHECKING:
     from daskgif.core.state import State
     from daskgif.core.task import Skip, Task, task
-    from daskgif.errors import Cancelled, DaskgifError, FetchError, GifFormatError, RunFailed
+    from daskgif.errors import Cancelled, DaskgifError, FetchError, GifFormatError, LockHeld, RunFailed, TaskTimeout
     from daskgif.gif.join import join_gifs
     from daskgif.gif.split import split_frames
     from daskgif.ops.schedule import run_schedule

@@ -41,7 +41,9 @@ def hold(kind: str, limits: Mapping[str, int | None] | None) -> Iterator[None]:
     if on_worker():
         from distributed import Semaphore, get_worker
 
-        key, make = (kind, leases, get_worker().address), lambda: Semaphore(max_leases=leases, name=f"daskgif-{kind}")
+        # Named with its leases: distributed refuses one name with two numbers (another run's other limit).
+        name = f"daskgif-{kind}-{leases}"
+        key, make = (kind, leases, get_worker().address), lambda: Semaphore(max_leases=leases, name=name)
     else:
         key, make = (kind, leases), lambda: threading.BoundedSemaphore(leases)
     with _lock:  # made once per kind and limit (on a worker: its handle on the cluster-wide one)

@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daskgif.core.state import FAILED, SKIPPED, SUCCESS, MappedStates, RunReport, State, iter_states
+from daskgif.redact import mask
 
 __all__ = ["Result"]
 
 # Larger GIFs are linked, not embedded, in a notebook.
 INLINE_LIMIT = 8 * 2**20
+#: How each output format is shown inline, by suffix (see :data:`daskgif.pipeline.steps.WRITERS`).
+MEDIA_TYPES = {".gif": "image/gif", ".webp": "image/webp", ".png": "image/png", ".mp4": "video/mp4"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,7 +62,7 @@ class Result(RunReport):
                 "frames_written": self.frames_written, "reused": self.reused, **super().to_dict()}
 
     def __repr__(self) -> str:
-        return (f"Result(ok={self.ok}, path={self.path!r}, frames={len(self.frames)}, "
+        return (f"Result(ok={self.ok}, path={None if self.path is None else mask(self.path)!r}, frames={len(self.frames)}, "
                 f"duration={self.duration:.2f}s)")
 
     def _repr_html_(self) -> str:
@@ -71,21 +74,26 @@ class Result(RunReport):
         of = "" if self.frames_in in (None, len(self.frames)) else f" of {self.frames_in}"
         failed = f"<ul>{failed}</ul>" if failed else ""
         return (f"<div><p><b>daskgif run {'succeeded' if self.ok else 'FAILED'}</b>: {len(self.frames)}{of} frames to "
-                f"<code>{escape(str(self.path))}</code> in {self.duration:.2f} s</p>{self.gif_html()}"
+                f"<code>{escape(mask(str(self.path)))}</code> in {self.duration:.2f} s</p>{self.gif_html()}"
                 f"<table><tr><th>task</th><th>states</th></tr>{rows}</table>{failed}</div>")
 
     def gif_html(self) -> str:
-        """Return an ``<img>`` tag with the GIF inline, or a note when it cannot be shown."""
+        """Return the output inline, as its format shows in a browser (``<img>``; ``<video>`` for MP4), or a note
+        when it cannot be shown."""
         from daskgif import storage
-        from daskgif.redact import mask
 
         if self.path is None:
             return ""
+        shown = html.escape(mask(self.path))
         try:
             with storage.open_input(self.path, self.storage_options) as f:
                 data = f.read(INLINE_LIMIT + 1)
         except OSError as e:
-            return f"<p>(cannot show {html.escape(mask(self.path))}: {html.escape(mask(str(e)))})</p>"
+            return f"<p>(cannot show {shown}: {html.escape(mask(str(e)))})</p>"
         if len(data) > INLINE_LIMIT:
-            return f"<p>({html.escape(self.path)} is too large to show inline)</p>"
-        return f'<img src="data:image/gif;base64,{base64.b64encode(data).decode()}"/>'
+            return f"<p>({shown} is too large to show inline)</p>"
+        kind = MEDIA_TYPES.get("." + self.path.rpartition(".")[2].lower(), "image/gif")
+        source = f"data:{kind};base64,{base64.b64encode(data).decode()}"
+        if kind.startswith("video/"):
+            return f'<video src="{source}" autoplay loop muted controls></video>'
+        return f'<img src="{source}"/>'

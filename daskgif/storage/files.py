@@ -125,13 +125,16 @@ def remove_stale_parts(directory: str, prefix: str | None = None, *, max_age: fl
 
     One of :func:`atomic_write` is stale when its writer on this host is gone or, from
     any host, when it was not written for *max_age* seconds (``None``: only dead
-    writers'); a live writer's never is.  Other URLs hold no temporary files (uploads
-    are written in the local temporary folder first, under :data:`UPLOAD_NAME`).
+    writers'); a live writer's never is.  Other URLs hold no temporary files: uploads
+    are written in the local temporary folder first, under :data:`UPLOAD_NAME`, so for
+    them the dead writers' uploads there are removed.
 
-    >>> remove_stale_parts("s3://bucket/frames")
+    >>> remove_stale_parts("/no/such/folder")
     []
     """
     local = local_path(directory)
+    if local is None:
+        return remove_stale_parts(tempfile.gettempdir(), UPLOAD_NAME, max_age=None)
     try:
         names = [] if local is None else os.listdir(local or ".")
     except FileNotFoundError:

@@ -60,11 +60,15 @@ def test_runs_on_one_cluster_share_a_distributed_semaphore(tmp_path, http_server
             as cluster, distributed.Client(cluster) as client:
         futures = [client.compute(g) for g in graphs(tmp_path, url)]
         results = client.gather(futures)
-        names = client.run_on_scheduler(lambda dask_scheduler: sorted(
+        with dask.config.set({"daskgif.limits.fetch": LIMIT + 1}):  # another client's other number
+            other = build_graph(url=url, data_file=str(tmp_path / "o.img"), out=str(tmp_path / "o.gif"),
+                                frames_dir=str(tmp_path / "o"))
+        assert client.compute(other).result().ok
+        names = client.run_on_scheduler(lambda dask_scheduler: dict(
             dask_scheduler.extensions["semaphores"].max_leases))
     assert all(r.ok for r in results)
-    assert http_server.hits("/in.img") == RUNS and 1 <= http_server.max_active <= LIMIT
-    assert names == ["daskgif-fetch"]
+    assert http_server.hits("/in.img") == RUNS + 1 and 1 <= http_server.max_active <= LIMIT
+    assert names == {f"daskgif-fetch-{LIMIT}": LIMIT, f"daskgif-fetch-{LIMIT + 1}": LIMIT + 1}
 
 
 def test_hold_limits_a_kind_to_its_leases():

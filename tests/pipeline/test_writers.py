@@ -3,6 +3,7 @@ again (Pillow; imageio's ffmpeg for MP4) and compared with the frames it was mad
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import io
 import math
@@ -66,6 +67,10 @@ def test_the_sample_as_lossless_animation(tmp_path, suffix):
     assert [pixels for pixels, _ in frames] == [frame_rgba(path) for path in result.frames]
     assert {duration for _, duration in frames} == {70} and loop == 3
     assert result.size == (tmp_path / f"clip{suffix}").stat().st_size
+    kind = {".webp": "image/webp", ".png": "image/png"}[suffix]  # a notebook shows it as what it is
+    shown = result.gif_html()
+    assert shown.startswith(f'<img src="data:{kind};base64,')
+    assert base64.b64decode(shown.split(",", 1)[1].split('"', 1)[0]) == (tmp_path / f"clip{suffix}").read_bytes()
 
 
 @requires_ffmpeg
@@ -81,6 +86,7 @@ def test_the_sample_as_video(tmp_path):
     assert psnr(want, video) >= 35
     assert min(psnr(w, g) for w, g in zip(want, video)) >= 33
     assert result.size == (tmp_path / "clip.mp4").stat().st_size
+    assert result.gif_html().startswith('<video src="data:video/mp4;base64,')
 
 
 def drawn(width, height, palette, pixels, *, left=0, top=0, transparent=None, canvas=(41, 31), **_) -> bytes:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import subprocess
+import sys
+import tempfile
 import time
 
 import fsspec
@@ -26,6 +29,7 @@ from daskgif.storage import (
     write_bytes,
 )
 from daskgif.storage.fetch import url_digest
+from daskgif.storage.paths import UPLOAD_NAME, host_name, part_name
 
 BODY = bytes(range(256)) * 64 + b"\n\n\n\n" * 10  # 16 KiB + a little
 
@@ -664,7 +668,18 @@ def test_remove_stale_parts_of_a_killed_writer(tmp_path):
             proc.wait()
     assert remove_stale_parts(str(frames)) == [str(frames / live_part)]
     assert leftovers(frames) == [] and leftovers(tmp_path) == ["frames"]
-    assert remove_stale_parts("memory://test-io/frames") == [] and remove_stale_parts(str(tmp_path / "none")) == []
+    assert remove_stale_parts(str(tmp_path / "none")) == []
+
+
+def test_an_upload_whose_writer_was_killed_is_removed_from_the_temporary_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where uploads are written before they go
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".{UPLOAD_NAME}.{host_name()}-{int(gone.stdout)}-{'ab' * 16}.part"
+    live = tmp_path / part_name(UPLOAD_NAME)  # this process's, still uploading
+    for part in (dead, live):
+        part.write_bytes(b"x" * 1000)
+    assert remove_stale_parts("memory://test-io/frames", "frame_") == [str(dead)]
+    assert not dead.exists() and live.exists()
 
 
 # --- Trust: file:// paths, read-only and full disks -----------------------------------------------------
