@@ -22,7 +22,10 @@ from daskgif.errors import GifFormatError
 from daskgif.gif.parse import Incomplete, gif_length
 from daskgif.gif.spans import Span, Spans
 
-__all__ = ["Span", "Spans", "split_frames", "split_bytes", "image_kind"]
+__all__ = ["DELIMITER", "Span", "Spans", "split_frames", "split_bytes", "image_kind"]
+
+#: What separates frames in the data file, unless told otherwise: four newlines, as in the original example.
+DELIMITER = b"\n\n\n\n"
 
 WHITESPACE = frozenset(b" \t\r\n")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -110,7 +113,7 @@ class _Buffer:
         return pos - self.base
 
 
-def split_frames(f: BinaryIO, delimiter: bytes = b"\n\n\n\n", *, chunk_size: int = 4 * 2**20,
+def split_frames(f: BinaryIO, delimiter: bytes = DELIMITER, *, chunk_size: int = 4 * 2**20,
                  max_pixels: int | None = None, on_error: str = "raise") -> Iterator[Span]:
     """Yield the span of every frame in the image-data stream *f*, in order (see the module's rules).
 
@@ -324,7 +327,7 @@ def _after_frame(stream: _Buffer, end: int, delimiters: tuple[bytes, ...], index
                          f"got {bytes(stream.buf[rel:rel + want])!r}", end, index)
 
 
-def split_bytes(data: bytes | bytearray | memoryview, delimiter: bytes = b"\n\n\n\n", **kwargs) -> list[Span]:
+def split_bytes(data: bytes | bytearray | memoryview, delimiter: bytes = DELIMITER, **kwargs) -> list[Span]:
     """Return the frame spans of *data*; the keywords are those of :func:`split_frames`.
 
     >>> from daskgif.gif.encode import encode_gif

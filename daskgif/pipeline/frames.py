@@ -150,8 +150,7 @@ class FramePaths(Sequence):
         """The paths as a list, or when that is long ``{"count", "pattern", "first", "last", ...}``."""
         if not len(self) or len(self) * (len(self[-1]) + 4) <= self.JSON_LIST_LIMIT:
             return list(self)
-        width = len(storage.frame_name(self.count - 1, self.count)) - len("frame_.gif")
-        found = {"count": len(self), "pattern": storage.join_path(self.frames_dir, f"frame_{{index:0{width}d}}.gif"),
+        found = {"count": len(self), "pattern": storage.join_path(self.frames_dir, storage.frame_pattern(self.count)),
                  "first": self[0], "last": self[-1]}
         if len(self) < self.count:
             edges = (0, *itertools.chain(*self.pairs), self.count)  # the gaps: edges[0:2], edges[2:4], ...

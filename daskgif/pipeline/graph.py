@@ -27,6 +27,7 @@ from daskgif import storage
 from daskgif.core import events
 from daskgif.core.runtime import check_main_guard, find_client
 from daskgif.core.state import State
+from daskgif.gif.split import DELIMITER
 from daskgif.pipeline import steps
 from daskgif.pipeline.parameters import declared
 from daskgif.pipeline.settings import Params
@@ -107,7 +108,7 @@ class StateListener:
 
 @declared
 def build_graph(url: str | None = None, data_file: str = "image-data.img", out: str = "clip.gif",
-                frames_dir: str | None = None, delimiter: bytes = b"\n\n\n\n", duration: int = 100, loop: int = 0,
+                frames_dir: str | None = None, delimiter: bytes = DELIMITER, duration: int = 100, loop: int = 0,
                 retries: int = 2, retry_delay: float = 10, force: bool = False, storage_options: dict | None = None,
                 *, on_error: str | None = None, frames_per_task: int | str | None = None,
                 on_state: Sequence[Callable[[State], None]] = ()) -> Pipeline:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from daskgif.gif.split import DELIMITER
 from daskgif.pipeline import kinds
 from daskgif.pipeline.kinds import Kind
 
@@ -87,7 +88,7 @@ PARAMETERS: tuple[Parameter, ...] = (
               ".webp (lossless), .png (APNG) or .mp4 (extra daskgif[video]).", "str", metavar="PATH"),
     Parameter("frames_dir", kinds.or_none(kinds.TEXT), None, "Folder for frame_00.gif, frame_01.gif, ... "
               "Default: frames next to out.", "str, optional", metavar="PATH"),
-    Parameter("delimiter", kinds.DELIMITER, b"\n\n\n\n", "What separates frames in the data file; as text (on "
+    Parameter("delimiter", kinds.DELIMITER, DELIMITER, "What separates frames in the data file; as text (on "
               "the command line, in files) with Python escapes, e.g. '\\r\\n\\r\\n'.", "bytes"),
     Parameter("duration", kinds.integer(0, 655350), 100, "Milliseconds per frame (GIF stores hundredths of a "
               "second in 16 bits).", "int"),

@@ -104,7 +104,7 @@ def write_frame(span: Span, params: Params, count: int, source: storage.SpanRead
 def map_frames(spans: Spans, params: Params) -> Mapped:
     """Launch the ``write-frame`` batches (see :mod:`daskgif.core.fanout`), wait for all, record the manifest."""
     events.emit({"kind": "map", "run": params.run, "name": "write-frame", "total": len(spans)})
-    storage.remove_stale_parts(params.frames_dir, "frame_")
+    storage.remove_stale_parts(params.frames_dir, storage.FRAME_PREFIX)
     settings = {"validate": params.validate, "max_pixels": params.max_pixels, "on_error": params.on_error,
                 "daskgif": __version__}  # what, besides the data file, decides what a frame file holds
     head, kept = frames.plan(params.frames_dir, params.data_file, spans, settings, params.storage_options,
@@ -236,7 +236,7 @@ def in_frames_dir(path: str, frames_dir: str) -> bool:
     (True, False)
     """
     head, _, name = path.rstrip("/").rpartition("/")
-    written = name.startswith(("frame_", ".frame")) or name.endswith(".lock")
+    written = name.startswith((storage.FRAME_PREFIX, "." + storage.FRAME_PREFIX)) or name.endswith(".lock")
     return written and place(head or ".") == place(frames_dir)
 
 

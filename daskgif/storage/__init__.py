@@ -12,12 +12,12 @@ from daskgif.storage.files import (SpanReader, abort_writes, append_bytes, atomi
                                    open_input, read_small, read_span, remove_file, remove_stale_frames,
                                    remove_stale_parts, write_bytes)
 from daskgif.storage.lock import Lease
-from daskgif.storage.paths import (check_target, expand_inputs, file_kind, frame_name, is_glob, join_path,
-                                   list_inputs, local_path)
+from daskgif.storage.paths import (FRAME_PREFIX, check_target, expand_inputs, file_kind, frame_name,
+                                   frame_pattern, is_glob, join_path, list_inputs, local_path)
 
 __all__ = [
-    "Lease", "SpanReader", "abort_writes", "append_bytes", "atomic_write", "check_target", "expand_inputs",
-    "fetch_file", "fetch_needed", "file_identity", "file_kind", "frame_name", "is_glob", "join_path", "list_inputs",
+    "FRAME_PREFIX", "Lease", "SpanReader", "abort_writes", "append_bytes", "atomic_write", "check_target", "expand_inputs",
+    "fetch_file", "fetch_needed", "file_identity", "file_kind", "frame_name", "frame_pattern", "is_glob", "join_path", "list_inputs",
     "list_sizes", "local_path", "open_input", "read_small", "read_source", "read_span", "remove_file",
     "remove_stale_frames", "remove_stale_parts", "write_bytes",
 ]

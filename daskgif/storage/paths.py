@@ -14,7 +14,7 @@ import fsspec
 from fsspec.core import split_protocol
 
 __all__ = [
-    "FRAME_NAME", "UPLOAD_NAME", "check_target", "expand_inputs", "file_kind", "frame_name", "fs_options",
+    "FRAME_NAME", "FRAME_PREFIX", "UPLOAD_NAME", "check_target", "expand_inputs", "file_kind", "frame_name", "fs_options",
     "host_name", "is_glob", "join_path", "list_inputs", "local_path", "part_name", "part_owner", "pid_alive",
     "url_protocols", "version_of",
 ]
@@ -117,7 +117,18 @@ def join_path(directory: str, name: str) -> str:
     return posixpath.join(directory, name) if "://" in directory else os.path.join(directory, name)
 
 
-FRAME_NAME = re.compile(r"frame_(\d+)\.gif")
+#: How every frame file's name starts; :data:`FRAME_NAME` matches the whole name.
+FRAME_PREFIX = "frame_"
+FRAME_NAME = re.compile(rf"{FRAME_PREFIX}(\d+)\.gif")
+
+
+def frame_pattern(count: int) -> str:
+    """The name of every frame file of a run of *count* frames, as a :meth:`str.format` pattern of ``index``.
+
+    >>> frame_pattern(101), frame_pattern(101).format(index=7)
+    ('frame_{index:03d}.gif', 'frame_007.gif')
+    """
+    return f"{FRAME_PREFIX}{{index:0{max(2, len(str(count - 1)))}d}}.gif"
 
 
 def frame_name(index: int, count: int) -> str:
@@ -128,8 +139,7 @@ def frame_name(index: int, count: int) -> str:
     """
     if not 0 <= index < count:
         raise ValueError(f"index must be in range(count={count}), got {index!r}")
-    width = max(2, len(str(count - 1)))
-    return f"frame_{index:0{width}d}.gif"
+    return frame_pattern(count).format(index=index)
 
 
 def is_glob(url: str) -> bool:

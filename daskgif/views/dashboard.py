@@ -23,6 +23,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado import web
 
 from daskgif import config  # also registers daskgif.yaml's defaults in this (the scheduler's) process
+from daskgif.core import events
 from daskgif.views.runs import Runs
 
 __all__ = ["RunsPlugin", "dask_setup", "page_link", "PLUGIN_NAME", "PAGE"]
@@ -65,7 +66,7 @@ class RunsPlugin(SchedulerPlugin):
         self._stopper: dict[str, str] = {}  # the last client that cancelled, and the last gone
 
     def log_event(self, topic: str, msg: Any) -> None:
-        if topic == "daskgif":
+        if topic == events.TOPIC:
             try:
                 self.runs.add(msg)
             except Exception:  # a bug here must never disturb the scheduler
@@ -144,7 +145,7 @@ def dask_setup(scheduler: Any) -> None:
     if PLUGIN_NAME in scheduler.plugins:
         return
     plugin = RunsPlugin()
-    for _, msg in scheduler.get_events("daskgif"):
+    for _, msg in scheduler.get_events(events.TOPIC):
         plugin.runs.add(msg)
     scheduler.add_plugin(plugin, name=PLUGIN_NAME)
     plugin.path = add_routes(scheduler, plugin)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from daskgif import storage
 from daskgif.core.state import State, describe, first_failure
 from daskgif.errors import DaskgifError
-from daskgif.gif.split import split_frames
+from daskgif.gif.split import DELIMITER, split_frames
 from daskgif.pipeline.parameters import bind
 from daskgif.pipeline.sample import sample_path
 from daskgif.pipeline.settings import default_frames_dir, read_setting
@@ -46,7 +46,7 @@ LOOKS = {
 ORDER = ("Failed", "Skipped", "Success")
 
 
-def count_frames(path: str, delimiter: bytes = b"\n\n\n\n") -> int | None:
+def count_frames(path: str, delimiter: bytes = DELIMITER) -> int | None:
     """Return how many frames the local image-data file *path* holds; ``None`` if it is not one or does not split."""
     name = storage.local_path(path)
     if name is None or not os.path.isfile(name):
