@@ -339,8 +339,8 @@ def s3_server():
     same dummy values while it runs.  Use the ``s3_bucket`` fixture for a
     fresh bucket per test.
     """
-    pytest.importorskip("s3fs")
-    moto_server = pytest.importorskip("moto.server")
+    import s3fs
+    import moto.server as moto_server
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -27,7 +27,7 @@ from daskgif.errors import is_transient
 from daskgif.pipeline.limits import check_timeouts
 from frames import image_data, make_gif
 
-distributed = pytest.importorskip("distributed")
+import distributed
 
 TIMEOUT = 0.3
 

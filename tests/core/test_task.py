@@ -22,7 +22,7 @@ from daskgif.core.state import FAILED, RETRYING, RUNNING, SKIPPED, SUCCESS, Stat
 from daskgif.core.task import Outcome, Skip, Task, task
 from daskgif.errors import FetchError, RunFailed, is_transient
 
-distributed = pytest.importorskip("distributed")
+import distributed
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,7 @@ from daskgif.errors import LockHeld, RunFailed
 from daskgif.gif.split import split_bytes
 from daskgif.pipeline.sample import sample_path
 
-distributed = pytest.importorskip("distributed")
+import distributed
 
 SAMPLE = Path(sample_path()).read_bytes()
 FRAMES = len(split_bytes(SAMPLE))

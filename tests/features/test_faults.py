@@ -7,6 +7,7 @@ leaves a partial file under a final name.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -36,10 +37,12 @@ def part_files(tmp_path: Path) -> list[Path]:
     return sorted(p for p in tmp_path.rglob("*") if p.name.endswith(".part"))
 
 
-def slow_write(state) -> None:
-    """An ``on_state`` hook run on the workers: each frame takes 50 ms, so a kill lands mid-run."""
+def gated_write(gate: str, state) -> None:
+    """An ``on_state`` hook run on the workers: no frame is written before the file *gate* exists, so a kill
+    before it lands while every frame is still to write."""
     if state.name == "write-frame" and state.state == "Running":
-        time.sleep(0.05)
+        while not os.path.exists(gate):
+            time.sleep(0.01)
 
 
 def test_worker_killed_while_writing_frames(tmp_path):
@@ -48,7 +51,8 @@ def test_worker_killed_while_writing_frames(tmp_path):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         pids = client.run(os.getpid)
-        graph = build_graph(**paths(tmp_path), frames_per_task=1, on_state=[slow_write])
+        gate = tmp_path / "go"
+        graph = build_graph(**paths(tmp_path), frames_per_task=1, on_state=[functools.partial(gated_write, str(gate))])
         future = client.compute(graph)
         deadline = time.monotonic() + 60
         while True:  # wait until frames are being written, then kill a worker that writes one
@@ -63,8 +67,9 @@ def test_worker_killed_while_writing_frames(tmp_path):
             lambda dask_scheduler: sum(ts.state == "memory" for k, ts in dask_scheduler.tasks.items()
                                        if str(k).startswith("write-frame-")))
         os.kill(pids[victim], signal.SIGKILL)
+        gate.touch()
         result = future.result(timeout=120)
-        assert done_before < len(clean.frames) - 4  # the kill came while most frames were still to write
+        assert done_before == 0  # the kill came while every frame was still to write
         client.wait_for_workers(2, timeout=30)
         assert set(client.run(os.getpid).values()) != set(pids.values())  # the killed worker was replaced
     assert result.ok and len(result.frames) == len(clean.frames)

@@ -21,7 +21,7 @@ from daskgif.pipeline.sample import sample_path
 from daskgif.gif.split import split_bytes
 from frames import corrupt_code, image_data, make_gif, make_palette, make_raw_gif
 
-distributed = pytest.importorskip("distributed")
+import distributed
 
 SAMPLE = Path(sample_path()).read_bytes()
 FRAMES = len(split_bytes(SAMPLE))
@@ -132,21 +132,25 @@ def test_sync_runs_every_frame_in_the_calling_thread(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("num_workers", [1, 3])
 def test_threads_uses_the_configured_pool_size(tmp_path, monkeypatch, num_workers):
-    threads = set()
+    threads, lock, meeting = set(), threading.Lock(), [threading.Barrier(num_workers, timeout=60)]
     write = steps.write_frame
 
-    def slow(span, params, count, **kwargs):
-        threads.add(threading.get_ident())
-        time.sleep(0.02)
+    def met(span, params, count, **kwargs):
+        with lock:
+            first = threading.get_ident() not in threads
+            threads.add(threading.get_ident())
+        if first:  # every thread's first frame waits until num_workers threads are writing at once
+            meeting[0].wait()
         return write(span, params, count, **kwargs)
 
-    monkeypatch.setattr(steps, "write_frame", slow)
+    monkeypatch.setattr(steps, "write_frame", met)
     result = graph.build_graph(**paths(tmp_path), frames_per_task=1).compute(scheduler="threads",
                                                                             num_workers=num_workers)
     assert result.ok
-    assert 1 <= len(threads) <= num_workers
+    assert len(threads) == num_workers  # a smaller pool breaks the meeting; a larger one shows here
     with dask.config.set({"scheduler": "threads", "num_workers": 1, "daskgif.resume": False}):
         threads.clear()
+        meeting[0] = threading.Barrier(1)
         assert graph.build_graph(**paths(tmp_path), frames_per_task=1).compute().ok
     assert len(threads) == 1
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
+import nbclient
+import ipykernel
 
 import nbformat  # noqa: E402
 from PIL import Image  # noqa: E402

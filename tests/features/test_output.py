@@ -17,7 +17,7 @@ import pytest
 
 import daskgif  # noqa: F401  (before distributed, which snapshots dask.config)
 
-distributed = pytest.importorskip("distributed")
+import distributed
 
 
 def daskgif(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

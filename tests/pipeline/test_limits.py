@@ -14,7 +14,7 @@ from daskgif import build_graph
 from daskgif.pipeline.limits import check_limits, hold
 from frames import image_data, make_gif
 
-distributed = pytest.importorskip("distributed")
+import distributed
 
 RUNS, LIMIT, STALL = 8, 2, 0.4
 

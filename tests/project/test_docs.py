@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("sphinx")
-pytest.importorskip("numpydoc")
-pytest.importorskip("sphinx_click")
+import sphinx
+import numpydoc
+import sphinx_click
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

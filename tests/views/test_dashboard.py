@@ -30,7 +30,7 @@ from daskgif.errors import RunFailed
 sys.path.insert(0, str(Path(__file__).parents[1]))  # run as a script: find frames.py
 from frames import image_data, make_gif  # noqa: E402
 
-distributed = pytest.importorskip("distributed")
+import distributed
 
 requires_chromium = pytest.mark.skipif(shutil.which("chromium") is None,
                                        reason="chromium is not installed (apt-get install chromium)")

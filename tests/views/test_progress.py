@@ -189,9 +189,9 @@ def test_on_a_terminal_the_cli_draws_a_bar_that_ends_its_line_before_a_message(t
 def execute_counting_updates(cells: list[str], cwd: Path) -> tuple[list, dict[str, int]]:
     """Execute *cells* in a real kernel; return the executed cells and, per cell source, how many display
     updates the kernel sent for it (every iopub message counted, also those nbclient drops as another cell's)."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
+    import nbformat
+    import nbclient
+    import ipykernel
     seen: list[dict] = []
 
     class Counting(nbclient.NotebookClient):
