@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from daskgif.core.runtime import on_worker
 
-__all__ = ["TOPIC", "emit", "bus", "relay"]
+__all__ = ["TOPIC", "emit", "bus", "relay", "relay_all"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class Bus:
 
 
 bus = Bus()
-_relayed: weakref.WeakSet = weakref.WeakSet()
+_relayed: dict[str | None, weakref.ref] = {}  # scheduler address -> the client relaying its messages
 
 
 def emit(msg: dict) -> None:
@@ -53,7 +54,21 @@ def emit(msg: dict) -> None:
 
 
 def relay(client: Any) -> None:
-    """Forward the daskgif messages that reach *client* to this process's :data:`bus` (once per client)."""
-    if client not in _relayed:
-        client.subscribe_topic(TOPIC, lambda event: bus.publish(event[1]))
-        _relayed.add(client)
+    """Forward the daskgif messages that reach *client* to this process's :data:`bus`: through one running
+    client per scheduler, since the scheduler sends each message to every client that asks."""
+    address = getattr(client.scheduler, "address", None)
+    relaying = _relayed.get(address)
+    if relaying is not None and relaying() is not None and relaying().status == "running":
+        return
+    client.subscribe_topic(TOPIC, lambda event: bus.publish(event[1]))
+    _relayed[address] = weakref.ref(client)
+
+
+def relay_all() -> None:
+    """:func:`relay` every running ``distributed.Client`` of this process: a graph may go to any of them
+    (``client.compute``), the default or not."""
+    if "distributed" in sys.modules:
+        from distributed import Client
+
+        for client in [c for c in list(Client._instances) if c.status == "running"]:
+            relay(client)

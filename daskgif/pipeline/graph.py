@@ -25,7 +25,7 @@ from dask.delayed import Delayed
 
 from daskgif import storage
 from daskgif.core import events
-from daskgif.core.runtime import check_main_guard, find_client
+from daskgif.core.runtime import check_main_guard
 from daskgif.core.state import State
 from daskgif.gif.split import DELIMITER
 from daskgif.pipeline import steps
@@ -60,9 +60,7 @@ class Pipeline(Delayed):
 
     def __dask_graph__(self) -> Any:
         check_main_guard()  # every way of computing asks for the graph first: a spawned child's re-import too
-        client = find_client()
-        if client is not None:
-            events.relay(client)
+        events.relay_all()
         return super().__dask_graph__()
 
     def __reduce__(self) -> Any:

@@ -236,7 +236,9 @@ def in_frames_dir(path: str, frames_dir: str) -> bool:
     (True, False)
     """
     head, _, name = path.rstrip("/").rpartition("/")
-    written = name.startswith((storage.FRAME_PREFIX, "." + storage.FRAME_PREFIX)) or name.endswith(".lock")
+    # Its frames, their temporary files, the manifest and its temporary files, locks.
+    written = name.startswith((storage.FRAME_PREFIX, "." + storage.FRAME_PREFIX, frames.MANIFEST_NAME)) \
+        or name.endswith(".lock")
     return written and place(head or ".") == place(frames_dir)
 
 
