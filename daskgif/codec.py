@@ -19,10 +19,12 @@ __all__ = ["to_gif", "check_decodes", "canvas_images"]
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
 
 
-def to_gif(data: bytes | bytearray | memoryview, *, index: int | None = None, offset: int | None = None) -> bytes:
+def to_gif(data: bytes | bytearray | memoryview, *, index: int | None = None, offset: int | None = None,
+           max_pixels: int | None = None) -> bytes:
     """Return the first image of *data* as a one-image GIF89a, or a ``GifFormatError`` naming frame *index* at
     byte *offset*.  Up to 256 colours (255 with alpha) convert exactly, more are quantised (fast octree, no
-    dithering); alpha below 128 becomes transparent.
+    dithering); alpha below 128 becomes transparent.  An image of more than *max_pixels* is refused from its
+    header, before a pixel is decoded.
 
     >>> from PIL import Image
     >>> png = io.BytesIO(); Image.new("RGB", (3, 2), (10, 20, 30)).save(png, "PNG")
@@ -33,6 +35,7 @@ def to_gif(data: bytes | bytearray | memoryview, *, index: int | None = None, of
     import imageio.v3 as iio
     from PIL import Image
 
+    _check_size(data, index, offset, max_pixels)
     try:
         file = iio.imopen(bytes(data), "r", plugin="pillow")
     except OSError:
@@ -47,6 +50,32 @@ def to_gif(data: bytes | bytearray | memoryview, *, index: int | None = None, of
     except (*DECODE_ERRORS, IndexError, Image.DecompressionBombError) as e:
         raise GifFormatError(f"cannot convert the image to GIF: {type(e).__name__}: {e}", offset, index) from None
     return out.getvalue()
+
+
+def _check_size(data: bytes | bytearray | memoryview, index: int | None, offset: int | None,
+                max_pixels: int | None) -> None:
+    """Refuse an image of more than *max_pixels* (or that Pillow refuses as a decompression bomb) from its header:
+    its pixels would take width x height x 4 bytes when decoded.
+
+    >>> from PIL import Image
+    >>> png = io.BytesIO(); Image.new("L", (300, 200)).save(png, "PNG")
+    >>> _check_size(png.getvalue(), 2, 5000, max_pixels=10_000)
+    Traceback (most recent call last):
+    ...
+    daskgif.errors.GifFormatError: frame 2 at byte 5000: image of 300x200 pixels is larger than max_pixels=10000
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header; decodes nothing
+            width, height = image.size
+    except Image.DecompressionBombError as e:
+        raise GifFormatError(f"image is larger than Pillow opens: {e}", offset, index) from None
+    except Exception:  # not an image Pillow knows: imageio says so next
+        return
+    if max_pixels is not None and width * height > max_pixels:
+        raise GifFormatError(f"image of {width}x{height} pixels is larger than max_pixels={max_pixels}", offset,
+                             index)
 
 
 def _to_palette(rgba: Any) -> Any:

@@ -81,11 +81,12 @@ def write_frame(span: Span, params: Params, count: int, source: storage.SpanRead
         if converted:
             from daskgif.codec import to_gif  # Pillow is imported only where a frame needs it
 
-            data = to_gif(data, index=span.index, offset=span.offset)
+            data = to_gif(data, index=span.index, offset=span.offset, max_pixels=params.max_pixels)
         try:
             info = parse_gif(data, max_pixels=params.max_pixels)
-        except GifFormatError as e:
-            raise e.locate(frame=span.index, base=base) from None
+        except GifFormatError as e:  # in a converted frame, its bytes are not the data file's: name its start
+            raise (e.locate(frame=span.index, base=base) if not converted else
+                   GifFormatError(e.message, span.offset, span.index)) from None
         if params.validate == "decode" and not converted:  # a converted frame was just encoded from pixels
             check_decodes(data, index=span.index, offset=base, info=info)
     except GifFormatError as e:

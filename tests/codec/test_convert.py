@@ -81,3 +81,14 @@ def test_only_the_first_image_of_a_multi_image_file_is_converted():
     first, second = Image.new("RGB", (5, 5), (255, 0, 0)), Image.new("RGB", (5, 5), (0, 0, 255))
     first.save(data, "TIFF", save_all=True, append_images=[second])
     assert decode_rgb(to_gif(data.getvalue()))[0] == first.tobytes()
+
+
+def test_an_image_over_max_pixels_is_refused_from_its_header_before_any_decoding():
+    big = io.BytesIO()
+    Image.new("L", (3000, 2000)).save(big, "PNG")
+    header_only = big.getvalue()[:200]  # its pixels cut off: decoding it would fail otherwise
+    with pytest.raises(GifFormatError) as refused:
+        to_gif(header_only, index=2, offset=10_330, max_pixels=1_000_000)
+    assert str(refused.value) == "frame 2 at byte 10330: image of 3000x2000 pixels is larger than max_pixels=1000000"
+    with pytest.raises(GifFormatError, match="frame 2 at byte 10330: cannot"):  # within the limit: decoded, fails
+        to_gif(header_only, index=2, offset=10_330, max_pixels=10_000_000)

@@ -84,6 +84,10 @@ BAD = {
                               "screen of 65535x65535 pixels is larger than max_pixels=89478485", {}),
     "screen over a configured max-pixels": (image_data([GOOD[0], make_gif(40, 40), GOOD[2]]), 1, G0 + 6,
                                             "larger than max_pixels=1000", {"daskgif.max-pixels": 1000}),
+    # A PNG frame is refused from its header: its start is the offset (its bytes are converted, not a GIF's).
+    "PNG frame over a configured max-pixels": (image_data([GOOD[0], make_png(40, 40), GOOD[2]]), 1, G0,
+                                               "image of 40x40 pixels is larger than max_pixels=1000",
+                                               {"daskgif.max-pixels": 1000}),
     "colour table longer than the bytes left": (image_data([GOOD[0], GOOD[1][:200]]), 1, G0 + 13,
                                                 "global colour table of 768 bytes runs past the end", {}),
 }
