@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["mask", "scrub", "safe_parameters", "MaskingFilter", "SECRET_PARAMETERS"]
+__all__ = ["mask", "mask_secrets_of", "scrub", "safe_parameters", "MaskingFilter", "SECRET_PARAMETERS"]
 
 MASK = "***"
 
@@ -18,6 +18,7 @@ MASK = "***"
 SECRET_PARAMETERS = (
     "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "X-Goog-Signature", "X-Goog-Credential",
     "Signature", "sig", "token", "access_token", "key", "api_key", "apikey", "password", "secret", "client_secret",
+    "auth", "AWSAccessKeyId",
 )
 
 # scheme://authority; the authority stops where a path, query, fragment, space or quote begins.
@@ -52,6 +53,26 @@ def mask(text: str) -> str:
     'cannot fetch "https://me:***@host/x": 404; retry https://***@other'
     """
     return _PARAMETER.sub(rf"\1\2={MASK}", _AUTHORITY.sub(_mask_authority, text))
+
+
+def mask_secrets_of(url: str, text: str) -> str:
+    """Return *text* (a library's error about *url*) with :func:`mask` applied and every credential written
+    in *url* masked wherever it appears, quoted as the library saw it (without its scheme).
+
+    >>> mask_secrets_of("s3://AKIA:pw5ecret@bucket/k", 'Invalid bucket name "AKIA:pw5ecret@bucket"')
+    'Invalid bucket name "AKIA:***@bucket"'
+    """
+    secrets = set()
+    for match in _AUTHORITY.finditer(url):
+        userinfo, at, _ = match.group(2).rpartition("@")
+        if at:
+            user, colon, password = userinfo.partition(":")
+            secrets.add(password if colon else user)
+    secrets.update(m.group(0).split("=", 1)[1] for m in _PARAMETER.finditer(url))
+    text = mask(text)
+    for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
 
 
 def scrub(data: Any) -> Any:

@@ -21,7 +21,8 @@ __all__ = ["Kind", "check", "parse_duration", "check_cron", "check_url", "normal
 @dataclass(frozen=True)
 class Kind:
     """A kind of value: what it must be (completing "``<name>`` must be ..."), whether a value is one, how
-    command-line text becomes one (*parse*; also in parameter files with *text_in_files*), its ``--help`` *metavar*.
+    command-line text becomes one (*parse*; also in parameter files with *text_in_files*), its ``--help`` *metavar*;
+    a *secret* value (credentials) is never shown, not even masked.
 
     >>> even = Kind("an even integer", lambda v: isinstance(v, int) and v % 2 == 0, int)
     >>> even.reason(3), even.reason(4), even.from_text("8"), even.reason(even.from_text("x"))
@@ -33,10 +34,18 @@ class Kind:
     parse: Callable[[str], Any] = str
     text_in_files: bool = False
     metavar: str = "TEXT"
+    secret: bool = False
 
     def reason(self, value: Any) -> str | None:
-        """``None`` if *value* is of this kind, else why not: ``"must be ..., got ..."`` (masked)."""
-        return None if self.accepts(value) else mask(f"must be {self.expected}, got {value!r}")
+        """``None`` if *value* is of this kind, else why not: ``"must be ..., got ..."`` (masked).
+
+        >>> Kind("a mapping", lambda v: isinstance(v, dict), secret=True).reason('{"secret": "s3cr3t"')
+        'must be a mapping, got a str (not shown: it may hold credentials)'
+        """
+        if self.accepts(value):
+            return None
+        got = f"a {type(value).__name__} (not shown: it may hold credentials)" if self.secret else repr(value)
+        return mask(f"must be {self.expected}, got {got}")
 
     def from_text(self, text: str) -> Any:
         """The value that *text* stands for, or *text* itself when it stands for none (so the check fails on it)."""
@@ -118,7 +127,7 @@ DELIMITER = Kind("non-empty bytes (as text: with Python escapes such as '\\n')",
                  text_in_files=True)
 STORAGE_OPTIONS = Kind("a mapping of fsspec options or None (as text: a JSON object)",  # other JSON stays text
                        lambda v: v is None or isinstance(v, Mapping),
-                       lambda text: found if isinstance(found := json.loads(text), dict) else text)
+                       lambda text: found if isinstance(found := json.loads(text), dict) else text, secret=True)
 FRAMES_PER_TASK = Kind("'auto' or a positive integer", lambda v: v == "auto" or (_number(v, int) and v > 0),
                        lambda text: text if text == "auto" else int(text), metavar="N|auto")
 HOOKS = Kind("a sequence of callables", lambda v: isinstance(v, Sequence) and not isinstance(v, (str, bytes))

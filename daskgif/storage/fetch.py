@@ -22,7 +22,7 @@ from typing import Any
 from fsspec.core import url_to_fs
 
 from daskgif.errors import FetchError, is_transient
-from daskgif.redact import mask
+from daskgif.redact import mask, mask_secrets_of
 from daskgif.storage.files import atomic_write, open_input, remove_file, write_bytes
 from daskgif.storage.paths import file_kind, fs_options, local_path, url_protocols
 
@@ -214,8 +214,9 @@ def _fetch_error(url: str, e: BaseException, *, timeout: float, deadline: float 
         return FetchError(url, "HTTP 404 Not Found" if _is_http(url) else "no such file", transient)
     if isinstance(e, aiohttp.InvalidURL) or (isinstance(e, (ValueError, ImportError))
                                               and not isinstance(e, aiohttp.ClientError)):
-        return FetchError(url, f"bad URL: {e}", transient)
-    return FetchError(url, f"{type(e).__name__}: {e}", transient)
+        return FetchError(url, mask_secrets_of(url, f"bad URL: {e}"), transient)
+    # A library's message may quote the URL's parts, credentials included; on one line.
+    return FetchError(url, mask_secrets_of(url, " ".join(f"{type(e).__name__}: {e}".split())), transient)
 
 
 def fetch_needed(url: str, data_file: str, storage_options: dict | None = None, *, check_remote: bool,

@@ -86,6 +86,7 @@ def draw_steps(files: Mapping[str, str], draw_step: Callable[[Any], tuple[str, d
     its first and last nodes, ``edge(step)`` the attributes of the edges into *step* and the file it writes.
     """
     graphviz = import_graphviz()
+    files = {name: mask(path) for name, path in files.items()}  # a picture is shown and shared: no credentials
     dot = graphviz.Digraph("daskgif", graph_attr={"rankdir": "TB", "nodesep": "0.3", "ranksep": "0.35",
                                                    "fontname": "Helvetica", "ordering": "out", **graph_attr})
     dot.attr("edge", color="#555555", arrowsize="0.7")

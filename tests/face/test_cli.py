@@ -83,6 +83,15 @@ def test_bad_usage_exits_2(tmp_path, args):
     assert not (tmp_path / "clip.gif").exists()
 
 
+def test_a_picture_of_the_pipeline_shows_no_credentials(tmp_path):
+    done = daskgif("graph", "--url", "http://bob:s3cr3tpw@127.0.0.1:9/a.img?token=T0PSECRET&auth=AUTHV4LUE",
+                   "--picture", "g.dot", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    drawn = (tmp_path / "g.dot").read_text()
+    assert "bob:***@127.0.0.1:9/a.img?token=***&auth=***" in drawn
+    assert not any(secret in drawn + done.stderr for secret in ("s3cr3tpw", "T0PSECRET", "AUTHV4LUE"))
+
+
 def test_graph_draws_one_pipeline(tmp_path):
     done = daskgif("graph", "--url", "a.img", "--url", "b.img", cwd=tmp_path)
     assert done.returncode == 2 and "graph draws one pipeline: give one --url" in done.stderr
@@ -95,8 +104,9 @@ def test_storage_options_frames_per_task_and_delimiter_options(tmp_path):
                    "--frames-per-task", "2", "--storage-options", '{"auto_mkdir": true}', cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["frames"]) == 5
-    for args, words in [(["--storage-options", "[1]"], "(as text: a JSON object), got '[1]'"),
-                        (["--storage-options", "{bad"], "(as text: a JSON object), got '{bad'"),
+    for args, words in [(["--storage-options", "[1]"], "(as text: a JSON object), got a str (not shown"),
+                        (["--storage-options", '{"secret": "s0secret"'], "got a str (not shown: it may hold "
+                                                                          "credentials)"),
                         (["--frames-per-task", "0"], "'auto' or a positive integer"),
                         (["--cron-tz", "UTC"], "--cron-tz needs --cron"),
                         (["--cron", "0 2 * * *", "--cron-tz", "Mars/Base"], "IANA time zone")]:

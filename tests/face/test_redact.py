@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from daskgif.redact import SECRET_PARAMETERS, MaskingFilter, json_default, mask, safe_parameters, scrub
+from daskgif.redact import (SECRET_PARAMETERS, MaskingFilter, json_default, mask, mask_secrets_of,
+                            safe_parameters, scrub)
 
 # Characters a URL may hold unencoded in its userinfo (RFC 3986 unreserved, sub-delims but
 # the quote, percent) plus "@" and ":" that people paste unencoded into passwords anyway.
@@ -172,3 +173,10 @@ def test_mask_stays_linear_on_long_adversarial_text():
     masked = mask(text)
     assert masked.endswith("https://user:***@host/x?token=***")
     assert "secret" not in masked and masked[:1_000] == text[:1_000]
+
+
+def test_a_library_error_quoting_the_credentials_of_its_url_shows_none():
+    url = "s3://AKIAXX:PWFSECRET@bucket/a.img?X-Amz-Signature=S1GNATURE"
+    said = 'Invalid bucket name "AKIAXX:PWFSECRET@bucket": ... (signature S1GNATURE)'
+    assert mask_secrets_of(url, said) == 'Invalid bucket name "AKIAXX:***@bucket": ... (signature ***)'
+    assert mask_secrets_of("https://h/x", "ok: https://u:pw@h/x") == "ok: https://u:***@h/x"  # mask's rule too
