@@ -28,8 +28,8 @@ each writes into a new temporary folder every round:
   bytes travel through the graph, as in the original.
 * ``daskgif``: ``build_graph(url=<data file>, ...).compute()`` on the cluster
   (warm): fetch copies the data file into the fresh folder, as a user's run does.
-* ``daskgif, data file already there``: the same, with the data file copied
-  into the fresh folder beforehand (untimed), so fetch is skipped.
+* ``daskgif, data file already there``: the same, with the data file fetched
+  into the fresh folder beforehand (untimed), so the run's fetch is skipped.
 * ``daskgif, rerun in place``: the same graph again on the last round's
   folder: frames and data file already there (identical frames are not rewritten).
 
@@ -41,11 +41,14 @@ peak also shows what an earlier contender left behind).  For daskgif the run's
 own states say where its time went (per step, and what is left: submitting
 the graph, scheduling, the fan-out's round trip, events).
 
-``--only fixed``: the 27-frame run on the warm cluster, data file already there, 9 runs
-(``--rounds``, at least 7), each in a fresh folder, interleaved with the I/O floor: the median run and
-the median of each part of its breakdown.  ``--only perframe``: 2,000 and 10,000 frames of 64x64
-(decode validation on, as by default), daskgif and the I/O floor interleaved, 3 rounds: the cost per
-frame is the slope between the two counts (the fixed cost cancels), and daskgif's over the floor's.
+``--only fixed``: the 27-frame run on the warm cluster, data file already there (fetched beforehand,
+untimed, with its source record, so the run's fetch is skipped), 9 runs (``--rounds``, at least 7), each
+in a fresh folder, interleaved with the I/O floor and the Dask floor (the run's graph with nothing in its
+tasks: fetch, split, map-frames launching as many tasks as daskgif's batches, combine): the median run,
+the median of each part of its breakdown, and the CPU time of the decode check alone.
+``--only perframe``: 2,000 and 10,000 frames of 64x64 (decode validation on, as by default), daskgif and
+the I/O floor interleaved, 3 rounds: the cost per frame is the slope between the two counts (the fixed
+cost cancels), daskgif's over the floor's, and the decode check's CPU per frame beside them.
 
 ``--only million``: 100,000 and then 1,000,000 frames of 1x1 through daskgif on
 a 2-worker cluster, frames on local disk: the time per frame, each process's
@@ -87,6 +90,9 @@ from distributed import Client, LocalCluster
 from PIL import Image
 
 import daskgif
+from daskgif import storage
+from daskgif.codec import check_decodes
+from daskgif.core.fanout import batches
 from daskgif.gif.encode import encode_gif
 from daskgif.gif.split import split_bytes
 
@@ -206,6 +212,42 @@ def plain_dask(client: Client, data_file: Path, work: Path) -> None:
     dask.delayed(combine_imageio)(writes, str(work / "clip.gif")).compute()
 
 
+def _nothing(value: Any = None) -> Any:
+    return value
+
+
+def _fan_out_nothing(spans: Any, batches: int) -> list:
+    from distributed import wait, worker_client
+
+    with worker_client() as client:  # as map-frames launches its batches
+        futures = [client.submit(_nothing, i, pure=False) for i in range(batches)]
+        wait(futures)
+        return client.gather(futures)
+
+
+def dask_floor(batches: int) -> None:
+    """A daskgif run's graph with nothing in its tasks: fetch -> split -> map-frames (launching *batches*
+    tasks from a task) -> combine.  What Dask itself costs for the shape, before any work."""
+    step = dask.delayed(_nothing, pure=False)
+    step(dask.delayed(_fan_out_nothing, pure=False)(step(step()), batches)).compute()
+
+
+def decode_check_cpu(data_file: Path) -> float:
+    """The CPU seconds of the decode check of every frame of *data_file*, in this process: what
+    ``daskgif.validate: decode`` costs at least, on one core."""
+    data = data_file.read_bytes()
+    start = time.thread_time()
+    for span in split_bytes(data):
+        check_decodes(data[span.offset:span.offset + span.length], index=span.index, offset=span.offset)
+    return time.thread_time() - start
+
+
+def place_data(data_file: Path, work: Path) -> None:
+    """Fetch *data_file* into *work* as a run does, with the record of its source: the next run's fetch is
+    skipped (a copy without the record would be fetched again)."""
+    storage.fetch_file(str(data_file), str(work / "image-data.img"))
+
+
 def daskgif_run(data_file: Path, work: Path) -> daskgif.Result:
     """``build_graph(...).compute()``: fetch copies *data_file* into *work*, unless it is there already."""
     return daskgif.build_graph(url=str(data_file), data_file=str(work / "image-data.img"),
@@ -248,31 +290,41 @@ def parts(result: daskgif.Result, called: float, wall: float) -> dict[str, float
             "last task to compute() returning": called + wall - result.finished}
 
 
-def fixed(root: Path, rounds: int) -> None:
-    """The fixed cost: the 27-frame run, data file already there, fresh folders; median run and parts."""
+def fixed(root: Path, rounds: int, threads: int) -> None:
+    """The fixed cost: the 27-frame run, data file already there, fresh folders; median run and parts,
+    against the I/O floor and Dask's own floor for the graph's shape (interleaved)."""
     data_file = root / "fixed.img"
     write_data(data_file, make_frames(*SETS["27"]))
     spans = split_bytes(data_file.read_bytes())
     warm = root / "fixed-warm"
     warm.mkdir()
     daskgif_run(data_file, warm)
+    dask_floor(len(batches(spans, "auto", threads)))
     clip = (warm / "clip.gif").read_bytes()
     found: dict[str, list[float]] = {}
-    floors = []
+    floors, dask_floors, decodes = [], [], []
     for _ in range(rounds):
         work = Path(tempfile.mkdtemp(dir=root, prefix="f-"))
         start = time.perf_counter()
         floor(data_file, work, spans, clip)
         floors.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        dask_floor(len(batches(spans, "auto", threads)))
+        dask_floors.append(time.perf_counter() - start)
+        decodes.append(decode_check_cpu(data_file))
         work = Path(tempfile.mkdtemp(dir=root, prefix="w-"))
-        shutil.copyfile(data_file, work / "image-data.img")  # untimed: fetch is skipped
+        place_data(data_file, work)  # untimed: the run's fetch is skipped
         called, start = time.time(), time.perf_counter()
         result = daskgif_run(data_file, work)
         for name, t in parts(result, called, time.perf_counter() - start).items():
             found.setdefault(name, []).append(t)
+    wall, shape = statistics.median(found["wall"]), statistics.median(dask_floors)
     print(f"\nfixed cost: 27 frames of 500x375, data file already there, {rounds} runs, fresh folders")
-    print(f"  I/O floor {describe(floors)}")
-    print(f"  daskgif   {describe(found.pop('wall'))}")
+    print(f"  I/O floor    {describe(floors)}")
+    print(f"  Dask floor   {describe(dask_floors)}   the same graph with nothing in its tasks")
+    print(f"  daskgif      {describe(found.pop('wall'))}   {wall / shape:.1f}x the Dask floor, "
+          f"{(wall - shape) * 1e3:.0f} ms above it")
+    print(f"  the decode check of the 27 frames alone: {statistics.median(decodes) * 1e3:.0f} ms of CPU on one core")
     print("  medians of the parts: " + ", ".join(f"{name} {statistics.median(ts) * 1e3:.0f} ms"
                                                 for name, ts in found.items()))
 
@@ -309,6 +361,9 @@ def perframe(root: Path, rounds: int, counts: tuple[int, int] = (2000, 10_000)) 
               f"slope {slopes[name] * 1e3:.4f} ms/frame")
     print(f"  daskgif/floor per frame (slope) {slopes['daskgif'] / slopes['floor']:.1f}, at {b:,} frames "
           f"{statistics.median(times['daskgif', b]) / statistics.median(times['floor', b]):.1f}")
+    decode = decode_check_cpu(sets[b][0]) / b
+    print(f"  the decode check alone: {decode * 1e3:.4f} ms of CPU per frame on one core, "
+          f"{decode / slopes['floor']:.1f}x the floor's slope")
 
 
 def run_set(label: str, count: int, width: int, height: int, rounds: int, root: Path, client: Client,
@@ -335,7 +390,7 @@ def run_set(label: str, count: int, width: int, height: int, rounds: int, root: 
         for name in contenders:
             work = Path(tempfile.mkdtemp(dir=root, prefix="w-"))
             if name == "daskgif, data file already there":
-                shutil.copyfile(data_file, work / "image-data.img")  # untimed
+                place_data(data_file, work)  # untimed: the run's fetch is skipped
                 func = lambda work=work: daskgif_run(data_file, work)  # noqa: E731
             else:
                 func = lambda work=work, f=funcs[name]: f(work)  # noqa: E731
@@ -400,7 +455,7 @@ def million(root: Path, counts: list[int]) -> None:
                 f.writelines(frame + DELIMITER for _ in range(count))
             work = root / f"million-{count}"
             work.mkdir()
-            shutil.copyfile(data_file, work / "image-data.img")  # the graph run alone
+            place_data(data_file, work)  # untimed: the run's fetch is skipped
             sampler.reset()
             start = time.perf_counter()
             result = daskgif_run(data_file, work)
@@ -605,7 +660,7 @@ def main() -> None:
             sampler = Sampler(list(client.run(os.getpid).values()))
             sampler.start()
             if args.only == "fixed":
-                fixed(root, max(args.rounds or 9, 7))
+                fixed(root, max(args.rounds or 9, 7), args.workers)
                 sets = []
             elif args.only == "perframe":
                 perframe(root, rounds)
