@@ -165,6 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload = data
         with owner.lock:
             owner.posts.append((path, payload))
+            owner.authorizations.append((path, self.headers.get("Authorization")))
             route = owner.routes.setdefault(path, Route(body=b"ok"))
         # _route records the request and applies any configured failure.
         route = self._route("POST")
@@ -200,6 +201,7 @@ class HTTPServer:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, str]] = []
         self.posts: list[tuple[str, object]] = []
+        self.authorizations: list[tuple[str, str | None]] = []  # each POST's Authorization header
         self.active = self.max_active = 0  # GETs being answered now, and the most at once
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self

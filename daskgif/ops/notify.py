@@ -5,9 +5,11 @@ A notification is a report, not part of the run: a failed one is retried a few t
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -52,9 +54,29 @@ class PostRedirects(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        # urllib drops the body and the method on every redirect of a POST: keep both.
-        return urllib.request.Request(newurl, data=req.data, method=req.get_method(), headers=req.headers,
+        # urllib drops the body and the method on every redirect of a POST: keep both; the credentials go to
+        # the webhook's own host only.
+        headers = dict(req.headers)
+        if urlsplit(newurl)[1].rpartition("@")[2] != urlsplit(req.full_url)[1].rpartition("@")[2]:
+            headers.pop("Authorization", None)
+        return urllib.request.Request(newurl, data=req.data, method=req.get_method(), headers=headers,
                                       origin_req_host=req.origin_req_host, unverifiable=True)
+
+
+def basic_auth(url: str) -> tuple[str, dict[str, str]]:
+    """*url* without its user info, and the ``Authorization`` header that sends it (urllib sends none itself).
+
+    >>> basic_auth("https://hook:pw@example.com:8443/in?x=1")
+    ('https://example.com:8443/in?x=1', {'Authorization': 'Basic aG9vazpwdw=='})
+    >>> basic_auth("https://example.com/in")
+    ('https://example.com/in', {})
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, {}
+    userinfo = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+    plain = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    return plain, {"Authorization": "Basic " + base64.b64encode(userinfo.encode()).decode()}
 
 
 def post_result(url: str, payload: Any, *, timeout: float = 5, retries: int = 2, retry_delay: float = 1.0) -> bool:
@@ -68,14 +90,14 @@ def post_result(url: str, payload: Any, *, timeout: float = 5, retries: int = 2,
     except ValueError as e:
         logger.error("Notification not sent: %s", e)
         return False
-    attempts = 0
+    attempts, (plain, credentials) = 0, basic_auth(url)
 
     def post() -> int:
         nonlocal attempts
         attempts += 1
         body = json.dumps(scrub(payload), default=json_default).encode()
-        request = urllib.request.Request(url, data=body, method="POST",
-                                         headers={"Content-Type": "application/json", "User-Agent": "daskgif"})
+        request = urllib.request.Request(plain, data=body, method="POST", headers={
+            "Content-Type": "application/json", "User-Agent": "daskgif", **credentials})
         with urllib.request.build_opener(PostRedirects).open(request, timeout=timeout) as response:
             response.read()
             return response.status

@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import secrets
+import string
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -129,6 +130,9 @@ def build_graph(url: str | None = None, data_file: str = "image-data.img", out: 
     >>> result.ok, len(result.frames), result.frames[0]
     (True, 32, 'memory://doc/frames/frame_00.gif')
     """
+    if isinstance(url, str) and any(isinstance(path, str) and "{" in path for path in (out, data_file, frames_dir)):
+        out, data_file, frames_dir = (fill(path, key, url) if isinstance(path, str) else path for key, path in
+                                      zip(("out", "data_file", "frames_dir"), (out, data_file, frames_dir)))
     return make_pipeline(Params.from_arguments(**locals()), on_state)  # checked by the table, dask.config read
 
 
@@ -166,10 +170,8 @@ def paths_of(urls: Sequence[str], **templates: str | None) -> list[dict[str, str
     found: list[dict[str, str]] = []
     owner: dict[str, tuple[str, str, str]] = {}
     for url in urls:
-        last = url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rpartition("/")[2]
-        name, suffix = os.path.splitext(last)
-        paths = {key: (templates.get(key) or default).format(name=name, suffix=suffix)
-                 for key, default in DEFAULTS.items()}
+        name = name_of(url)[0]
+        paths = {key: fill(templates.get(key) or default, key, url) for key, default in DEFAULTS.items()}
         for key, path in paths.items():
             where = steps.place(path)
             if where in owner:
@@ -181,6 +183,38 @@ def paths_of(urls: Sequence[str], **templates: str | None) -> list[dict[str, str
             owner[where] = (url, key, name)
         found.append(paths)
     return found
+
+
+def name_of(url: str) -> tuple[str, str]:
+    """The ``{name}`` and ``{suffix}`` of input *url*: its file name without a query, split at the suffix.
+
+    >>> name_of("s3://b/day-1.img?v=2"), name_of("raw/")
+    (('day-1', '.img'), ('raw', ''))
+    """
+    return os.path.splitext(url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rpartition("/")[2])
+
+
+def fill(template: str, key: str, url: str) -> str:
+    """*template* (the parameter *key*) with the ``{name}`` and ``{suffix}`` of input *url* (:func:`name_of`);
+    any other placeholder, an attribute or an index of one is a ``ValueError`` (``{{`` and ``}}`` are braces).
+
+    >>> fill("gifs/{name}{{1}}.gif", "out", "s3://b/day-1.img")
+    'gifs/day-1{1}.gif'
+    >>> fill("{name.__class__}.gif", "out", "a.img")
+    Traceback (most recent call last):
+    ...
+    ValueError: out '{name.__class__}.gif' has the placeholder {name.__class__}: only {name} and {suffix} are filled in
+    """
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as e:
+        raise ValueError(f"{key} {template!r} is not a template ({e}): write {{{{ and }}}} for braces") from None
+    for field in fields:
+        if field not in ("name", "suffix"):
+            raise ValueError(f"{key} {template!r} has the placeholder {{{field}}}: only {{name}} and {{suffix}} "
+                             "are filled in")
+    name, suffix = name_of(url)
+    return template.format(name=name, suffix=suffix)
 
 
 def new_batch(now: float | None = None) -> str:

@@ -85,7 +85,8 @@ PARAMETERS: tuple[Parameter, ...] = (
               "source: fetch is Skipped while the record says it is what the URL gave (unless force); a file "
               "without one is replaced.", "str", metavar="PATH"),
     Parameter("out", kinds.TEXT, "clip.gif", "The animation to write; its suffix chooses the format: .gif, "
-              ".webp (lossless), .png (APNG) or .mp4 (extra daskgif[video]).", "str", metavar="PATH"),
+              ".webp (lossless), .png (APNG) or .mp4 (extra daskgif[video]). In out, data_file and frames_dir, "
+              "{name} and {suffix} stand for the URL's file name and suffix.", "str", metavar="PATH"),
     Parameter("frames_dir", kinds.or_none(kinds.TEXT), None, "Folder for frame_00.gif, frame_01.gif, ... "
               "Default: frames next to out.", "str, optional", metavar="PATH"),
     Parameter("delimiter", kinds.DELIMITER, DELIMITER, "What separates frames in the data file; as text (on "

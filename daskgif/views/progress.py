@@ -17,6 +17,7 @@ from tqdm import tqdm
 from daskgif.pipeline.settings import read_setting
 from daskgif.core import events
 from daskgif.core.runtime import find_client
+from daskgif.core.state import FAILED
 
 __all__ = ["Progress", "progress", "describe", "fresh_line"]
 
@@ -24,11 +25,14 @@ __all__ = ["Progress", "progress", "describe", "fresh_line"]
 BAR_FORMAT = "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} frames [{elapsed}<{remaining}, {rate_noinv_fmt}]"
 
 
-def describe(done: int, total: int | None, elapsed: float, rate: float | None = None) -> str:
-    """One plain progress line: frames done of *total*, *rate* (frames a second), *elapsed* seconds, ETA.
+def describe(done: int, total: int | None, elapsed: float, rate: float | None = None, failed: int = 0) -> str:
+    """One plain progress line: frames done of *total* (*failed* of them), *rate* (frames a second), *elapsed*
+    seconds, ETA.
 
     >>> describe(5344, 40000, elapsed=12.5, rate=430.04)
     '5344/40000 frames (13%), 430.0 frames/s, elapsed 00:12, ETA 01:20'
+    >>> describe(32, 32, elapsed=1.0, rate=32.0, failed=1)
+    '32/32 frames (100%, 1 failed), 32.0 frames/s, elapsed 00:01, ETA 00:00'
     >>> describe(0, 27, elapsed=3.2)
     '0/27 frames (0%), ? frames/s, elapsed 00:03, ETA ?'
     >>> describe(0, None, elapsed=3.2)
@@ -38,7 +42,8 @@ def describe(done: int, total: int | None, elapsed: float, rate: float | None = 
         return f"waiting for the frame count, elapsed {tqdm.format_interval(elapsed)}"
     done = min(done, total)
     eta = tqdm.format_interval((total - done) / rate) if rate else "?"
-    return (f"{done}/{total} frames ({100 * done // max(total, 1)}%), {f'{rate:,.1f}' if rate else '?'} frames/s, "
+    share = f"{100 * done // max(total, 1)}%" + (f", {failed} failed" if failed else "")
+    return (f"{done}/{total} frames ({share}), {f'{rate:,.1f}' if rate else '?'} frames/s, "
             f"elapsed {tqdm.format_interval(elapsed)}, ETA {eta}")
 
 
@@ -87,7 +92,7 @@ class Progress:
                  clock: Callable[[], float] = time.monotonic):
         self.stream = sys.stderr if stream is None else stream
         self.interval, self.client, self.clock = interval, client, clock
-        self.done = 0
+        self.done = self.failed = 0
         self.total: int | None = None
         self.started = self.writing = self._drawn = clock()
         self._runs: set[str] = set()
@@ -145,6 +150,7 @@ class Progress:
             elif kind == "frames" and msg.get("run") in self._runs:
                 added = sum(msg["counts"].values())
                 self.done += added
+                self.failed += msg["counts"].get(FAILED, 0)
             else:
                 return
             if self._bar is not None:
@@ -162,7 +168,7 @@ class Progress:
     @property
     def line(self) -> str:
         """The progress as it stands, in one plain line (:func:`describe`)."""
-        return describe(self.done, self.total, self.clock() - self.started, self.rate)
+        return describe(self.done, self.total, self.clock() - self.started, self.rate, self.failed)
 
     def draw(self, final: bool = False) -> None:
         """Redraw, if *interval* has passed (always when *final*; a plain line also at 100 %)."""

@@ -10,6 +10,7 @@ a ``LocalCluster``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import dask
@@ -223,6 +224,25 @@ def test_inputs_that_would_write_one_path_are_refused_before_anything_runs(tmp_p
     with pytest.raises(ValueError, match="urls matched no input"):
         build_graphs(str(tmp_path / "nothing" / "*.img"))
     assert not list(tmp_path.glob("*.gif"))
+
+
+@pytest.mark.parametrize("template, words", [
+    ("{nam}.gif", "has the placeholder {nam}: only {name} and {suffix} are filled in"),
+    ("{name.__class__}.gif", "has the placeholder {name.__class__}"),  # no attribute of the name is looked up
+    ("{}.gif", "has the placeholder {}"),
+    ("{name.gif", "is not a template"),
+])
+def test_a_path_template_fills_only_name_and_suffix(tmp_path, template, words):
+    from daskgif import build_graphs
+
+    (a,) = inputs(tmp_path / "in", 1)
+    with pytest.raises(ValueError, match=re.escape(words)):
+        build_graphs([str(a)], out=str(tmp_path / template))
+    with pytest.raises(ValueError, match=re.escape(words)):
+        build_graph(url=str(a), out=str(tmp_path / template))
+    assert build_graph(url=str(a), out=str(tmp_path / "{name}{{x}}.gif"),
+                       frames_dir=str(tmp_path / "f-{name}")).params.out == str(tmp_path / "day-0{x}.gif")
+    assert build_graph(url=str(a), frames_dir=str(tmp_path / "f-{name}")).params.frames_dir == str(tmp_path / "f-day-0")
 
 
 def test_one_bad_input_fails_alone(tmp_path, cluster):

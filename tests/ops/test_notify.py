@@ -126,3 +126,14 @@ def test_a_redirect_to_another_protocol_is_refused(http_server, caplog, status, 
     assert http_server.requests == [("POST", "/hook")]  # refused at once: nothing to retry, no connection tried
     assert "Retrying" not in caplog.text and "failed after 1 attempt(s)" in caplog.text
     assert "/etc/passwd" not in caplog.text  # the Location's path stays out of the log, like the webhook's
+
+
+def test_a_webhook_with_credentials_in_its_url_gets_them_as_basic_auth_on_its_host_only(http_server, caplog):
+    hook = http_server.url("/hook").replace("http://", "http://hook%40me:p%3Aw@")
+    assert post_result(hook, {"ok": True}, retry_delay=0) is True
+    elsewhere = http_server.url("/new").replace("127.0.0.1", "localhost")  # another host, the same server
+    moved = http_server.redirect("/moved", elsewhere, 307).replace("http://", "http://hook:pw@")
+    assert post_result(moved, {"ok": True}, retry_delay=0) is True
+    assert http_server.authorizations == [("/hook", "Basic aG9va0BtZTpwOnc="),  # hook@me:p:w
+                                          ("/moved", "Basic aG9vazpwdw=="), ("/new", None)]
+    assert "p:w" not in caplog.text and "pw" not in caplog.text

@@ -76,6 +76,16 @@ def test_plain_lines_come_at_most_every_interval_and_at_100_percent():
     assert shown.mode == "lines" and shown.done == 100
 
 
+def test_failed_frames_are_counted_apart_on_the_line():
+    clock, out = Clock(), io.StringIO()
+    with Progress(stream=out, interval=10, clock=clock) as shown:
+        events.bus.publish({"kind": "map", "run": "r-bad", "total": 32})
+        clock.now += 2
+        events.bus.publish({"kind": "frames", "run": "r-bad", "counts": {"Success": 31, "Failed": 1}})
+    assert out.getvalue() == "32/32 frames (100%, 1 failed), 16.0 frames/s, elapsed 00:02, ETA 00:00\n"
+    assert shown.failed == 1
+
+
 def test_a_short_run_prints_its_last_line_only():
     clock, out = Clock(), io.StringIO()
     with Progress(stream=out, clock=clock):  # daskgif.progress-interval: 10 s
