@@ -13,9 +13,9 @@ import threading
 from pathlib import Path
 
 from daskgif.core.runtime import given_up, on_worker
-from daskgif.errors import Cancelled
+from daskgif.errors import Cancelled, is_transient
 
-__all__ = ["cancel", "cancelled", "check_cancelled", "forget"]
+__all__ = ["cancel", "cancelled", "check_cancelled", "stopped", "retried", "forget"]
 
 _cancelled: set[str] = set()
 
@@ -57,3 +57,18 @@ def check_cancelled(token: str) -> None:
         raise Cancelled(f"run {token}: an attempt given up on after its timeout stops here")
     if cancelled(token):
         raise Cancelled(f"run {token} was cancelled")
+
+
+def stopped(token: str) -> bool:
+    """Whether the work of run *token* in this thread should stop: the run was cancelled, or this attempt was
+    given up on after its timeout (what :func:`check_cancelled` raises for, as a question)."""
+    return given_up() or cancelled(token)
+
+
+def retried(token: str, error: BaseException) -> bool:
+    """Whether a failed attempt of run *token* is retried: its error is transient and the run goes on.
+
+    >>> retried("r-doc", ConnectionError("reset")), retried("r-doc", ValueError("bad"))
+    (True, False)
+    """
+    return is_transient(error) and not cancelled(token)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from dask.base import tokenize
 from daskgif import config, storage
 from daskgif.core.task import Task
 from daskgif.pipeline import kinds
+from daskgif.pipeline import cancel
 from daskgif.pipeline.kinds import Kind
 from daskgif.pipeline.limits import check_limits, check_timeouts
 from daskgif.pipeline.messages import StateHook
@@ -123,7 +125,7 @@ class Params:
         retry = {"retries": self.retries, "retry_delay": self.retry_delay, "backoff": self.retry_backoff,
                  "max_delay": self.retry_max_delay, "jitter": self.retry_jitter} if retried else {}
         return Task(func, name=name, skip_on_upstream_skip=skip_on_upstream_skip,
-                    on_state=(StateHook(self.run, announce), *hooks), timeout=self.task_timeout.get(name),
+                    retry_if=partial(cancel.retried, self.run), on_state=(StateHook(self.run, announce), *hooks), timeout=self.task_timeout.get(name),
                     timeout_setting=f"daskgif.task-timeout.{name}", record=Result, **retry)
 
 

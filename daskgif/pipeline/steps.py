@@ -24,7 +24,7 @@ from daskgif.gif.join import GifWriter
 from daskgif.gif.parse import parse_gif
 from daskgif.gif.split import Span, Spans, split_frames
 from daskgif.pipeline import frames, limits
-from daskgif.pipeline.cancel import check_cancelled
+from daskgif.pipeline.cancel import check_cancelled, stopped
 from daskgif.pipeline.frames import Frame, FramePaths, FrameTable, digest
 from daskgif.pipeline.result import Result
 from daskgif.pipeline.settings import Params
@@ -52,7 +52,8 @@ def fetch(_: None, params: Params) -> str:
     with limits.hold("fetch", params.limits):
         storage.fetch_file(params.url, params.data_file, storage_options=params.storage_options,
                            chunk_size=params.chunk_size, timeout=params.fetch_timeout, max_bytes=params.max_bytes,
-                           allowed_protocols=params.allowed_protocols, deadline=params.fetch_deadline)
+                           allowed_protocols=params.allowed_protocols, deadline=params.fetch_deadline,
+                           stop=functools.partial(stopped, params.run))
     return params.data_file
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from fsspec.core import url_to_fs
 
-from daskgif.errors import FetchError, is_transient
+from daskgif.errors import Cancelled, FetchError, is_transient
 from daskgif.redact import mask, mask_secrets_of
 from daskgif.storage.files import atomic_write, open_input, remove_file, write_bytes
 from daskgif.storage.paths import file_kind, fs_options, local_path, url_protocols
@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 def fetch_file(url: str, data_file: str, *, storage_options: dict | None = None, chunk_size: int = 4 * 2**20,
                timeout: float = 60, max_bytes: int | None = None, allowed_protocols: Collection[str] | None = None,
-               deadline: float | None = None, clock: Callable[[], float] = time.monotonic) -> int:
+               deadline: float | None = None, clock: Callable[[], float] = time.monotonic,
+               stop: Callable[[], bool] | None = None) -> int:
     """Copy *url* (data, never given to a shell) to *data_file* chunk by chunk, atomically, and record its source;
     return the bytes copied.  No partial *data_file* ever appears, whatever the failure.
 
@@ -41,6 +42,7 @@ def fetch_file(url: str, data_file: str, *, storage_options: dict | None = None,
     over *max_bytes* is refused (by its ``Content-Length`` before the body is read); *allowed_protocols*
     (``None``: all) are checked before any I/O and on every redirect.  A :class:`~daskgif.errors.FetchError`
     names *url*, ``transient`` for connection errors, timeouts, a body cut short, HTTP 5xx/408/425/429.
+    *stop* is asked before each chunk: once it says so, the download ends with :class:`~daskgif.errors.Cancelled`.
     """
     if not isinstance(url, str) or not url:
         raise FetchError(repr(url), f"url must be a non-empty string, got {url!r}")
@@ -87,6 +89,8 @@ def fetch_file(url: str, data_file: str, *, storage_options: dict | None = None,
         remove_file(source_path(data_file), storage_options)
         with atomic_write(data_file, storage_options) as dst:
             while True:
+                if stop is not None and stop():
+                    raise Cancelled(f"fetching {mask(url)} stopped after {copied} bytes: the run was stopped")
                 if deadline is not None and clock() - start >= deadline:
                     raise _deadline_error(url, deadline, copied)
                 want = chunk_size if max_bytes is None else min(chunk_size, max_bytes - copied + 1)

@@ -213,3 +213,25 @@ def test_run_refuses_a_bad_setting_before_it_fetches(tmp_path, http_server, vari
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines()[-1] == f"Error: {message} (set by {variable})"
     assert http_server.requests == [] and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_stopped_run_retries_nothing():
+    from daskgif import build_graph
+    from daskgif.errors import RunFailed
+    from daskgif.pipeline import cancel
+
+    params = build_graph(retries=3, retry_delay=0).params
+    attempts = []
+
+    def down(_):
+        attempts.append(1)
+        if len(attempts) == 2:  # a stop while the second attempt runs
+            cancel.cancel(params.run)
+        raise ConnectionError("connection reset")  # transient: retried while the run goes on
+
+    try:
+        with pytest.raises(RunFailed, match="after 2 attempts"):
+            params.task(down, "fetch").run(None)
+    finally:
+        cancel.forget(params.run)
+    assert len(attempts) == 2

@@ -14,7 +14,7 @@ import fsspec
 import pytest
 from fsspec.core import url_to_fs
 
-from daskgif.errors import FetchError, LockHeld
+from daskgif.errors import Cancelled, FetchError, LockHeld
 from daskgif.storage import (
     Lease,
     atomic_write,
@@ -680,6 +680,15 @@ def test_an_upload_whose_writer_was_killed_is_removed_from_the_temporary_folder(
         part.write_bytes(b"x" * 1000)
     assert remove_stale_parts("memory://test-io/frames", "frame_") == [str(dead)]
     assert not dead.exists() and live.exists()
+
+
+def test_a_stopped_download_ends_before_its_next_chunk_and_leaves_nothing(tmp_path):
+    (tmp_path / "in.img").write_bytes(bytes(10_000))
+    asked = []
+    with pytest.raises(Cancelled, match="stopped after 1000 bytes"):
+        fetch_file(str(tmp_path / "in.img"), str(tmp_path / "d.img"), chunk_size=1000,
+                   stop=lambda: asked.append(1) or len(asked) > 1)  # stopped once the first chunk is in
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.img"]
 
 
 # --- Trust: file:// paths, read-only and full disks -----------------------------------------------------
