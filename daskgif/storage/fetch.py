@@ -24,7 +24,7 @@ from fsspec.core import url_to_fs
 from daskgif.errors import Cancelled, FetchError, is_transient
 from daskgif.redact import mask, mask_secrets_of
 from daskgif.storage.files import atomic_write, open_input, remove_file, write_bytes
-from daskgif.storage.paths import file_kind, fs_options, local_path, url_protocols
+from daskgif.storage.paths import file_kind, fs_options, local_path, url_protocols, version_of
 
 __all__ = ["fetch_file", "fetch_needed", "read_source", "source_path", "url_digest"]
 
@@ -69,6 +69,8 @@ def fetch_file(url: str, data_file: str, *, storage_options: dict | None = None,
         # block_size=0 streams; the size hint skips fsspec's HEAD/GET probe, which
         # costs requests and turns every failed status into FileNotFoundError.
         http = {"block_size": 0, "size": -1, "trace_request_ctx": request} if _is_http(url) else {}
+        # Elsewhere its version marker (ETag, mtime) tells a later run whether it changed (see fetch_needed).
+        version = None if http else version_of(fs.info(path))
         source = fs.open(path, "rb", **http)
     except Exception as e:
         raise error(e) from e
@@ -107,7 +109,7 @@ def fetch_file(url: str, data_file: str, *, storage_options: dict | None = None,
             _check_end(url, request.get("closed"), copied, exact)
     headers = {} if response is None else response.headers
     record = {"url_sha256": url_digest(url), "url": mask(url), "size": copied, "etag": headers.get("ETag"),
-              "last_modified": headers.get("Last-Modified"),
+              "last_modified": headers.get("Last-Modified"), "version": version,
               "fetched_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
     write_bytes(source_path(data_file), json.dumps(record, indent=1).encode(), storage_options)
     logger.debug("Fetched %d bytes from %s to %s", copied, mask(url), data_file)
@@ -227,10 +229,11 @@ def fetch_needed(url: str, data_file: str, storage_options: dict | None = None, 
                  timeout: float = 60, allowed_protocols: Collection[str] | None = None) -> str | None:
     """Why *data_file* must be fetched from *url*, or ``None`` when the existing file is what *url* gave.
 
-    The file is kept when its record names the same URL and size and, with *check_remote* for HTTP(S), a
-    ``HEAD`` shows the recorded ``ETag``, else ``Last-Modified``.  A server that cannot be asked (a warning
-    is logged), or sends neither, keeps it: a run works offline.  A file without a record is fetched again,
-    unless *url* is that file.
+    The file is kept when its record names the same URL and size and, with *check_remote*, the source is
+    unchanged: for HTTP(S) a ``HEAD`` shows the recorded ``ETag``, else ``Last-Modified``; elsewhere (a local
+    file, object storage) its ETag or modification time is the recorded one.  A source that cannot be asked (a
+    warning is logged), or tells neither, keeps it: a run works offline.  A file without a record is fetched
+    again, unless *url* is that file.
 
     >>> with atomic_write("memory://doc/a.img") as f:
     ...     _ = f.write(b"data")
@@ -258,8 +261,10 @@ def fetch_needed(url: str, data_file: str, storage_options: dict | None = None, 
         return f"{data_file} came from another URL ({record.get('url')}); fetching {shown}"
     if record.get("size") != size:
         return f"{data_file} has {size} bytes, not the {record.get('size')} fetched from {shown}; fetching it again"
-    if not (check_remote and _is_http(url)):
+    if not check_remote:
         return None
+    if not _is_http(url):
+        return _changed_source(url, record, storage_options, timeout)
     try:
         fs, path = _source_fs(url, storage_options, timeout=timeout)
         info = fs.info(path, trace_request_ctx={"url": url, "allowed": _allowed(allowed_protocols)})
@@ -271,6 +276,21 @@ def fetch_needed(url: str, data_file: str, storage_options: dict | None = None, 
         old, new = record.get(field), info.get(header)
         if old and new:
             return None if old == new else f"the server reports a change ({header} {old} -> {new}); fetching {shown}"
+    return None
+
+
+def _changed_source(url: str, record: dict, storage_options: dict | None, timeout: float) -> str | None:
+    """Why the data fetched from the non-HTTP *url* is out of date (its version marker moved), or ``None``."""
+    try:
+        fs, path = _source_fs(url, storage_options, timeout=timeout)
+        now = version_of(fs.info(path))
+    except Exception as e:  # gone or unreachable: the data file is all there is, and a run works offline
+        logger.warning("Keeping the data fetched from %s: cannot check whether it changed: %s", mask(url),
+                       _fetch_error(url, e, timeout=timeout).message)
+        return None
+    then = record.get("version")
+    if then is not None and now is not None and then != now:
+        return f"{mask(url)} changed since it was fetched ({then} -> {now}); fetching it again"
     return None
 
 

@@ -691,6 +691,21 @@ def test_a_stopped_download_ends_before_its_next_chunk_and_leaves_nothing(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.img"]
 
 
+def test_a_local_source_changed_in_place_is_fetched_again(tmp_path):
+    source, data_file = tmp_path / "in.img", str(tmp_path / "d.img")
+    source.write_bytes(b"frame one")
+    os.utime(source, (1_700_000_000, 1_700_000_000))
+    fetch_file(str(source), data_file)
+    assert fetch_needed(str(source), data_file, check_remote=True) is None
+    source.write_bytes(b"frame two")  # the same size: only its time tells
+    os.utime(source, (1_700_000_100, 1_700_000_100))
+    why = fetch_needed(str(source), data_file, check_remote=True)
+    assert why == f"{source} changed since it was fetched (1700000000.0 -> 1700000100.0); fetching it again"
+    assert fetch_needed(str(source), data_file, check_remote=False) is None  # the check is the setting's
+    source.unlink()  # gone: the data file is all there is
+    assert fetch_needed(str(source), data_file, check_remote=True) is None
+
+
 # --- Trust: file:// paths, read-only and full disks -----------------------------------------------------
 
 
