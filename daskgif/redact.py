@@ -25,7 +25,8 @@ SECRET_PARAMETERS = (
 _AUTHORITY = re.compile(r"""\b([a-zA-Z][a-zA-Z0-9+.-]*://)([^/?#\s'"]*)""")
 # The longest names first, so that ``api_key`` is not read as ``key`` after ``api_``.
 _NAMES = "|".join(re.escape(name) for name in sorted(SECRET_PARAMETERS, key=len, reverse=True))
-_PARAMETER = re.compile(r"""([?&;#])(%s)=[^&#\s'"]*""" % _NAMES, re.IGNORECASE)
+# A value ends where the query does, or before a ":" that ends a sentence ("...?token=t: HTTP 404").
+_PARAMETER = re.compile(r"""([?&;#])(%s)=[^&#\s'"]*?(?=:?(?:[&#\s'"]|$))""" % _NAMES, re.IGNORECASE)
 
 
 def _mask_authority(match: re.Match) -> str:
@@ -51,6 +52,8 @@ def mask(text: str) -> str:
     'https://b.s3.amazonaws.com/k?X-Amz-Credential=***&x-amz-security-token=***&v=1'
     >>> mask('cannot fetch "https://me:pw@host/x": 404; retry https://tok@other')
     'cannot fetch "https://me:***@host/x": 404; retry https://***@other'
+    >>> mask("cannot fetch https://h/a.img?token=t0k:en: HTTP 404 Not Found")
+    'cannot fetch https://h/a.img?token=***: HTTP 404 Not Found'
     """
     return _PARAMETER.sub(rf"\1\2={MASK}", _AUTHORITY.sub(_mask_authority, text))
 
