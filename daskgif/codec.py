@@ -54,8 +54,8 @@ def to_gif(data: bytes | bytearray | memoryview, *, index: int | None = None, of
 
 def _check_size(data: bytes | bytearray | memoryview, index: int | None, offset: int | None,
                 max_pixels: int | None) -> None:
-    """Refuse an image of more than *max_pixels* (or that Pillow refuses as a decompression bomb) from its header:
-    its pixels would take width x height x 4 bytes when decoded.
+    """Refuse an image of more than *max_pixels*, or than Pillow opens without a decompression-bomb warning, from
+    its header: its pixels would take width x height x 4 bytes when decoded.
 
     >>> from PIL import Image
     >>> png = io.BytesIO(); Image.new("L", (300, 200)).save(png, "PNG")
@@ -66,16 +66,36 @@ def _check_size(data: bytes | bytearray | memoryview, index: int | None, offset:
     """
     from PIL import Image
 
-    try:
-        with Image.open(io.BytesIO(data)) as image:  # reads the header; decodes nothing
-            width, height = image.size
-    except Image.DecompressionBombError as e:
-        raise GifFormatError(f"image is larger than Pillow opens: {e}", offset, index) from None
-    except Exception:  # not an image Pillow knows: imageio says so next
+    size = _header_size(data)
+    if size is None:  # not an image Pillow knows: imageio says so next
         return
+    (width, height), limit = size, Image.MAX_IMAGE_PIXELS
     if max_pixels is not None and width * height > max_pixels:
         raise GifFormatError(f"image of {width}x{height} pixels is larger than max_pixels={max_pixels}", offset,
                              index)
+    if limit is not None and width * height > limit:
+        raise GifFormatError(f"image of {width}x{height} pixels is larger than Pillow opens without a "
+                             f"decompression-bomb warning (PIL.Image.MAX_IMAGE_PIXELS={limit})", offset, index)
+
+
+def _header_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
+    """The size an image's header says, read by the Pillow plugin that knows its format, as ``Image.open`` does
+    but without its decompression-bomb check (a warning: filtering it would change process-wide state)."""
+    from PIL import Image
+
+    Image.init()
+    prefix = bytes(data[:16])
+    for format_id in Image.ID:
+        factory, accept = Image.OPEN[format_id]
+        known = accept(prefix) if accept is not None else True
+        if not known or isinstance(known, str):  # not its format, or one it names but cannot read
+            continue
+        try:
+            with factory(io.BytesIO(data), "") as image:  # reads the header; decodes nothing
+                return image.size
+        except Exception:  # not this format after all
+            continue
+    return None
 
 
 def _to_palette(rgba: Any) -> Any:

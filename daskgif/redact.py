@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import unquote
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,6 +65,8 @@ def mask_secrets_of(url: str, text: str) -> str:
 
     >>> mask_secrets_of("s3://AKIA:pw5ecret@bucket/k", 'Invalid bucket name "AKIA:pw5ecret@bucket"')
     'Invalid bucket name "AKIA:***@bucket"'
+    >>> mask_secrets_of("s3://AKIA:p%40ss@bucket/k", "Invalid bucket AKIA:p@ss@bucket")
+    'Invalid bucket AKIA:***@bucket'
     """
     secrets = set()
     for match in _AUTHORITY.finditer(url):
@@ -72,6 +75,7 @@ def mask_secrets_of(url: str, text: str) -> str:
             user, colon, password = userinfo.partition(":")
             secrets.add(password if colon else user)
     secrets.update(m.group(0).split("=", 1)[1] for m in _PARAMETER.finditer(url))
+    secrets |= {unquote(secret) for secret in secrets}  # as the library may quote them, decoded
     text = mask(text)
     for secret in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
         text = text.replace(secret, MASK)

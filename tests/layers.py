@@ -25,7 +25,7 @@ PARTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
                  ("core", "storage", "gif", "codec", "base"), ("dask", "distributed", "yaml", "IPython", "croniter")),
     "core": ("Task, Skip, states, retry policy, tasks launching tasks, events: knows no pipeline",
              ("base",), ("dask", "distributed")),
-    "storage": ("paths, files, fetch, lock: the one fsspec seam, the only part that opens files",
+    "storage": ("paths, files, leftovers, fetch, lock: the one fsspec seam, the only part that opens files",
                 ("core", "base"), ("fsspec", "aiohttp")),
     "codec": ("codec, writers: decode and convert frames, write WebP, APNG and MP4, through Pillow (imageio)",
               ("gif", "base"), ("PIL", "imageio", "numpy")),

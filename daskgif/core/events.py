@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,7 @@ class Bus:
 
 
 bus = Bus()
+_relaying = threading.Lock()
 _relayed: dict[str | None, weakref.ref] = {}  # scheduler address -> the client relaying its messages
 
 
@@ -57,11 +59,12 @@ def relay(client: Any) -> None:
     """Forward the daskgif messages that reach *client* to this process's :data:`bus`: through one running
     client per scheduler, since the scheduler sends each message to every client that asks."""
     address = getattr(client.scheduler, "address", None)
-    relaying = _relayed.get(address)
-    if relaying is not None and relaying() is not None and relaying().status == "running":
-        return
-    client.subscribe_topic(TOPIC, lambda event: bus.publish(event[1]))
-    _relayed[address] = weakref.ref(client)
+    with _relaying:  # two threads computing through two clients of one scheduler subscribe one of them
+        relaying = _relayed.get(address)
+        if relaying is not None and relaying() is not None and relaying().status == "running":
+            return
+        client.subscribe_topic(TOPIC, lambda event: bus.publish(event[1]))
+        _relayed[address] = weakref.ref(client)
 
 
 def relay_all() -> None:

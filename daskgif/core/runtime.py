@@ -133,8 +133,8 @@ def in_thread(func: Callable[[], Any], name: str, timeout: float | None = None, 
     thread.start()
     with released():
         concurrent.futures.wait([future], timeout)
-    if give_up and not future.done():
-        thread.given_up = True  # type: ignore[attr-defined]
+        if give_up and not future.done():  # before a rejoin that may wait for a thread slot
+            thread.given_up = True  # type: ignore[attr-defined]
     return future
 
 

@@ -33,6 +33,16 @@ def where(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}{'' if parts.port is None else f':{parts.port}'}/..."
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """The scheme, host and port of *url* (the default port filled in): where credentials may go.
+
+    >>> origin("https://h.example/x") == origin("https://H.example:443/y"), origin("http://h.example/x")
+    (True, ('http', 'h.example', 80))
+    """
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or ""), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
 class PostRedirects(urllib.request.HTTPRedirectHandler):
     """Follow a redirect of a POST only when the POST goes on whole: 307 or 308, to http(s); else ``HTTPError``.
 
@@ -57,7 +67,7 @@ class PostRedirects(urllib.request.HTTPRedirectHandler):
         # urllib drops the body and the method on every redirect of a POST: keep both; the credentials go to
         # the webhook's own host only.
         headers = dict(req.headers)
-        if urlsplit(newurl)[1].rpartition("@")[2] != urlsplit(req.full_url)[1].rpartition("@")[2]:
+        if origin(newurl) != origin(req.full_url):  # another host, port, or http after https
             headers.pop("Authorization", None)
         return urllib.request.Request(newurl, data=req.data, method=req.get_method(), headers=headers,
                                       origin_req_host=req.origin_req_host, unverifiable=True)

@@ -1,8 +1,8 @@
 """Cancelling a run: its tasks stop before their next frame and before the output is renamed into place.
 A run is cancelled in this process and, through a file in the temporary folder, in the child processes of
-the ``processes`` scheduler; on a worker, a task the scheduler cancelled counts too, and everywhere an attempt
-given up on after its timeout (``runtime.given_up``): a late ``combine`` never renames an
-output into place for a run that has already failed.
+the ``processes`` scheduler; on a worker, a task the scheduler cancelled counts too; and in its own thread, an
+attempt given up on after its timeout (``runtime.given_up``), so that a late ``combine`` stops before it would
+rename an output into place for a run that has already failed.
 """
 
 from __future__ import annotations
@@ -66,9 +66,12 @@ def stopped(token: str) -> bool:
 
 
 def retried(token: str, error: BaseException) -> bool:
-    """Whether a failed attempt of run *token* is retried: its error is transient and the run goes on.
+    """Whether a failed attempt of run *token* is retried: its error is transient; a run cancelled meanwhile
+    raises :class:`~daskgif.errors.Cancelled` (it was stopped, not failed).
 
     >>> retried("r-doc", ConnectionError("reset")), retried("r-doc", ValueError("bad"))
     (True, False)
     """
-    return is_transient(error) and not cancelled(token)
+    if cancelled(token):
+        raise Cancelled(f"run {token} was cancelled") from error
+    return is_transient(error)

@@ -31,6 +31,7 @@ from daskgif.core.state import State
 from daskgif.gif.split import DELIMITER
 from daskgif.pipeline import steps
 from daskgif.pipeline.parameters import declared
+from daskgif.pipeline.sample import sample_path
 from daskgif.pipeline.settings import Params
 from daskgif.redact import safe_parameters, scrub
 
@@ -130,9 +131,11 @@ def build_graph(url: str | None = None, data_file: str = "image-data.img", out: 
     >>> result.ok, len(result.frames), result.frames[0]
     (True, 32, 'memory://doc/frames/frame_00.gif')
     """
-    if isinstance(url, str) and any(isinstance(path, str) and "{" in path for path in (out, data_file, frames_dir)):
-        out, data_file, frames_dir = (fill(path, key, url) if isinstance(path, str) else path for key, path in
-                                      zip(("out", "data_file", "frames_dir"), (out, data_file, frames_dir)))
+    if any(isinstance(path, str) and "{" in path for path in (out, data_file, frames_dir)):  # templates (fill)
+        out, data_file, frames_dir = (fill(path, key, sample_path() if url is None else url)
+                                      if isinstance(path, str) and isinstance(url, (str, type(None))) else path
+                                      for key, path in zip(("out", "data_file", "frames_dir"),
+                                                           (out, data_file, frames_dir)))
     return make_pipeline(Params.from_arguments(**locals()), on_state)  # checked by the table, dask.config read
 
 

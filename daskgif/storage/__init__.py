@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from daskgif.storage.fetch import fetch_file, fetch_needed, read_source
 from daskgif.storage.files import (SpanReader, abort_writes, append_bytes, atomic_write, file_identity, list_sizes,
-                                   open_input, read_small, read_span, remove_file, remove_stale_frames,
-                                   remove_stale_parts, write_bytes)
+                                   open_input, read_small, read_span, remove_file, write_bytes)
+from daskgif.storage.leftovers import remove_dead_uploads, remove_stale_frames, remove_stale_parts
 from daskgif.storage.lock import Lease
 from daskgif.storage.paths import (FRAME_PREFIX, check_target, expand_inputs, file_kind, frame_name,
                                    frame_pattern, is_glob, join_path, list_inputs, local_path)
@@ -19,5 +19,5 @@ __all__ = [
     "FRAME_PREFIX", "Lease", "SpanReader", "abort_writes", "append_bytes", "atomic_write", "check_target", "expand_inputs",
     "fetch_file", "fetch_needed", "file_identity", "file_kind", "frame_name", "frame_pattern", "is_glob", "join_path", "list_inputs",
     "list_sizes", "local_path", "open_input", "read_small", "read_source", "read_span", "remove_file",
-    "remove_stale_frames", "remove_stale_parts", "write_bytes",
+    "remove_dead_uploads", "remove_stale_frames", "remove_stale_parts", "write_bytes",
 ]

@@ -70,7 +70,7 @@ def fetch_file(url: str, data_file: str, *, storage_options: dict | None = None,
         # costs requests and turns every failed status into FileNotFoundError.
         http = {"block_size": 0, "size": -1, "trace_request_ctx": request} if _is_http(url) else {}
         # Elsewhere its version marker (ETag, mtime) tells a later run whether it changed (see fetch_needed).
-        version = None if http else version_of(fs.info(path))
+        version = None if http else _version(fs, path)
         source = fs.open(path, "rb", **http)
     except Exception as e:
         raise error(e) from e
@@ -279,11 +279,21 @@ def fetch_needed(url: str, data_file: str, storage_options: dict | None = None, 
     return None
 
 
+def _version(fs: Any, path: str) -> str | None:
+    """The version marker of *path* now (its listing cache dropped first), or ``None`` if *fs* tells none."""
+    try:
+        fs.invalidate_cache(path)
+        return version_of(fs.info(path))
+    except Exception:  # a file system that opens but cannot describe (data:, ...): no marker
+        return None
+
+
 def _changed_source(url: str, record: dict, storage_options: dict | None, timeout: float) -> str | None:
     """Why the data fetched from the non-HTTP *url* is out of date (its version marker moved), or ``None``."""
     try:
         fs, path = _source_fs(url, storage_options, timeout=timeout)
-        now = version_of(fs.info(path))
+        fs.info(path)  # gone or unreachable: raises here
+        now = _version(fs, path)
     except Exception as e:  # gone or unreachable: the data file is all there is, and a run works offline
         logger.warning("Keeping the data fetched from %s: cannot check whether it changed: %s", mask(url),
                        _fetch_error(url, e, timeout=timeout).message)

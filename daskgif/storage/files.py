@@ -17,8 +17,7 @@ import os
 import stat
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any, BinaryIO, ContextManager
 
@@ -29,25 +28,18 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 from daskgif.redact import mask
 from daskgif.storage.paths import (
-    FRAME_NAME,
     UPLOAD_NAME,
     check_target,
     file_kind,
-    frame_name,
     fs_options,
-    host_name,
-    join_path,
     local_path,
     part_name,
-    part_owner,
-    pid_alive,
     version_of,
 )
 
 __all__ = [
     "SpanReader", "abort_writes", "append_bytes", "atomic_write", "file_identity", "guard", "hold", "let_go",
-    "list_sizes", "named", "open_input", "read_small", "read_span", "remove_file", "remove_stale_frames",
-    "remove_stale_parts", "write_bytes",
+    "list_sizes", "named", "open_input", "read_small", "read_span", "remove_file", "write_bytes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -120,48 +112,6 @@ def remove_file(path: str, storage_options: dict | None) -> None:
             fs.rm_file(p)
 
 
-def remove_stale_parts(directory: str, prefix: str | None = None, *, max_age: float | None = 86400) -> list[str]:
-    """Remove the temporary files that killed writers left in local *directory* for names starting with *prefix*.
-
-    One of :func:`atomic_write` is stale when its writer on this host is gone or, from
-    any host, when it was not written for *max_age* seconds (``None``: only dead
-    writers'); a live writer's never is.  Other URLs hold no temporary files: uploads
-    are written in the local temporary folder first, under :data:`UPLOAD_NAME`, so for
-    them the dead writers' uploads there are removed.
-
-    >>> remove_stale_parts("/no/such/folder")
-    []
-    """
-    local = local_path(directory)
-    if local is None:
-        return remove_stale_parts(tempfile.gettempdir(), UPLOAD_NAME, max_age=None)
-    try:
-        names = [] if local is None else os.listdir(local or ".")
-    except FileNotFoundError:
-        return []
-    now, host, removed = time.time(), host_name(), []
-    for part in names:
-        if not (part.startswith(".") and part.endswith(".part")) or (prefix and not part.startswith("." + prefix)):
-            continue
-        path = os.path.join(local, part)
-        owner = part_owner(part, host)
-        mine = owner is not None and owner[1] == os.getpid()
-        try:
-            if owner is not None and not mine and not pid_alive(owner[1]):
-                why = f"its writer, pid {owner[1]} on {host}, is gone"
-            else:
-                age = now - os.stat(path).st_mtime
-                if max_age is None or age < max_age or mine:
-                    continue
-                why = f"not written for {age:.0f} s (max_age={max_age})"
-            os.unlink(path)
-        except FileNotFoundError:
-            continue
-        logger.info("Removed stale temporary file %s: %s", path, why)
-        removed.append(path)
-    return removed
-
-
 #: The ``errno`` values of a write that found no room: a full file system, a quota, a file size limit.
 FULL = frozenset(n for n in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if n is not None)
 
@@ -174,7 +124,7 @@ def atomic_write(path: str, storage_options: dict | None = None, *, checked: boo
     renamed over *path* once complete; missing folders are made.  Elsewhere it goes to a
     local temporary file uploaded once complete.  On error (``KeyboardInterrupt``
     included) the temporary file is removed and *path* untouched; an aborting process
-    removes it too, a killed one leaves it for :func:`remove_stale_parts`.  An
+    removes it too, a killed one leaves it for :func:`~daskgif.storage.leftovers.remove_stale_parts`.  An
     ``OSError`` keeps its ``errno`` (``EROFS``, ``ENOSPC``, ...) and names *path*.  *checked*: the caller
     found nothing at *path* (:func:`~daskgif.storage.paths.check_target` is skipped).
 
@@ -383,30 +333,6 @@ def file_identity(path: str, storage_options: dict | None = None) -> dict[str, A
     fs, p = url_to_fs(path, **fs_options(path, storage_options))
     info = fs.info(p)
     return {"size": info.get("size"), "version": version_of(info)}
-
-
-def remove_stale_frames(frames_dir: str, count: int, storage_options: dict | None = None, *,
-                        names: Iterable[str]) -> list[str]:
-    """Remove the frame files (``frame_<digits>.gif``) of an earlier run that are not among this run's *count*.
-
-    *names*: the files of *frames_dir*, as :func:`list_sizes` lists them.
-
-    >>> write_bytes("memory://daskgif-doctest/fr/frame_07.gif", b"GIF89a")
-    True
-    >>> remove_stale_frames("memory://daskgif-doctest/fr", 3, names=list_sizes("memory://daskgif-doctest/fr"))
-    ['memory://daskgif-doctest/fr/frame_07.gif']
-    """
-    width = len(frame_name(0, count)) if count else 0
-    fs, _ = url_to_fs(frames_dir, **fs_options(frames_dir, storage_options))
-    stale = []
-    for base in (name.rstrip("/").rsplit("/", 1)[-1] for name in names):
-        match = FRAME_NAME.fullmatch(base)
-        if match and (len(base) != width or int(match.group(1)) >= count):
-            stale.append(join_path(frames_dir, base))
-            fs.rm_file(fs._strip_protocol(stale[-1]))
-    if stale:
-        logger.info("Removed %d frame file(s) of an earlier run from %s", len(stale), frames_dir)
-    return stale
 
 
 def read_small(path: str, storage_options: dict | None = None, limit: int = 2**20, *,

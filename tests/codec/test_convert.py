@@ -92,3 +92,24 @@ def test_an_image_over_max_pixels_is_refused_from_its_header_before_any_decoding
     assert str(refused.value) == "frame 2 at byte 10330: image of 3000x2000 pixels is larger than max_pixels=1000000"
     with pytest.raises(GifFormatError, match="frame 2 at byte 10330: cannot"):  # within the limit: decoded, fails
         to_gif(header_only, index=2, offset=10_330, max_pixels=10_000_000)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that is only its header: a signature, an IHDR chunk saying *width* x *height*, and IEND."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) \
+        + chunk(b"IEND", b"")
+
+
+def test_a_header_over_pillows_bomb_limit_is_refused_without_its_warning():
+    # pytest turns warnings into errors here: Image.open would warn (DecompressionBombWarning) on this header.
+    with pytest.raises(GifFormatError, match="frame 1 at byte 7: image of 9500x9500 pixels is larger than "
+                                             "max_pixels=89478485"):
+        to_gif(png_header(9500, 9500), index=1, offset=7, max_pixels=89_478_485)
+    with pytest.raises(GifFormatError, match=r"larger than Pillow opens without a decompression-bomb warning"):
+        to_gif(png_header(9500, 9500), index=1, offset=7)

@@ -137,3 +137,18 @@ def test_a_webhook_with_credentials_in_its_url_gets_them_as_basic_auth_on_its_ho
     assert http_server.authorizations == [("/hook", "Basic aG9va0BtZTpwOnc="),  # hook@me:p:w
                                           ("/moved", "Basic aG9vazpwdw=="), ("/new", None)]
     assert "p:w" not in caplog.text and "pw" not in caplog.text
+
+
+@pytest.mark.parametrize("target, kept", [("https://h.example/new", True), ("https://h.example:443/new", True),
+                                          ("http://h.example/new", False), ("https://h.example:8443/new", False),
+                                          ("https://other.example/new", False)])
+def test_the_credentials_follow_a_redirect_only_to_the_same_scheme_host_and_port(target, kept):
+    import urllib.request
+
+    from daskgif.ops.notify import PostRedirects
+
+    request = urllib.request.Request("https://h.example/hook", data=b"{}", method="POST",
+                                     headers={"Authorization": "Basic aG9vazpwdw=="})
+    moved = PostRedirects().redirect_request(request, None, 307, "Temporary Redirect", {}, target)
+    assert moved.get_method() == "POST" and moved.data == b"{}"
+    assert moved.has_header("Authorization") is kept

@@ -25,6 +25,7 @@ from daskgif.storage import (
     open_input,
     read_source,
     read_span,
+    remove_dead_uploads,
     remove_stale_parts,
     write_bytes,
 )
@@ -678,8 +679,25 @@ def test_an_upload_whose_writer_was_killed_is_removed_from_the_temporary_folder(
     live = tmp_path / part_name(UPLOAD_NAME)  # this process's, still uploading
     for part in (dead, live):
         part.write_bytes(b"x" * 1000)
-    assert remove_stale_parts("memory://test-io/frames", "frame_") == [str(dead)]
+    assert remove_dead_uploads(every=0) == [str(dead)]  # what remove_stale_parts does for other URLs
     assert not dead.exists() and live.exists()
+    assert remove_dead_uploads(every=600) == []  # at most once every 10 minutes in a process
+
+
+def test_a_stale_part_that_cannot_be_removed_is_left_and_logged(tmp_path, caplog):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
+    try:
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        part = folder / f".frame_00.gif.{host_name()}-{int(gone.stdout)}-{'ab' * 16}.part"
+        part.write_bytes(b"x")
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)  # now it cannot go
+        assert remove_stale_parts(str(folder), "frame_") == []
+        assert part.exists() and "Cannot remove the stale temporary file" in caplog.text
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_a_stopped_download_ends_before_its_next_chunk_and_leaves_nothing(tmp_path):
