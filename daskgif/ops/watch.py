@@ -179,7 +179,8 @@ class Watch:
 
     *location* is a folder, prefix or pattern on any fsspec file system, *kwargs* the other arguments of
     :func:`daskgif.build_graphs`, *state* the state file (:func:`state_path`).  With *since_start*, what the
-    first listing finds counts as seen.  A new or changed input is fetched anew (``force``).
+    first listing finds counts as seen.  A new or changed input is fetched anew (``force``).  An input whose run
+    failed is tried again at once if it changes, else after 2, 4, 8, ... listings (:meth:`due`).
 
     >>> import fsspec, daskgif
     >>> fsspec.filesystem("memory").pipe("/doc-watch/new/a.img", open(daskgif.sample_path(), "rb").read())
@@ -194,6 +195,8 @@ class Watch:
                  fail_fast: bool = False):
         self.location, self.kwargs, self.state, self.fail_fast = location, kwargs, state, fail_fast
         self.options, self.since_start = kwargs.get("storage_options"), since_start
+        self.failed: dict[str, tuple[list, int, int]] = {}  # url -> (its version, failures, the listing it is due)
+        self.listings = 0  # its own count: a listing with nothing to run is no run of the schedule
         try:
             self.seen = json.loads(storage.read_small(state, self.options, 2**27, what="a watch's state file"))
         except FileNotFoundError:
@@ -208,13 +211,32 @@ class Watch:
         except OSError as e:  # the store is down, say: the next listing tries again
             logger.error("Cannot list %s: %s", mask(self.location), mask(str(e)))
             return []
+        self.listings += 1
         new = [] if self.since_start else changed(listing, self.seen)
-        logger.info("Listed %s: %d input(s), %d new or changed", mask(self.location), len(listing), len(new))
+        waiting = [url for url in new if not self.due(url, listing[url], self.listings)]
+        new = [url for url in new if url not in waiting]
+        logger.info("Listed %s: %d input(s), %d new or changed%s", mask(self.location), len(listing), len(new),
+                    f", {len(waiting)} failed unchanged, waiting" if waiting else "")
         # The listing says each one changed: fetched anew, whatever a data file of the same name holds.
         runs = run_inputs(new, number, kwargs={**self.kwargs, "force": True}, fail_fast=self.fail_fast, **run) \
             if new else []
+        for url, r in zip(new, runs):
+            self.failed.pop(url, None) if r.ok else self.note_failure(url, listing[url], self.listings)
         if new or self.since_start:
             done = list(listing) if self.since_start else [url for url, r in zip(new, runs) if r.ok]
             self.seen, self.since_start = remember(self.seen, listing, done), False
             storage.write_bytes(self.state, json.dumps(self.seen).encode(), self.options)
         return runs
+
+    def due(self, url: str, version: Sequence, listing: int) -> bool:
+        """Whether *url*, listed with *version*, runs at this watch's *listing*: yes, unless it failed, is
+        unchanged and its wait is not over (a bad input is not fetched, run, logged and posted at every listing)."""
+        found = self.failed.get(url)
+        return found is None or found[0] != list(version) or listing >= found[2]
+
+    def note_failure(self, url: str, version: Sequence, listing: int) -> None:
+        """*url* failed at *listing*: unchanged, it waits 2, 4, 8, ... listings (64 at most)."""
+        before, failures, _ = self.failed.get(url, ([], 0, 0))
+        failures = failures + 1 if before == list(version) else 1
+        self.failed[url] = (list(version), failures, listing + 2 ** min(failures, 6))
+

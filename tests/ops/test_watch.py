@@ -49,11 +49,11 @@ def test_a_watch_runs_what_appears_while_it_runs_and_reports_each_input(memory):
             fs.pipe(f"{root}/in/{name}", data)
 
     watch = Watch(f"{root}/in", layout(root), f"{root}/seen.json")
-    runs = run_schedule({}, every=60, max_runs=4, job=watch, scheduler="sync", sleep=sleep, history=f"{root}/h.jsonl")
-    # b and c in one batch; c failed, so it is tried again at each listing until it succeeds.
-    assert names(runs) == [(1, "a.img", True), (2, "b.img", True), (2, "c.img", False), (3, "c.img", False),
-                           (4, "c.img", True)]
-    assert len({run.batch for run in runs}) == 4 and runs[1].batch == runs[2].batch
+    runs = run_schedule({}, every=60, max_runs=3, job=watch, scheduler="sync", sleep=sleep, history=f"{root}/h.jsonl")
+    # b and c in one batch; c failed: unchanged, the third listing lets it wait (no run); changed, the fourth
+    # runs it at once, as run 3.
+    assert names(runs) == [(1, "a.img", True), (2, "b.img", True), (2, "c.img", False), (3, "c.img", True)]
+    assert len({run.batch for run in runs}) == 3 and runs[1].batch == runs[2].batch
     history = read_history(f"{root}/h.jsonl")
     assert [(r["run"], r["batch"], r["ok"]) for r in history] == [(r.number, r.batch, r.ok) for r in runs]
     assert fs.exists(f"{root}/out/c.gif") and sorted(json.loads(fs.cat(f"{root}/seen.json"))) == \
@@ -81,6 +81,14 @@ def test_since_start_takes_only_what_appears_later(memory):
     fs.pipe(f"{root}/in/new.img", SAMPLE)
     assert names(watch(1, scheduler="sync")) == [(1, "new.img", True)]
     assert not fs.exists(f"{root}/out/old.gif")
+
+
+def test_a_bad_input_left_as_it_is_is_tried_again_less_and_less_often(memory):
+    root, fs = memory
+    fs.pipe(f"{root}/in/bad.img", b"junk\n\n\n\n")
+    watch = Watch(f"{root}/in", layout(root), f"{root}/seen.json")
+    tried = [listing for listing in range(1, 16) for run in watch(1, scheduler="sync")]
+    assert tried == [1, 3, 7, 15]  # after 2, 4, 8 listings: not fetched, run, logged and posted every time
 
 
 def test_a_batch_that_cannot_be_built_is_a_failed_run_per_input(memory):
