@@ -22,7 +22,7 @@ from daskgif.core.state import FAILED
 __all__ = ["Progress", "progress", "describe", "fresh_line"]
 
 #: The terminal bar: tqdm's own layout, counted in frames.
-BAR_FORMAT = "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} frames [{elapsed}<{remaining}, {rate_noinv_fmt}]"
+BAR_FORMAT = "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} frames [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 
 
 def describe(done: int, total: int | None, elapsed: float, rate: float | None = None, failed: int = 0) -> str:
@@ -155,6 +155,8 @@ class Progress:
                 return
             if self._bar is not None:
                 self._bar.total = self.total
+                if self.failed:  # as the plain line says it: ", 1 failed"
+                    self._bar.set_postfix_str(f"{self.failed} failed", refresh=False)
                 self._bar.update(added)
             else:
                 self.draw()

@@ -86,6 +86,17 @@ def test_failed_frames_are_counted_apart_on_the_line():
     assert shown.failed == 1
 
 
+def test_failed_frames_are_counted_on_a_terminals_bar_too():
+    clock, term = Clock(), Terminal()
+    with Progress(stream=term, clock=clock):
+        events.bus.publish({"kind": "map", "run": "r-bar", "total": 32})
+        events.bus.publish({"kind": "frames", "run": "r-bar", "counts": {"Success": 1}})  # the bar is drawn
+        clock.now += 2
+        events.bus.publish({"kind": "frames", "run": "r-bar", "counts": {"Success": 30, "Failed": 1}})
+    last = [row for row in screen(term.getvalue()) if row][-1]
+    assert last.startswith("100%|") and " 32/32 frames [" in last and last.endswith(", 1 failed]"), last
+
+
 def test_a_short_run_prints_its_last_line_only():
     clock, out = Clock(), io.StringIO()
     with Progress(stream=out, clock=clock):  # daskgif.progress-interval: 10 s
