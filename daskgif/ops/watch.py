@@ -221,7 +221,10 @@ class Watch:
         runs = run_inputs(new, number, kwargs={**self.kwargs, "force": True}, fail_fast=self.fail_fast, **run) \
             if new else []
         for url, r in zip(new, runs):
-            self.failed.pop(url, None) if r.ok else self.note_failure(url, listing[url], self.listings)
+            if r.ok:
+                self.failed.pop(url, None)
+            else:
+                self.note_failure(url, listing[url], self.listings)
         if new or self.since_start:
             done = list(listing) if self.since_start else [url for url, r in zip(new, runs) if r.ok]
             self.seen, self.since_start = remember(self.seen, listing, done), False
@@ -239,4 +242,3 @@ class Watch:
         before, failures, _ = self.failed.get(url, ([], 0, 0))
         failures = failures + 1 if before == list(version) else 1
         self.failed[url] = (list(version), failures, listing + 2 ** min(failures, 6))
-

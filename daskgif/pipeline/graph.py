@@ -131,11 +131,7 @@ def build_graph(url: str | None = None, data_file: str = "image-data.img", out: 
     >>> result.ok, len(result.frames), result.frames[0]
     (True, 32, 'memory://doc/frames/frame_00.gif')
     """
-    if any(isinstance(path, str) and "{" in path for path in (out, data_file, frames_dir)):  # templates (fill)
-        out, data_file, frames_dir = (fill(path, key, sample_path() if url is None else url)
-                                      if isinstance(path, str) and isinstance(url, (str, type(None))) else path
-                                      for key, path in zip(("out", "data_file", "frames_dir"),
-                                                           (out, data_file, frames_dir)))
+    out, data_file, frames_dir = filled(url, out=out, data_file=data_file, frames_dir=frames_dir)
     return make_pipeline(Params.from_arguments(**locals()), on_state)  # checked by the table, dask.config read
 
 
@@ -218,6 +214,17 @@ def fill(template: str, key: str, url: str) -> str:
                              "are filled in")
     name, suffix = name_of(url)
     return template.format(name=name, suffix=suffix)
+
+
+def filled(url: str | None, **paths: Any) -> tuple:
+    """The *paths* of one run, templates among them (:func:`fill`) filled from *url* (``None``: the sample).
+
+    >>> filled("s3://b/day-1.img", out="{name}.webp", frames_dir=None)
+    ('day-1.webp', None)
+    """
+    source = sample_path() if url is None else url
+    return tuple(fill(path, key, source) if isinstance(path, str) and isinstance(source, str)
+                 and ("{" in path or "}" in path) else path for key, path in paths.items())
 
 
 def new_batch(now: float | None = None) -> str:

@@ -62,8 +62,8 @@ class Result(RunReport):
                 "frames_written": self.frames_written, "reused": self.reused, **super().to_dict()}
 
     def __repr__(self) -> str:
-        return (f"Result(ok={self.ok}, path={None if self.path is None else mask(self.path)!r}, frames={len(self.frames)}, "
-                f"duration={self.duration:.2f}s)")
+        path = None if self.path is None else mask(self.path)
+        return f"Result(ok={self.ok}, path={path!r}, frames={len(self.frames)}, duration={self.duration:.2f}s)"
 
     def _repr_html_(self) -> str:
         escape = html.escape

@@ -125,8 +125,8 @@ class Params:
         retry = {"retries": self.retries, "retry_delay": self.retry_delay, "backoff": self.retry_backoff,
                  "max_delay": self.retry_max_delay, "jitter": self.retry_jitter} if retried else {}
         return Task(func, name=name, skip_on_upstream_skip=skip_on_upstream_skip,
-                    retry_if=partial(cancel.retried, self.run), on_state=(StateHook(self.run, announce), *hooks), timeout=self.task_timeout.get(name),
-                    timeout_setting=f"daskgif.task-timeout.{name}", record=Result, **retry)
+                    retry_if=partial(cancel.retried, self.run), on_state=(StateHook(self.run, announce), *hooks),
+                    timeout=self.task_timeout.get(name), timeout_setting=f"daskgif.task-timeout.{name}", record=Result, **retry)
 
 
 def default_frames_dir(out: str) -> str:

@@ -292,8 +292,8 @@ def _changed_source(url: str, record: dict, storage_options: dict | None, timeou
     """Why the data fetched from the non-HTTP *url* is out of date (its version marker moved), or ``None``."""
     try:
         fs, path = _source_fs(url, storage_options, timeout=timeout)
-        fs.info(path)  # gone or unreachable: raises here
-        now = _version(fs, path)
+        fs.invalidate_cache(path)  # what is there now, not what this process listed before
+        now = version_of(fs.info(path))
     except Exception as e:  # gone or unreachable: the data file is all there is, and a run works offline
         logger.warning("Keeping the data fetched from %s: cannot check whether it changed: %s", mask(url),
                        _fetch_error(url, e, timeout=timeout).message)
