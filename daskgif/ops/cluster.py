@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dask
@@ -27,7 +27,7 @@ from daskgif.pipeline import cancel
 from daskgif.pipeline.graph import Pipeline
 
 __all__ = ["LOCAL_SCHEDULERS", "check_scheduler", "starts_cluster", "connect", "ConnectError", "performance_report",
-           "wait_for", "compute", "cancel_run"]
+           "wait_for", "compute", "cancel_runs"]
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def compute(graph: Pipeline, *, client: Any = None, scheduler: str | None = None
         while not done.wait(0.05):  # not stop.wait(): the signal handler that sets *stop* would need its lock
             if stop.is_set():
                 if client is not None:
-                    cancel_run(client, future, graph.run, stop_timeout, number)
+                    cancel_runs(client, {number: (future, graph.run)}, stop_timeout)
                 else:
                     cancel.cancel(graph.run)
                     done.wait()
@@ -225,27 +225,31 @@ def compute(graph: Pipeline, *, client: Any = None, scheduler: str | None = None
             graph.params.lease.release()
 
 
-def cancel_run(client: Any, future: Any, token: str, timeout: float, number: int) -> None:
-    """Cancel every task of run *token* (launched ones included) and wait for those executing to end."""
-    logger.info("Stop requested: cancelling run %d", number)
+def cancel_runs(client: Any, runs: Mapping[int, tuple[Any, str]], timeout: float) -> None:
+    """Cancel every task of each run (*runs*: by number, its future and token), all of them before waiting for
+    any: a run cancelled only after another's tasks ended could finish meanwhile and write its output."""
+    logger.info("Stop requested: cancelling run(s) %s", ", ".join(map(str, runs)))
+    tokens = [token for _, token in runs.values()]
 
-    def cancel_launched(dask_scheduler: Any, token: str, client_id: str) -> None:
+    def cancel_launched(dask_scheduler: Any, tokens: list[str], client_id: str) -> None:
         # The write-frame futures belong to the worker client inside map-frames: only force cancels them.
-        keys = [key for key in dask_scheduler.tasks if token in str(key)]
+        keys = [key for key in dask_scheduler.tasks if any(token in str(key) for token in tokens)]
         dask_scheduler.stimulus_cancel(keys, client_id, force=True, reason="daskgif stop", msg=None)
 
-    def executing(dask_worker: Any, token: str) -> int:
-        cancel.cancel(token)  # tasks still running on this worker stop before their next frame
-        return sum(token in str(key) for key, ts in dask_worker.state.tasks.items()
+    def executing(dask_worker: Any, tokens: list[str]) -> int:
+        for token in tokens:
+            cancel.cancel(token)  # tasks still running on this worker stop before their next frame
+        return sum(any(token in str(key) for token in tokens) for key, ts in dask_worker.state.tasks.items()
                    if ts.state in ("executing", "long-running", "cancelled"))
 
-    client.run(cancel.cancel, token)  # first of all: no new frame is started
-    client.cancel([future], force=True)
-    client.run_on_scheduler(cancel_launched, token=token, client_id=client.id)
+    client.run(executing, tokens=tokens)  # first of all: no new frame or chunk is started, in any of them
+    client.cancel([future for future, _ in runs.values()], force=True)
+    client.run_on_scheduler(cancel_launched, tokens=tokens, client_id=client.id)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not sum(client.run(executing, token=token).values()):
-            logger.info("Run %d cancelled; none of its tasks is still executing", number)
+        if not sum(client.run(executing, tokens=tokens).values()):
+            logger.info("Run(s) %s cancelled; none of their tasks is still executing", ", ".join(map(str, runs)))
             return
         time.sleep(0.05)
-    logger.warning("Run %d cancelled, but some of its tasks still ran after %g s", number, timeout)
+    logger.warning("Run(s) %s cancelled, but some of their tasks still ran after %g s", ", ".join(map(str, runs)),
+                   timeout)

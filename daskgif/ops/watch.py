@@ -17,7 +17,7 @@ from typing import Any
 
 from daskgif import storage
 from daskgif.errors import Cancelled, RunFailed
-from daskgif.ops.cluster import cancel_run, compute, wait_for
+from daskgif.ops.cluster import cancel_runs, compute, wait_for
 from daskgif.ops.schedule import ScheduledRun
 from daskgif.pipeline.graph import Pipeline, build_graphs, new_batch
 from daskgif.redact import mask, safe_parameters
@@ -137,9 +137,9 @@ def _on_client(graphs: Sequence[Pipeline], client: Any, fail_fast: bool,
 
 
 def _cancel(client: Any, futures: list, graphs: Sequence[Pipeline], ended: dict) -> None:
-    for number, (future, graph) in enumerate(zip(futures, graphs), 1):
-        if future.key not in ended:  # its frames stop, and its tasks end, before its lease is released
-            cancel_run(client, future, graph.run, timeout=60, number=number)
+    # All at once: their frames stop, and their tasks end, before their leases are released.
+    cancel_runs(client, {number: (future, graph.run) for number, (future, graph) in enumerate(zip(futures, graphs), 1)
+                         if future.key not in ended}, timeout=60)
 
 
 def state_path(location: str, history: str | None = None) -> str:
